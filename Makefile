@@ -1,0 +1,28 @@
+# Two commands for a newcomer: `make demo` runs the product on its embedded default,
+# `make test` runs every test. Each bootstraps .venv on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test browser clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/newsletter demo
+
+# Browser tests drive Debian's chromium; scripts/ensure-chromium installs it when it can.
+test: $(STAMP) browser
+	$(BIN)/python -m pytest
+
+browser:
+	@sh scripts/ensure-chromium
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,61 @@
+"""The demo behind the README's first command: a sample post becomes a previewable issue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from newsletter import issues as issue_service
+from newsletter.config import Settings
+from newsletter.database import Database
+from newsletter.posts import service as post_service
+from newsletter.posts.source import RawSource
+from newsletter.preflight import Finding
+
+DEMO_POST = "demo-post.txt"
+DEMO_SUBJECT = "Small steps for steadier days"
+DEMO_PREHEADER = "A few easy habits our team talks about most, and how to start this week."
+
+
+@dataclass
+class DemoResult:
+    post_id: int
+    post_title: str
+    issue_id: int
+    files: issue_service.PreviewFiles
+    findings: list[Finding]
+    database: str
+
+    def summary(self) -> str:
+        lines = [
+            f"Database: {self.database}",
+            f"Imported the sample post as post {self.post_id}: {self.post_title}",
+            f"Built issue {self.issue_id} (subject: {DEMO_SUBJECT!r})",
+            "Preflight: " + ("all checks pass" if not self.findings else "; ".join(f.message for f in self.findings)),
+            "",
+            "Look at the email as a subscriber would receive it:",
+            f"  {self.files.html.resolve()}   (open in a browser; narrow the window to see the phone layout)",
+            f"  {self.files.text.resolve()}    (the plain-text part)",
+            f"  {self.files.eml.resolve()}    (the whole MIME message; opens in any mail program)",
+            "",
+            "Next: 'newsletter posts import FILE', 'newsletter issues create --post ID', "
+            "'newsletter issues preview ID --out DIR' (see README.md).",
+        ]
+        return "\n".join(lines)
+
+
+def run_demo(settings: Settings, db: Database, out_dir: Path) -> DemoResult:
+    data = (resources.files("newsletter") / "samples" / DEMO_POST).read_bytes()
+    raw = RawSource(name=DEMO_POST, data=data, content_type="text/plain", url=None)
+    with db.session() as session:
+        post = post_service.import_post(session, raw, "text").post
+        issue = next(
+            (i for i in issue_service.list_issues(session) if i.post_id == post.id and i.subject == DEMO_SUBJECT),
+            None,
+        ) or issue_service.create_issue(session, settings, post.id, DEMO_SUBJECT, DEMO_PREHEADER)
+        findings = issue_service.preflight(issue, settings)
+        files = issue_service.write_preview(issue, settings, out_dir)
+        return DemoResult(
+            post.id, post.title, issue.id, files, findings, db.engine.url.render_as_string(hide_password=True)
+        )

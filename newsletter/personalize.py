@@ -1,0 +1,69 @@
+"""Per-recipient values: placeholders in the compiled email, filled by cheap substitution.
+
+An issue is compiled once with placeholders such as ``%%first_name%%``; each recipient's copy is made
+by replacing them (locally for the outbox, by SendGrid's substitutions for real sending). One value
+serves both the HTML and the text part, so values are made safe for both here: URLs are built from
+URL-safe tokens only, and names lose the characters HTML would treat as markup.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+FIELDS = ("first_name", "unsubscribe_url", "preferences_url", "view_online_url")
+_PATTERN = re.compile(r"%%(" + "|".join(FIELDS) + r")%%")
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+class Placeholder(str):
+    """A placeholder emitted by the templates; it passes the content guard untouched."""
+
+
+PLACEHOLDERS: dict[str, Placeholder] = {name: Placeholder(f"%%{name}%%") for name in FIELDS}
+
+
+def guard_content(value: object) -> object:
+    """Keep content from ever looking like a placeholder (a post that contains '%%first_name%%').
+
+    Used as Jinja's ``finalize``: every value a template prints passes through here.
+    """
+    if isinstance(value, Placeholder) or not isinstance(value, str):
+        return value
+    guarded = value.replace("%%", "%" + ZERO_WIDTH_SPACE + "%")
+    return type(value)(guarded) if type(value) is not str else guarded
+
+
+def safe_first_name(name: str | None, fallback: str = "there") -> str:
+    """A first name safe to drop into HTML and text alike: no markup characters, no controls."""
+    if not name:
+        return fallback
+    first = name.strip().split()[0] if name.strip() else ""
+    cleaned = "".join(
+        ch for ch in first if ch not in "<>&\"'%" and unicodedata.category(ch)[0] != "C"
+    )[:60]
+    return cleaned or fallback
+
+
+@dataclass(frozen=True)
+class RecipientValues:
+    first_name: str
+    unsubscribe_url: str
+    preferences_url: str
+    view_online_url: str
+
+    def as_substitutions(self) -> dict[str, str]:
+        """SendGrid's ``substitutions`` object for one personalization."""
+        return {PLACEHOLDERS[name]: getattr(self, name) for name in FIELDS}
+
+
+def substitute(template: str, values: RecipientValues | Mapping[str, str]) -> str:
+    """Fill every placeholder in one pass (no re-scanning of inserted values)."""
+    lookup = values if isinstance(values, Mapping) else values.__dict__
+    return _PATTERN.sub(lambda m: lookup[m.group(1)], template)
+
+
+def placeholders_in(text: str) -> set[str]:
+    return set(_PATTERN.findall(text))

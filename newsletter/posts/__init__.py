@@ -1,0 +1,1 @@
+"""Posts: importing articles from text, Markdown, HTML and feeds into structured blocks."""

@@ -1,0 +1,94 @@
+"""The structured form every imported post is stored in.
+
+A post is a list of blocks, not a blob of HTML: the email layout, the plain-text part and any later
+web page each render the same blocks their own way. Inline content (``html`` fields) is a small,
+sanitised subset of HTML -- see ``INLINE_TAGS`` -- so a block can carry emphasis, links and footnote
+markers without letting markup from the source through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import nh3
+
+# The only inline markup a block may contain. Everything else is stripped (its text kept).
+INLINE_TAGS = {"a", "em", "strong", "b", "i", "sup", "sub", "code", "br"}
+INLINE_ATTRIBUTES = {"a": {"href", "title"}}
+URL_SCHEMES = {"http", "https", "mailto", "tel"}
+
+BlockType = Literal["heading", "paragraph", "quote", "list", "image", "references", "divider"]
+
+
+def clean_inline(html: str) -> str:
+    """Sanitise inline HTML to the subset blocks may hold (no scripts, handlers, styles)."""
+    return nh3.clean(
+        html,
+        tags=INLINE_TAGS,
+        attributes=INLINE_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        link_rel=None,
+        strip_comments=True,
+    ).strip()
+
+
+@dataclass
+class Block:
+    """One block of a post.
+
+    - heading:    ``level`` (2-4), ``html``
+    - paragraph:  ``html``
+    - quote:      ``html`` (may contain ``<br>``), optional ``cite``
+    - list:       ``ordered``, ``items`` (list of inline html strings)
+    - image:      ``src`` (absolute http(s) URL), ``alt``, optional ``caption``, ``href``
+    - references: ``items`` (list of inline html strings, numbered from 1 in order)
+    - divider
+    """
+
+    type: BlockType
+    html: str = ""
+    level: int | None = None
+    ordered: bool | None = None
+    items: list[str] | None = None
+    src: str | None = None
+    alt: str | None = None
+    caption: str | None = None
+    href: str | None = None
+    cite: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, "") or k == "type"}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Block":
+        return cls(**data)
+
+
+@dataclass
+class ParsedPost:
+    """What an importer returns: a post before it is stored."""
+
+    title: str
+    blocks: list[Block]
+    excerpt: str = ""
+    author: str | None = None
+    published_at: datetime | None = None  # timezone-aware
+    source_url: str | None = None
+    canonical_url: str | None = None
+    tags: list[str] = field(default_factory=list)
+    source_format: str = "text"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "excerpt": self.excerpt,
+            "author": self.author,
+            "published_at": self.published_at.isoformat() if self.published_at else None,
+            "source_url": self.source_url,
+            "canonical_url": self.canonical_url,
+            "tags": list(self.tags),
+            "source_format": self.source_format,
+            "blocks": [b.to_dict() for b in self.blocks],
+        }

@@ -1,0 +1,156 @@
+"""Storing posts: import from a source, de-duplicate by content, list and show; feeds and polling."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from newsletter.config import Settings
+from newsletter.errors import InputError, NotFound
+from newsletter.models import Feed, Post
+from newsletter.posts.blocks import ParsedPost, reading_minutes
+from newsletter.posts.feed import parse_feed
+from newsletter.posts.source import RawSource, parse_post, read_source
+from subscribers.db import utcnow
+
+FORMATS = ("auto", "text", "markdown", "html", "feed")
+
+
+@dataclass
+class ImportResult:
+    post: Post
+    created: bool
+
+
+def content_hash(parsed: ParsedPost) -> str:
+    """Same title and blocks -> same hash, wherever the content came from."""
+    canonical = json.dumps(
+        {"title": parsed.title, "blocks": [b.to_dict() for b in parsed.blocks]},
+        sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def store_post(
+    session: Session, parsed: ParsedPost, *, feed: Feed | None = None, entry_key: str | None = None
+) -> ImportResult:
+    digest = content_hash(parsed)
+    existing = session.scalar(select(Post).where(Post.content_hash == digest))
+    if existing is not None:
+        return ImportResult(existing, created=False)
+    blocks = [b.to_dict() for b in parsed.blocks]
+    post = Post(
+        title=parsed.title,
+        excerpt=parsed.excerpt,
+        author=parsed.author,
+        published_at=parsed.published_at,
+        source_url=parsed.source_url,
+        canonical_url=parsed.canonical_url,
+        source_format=parsed.source_format,
+        tags=list(parsed.tags),
+        blocks=blocks,
+        reading_minutes=reading_minutes(parsed.blocks),
+        content_hash=digest,
+        feed=feed,
+        feed_entry_key=entry_key,
+    )
+    try:
+        with session.begin_nested():  # a concurrent import of the same content wins cleanly
+            session.add(post)
+            session.flush()
+    except IntegrityError:
+        existing = session.scalar(select(Post).where(Post.content_hash == digest))
+        if existing is None:
+            raise
+        return ImportResult(existing, created=False)
+    return ImportResult(post, created=True)
+
+
+def read(source: str, settings: Settings, stdin: BinaryIO | None = None) -> RawSource:
+    return read_source(source, stdin=stdin, max_bytes=settings.max_post_bytes, timeout=settings.fetch_timeout)
+
+
+def parse(raw: RawSource, fmt: str = "auto") -> ParsedPost:
+    if fmt not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt == "feed":
+        raise InputError(f"{raw.name}: a feed holds many posts; use 'newsletter feeds add {raw.name}'")
+    return parse_post(raw, fmt)
+
+
+def import_post(session: Session, raw: RawSource, fmt: str = "auto") -> ImportResult:
+    parsed = parse(raw, fmt)
+    if raw.url and not parsed.source_url:
+        parsed.source_url = raw.url
+    return store_post(session, parsed)
+
+
+def get_post(session: Session, post_id: int) -> Post:
+    post = session.get(Post, post_id)
+    if post is None:
+        raise NotFound(f"there is no post {post_id}; 'newsletter posts list' shows them")
+    return post
+
+
+def list_posts(session: Session, limit: int = 100) -> list[Post]:
+    return list(session.scalars(select(Post).order_by(Post.id.desc()).limit(limit)))
+
+
+# Feeds ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class PollResult:
+    feed: Feed
+    new_posts: list[Post]
+    seen: int
+    error: str | None = None
+
+
+def add_feed(session: Session, url: str) -> tuple[Feed, bool]:
+    if not url.startswith(("http://", "https://")):
+        raise InputError(f"feed URL must start with http:// or https://, not {url!r}")
+    feed = session.scalar(select(Feed).where(Feed.url == url))
+    if feed is not None:
+        return feed, False
+    feed = Feed(url=url)
+    session.add(feed)
+    session.flush()
+    return feed, True
+
+
+def list_feeds(session: Session) -> list[Feed]:
+    return list(session.scalars(select(Feed).order_by(Feed.id)))
+
+
+def poll_feed(session: Session, feed: Feed, settings: Settings, raw: RawSource | None = None) -> PollResult:
+    """Import every entry not seen before. A fetch or parse error is recorded on the feed, not raised,
+    so one broken feed does not stop the others."""
+    feed.last_polled_at = utcnow()
+    try:
+        raw = raw or read(feed.url, settings)
+        title, entries = parse_feed(raw.data, source_name=feed.url, url=feed.url)
+    except InputError as exc:
+        feed.last_error = str(exc)
+        return PollResult(feed, [], 0, str(exc))
+    feed.title = title or feed.title
+    feed.last_error = None
+    known = set(session.scalars(select(Post.feed_entry_key).where(Post.feed_id == feed.id)))
+    new_posts = []
+    for entry in entries:
+        if entry.key in known:
+            continue
+        result = store_post(session, entry.post, feed=feed, entry_key=entry.key)
+        if result.created:
+            new_posts.append(result.post)
+    return PollResult(feed, new_posts, len(entries))
+
+
+def poll_all(session: Session, settings: Settings) -> list[PollResult]:
+    return [poll_feed(session, feed, settings) for feed in list_feeds(session)]

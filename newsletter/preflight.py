@@ -1,0 +1,93 @@
+"""Checks an email must pass before it may be scheduled or sent.
+
+Errors block scheduling; warnings are shown to staff and left to their judgement.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from newsletter.config import Settings
+from newsletter.links import recipient_values
+from newsletter.personalize import placeholders_in, substitute
+from newsletter.render import RenderedEmail
+
+# Gmail clips messages whose HTML is larger than 102 KB; measured with real links filled in.
+GMAIL_CLIP_BYTES = 102 * 1000
+SUBJECT_SOFT_LIMIT = 78
+
+# Words that reveal a health condition or treatment. In a subject line or preheader they show on a
+# lock screen and in a shared inbox; the body, behind the open, is the place for them.
+HEALTH_TERMS = (
+    "depression", "depressed", "depressive", "anxiety", "anxious", "ptsd", "ocd", "bipolar",
+    "suicide", "suicidal", "self-harm", "trauma", "addiction", "eating disorder", "schizophrenia",
+    "mental illness", "mental health", "psychiatric", "psychiatrist", "diagnosis", "diagnosed",
+    "ketamine", "esketamine", "spravato", "infusion", "infusions", "antidepressant",
+    "antidepressants", "medication", "prescription", "therapy", "treatment", "treatments",
+    "symptom", "symptoms", "disorder", "patient", "relapse", "overdose",
+)
+_HEALTH_RE = re.compile(r"\b(" + "|".join(re.escape(t) for t in HEALTH_TERMS) + r")\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # "error" | "warning"
+    code: str
+    message: str
+
+
+def health_terms_in(text: str) -> list[str]:
+    return sorted({m.group(1).lower() for m in _HEALTH_RE.finditer(text or "")})
+
+
+def check_email(email: RenderedEmail, settings: Settings) -> list[Finding]:
+    findings: list[Finding] = []
+
+    def error(code: str, message: str) -> None:
+        findings.append(Finding("error", code, message))
+
+    def warn(code: str, message: str) -> None:
+        findings.append(Finding("warning", code, message))
+
+    subject = (email.subject or "").strip()
+    if not subject:
+        error("subject-missing", "The subject is empty.")
+    elif len(subject) > SUBJECT_SOFT_LIMIT:
+        warn("subject-long", f"The subject is {len(subject)} characters; phones show about {SUBJECT_SOFT_LIMIT}.")
+    if not (email.preheader or "").strip():
+        warn("preheader-missing", "There is no preheader; inboxes will show the first line of the body instead.")
+
+    for part, body in (("HTML", email.html), ("text", email.text)):
+        if "unsubscribe_url" not in placeholders_in(body):
+            error("unsubscribe-missing", f"The {part} part has no unsubscribe link.")
+    address = (settings.postal_address or "").strip()
+    if not address:
+        error("postal-address-missing", "NEWSLETTER_POSTAL_ADDRESS is empty; marketing email must carry one.")
+    else:
+        for part, body in (("HTML", email.html), ("text", email.text)):
+            if address not in body and address.replace("&", "&amp;") not in body:
+                error("postal-address-missing", f"The {part} part does not show the postal address.")
+
+    for n, image in enumerate(email.images, 1):
+        if not image["alt"].strip():
+            error("image-alt-missing", f"Image {n} ({image['src'] or 'no source'}) has no alt text.")
+
+    sample = recipient_values(settings, "x" * 22, "Alexandra")
+    size = len(substitute(email.html, sample).encode("utf-8"))
+    if size > GMAIL_CLIP_BYTES:
+        error("html-too-large", f"The HTML is {size / 1000:.1f} KB; Gmail clips anything over {GMAIL_CLIP_BYTES // 1000} KB.")
+
+    for field, text in (("subject", email.subject), ("preheader", email.preheader)):
+        terms = health_terms_in(text)
+        if terms:
+            warn(
+                f"health-words-in-{field}",
+                f"The {field} mentions {', '.join(repr(t) for t in terms)}: it shows on lock screens and "
+                "shared inboxes, and reveals more than it should. Keep health details inside the email.",
+            )
+    return findings
+
+
+def blocking(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if f.level == "error"]

@@ -1,0 +1,129 @@
+"""Render an email once: Jinja2 fills the MJML layout, mjml-python compiles it, text is derived.
+
+The result still holds per-recipient placeholders; sending only substitutes them
+(``newsletter.personalize``), so a 100,000-recipient issue is compiled exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import mjml
+from jinja2 import TemplateError
+
+from newsletter.config import Settings
+from newsletter.errors import InputError
+from newsletter.personalize import PLACEHOLDERS
+from newsletter.posts.blocks import Block
+from newsletter.plaintext import block_to_text, reference_to_text
+from newsletter.templating import email_env
+
+LAYOUT = "email/issue.mjml.j2"
+TEXT_LAYOUT = "email/issue.txt.j2"
+
+
+class RenderError(InputError):
+    """The template or its content could not be compiled into an email."""
+
+
+@dataclass
+class EmailContent:
+    """What goes into one email, whatever it was made from (a post, a sequence step)."""
+
+    subject: str
+    preheader: str
+    title: str
+    blocks: list[dict[str, Any]]
+    published_at: datetime | None = None
+    reading_minutes: int | None = None
+    reason: str | None = None  # "why you get this"; defaults to the newsletter's
+
+
+@dataclass
+class RenderedEmail:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    images: list[dict[str, str]] = field(default_factory=list)  # src/alt of every image, for preflight
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+
+def _segments(blocks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Group consecutive text blocks; images stand alone; references go to their own section."""
+    segments: list[dict[str, Any]] = []
+    references: list[str] = []
+    for block in map(Block.from_dict, blocks):
+        if block.type == "references":
+            references.extend(block.items or [])
+        elif block.type == "image":
+            segments.append({"kind": "image", "blocks": [block]})
+        elif segments and segments[-1]["kind"] == "text":
+            segments[-1]["blocks"].append(block)
+        else:
+            segments.append({"kind": "text", "blocks": [block]})
+    return segments, references
+
+
+def _meta(content: EmailContent) -> str:
+    parts = []
+    if content.published_at:
+        parts.append(f"{content.published_at.day} {content.published_at:%B %Y}")
+    if content.reading_minutes:
+        parts.append(f"{content.reading_minutes} min read")
+    return " · ".join(parts)
+
+
+def brand_context(settings: Settings) -> dict[str, Any]:
+    return {
+        "brand": {
+            "language": settings.language,
+            "org_name": settings.org_name,
+            "postal_address": settings.postal_address,
+            "logo_url": settings.logo_url,
+            "accent_colour": settings.accent_colour,
+            "footer_note": settings.footer_note,
+        },
+        "cta": {"url": settings.booking_url, "label": settings.cta_label, "lead": settings.cta_lead},
+        "ph": PLACEHOLDERS,
+    }
+
+
+def render_email(content: EmailContent, settings: Settings) -> RenderedEmail:
+    segments, references = _segments(content.blocks)
+    context = {
+        **brand_context(settings),
+        "subject": content.subject,
+        "preheader": content.preheader,
+        "title": content.title,
+        "meta": _meta(content),
+        "reason": content.reason
+        or f"You are receiving this because you subscribed to {settings.newsletter_name} "
+        f"from {settings.org_name}.",
+        "segments": segments,
+        "references": references,
+    }
+    try:
+        source = email_env().get_template(LAYOUT).render(context)
+        text = email_env(text=True).get_template(TEXT_LAYOUT).render(
+            {
+                **context,
+                "body": [t for t in (block_to_text(b) for b in content.blocks if b["type"] != "references") if t],
+                "references": [reference_to_text(r) for r in references],
+            }
+        )
+    except TemplateError as exc:
+        raise RenderError(f"email template {getattr(exc, 'name', None) or LAYOUT}: {exc}") from exc
+    try:
+        html = mjml.mjml2html(source, disable_comments=True, fonts={})
+    except ValueError as exc:
+        raise RenderError(f"MJML compile of {LAYOUT} failed: {exc}") from exc
+    images = [
+        {"src": b.get("src", ""), "alt": b.get("alt") or ""} for b in content.blocks if b["type"] == "image"
+    ]
+    return RenderedEmail(content.subject, content.preheader, html, text.strip() + "\n", images)

@@ -1,0 +1,59 @@
+"""Shared fixtures: settings pointing at a temporary folder, migrated databases (SQLite always,
+PostgreSQL when NEWSLETTER_TEST_POSTGRES_URL is set, in a schema of its own per run)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from newsletter.config import Settings, get_settings
+from newsletter.database import Database, upgrade
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SEED_POST = SHARED / "samples" / "seed-post.txt"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings for an isolated run; the environment the CLI reads points at the same place."""
+    for key in list(os.environ):
+        if key.startswith("NEWSLETTER_") and key != "NEWSLETTER_TEST_POSTGRES_URL" or key.startswith("SENDGRID_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("NEWSLETTER_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.chdir(tmp_path)  # no stray .env is read from the developer's checkout
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def db(settings: Settings) -> Database:
+    database = Database.from_settings(settings)
+    upgrade(database.engine)
+    return database
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a schema made for this test run and dropped after it."""
+    base = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("NEWSLETTER_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+    schema = f"test_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -1,0 +1,89 @@
+"""The preflight refuses what must not go out and warns about what should not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from newsletter import templating
+from newsletter.config import Settings
+from newsletter.preflight import GMAIL_CLIP_BYTES, blocking, check_email
+from newsletter.render import RenderError, render_email
+from tests.emailkit import content
+
+
+def codes(findings) -> set[str]:
+    return {f.code for f in findings}
+
+
+def test_a_good_email_passes(settings: Settings) -> None:
+    assert check_email(render_email(content(), settings), settings) == []
+
+
+def test_missing_subject_is_an_error(settings: Settings) -> None:
+    findings = check_email(render_email(content(subject="  "), settings), settings)
+    assert "subject-missing" in codes(blocking(findings))
+
+
+def test_missing_postal_address_is_an_error(settings: Settings) -> None:
+    no_address = settings.model_copy(update={"postal_address": ""})
+    findings = check_email(render_email(content(), no_address), no_address)
+    assert "postal-address-missing" in codes(blocking(findings))
+
+
+def test_image_without_alt_is_an_error(settings: Settings) -> None:
+    blocks = [{"type": "image", "src": "https://example.org/a.png", "alt": ""}, {"type": "paragraph", "html": "x"}]
+    findings = check_email(render_email(content(blocks=blocks), settings), settings)
+    assert [f.message for f in blocking(findings)] == ["Image 1 (https://example.org/a.png) has no alt text."]
+
+
+def test_html_over_the_clipping_limit_is_an_error(settings: Settings) -> None:
+    long_blocks = [{"type": "paragraph", "html": f"Paragraph {n} " + "words " * 200} for n in range(120)]
+    email = render_email(content(blocks=long_blocks), settings)
+    assert email.html_bytes > GMAIL_CLIP_BYTES
+    assert "html-too-large" in codes(blocking(check_email(email, settings)))
+
+
+def test_health_words_in_subject_or_preheader_warn(settings: Settings) -> None:
+    email = render_email(
+        content(subject="Ketamine and exercise", preheader="New hope for treatment-resistant depression"), settings
+    )
+    findings = check_email(email, settings)
+    assert blocking(findings) == []
+    by_code = {f.code: f for f in findings}
+    assert "'ketamine'" in by_code["health-words-in-subject"].message
+    assert "'depression'" in by_code["health-words-in-preheader"].message
+    assert "'treatment'" in by_code["health-words-in-preheader"].message
+
+
+def test_missing_preheader_warns(settings: Settings) -> None:
+    findings = check_email(render_email(content(preheader=""), settings), settings)
+    assert codes(findings) == {"preheader-missing"}
+
+
+@pytest.fixture
+def custom_templates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the shipped templates that a test may break."""
+    import shutil
+
+    folder = tmp_path / "templates"
+    shutil.copytree(templating.templates_dir(), folder)
+    monkeypatch.setattr(templating, "templates_dir", lambda: str(folder))
+    templating.email_env.cache_clear()
+    yield folder
+    templating.email_env.cache_clear()
+
+
+def test_a_broken_template_is_reported_not_sent(settings: Settings, custom_templates: Path) -> None:
+    layout = custom_templates / "email" / "issue.mjml.j2"
+    layout.write_text(layout.read_text().replace("</mj-body>", ""), encoding="utf-8")
+    with pytest.raises(RenderError, match="MJML compile"):
+        render_email(content(), settings)
+
+
+def test_a_template_without_unsubscribe_is_an_error(settings: Settings, custom_templates: Path) -> None:
+    layout = custom_templates / "email" / "issue.mjml.j2"
+    layout.write_text(layout.read_text().replace("{{ ph.unsubscribe_url }}", "https://example.org"), encoding="utf-8")
+    findings = check_email(render_email(content(), settings), settings)
+    assert [f.message for f in blocking(findings)] == ["The HTML part has no unsubscribe link."]
