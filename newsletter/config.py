@@ -1,7 +1,7 @@
 """Settings: the one home for configuration (environment variables prefixed ``NEWSLETTER_``, or ``.env``).
 
-The embedded default runs with no setup at all: SQLite under ``./var``, the outbox transport writing
-``.eml`` files under ``./var/outbox``. Secrets (the SendGrid key) come only from the environment.
+The embedded default runs with no setup at all: SQLite under ``./var``. Secrets come only from the
+environment (or an uncommitted ``.env``), never from files in the repository.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -25,19 +25,6 @@ class Settings(BaseSettings):
     var_dir: Path = Field(Path("var"), description="Folder for the embedded database and outbox.")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///<var_dir>/newsletter.db."
-    )
-
-    # Sending
-    transport: str | None = Field(
-        None, description="outbox | sendgrid | memory; default sendgrid when a key is set, else outbox."
-    )
-    outbox_dir: Path | None = Field(None, description="Where the outbox transport writes .eml files.")
-    sendgrid_api_key: SecretStr | None = Field(
-        None, validation_alias="SENDGRID_API_KEY", description="SendGrid API key (environment only)."
-    )
-    sendgrid_api_host: str = Field(
-        "https://api.sendgrid.com", validation_alias="SENDGRID_API_HOST",
-        description="SendGrid-compatible API base URL.",
     )
 
     # Brand: what every email and page shows.
@@ -71,7 +58,6 @@ class Settings(BaseSettings):
         None, description="mailto: target in List-Unsubscribe; default unsubscribe@<from domain>."
     )
     language: str = Field("en", description="Language of emails and pages (BCP 47).")
-    default_timezone: str = Field("America/Los_Angeles", description="IANA zone for new contacts.")
 
     # Limits
     max_post_bytes: int = Field(5_000_000, description="Largest post file or page accepted.")
@@ -95,14 +81,8 @@ class Settings(BaseSettings):
     def _defaults(self) -> "Settings":
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.var_dir / 'newsletter.db'}"
-        if self.outbox_dir is None:
-            self.outbox_dir = self.var_dir / "outbox"
         if self.unsubscribe_email is None:
             self.unsubscribe_email = f"unsubscribe@{self.from_domain}"
-        if self.transport is None:
-            self.transport = "sendgrid" if self.sendgrid_api_key else "outbox"
-        if self.transport not in {"outbox", "sendgrid", "memory"}:
-            raise ValueError(f"NEWSLETTER_TRANSPORT must be outbox, sendgrid or memory, not {self.transport!r}")
         return self
 
     @property
