@@ -28,8 +28,8 @@ app.add_typer(posts_app, name="posts")
 app.add_typer(feeds_app, name="feeds")
 app.add_typer(issues_app, name="issues")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -188,12 +188,15 @@ def posts_show(post_id: int, as_json: Annotated[bool, typer.Option("--json")] = 
 def feeds_add(
     url: str, poll: Annotated[bool, typer.Option("--poll/--no-poll", help="Import its entries now.")] = True
 ) -> None:
-    """Add a feed; by default its entries are imported at once."""
+    """Add a feed; by default its entries are imported at once (and a URL that is no feed is refused)."""
     with unit_of_work() as (settings, session):
         feed, created = post_service.add_feed(session, url)
+        result = post_service.poll_feed(session, feed, settings) if poll else None
+        if result and result.error and created:
+            raise InputError(f"{result.error}; the feed was not added")
         out.print(f"Feed {feed.id} {'added' if created else 'already known'}: {url}", highlight=False)
-        if poll:
-            _print_poll(post_service.poll_feed(session, feed, settings))
+        if result:
+            _print_poll(result)
 
 
 @feeds_app.command("poll")
@@ -210,14 +213,24 @@ def feeds_poll() -> None:
 
 @feeds_app.command("list")
 @friendly_errors
-def feeds_list() -> None:
-    """List feeds and when they were last polled."""
+def feeds_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List feeds, when they were last polled and the last error."""
     with unit_of_work() as (_, session):
-        table = Table("id", "url", "title", "last polled", "last error")
-        for feed in post_service.list_feeds(session):
-            polled = feed.last_polled_at.isoformat()[:16] if feed.last_polled_at else "never"
-            table.add_row(str(feed.id), feed.url, feed.title or "", polled, feed.last_error or "")
-        out.print(table)
+        rows = [
+            {
+                "id": feed.id, "url": feed.url, "title": feed.title,
+                "last_polled_at": feed.last_polled_at.isoformat() if feed.last_polled_at else None,
+                "last_error": feed.last_error,
+            }
+            for feed in post_service.list_feeds(session)
+        ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "url", "title", "last polled", "last error")
+    for row in rows:
+        table.add_row(str(row["id"]), row["url"], row["title"] or "", (row["last_polled_at"] or "never")[:16], row["last_error"] or "")
+    out.print(table)
 
 
 def _print_poll(result: post_service.PollResult) -> None:

@@ -1,0 +1,197 @@
+"""The newsletter command end to end, as marketing staff use it."""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import subprocess
+import sys
+from email import policy
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from newsletter.cli import app
+from newsletter.config import Settings
+from tests.conftest import SEED_POST
+from tests.webserver import Site, site  # noqa: F401 - fixture
+
+runner = CliRunner()
+
+
+def run(*args: str, input: str | bytes | None = None, code: int = 0) -> str:
+    result = runner.invoke(app, list(args), input=input)
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def newsletter_bin() -> str:
+    return str(Path(sys.executable).parent / "newsletter")
+
+
+def test_demo_as_a_newcomer_runs_it(tmp_path: Path, settings: Settings) -> None:
+    """The console script itself, in a fresh folder with no configuration."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    first = subprocess.run([newsletter_bin(), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "Imported the sample post as post 1: Small Steps for Steadier Days" in first.stdout
+    assert "Preflight: all checks pass" in first.stdout
+    html = tmp_path / "var" / "demo" / "issue.html"
+    assert str(html) in first.stdout
+    assert (tmp_path / "var" / "newsletter.db").exists()
+    message = email.message_from_bytes((tmp_path / "var/demo/issue.eml").read_bytes(), policy=policy.default)
+    assert message["Subject"] == "Small steps for steadier days"
+    again = subprocess.run([newsletter_bin(), "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "Built issue 1 " in again.stdout  # reuses, never duplicates
+
+
+def test_init_is_safe_to_run_twice(settings: Settings) -> None:
+    assert "upgraded from empty to revision" in run("init")
+    assert "is up to date" in run("init")
+
+
+def test_seed_post_imports_with_title_headings_quote_and_references(settings: Settings) -> None:
+    assert SEED_POST.exists(), f"the shared sample post is missing at {SEED_POST}"
+    post = json.loads(run("posts", "import", str(SEED_POST), "--json"))
+    assert post["title"] == "The Benefits of Ketamine and Exercise"
+    headings = [b["html"] for b in post["blocks"] if b["type"] == "heading"]
+    assert headings == [
+        "Mental Health Benefits of Exercise",
+        "Mental Health Benefits of Ketamine",
+        "How Ketamine Works In the Brain",
+        "Ketamine and Exercise: A Powerful Combination",
+        "A Whole-Body Approach to Depression Management",
+    ]
+    quotes = [b for b in post["blocks"] if b["type"] == "quote"]
+    assert len(quotes) == 1 and quotes[0]["html"].startswith("These [studies] have shown")
+    references = [b for b in post["blocks"] if b["type"] == "references"]
+    assert len(references) == 1 and len(references[0]["items"]) == 3
+    assert references[0]["items"][2].startswith("Makin, Simon.")
+    assert post["created"] is True and post["reading_minutes"] >= 3
+
+
+def test_importing_the_same_content_twice_gives_the_same_post(settings: Settings) -> None:
+    first = run("posts", "import", str(SEED_POST)).strip()
+    second = runner.invoke(app, ["posts", "import", str(SEED_POST)])
+    assert second.exit_code == 0 and second.stdout.strip() == first
+    assert "already imported as post" in second.stderr
+    assert len(json.loads(run("posts", "list", "--json"))) == 1
+
+
+def test_import_from_stdin_with_markdown(settings: Settings) -> None:
+    markdown = "---\ntitle: Sleep, simply\nauthor: Clinic team\ntags: [sleep, habits]\n---\n\nA first paragraph.\n\n## Why it matters\n\nMore text.\n"
+    post_id = run("posts", "import", "-", "--format", "markdown", input=markdown).strip()
+    shown = json.loads(run("posts", "show", post_id, "--json"))
+    assert shown["title"] == "Sleep, simply" and shown["author"] == "Clinic team"
+    assert shown["tags"] == ["sleep", "habits"] and shown["source_format"] == "markdown"
+
+
+def test_import_from_a_url_extracts_the_article(settings: Settings, site: Site) -> None:  # noqa: F811
+    url = site.add(
+        "/blog/walk",
+        "<html><head><title>Walk more | Clinic</title></head><body><nav>Home About</nav>"
+        "<article><h1>Walk more</h1><p>Walking helps.</p><script>alert(1)</script></article>"
+        "<footer>© Clinic</footer></body></html>",
+    )
+    post = json.loads(run("posts", "import", url, "--json"))
+    assert post["title"] == "Walk more" and post["source_url"] == url
+    assert [b["html"] for b in post["blocks"]] == ["Walking helps."]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "binary"),
+    ],
+)
+def test_bad_files_get_a_clear_error_and_store_nothing(settings: Settings, tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    result = runner.invoke(app, ["posts", "import", str(path)])
+    assert result.exit_code == 2
+    assert "bad.txt" in result.stderr and message in result.stderr
+    assert json.loads(run("posts", "list", "--json")) == []
+
+
+def test_a_huge_file_is_refused(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "huge.txt"
+    path.write_text("Title\n\n" + ("A sentence that goes on. " * 250_000), encoding="utf-8")
+    result = runner.invoke(app, ["posts", "import", str(path)])
+    assert result.exit_code == 2 and "the limit is 5.0 MB" in result.stderr
+
+
+def test_unknown_ids_and_files_say_what_is_missing(settings: Settings, tmp_path: Path) -> None:
+    assert "there is no post 42" in runner.invoke(app, ["posts", "show", "42"]).stderr
+    assert "there is no issue 7" in runner.invoke(app, ["issues", "show", "7"]).stderr
+    missing = runner.invoke(app, ["posts", "import", str(tmp_path / "nope.txt")])
+    assert missing.exit_code == 2 and "nope.txt" in missing.stderr
+
+
+def test_issue_create_preview_and_preflight(settings: Settings, tmp_path: Path) -> None:
+    post_id = run("posts", "import", str(SEED_POST)).strip()
+    created = run("issues", "create", "--post", post_id)
+    issue_id = created.splitlines()[0]
+    assert "health-words-in-subject" in created  # the title names a treatment
+    calm = run("issues", "create", "--post", post_id, "--subject", "Moving more, feeling better",
+               "--preheader", "Why a daily walk pairs well with care").splitlines()[0]
+    assert "all checks pass" in run("issues", "preflight", calm)
+    out_dir = tmp_path / "preview"
+    printed = run("issues", "preview", calm, "--out", str(out_dir))
+    for name in ("issue.html", "issue.txt", "issue.eml"):
+        assert str(out_dir / name) in printed and (out_dir / name).stat().st_size > 0
+    message = email.message_from_bytes((out_dir / "issue.eml").read_bytes(), policy=policy.default)
+    assert message["Subject"] == "Moving more, feeling better"
+    assert message["To"] == "Alex Sample <alex.sample@example.com>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = (out_dir / "issue.txt").read_text(encoding="utf-8")
+    assert "Hi Alex," in text and "[3] Makin, Simon." in text
+    listed = json.loads(run("issues", "list", "--json"))
+    assert [i["id"] for i in listed] == [int(calm), int(issue_id)]
+    shown = json.loads(run("issues", "show", calm, "--json"))
+    assert shown["status"] == "draft" and shown["preflight"] == [] and shown["html_bytes"] < 102_000
+
+
+def test_preflight_exit_code_blocks_on_errors(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    post_id = run("posts", "import", str(SEED_POST)).strip()
+    issue_id = run("issues", "create", "--post", post_id, "--subject", "Hello").splitlines()[0]
+    monkeypatch.setenv("NEWSLETTER_POSTAL_ADDRESS", "")
+    from newsletter.config import get_settings
+
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["issues", "preflight", issue_id])
+    assert result.exit_code == 1 and "postal-address-missing" in result.output
+
+
+def test_feeds_add_and_poll_import_only_new_entries(settings: Settings, site: Site) -> None:  # noqa: F811
+    def rss(items: list[tuple[str, str]]) -> str:
+        body = "".join(
+            f"<item><guid>{guid}</guid><title>{title}</title><link>https://clinic.example/{guid}</link>"
+            f"<description>&lt;p&gt;{title} body text.&lt;/p&gt;</description></item>"
+            for guid, title in items
+        )
+        return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Clinic blog</title>{body}</channel></rss>'
+
+    url = site.add("/feed.xml", rss([("a", "First post"), ("b", "Second post")]), "application/rss+xml")
+    assert "2 new post(s) of 2 entries" in run("feeds", "add", url)
+    site.add("/feed.xml", rss([("a", "First post"), ("b", "Second post"), ("c", "Third post")]), "application/rss+xml")
+    polled = run("feeds", "poll")
+    assert "1 new post(s) of 3 entries" in polled and "Third post" in polled
+    assert "0 new post(s) of 3 entries" in run("feeds", "poll")
+    assert len(json.loads(run("posts", "list", "--json"))) == 3
+
+
+def test_a_feed_with_no_entries_and_a_broken_feed(settings: Settings, site: Site) -> None:  # noqa: F811
+    empty = site.add("/empty.xml", '<?xml version="1.0"?><rss version="2.0"><channel><title>Quiet</title></channel></rss>', "application/rss+xml")
+    assert "0 new post(s) of 0 entries" in run("feeds", "add", empty)
+    broken = site.add("/broken.xml", "this is not a feed at all", "text/plain")
+    result = runner.invoke(app, ["feeds", "add", broken])
+    assert result.exit_code == 2 and "not an RSS or Atom feed" in result.stderr and "not added" in result.stderr
+    assert [f["url"] for f in json.loads(run("feeds", "list", "--json"))] == [empty]
+    # A known feed that breaks later is kept, with the error recorded for staff to see.
+    site.add("/empty.xml", "<html>maintenance</html>", "text/html")
+    assert "not an RSS or Atom feed" in runner.invoke(app, ["feeds", "poll"]).stderr
+    (feed,) = json.loads(run("feeds", "list", "--json"))
+    assert "not an RSS or Atom feed" in feed["last_error"] and feed["last_polled_at"]
