@@ -103,6 +103,19 @@ def demo(
     out.print(result.summary(), highlight=False)
 
 
+@app.command("scheduler")
+@friendly_errors
+def run_scheduler() -> None:
+    """Run the scheduler process (feed polling) until stopped with Ctrl-C or SIGTERM."""
+    import scheduler
+
+    settings = get_settings()
+    try:
+        scheduler.main(settings, open_database(settings))
+    except KeyboardInterrupt:
+        pass
+
+
 # Posts ------------------------------------------------------------------------------------------
 
 

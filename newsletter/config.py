@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     )
     language: str = Field("en", description="Language of emails and pages (BCP 47).")
 
+    # Scheduler
+    feed_poll_minutes: int = Field(30, ge=1, description="How often the scheduler polls feeds.")
+
     # Limits
     max_post_bytes: int = Field(5_000_000, description="Largest post file or page accepted.")
     fetch_timeout: float = Field(15.0, description="Seconds to wait when fetching a post or feed URL.")
