@@ -8,8 +8,11 @@ markers without letting markup from the source through.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from html import unescape
 from typing import Any, Literal
 
 import nh3
@@ -92,3 +95,42 @@ class ParsedPost:
             "source_format": self.source_format,
             "blocks": [b.to_dict() for b in self.blocks],
         }
+
+
+# --- small helpers shared by the importers -------------------------------------------------------
+
+_SUP_RE = re.compile(r"<sup>.*?</sup>", re.S)
+_BR_RE = re.compile(r"<br\s*/?>", re.I)
+_TAG_RE = re.compile(r"<[^>]*>")
+WORDS_PER_MINUTE = 230
+
+
+def inline_text(html: str, *, markers: bool = True) -> str:
+    """Plain text of an inline html string (for excerpts, word counts and comparisons).
+
+    ``markers=False`` leaves footnote markers (``<sup>``) out, so "health.<sup>1</sup>" reads "health.".
+    """
+    if not markers:
+        html = _SUP_RE.sub("", html)
+    text = _TAG_RE.sub("", _BR_RE.sub(" ", html))
+    return " ".join(unescape(text).split())
+
+
+def excerpt_from(text: str, limit: int = 200) -> str:
+    """``text`` cut to at most ``limit`` characters on a word boundary, with an ellipsis if cut."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit + 1].rsplit(" ", 1)[0] if " " in text[: limit + 1] else text[:limit]
+    return cut.rstrip(" ,;:-\u2013\u2014") + "\u2026"
+
+
+def _block_words(block: Block) -> int:
+    parts = [block.html, block.caption or "", block.cite or "", *(block.items or [])]
+    return sum(len(inline_text(p, markers=False).split()) for p in parts)
+
+
+def reading_minutes(blocks: list[Block]) -> int:
+    """Estimated reading time in whole minutes (words / 230, rounded half up, at least 1)."""
+    words = sum(_block_words(b) for b in blocks)
+    return max(1, math.floor(words / WORDS_PER_MINUTE + 0.5))

@@ -1,0 +1,123 @@
+"""RSS / Atom feeds -> one post per entry.
+
+feedparser does the tolerant XML work (and already strips scripts from entry HTML); each entry's
+HTML then goes through the same ``html_to_blocks`` as web pages. Entries carry a stable ``key`` so
+the caller can import only the ones it has not seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html as htmllib
+import io
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import feedparser
+
+from newsletter.errors import InputError
+from newsletter.posts.blocks import Block, ParsedPost, excerpt_from, inline_text
+from newsletter.posts.html import html_to_blocks
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+@dataclass
+class FeedEntry:
+    key: str  # entry id, else link, else a hash of title + date: stable across fetches
+    post: ParsedPost
+
+
+def _when(entry: Any) -> datetime | None:
+    parsed: time.struct_time | None = entry.get("published_parsed") or entry.get("updated_parsed")
+    if not parsed:
+        return None
+    return datetime(*parsed[:6], tzinfo=UTC)  # feedparser normalises these to UTC
+
+
+def _content_html(entry: Any) -> str:
+    """The entry's body as HTML: full content (HTML preferred) over the summary."""
+    contents = entry.get("content") or []
+    chosen = next((c for c in contents if c.get("type") in HTML_TYPES), contents[0] if contents else None)
+    if chosen is None:
+        value = entry.get("summary") or ""
+        kind = (entry.get("summary_detail") or {}).get("type", "text/html")
+    else:
+        value, kind = chosen.get("value") or "", chosen.get("type") or "text/html"
+    if kind in HTML_TYPES:
+        return value
+    # Plain text: blank lines separate paragraphs.
+    paras = [p.strip() for p in value.replace("\r\n", "\n").split("\n\n") if p.strip()]
+    return "".join(f"<p>{htmllib.escape(p)}</p>" for p in paras)
+
+
+def _entry_post(entry: Any, feed_url: str | None) -> ParsedPost | None:
+    link = entry.get("link") or None
+    blocks: list[Block] = html_to_blocks(_content_html(entry), base_url=link or feed_url)
+    first_para = next((b.html for b in blocks if b.type == "paragraph"), "")
+    summary = inline_text(entry.get("summary") or "") if entry.get("content") else ""
+    excerpt = excerpt_from(summary or inline_text(first_para, markers=False))
+    raw_title = entry.get("title") or ""
+    is_html = (entry.get("title_detail") or {}).get("type") in HTML_TYPES
+    title = " ".join((inline_text(raw_title) if is_html else raw_title).split())
+    if not title:
+        if not excerpt:
+            return None  # nothing to import: no title and no text
+        title = excerpt_from(excerpt, 80)
+    tags = []
+    for tag in entry.get("tags") or []:
+        term = (tag.get("term") or "").strip()
+        if term and term not in tags:
+            tags.append(term)
+    return ParsedPost(
+        title=title,
+        blocks=blocks,
+        excerpt=excerpt,
+        author=(entry.get("author") or "").strip() or None,
+        published_at=_when(entry),
+        source_url=link,
+        canonical_url=link,
+        tags=tags,
+        source_format="feed",
+    )
+
+
+def _key(entry: Any, post: ParsedPost) -> str:
+    if entry.get("id"):
+        return str(entry["id"])
+    if entry.get("link"):
+        return str(entry["link"])
+    stamp = post.published_at.isoformat() if post.published_at else ""
+    return "sha256:" + hashlib.sha256(f"{post.title}\n{stamp}".encode()).hexdigest()
+
+
+def parse_feed(data: bytes, *, source_name: str = "<feed>", url: str | None = None) -> tuple[str, list[FeedEntry]]:
+    """(feed title, entries oldest first). A feed with no entries gives an empty list."""
+    headers = {"content-location": url} if url else None  # base for relative links in entries
+    # A stream, never raw bytes: feedparser would treat bytes that name a file as a path to open.
+    parsed = feedparser.parse(io.BytesIO(data), response_headers=headers)
+    # No entries and no channel/feed data (or no root element at all): not a feed, or too broken.
+    if not parsed.entries and (not parsed.get("version") or (parsed.get("bozo") and not parsed.feed)):
+        exc = parsed.get("bozo_exception")
+        reason = f"{exc}" if exc else "no <rss>, <feed> or <rdf:RDF> element"
+        raise InputError(f"{source_name}: not an RSS or Atom feed ({reason})")
+    feed_title = " ".join(inline_text(parsed.feed.get("title") or "").split()) or source_name
+    feed_link = parsed.feed.get("link") or url
+
+    entries: list[FeedEntry] = []
+    seen: set[str] = set()
+    for entry in parsed.entries:
+        post = _entry_post(entry, feed_link)
+        if post is None:
+            continue
+        key = _key(entry, post)
+        if key not in seen:  # a feed listing one entry twice: keep the first
+            seen.add(key)
+            entries.append(FeedEntry(key=key, post=post))
+    # Feeds list newest first; sort by date when every entry has one, else just reverse.
+    entries.reverse()
+    if all(e.post.published_at for e in entries):
+        entries.sort(key=lambda e: e.post.published_at)  # type: ignore[arg-type,return-value]
+    return feed_title, entries

@@ -1,0 +1,204 @@
+"""HTML pages and fragments -> blocks / post (newsletter.posts.html)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from newsletter.errors import InputError
+from newsletter.posts.blocks import Block, ParsedPost, inline_text
+from newsletter.posts.html import html_to_blocks, parse_html
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head>
+<meta charset="utf-8">
+<title>Walking and Mood | Harbor Clinic</title>
+<meta name="description" content="How a daily walk lifts your mood.">
+<meta name="author" content="Dr. Jane Roe">
+<meta property="article:published_time" content="2024-05-03T09:30:00+02:00">
+<meta property="article:tag" content="exercise"><meta property="article:tag" content="mood">
+<link rel="canonical" href="https://harbor.example/blog/walking-and-mood">
+<link rel="stylesheet" href="/theme.css"><style>p { color: red }</style>
+<script>window.tracking = "secret-tracker";</script>
+</head><body>
+<header class="site"><nav><a href="/">Home</a> <a href="/blog">Blog</a>
+  <p>Menu: services, team, booking and a lot of other navigation words in a paragraph.</p></nav></header>
+<div class="layout">
+<aside><p>Sidebar: subscribe to our newsletter for weekly tips about everything and more words.</p></aside>
+<main>
+<article>
+  <header><h1>Walking and Mood</h1><p class="byline">By Dr. Jane Roe</p></header>
+  <p onclick="steal()">A daily walk is <em>good</em> for the <a href="/brain" onmouseover="x()">brain</a>
+     &amp; the body.<sup><a href="#fn1" id="r1">1</a></sup></p>
+  <script>document.write("injected text")</script>
+  <h2 id="why">Why it works <a class="headerlink" href="#why">\u00b6</a></h2>
+  <p style="color: red">Blood flow <span class="x">rises</span>, and <a href="javascript:alert(1)">this link</a> is fake.</p>
+  <iframe src="https://video.example/embed"></iframe>
+  <form><input name="email"><button>Subscribe</button></form>
+  <figure><img src="images/walk.jpg" alt="People walking"><figcaption>Morning walk in the park</figcaption></figure>
+  <p><img src="/img/no-alt.png"> <img src="data:image/png;base64,AAAA" alt="inline"></p>
+  <div hidden><p>Hidden paragraph.</p></div>
+  <p aria-hidden="true">Decorative text.</p>
+  <blockquote><p>Walking is man's best medicine.</p><footer>\u2014 Hippocrates</footer></blockquote>
+  <ul><li>Better sleep<ul><li>deeper</li><li>longer</li></ul></li><li><p>More energy</p></li></ul>
+  <h5>A small heading</h5>
+  <hr>
+  <section class="footnotes"><ol><li id="fn1">Rivera, A. Walking and Mood. 2019.
+    <a href="#r1" class="footnote-backref">\u21a9</a></li></ol></section>
+</article>
+</main>
+</div>
+<footer><p>Copyright Harbor Clinic, all rights reserved, privacy policy and terms of use.</p></footer>
+</body></html>
+"""
+
+
+@pytest.fixture(scope="module")
+def page() -> ParsedPost:
+    return parse_html(PAGE, source_name="walking.html", base_url="https://harbor.example/blog/walking-and-mood")
+
+
+def dump(post: ParsedPost | list[Block]) -> str:
+    blocks = post.blocks if isinstance(post, ParsedPost) else post
+    return repr([b.to_dict() for b in blocks])
+
+
+def test_article_is_extracted_without_page_noise(page: ParsedPost) -> None:
+    text = dump(page)
+    for noise in ("Menu:", "Sidebar", "Copyright", "Home", "Hidden paragraph", "Decorative", "By Dr."):
+        assert noise not in text
+    assert page.title == "Walking and Mood"
+    assert not any(b.type == "heading" and inline_text(b.html) == "Walking and Mood" for b in page.blocks)
+    assert page.source_format == "html"
+
+
+def test_metadata(page: ParsedPost) -> None:
+    assert page.author == "Dr. Jane Roe"
+    assert page.published_at == datetime(2024, 5, 3, 7, 30, tzinfo=UTC)
+    assert page.canonical_url == "https://harbor.example/blog/walking-and-mood"
+    assert page.source_url == "https://harbor.example/blog/walking-and-mood"
+    assert page.tags == ["exercise", "mood"]
+    assert page.excerpt == "How a daily walk lifts your mood."
+
+
+def test_dangerous_markup_is_gone(page: ParsedPost) -> None:
+    text = dump(page)
+    for bad in ("<script", "injected text", "secret-tracker", "onclick", "steal", "onmouseover",
+                "javascript:", "alert", "iframe", "video.example", "style", "color", "theme.css",
+                "<form", "Subscribe", "class="):
+        assert bad not in text, bad
+    assert page.blocks[0].html == (
+        'A daily walk is <em>good</em> for the <a href="https://harbor.example/brain">brain</a> '
+        "&amp; the body.<sup>1</sup>"
+    )
+    assert page.blocks[2].html == "Blood flow rises, and this link is fake."
+
+
+def test_block_types_in_order(page: ParsedPost) -> None:
+    assert [b.type for b in page.blocks] == [
+        "paragraph", "heading", "paragraph", "image", "image", "quote", "list", "heading", "references",
+    ]
+    assert page.blocks[1].html == "Why it works" and page.blocks[1].level == 2
+    assert page.blocks[7].level == 4  # h5 clamped
+
+
+def test_images_resolved_and_missing_alt_kept(page: ParsedPost) -> None:
+    figure, no_alt = [b for b in page.blocks if b.type == "image"]
+    assert figure.src == "https://harbor.example/blog/images/walk.jpg"
+    assert figure.alt == "People walking" and figure.caption == "Morning walk in the park"
+    assert no_alt.src == "https://harbor.example/img/no-alt.png"
+    assert no_alt.alt == ""  # kept so the preflight can flag it
+    assert "data:" not in dump(page)
+
+
+def test_quote_list_and_references(page: ParsedPost) -> None:
+    quote = next(b for b in page.blocks if b.type == "quote")
+    assert quote.html == "Walking is man's best medicine." and quote.cite == "Hippocrates"
+    lst = next(b for b in page.blocks if b.type == "list")
+    assert lst.ordered is False
+    assert lst.items == ["Better sleep<br>\u2013 deeper<br>\u2013 longer", "More energy"]
+    refs = page.blocks[-1]
+    assert refs.items == ["Rivera, A. Walking and Mood. 2019."]  # back-link arrow removed
+
+
+def test_without_article_the_densest_element_wins() -> None:
+    html = """<html><body><div id="menu"><p>Home</p><p>About</p></div>
+    <div id="content"><h2>Inside</h2><p>First long paragraph with plenty of words in it for scoring.</p>
+    <p>Second long paragraph, also with enough words to count for something.</p></div>
+    <div id="links"><p>Links</p></div></body></html>"""
+    post = parse_html(html, source_name="x.html")
+    assert post.title == "Inside"  # no h1/og/title: the first heading
+    assert [inline_text(b.html) for b in post.blocks] == [
+        "First long paragraph with plenty of words in it for scoring.",
+        "Second long paragraph, also with enough words to count for something.",
+    ]
+
+
+def test_title_fallbacks() -> None:
+    og = '<html><head><meta property="og:title" content="OG Title"><title>T | Site</title></head><body><p>Text.</p></body></html>'
+    assert parse_html(og).title == "OG Title"
+    title = "<html><head><title>Walking and Mood - Harbor Clinic</title></head><body><p>Text.</p></body></html>"
+    assert parse_html(title).title == "Walking and Mood"
+    keep = "<html><head><title>Q&amp;A: Ketamine - What to Expect</title></head><body><p>Text.</p></body></html>"
+    assert parse_html(keep).title == "Q&A: Ketamine - What to Expect"  # part of the title, kept
+
+
+def test_base_href_and_canonical_resolve_relative_urls() -> None:
+    html = """<html><head><base href="https://cdn.example/assets/"><title>X</title></head>
+    <body><p>Text <a href="page.html">link</a></p><img src="a.png" alt="A"></body></html>"""
+    blocks = parse_html(html).blocks
+    assert blocks[0].html == 'Text <a href="https://cdn.example/assets/page.html">link</a>'
+    assert blocks[1].src == "https://cdn.example/assets/a.png"
+    canon = """<html><head><link rel="canonical" href="https://harbor.example/post/"><title>X</title></head>
+    <body><p>Text</p><img src="pic.png" alt=""></body></html>"""
+    assert parse_html(canon).blocks[1].src == "https://harbor.example/post/pic.png"
+    no_base = "<html><body><h1>X</h1><p>Text <a href='/rel'>rel</a></p><img src='rel.png' alt=''></body></html>"
+    post = parse_html(no_base)
+    assert [b.type for b in post.blocks] == ["paragraph"] and post.blocks[0].html == "Text rel"
+
+
+def test_broken_html_still_parses() -> None:
+    html = "<html><body><h1>Broken<p>First <b>bold <i>both</b> after<p>Second para<ul><li>one<li>two</ul><div>Loose"
+    post = parse_html(html, source_name="broken.html")
+    assert post.title == "Broken"
+    assert [b.type for b in post.blocks] == ["paragraph", "paragraph", "list", "paragraph"]
+    assert post.blocks[2].items == ["one", "two"]
+    assert inline_text(post.blocks[0].html) == "First bold both after"
+
+
+def test_references_from_heading_and_list() -> None:
+    blocks = html_to_blocks("<p>Claim.<sup>1</sup></p><h2>Sources</h2><ol><li>One</li><li>Two</li></ol>")
+    assert [b.type for b in blocks] == ["paragraph", "references"]
+    assert blocks[1].items == ["One", "Two"]
+
+
+def test_fragment_blocks() -> None:
+    blocks = html_to_blocks(
+        "Loose text<br><br>second part<pre>line 1\nline &lt;2&gt;</pre><hr><h1>Big</h1>"
+        "<table><tr><th>Dose</th><td>0.5 mg</td></tr></table><p><sup>[2]</sup> and <q>hi</q></p>"
+        "<a href='https://x.example/'><img src='https://x.example/i.png' alt='i'></a>"
+    )
+    assert [b.type for b in blocks] == [
+        "paragraph", "paragraph", "paragraph", "divider", "heading", "paragraph", "paragraph", "image"]
+    assert blocks[2].html == "<code>line 1<br>line &lt;2&gt;</code>"
+    assert blocks[4].level == 2
+    assert blocks[5].html == "Dose | 0.5 mg"
+    assert blocks[6].html == "<sup>2</sup> and \u201chi\u201d"
+    assert blocks[7].href == "https://x.example/"
+    assert html_to_blocks("") == [] and html_to_blocks("   ") == []
+
+
+def test_empty_documents_are_errors() -> None:
+    with pytest.raises(InputError, match=r"empty\.html: the HTML is empty"):
+        parse_html("  \n", source_name="empty.html")
+    with pytest.raises(InputError, match=r"blank\.html: the HTML has no text"):
+        parse_html("<html><head></head><body>  </body></html>", source_name="blank.html")
+    with pytest.raises(InputError, match=r"scripts\.html: the HTML has no text"):
+        parse_html("<html><body><script>alert('only')</script><style>p{}</style></body></html>",
+                   source_name="scripts.html")
+
+
+def test_text_without_any_title_is_an_error() -> None:
+    with pytest.raises(InputError, match=r"snippet\.html: no title found \(no <h1>, og:title or <title>\)"):
+        parse_html("<html><body><p>Text without a title.</p></body></html>", source_name="snippet.html")
