@@ -73,6 +73,19 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+def print_rows(rows: list[dict[str, Any]], as_json: bool, columns: dict[str, str]) -> None:
+    """A listing as JSON, or as a table of ``columns`` (header -> key); timestamps cut to minutes."""
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(*columns)
+    for row in rows:
+        cells = [row[key] for key in columns.values()]
+        table.add_row(*("" if c is None else str(c)[:16] if key.endswith("_at") else str(c)
+                        for c, key in zip(cells, columns.values())))
+    out.print(table)
+
+
 # Top level --------------------------------------------------------------------------------------
 
 
@@ -162,15 +175,9 @@ def posts_import(
 def posts_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List posts, newest first."""
     with unit_of_work() as (_, session):
-        posts = post_service.list_posts(session)
-        rows = [post_summary(p) for p in posts]
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("id", "title", "format", "min", "imported")
-    for row in rows:
-        table.add_row(str(row["id"]), row["title"], row["source_format"], str(row["reading_minutes"]), row["created_at"][:16])
-    out.print(table)
+        rows = [post_summary(p) for p in post_service.list_posts(session)]
+    print_rows(rows, as_json, {"id": "id", "title": "title", "format": "source_format",
+                               "min": "reading_minutes", "imported": "created_at"})
 
 
 @posts_app.command("show")
@@ -237,13 +244,8 @@ def feeds_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
             }
             for feed in post_service.list_feeds(session)
         ]
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("id", "url", "title", "last polled", "last error")
-    for row in rows:
-        table.add_row(str(row["id"]), row["url"], row["title"] or "", (row["last_polled_at"] or "never")[:16], row["last_error"] or "")
-    out.print(table)
+    print_rows(rows, as_json, {"id": "id", "url": "url", "title": "title", "last polled": "last_polled_at",
+                               "last error": "last_error"})
 
 
 def _print_poll(result: post_service.PollResult) -> None:
@@ -300,13 +302,8 @@ def issues_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
     """List issues, newest first."""
     with unit_of_work() as (_, session):
         rows = [issue_summary(i) for i in issue_service.list_issues(session)]
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("id", "post", "status", "subject", "created")
-    for row in rows:
-        table.add_row(str(row["id"]), str(row["post_id"]), row["status"], row["subject"], row["created_at"][:16])
-    out.print(table)
+    print_rows(rows, as_json, {"id": "id", "post": "post_id", "status": "status", "subject": "subject",
+                               "created": "created_at"})
 
 
 @issues_app.command("show")
