@@ -10,7 +10,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -59,6 +59,23 @@ class Settings(BaseSettings):
     )
     language: str = Field("en", description="Language of emails and pages (BCP 47).")
 
+    # Audience
+    secret_key: SecretStr | None = Field(
+        None, description="Signs confirmation and preference links. Unset: a random key kept in <var_dir>/secret.key."
+    )
+    default_timezone: str = Field("America/Los_Angeles", description="IANA time zone of contacts that give none.")
+    default_list: str = Field("newsletter", description="Slug of the newsletter's list (made on first use).")
+    consent_text: str = Field(
+        "Yes, send me the clinic's newsletter by email. I can unsubscribe at any time.",
+        description="The consent wording shown verbatim on the subscribe form and stored with each sign-up.",
+    )
+    consent_version: str = Field("2026-11", description="Version label of the consent wording.")
+    record_ip_and_agent: bool = Field(
+        False, description="Keep the IP address and user agent with consent records (off: data minimisation)."
+    )
+    confirm_link_hours: int = Field(72, ge=1, description="How long a confirmation link stays valid.")
+    public_form_limit_per_hour: int = Field(20, ge=1, description="Public form posts allowed per client per hour.")
+
     # Scheduler
     feed_poll_minutes: int = Field(30, ge=1, description="How often the scheduler polls feeds.")
 
@@ -87,6 +104,36 @@ class Settings(BaseSettings):
         if self.unsubscribe_email is None:
             self.unsubscribe_email = f"unsubscribe@{self.from_domain}"
         return self
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"NEWSLETTER_DEFAULT_TIMEZONE must be an IANA time zone such as Europe/London, not {value!r}") from None
+        return value
+
+    def signing_key(self) -> str:
+        """The secret that signs links: from the environment, else a random key kept under var_dir."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.var_dir / "secret.key"
+        if not path.exists():
+            import os
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process made it first
+                pass
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
 
     @property
     def from_domain(self) -> str:

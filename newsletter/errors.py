@@ -1,9 +1,8 @@
-"""Errors a user can act on. Each message names what was wrong and where."""
+"""Errors a user can act on. Each message names what was wrong and where.
 
+They are defined in ``subscribers.errors`` (the lower package) so both packages raise the same types.
+"""
 
-class InputError(ValueError):
-    """Bad input from a user or a source: the message says what and where; nothing was stored."""
+from subscribers.errors import InputError, NotFound
 
-
-class NotFound(LookupError):
-    """A requested record does not exist."""
+__all__ = ["InputError", "NotFound"]

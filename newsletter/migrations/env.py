@@ -3,6 +3,7 @@
 from alembic import context
 
 import newsletter.models  # noqa: F401 - registers tables on the shared metadata
+import subscribers.models  # noqa: F401
 from subscribers.db import Base
 
 config = context.config

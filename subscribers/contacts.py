@@ -1,0 +1,131 @@
+"""Contacts: one per normalised address, with name, time zone, custom fields, tags and source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from subscribers.errors import InputError, NotFound
+from subscribers.models import Contact, ContactTag
+from subscribers.suppression import address_hash
+
+SOURCES = ("form", "import", "api", "admin", "lead")
+MAX_TAG = 100
+
+
+def normalise_email(raw: str) -> str:
+    """Trimmed, syntax-checked, domain lower-cased (the local part is kept as given: it may be
+    case-sensitive). No DNS look-ups: imports must not depend on the network."""
+    candidate = (raw or "").strip()
+    if not candidate:
+        raise InputError("the email address is empty")
+    try:
+        result = validate_email(candidate, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InputError(f"{candidate!r} is not a valid email address: {exc}") from None
+    local, _, domain = result.normalized.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(f"{name!r} is not an IANA time zone (for example America/New_York)") from None
+    return name
+
+
+def clean_tag(tag: str) -> str:
+    tag = " ".join(tag.strip().lower().split())
+    if not tag or len(tag) > MAX_TAG:
+        raise InputError(f"tag {tag!r} must be 1 to {MAX_TAG} characters")
+    return tag
+
+
+def find_contact(session: Session, email: str) -> Contact | None:
+    """Case-insensitive: matched by the address hash (see suppression.hash_with_salt)."""
+    digest = address_hash(session, normalise_email(email))
+    return session.scalar(select(Contact).where(Contact.email_hash == digest))
+
+
+def get_contact(session: Session, email: str) -> Contact:
+    contact = find_contact(session, email)
+    if contact is None:
+        raise NotFound("no contact has that address")  # the address itself is not echoed into logs
+    return contact
+
+
+@dataclass
+class ContactChange:
+    contact: Contact
+    created: bool
+    changed: bool
+
+
+def upsert_contact(
+    session: Session,
+    email: str,
+    *,
+    default_timezone: str,
+    source: str,
+    name: str | None = None,
+    timezone: str | None = None,
+    custom_fields: dict[str, Any] | None = None,
+    tags: list[str] | None = None,
+) -> ContactChange:
+    """Create the contact or fill in what is new. Values given replace stored ones; tags are added."""
+    if source not in SOURCES:
+        raise InputError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+    address = normalise_email(email)
+    zone = check_timezone(timezone) if timezone else None
+    contact = find_contact(session, address)
+    created = contact is None
+    if contact is None:
+        contact = Contact(
+            email=address,
+            email_hash=address_hash(session, address),
+            timezone=zone or default_timezone,
+            source=source,
+            custom_fields={},
+        )
+        session.add(contact)
+    changed = created
+    if name and name.strip() and contact.name != name.strip():
+        contact.name, changed = name.strip(), True
+    if zone and contact.timezone != zone:
+        contact.timezone, changed = zone, True
+    if custom_fields:
+        merged = {**(contact.custom_fields or {}), **custom_fields}
+        if merged != contact.custom_fields:
+            contact.custom_fields, changed = merged, True
+    if tags:
+        have = {t.tag for t in contact.tags}
+        for tag in {clean_tag(t) for t in tags} - have:
+            contact.tags.append(ContactTag(tag=tag))
+            changed = True
+    session.flush()
+    return ContactChange(contact, created, changed)
+
+
+def list_contacts(session: Session, *, limit: int = 100, offset: int = 0) -> list[Contact]:
+    return list(session.scalars(select(Contact).order_by(Contact.id).limit(limit).offset(offset)))
+
+
+def contact_summary(contact: Contact) -> dict[str, Any]:
+    return {
+        "id": contact.id,
+        "email": contact.email,
+        "name": contact.name,
+        "timezone": contact.timezone,
+        "status": contact.status,
+        "source": contact.source,
+        "tags": contact.tag_names,
+        "custom_fields": contact.custom_fields,
+        "created_at": contact.created_at.isoformat(),
+        "updated_at": contact.updated_at.isoformat(),
+    }
