@@ -1,0 +1,76 @@
+"""What every command shares: the error handling, the unit of work and the output helpers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from newsletter.config import Settings, get_settings
+from newsletter.database import Database, current_revision, head_revision, upgrade
+from newsletter.errors import InputError, NotFound
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Turn the errors a user can act on into one clear line and a non-zero exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NotFound as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        except (InputError, ValueError) as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def open_database(settings: Settings) -> Database:
+    """A fresh database is created on first use; an older schema must be upgraded with ``init``."""
+    db = Database.from_settings(settings)
+    current, head = current_revision(db.engine), head_revision(db.engine)
+    if current is None:
+        upgrade(db.engine)
+    elif current != head:
+        raise InputError(f"the database is at revision {current}, the code needs {head}: run 'newsletter init'")
+    return db
+
+
+@contextmanager
+def unit_of_work() -> Iterator[tuple[Settings, Session]]:
+    settings = get_settings()
+    db = open_database(settings)
+    with db.session() as session:
+        yield settings, session
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def print_rows(rows: list[dict[str, Any]], as_json: bool, columns: dict[str, str]) -> None:
+    """A listing as JSON, or as a table of ``columns`` (header -> key); timestamps cut to minutes."""
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(*columns)
+    for row in rows:
+        cells = [row[key] for key in columns.values()]
+        table.add_row(*("" if c is None else str(c)[:16] if key.endswith("_at") else str(c)
+                        for c, key in zip(cells, columns.values())))
+    out.print(table)

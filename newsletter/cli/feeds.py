@@ -1,0 +1,68 @@
+"""newsletter feeds ...: RSS/Atom feeds polled for new posts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from newsletter.cli.common import err, friendly_errors, out, print_rows, unit_of_work
+from newsletter.errors import InputError
+from newsletter.posts import service as post_service
+
+feeds_app = typer.Typer(help="RSS/Atom feeds polled for new posts.", no_args_is_help=True)
+
+
+
+@feeds_app.command("add")
+@friendly_errors
+def feeds_add(
+    url: str, poll: Annotated[bool, typer.Option("--poll/--no-poll", help="Import its entries now.")] = True
+) -> None:
+    """Add a feed; by default its entries are imported at once (and a URL that is no feed is refused)."""
+    with unit_of_work() as (settings, session):
+        feed, created = post_service.add_feed(session, url)
+        result = post_service.poll_feed(session, feed, settings) if poll else None
+        if result and result.error and created:
+            raise InputError(f"{result.error}; the feed was not added")
+        out.print(f"Feed {feed.id} {'added' if created else 'already known'}: {url}", highlight=False)
+        if result:
+            _print_poll(result)
+
+
+@feeds_app.command("poll")
+@friendly_errors
+def feeds_poll() -> None:
+    """Import the entries not seen before from every feed."""
+    with unit_of_work() as (settings, session):
+        results = post_service.poll_all(session, settings)
+        if not results:
+            out.print("No feeds yet: add one with 'newsletter feeds add URL'.")
+        for result in results:
+            _print_poll(result)
+
+
+@feeds_app.command("list")
+@friendly_errors
+def feeds_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List feeds, when they were last polled and the last error."""
+    with unit_of_work() as (_, session):
+        rows = [
+            {
+                "id": feed.id, "url": feed.url, "title": feed.title,
+                "last_polled_at": feed.last_polled_at.isoformat() if feed.last_polled_at else None,
+                "last_error": feed.last_error,
+            }
+            for feed in post_service.list_feeds(session)
+        ]
+    print_rows(rows, as_json, {"id": "id", "url": "url", "title": "title", "last polled": "last_polled_at",
+                               "last error": "last_error"})
+
+
+def _print_poll(result: post_service.PollResult) -> None:
+    if result.error:
+        err.print(f"[red]feed {result.feed.id}:[/red] {result.error}", highlight=False)
+        return
+    out.print(f"Feed {result.feed.id}: {len(result.new_posts)} new post(s) of {result.seen} entries.", highlight=False)
+    for post in result.new_posts:
+        out.print(f"  post {post.id}: {post.title}", highlight=False)

@@ -1,0 +1,101 @@
+"""newsletter issues ...: emails made from posts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from newsletter import issues as issue_service
+from newsletter.cli.common import friendly_errors, out, print_json, print_rows, unit_of_work
+
+issues_app = typer.Typer(help="Issues: emails made from posts.", no_args_is_help=True)
+
+
+
+def issue_summary(issue: Any) -> dict[str, Any]:
+    return {
+        "id": issue.id,
+        "post_id": issue.post_id,
+        "subject": issue.subject,
+        "preheader": issue.preheader,
+        "status": issue.status,
+        "html_bytes": len(issue.html.encode("utf-8")),
+        "compiled_at": issue.compiled_at.isoformat(),
+        "created_at": issue.created_at.isoformat(),
+    }
+
+
+def _print_findings(findings: list[Any]) -> None:
+    if not findings:
+        out.print("[green]Preflight: all checks pass.[/green]")
+    for finding in findings:
+        colour = "red" if finding.level == "error" else "yellow"
+        out.print(f"[{colour}]{finding.level}[/{colour}] {finding.code}: {finding.message}", highlight=False)
+
+
+@issues_app.command("create")
+@friendly_errors
+def issues_create(
+    post: Annotated[int, typer.Option("--post", help="Id of the post the issue is made from.")],
+    subject: Annotated[str | None, typer.Option(help="Subject line; default the post's title.")] = None,
+    preheader: Annotated[str | None, typer.Option(help="Preview text; default the post's excerpt.")] = None,
+) -> None:
+    """Make a draft issue from a post. Prints its id, then the preflight's findings."""
+    with unit_of_work() as (settings, session):
+        issue = issue_service.create_issue(session, settings, post, subject, preheader)
+        findings = issue_service.preflight(issue, settings)
+    print(issue.id)
+    _print_findings(findings)
+
+
+@issues_app.command("list")
+@friendly_errors
+def issues_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List issues, newest first."""
+    with unit_of_work() as (_, session):
+        rows = [issue_summary(i) for i in issue_service.list_issues(session)]
+    print_rows(rows, as_json, {"id": "id", "post": "post_id", "status": "status", "subject": "subject",
+                               "created": "created_at"})
+
+
+@issues_app.command("show")
+@friendly_errors
+def issues_show(issue_id: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show an issue and its preflight findings."""
+    with unit_of_work() as (settings, session):
+        issue = issue_service.get_issue(session, issue_id)
+        data = issue_summary(issue)
+        findings = issue_service.preflight(issue, settings)
+    data["preflight"] = [f.__dict__ for f in findings]
+    if as_json:
+        print_json(data)
+        return
+    for key in ("id", "post_id", "status", "subject", "preheader", "html_bytes", "created_at"):
+        out.print(f"[bold]{key}:[/bold] {data[key]}", highlight=False)
+    _print_findings(findings)
+
+
+@issues_app.command("preflight")
+@friendly_errors
+def issues_preflight(issue_id: int) -> None:
+    """Run the checks an issue must pass before it is scheduled; exit 1 when any error remains."""
+    with unit_of_work() as (settings, session):
+        findings = issue_service.preflight(issue_service.get_issue(session, issue_id), settings)
+    _print_findings(findings)
+    if any(f.level == "error" for f in findings):
+        raise typer.Exit(1)
+
+
+@issues_app.command("preview")
+@friendly_errors
+def issues_preview(
+    issue_id: int,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for issue.html, issue.txt and issue.eml.")],
+) -> None:
+    """Write the issue as a sample recipient receives it: issue.html, issue.txt, issue.eml."""
+    with unit_of_work() as (settings, session):
+        files = issue_service.write_preview(issue_service.get_issue(session, issue_id), settings, out_dir)
+    for path in (files.html, files.text, files.eml):
+        out.print(str(path), highlight=False)

@@ -1,0 +1,83 @@
+"""newsletter posts ...: import and inspect posts."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from newsletter.cli.common import err, friendly_errors, out, print_json, print_rows, unit_of_work
+from newsletter.errors import InputError
+from newsletter.posts import service as post_service
+
+posts_app = typer.Typer(help="Import and inspect posts.", no_args_is_help=True)
+
+
+
+def post_summary(post: Any) -> dict[str, Any]:
+    return {
+        "id": post.id,
+        "title": post.title,
+        "excerpt": post.excerpt,
+        "author": post.author,
+        "published_at": post.published_at.isoformat() if post.published_at else None,
+        "source_url": post.source_url,
+        "canonical_url": post.canonical_url,
+        "source_format": post.source_format,
+        "tags": post.tags,
+        "reading_minutes": post.reading_minutes,
+        "created_at": post.created_at.isoformat(),
+    }
+
+
+@posts_app.command("import")
+@friendly_errors
+def posts_import(
+    source: Annotated[str, typer.Argument(help="A file path, '-' for standard input, or an http(s) URL.")],
+    fmt: Annotated[str, typer.Option("--format", help="auto | text | markdown | html | feed")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the parsed post as JSON.")] = False,
+) -> None:
+    """Import a post. Prints its id; the same content imported again gives the same id."""
+    if fmt == "feed":
+        raise InputError(f"{source}: a feed holds many posts; use 'newsletter feeds add {source}'")
+    with unit_of_work() as (settings, session):
+        raw = post_service.read(source, settings, stdin=sys.stdin.buffer)
+        result = post_service.import_post(session, raw, fmt)
+        post = result.post
+    if as_json:
+        print_json({**post_summary(post), "created": result.created, "blocks": post.blocks})
+    else:
+        print(post.id)
+        if not result.created:
+            err.print(f"(already imported as post {post.id}: {post.title})", highlight=False)
+
+
+@posts_app.command("list")
+@friendly_errors
+def posts_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List posts, newest first."""
+    with unit_of_work() as (_, session):
+        rows = [post_summary(p) for p in post_service.list_posts(session)]
+    print_rows(rows, as_json, {"id": "id", "title": "title", "format": "source_format",
+                               "min": "reading_minutes", "imported": "created_at"})
+
+
+@posts_app.command("show")
+@friendly_errors
+def posts_show(post_id: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show a post and its blocks."""
+    with unit_of_work() as (_, session):
+        post = post_service.get_post(session, post_id)
+        data = {**post_summary(post), "blocks": post.blocks}
+    if as_json:
+        print_json(data)
+        return
+    out.print(f"[bold]{data['title']}[/bold]  (post {post_id}, {data['source_format']}, {data['reading_minutes']} min read)")
+    counts: dict[str, int] = {}
+    for block in data["blocks"]:
+        counts[block["type"]] = counts.get(block["type"], 0) + 1
+    out.print(", ".join(f"{n} {kind}" for kind, n in counts.items()), highlight=False)
+    for block in data["blocks"]:
+        if block["type"] == "heading":
+            out.print(f"  [cyan]## {block.get('html', '')}[/cyan]", highlight=False)

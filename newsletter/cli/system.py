@@ -1,0 +1,55 @@
+"""Commands that set up and run the product: init, demo, scheduler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from newsletter.cli.common import friendly_errors, open_database, out
+from newsletter.config import get_settings
+from newsletter.database import Database, upgrade
+
+app = typer.Typer()
+
+
+
+@app.command()
+@friendly_errors
+def init() -> None:
+    """Create or upgrade the database. Safe to run any number of times."""
+    settings = get_settings()
+    db = Database.from_settings(settings)
+    before, after = upgrade(db.engine)
+    where = db.engine.url.render_as_string(hide_password=True)
+    if before == after:
+        out.print(f"Database {where} is up to date (revision {after}).", highlight=False)
+    else:
+        out.print(f"Database {where} upgraded from {before or 'empty'} to revision {after}.", highlight=False)
+
+
+@app.command()
+@friendly_errors
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the preview files.")] = Path("var/demo"),
+) -> None:
+    """Set up ./var, import a sample post, build its issue and write the previews."""
+    from newsletter.demo import run_demo
+
+    settings = get_settings()
+    result = run_demo(settings, open_database(settings), out_dir)
+    out.print(result.summary(), highlight=False)
+
+
+@app.command("scheduler")
+@friendly_errors
+def run_scheduler() -> None:
+    """Run the scheduler process (feed polling) until stopped with Ctrl-C or SIGTERM."""
+    import scheduler
+
+    settings = get_settings()
+    try:
+        scheduler.main(settings, open_database(settings))
+    except KeyboardInterrupt:
+        pass
