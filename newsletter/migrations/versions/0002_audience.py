@@ -68,6 +68,16 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_lists')),
     sa.UniqueConstraint('slug', name=op.f('uq_lists_slug'))
     )
+    op.create_table('segments',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('definition', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('created_at', subscribers.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', subscribers.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_segments')),
+    sa.UniqueConstraint('name', name=op.f('uq_segments_name'))
+    )
     op.create_table('suppressions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('email_hash', sa.String(length=64), nullable=False),
@@ -212,6 +222,7 @@ def downgrade() -> None:
 
     op.drop_table('consent_events')
     op.drop_table('suppressions')
+    op.drop_table('segments')
     op.drop_table('lists')
     op.drop_table('installation')
     op.drop_table('erasures')
