@@ -27,6 +27,10 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL; default sqlite:///<var_dir>/newsletter.db."
     )
 
+    # Sending
+    transport: str = Field("outbox", description="outbox (writes .eml files) | memory (tests).")
+    outbox_dir: Path | None = Field(None, description="Where the outbox transport writes .eml files; default <var_dir>/outbox.")
+
     # Brand: what every email and page shows.
     org_name: str = Field("Limbic Medical", description="Organisation name shown in emails.")
     postal_address: str = Field(
@@ -101,6 +105,10 @@ class Settings(BaseSettings):
     def _defaults(self) -> "Settings":
         if self.database_url is None:
             self.database_url = f"sqlite:///{self.var_dir / 'newsletter.db'}"
+        if self.outbox_dir is None:
+            self.outbox_dir = self.var_dir / "outbox"
+        if self.transport not in ("outbox", "memory"):
+            raise ValueError(f"NEWSLETTER_TRANSPORT must be outbox or memory, not {self.transport!r}")
         if self.unsubscribe_email is None:
             self.unsubscribe_email = f"unsubscribe@{self.from_domain}"
         return self

@@ -27,7 +27,7 @@ def build_message(
     to_email: str,
     to_name: str | None,
     values: RecipientValues,
-    unsubscribe_mailto: str,
+    unsubscribe_mailto: str | None,
     settings: Settings,
     date: datetime | None = None,
     message_id: str | None = None,
@@ -40,9 +40,10 @@ def build_message(
     message["Subject"] = email.subject
     message["Date"] = format_datetime(date or datetime.now(timezone.utc))
     message["Message-ID"] = message_id or make_msgid(domain=settings.from_domain)
-    message["List-Id"] = f"{settings.newsletter_name} <newsletter.{settings.from_domain}>"
-    message["List-Unsubscribe"] = list_unsubscribe_header(values.unsubscribe_url, unsubscribe_mailto)
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if unsubscribe_mailto is not None:  # marketing mail; transactional mail (a confirmation) has none
+        message["List-Id"] = f"{settings.newsletter_name} <newsletter.{settings.from_domain}>"
+        message["List-Unsubscribe"] = list_unsubscribe_header(values.unsubscribe_url, unsubscribe_mailto)
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(substitute(email.text, values), subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(substitute(email.html, values), subtype="html", charset="utf-8", cte="quoted-printable")
     return message

@@ -39,6 +39,10 @@ class EmailContent:
     published_at: datetime | None = None
     reading_minutes: int | None = None
     reason: str | None = None  # "why you get this"; defaults to the newsletter's
+    # Transactional mail (a confirmation request) has its own button and no unsubscribe footer.
+    transactional: bool = False
+    cta: dict[str, str] | None = None  # label, url, lead; default: the booking button
+    greeting: bool = True
 
 
 @dataclass
@@ -107,7 +111,11 @@ def render_email(content: EmailContent, settings: Settings) -> RenderedEmail:
         f"from {settings.org_name}.",
         "segments": segments,
         "references": references,
+        "transactional": content.transactional,
+        "greeting": content.greeting,
     }
+    if content.cta:
+        context["cta"] = content.cta
     try:
         source = email_env().get_template(LAYOUT).render(context)
         text = email_env(text=True).get_template(TEXT_LAYOUT).render(

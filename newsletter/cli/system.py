@@ -53,3 +53,22 @@ def run_scheduler() -> None:
         scheduler.main(settings, open_database(settings))
     except KeyboardInterrupt:
         pass
+
+
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the web app: sign-up, confirmation, preferences and unsubscribe pages."""
+    import uvicorn
+
+    from newsletter.web.app import create_app
+
+    settings = get_settings()
+    app_ = create_app(settings, open_database(settings))
+    out.print(f"Serving {settings.org_name} on http://{host}:{port}/ (Ctrl-C stops). "
+              f"Emails go to the {settings.transport} transport"
+              + (f" in {settings.outbox_dir}/" if settings.transport == "outbox" else "") + ".", highlight=False)
+    uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)

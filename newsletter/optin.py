@@ -1,0 +1,210 @@
+"""Sign-up, double opt-in, preferences and unsubscribe: the service behind the public pages and the CLI.
+
+The rules live in ``subscribers.consent``; this module adds what needs the newsletter side: signed
+links, the confirmation email and the transport. Public answers never reveal whether an address is
+already known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from newsletter.config import Settings
+from newsletter.personalize import RecipientValues, safe_first_name
+from newsletter.render import EmailContent, render_email
+from newsletter.transports import Batch, Recipient, Transport
+from subscribers import consent
+from subscribers.consent import Proof
+from subscribers.contacts import normalise_email, upsert_contact
+from subscribers.errors import InputError, NotFound
+from subscribers.lists import all_lists, ensure_list
+from subscribers.models import Contact, MailingList, Subscription
+from subscribers.suppression import is_suppressed
+from subscribers.tokens import Tokens
+
+FORM_ID = "subscribe-page"
+FORM_VERSION = "1"
+
+
+def tokens(settings: Settings) -> Tokens:
+    return Tokens(settings.signing_key())
+
+
+def newsletter_list(session: Session, settings: Settings) -> MailingList:
+    return ensure_list(session, settings.default_list, settings.newsletter_name)
+
+
+# Links ------------------------------------------------------------------------------------------
+
+
+def confirm_url(settings: Settings, sub: Subscription) -> str:
+    return f"{settings.public_base_url}/confirm/{tokens(settings).make('confirm', s=sub.id)}"
+
+
+def preferences_url(settings: Settings, contact: Contact) -> str:
+    return f"{settings.public_base_url}/preferences/{tokens(settings).make('preferences', c=contact.id)}"
+
+
+def unsubscribe_token(settings: Settings, contact: Contact, mailing_list: MailingList | None) -> str:
+    return tokens(settings).make("unsubscribe", c=contact.id, l=mailing_list.id if mailing_list else 0)
+
+
+# Sign-up ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class SignUp:
+    state: str  # see subscribers.consent.Outcome; "suppressed" also when nothing was stored
+    email_sent: bool
+
+
+def sign_up(
+    session: Session,
+    settings: Settings,
+    transport: Transport,
+    email: str,
+    *,
+    name: str | None,
+    proof: Proof,
+    mailing_list: MailingList | None = None,
+    confirmed: bool = False,
+    tags: list[str] | None = None,
+) -> SignUp:
+    """Someone asks to join a list. A suppressed address gets nothing and nothing is stored about it."""
+    address = normalise_email(email)
+    if is_suppressed(session, address):
+        return SignUp("suppressed", False)
+    mailing_list = mailing_list or newsletter_list(session, settings)
+    contact = upsert_contact(
+        session, address, default_timezone=settings.default_timezone,
+        source="form" if proof.method == "form" else "admin" if proof.method == "admin" else "api",
+        name=name, tags=tags,
+    ).contact
+    outcome = consent.request_subscription(session, contact, mailing_list, proof, confirmed=confirmed)
+    sent = False
+    if outcome.state == "pending":
+        sent = send_confirmation(session, settings, transport, outcome.subscription)
+    return SignUp(outcome.state, sent)
+
+
+def resend_confirmation(session: Session, settings: Settings, transport: Transport, email: str) -> bool:
+    """Send the confirmation again for every pending subscription of the address (rate limited).
+    Returns whether anything was sent; the public page answers the same either way."""
+    from subscribers.contacts import find_contact
+
+    try:
+        contact = find_contact(session, email)
+    except InputError:
+        return False
+    if contact is None or is_suppressed(session, contact.email):
+        return False
+    return any(
+        send_confirmation(session, settings, transport, sub) for sub in contact.subscriptions if sub.status == "pending"
+    )
+
+
+def send_confirmation(session: Session, settings: Settings, transport: Transport, sub: Subscription) -> bool:
+    if not consent.may_send_confirmation(sub):
+        return False
+    contact = sub.contact
+    link = confirm_url(settings, sub)
+    content = EmailContent(
+        subject=f"Please confirm your subscription to {sub.mailing_list.name}",
+        preheader="One click and you're on the list. If it wasn't you, ignore this email.",
+        title="Please confirm your subscription",
+        blocks=[
+            {"type": "paragraph", "html": f"Thanks for signing up to {_escape(sub.mailing_list.name)} from "
+             f"{_escape(settings.org_name)}. Press the button below to confirm your address."},
+            {"type": "paragraph", "html": f"The link works for {settings.confirm_link_hours} hours. If you did "
+             "not ask for this, ignore this email: you will not hear from us again."},
+        ],
+        transactional=True,
+        cta={"label": "Yes, subscribe me", "url": link, "lead": ""},
+        reason=f"You are receiving this because this address was entered on {settings.org_name}'s sign-up form.",
+    )
+    email = render_email(content, settings)
+    values = RecipientValues(safe_first_name(contact.name), "", "", "")
+    transport.send(Batch(email, [Recipient(contact.email, contact.name, values, None)], ["confirmation"]))
+    consent.mark_confirmation_sent(sub)
+    session.flush()
+    return True
+
+
+def _escape(text: str) -> str:
+    from html import escape
+
+    return escape(text, quote=False)
+
+
+# Links a person follows -------------------------------------------------------------------------
+
+
+def subscription_from_confirm_token(session: Session, settings: Settings, token: str) -> Subscription:
+    data = tokens(settings).read("confirm", token, max_age_seconds=settings.confirm_link_hours * 3600)
+    sub = session.get(Subscription, data.get("s"))
+    if sub is None:
+        raise NotFound("this confirmation link is no longer valid")
+    return sub
+
+
+def confirm_subscription(session: Session, settings: Settings, token: str, proof: Proof) -> str:
+    return consent.confirm(session, subscription_from_confirm_token(session, settings, token), proof)
+
+
+def contact_from_preferences_token(session: Session, settings: Settings, token: str) -> Contact:
+    data = tokens(settings).read("preferences", token)
+    contact = session.get(Contact, data.get("c"))
+    if contact is None:
+        raise NotFound("this link is no longer valid")
+    return contact
+
+
+def unsubscribe_target(session: Session, settings: Settings, token: str) -> tuple[Contact, MailingList | None]:
+    data = tokens(settings).read("unsubscribe", token)
+    contact = session.get(Contact, data.get("c"))
+    if contact is None:
+        raise NotFound("this link is no longer valid")
+    mailing_list = session.get(MailingList, data.get("l")) if data.get("l") else None
+    return contact, mailing_list
+
+
+def unsubscribe_with_token(session: Session, settings: Settings, token: str, proof: Proof) -> tuple[Contact, MailingList | None]:
+    contact, mailing_list = unsubscribe_target(session, settings, token)
+    consent.unsubscribe(session, contact, mailing_list, proof)
+    return contact, mailing_list
+
+
+@dataclass
+class ListChoice:
+    mailing_list: MailingList
+    subscribed: bool
+    frequency: str
+
+
+def preference_choices(session: Session, contact: Contact) -> list[ListChoice]:
+    """Every list the contact is or was on (lists they never joined are not offered here)."""
+    by_list = {sub.list_id: sub for sub in contact.subscriptions}
+    return [
+        ListChoice(lst, by_list[lst.id].status == "confirmed", by_list[lst.id].frequency)
+        for lst in all_lists(session)
+        if lst.id in by_list
+    ]
+
+
+def save_preferences(
+    session: Session, contact: Contact, *, keep: set[int], frequency: dict[int, str], proof: Proof
+) -> None:
+    """Apply the preferences form: lists not kept are left; frequency is set on those kept. Ticking a
+    list the person had left joins it again at once: the link came to their inbox, which proves the
+    address, and the page shows the consent text (a globally unsubscribed address stays out)."""
+    for sub in list(contact.subscriptions):
+        if sub.list_id not in keep:
+            if sub.status != "unsubscribed":
+                consent.unsubscribe(session, contact, sub.mailing_list, proof)
+            continue
+        if sub.status != "confirmed":
+            consent.request_subscription(session, contact, sub.mailing_list, proof, confirmed=True)
+        if sub.status == "confirmed" and sub.list_id in frequency:
+            consent.set_frequency(session, sub, frequency[sub.list_id], proof)

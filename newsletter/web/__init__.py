@@ -1,0 +1,1 @@
+"""The ASGI app: public pages (sign-up, confirm, preferences, unsubscribe)."""

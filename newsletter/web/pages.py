@@ -1,0 +1,214 @@
+"""Public pages: sign-up, confirmation, preferences and unsubscribe.
+
+A GET never changes anything (mail scanners follow links): confirm and unsubscribe pages show a
+button, and only the POST acts. Answers to the public forms are the same whether or not an address
+is known, so the pages cannot be used to find out who is on a list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from newsletter import optin
+from newsletter.config import Settings
+from newsletter.templating import templates_dir
+from subscribers.consent import FREQUENCIES, Proof
+from subscribers.contacts import normalise_email
+from subscribers.errors import InputError, NotFound
+from subscribers.tokens import LinkExpired
+
+router = APIRouter()
+templates = Jinja2Templates(directory=f"{templates_dir()}/web")
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    settings: Settings = request.app.state.settings
+    return templates.TemplateResponse(request, template, {"settings": settings, **context}, status_code=status)
+
+
+def message(request: Request, title: str, body: str, status: int = 200, **extra: Any) -> HTMLResponse:
+    return render(request, "message.html", status, title=title, body=body, **extra)
+
+
+def too_many(request: Request) -> HTMLResponse:
+    return message(request, "Please try again later", "We received too many requests from your connection. "
+                   "Please wait a while and try again.", 429)
+
+
+def allowed(request: Request, form: str) -> bool:
+    client = request.client.host if request.client else "unknown"
+    return request.app.state.limiter.allow(form, client)
+
+
+def proof(request: Request, method: str, *, with_text: bool = False) -> Proof:
+    settings: Settings = request.app.state.settings
+    keep = settings.record_ip_and_agent
+    return Proof(
+        method,
+        form_id=optin.FORM_ID if with_text else None,
+        form_version=optin.FORM_VERSION if with_text else None,
+        text=settings.consent_text if with_text else None,
+        text_version=settings.consent_version if with_text else None,
+        ip_address=(request.client.host if request.client else None) if keep else None,
+        user_agent=request.headers.get("user-agent") if keep else None,
+    )
+
+
+def bad_link(request: Request, exc: Exception) -> HTMLResponse:
+    expired = isinstance(exc, LinkExpired)
+    return render(request, "link_problem.html", 410 if expired else 404, expired=expired)
+
+
+# Sign-up ----------------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+@router.get("/subscribe", response_class=HTMLResponse)
+def subscribe_form(request: Request) -> HTMLResponse:
+    return render(request, "subscribe.html")
+
+
+@router.post("/subscribe", response_class=HTMLResponse)
+async def subscribe(request: Request) -> HTMLResponse:
+    if not allowed(request, "subscribe"):
+        return too_many(request)
+    form = await request.form()
+    email, name = str(form.get("email", "")).strip(), str(form.get("name", "")).strip()[:200]
+    if form.get("website"):  # the honeypot only bots fill in: answer as usual, do nothing
+        return render(request, "check_inbox.html")
+    errors: dict[str, str] = {}
+    try:
+        normalise_email(email)
+    except InputError:
+        errors["email"] = "Please enter an email address like name@example.com."
+    if form.get("consent") != "yes":
+        errors["consent"] = "Please tick the box to agree, so we may email you."
+    if errors:
+        return render(request, "subscribe.html", 400, errors=errors, email=email, name=name)
+    state = request.app.state
+    with state.db.session() as session:
+        optin.sign_up(session, state.settings, state.transport, email, name=name or None,
+                      proof=proof(request, "form", with_text=True))
+    return render(request, "check_inbox.html")
+
+
+@router.post("/confirm/resend", response_class=HTMLResponse)
+async def resend(request: Request) -> HTMLResponse:
+    if not allowed(request, "resend"):
+        return too_many(request)
+    form = await request.form()
+    state = request.app.state
+    with state.db.session() as session:
+        optin.resend_confirmation(session, state.settings, state.transport, str(form.get("email", "")))
+    return render(request, "check_inbox.html", resent=True)
+
+
+# Confirmation -----------------------------------------------------------------------------------
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse)
+def confirm_page(request: Request, token: str) -> HTMLResponse:
+    state = request.app.state
+    try:
+        with state.db.session() as session:
+            sub = optin.subscription_from_confirm_token(session, state.settings, token)
+            list_name = sub.mailing_list.name
+    except (InputError, NotFound) as exc:
+        return bad_link(request, exc)
+    return render(request, "confirm.html", token=token, list_name=list_name)
+
+
+@router.post("/confirm/{token}", response_class=HTMLResponse)
+def confirm(request: Request, token: str) -> HTMLResponse:
+    state = request.app.state
+    try:
+        with state.db.session() as session:
+            sub = optin.subscription_from_confirm_token(session, state.settings, token)
+            result = optin.confirm_subscription(session, state.settings, token, proof(request, "email_link"))
+            prefs = optin.preferences_url(state.settings, sub.contact)
+            list_name = sub.mailing_list.name
+    except (InputError, NotFound) as exc:
+        return bad_link(request, exc)
+    if result in ("confirmed", "already"):
+        return render(request, "confirmed.html", list_name=list_name, preferences_url=prefs)
+    return message(request, "This subscription was cancelled",
+                   "You unsubscribed after asking to join, so we have not added you. "
+                   "If you would like to join again, please sign up once more.", 409,
+                   link=("/subscribe", "Sign up again"))
+
+
+# Preferences ------------------------------------------------------------------------------------
+
+
+@router.get("/preferences/{token}", response_class=HTMLResponse)
+def preferences_page(request: Request, token: str, saved: bool = False) -> HTMLResponse:
+    state = request.app.state
+    try:
+        with state.db.session() as session:
+            contact = optin.contact_from_preferences_token(session, state.settings, token)
+            return render(request, "preferences.html", token=token, choices=optin.preference_choices(session, contact),
+                          frequencies=FREQUENCIES, globally_out=contact.status == "unsubscribed", saved=saved,
+                          unsubscribe_all=optin.unsubscribe_token(state.settings, contact, None))
+    except (InputError, NotFound) as exc:
+        return bad_link(request, exc)
+
+
+@router.post("/preferences/{token}", response_class=HTMLResponse)
+async def save_preferences(request: Request, token: str) -> HTMLResponse:
+    if not allowed(request, "preferences"):
+        return too_many(request)
+    form = await request.form()
+    state = request.app.state
+    keep = {int(v) for v in form.getlist("list") if str(v).isdigit()}
+    frequency = {
+        int(key.split("-", 1)[1]): str(value)
+        for key, value in form.items()
+        if key.startswith("frequency-") and key.split("-", 1)[1].isdigit() and value in FREQUENCIES
+    }
+    try:
+        with state.db.session() as session:
+            contact = optin.contact_from_preferences_token(session, state.settings, token)
+            optin.save_preferences(session, contact, keep=keep, frequency=frequency, proof=proof(request, "email_link"))
+            choices = optin.preference_choices(session, contact)
+            return render(request, "preferences.html", token=token, choices=choices, frequencies=FREQUENCIES,
+                          globally_out=contact.status == "unsubscribed", saved=True,
+                          unsubscribe_all=optin.unsubscribe_token(state.settings, contact, None))
+    except (InputError, NotFound) as exc:
+        return bad_link(request, exc)
+
+
+# Unsubscribe ------------------------------------------------------------------------------------
+
+
+@router.get("/u/{token}", response_class=HTMLResponse)
+def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
+    state = request.app.state
+    try:
+        with state.db.session() as session:
+            contact, mailing_list = optin.unsubscribe_target(session, state.settings, token)
+            prefs = optin.preferences_url(state.settings, contact)
+            list_name = mailing_list.name if mailing_list else None
+    except (InputError, NotFound) as exc:
+        return bad_link(request, exc)
+    return render(request, "unsubscribe.html", token=token, list_name=list_name, preferences_url=prefs)
+
+
+@router.post("/u/{token}", response_class=HTMLResponse)
+async def unsubscribe(request: Request, token: str) -> HTMLResponse:
+    """Also the RFC 8058 one-click target: a POST with ``List-Unsubscribe=One-Click`` unsubscribes
+    and is answered 200 with no redirect."""
+    form = await request.form()
+    method = "one_click" if form.get("List-Unsubscribe") == "One-Click" else "email_link"
+    state = request.app.state
+    try:
+        with state.db.session() as session:
+            contact, mailing_list = optin.unsubscribe_with_token(session, state.settings, token, proof(request, method))
+            prefs = optin.preferences_url(state.settings, contact)
+            list_name = mailing_list.name if mailing_list else None
+    except (InputError, NotFound) as exc:
+        return bad_link(request, exc)
+    return render(request, "unsubscribed.html", list_name=list_name, preferences_url=prefs)
