@@ -1,0 +1,65 @@
+"""The public pages in a real browser, as a subscriber on a phone meets them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.browser import browser  # noqa: F401 - fixture
+from tests.liveserver import LiveServer, live_server  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.browser
+
+
+def test_sign_up_confirm_and_unsubscribe_on_a_phone(browser, live_server: LiveServer, tmp_path: Path) -> None:  # noqa: F811
+    page = browser.new_page(viewport={"width": 375, "height": 800})
+    page.goto(f"{live_server.url}/subscribe")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    # Every field is reachable by its label, as a screen reader announces it.
+    page.get_by_label("Email address").fill("phone.reader@example.org")
+    page.get_by_label("First name").fill("Sam")
+    page.get_by_role("button", name="Subscribe").click()
+    assert page.get_by_role("heading", name="Please tick the box").count() == 0
+    assert page.locator("#consent-error").inner_text().startswith("Please tick the box")
+    page.screenshot(path=str(tmp_path / "subscribe-error.png"), full_page=True)
+    page.get_by_label(live_server.settings.consent_text).check()
+    page.get_by_role("button", name="Subscribe").click()
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    page.screenshot(path=str(tmp_path / "check-inbox.png"))
+
+    text = live_server.emails()[0].get_body(("plain",)).get_content()
+    confirm_link = re.search(r"http\S+/confirm/\S+", text).group(0)
+    page.goto(confirm_link)
+    button = page.get_by_role("button", name="Yes, subscribe me")
+    box = button.bounding_box()
+    assert box["height"] >= 44 and box["x"] + box["width"] <= 375
+    button.click()
+    page.get_by_role("heading", name="You're subscribed").wait_for()
+
+    page.get_by_role("link", name="your preferences page").click()
+    page.get_by_role("heading", name="Your email preferences").wait_for()
+    page.get_by_label("At most once a month").check()
+    page.get_by_role("button", name="Save my preferences").click()
+    assert page.get_by_role("status").inner_text() == "Your preferences are saved."
+    page.get_by_role("button", name="Unsubscribe from all emails").click()
+    page.get_by_role("heading", name="You're unsubscribed").wait_for()
+    page.screenshot(path=str(tmp_path / "unsubscribed.png"))
+    page.close()
+
+
+@pytest.mark.parametrize("width", [320, 800])
+def test_subscribe_page_fits_and_keeps_focus_visible(browser, live_server: LiveServer, width: int) -> None:  # noqa: F811
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    page.goto(f"{live_server.url}/subscribe")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert page.evaluate("document.documentElement.lang") == "en"
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.id")
+    assert focused == "email"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"
+    font_px = page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
+    assert font_px >= 16
+    page.close()
