@@ -1,4 +1,5 @@
-# Two commands for a newcomer: `make demo` runs the product on its embedded default,
+# Two commands for a newcomer: `make demo` runs the product on its embedded default (demo content,
+# then the web app on http://127.0.0.1:8000/ until Ctrl-C),
 # `make test` runs every test. Each bootstraps .venv on a fresh clone.
 PYTHON ?= python3
 VENV   := .venv
@@ -16,6 +17,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/newsletter demo
+	$(BIN)/newsletter serve
 
 # Browser tests drive Debian's chromium; scripts/ensure-chromium installs it when it can.
 test: $(STAMP) browser

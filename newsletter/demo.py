@@ -26,6 +26,7 @@ class DemoResult:
     files: issue_service.PreviewFiles
     findings: list[Finding]
     database: str
+    outbox: Path
 
     def summary(self) -> str:
         lines = [
@@ -39,8 +40,9 @@ class DemoResult:
             f"  {self.files.text.resolve()}    (the plain-text part)",
             f"  {self.files.eml.resolve()}    (the whole MIME message; opens in any mail program)",
             "",
-            "Next: 'newsletter posts import FILE', 'newsletter issues create --post ID', "
-            "'newsletter issues preview ID --out DIR' (see README.md).",
+            "Sign up on the public pages once 'newsletter serve' runs (make demo starts it): "
+            "http://127.0.0.1:8000/subscribe",
+            f"The confirmation email lands in {self.outbox.resolve()}/ as an .eml file; its button confirms you.",
         ]
         return "\n".join(lines)
 
@@ -56,6 +58,8 @@ def run_demo(settings: Settings, db: Database, out_dir: Path) -> DemoResult:
         ) or issue_service.create_issue(session, settings, post.id, DEMO_SUBJECT, DEMO_PREHEADER)
         findings = issue_service.preflight(issue, settings)
         files = issue_service.write_preview(issue, settings, out_dir)
+        assert settings.outbox_dir is not None
         return DemoResult(
-            post.id, post.title, issue.id, files, findings, db.engine.url.render_as_string(hide_password=True)
+            post.id, post.title, issue.id, files, findings, db.engine.url.render_as_string(hide_password=True),
+            settings.outbox_dir,
         )

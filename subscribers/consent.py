@@ -97,13 +97,12 @@ def request_subscription(
     ``confirmed`` means the caller holds proof of opt-in already (an import marked --confirmed, or
     staff); the proof is kept in the history. Otherwise double opt-in applies where the list wants it.
     """
-    if is_suppressed(session, contact.email):
-        return Outcome("suppressed", subscription_for(session, contact, mailing_list))
+    suppressed = is_suppressed(session, contact.email)
     sub = subscription_for(session, contact, mailing_list)
-    if sub is not None and sub.status == "confirmed":
-        return Outcome("already", sub)
-    if sub is not None and sub.status == "unsubscribed" and proof.method == "import":
-        return Outcome("withdrawn", sub)
+    state = subscribe_outcome(suppressed=suppressed, current=sub.status if sub else None, method=proof.method,
+                              confirmed=confirmed, double_opt_in=mailing_list.double_opt_in)
+    if state in ("suppressed", "already", "withdrawn"):
+        return Outcome(state, sub)
     if sub is None:
         sub = Subscription(contact=contact, mailing_list=mailing_list, status="pending")
         session.add(sub)
@@ -111,16 +110,36 @@ def request_subscription(
         sub.status, sub.unsubscribed_at = "pending", None
     session.flush()
     record(session, contact, mailing_list, "requested", proof)
-    if confirmed or not mailing_list.double_opt_in:
+    if state == "confirmed":
         _confirm(session, sub, proof)
-        return Outcome("confirmed", sub)
-    return Outcome("pending", sub)
+    return Outcome(state, sub)
+
+
+def subscribe_outcome(*, suppressed: bool, current: str | None, method: str, confirmed: bool,
+                      double_opt_in: bool) -> str:
+    """The rules of a subscribe request, in one place: ``request_subscription`` applies them one
+    contact at a time, ``csv_import`` to a whole batch in a few statements.
+
+    ``current`` is the subscription's status on the list (None: no subscription yet). Returns an
+    ``Outcome`` state: suppressed | already | withdrawn | confirmed | pending.
+    """
+    if suppressed:
+        return "suppressed"  # nothing is ever sent to a suppressed address
+    if current == "confirmed":
+        return "already"
+    if current == "unsubscribed" and method == "import":
+        return "withdrawn"  # leaving wins over an old list; the person may come back by themselves
+    return "confirmed" if confirmed or not double_opt_in else "pending"
+
+
+def status_after_confirm(contact_status: str) -> str:
+    """A confirmed subscription makes a contact who had unsubscribed active again."""
+    return "active" if contact_status == "unsubscribed" else contact_status
 
 
 def _confirm(session: Session, sub: Subscription, proof: Proof) -> None:
     sub.status, sub.confirmed_at = "confirmed", utcnow()
-    if sub.contact.status == "unsubscribed":
-        sub.contact.status = "active"
+    sub.contact.status = status_after_confirm(sub.contact.status)
     record(session, sub.contact, sub.mailing_list, "confirmed", proof)
     session.flush()
 
