@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,9 +41,9 @@ def db(settings: Settings) -> Database:
     return database
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a schema made for this test run and dropped after it."""
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a new schema, dropped afterwards."""
     base = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL")
     if not base:
         pytest.skip("NEWSLETTER_TEST_POSTGRES_URL is not set (.ci/run sets it)")
@@ -57,3 +58,26 @@ def postgres_url() -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A schema for this test run (shared by the tests that ask for it)."""
+    with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_db(settings: Settings) -> Iterator[Database]:
+    """A migrated PostgreSQL database of this test's own (its own schema)."""
+    with postgres_schema() as url:
+        database = Database(url)
+        upgrade(database.engine)
+        yield database
+        database.engine.dispose()
+
+
+# Fixtures that live in their own modules, registered once here so every test shares one instance.
+from tests.browser import browser  # noqa: E402,F401
+from tests.liveserver import live_server  # noqa: E402,F401
+from tests.webserver import site  # noqa: E402,F401

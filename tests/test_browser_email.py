@@ -10,7 +10,6 @@ from newsletter.config import Settings
 from newsletter.links import recipient_values
 from newsletter.personalize import substitute
 from newsletter.render import render_email
-from tests.browser import browser  # noqa: F401 - fixture
 from tests.emailkit import content
 
 pytestmark = pytest.mark.browser
@@ -49,7 +48,7 @@ def _wide_png(folder: Path) -> str:
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_fits_the_screen_without_sideways_scrolling(browser, preview: Path, width: int, tmp_path: Path) -> None:  # noqa: F811
+def test_fits_the_screen_without_sideways_scrolling(browser, preview: Path, width: int, tmp_path: Path) -> None:
     page = browser.new_page(viewport={"width": width, "height": 900})
     page.goto(preview.as_uri())
     assert page.evaluate("document.documentElement.scrollWidth") <= width
@@ -64,7 +63,7 @@ def test_fits_the_screen_without_sideways_scrolling(browser, preview: Path, widt
     page.close()
 
 
-def test_phone_layout_is_one_readable_column(browser, preview: Path) -> None:  # noqa: F811
+def test_phone_layout_is_one_readable_column(browser, preview: Path) -> None:
     page = browser.new_page(viewport={"width": 375, "height": 800})
     page.goto(preview.as_uri())
     paragraph_px = page.evaluate("parseFloat(getComputedStyle(document.querySelector('.content p:not(.meta)')).fontSize)")
@@ -79,7 +78,7 @@ def test_phone_layout_is_one_readable_column(browser, preview: Path) -> None:  #
     page.close()
 
 
-def test_desktop_layout_is_centred_and_not_stretched(browser, preview: Path) -> None:  # noqa: F811
+def test_desktop_layout_is_centred_and_not_stretched(browser, preview: Path) -> None:
     page = browser.new_page(viewport={"width": 800, "height": 800})
     page.goto(preview.as_uri())
     box = page.locator(".content").first.bounding_box()

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import browser  # noqa: F401 - fixture
-from tests.liveserver import LiveServer, live_server  # noqa: F401 - fixture
+from tests.liveserver import LiveServer
 
 pytestmark = pytest.mark.browser
 
 
-def test_sign_up_confirm_and_unsubscribe_on_a_phone(browser, live_server: LiveServer, tmp_path: Path) -> None:  # noqa: F811
+def test_sign_up_confirm_and_unsubscribe_on_a_phone(browser, live_server: LiveServer, tmp_path: Path) -> None:
     page = browser.new_page(viewport={"width": 375, "height": 800})
     page.goto(f"{live_server.url}/subscribe")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
@@ -50,7 +49,7 @@ def test_sign_up_confirm_and_unsubscribe_on_a_phone(browser, live_server: LiveSe
 
 
 @pytest.mark.parametrize("width", [320, 800])
-def test_subscribe_page_fits_and_keeps_focus_visible(browser, live_server: LiveServer, width: int) -> None:  # noqa: F811
+def test_subscribe_page_fits_and_keeps_focus_visible(browser, live_server: LiveServer, width: int) -> None:
     page = browser.new_page(viewport={"width": width, "height": 800})
     page.goto(f"{live_server.url}/subscribe")
     assert page.evaluate("document.documentElement.scrollWidth") <= width

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from newsletter.cli import app
 from newsletter.config import Settings
 from tests.conftest import SEED_POST
-from tests.webserver import Site, site  # noqa: F401 - fixture
+from tests.webserver import Site
 
 runner = CliRunner()
 
@@ -88,7 +88,7 @@ def test_import_from_stdin_with_markdown(settings: Settings) -> None:
     assert shown["tags"] == ["sleep", "habits"] and shown["source_format"] == "markdown"
 
 
-def test_import_from_a_url_extracts_the_article(settings: Settings, site: Site) -> None:  # noqa: F811
+def test_import_from_a_url_extracts_the_article(settings: Settings, site: Site) -> None:
     url = site.add(
         "/blog/walk",
         "<html><head><title>Walk more | Clinic</title></head><body><nav>Home About</nav>"
@@ -165,7 +165,7 @@ def test_preflight_exit_code_blocks_on_errors(settings: Settings, tmp_path: Path
     assert result.exit_code == 1 and "postal-address-missing" in result.output
 
 
-def test_feeds_add_and_poll_import_only_new_entries(settings: Settings, site: Site) -> None:  # noqa: F811
+def test_feeds_add_and_poll_import_only_new_entries(settings: Settings, site: Site) -> None:
     def rss(items: list[tuple[str, str]]) -> str:
         body = "".join(
             f"<item><guid>{guid}</guid><title>{title}</title><link>https://clinic.example/{guid}</link>"
@@ -183,7 +183,7 @@ def test_feeds_add_and_poll_import_only_new_entries(settings: Settings, site: Si
     assert len(json.loads(run("posts", "list", "--json"))) == 3
 
 
-def test_a_feed_with_no_entries_and_a_broken_feed(settings: Settings, site: Site) -> None:  # noqa: F811
+def test_a_feed_with_no_entries_and_a_broken_feed(settings: Settings, site: Site) -> None:
     empty = site.add("/empty.xml", '<?xml version="1.0"?><rss version="2.0"><channel><title>Quiet</title></channel></rss>', "application/rss+xml")
     assert "0 new post(s) of 0 entries" in run("feeds", "add", empty)
     broken = site.add("/broken.xml", "this is not a feed at all", "text/plain")

@@ -6,7 +6,7 @@ import scheduler
 from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.posts import service as post_service
-from tests.webserver import Site, site  # noqa: F401 - fixture
+from tests.webserver import Site
 
 RSS = (
     '<?xml version="1.0"?><rss version="2.0"><channel><title>Blog</title>'
@@ -15,7 +15,7 @@ RSS = (
 )
 
 
-def test_poll_job_imports_new_entries_once(settings: Settings, db: Database, site: Site) -> None:  # noqa: F811
+def test_poll_job_imports_new_entries_once(settings: Settings, db: Database, site: Site) -> None:
     url = site.add("/rss", RSS, "application/rss+xml")
     with db.session() as session:
         post_service.add_feed(session, url)

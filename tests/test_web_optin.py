@@ -13,7 +13,7 @@ from newsletter.config import Settings
 from newsletter.database import Database
 from subscribers.models import ConsentEvent, Contact, Subscription
 from subscribers.suppression import suppress
-from tests.liveserver import LiveServer, live_server  # noqa: F401 - fixture
+from tests.liveserver import LiveServer
 
 SIGN_UP = {"email": "Reader@Example.org", "name": "Robin", "consent": "yes"}
 
@@ -39,7 +39,7 @@ def events(db: Database) -> list[tuple[str, str]]:
         return [(e.action, e.method) for e in s.scalars(select(ConsentEvent).order_by(ConsentEvent.id))]
 
 
-def test_double_opt_in_round_trip(live_server: LiveServer, db: Database) -> None:  # noqa: F811
+def test_double_opt_in_round_trip(live_server: LiveServer, db: Database) -> None:
     with httpx.Client(base_url=live_server.url) as client:
         form = client.get("/subscribe")
         assert form.status_code == 200 and live_server.settings.consent_text in visible_text(form)
@@ -69,7 +69,7 @@ def test_double_opt_in_round_trip(live_server: LiveServer, db: Database) -> None
         assert first.user_agent is None  # not kept unless the setting turns it on
 
 
-def test_the_form_answers_the_same_for_known_and_unknown_addresses(live_server: LiveServer, db: Database) -> None:  # noqa: F811
+def test_the_form_answers_the_same_for_known_and_unknown_addresses(live_server: LiveServer, db: Database) -> None:
     with httpx.Client(base_url=live_server.url) as client:
         new = client.post("/subscribe", data={**SIGN_UP, "email": "new@example.org"})
         known = client.post("/subscribe", data={**SIGN_UP, "email": "new@example.org"})
@@ -83,7 +83,7 @@ def test_the_form_answers_the_same_for_known_and_unknown_addresses(live_server: 
         assert s.scalar(select(func.count()).select_from(Contact)) == 1  # nothing stored for the suppressed one
 
 
-def test_bad_input_is_explained_and_nothing_is_stored(live_server: LiveServer, db: Database) -> None:  # noqa: F811
+def test_bad_input_is_explained_and_nothing_is_stored(live_server: LiveServer, db: Database) -> None:
     with httpx.Client(base_url=live_server.url) as client:
         bad = client.post("/subscribe", data={**SIGN_UP, "email": "not-an-address"})
         no_consent = client.post("/subscribe", data={"email": "ok@example.org"})
@@ -96,7 +96,7 @@ def test_bad_input_is_explained_and_nothing_is_stored(live_server: LiveServer, d
         assert s.scalar(select(func.count()).select_from(Contact)) == 0
 
 
-def test_public_forms_are_rate_limited(live_server: LiveServer) -> None:  # noqa: F811
+def test_public_forms_are_rate_limited(live_server: LiveServer) -> None:
     from newsletter.web.ratelimit import RateLimiter
 
     live_server.app.state.limiter = RateLimiter(3, 3600)  # as NEWSLETTER_PUBLIC_FORM_LIMIT_PER_HOUR=3 would
@@ -106,7 +106,7 @@ def test_public_forms_are_rate_limited(live_server: LiveServer) -> None:  # noqa
     assert len(live_server.emails()) == 3
 
 
-def test_expired_and_tampered_links(live_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_expired_and_tampered_links(live_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
     with httpx.Client(base_url=live_server.url) as client:
         client.post("/subscribe", data=SIGN_UP)
         link = link_in(live_server.emails()[0], "confirm")
@@ -117,7 +117,7 @@ def test_expired_and_tampered_links(live_server: LiveServer, monkeypatch: pytest
         assert expired.status_code == 410 and "has expired" in expired.text and "Send me a new link" in expired.text
 
 
-def test_preferences_and_unsubscribe_pages(live_server: LiveServer, db: Database) -> None:  # noqa: F811
+def test_preferences_and_unsubscribe_pages(live_server: LiveServer, db: Database) -> None:
     with httpx.Client(base_url=live_server.url) as client:
         client.post("/subscribe", data=SIGN_UP)
         confirmed = client.post(link_in(live_server.emails()[0], "confirm"))
@@ -144,7 +144,7 @@ def test_preferences_and_unsubscribe_pages(live_server: LiveServer, db: Database
         assert s.scalar(select(Contact)).status == "unsubscribed"
 
 
-def test_leaving_one_list_from_preferences_and_coming_back(live_server: LiveServer, db: Database) -> None:  # noqa: F811
+def test_leaving_one_list_from_preferences_and_coming_back(live_server: LiveServer, db: Database) -> None:
     with httpx.Client(base_url=live_server.url) as client:
         client.post("/subscribe", data=SIGN_UP)
         confirmed = client.post(link_in(live_server.emails()[0], "confirm"))
@@ -156,7 +156,7 @@ def test_leaving_one_list_from_preferences_and_coming_back(live_server: LiveServ
         assert subscription(db).status == "confirmed"
 
 
-def test_pages_send_privacy_headers(live_server: LiveServer) -> None:  # noqa: F811
+def test_pages_send_privacy_headers(live_server: LiveServer) -> None:
     response = httpx.get(f"{live_server.url}/subscribe")
     assert response.headers["Referrer-Policy"] == "no-referrer"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]

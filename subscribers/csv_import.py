@@ -1,0 +1,615 @@
+"""CSV import of contacts into a list: streamed, a few set-based statements per batch, each batch
+its own transaction.
+
+Why it is shaped this way:
+
+- Constant memory in the file's size: rows are read through ``csv`` over a text stream and handled a
+  batch at a time. The one thing that grows is a 64-bit fingerprint per distinct address (about
+  60 bytes each), kept so that an address repeated in a later batch is counted once.
+- Speed: per batch, one SELECT each for suppressions, existing contacts, their tags and their
+  subscriptions to the list, then bulk INSERT/UPDATE. Per-row work is only parsing and
+  ``normalise_email``.
+- Nothing half imported: a batch commits whole or not at all. When anything stops the import
+  (an error, Ctrl-C), the report's last row and a note on the exception say which line is the last
+  one committed and that ``start_line`` of that number resumes. Running the whole file again is also
+  harmless: what is already there counts as unchanged.
+- Consent: the subscribe rules are ``consent.subscribe_outcome``, the same ones
+  ``request_subscription`` applies one contact at a time. Suppressed addresses are skipped
+  outright: no contact is made (an erased person stays erased) and nothing about them changes.
+  A contact who unsubscribed from the list is skipped the same way and counted as
+  ``withdrawn_skipped``. An import never sends email; a ``pending`` subscription waits for the
+  double opt-in part.
+
+The report (CSV: line, column, value, reason) holds the raw value of each rejected cell, which may be
+an email address. It is a staff file kept next to the input file, which holds the same data, and is
+created readable by its owner only. No address goes to logs or exception messages: messages name
+lines and columns only.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import itertools
+import os
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from subscribers import suppression
+from subscribers.consent import status_after_confirm, subscribe_outcome
+from subscribers.contacts import check_timezone, clean_tag, normalise_email
+from subscribers.db import utcnow
+from subscribers.errors import InputError
+from subscribers.lists import ensure_list
+from subscribers.models import ConsentEvent, Contact, ContactTag, Subscription, Suppression
+
+# Header spellings, compared after lower-casing and folding spaces, '_' and '-' to one space.
+ALIASES = {
+    "email": "email", "e mail": "email", "email address": "email", "e mail address": "email",
+    "name": "name", "full name": "name",
+    "first name": "first_name", "firstname": "first_name", "given name": "first_name",
+    "last name": "last_name", "lastname": "last_name", "surname": "last_name", "family name": "last_name",
+    "timezone": "timezone", "time zone": "timezone", "tz": "timezone",
+    "tags": "tags", "tag": "tags",
+}
+# Columns that ``csv_export`` writes and the system keeps itself: ignored on import, so that an
+# exported file can be imported again without turning them into custom fields.
+SYSTEM_COLUMNS = ("status", "created_at", "subscription_status", "confirmed_at", "suppressed")
+TAG_SEPARATORS = re.compile(r"[,;|]")
+MAX_NAME = 200  # contacts.name is VARCHAR(200): PostgreSQL would refuse the whole batch
+IN_CHUNK = 900  # bound parameters per IN (...): well under every backend's limit
+RETRIES = 3  # a batch that met a concurrent writer's row (unique constraint) is re-read and retried
+SNIFF_BYTES = 1 << 20
+
+
+@dataclass
+class ImportSummary:
+    """What an import did. ``rows`` (data rows read after ``start_line``, blank lines not counted)
+    equals the sum of added, updated, unchanged, rejected, suppressed_skipped, withdrawn_skipped and
+    duplicates. ``pending``/``confirmed`` count subscriptions this run set to that state."""
+
+    report_path: Path
+    encoding: str = ""
+    start_line: int = 0
+    last_line: int = 0  # physical line (header = 1) of the last row committed
+    rows: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    suppressed_skipped: int = 0
+    withdrawn_skipped: int = 0
+    duplicates: int = 0  # rows merged into an earlier row with the same address
+    pending: int = 0
+    confirmed: int = 0
+    ignored_columns: list[str] = field(default_factory=list)
+    duration_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "report_path": str(self.report_path)}
+
+    def resume_note(self, path: Path) -> str:
+        if self.rows == 0:  # rows count committed batches only
+            return f"{path}: nothing from this run was imported; run the same import again."
+        return (f"{path}: every row up to line {self.last_line} is imported, none after it; "
+                f"to resume, run the same import with start line {self.last_line} (--start-line {self.last_line}).")
+
+
+@dataclass(frozen=True)
+class ImportProgress:
+    """Told to the ``progress`` callback after each committed batch."""
+
+    line: int  # last physical line committed
+    bytes_read: int  # approximate (the reader reads ahead)
+    total_bytes: int
+    rows: int
+
+
+def default_report_path(path: Path) -> Path:
+    """``contacts.csv`` -> ``contacts.report.csv`` next to it."""
+    return path.with_name(f"{path.stem}.report.csv")
+
+
+def import_csv(
+    engine: Engine,
+    path: Path,
+    *,
+    list_slug: str,
+    default_timezone: str,
+    confirmed: bool = False,
+    consent_note: str | None = None,
+    tags: Sequence[str] = (),
+    report_path: Path | None = None,
+    batch_size: int = 1000,
+    start_line: int = 0,
+    progress: Callable[[ImportProgress], None] | None = None,
+) -> ImportSummary:
+    """Import contacts from the CSV file at ``path`` and subscribe them to ``list_slug`` (made on
+    first use). Takes the engine, not a session: every batch commits in a session of its own.
+
+    ``confirmed``: the caller holds proof of opt-in; ``consent_note`` (required then) is kept as the
+    proof in each consent event. ``tags`` are added to every contact. ``start_line``: rows that start
+    on or before that physical line are skipped (resuming). Bad input in the file's shape (no email
+    column, an empty file, a broken quote) raises ``InputError`` naming the file and line.
+    """
+    began = time.perf_counter()
+    job = _Job.checked(default_timezone, confirmed, consent_note, tags, batch_size, start_line)
+    encoding = detect_encoding(path)
+    total_bytes = path.stat().st_size
+    with _open_text(path, encoding) as text:
+        reader, columns, job.line_offset = _read_header(text, path)
+        with Session(engine) as session, session.begin():
+            mailing_list = ensure_list(session, list_slug)
+            job.list_id, job.double_opt_in = mailing_list.id, mailing_list.double_opt_in
+            job.salt = suppression._salt(session)  # noqa: SLF001 - the one home of the salt
+        summary = ImportSummary(report_path=report_path or default_report_path(path), start_line=start_line,
+                                encoding=encoding.removesuffix("-sig"), ignored_columns=list(columns.ignored),
+                                last_line=max(start_line, job.line_offset + 1))
+        seen: set[int] = set()  # fingerprints of the addresses in batches already committed
+        with _Report(summary.report_path, append=start_line > 0) as report:
+            try:
+                for batch in _batches(reader, columns, job, path):
+                    counts = _commit(engine, job, batch, seen)
+                    report.rejects(batch.rejects)  # before the summary moves on: a repeated line beats a lost one
+                    summary.rows += batch.size
+                    summary.last_line = batch.last_line
+                    for key, value in counts.items():
+                        setattr(summary, key, getattr(summary, key) + value)
+                    seen.update(_fingerprint(digest) for digest in batch.rows)
+                    if progress is not None:
+                        progress(ImportProgress(summary.last_line, text.buffer.tell(), total_bytes, summary.rows))
+            except BaseException as exc:  # Ctrl-C included: record where to resume, then let it go on
+                note = summary.resume_note(path)
+                report.status(f"stopped ({type(exc).__name__}): {note}")
+                exc.add_note(note)
+                raise
+            summary.duration_seconds = round(time.perf_counter() - began, 3)
+            report.status(_finished_line(summary))
+    return summary
+
+
+@dataclass
+class _Job:
+    """The import's settings, checked before anything is read or stored."""
+
+    default_timezone: str
+    confirmed: bool
+    consent_note: str | None
+    tags: frozenset[str]
+    batch_size: int
+    start_line: int
+    list_id: int = 0
+    double_opt_in: bool = True
+    salt: str = ""
+    line_offset: int = 0  # blank lines before the header
+    zones: dict[str, str | None] = field(default_factory=dict)  # zone -> error (None: valid); few distinct
+
+    @classmethod
+    def checked(cls, default_timezone: str, confirmed: bool, consent_note: str | None, tags: Sequence[str],
+                batch_size: int, start_line: int) -> "_Job":
+        note = (consent_note or "").strip() or None
+        if confirmed and note is None:
+            raise InputError("a confirmed import needs a consent note: say where and how these people agreed "
+                             "(e.g. 'paper sign-up forms, open day 2026-03-14')")
+        if batch_size < 1:
+            raise InputError(f"batch size must be at least 1, not {batch_size}")
+        if start_line < 0:
+            raise InputError(f"start line must be 0 or more, not {start_line}")
+        return cls(check_timezone(default_timezone), confirmed, note, frozenset(clean_tag(t) for t in tags),
+                   batch_size, start_line)
+
+    def zone_error(self, zone: str) -> str | None:
+        if zone not in self.zones:
+            try:
+                check_timezone(zone)
+                self.zones[zone] = None
+            except InputError as exc:
+                self.zones[zone] = str(exc)
+        return self.zones[zone]
+
+
+def _fingerprint(digest: str) -> int:
+    return int(digest[:16], 16)  # 64 bits: a collision among a file's addresses is vanishingly unlikely
+
+
+def _finished_line(summary: ImportSummary) -> str:
+    return (f"finished: {summary.rows} rows up to line {summary.last_line}: added {summary.added}, "
+            f"updated {summary.updated}, unchanged {summary.unchanged}, rejected {summary.rejected}, "
+            f"suppressed (skipped) {summary.suppressed_skipped}, withdrawn (skipped) {summary.withdrawn_skipped}, "
+            f"duplicates merged {summary.duplicates}; subscriptions pending {summary.pending}, "
+            f"confirmed {summary.confirmed}")
+
+
+# --- reading the file ------------------------------------------------------------------------------
+
+
+def _latin1_for_undefined(exc: UnicodeError) -> tuple[str, int]:
+    # cp1252 leaves five bytes undefined; read them as Latin-1, as browsers do (WHATWG windows-1252).
+    if isinstance(exc, UnicodeDecodeError):
+        return exc.object[exc.start:exc.end].decode("latin-1"), exc.end
+    raise exc
+
+
+codecs.register_error("subscribers.cp1252", _latin1_for_undefined)
+
+
+def detect_encoding(path: Path) -> str:
+    """``utf-8-sig`` when the whole file is valid UTF-8 (with or without a BOM); ``utf-16`` with a
+    UTF-16 BOM (Excel's "Unicode text"); otherwise ``cp1252`` for the whole file, the encoding of
+    spreadsheets saved as "CSV" on Windows. One binary pass with an incremental decoder: deciding
+    before the first row means no row is read in one encoding and the next in another."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as binary:
+            chunk = binary.read(SNIFF_BYTES)
+            if chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                return "utf-16"
+            if b"\x00" in chunk:
+                raise InputError(f"{path}: this is not a CSV text file (it holds binary data; "
+                                 "a spreadsheet must be saved as CSV first)")
+            while chunk:
+                decoder.decode(chunk)
+                chunk = binary.read(SNIFF_BYTES)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return "cp1252"
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror})") from None
+    return "utf-8-sig"
+
+
+def _open_text(path: Path, encoding: str) -> IO[str]:
+    errors = "subscribers.cp1252" if encoding == "cp1252" else "strict"
+    return path.open("r", encoding=encoding, errors=errors, newline="")  # newline="": csv sees raw line ends
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """Where each known field is in a row (by role: email, name, first_name, last_name, timezone,
+    tags), the headers as given, and the custom-field columns (index, key as given)."""
+
+    width: int
+    index: dict[str, int]
+    header: dict[str, str]
+    custom: tuple[tuple[int, str], ...] = ()
+    ignored: tuple[str, ...] = ()
+
+
+def _header_key(header: str) -> str:
+    return " ".join(re.sub(r"[_\-]", " ", header.strip().lower()).split())
+
+
+def _read_header(text: IO[str], path: Path) -> tuple[Iterator[list[str]], _Columns, int]:
+    """The reader positioned after the header, the column map, and the number of blank lines
+    before the header (a row's physical line is ``reader.line_num`` plus that)."""
+    first, blank = text.readline(), 0
+    while first and not first.strip():
+        first, blank = text.readline(), blank + 1
+    if not first:
+        raise InputError(f"{path}: the file is empty; it needs a header line naming the columns (e.g. email,name)")
+    # Spreadsheets in many locales write ';' (or tabs): the header line tells which.
+    delimiter = max(",;\t", key=first.count) if any(sep in first for sep in ",;\t") else ","
+    reader = csv.reader(itertools.chain([first], text), delimiter=delimiter)
+    try:
+        headers = next(reader)
+    except csv.Error as exc:
+        raise InputError(f"{path} line {blank + 1}: the header line cannot be read ({exc})") from None
+    return reader, _map_columns(headers, path), blank
+
+
+def _map_columns(headers: list[str], path: Path) -> _Columns:
+    known: dict[str, tuple[int, str]] = {}
+    custom: list[tuple[int, str]] = []
+    ignored: list[str] = []
+    for index, header in enumerate(headers):
+        key, given = _header_key(header), header.strip()
+        if not given:
+            continue  # an unnamed column (often a trailing delimiter)
+        role = ALIASES.get(key)
+        if role is not None:
+            if role in known:
+                raise InputError(f"{path}: columns {known[role][1]!r} and {given!r} both hold the {role}; keep one")
+            known[role] = (index, given)
+        elif key.replace(" ", "_") in SYSTEM_COLUMNS:
+            ignored.append(given)
+        elif any(given == name for _, name in custom):
+            raise InputError(f"{path}: two columns are named {given!r}; rename one")
+        else:
+            custom.append((index, given))
+    if "email" not in known:
+        found = ", ".join(repr(h) for h in headers) or "none"
+        raise InputError(f"{path}: no email column (looked for 'email', 'e-mail' or 'email address'); "
+                         f"the header line has: {found}")
+
+    return _Columns(width=len(headers), index={role: i for role, (i, _) in known.items()},
+                    header={role: given for role, (_, given) in known.items()},
+                    custom=tuple(custom), ignored=tuple(ignored))
+
+
+# --- rows and batches -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    """One address's values; rows repeating the address are merged into the first one."""
+
+    line: int
+    email: str
+    digest: str
+    name: str | None
+    timezone: str | None
+    custom: dict[str, str]
+    tags: set[str]
+
+    def merge(self, later: "_Row") -> None:
+        # Later non-empty values fill in; tags add up (the same rule as contacts.upsert_contact).
+        self.name = later.name or self.name
+        self.timezone = later.timezone or self.timezone
+        self.custom.update(later.custom)
+        self.tags |= later.tags
+
+
+@dataclass
+class _Batch:
+    rows: dict[str, _Row] = field(default_factory=dict)  # by address hash, in file order
+    rejects: list[tuple[int, str, str, str]] = field(default_factory=list)  # line, column, value, reason
+    duplicates: int = 0  # rows merged into an earlier row of this batch
+    size: int = 0  # data rows read
+    last_line: int = 0
+
+
+class _Reject(Exception):
+    def __init__(self, column: str, value: str, reason: str) -> None:
+        super().__init__(reason)
+        self.column, self.value, self.reason = column, value, reason
+
+
+def _batches(reader: Iterator[list[str]], columns: _Columns, job: _Job, path: Path) -> Iterator[_Batch]:
+    batch = _Batch()
+    end = job.line_offset + 1  # physical line where the previous record ended
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise InputError(f"{path} line {job.line_offset + reader.line_num}: the CSV cannot be read "  # type: ignore[attr-defined]
+                             f"({exc}); often a quote that is never closed") from None
+        line, end = end + 1, job.line_offset + reader.line_num  # type: ignore[attr-defined]
+        if line <= job.start_line or not any(cell.strip() for cell in cells):
+            continue  # already imported (resuming), or a blank line
+        batch.size += 1
+        batch.last_line = end
+        try:
+            row = _parse(cells, columns, job, line)
+        except _Reject as bad:
+            batch.rejects.append((line, bad.column, bad.value, bad.reason))
+        else:
+            if row.digest in batch.rows:
+                batch.rows[row.digest].merge(row)
+                batch.duplicates += 1
+            else:
+                batch.rows[row.digest] = row
+        if batch.size >= job.batch_size:
+            yield batch
+            batch = _Batch()
+    if batch.size:
+        yield batch
+
+
+def _parse(cells: list[str], columns: _Columns, job: _Job, line: int) -> _Row:
+    if len(cells) > columns.width and any(c.strip() for c in cells[columns.width:]):
+        raise _Reject("", "", f"the row has {len(cells)} cells, the header {columns.width}; "
+                               "a value probably holds an unquoted delimiter")
+    if any("\x00" in c for c in cells):
+        raise _Reject("", "", "the row holds a NUL character (binary data)")
+
+    def cell(index: int | None) -> str:
+        return cells[index].strip() if index is not None and index < len(cells) else ""
+
+    at, header = columns.index.get, columns.header.get
+    raw = cell(at("email"))
+    try:
+        email = normalise_email(raw)
+    except InputError as exc:
+        raise _Reject(header("email", ""), raw, str(exc)) from None
+    name = cell(at("name")) or " ".join(p for p in (cell(at("first_name")), cell(at("last_name"))) if p)
+    if len(name) > MAX_NAME:
+        raise _Reject(header("name", "name"), name, f"the name is longer than {MAX_NAME} characters")
+    zone = cell(at("timezone"))
+    if zone and (error := job.zone_error(zone)):
+        raise _Reject(header("timezone", ""), zone, error)
+    tags = set(job.tags)
+    for tag in TAG_SEPARATORS.split(cell(at("tags"))):
+        if tag.strip():
+            try:
+                tags.add(clean_tag(tag))
+            except InputError as exc:
+                raise _Reject(header("tags", ""), tag.strip(), str(exc)) from None
+    custom = {key: value for index, key in columns.custom if (value := cell(index))}
+    digest = suppression.hash_with_salt(job.salt, email)
+    return _Row(line, email, digest, name or None, zone or None, custom, tags)
+
+
+# --- writing a batch --------------------------------------------------------------------------------
+
+
+def _commit(engine: Engine, job: _Job, batch: _Batch, seen: set[int]) -> dict[str, int]:
+    """Write one batch in one transaction. A unique-constraint clash means another writer added one
+    of these addresses between our read and our write: read again and retry."""
+    for attempt in range(1, RETRIES + 1):
+        try:
+            with Session(engine) as session, session.begin():
+                return _write(session, job, batch, seen)
+        except IntegrityError:
+            if attempt == RETRIES:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _in(session: Session, stmt: Any, column: Any, values: Sequence[Any]) -> Iterator[Any]:
+    for start in range(0, len(values), IN_CHUNK):
+        yield from session.execute(stmt.where(column.in_(values[start:start + IN_CHUNK])))
+
+
+@dataclass
+class _Writes:
+    """Everything one batch will write, gathered first so each table gets one statement."""
+
+    contact_updates: list[dict[str, Any]] = field(default_factory=list)
+    tags: list[dict[str, Any]] = field(default_factory=list)
+    new_subscriptions: list[dict[str, Any]] = field(default_factory=list)
+    confirmed_subscriptions: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _write(session: Session, job: _Job, batch: _Batch, seen: set[int]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    counts["rejected"], counts["duplicates"] = len(batch.rejects), batch.duplicates
+    digests = list(batch.rows)
+    suppressed = {d for (d,) in _in(session, select(Suppression.email_hash), Suppression.email_hash, digests)}
+    existing = {r.email_hash: r for r in _in(
+        session, select(Contact.id, Contact.email_hash, Contact.name, Contact.timezone, Contact.custom_fields,
+                        Contact.status), Contact.email_hash, digests)}
+    ids = [r.id for r in existing.values()]
+    have_tags: dict[int, set[str]] = defaultdict(set)
+    for contact_id, tag in _in(session, select(ContactTag.contact_id, ContactTag.tag), ContactTag.contact_id, ids):
+        have_tags[contact_id].add(tag)
+    subscriptions = {r.contact_id: r for r in _in(
+        session, select(Subscription.contact_id, Subscription.id, Subscription.status)
+        .where(Subscription.list_id == job.list_id), Subscription.contact_id, ids)}
+
+    now, writes, new_rows = utcnow(), _Writes(), []
+    for digest, row in batch.rows.items():
+        found = existing.get(digest)
+        sub = subscriptions.get(found.id) if found is not None else None
+        state = subscribe_outcome(suppressed=digest in suppressed, current=sub.status if sub else None,
+                                  method="import", confirmed=job.confirmed, double_opt_in=job.double_opt_in)
+        if state in ("suppressed", "withdrawn"):
+            kind = f"{state}_skipped"  # nothing about them is written
+        elif found is None:
+            kind = "added"
+            new_rows.append((row, state))
+        else:
+            kind = "updated" if _update_existing(job, writes, found, row, sub, state, have_tags[found.id], now) \
+                else "unchanged"
+        counts["duplicates" if _fingerprint(digest) in seen else kind] += 1
+    if new_rows:
+        _insert_contacts(session, job, writes, new_rows, now)
+    for state in ("pending", "confirmed"):
+        counts[state] = sum(1 for s in writes.new_subscriptions if s["status"] == state)
+    counts["confirmed"] += len(writes.confirmed_subscriptions)
+    _flush(session, writes)
+    return dict(counts)
+
+
+def _update_existing(job: _Job, writes: _Writes, found: Any, row: _Row, sub: Any, state: str,
+                     have_tags: set[str], now: Any) -> bool:
+    """Gather the changes to a known contact; True when anything changes."""
+    values: dict[str, Any] = {}
+    if row.name and row.name != found.name:  # values given replace stored ones (contacts.upsert_contact)
+        values["name"] = row.name
+    if row.timezone and row.timezone != found.timezone:
+        values["timezone"] = row.timezone
+    if row.custom and (merged := {**(found.custom_fields or {}), **row.custom}) != found.custom_fields:
+        values["custom_fields"] = merged
+    if state == "confirmed" and (status := status_after_confirm(found.status)) != found.status:
+        values["status"] = status
+    if values:
+        writes.contact_updates.append({"id": found.id, "updated_at": now, **values})
+    new_tags = row.tags - have_tags
+    writes.tags.extend({"contact_id": found.id, "tag": tag} for tag in sorted(new_tags))
+    # Import idempotency: a subscription already pending stays as it is, with no second request.
+    changes_subscription = state == "confirmed" or (state == "pending" and sub is None)
+    if changes_subscription:
+        _subscribe(job, writes, found.id, sub.id if sub else None, state, now)
+    return bool(values or new_tags or changes_subscription)
+
+
+def _insert_contacts(session: Session, job: _Job, writes: _Writes, new_rows: list[tuple[_Row, str]], now: Any) -> None:
+    table = Contact.__table__
+    values = [{"email": row.email, "email_hash": row.digest, "name": row.name,
+               "timezone": row.timezone or job.default_timezone, "custom_fields": row.custom,
+               "status": "active", "source": "import", "created_at": now, "updated_at": now}
+              for row, _ in new_rows]
+    result = session.execute(insert(table).returning(table.c.email_hash, table.c.id), values)
+    ids = {digest: contact_id for digest, contact_id in result}  # (dict() would take the result for a mapping)
+    for row, state in new_rows:
+        contact_id = ids[row.digest]
+        writes.tags.extend({"contact_id": contact_id, "tag": tag} for tag in sorted(row.tags))
+        _subscribe(job, writes, contact_id, None, state, now)
+
+
+def _subscribe(job: _Job, writes: _Writes, contact_id: int, sub_id: int | None, state: str, now: Any) -> None:
+    """What ``request_subscription`` does for ``state``: a pending subscription and a "requested"
+    event, then for "confirmed" the confirmation and its event."""
+    if sub_id is None:
+        writes.new_subscriptions.append({"contact_id": contact_id, "list_id": job.list_id, "status": state,
+                                         "created_at": now, "confirmed_at": now if state == "confirmed" else None})
+    elif state == "confirmed":
+        writes.confirmed_subscriptions.append({"id": sub_id, "status": "confirmed", "confirmed_at": now,
+                                               "unsubscribed_at": None})
+    event = {"contact_id": contact_id, "list_id": job.list_id, "method": "import", "note": job.consent_note, "at": now}
+    writes.events.append({**event, "action": "requested"})
+    if state == "confirmed":
+        writes.events.append({**event, "action": "confirmed"})
+
+
+def _flush(session: Session, writes: _Writes) -> None:
+    if writes.contact_updates:
+        session.execute(update(Contact), writes.contact_updates)  # bulk UPDATE by primary key
+    for model, rows in ((ContactTag, writes.tags), (Subscription, writes.new_subscriptions),
+                        (ConsentEvent, writes.events)):
+        if rows:
+            session.execute(insert(model.__table__), rows)
+    if writes.confirmed_subscriptions:
+        session.execute(update(Subscription), writes.confirmed_subscriptions)
+
+
+# --- the report -------------------------------------------------------------------------------------
+
+
+class _Report:
+    """Rejected rows (line, column, value, reason) and, last, a status row with an empty line
+    number. Resuming (``append``) adds to the report of the run it continues."""
+
+    def __init__(self, path: Path, *, append: bool) -> None:
+        add = append and path.exists() and path.stat().st_size > 0
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if add else os.O_TRUNC), 0o600)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot write the report ({exc.strerror})") from None
+        # A BOM only at the start of a new file, so that spreadsheets read it as UTF-8.
+        self.file = open(fd, "w", encoding="utf-8" if add else "utf-8-sig", newline="")
+        self.writer = csv.writer(self.file)
+        if not add:
+            self.writer.writerow(("line", "column", "value", "reason"))
+
+    def __enter__(self) -> "_Report":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.file.close()
+
+    def rejects(self, rows: Iterable[tuple[int, str, str, str]]) -> None:
+        self.writer.writerows((line, column, safe_cell(value), reason) for line, column, value, reason in rows)
+        self.file.flush()
+
+    def status(self, text: str) -> None:
+        self.writer.writerow(("", "", "", text))
+        self.file.flush()
+
+
+def safe_cell(value: str) -> str:
+    """A cell a spreadsheet will not run as a formula (OWASP "CSV injection"): values from public
+    forms end up in files staff open in Excel."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
