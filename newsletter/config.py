@@ -28,8 +28,18 @@ class Settings(BaseSettings):
     )
 
     # Sending
-    transport: str = Field("outbox", description="outbox (writes .eml files) | memory (tests).")
+    transport: str | None = Field(
+        None, description="sendgrid | outbox (writes .eml files) | memory (tests); default sendgrid when a key is set."
+    )
     outbox_dir: Path | None = Field(None, description="Where the outbox transport writes .eml files; default <var_dir>/outbox.")
+    sendgrid_api_key: SecretStr | None = Field(
+        None, validation_alias="SENDGRID_API_KEY", description="SendGrid API key (from the environment only)."
+    )
+    sendgrid_api_host: str = Field(
+        "https://api.sendgrid.com", validation_alias="SENDGRID_API_HOST",
+        description="SendGrid-compatible API base URL.",
+    )
+    sendgrid_timeout: float = Field(30.0, gt=0, description="Seconds to wait for SendGrid to answer one request.")
 
     # Brand: what every email and page shows.
     org_name: str = Field("Limbic Medical", description="Organisation name shown in emails.")
@@ -107,8 +117,12 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.var_dir / 'newsletter.db'}"
         if self.outbox_dir is None:
             self.outbox_dir = self.var_dir / "outbox"
-        if self.transport not in ("outbox", "memory"):
-            raise ValueError(f"NEWSLETTER_TRANSPORT must be outbox or memory, not {self.transport!r}")
+        if self.transport is None:
+            self.transport = "sendgrid" if self.sendgrid_api_key else "outbox"
+        if self.transport not in ("sendgrid", "outbox", "memory"):
+            raise ValueError(f"NEWSLETTER_TRANSPORT must be sendgrid, outbox or memory, not {self.transport!r}")
+        if self.transport == "sendgrid" and not self.sendgrid_api_key:
+            raise ValueError("NEWSLETTER_TRANSPORT=sendgrid needs SENDGRID_API_KEY in the environment")
         if self.unsubscribe_email is None:
             self.unsubscribe_email = f"unsubscribe@{self.from_domain}"
         return self

@@ -38,3 +38,46 @@ class Transport(Protocol):
     max_batch: int
 
     def send(self, batch: Batch) -> BatchResult: ...
+
+
+# What a transport may raise. The dispatcher owns the policy (retry, split, wait, pause, hold as
+# unknown); a transport only says which of these happened.
+
+
+class TransportError(Exception):
+    """Base class; ``str()`` is safe to store and show (no addresses, no secrets)."""
+
+
+class AuthenticationFailed(TransportError):
+    """401/403: the key is wrong or lacks permission. Nothing in the batch was sent; stop the send."""
+
+
+class RateLimited(TransportError):
+    """429: wait until ``reset_at`` (epoch seconds) and send the same batch again."""
+
+    def __init__(self, message: str, reset_at: float | None) -> None:
+        super().__init__(message)
+        self.reset_at = reset_at
+
+
+class BatchTooLarge(TransportError):
+    """413: the request body was too large; split the batch and send each half."""
+
+
+class BadRequest(TransportError):
+    """400: the provider refused the request. ``recipients`` holds the batch indexes it blamed, when it
+    named them (SendGrid names fields like ``personalizations.3.to.0.email``); empty means unknown,
+    so the dispatcher splits the batch to find them."""
+
+    def __init__(self, message: str, recipients: set[int] | None = None) -> None:
+        super().__init__(message)
+        self.recipients = recipients or set()
+
+
+class TemporaryFailure(TransportError):
+    """5xx, a refused connection, or a timeout before the request was sent: safe to retry."""
+
+
+class OutcomeUnknown(TransportError):
+    """The request left and no answer came (a read timeout, a dropped connection): the provider may
+    have accepted it. There is no idempotency key, so it must not be sent again blindly."""
