@@ -1,8 +1,10 @@
 """The scheduler process: APScheduler jobs that find due work and hand it on.
 
-Each job reads its state from the project's tables and is idempotent, so a restart (or an overlap)
-loses and repeats nothing; the job store is APScheduler's memory only. Today its one job polls the
-feeds for new posts; scheduled issues, sequence steps and lease expiry join it as they are built.
+APScheduler's job store is memory only and never shared; the durable truth is in our tables. Only
+one scheduler acts at a time: each round it must hold the "scheduler" lease in the database (a
+second scheduler waits as a standby and takes over when the lease lapses). Its jobs only find due
+work -- start scheduled issues, recover rows of dead workers, close finished sends, poll feeds; the
+sending itself is done by dispatchers (``newsletter worker``, or the one ``newsletter serve`` runs).
 
 Run it as ``newsletter scheduler`` (or ``python -m scheduler``).
 """
@@ -10,21 +12,51 @@ Run it as ``newsletter scheduler`` (or ``python -m scheduler``).
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import signal
+import socket
+from datetime import datetime, timedelta
 
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from newsletter.config import Settings, get_settings
 from newsletter.database import Database
 from newsletter.posts import service as post_service
+from newsletter.sending import leader
+from newsletter.sending.schedule import TickReport, due_work
 from subscribers.db import utcnow
 
 log = logging.getLogger("newsletter.scheduler")
+LEASE = "scheduler"
 
 
-def poll_feeds(settings: Settings, db: Database) -> int:
-    """One round of feed polling; returns how many new posts were imported."""
+def holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def run_due_work(settings: Settings, db: Database, holder: str, now: datetime | None = None) -> TickReport | None:
+    """One round, if this process leads. Returns None when another scheduler holds the lease."""
+    now = now or utcnow()
+    ttl = timedelta(seconds=max(settings.scheduler_interval_seconds * 3, 15))
     with db.session() as session:
+        if not leader.acquire(session, LEASE, holder, now, ttl):
+            return None
+        report = due_work(session, now)
+    if report.started or report.finished or report.requeued or report.held_unknown:
+        log.info("due work: started %s, finished %s, requeued %d, held unknown %d",
+                 report.started, report.finished, report.requeued, report.held_unknown)
+    return report
+
+
+def poll_feeds(settings: Settings, db: Database, holder: str) -> int | None:
+    """One round of feed polling (leader only); returns how many new posts were imported."""
+    now = utcnow()
+    with db.session() as session:
+        if leader.holder_of(session, LEASE, now) != holder:
+            return None
         results = post_service.poll_all(session, settings)
         for result in results:
             if result.error:
@@ -35,18 +67,15 @@ def poll_feeds(settings: Settings, db: Database) -> int:
     return new
 
 
-def build_scheduler(settings: Settings, db: Database) -> BlockingScheduler:
-    scheduler = BlockingScheduler(timezone="UTC")
-    scheduler.add_job(
-        poll_feeds,
-        "interval",
-        args=(settings, db),
-        minutes=settings.feed_poll_minutes,
-        id="poll_feeds",
-        max_instances=1,  # a slow poll is never overlapped by the next one
-        coalesce=True,  # after a pause, one catch-up run rather than a burst
-        next_run_time=utcnow(),  # first poll at start-up
-    )
+def build_scheduler(settings: Settings, db: Database, *, background: bool = False,
+                    holder: str | None = None) -> BaseScheduler:
+    holder = holder or holder_id()
+    scheduler: BaseScheduler = BackgroundScheduler(timezone="UTC") if background else BlockingScheduler(timezone="UTC")
+    common = {"max_instances": 1, "coalesce": True}  # never overlap itself; after a pause, one catch-up run
+    scheduler.add_job(run_due_work, "interval", args=(settings, db, holder), id="due_work",
+                      seconds=settings.scheduler_interval_seconds, next_run_time=utcnow(), **common)
+    scheduler.add_job(poll_feeds, "interval", args=(settings, db, holder), id="poll_feeds",
+                      minutes=settings.feed_poll_minutes, next_run_time=utcnow() + timedelta(seconds=5), **common)
     return scheduler
 
 
@@ -54,10 +83,16 @@ def main(settings: Settings | None = None, db: Database | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings or get_settings()
     db = db or Database.from_settings(settings)
-    scheduler = build_scheduler(settings, db)
+    holder = holder_id()
+    scheduler = build_scheduler(settings, db, holder=holder)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
-    log.info("scheduler started: feeds every %s min", settings.feed_poll_minutes)
-    scheduler.start()
+    log.info("scheduler %s started: due work every %ss, feeds every %s min", holder,
+             settings.scheduler_interval_seconds, settings.feed_poll_minutes)
+    try:
+        scheduler.start()
+    finally:
+        with db.session() as session:
+            leader.release(session, LEASE, holder)
 
 
 if __name__ == "__main__":

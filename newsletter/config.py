@@ -6,7 +6,9 @@ environment (or an uncommitted ``.env``), never from files in the repository.
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 from functools import lru_cache
 from pathlib import Path
 
@@ -40,6 +42,13 @@ class Settings(BaseSettings):
         description="SendGrid-compatible API base URL.",
     )
     sendgrid_timeout: float = Field(30.0, gt=0, description="Seconds to wait for SendGrid to answer one request.")
+
+    batch_size: int = Field(1000, ge=1, le=1000, description="Recipients per provider request (SendGrid allows 1000).")
+    rate_per_second: float = Field(0, ge=0, description="Most emails sent per second; 0 means no limit.")
+    rate_per_day: int = Field(0, ge=0, description="Most emails sent per 24 hours; 0 means no limit.")
+    send_retries: int = Field(5, ge=0, description="Retries of a batch after a 5xx or connection error.")
+    breaker_threshold: int = Field(5, ge=1, description="Failed batches in a row that pause an issue's send.")
+    lease_seconds: int = Field(300, ge=10, description="How long a worker's claim on a batch lasts.")
 
     # Brand: what every email and page shows.
     org_name: str = Field("Limbic Medical", description="Organisation name shown in emails.")
@@ -92,6 +101,7 @@ class Settings(BaseSettings):
 
     # Scheduler
     feed_poll_minutes: int = Field(30, ge=1, description="How often the scheduler polls feeds.")
+    scheduler_interval_seconds: int = Field(5, ge=1, description="How often the scheduler looks for due work.")
 
     # Limits
     max_post_bytes: int = Field(5_000_000, description="Largest post file or page accepted.")
@@ -142,20 +152,7 @@ class Settings(BaseSettings):
         """The secret that signs links: from the environment, else a random key kept under var_dir."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
-        path = self.var_dir / "secret.key"
-        if not path.exists():
-            import os
-            import secrets
-
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:  # another process made it first
-                pass
-            else:
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(secrets.token_urlsafe(48))
-        return path.read_text().strip()
+        return _key_file((self.var_dir / "secret.key").resolve())
 
     @property
     def from_domain(self) -> str:
@@ -165,3 +162,24 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def _key_file(path: Path) -> str:
+    """Read (making it on first use) the embedded default's signing key; cached per path."""
+    if path not in _KEYS:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f".{path.name}.{os.getpid()}")
+            draft.write_text(secrets.token_urlsafe(48))
+            draft.chmod(0o600)
+            try:
+                os.link(draft, path)  # atomic; if another process won, its key stands
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
+        _KEYS[path] = path.read_text().strip()
+    return _KEYS[path]
+
+
+_KEYS: dict[Path, str] = {}

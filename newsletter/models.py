@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from subscribers.db import Base, JSONType, UTCDateTime, utcnow
@@ -65,7 +65,18 @@ class Issue(Base):
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="RESTRICT"), index=True)
     subject: Mapped[str] = mapped_column(String(300))
     preheader: Mapped[str] = mapped_column(String(300), default="")
-    status: Mapped[str] = mapped_column(String(20), default="draft")
+    # draft -> scheduled -> sending -> sent; or paused (resumable), cancelled (never sends)
+    status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="RESTRICT"))
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="RESTRICT"))
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # "Send at each recipient's local time": this wall-clock date and time (YYYY-MM-DDTHH:MM) in each
+    # contact's own zone; scheduled_at is then when the first zone reaches it.
+    local_send_time: Mapped[str | None] = mapped_column(String(16))
+    schedule_timezone: Mapped[str | None] = mapped_column(String(64))
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    paused_reason: Mapped[str | None] = mapped_column(Text)
     html: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     compiled_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -73,3 +84,78 @@ class Issue(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     post: Mapped[Post] = relationship()
+
+
+# The delivery ledger ------------------------------------------------------------------------------
+
+LedgerId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite's rowid is 64-bit anyway
+
+
+class SendBatch(Base):
+    """The deliveries sent in one provider request. ``status`` sending means the request may have
+    left: if its worker dies, its rows become unknown, never queued again."""
+
+    __tablename__ = "send_batches"
+
+    id: Mapped[int] = mapped_column(LedgerId, primary_key=True, autoincrement=True)
+    transport: Mapped[str] = mapped_column(String(20))
+    worker: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))  # sending | submitted | failed | unknown
+    size: Mapped[int] = mapped_column(Integer)
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Delivery(Base):
+    """One email to one contact: the ledger row. Unique per (issue, contact), so enqueueing twice,
+    a restart or a second worker can never send it twice."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("issue_id", "contact_id", name="uq_deliveries_issue_contact"),
+        Index("ix_deliveries_status_due", "status", "due_at"),
+        Index("ix_deliveries_batch", "batch_id"),
+        Index("ix_deliveries_submitted_at", "submitted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(LedgerId, primary_key=True, autoincrement=True)
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
+    # Erasure keeps the row as an anonymous count.
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"), index=True)
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"))
+    # queued -> claimed -> submitted -> delivered | bounced | dropped; or failed, unknown, suppressed
+    status: Mapped[str] = mapped_column(String(12))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("send_batches.id", ondelete="SET NULL"))
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Lease(Base):
+    """A named lease in the database: who holds it and until when. Elects the one active scheduler
+    (APScheduler's job store must not be shared), on SQLite and PostgreSQL alike."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SendPause(Base):
+    """A send stopped by the circuit breaker or a wrong API key, with the reason staff see."""
+
+    __tablename__ = "send_pauses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
+from newsletter.links import delivery_from_token
+from newsletter.models import Delivery
 from newsletter.personalize import RecipientValues, safe_first_name
 from newsletter.render import EmailContent, render_email
 from newsletter.transports import Batch, Recipient, Transport
@@ -153,7 +155,19 @@ def confirm_subscription(session: Session, settings: Settings, token: str, proof
     return consent.confirm(session, subscription_from_confirm_token(session, settings, token), proof)
 
 
+def delivery_of(session: Session, settings: Settings, token: str) -> Delivery | None:
+    """The delivery a link in a sent email points at (None: not a delivery token)."""
+    delivery_id = delivery_from_token(settings, token)
+    return session.get(Delivery, delivery_id) if delivery_id is not None else None
+
+
 def contact_from_preferences_token(session: Session, settings: Settings, token: str) -> Contact:
+    delivery = delivery_of(session, settings, token)
+    if delivery is not None:
+        contact = session.get(Contact, delivery.contact_id) if delivery.contact_id else None
+        if contact is None:
+            raise NotFound("this link is no longer valid")
+        return contact
     data = tokens(settings).read("preferences", token)
     contact = session.get(Contact, data.get("c"))
     if contact is None:
@@ -162,6 +176,14 @@ def contact_from_preferences_token(session: Session, settings: Settings, token: 
 
 
 def unsubscribe_target(session: Session, settings: Settings, token: str) -> tuple[Contact, MailingList | None]:
+    """Whom an unsubscribe link is for, and from which list (None: every list). Links in sent emails
+    carry a delivery token (the list it was sent for); pages carry a signed contact token."""
+    delivery = delivery_of(session, settings, token)
+    if delivery is not None:
+        contact = session.get(Contact, delivery.contact_id) if delivery.contact_id else None
+        if contact is None:
+            raise NotFound("this link is no longer valid")
+        return contact, session.get(MailingList, delivery.list_id) if delivery.list_id else None
     data = tokens(settings).read("unsubscribe", token)
     contact = session.get(Contact, data.get("c"))
     if contact is None:

@@ -1,11 +1,15 @@
-"""The scheduler's jobs: feed polling finds new posts and is harmless to repeat."""
+"""The scheduler: one leader at a time, due work from the tables, feed polling harmless to repeat."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import scheduler
 from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.posts import service as post_service
+from newsletter.sending import leader
+from subscribers.db import utcnow
 from tests.webserver import Site
 
 RSS = (
@@ -15,18 +19,37 @@ RSS = (
 )
 
 
-def test_poll_job_imports_new_entries_once(settings: Settings, db: Database, site: Site) -> None:
+def test_poll_job_imports_new_entries_once_and_only_as_leader(settings: Settings, db: Database, site: Site) -> None:
     url = site.add("/rss", RSS, "application/rss+xml")
     with db.session() as session:
         post_service.add_feed(session, url)
-    assert scheduler.poll_feeds(settings, db) == 1
-    assert scheduler.poll_feeds(settings, db) == 0  # a repeat or an overlap adds nothing
+    assert scheduler.poll_feeds(settings, db, "standby") is None  # not the leader: does nothing
+    assert scheduler.run_due_work(settings, db, "leader") is not None
+    assert scheduler.poll_feeds(settings, db, "leader") == 1
+    assert scheduler.poll_feeds(settings, db, "leader") == 0  # a repeat or an overlap adds nothing
     with db.session() as session:
         assert [p.title for p in post_service.list_posts(session)] == ["One"]
 
 
-def test_scheduler_has_one_non_overlapping_feed_job(settings: Settings, db: Database) -> None:
-    sched = scheduler.build_scheduler(settings, db)
-    (job,) = sched.get_jobs()
-    assert job.id == "poll_feeds" and job.max_instances == 1 and job.coalesce
-    assert job.trigger.interval.total_seconds() == settings.feed_poll_minutes * 60
+def test_two_schedulers_never_both_act(settings: Settings, db: Database) -> None:
+    now = utcnow()
+    first = scheduler.run_due_work(settings, db, "scheduler-a", now)
+    second = scheduler.run_due_work(settings, db, "scheduler-b", now)
+    assert first is not None and second is None
+    assert scheduler.run_due_work(settings, db, "scheduler-a", now + timedelta(seconds=5)) is not None  # renews
+    # The leader dies (stops renewing); after the lease lapses the standby takes over, and only it.
+    later = now + timedelta(minutes=5)
+    assert scheduler.run_due_work(settings, db, "scheduler-b", later) is not None
+    assert scheduler.run_due_work(settings, db, "scheduler-a", later) is None
+    with db.session() as session:
+        leader.release(session, scheduler.LEASE, "scheduler-b")  # a clean shutdown hands over at once
+    assert scheduler.run_due_work(settings, db, "scheduler-a", later) is not None
+
+
+def test_scheduler_jobs_never_overlap_themselves(settings: Settings, db: Database) -> None:
+    sched = scheduler.build_scheduler(settings, db, holder="h")
+    jobs = {job.id: job for job in sched.get_jobs()}
+    assert set(jobs) == {"due_work", "poll_feeds"}
+    assert all(job.max_instances == 1 and job.coalesce for job in jobs.values())
+    assert jobs["due_work"].trigger.interval.total_seconds() == settings.scheduler_interval_seconds
+    assert jobs["poll_feeds"].trigger.interval.total_seconds() == settings.feed_poll_minutes * 60

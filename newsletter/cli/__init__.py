@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from newsletter.cli import contacts_io, system  # noqa: F401 - contacts_io registers its commands
+from newsletter.cli import contacts_io, sending, system  # noqa: F401 - these register commands on groups
 from newsletter.cli.contacts import contacts_app
 from newsletter.cli.feeds import feeds_app
 from newsletter.cli.issues import issues_app
@@ -17,12 +17,15 @@ from newsletter.cli.segments import segments_app
 
 app = typer.Typer(help="Email newsletter and lead-nurture pipeline for clinics.", no_args_is_help=True)
 app.registered_commands += system.app.registered_commands
+app.command("worker")(sending.friendly_errors(sending.worker))
+app.command("tick")(sending.friendly_errors(sending.tick))
 app.add_typer(posts_app, name="posts")
 app.add_typer(feeds_app, name="feeds")
 app.add_typer(issues_app, name="issues")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(segments_app, name="segments")
 app.add_typer(leads_app, name="leads")
+app.add_typer(sending.sending_app, name="sending")
 
 if __name__ == "__main__":
     app()

@@ -60,15 +60,36 @@ def run_scheduler() -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    background: Annotated[bool, typer.Option("--background/--web-only", help="Also run the scheduler and one "
+                                             "dispatcher in this process (the embedded default).")] = True,
 ) -> None:
-    """Run the web app: sign-up, confirmation, preferences and unsubscribe pages."""
+    """Run the web app (sign-up, confirm, preferences, unsubscribe, view online), and by default the
+    scheduler and a dispatcher too, so the embedded default is one process."""
+    import threading
+
     import uvicorn
 
+    import scheduler as scheduler_module
+    from newsletter.sending.worker import run_worker
+    from newsletter.transports import get_transport
     from newsletter.web.app import create_app
 
     settings = get_settings()
-    app_ = create_app(settings, open_database(settings))
+    db = open_database(settings)
+    transport = get_transport(settings)
+    app_ = create_app(settings, db, transport)
+    stop = threading.Event()
+    jobs = None
+    if background:
+        jobs = scheduler_module.build_scheduler(settings, db, background=True)
+        jobs.start()
+        threading.Thread(target=run_worker, args=(settings, db, transport, stop), daemon=True, name="dispatcher").start()
     out.print(f"Serving {settings.org_name} on http://{host}:{port}/ (Ctrl-C stops). "
               f"Emails go to the {settings.transport} transport"
               + (f" in {settings.outbox_dir}/" if settings.transport == "outbox" else "") + ".", highlight=False)
-    uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+    try:
+        uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        stop.set()
+        if jobs is not None:
+            jobs.shutdown(wait=False)

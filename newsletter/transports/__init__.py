@@ -12,6 +12,10 @@ __all__ = ["Batch", "BatchResult", "Recipient", "Transport", "MemoryTransport", 
 
 
 def get_transport(settings: Settings) -> Transport:
+    if settings.transport == "sendgrid":
+        from newsletter.transports.sendgrid import SendGridTransport  # the sendgrid client only when used
+
+        return SendGridTransport(settings)
     if settings.transport == "memory":
         return MemoryTransport(settings)
     assert settings.outbox_dir is not None

@@ -9,7 +9,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.transports import Transport, get_transport
-from newsletter.web import pages
+from newsletter.web import online, pages
 from newsletter.web.ratelimit import RateLimiter
 
 # Tokens travel in URLs: never let them leak to other sites through the Referer header.
@@ -38,6 +38,7 @@ def create_app(settings: Settings, db: Database, transport: Transport | None = N
     app.state.limiter = RateLimiter(settings.public_form_limit_per_hour, 3600)
     app.add_middleware(SecurityHeaders)
     app.include_router(pages.router)
+    app.include_router(online.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> PlainTextResponse:

@@ -1,0 +1,197 @@
+"""Sending commands: schedule, send, pause and resume issues; run workers; one round of due work."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy import update
+
+from newsletter.cli.common import err, friendly_errors, open_database, out, print_json, print_rows, unit_of_work
+from newsletter.cli.issues import issues_app
+from newsletter.config import get_settings
+from newsletter.errors import InputError
+from newsletter.issues import get_issue
+from newsletter.models import SendPause
+from newsletter.sending import ledger, schedule
+from newsletter.sending.dispatch import Dispatcher, SendingStopped
+from newsletter.sending.worker import run_worker
+from newsletter.transports import get_transport
+from subscribers.db import utcnow
+
+sending_app = typer.Typer(help="The send path as a whole: resume after a stop.", no_args_is_help=True)
+
+
+def _at(text: str | None) -> datetime:
+    if not text:
+        return utcnow()
+    return schedule.parse_when(text, "UTC")
+
+
+@issues_app.command("schedule")
+@friendly_errors
+def schedule_(
+    issue_id: int,
+    at: Annotated[Optional[str], typer.Option(help="When, e.g. '2026-12-03 09:00' (in --tz).")] = None,
+    tz: Annotated[Optional[str], typer.Option("--tz", help="IANA time zone of --at; default NEWSLETTER_DEFAULT_TIMEZONE.")] = None,
+    local_time: Annotated[bool, typer.Option("--local-time", help="Send at --at's time in each recipient's own zone.")] = False,
+    list_slug: Annotated[Optional[str], typer.Option("--list", help="Audience list (default: the newsletter).")] = None,
+    segment: Annotated[Optional[str], typer.Option(help="Only contacts in this segment.")] = None,
+    cancel: Annotated[bool, typer.Option("--cancel", help="Cancel the schedule (back to draft).")] = False,
+) -> None:
+    """Schedule, reschedule or cancel an issue. The preflight must pass."""
+    with unit_of_work() as (settings, session):
+        issue = get_issue(session, issue_id)
+        if cancel:
+            schedule.cancel(issue)
+            out.print(f"issue {issue_id}: schedule cancelled; it is a draft again")
+            return
+        if not at:
+            raise InputError("--at is required (or --cancel)")
+        zone = tz or settings.default_timezone
+        when = schedule.parse_when(at, zone)
+        schedule.schedule_issue(session, settings, issue, at=when, now=utcnow(), zone=zone, local_time=local_time,
+                                list_slug=list_slug, segment=segment)
+        what = (f"at {when:%H:%M} in each recipient's own time zone on {when:%Y-%m-%d}" if local_time
+                else f"at {when.isoformat()} ({zone})")
+        out.print(f"issue {issue_id} scheduled {what}", highlight=False)
+
+
+@issues_app.command("send")
+@friendly_errors
+def send(
+    issue_id: int,
+    queue: Annotated[bool, typer.Option("--queue", help="Only enqueue; the workers send it.")] = False,
+    list_slug: Annotated[Optional[str], typer.Option("--list", help="Audience list (default: the newsletter).")] = None,
+    segment: Annotated[Optional[str], typer.Option(help="Only contacts in this segment.")] = None,
+) -> None:
+    """Send now: enqueue the audience and (unless --queue) send it here with a progress bar."""
+    settings = get_settings()
+    db = open_database(settings)
+    with db.session() as session:
+        issue = get_issue(session, issue_id)
+        added = schedule.start_now(session, settings, issue, utcnow(), list_slug=list_slug, segment=segment)
+        queued = ledger.status_counts(session, issue_id).get("queued", 0)
+    out.print(f"issue {issue_id}: {added} recipient(s) enqueued", highlight=False)
+    if queue or not queued:
+        return
+    dispatcher = Dispatcher(settings, db, get_transport(settings), only_issue=issue_id)
+    with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=out) as bar:
+        task = bar.add_task("send", total=queued)
+        try:
+            total = dispatcher.run_until_idle(on_progress=lambda r: bar.advance(task, r.handled))
+        except SendingStopped as exc:
+            raise InputError(str(exc)) from None
+    out.print(f"submitted {total.submitted}, failed {total.failed}, unknown {total.unknown}, "
+              f"skipped (suppressed) {total.suppressed}", highlight=False)
+
+
+@issues_app.command("pause")
+@friendly_errors
+def pause(issue_id: int) -> None:
+    """Pause a scheduled or sending issue; batches already in flight finish."""
+    with unit_of_work() as (_, session):
+        schedule.pause(get_issue(session, issue_id))
+    out.print(f"issue {issue_id} paused")
+
+
+@issues_app.command("resume")
+@friendly_errors
+def resume(issue_id: int) -> None:
+    """Resume a paused issue: only what has not gone out yet is sent."""
+    with unit_of_work() as (_, session):
+        issue = get_issue(session, issue_id)
+        schedule.resume(session, issue, utcnow())
+        state = issue.status
+    out.print(f"issue {issue_id} is {state}")
+
+
+@issues_app.command("status")
+@friendly_errors
+def status(issue_id: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Where an issue's send stands: deliveries by state, and batches held as unknown."""
+    with unit_of_work() as (_, session):
+        issue = get_issue(session, issue_id)
+        counts = ledger.status_counts(session, issue_id)
+        data = {
+            "id": issue.id, "status": issue.status,
+            "scheduled_at": issue.scheduled_at.isoformat() if issue.scheduled_at else None,
+            "local_send_time": issue.local_send_time, "paused_reason": issue.paused_reason,
+            "deliveries": {k: counts.get(k, 0) for k in ("queued", "claimed", "submitted", "delivered", "bounced",
+                                                           "dropped", "failed", "unknown", "suppressed")},
+            "unknown_batches": [{"batch": b, "rows": n, "error": e} for b, n, e in ledger.unknown_batches(session, issue_id)],
+        }
+    if as_json:
+        print_json(data)
+        return
+    out.print(f"issue {issue_id}: {data['status']}" + (f" (scheduled for {data['scheduled_at']})" if data["scheduled_at"] else ""),
+              highlight=False)
+    if data["paused_reason"]:
+        err.print(f"paused: {data['paused_reason']}", highlight=False)
+    print_rows([{"state": k, "count": v} for k, v in data["deliveries"].items()], False, {"state": "state", "count": "count"})
+    for batch in data["unknown_batches"]:
+        out.print(f"batch {batch['batch']}: {batch['rows']} held as unknown ({batch['error']}); settle with "
+                  f"'newsletter issues resolve {batch['batch']} --sent' or '--resend'", highlight=False)
+
+
+@issues_app.command("resolve")
+@friendly_errors
+def resolve(
+    batch_id: int,
+    sent: Annotated[bool, typer.Option("--sent/--resend", help="--sent: the provider accepted it (check its activity "
+                                       "log); --resend: queue it again, accepting possible duplicates.")],
+) -> None:
+    """Settle a batch held as unknown (its request left and no answer came)."""
+    with unit_of_work() as (_, session):
+        count = ledger.resolve_unknown(session, batch_id, sent=sent, now=utcnow())
+    if not count:
+        raise InputError(f"batch {batch_id} has no deliveries held as unknown")
+    out.print(f"{count} deliveries marked {'submitted' if sent else 'queued again'}")
+
+
+@sending_app.command("resume")
+@friendly_errors
+def sending_resume() -> None:
+    """Lift a stop of all sending (after fixing SENDGRID_API_KEY)."""
+    with unit_of_work() as (_, session):
+        lifted = session.execute(update(SendPause).where(SendPause.active.is_(True)).values(active=False)).rowcount
+    out.print("sending resumed" if lifted else "sending was not stopped")
+
+
+def worker() -> None:
+    """Run a dispatcher until Ctrl-C or SIGTERM (several may run at once against PostgreSQL)."""
+    import logging
+    import signal
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    db = open_database(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run_worker(settings, db, get_transport(settings), stop)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+def tick(
+    at: Annotated[Optional[str], typer.Option(help="Act as if it were this time (ISO; UTC unless it has an offset).")] = None,
+    send_too: Annotated[bool, typer.Option("--send/--no-send", help="Also send what is due.")] = True,
+) -> None:
+    """One round of due work as if it were --at: start scheduled issues, recover dead workers' rows,
+    send what is due (for tests, catch-up and cron)."""
+    settings = get_settings()
+    db = open_database(settings)
+    now = _at(at)
+    with db.session() as session:
+        report = schedule.due_work(session, now)
+    sent = None
+    if send_too:
+        sent = Dispatcher(settings, db, get_transport(settings), clock=lambda: now).run_until_idle()
+    out.print(f"{now.isoformat()}: started {report.started or 'none'}, finished {report.finished or 'none'}, "
+              f"requeued {report.requeued}, held unknown {report.held_unknown}"
+              + (f", submitted {sent.submitted}, failed {sent.failed}, suppressed {sent.suppressed}" if sent else ""),
+              highlight=False)

@@ -1,0 +1,1 @@
+"""The send path: enqueue an audience into the delivery ledger, claim batches, send, record."""

@@ -1,0 +1,269 @@
+"""The dispatcher: claim a batch, build one provider request, send it, record what happened.
+
+Policy lives here, whatever the transport: 429 waits for the reset time; 5xx and connection errors
+are retried with exponential backoff and jitter, then the batch fails with the error recorded and
+the send goes on; 400 fails only the recipients the provider blamed (splitting the batch to find
+them when it did not say); 413 splits; 401/403 stops all sending (nothing is marked failed that was
+never tried); a request whose outcome is unknown is held as "unknown", never resent blindly; and
+a run of failed batches pauses the issue (circuit breaker) with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from newsletter.config import Settings
+from newsletter.database import Database
+from newsletter.issues import rendered_of
+from newsletter.links import delivery_mailto, delivery_values
+from newsletter.models import Issue, SendBatch, SendPause
+from newsletter.sending import ledger
+from newsletter.sending.ledger import Claimed
+from newsletter.sending.pacing import Pacer
+from newsletter.transports import Batch, Recipient, Transport
+from newsletter.transports.base import (
+    AuthenticationFailed,
+    BadRequest,
+    BatchTooLarge,
+    OutcomeUnknown,
+    RateLimited,
+    TemporaryFailure,
+)
+from subscribers.db import utcnow
+
+log = logging.getLogger("newsletter.dispatch")
+MAX_RATE_LIMIT_WAIT = 120.0  # seconds; a reset further away than this is waited for in steps
+
+
+class SendingStopped(RuntimeError):
+    """All sending is paused (e.g. the provider refused the API key); staff must act."""
+
+
+@dataclass
+class RoundResult:
+    issue_id: int | None = None
+    submitted: int = 0
+    failed: int = 0
+    unknown: int = 0
+    suppressed: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.submitted + self.failed + self.unknown + self.suppressed
+
+
+@dataclass
+class _Breaker:
+    threshold: int
+    failures: dict[int, int] = field(default_factory=dict)
+
+    def record(self, issue_id: int, ok: bool) -> bool:
+        """Returns True when the issue has now failed ``threshold`` batches in a row."""
+        self.failures[issue_id] = 0 if ok else self.failures.get(issue_id, 0) + 1
+        return self.failures[issue_id] >= self.threshold
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        transport: Transport,
+        *,
+        worker: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = utcnow,
+        only_issue: int | None = None,
+    ) -> None:
+        self.only_issue = only_issue
+        self.settings = settings
+        self.db = db
+        self.transport = transport
+        self.worker = worker or default_worker_id()
+        self.sleep = sleep
+        self.clock = clock
+        self.pacer = Pacer(settings.rate_per_second, settings.rate_per_day, sleep=sleep)
+        self.breaker = _Breaker(settings.breaker_threshold)
+        self.batch_size = min(settings.batch_size, transport.max_batch)
+
+    # One round ----------------------------------------------------------------------------------
+
+    def run_once(self) -> RoundResult:
+        """Claim one batch and see it through. Returns what happened (nothing claimed: handled 0)."""
+        now = self.clock()
+        with self.db.session() as session:
+            pause = session.scalar(select(SendPause).where(SendPause.active.is_(True), SendPause.issue_id.is_(None)))
+            if pause is not None:
+                raise SendingStopped(pause.reason)
+            limit = self.batch_size
+            room = self.pacer.room_today(session, now)
+            if room is not None:
+                limit = min(limit, room)
+                if limit == 0:
+                    return RoundResult()
+            got = ledger.claim(
+                session, worker=self.worker, limit=limit, now=now, lease=timedelta(seconds=self.settings.lease_seconds),
+                only_issue=self.only_issue,
+            )
+            if got.issue_id is None:
+                return RoundResult()
+            issue_id, claimed = got.issue_id, got.rows
+            issue = session.get(Issue, issue_id)
+            assert issue is not None
+            email = rendered_of(issue)
+            batch = ledger.open_batch(session, [c.delivery_id for c in claimed], transport=self.transport.name,
+                                      worker=self.worker) if claimed else None
+        result = RoundResult(issue_id=issue_id, suppressed=got.suppressed)
+        if batch is not None:
+            self._deliver(issue_id, email, batch.id, claimed, [f"issue-{issue_id}"], result)
+        with self.db.session() as session:
+            issue = session.get(Issue, issue_id)
+            assert issue is not None
+            ledger.finish_if_done(session, issue, self.clock())
+        return result
+
+    def run_until_idle(self, *, on_progress: Callable[[RoundResult], None] | None = None) -> RoundResult:
+        """Send everything that is due now (``newsletter issues send`` in the foreground)."""
+        total = RoundResult()
+        while True:
+            round_ = self.run_once()
+            if round_.handled == 0:
+                return total
+            for name in ("submitted", "failed", "unknown", "suppressed"):
+                setattr(total, name, getattr(total, name) + getattr(round_, name))
+            if on_progress:
+                on_progress(round_)
+
+    # Delivering one claimed batch ---------------------------------------------------------------
+
+    def _deliver(self, issue_id: int, email, batch_id: int, claimed: list[Claimed], categories: list[str],
+                 result: RoundResult) -> None:  # noqa: ANN001 - RenderedEmail
+        recipients = [
+            Recipient(
+                email=c.email,
+                name=c.name,
+                values=delivery_values(self.settings, c.delivery_id, c.name),
+                unsubscribe_mailto=delivery_mailto(self.settings, c.delivery_id),
+                delivery_id=str(c.delivery_id),
+            )
+            for c in claimed
+        ]
+        self._send(issue_id, email, batch_id, claimed, recipients, categories, result)
+
+    def _send(self, issue_id: int, email, batch_id: int, claimed: list[Claimed], recipients: list[Recipient],
+              categories: list[str], result: RoundResult) -> None:  # noqa: ANN001
+        ids = [c.delivery_id for c in claimed]
+        attempt = 0
+        while True:
+            self.pacer.wait_for(len(recipients))
+            try:
+                outcome = self.transport.send(Batch(email, recipients, categories))
+            except RateLimited as exc:
+                wait = MAX_RATE_LIMIT_WAIT if exc.reset_at is None else min(max(exc.reset_at - time.time(), 0.5), MAX_RATE_LIMIT_WAIT)
+                log.warning("rate limited by the provider; waiting %.1f s", wait)
+                self.sleep(wait)
+                continue
+            except TemporaryFailure as exc:
+                attempt += 1
+                if attempt > self.settings.send_retries:
+                    self._failed(issue_id, batch_id, ids, f"gave up after {attempt} attempts: {exc}", result)
+                    return
+                delay = min(2 ** attempt, 60) * (0.5 + random.random())  # exponential backoff, full jitter
+                log.warning("batch %s: %s; retry %d in %.1f s", batch_id, exc, attempt, delay)
+                self.sleep(delay)
+                continue
+            except OutcomeUnknown as exc:
+                with self.db.session() as session:
+                    batch = session.get(SendBatch, batch_id)
+                    ledger.mark_unknown(session, batch, str(exc), self.clock())
+                result.unknown += len(ids)
+                log.error("batch %s: outcome unknown (%s); held for resolution, not resent", batch_id, exc)
+                return
+            except AuthenticationFailed as exc:
+                with self.db.session() as session:
+                    ledger.release(session, ids)
+                    session.get(SendBatch, batch_id).status = "failed"
+                    session.add(SendPause(reason=f"Sending stopped: {exc}. Fix SENDGRID_API_KEY, then run "
+                                                 "'newsletter sending resume'."))
+                raise SendingStopped(str(exc)) from None
+            except BatchTooLarge:
+                self._split(issue_id, email, batch_id, claimed, recipients, categories, result, "too large")
+                return
+            except BadRequest as exc:
+                if exc.recipients:
+                    bad = sorted(i for i in exc.recipients if i < len(claimed))
+                    keep = [i for i in range(len(claimed)) if i not in exc.recipients]
+                    with self.db.session() as session:
+                        ledger.mark_failed(session, [claimed[i].delivery_id for i in bad], f"refused by the provider: {exc}")
+                    result.failed += len(bad)
+                    if keep:
+                        self._resend(issue_id, email, [claimed[i] for i in keep], [recipients[i] for i in keep],
+                                     categories, result)
+                    self._close(batch_id, "failed" if not keep else "split", str(exc))
+                    return
+                if len(claimed) == 1:
+                    self._failed(issue_id, batch_id, ids, f"refused by the provider: {exc}", result, count_breaker=False)
+                    return
+                self._split(issue_id, email, batch_id, claimed, recipients, categories, result, str(exc))
+                return
+            with self.db.session() as session:
+                batch = session.get(SendBatch, batch_id)
+                accepted = [claimed[i].delivery_id for i in sorted(outcome.accepted)]
+                message_id = next(iter(outcome.accepted.values()), None)
+                ledger.mark_submitted(session, batch, accepted, message_id, self.clock())
+                for index, reason in outcome.refused.items():
+                    ledger.mark_failed(session, [claimed[index].delivery_id], reason)
+            result.submitted += len(outcome.accepted)
+            result.failed += len(outcome.refused)
+            self.breaker.record(issue_id, ok=True)
+            return
+
+    def _split(self, issue_id: int, email, batch_id: int, claimed: list[Claimed], recipients: list[Recipient],
+               categories: list[str], result: RoundResult, why: str) -> None:  # noqa: ANN001
+        """Send each half as its own request (each its own batch row) to find what was refused."""
+        half = len(claimed) // 2
+        self._close(batch_id, "split", why)
+        for part in (slice(0, half), slice(half, None)):
+            self._resend(issue_id, email, claimed[part], recipients[part], categories, result)
+
+    def _resend(self, issue_id: int, email, claimed: list[Claimed], recipients: list[Recipient],
+                categories: list[str], result: RoundResult) -> None:  # noqa: ANN001
+        with self.db.session() as session:
+            batch = ledger.open_batch(session, [c.delivery_id for c in claimed], transport=self.transport.name,
+                                      worker=self.worker)
+            batch_id = batch.id
+        self._send(issue_id, email, batch_id, claimed, recipients, categories, result)
+
+    def _close(self, batch_id: int, status: str, error: str) -> None:
+        with self.db.session() as session:
+            batch = session.get(SendBatch, batch_id)
+            batch.status, batch.error, batch.finished_at = status, error[:2000], self.clock()
+
+    def _failed(self, issue_id: int, batch_id: int, ids: list[int], reason: str, result: RoundResult,
+                *, count_breaker: bool = True) -> None:
+        with self.db.session() as session:
+            ledger.mark_failed(session, ids, reason)
+            batch = session.get(SendBatch, batch_id)
+            batch.status, batch.error, batch.finished_at = "failed", reason[:2000], self.clock()
+            if count_breaker and self.breaker.record(issue_id, ok=False):
+                issue = session.get(Issue, issue_id)
+                issue.status = "paused"
+                issue.paused_reason = (
+                    f"Paused after {self.breaker.threshold} failed batches in a row; last error: {reason}. "
+                    f"Run 'newsletter issues resume {issue_id}' when the cause is fixed."
+                )
+                log.error("issue %s paused by the circuit breaker: %s", issue_id, reason)
+        result.failed += len(ids)

@@ -1,0 +1,220 @@
+"""Ledger operations: claim a batch under a lease, re-check suppression, mark outcomes, recover
+from dead workers. Every function here is one or two set-based statements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from newsletter.models import Delivery, Issue, SendBatch
+from subscribers.models import Contact, Subscription, Suppression
+
+ACTIVE = ("queued", "claimed")  # rows still on their way out
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery_id: int
+    contact_id: int
+    email: str
+    name: str | None
+
+
+@dataclass
+class Claim:
+    issue_id: int | None
+    rows: list[Claimed]
+    suppressed: int = 0
+
+
+def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: timedelta,
+          only_issue: int | None = None) -> Claim:
+    """Claim up to ``limit`` due rows of one issue that is sending. PostgreSQL: FOR UPDATE SKIP LOCKED,
+    so concurrent workers take disjoint rows; SQLite: the transaction holds the only write lock."""
+    due_issue = (
+        select(Delivery.issue_id)
+        .join(Issue, Issue.id == Delivery.issue_id)
+        .where(Delivery.status == "queued", Delivery.due_at <= now, Issue.status == "sending")
+        .order_by(Delivery.due_at, Delivery.id)
+        .limit(1)
+    )
+    if only_issue is not None:
+        due_issue = due_issue.where(Delivery.issue_id == only_issue)
+    issue_id = session.scalar(due_issue)
+    if issue_id is None:
+        return Claim(None, [])
+    candidates = (
+        select(Delivery.id)
+        .where(Delivery.issue_id == issue_id, Delivery.status == "queued", Delivery.due_at <= now)
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        ids = list(session.scalars(candidates.with_for_update(skip_locked=True)))
+        if not ids:
+            return Claim(issue_id, [])
+        chosen = Delivery.id.in_(ids)
+    else:
+        chosen = Delivery.id.in_(candidates.scalar_subquery())
+    ids = list(
+        session.scalars(
+            update(Delivery)
+            .where(chosen, Delivery.status == "queued")
+            .values(status="claimed", claimed_by=worker, lease_expires_at=now + lease, attempts=Delivery.attempts + 1)
+            .returning(Delivery.id)
+        )
+    )
+    if not ids:
+        return Claim(issue_id, [])
+    suppressed = _suppress_at_claim(session, ids)
+    rows = session.execute(
+        select(Delivery.id, Contact.id, Contact.email, Contact.name)
+        .join(Contact, Contact.id == Delivery.contact_id)
+        .where(Delivery.id.in_(ids), Delivery.status == "claimed")
+        .order_by(Delivery.id)
+    )
+    return Claim(issue_id, [Claimed(*row) for row in rows], suppressed)
+
+
+def _suppress_at_claim(session: Session, ids: list[int]) -> int:
+    """Whoever unsubscribed, bounced or was erased since enqueue is skipped now, not mailed."""
+    still_subscribed = exists().where(
+        Subscription.contact_id == Delivery.contact_id,
+        Subscription.list_id == Delivery.list_id,
+        Subscription.status == "confirmed",
+    )
+    suppressed = exists().where(Suppression.email_hash == Contact.email_hash, Contact.id == Delivery.contact_id)
+    active = exists().where(Contact.id == Delivery.contact_id, Contact.status == "active")
+    return session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), or_(Delivery.contact_id.is_(None), ~still_subscribed, suppressed, ~active))
+        .values(status="suppressed", lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount or 0
+
+
+def open_batch(session: Session, ids: list[int], *, transport: str, worker: str) -> SendBatch:
+    """Record that a provider request is about to leave with these rows (committed before sending:
+    if the worker dies now, recovery knows the request may have left)."""
+    batch = SendBatch(transport=transport, worker=worker, status="sending", size=len(ids))
+    session.add(batch)
+    session.flush()
+    session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(batch_id=batch.id))
+    return batch
+
+
+def mark_submitted(session: Session, batch: SendBatch, ids: list[int], message_id: str | None, now: datetime) -> None:
+    if ids:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids))
+            .values(status="submitted", provider_message_id=message_id, submitted_at=now, lease_expires_at=None)
+        )
+    batch.status, batch.provider_message_id, batch.finished_at = "submitted", message_id, now
+
+
+def mark_failed(session: Session, ids: list[int], reason: str) -> None:
+    if ids:
+        session.execute(
+            update(Delivery).where(Delivery.id.in_(ids)).values(status="failed", error=reason[:2000], lease_expires_at=None)
+        )
+
+
+def mark_unknown(session: Session, batch: SendBatch, reason: str, now: datetime) -> None:
+    session.execute(
+        update(Delivery)
+        .where(Delivery.batch_id == batch.id, Delivery.status == "claimed")
+        .values(status="unknown", error=reason[:2000], lease_expires_at=None)
+    )
+    batch.status, batch.error, batch.finished_at = "unknown", reason[:2000], now
+
+
+def release(session: Session, ids: list[int]) -> None:
+    """Give rows back untried (the request never left), e.g. when the API key is refused."""
+    if ids:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids))
+            .values(status="queued", claimed_by=None, lease_expires_at=None, batch_id=None, attempts=Delivery.attempts - 1)
+        )
+
+
+def recover_expired(session: Session, now: datetime) -> tuple[int, int]:
+    """After a worker died: rows it claimed but never sent go back to the queue; rows whose request
+    may have left are held as unknown (never resent blindly). Returns (requeued, held unknown)."""
+    expired = and_(Delivery.status == "claimed", Delivery.lease_expires_at < now)
+    requeued = session.execute(
+        update(Delivery)
+        .where(expired, Delivery.batch_id.is_(None))
+        .values(status="queued", claimed_by=None, lease_expires_at=None)
+    ).rowcount or 0
+    in_flight = select(SendBatch.id).where(SendBatch.status == "sending").scalar_subquery()
+    held = session.execute(
+        update(Delivery)
+        .where(expired, Delivery.batch_id.in_(in_flight))
+        .values(status="unknown", error="the worker stopped while this batch's request was in flight",
+                lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount or 0
+    if held:
+        session.execute(
+            update(SendBatch)
+            .where(SendBatch.status == "sending", ~exists().where(Delivery.batch_id == SendBatch.id, Delivery.status == "claimed"))
+            .values(status="unknown", error="the worker stopped while this request was in flight", finished_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return requeued, held
+
+
+def status_counts(session: Session, issue_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Delivery.status, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.status)
+    )
+    return {status: count for status, count in rows}
+
+
+def finish_if_done(session: Session, issue: Issue, now: datetime) -> bool:
+    """An issue that is sending is sent once none of its rows are still on their way."""
+    if issue.status != "sending":
+        return False
+    remaining = session.scalar(
+        select(func.count()).where(Delivery.issue_id == issue.id, Delivery.status.in_(ACTIVE))
+    )
+    if remaining:
+        return False
+    issue.status, issue.finished_at = "sent", now
+    return True
+
+
+def unknown_batches(session: Session, issue_id: int | None = None) -> list[tuple[int, int, str | None]]:
+    """(batch id, rows, error) of every batch held as unknown."""
+    query = (
+        select(SendBatch.id, func.count(Delivery.id), SendBatch.error)
+        .join(Delivery, Delivery.batch_id == SendBatch.id)
+        .where(Delivery.status == "unknown")
+        .group_by(SendBatch.id, SendBatch.error)
+        .order_by(SendBatch.id)
+    )
+    if issue_id is not None:
+        query = query.where(Delivery.issue_id == issue_id)
+    return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
+
+
+def resolve_unknown(session: Session, batch_id: int, *, sent: bool, now: datetime) -> int:
+    """Staff (or the provider's "processed" events) settle a batch held as unknown: ``sent`` marks it
+    submitted; otherwise its rows are queued again, accepting that some may arrive twice."""
+    values = (
+        {"status": "submitted", "submitted_at": now, "error": None}
+        if sent
+        else {"status": "queued", "batch_id": None, "claimed_by": None, "error": None}
+    )
+    count = session.execute(
+        update(Delivery).where(Delivery.batch_id == batch_id, Delivery.status == "unknown").values(**values)
+    ).rowcount or 0
+    batch = session.get(SendBatch, batch_id)
+    if batch is not None and count:
+        batch.status = "submitted" if sent else "failed"
+    return count
