@@ -1,0 +1,277 @@
+"""The send path with a scripted transport: the ledger, the dispatcher's policy, schedules and ticks."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select, update
+
+from newsletter.config import Settings
+from newsletter.database import Database
+from newsletter.errors import InputError
+from newsletter.models import Delivery, Issue, SendBatch, SendPause
+from newsletter.sending import ledger, schedule
+from newsletter.sending.dispatch import Dispatcher, SendingStopped
+from newsletter.sending.enqueue import enqueue_issue
+from newsletter.transports.base import (
+    AuthenticationFailed, BadRequest, BatchResult, BatchTooLarge, OutcomeUnknown, RateLimited, TemporaryFailure,
+)
+from subscribers.consent import Proof, unsubscribe
+from subscribers.contacts import find_contact
+from subscribers.suppression import suppress
+from tests.sendkit import ScriptedTransport, add_audience, make_issue, raises
+
+NOW = datetime(2026, 12, 3, 17, 0, tzinfo=timezone.utc)
+
+
+def start(db: Database, settings: Settings, issue_id: int, now: datetime = NOW) -> int:
+    with db.session() as s:
+        return schedule.start_now(s, settings, s.get(Issue, issue_id), now)
+
+
+def counts(db: Database, issue_id: int) -> dict[str, int]:
+    with db.session() as s:
+        return ledger.status_counts(s, issue_id)
+
+
+def dispatcher(settings: Settings, db: Database, transport: ScriptedTransport, **kw) -> Dispatcher:
+    return Dispatcher(settings, db, transport, sleep=lambda s: None, clock=lambda: NOW, **kw)
+
+
+def test_enqueue_is_one_statement_minus_suppressed_and_idempotent(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 50)
+    with db.session() as s:
+        suppress(s, "reader3@example.org", "hard_bounce")
+        unsubscribe(s, find_contact(s, "reader4@example.org"), None, Proof("email_link"))
+    assert start(db, settings, issue_id) == 48
+    with db.session() as s:
+        assert enqueue_issue(s, s.get(Issue, issue_id), NOW) == 0  # a second enqueue adds nothing
+    assert counts(db, issue_id) == {"queued": 48}
+
+
+def test_every_recipient_exactly_once_in_batches(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 250)
+    start(db, settings, issue_id)
+    transport = ScriptedTransport(max_batch=100)
+    total = dispatcher(settings, db, transport).run_until_idle()
+    assert total.submitted == 250 and transport.requests == 3
+    assert sorted(transport.delivered) == sorted(f"reader{n}@example.org" for n in range(250))
+    assert counts(db, issue_id) == {"submitted": 250}
+    with db.session() as s:
+        assert s.get(Issue, issue_id).status == "sent"
+
+
+def test_who_leaves_after_enqueue_is_skipped_at_claim(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 5)
+    start(db, settings, issue_id)
+    with db.session() as s:
+        unsubscribe(s, find_contact(s, "reader1@example.org"), None, Proof("one_click"))
+        suppress(s, "reader2@example.org", "spam_complaint")
+    transport = ScriptedTransport()
+    result = dispatcher(settings, db, transport).run_until_idle()
+    assert result.suppressed == 2 and sorted(transport.delivered) == [f"reader{n}@example.org" for n in (0, 3, 4)]
+
+
+def test_pause_and_resume_never_resend(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 30)
+    start(db, settings, issue_id)
+    transport = ScriptedTransport(max_batch=10)
+    d = dispatcher(settings, db, transport)
+    d.run_once()
+    with db.session() as s:
+        schedule.pause(s.get(Issue, issue_id))
+    assert d.run_once().handled == 0  # paused: nothing is claimed
+    with db.session() as s:
+        schedule.resume(s, s.get(Issue, issue_id), NOW)
+    d.run_until_idle()
+    assert len(transport.delivered) == 30 == len(set(transport.delivered))
+
+
+def test_rate_limit_waits_for_the_reset_and_retries(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 3)
+    start(db, settings, issue_id)
+    waits: list[float] = []
+    transport = ScriptedTransport(script=[raises(RateLimited("429", reset_at=None))])
+    Dispatcher(settings, db, transport, sleep=waits.append, clock=lambda: NOW).run_until_idle()
+    assert waits and len(transport.delivered) == 3 and counts(db, issue_id) == {"submitted": 3}
+
+
+def test_server_errors_retry_with_backoff_then_fail_the_batch_and_go_on(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 4)
+    start(db, settings, issue_id)
+    tries = settings.send_retries + 1
+    waits: list[float] = []
+    transport = ScriptedTransport(max_batch=2, script=[raises(TemporaryFailure("HTTP 500"))] * tries)
+    Dispatcher(settings, db, transport, sleep=waits.append, clock=lambda: NOW).run_until_idle()
+    assert counts(db, issue_id) == {"failed": 2, "submitted": 2}
+    assert len(waits) == settings.send_retries and waits[-1] > waits[0]  # backing off
+    with db.session() as s:
+        assert "gave up after" in s.scalar(select(Delivery.error).where(Delivery.status == "failed"))
+
+
+def test_bad_recipients_fail_alone_named_or_found_by_splitting(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 8)
+    start(db, settings, issue_id)
+
+    def refuse_reader5(batch):
+        if any(r.email == "reader5@example.org" for r in batch.recipients):
+            raise BadRequest("Does not contain a valid address.")
+        return None
+
+    transport = ScriptedTransport(script=[raises(BadRequest("invalid", {1})), *[refuse_reader5] * 10])
+    dispatcher(settings, db, transport).run_until_idle()
+    assert counts(db, issue_id) == {"failed": 2, "submitted": 6}
+    assert "reader1@example.org" not in transport.delivered and "reader5@example.org" not in transport.delivered
+
+
+def test_too_large_splits(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 6)
+    start(db, settings, issue_id)
+    transport = ScriptedTransport(script=[raises(BatchTooLarge("413"))])
+    dispatcher(settings, db, transport).run_until_idle()
+    assert counts(db, issue_id) == {"submitted": 6} and transport.requests == 3
+
+
+def test_unknown_outcome_is_held_not_resent_and_staff_can_settle_it(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 3)
+    start(db, settings, issue_id)
+    transport = ScriptedTransport(script=[raises(OutcomeUnknown("read timeout"))])
+    dispatcher(settings, db, transport).run_until_idle()
+    assert counts(db, issue_id) == {"unknown": 3} and transport.delivered == []
+    with db.session() as s:
+        ((batch_id, rows, error),) = ledger.unknown_batches(s, issue_id)
+        assert rows == 3 and "read timeout" in error
+        assert ledger.resolve_unknown(s, batch_id, sent=True, now=NOW) == 3
+    assert counts(db, issue_id) == {"submitted": 3}
+
+
+def test_a_wrong_key_stops_everything_and_marks_nothing_failed(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 3)
+    start(db, settings, issue_id)
+    transport = ScriptedTransport(script=[raises(AuthenticationFailed("the API key was refused"))])
+    with pytest.raises(SendingStopped):
+        dispatcher(settings, db, transport).run_until_idle()
+    assert counts(db, issue_id) == {"queued": 3}
+    with pytest.raises(SendingStopped, match="Fix SENDGRID_API_KEY"):
+        dispatcher(settings, db, transport).run_once()
+    with db.session() as s:
+        s.execute(update(SendPause).values(active=False))  # 'newsletter sending resume'
+    dispatcher(settings, db, transport).run_until_idle()
+    assert counts(db, issue_id) == {"submitted": 3}
+
+
+def test_circuit_breaker_pauses_a_failing_send(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 20)
+    start(db, settings, issue_id)
+    settings = settings.model_copy(update={"send_retries": 0, "breaker_threshold": 3})
+    transport = ScriptedTransport(max_batch=2, script=[raises(TemporaryFailure("HTTP 503"))] * 50)
+    dispatcher(settings, db, transport).run_until_idle()
+    with db.session() as s:
+        issue = s.get(Issue, issue_id)
+        assert issue.status == "paused" and "3 failed batches in a row" in issue.paused_reason
+    assert counts(db, issue_id) == {"failed": 6, "queued": 14}
+
+
+def test_a_dead_workers_rows_are_requeued_or_held(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 4)
+    start(db, settings, issue_id)
+    with db.session() as s:  # worker A claimed two rows and died before building its request
+        a = ledger.claim(s, worker="A", limit=2, now=NOW, lease=timedelta(minutes=5))
+    with db.session() as s:  # worker B claimed two rows, opened its batch (request may have left), died
+        b = ledger.claim(s, worker="B", limit=2, now=NOW, lease=timedelta(minutes=5))
+        ledger.open_batch(s, [c.delivery_id for c in b.rows], transport="x", worker="B")
+    with db.session() as s:
+        assert ledger.recover_expired(s, NOW + timedelta(minutes=1)) == (0, 0)  # leases still valid
+        assert ledger.recover_expired(s, NOW + timedelta(minutes=6)) == (2, 2)
+        assert s.scalar(select(func.count()).select_from(SendBatch).where(SendBatch.status == "unknown")) == 1
+    assert counts(db, issue_id) == {"queued": 2, "unknown": 2}
+    transport = ScriptedTransport()
+    dispatcher(settings, db, transport).run_until_idle()
+    assert sorted(transport.delivered) == sorted(f"reader{n}@example.org" for n in (0, 1)) and len(a.rows) == 2
+
+
+def test_scheduled_issue_goes_at_its_time_and_a_cancelled_one_never(db: Database, settings: Settings) -> None:
+    add_audience(db, 3)
+    sent_id, cancelled_id = make_issue(db, settings), make_issue(db, settings, "Another week")
+    at = NOW + timedelta(hours=2)
+    with db.session() as s:
+        for issue_id in (sent_id, cancelled_id):
+            schedule.schedule_issue(s, settings, s.get(Issue, issue_id), at=at, now=NOW, zone="UTC")
+        schedule.cancel(s.get(Issue, cancelled_id))
+    with db.session() as s:
+        assert schedule.due_work(s, at - timedelta(seconds=1)).started == []
+    with db.session() as s:
+        assert schedule.due_work(s, at).started == [sent_id]
+    transport = ScriptedTransport()
+    Dispatcher(settings, db, transport, sleep=lambda s: None, clock=lambda: at).run_until_idle()
+    with db.session() as s:
+        assert schedule.due_work(s, at + timedelta(days=2)).started == []
+        assert s.get(Issue, sent_id).status == "sent" and s.get(Issue, cancelled_id).status == "draft"
+    assert len(transport.delivered) == 3 and counts(db, cancelled_id) == {}
+
+
+def test_scheduling_needs_a_passing_preflight_and_a_future_time(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings, subject="")
+    with db.session() as s, pytest.raises(InputError, match="preflight failed: The subject is empty"):
+        schedule.schedule_issue(s, settings, s.get(Issue, issue_id), at=NOW + timedelta(days=1), now=NOW, zone="UTC")
+    ok_id = make_issue(db, settings)
+    with db.session() as s, pytest.raises(InputError, match="in the past"):
+        schedule.schedule_issue(s, settings, s.get(Issue, ok_id), at=NOW - timedelta(days=1), now=NOW, zone="UTC")
+
+
+def test_local_time_sends_at_nine_in_every_zone_across_dst(db: Database, settings: Settings) -> None:
+    """1 November 2026: US clocks fall back that morning; Europe already changed; Tokyo has no DST."""
+    zones = ["America/Los_Angeles", "Europe/London", "Asia/Tokyo", "Australia/Sydney"]
+    add_audience(db, 4, zones=zones)
+    issue_id = make_issue(db, settings)
+    day_before = datetime(2026, 10, 30, 12, tzinfo=timezone.utc)
+    with db.session() as s:
+        schedule.schedule_issue(s, settings, s.get(Issue, issue_id), at=datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc),
+                                now=day_before, zone="UTC", local_time=True)
+        start_at = s.get(Issue, issue_id).scheduled_at
+    assert start_at == datetime(2026, 10, 31, 19, 0, tzinfo=timezone.utc)  # 09:00 at UTC+14
+    with db.session() as s:
+        assert schedule.due_work(s, start_at).started == [issue_id]
+        due = dict(s.execute(select(Delivery.contact_id, Delivery.due_at)).all())
+    expected = {
+        "America/Los_Angeles": datetime(2026, 11, 1, 17, 0, tzinfo=timezone.utc),  # PST (-8) after the fall-back at 02:00
+        "Europe/London": datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc),  # GMT since 25 October
+        "Asia/Tokyo": datetime(2026, 11, 1, 0, 0, tzinfo=timezone.utc),
+        "Australia/Sydney": datetime(2026, 10, 31, 22, 0, tzinfo=timezone.utc),  # AEDT (+11)
+    }
+    assert sorted(due.values()) == sorted(expected.values())
+    transport = ScriptedTransport()
+    for moment, wanted in [(datetime(2026, 10, 31, 23, tzinfo=timezone.utc), 1),
+                           (datetime(2026, 11, 1, 8, tzinfo=timezone.utc), 2),
+                           (datetime(2026, 11, 1, 16, 59, tzinfo=timezone.utc), 3),
+                           (datetime(2026, 11, 1, 17, 0, tzinfo=timezone.utc), 4)]:
+        Dispatcher(settings, db, transport, sleep=lambda s: None, clock=lambda m=moment: m).run_until_idle()
+        assert len(transport.delivered) == wanted, moment
+    assert len(set(transport.delivered)) == 4
+
+
+def test_daily_limit_holds_the_rest_for_tomorrow(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 10)
+    start(db, settings, issue_id)
+    capped = settings.model_copy(update={"rate_per_day": 4})
+    transport = ScriptedTransport()
+    Dispatcher(capped, db, transport, sleep=lambda s: None, clock=lambda: NOW).run_until_idle()
+    assert len(transport.delivered) == 4 and counts(db, issue_id) == {"submitted": 4, "queued": 6}
+    with db.session() as s:  # a day later there is room again
+        s.execute(update(Delivery).where(Delivery.status == "submitted").values(submitted_at=NOW - timedelta(days=2)))
+    Dispatcher(capped, db, transport, sleep=lambda s: None, clock=lambda: NOW).run_until_idle()
+    assert len(transport.delivered) == 8
