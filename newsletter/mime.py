@@ -17,6 +17,11 @@ from newsletter.personalize import RecipientValues, substitute
 from newsletter.render import RenderedEmail
 
 
+def list_id_header(settings: Settings) -> str:
+    """RFC 2919 List-Id: lets mailbox providers group the newsletter's mail."""
+    return f"{settings.newsletter_name} <newsletter.{settings.from_domain}>"
+
+
 def list_unsubscribe_header(https_url: str, mailto_url: str) -> str:
     return f"<{https_url}>, <{mailto_url}>"
 
@@ -41,7 +46,7 @@ def build_message(
     message["Date"] = format_datetime(date or datetime.now(timezone.utc))
     message["Message-ID"] = message_id or make_msgid(domain=settings.from_domain)
     if unsubscribe_mailto is not None:  # marketing mail; transactional mail (a confirmation) has none
-        message["List-Id"] = f"{settings.newsletter_name} <newsletter.{settings.from_domain}>"
+        message["List-Id"] = list_id_header(settings)
         message["List-Unsubscribe"] = list_unsubscribe_header(values.unsubscribe_url, unsubscribe_mailto)
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(substitute(email.text, values), subtype="plain", charset="utf-8", cte="quoted-printable")

@@ -81,3 +81,4 @@ def postgres_db(settings: Settings) -> Iterator[Database]:
 from tests.browser import browser  # noqa: E402,F401
 from tests.liveserver import live_server  # noqa: E402,F401
 from tests.webserver import site  # noqa: E402,F401
+from tests.sendgrid_fake import fake_sendgrid  # noqa: E402,F401

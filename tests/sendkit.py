@@ -10,7 +10,6 @@ from sqlalchemy import insert, select
 from newsletter import issues as issue_service
 from newsletter.config import Settings
 from newsletter.database import Database
-from newsletter.models import Post
 from newsletter.posts.service import store_post
 from newsletter.posts.blocks import Block, ParsedPost
 from newsletter.transports.base import Batch, BatchResult

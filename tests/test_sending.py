@@ -15,7 +15,7 @@ from newsletter.sending import ledger, schedule
 from newsletter.sending.dispatch import Dispatcher, SendingStopped
 from newsletter.sending.enqueue import enqueue_issue
 from newsletter.transports.base import (
-    AuthenticationFailed, BadRequest, BatchResult, BatchTooLarge, OutcomeUnknown, RateLimited, TemporaryFailure,
+    AuthenticationFailed, BadRequest, BatchTooLarge, OutcomeUnknown, RateLimited, TemporaryFailure,
 )
 from subscribers.consent import Proof, unsubscribe
 from subscribers.contacts import find_contact

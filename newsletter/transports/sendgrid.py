@@ -36,7 +36,7 @@ import sendgrid
 from python_http_client import exceptions as http_errors
 
 from newsletter.config import Settings
-from newsletter.mime import list_unsubscribe_header
+from newsletter.mime import list_id_header, list_unsubscribe_header
 from newsletter.transports.base import (
     AuthenticationFailed,
     BadRequest,
@@ -71,11 +71,6 @@ class _DropLibraryDebugLog(logging.Filter):
 _LIBRARY_LOGGER = logging.getLogger("python_http_client.client")
 if not any(isinstance(f, _DropLibraryDebugLog) for f in _LIBRARY_LOGGER.filters):
     _LIBRARY_LOGGER.addFilter(_DropLibraryDebugLog())
-
-
-def list_id_header(settings: Settings) -> str:
-    """The same List-Id ``newsletter.mime.build_message`` writes."""
-    return f"{settings.newsletter_name} <newsletter.{settings.from_domain}>"
 
 
 def sanitise_categories(categories: Iterable[str]) -> list[str]:
@@ -158,7 +153,7 @@ class SendGridTransport:
             raise self._http_error(error, batch) from None  # its body may hold addresses
         except urllib.error.URLError as error:
             # Raised while connecting or writing: the request did not (completely) leave.
-            raise OutcomeUnknown(f"SendGrid could not be reached ({_reason(error.reason)})") from error
+            raise TemporaryFailure(f"SendGrid could not be reached ({_reason(error.reason)})") from error
         except (OSError, http.client.HTTPException) as error:
             # Raised after the request was written: a read timeout, a reset, a closed connection.
             raise OutcomeUnknown(
@@ -237,7 +232,7 @@ class SendGridTransport:
         if status == 400:
             errors = _errors(error.body)
             details = "; ".join(
-                f"{e.get('field')}: {e.get('message')}" if e.get("field") not in (None, "null") else str(e.get("message"))
+                f"{e['field']}: {e.get('message')}" if e.get("field") not in (None, "null") else str(e.get("message"))
                 for e in errors
             ) or "no details given"
             addresses = (r.email for r in batch.recipients)
