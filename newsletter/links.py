@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from functools import lru_cache
 
 from itsdangerous import BadSignature, Signer
+from itsdangerous.encoding import base64_encode
 
 from newsletter.config import Settings
 from newsletter.personalize import RecipientValues, safe_first_name
@@ -45,7 +47,7 @@ def _delivery_signer(key: str) -> Signer:
 
 
 def delivery_token(settings: Settings, delivery_id: int) -> str:
-    return _delivery_signer(settings.signing_key()).sign(str(delivery_id)).decode()
+    return DeliveryLinks(settings).token(delivery_id)
 
 
 def delivery_from_token(settings: Settings, token: str) -> int | None:
@@ -57,16 +59,35 @@ def delivery_from_token(settings: Settings, token: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+class DeliveryLinks:
+    """Makes the per-recipient values of a batch: one signature per delivery serves the unsubscribe,
+    preferences and view-online links and the List-Unsubscribe mailto (the hot path of sending)."""
+
+    def __init__(self, settings: Settings) -> None:
+        # The same tokens itsdangerous's Signer makes (and verifies), with the key derived once and
+        # the HMAC state reused: a few microseconds a recipient instead of tens.
+        signer = _delivery_signer(settings.signing_key())
+        self._mac = hmac.new(signer.derive_key(), digestmod=hashlib.sha256)
+        self._base = settings.public_base_url
+        self._mailto = f"mailto:{settings.unsubscribe_email}?subject=unsubscribe-"
+
+    def token(self, delivery_id: int) -> str:
+        value = str(delivery_id)
+        mac = self._mac.copy()
+        mac.update(value.encode())
+        return f"{value}.{base64_encode(mac.digest()).decode()}"
+
+    def values(self, delivery_id: int, name: str | None) -> tuple[RecipientValues, str]:
+        token = self.token(delivery_id)
+        base = self._base
+        values = RecipientValues(
+            first_name=safe_first_name(name),
+            unsubscribe_url=f"{base}/u/{token}",
+            preferences_url=f"{base}/preferences/{token}",
+            view_online_url=f"{base}/v/{token}",
+        )
+        return values, self._mailto + token
+
+
 def delivery_values(settings: Settings, delivery_id: int, name: str | None) -> RecipientValues:
-    token = delivery_token(settings, delivery_id)
-    base = settings.public_base_url
-    return RecipientValues(
-        first_name=safe_first_name(name),
-        unsubscribe_url=f"{base}/u/{token}",
-        preferences_url=f"{base}/preferences/{token}",
-        view_online_url=f"{base}/v/{token}",
-    )
-
-
-def delivery_mailto(settings: Settings, delivery_id: int) -> str:
-    return unsubscribe_mailto(settings, delivery_token(settings, delivery_id))
+    return DeliveryLinks(settings).values(delivery_id, name)[0]

@@ -14,7 +14,13 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from newsletter.cli.common import friendly_errors, out, print_json, print_rows, unit_of_work
+from newsletter.cli.common import (
+    friendly_errors,
+    out,
+    print_json,
+    print_rows,
+    unit_of_work,
+)
 from newsletter.errors import InputError
 from subscribers import segments as segment_service
 

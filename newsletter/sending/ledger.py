@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from newsletter.models import Delivery, Issue, SendBatch
 from subscribers.models import Contact, Subscription, Suppression
@@ -53,33 +54,28 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
-        ids = list(session.scalars(candidates.with_for_update(skip_locked=True)))
-        if not ids:
-            return Claim(issue_id, [])
-        chosen = Delivery.id.in_(ids)
-    else:
-        chosen = Delivery.id.in_(candidates.scalar_subquery())
-    ids = list(
-        session.scalars(
-            update(Delivery)
-            .where(chosen, Delivery.status == "queued")
-            .values(status="claimed", claimed_by=worker, lease_expires_at=now + lease, attempts=Delivery.attempts + 1)
-            .returning(Delivery.id)
-        )
-    )
-    if not ids:
+        # The classic queue: concurrent workers lock disjoint rows and never wait for each other.
+        candidates = candidates.with_for_update(skip_locked=True)
+    claimed = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(candidates.scalar_subquery()), Delivery.status == "queued")
+        .values(status="claimed", claimed_by=worker, lease_expires_at=now + lease, attempts=Delivery.attempts + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not claimed:
         return Claim(issue_id, [])
-    suppressed = _suppress_at_claim(session, ids)
+    mine = and_(Delivery.claimed_by == worker, Delivery.status == "claimed", Delivery.batch_id.is_(None))
+    suppressed = _suppress_at_claim(session, mine)
     rows = session.execute(
         select(Delivery.id, Contact.id, Contact.email, Contact.name)
         .join(Contact, Contact.id == Delivery.contact_id)
-        .where(Delivery.id.in_(ids), Delivery.status == "claimed")
+        .where(mine)
         .order_by(Delivery.id)
     )
     return Claim(issue_id, [Claimed(*row) for row in rows], suppressed)
 
 
-def _suppress_at_claim(session: Session, ids: list[int]) -> int:
+def _suppress_at_claim(session: Session, mine: ColumnElement[bool]) -> int:
     """Whoever unsubscribed, bounced or was erased since enqueue is skipped now, not mailed."""
     still_subscribed = exists().where(
         Subscription.contact_id == Delivery.contact_id,
@@ -90,28 +86,38 @@ def _suppress_at_claim(session: Session, ids: list[int]) -> int:
     active = exists().where(Contact.id == Delivery.contact_id, Contact.status == "active")
     return session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(ids), or_(Delivery.contact_id.is_(None), ~still_subscribed, suppressed, ~active))
+        .where(mine, or_(Delivery.contact_id.is_(None), ~still_subscribed, suppressed, ~active))
         .values(status="suppressed", lease_expires_at=None)
         .execution_options(synchronize_session=False)
     ).rowcount or 0
 
 
-def open_batch(session: Session, ids: list[int], *, transport: str, worker: str) -> SendBatch:
+def open_batch(session: Session, ids: list[int], *, transport: str, worker: str, fresh_claim: bool = False) -> SendBatch:
     """Record that a provider request is about to leave with these rows (committed before sending:
     if the worker dies now, recovery knows the request may have left)."""
     batch = SendBatch(transport=transport, worker=worker, status="sending", size=len(ids))
     session.add(batch)
     session.flush()
-    session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(batch_id=batch.id))
+    mine = and_(Delivery.claimed_by == worker, Delivery.status == "claimed", Delivery.batch_id.is_(None))
+    session.execute(
+        update(Delivery)
+        .where(mine if fresh_claim else Delivery.id.in_(ids))  # a whole fresh claim: no 1000-item IN list
+        .values(batch_id=batch.id)
+        .execution_options(synchronize_session=False)
+    )
     return batch
 
 
 def mark_submitted(session: Session, batch: SendBatch, ids: list[int], message_id: str | None, now: datetime) -> None:
     if ids:
+        whole_batch = len(ids) == session.scalar(
+            select(func.count()).where(Delivery.batch_id == batch.id, Delivery.status == "claimed")
+        )
         session.execute(
             update(Delivery)
-            .where(Delivery.id.in_(ids))
+            .where(and_(Delivery.batch_id == batch.id, Delivery.status == "claimed") if whole_batch else Delivery.id.in_(ids))
             .values(status="submitted", provider_message_id=message_id, submitted_at=now, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
         )
     batch.status, batch.provider_message_id, batch.finished_at = "submitted", message_id, now
 

@@ -92,7 +92,9 @@ def recipient_name(name: str | None) -> str | None:
     if not name:
         return None
     cleaned = _NAME_SEPARATORS.sub(" ", name)
-    cleaned = " ".join("".join(ch for ch in cleaned if ch.isprintable()).split())
+    if not cleaned.isprintable():  # rare; the per-character pass is kept off the hot path
+        cleaned = "".join(ch for ch in cleaned if ch.isprintable())
+    cleaned = " ".join(cleaned.split())
     return cleaned or None
 
 
