@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,10 @@ from sqlalchemy.engine import Engine, make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from newsletter.database import Database, upgrade  # noqa: E402
-from subscribers import segments  # noqa: E402
-from subscribers.models import Installation  # noqa: E402
-from subscribers.suppression import hash_with_salt  # noqa: E402
+from newsletter.database import Database, upgrade
+from subscribers import segments
+from subscribers.models import Installation
+from subscribers.suppression import hash_with_salt
 
 SEGMENTS: dict[str, dict[str, Any]] = {
     "list member": {"list": "newsletter"},
@@ -50,8 +50,8 @@ SEGMENTS: dict[str, dict[str, Any]] = {
 ZONES = ["America/Los_Angeles", "America/New_York", "Europe/London", "Europe/Paris", "UTC"]
 CLINICS = ["LA", "NYC", "SF", "London"]
 STAGES = ["new"] * 8 + ["contacted"] * 5 + ["booked"] * 3 + ["attended"] * 2 + ["lost"] * 2
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)
-NOW = datetime.now(timezone.utc)
+START = datetime(2024, 1, 1, tzinfo=UTC)
+NOW = datetime.now(UTC)
 BATCH = 50_000
 
 
@@ -97,7 +97,7 @@ COLUMNS = {
 
 def sqlite_time(value: datetime) -> str:
     """What UTCDateTime stores on SQLite: naive UTC text, as SQLAlchemy's DATETIME writes it."""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def load(engine: Engine, data: Iterator[dict[str, list[tuple[Any, ...]]]]) -> None:
@@ -108,6 +108,7 @@ def load(engine: Engine, data: Iterator[dict[str, list[tuple[Any, ...]]]]) -> No
         cursor = raw.cursor()
         if not postgres:
             cursor.execute("PRAGMA cache_size = -1000000")  # 1 GB for this load only: random unique hashes
+            cursor.execute("BEGIN")  # the driver runs in autocommit here: one transaction, not one per row
         cursor.execute("INSERT INTO lists (id, slug, name, description, double_opt_in, created_at) VALUES "
                        "(1, 'newsletter', 'Newsletter', '', true, CURRENT_TIMESTAMP), "
                        "(2, 'events', 'Events', '', true, CURRENT_TIMESTAMP)")
@@ -156,7 +157,7 @@ def plan(db: Database, statement: str, parameters: Any) -> str:
         lines = [row[0] for row in cursor.fetchall()]
     finally:
         raw.close()
-    return " > ".join(line.strip().removeprefix("-> ").split("  (cost=")[0] for line in lines if "(cost=" in line)
+    return " > ".join(line.lstrip(" ->").split("  (cost=")[0] for line in lines if "(cost=" in line)
 
 
 def time_counts(db: Database, repeat: int) -> list[tuple[str, int, float, str]]:
@@ -166,7 +167,7 @@ def time_counts(db: Database, repeat: int) -> list[tuple[str, int, float, str]]:
         for _ in range(repeat):
             with db.session() as session, captured(db) as statements:
                 started = time.perf_counter()
-                total = segments.count(session, definition)
+                total = segments.count(session, definition, now=NOW)  # one anchor for both backends
                 timings.append((time.perf_counter() - started) * 1000)
         (statement, parameters), = [q for q in statements if "count(*)" in q[0]]  # one query per count
         results.append((label, total, statistics.median(timings), plan(db, statement, parameters)))
@@ -217,7 +218,8 @@ def postgres_database(url: str, keep: bool) -> Iterator[Database]:
         admin.dispose()
 
 
-def run(db: Database, args: argparse.Namespace, backend: str, analyze: Callable[[Database], None]) -> None:
+def run(db: Database, args: argparse.Namespace, backend: str,
+        analyze: Callable[[Database], None]) -> list[tuple[str, int, float, str]]:
     started = time.perf_counter()
     upgrade(db.engine)
     with db.session() as session:
@@ -225,7 +227,9 @@ def run(db: Database, args: argparse.Namespace, backend: str, analyze: Callable[
     assert salt
     load(db.engine, chunks(args.contacts, salt))
     analyze(db)
-    report(backend, args.contacts, time.perf_counter() - started, time_counts(db, args.repeat))
+    results = time_counts(db, args.repeat)
+    report(backend, args.contacts, time.perf_counter() - started, results)
+    return results
 
 
 def analyze_sqlite(enabled: bool) -> Callable[[Database], None]:
@@ -253,13 +257,17 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the databases for a closer look")
     args = parser.parse_args()
     print("reproduce: .venv/bin/python bench/segment_count.py " + " ".join(sys.argv[1:]))
+    counts: dict[str, list[int]] = {}
     if not args.skip_sqlite:
         with sqlite_database(args.sqlite_path, args.keep) as db:
-            run(db, args, "SQLite" + (" (ANALYZE)" if args.analyze else ""), analyze_sqlite(args.analyze))
+            results = run(db, args, "SQLite" + (" (ANALYZE)" if args.analyze else ""), analyze_sqlite(args.analyze))
+            counts["SQLite"] = [r[1] for r in results]
     if args.postgres:
         with postgres_database(args.postgres, args.keep) as db:
-            run(db, args, "PostgreSQL", analyze_postgres)
-
+            counts["PostgreSQL"] = [r[1] for r in run(db, args, "PostgreSQL", analyze_postgres)]
+    if len(counts) == 2:
+        same = counts["SQLite"] == counts["PostgreSQL"]
+        print(f"\ncounts identical on both backends: {'yes' if same else 'NO'}")
 
 if __name__ == "__main__":
     main()

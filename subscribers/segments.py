@@ -20,11 +20,24 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from sqlalchemy import Boolean, Numeric, Text, and_, bindparam, case, cast, exists, func, not_, or_, select
+from sqlalchemy import (
+    Boolean,
+    Numeric,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
@@ -37,7 +50,14 @@ from subscribers.db import utcnow
 from subscribers.errors import InputError, NotFound
 from subscribers.leads import STAGES as LEAD_STAGES
 from subscribers.lists import SLUG
-from subscribers.models import Contact, ContactTag, Lead, MailingList, Segment, Subscription
+from subscribers.models import (
+    Contact,
+    ContactTag,
+    Lead,
+    MailingList,
+    Segment,
+    Subscription,
+)
 from subscribers.suppression import not_suppressed
 
 Definition = dict[str, Any]
@@ -289,8 +309,8 @@ def _parse_instant(text: str) -> date | datetime:
 
 def _utc(value: date | datetime) -> datetime:
     if isinstance(value, datetime):
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-    return datetime.combine(value, time.min, tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return datetime.combine(value, time.min, tzinfo=UTC)
 
 
 def _lower(text: str) -> datetime:

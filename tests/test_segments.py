@@ -4,16 +4,14 @@ contacts on SQLite and PostgreSQL for every definition."""
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import event, select
 from typer.testing import CliRunner
 
 from newsletter.cli import app
@@ -25,14 +23,15 @@ from subscribers.contacts import upsert_contact
 from subscribers.errors import InputError, NotFound
 from subscribers.leads import STAGES
 from subscribers.lists import ensure_list
-from subscribers.models import Contact, Lead, Subscription
+from subscribers.models import Contact, Lead
 from subscribers.suppression import suppress
+from tests.conftest import postgres_schema
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 def at(text_: str) -> datetime:
-    return datetime.fromisoformat(text_).replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(text_).replace(tzinfo=UTC)
 
 
 # name: tags, custom fields, {list: (status, confirmed_at)}, lead stage, created, tz, source, status
@@ -111,22 +110,15 @@ def sqlite_population(tmp_path_factory: pytest.TempPathFactory) -> Population:
 
 
 @pytest.fixture(scope="module")
-def pg_population(postgres_url: str) -> Iterator[Population]:
-    """A schema of this module's own inside the run's schema space: other modules' rows stay out."""
-    schema = f"segments_{secrets.token_hex(4)}"
-    admin = create_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    db = Database(url.render_as_string(hide_password=False))
-    try:
-        upgrade(db.engine)
-        yield Population(db, populate(db))
-    finally:
-        db.engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+def pg_population() -> Iterator[Population]:
+    """A schema of this module's own: rows other test modules add stay out of the expected sets."""
+    with postgres_schema() as url:
+        db = Database(url)
+        try:
+            upgrade(db.engine)
+            yield Population(db, populate(db))
+        finally:
+            db.engine.dispose()
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -249,7 +241,7 @@ def test_mailable_only_leaves_out_suppressed_addresses(population: Population) -
 def test_count_is_one_select_count_query(sqlite_population: Population) -> None:
     statements: list[str] = []
 
-    def seen(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001 - event API
+    def seen(conn, cursor, statement, parameters, context, executemany):
         statements.append(statement)
 
     engine = sqlite_population.db.engine
@@ -263,7 +255,26 @@ def test_count_is_one_select_count_query(sqlite_population: Population) -> None:
         event.remove(engine, "before_cursor_execute", seen)
     counts = [q for q in statements if "count(*)" in q.lower()]
     assert len(counts) == 1 and len([q for q in statements if q.lstrip().upper().startswith("SELECT")]) == 1
-    assert "EXISTS" in counts[0] and " JOIN " not in counts[0].upper()  # semi-joins only: no duplicate rows
+    # Semi-joins only (SQLite: id IN (subquery)), never a JOIN that could count a contact twice.
+    assert counts[0].count("contacts.id IN (SELECT") == 3 and " JOIN " not in counts[0].upper()
+
+
+def test_related_rows_are_semi_joins_chosen_per_dialect() -> None:
+    """PostgreSQL plans EXISTS as (anti-)semi-joins and never falls back to re-scanning an IN list;
+    SQLite runs IN (subquery) once instead of probing per contact. Both are tested by the table above."""
+    from sqlalchemy import func
+    from sqlalchemy.dialects import mysql, postgresql, sqlite
+    from sqlalchemy.exc import CompileError
+
+    where = segments.compile_filter({"all": [{"list": "newsletter"}, {"not": {"tag": "vip"}}]})
+    query = select(func.count()).where(where)  # contacts is found without select_from
+    pg, lite = str(query.compile(dialect=postgresql.dialect())), str(query.compile(dialect=sqlite.dialect()))
+    assert "FROM contacts" in pg and "FROM contacts" in lite
+    assert pg.count("EXISTS (SELECT 1") == 2 and "NOT (EXISTS" in pg and " IN (SELECT" not in pg
+    assert lite.count("contacts.id IN (SELECT") == 2 and "NOT (contacts.id IN" in lite and "= 1" not in lite
+    with pytest.raises(CompileError, match="not mysql"):
+        str(select(Contact.id).where(segments.compile_filter(field("clinic", "eq", "LA"))).compile(
+            dialect=mysql.dialect()))
 
 
 def test_saved_segments_create_replace_list_count_delete(sqlite_population: Population) -> None:
