@@ -37,10 +37,11 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -66,7 +67,7 @@ ALIASES = {
 SYSTEM_COLUMNS = ("status", "created_at", "subscription_status", "confirmed_at", "suppressed")
 TAG_SEPARATORS = re.compile(r"[,;|]")
 MAX_NAME = 200  # contacts.name is VARCHAR(200): PostgreSQL would refuse the whole batch
-IN_CHUNK = 900  # bound parameters per IN (...): well under every backend's limit
+IN_CHUNK = 100  # keys per IN (...): PostgreSQL plans a sequential scan for long lists (measured 20 ms vs 6 ms per 1000 keys at 100k contacts)
 RETRIES = 3  # a batch that met a concurrent writer's row (unique constraint) is re-read and retried
 SNIFF_BYTES = 1 << 20
 
@@ -457,19 +458,24 @@ def _commit(engine: Engine, job: _Job, batch: _Batch, seen: set[int]) -> dict[st
 
 
 def _in(session: Session, stmt: Any, column: Any, values: Sequence[Any]) -> Iterator[Any]:
-    for start in range(0, len(values), IN_CHUNK):
-        yield from session.execute(stmt.where(column.in_(values[start:start + IN_CHUNK])))
+    # An expanding parameter: one cached statement, no per-value coercion.
+    stmt = stmt.where(column.in_(bindparam("values", expanding=True)))
+    for chunk in _chunks(values):
+        yield from session.execute(stmt, {"values": list(chunk)})
 
 
 @dataclass
 class _Writes:
-    """Everything one batch will write, gathered first so each table gets one statement."""
+    """Everything one batch will write, gathered first so that each table gets one or two
+    statements. Subscriptions and consent events share every value but the contact, so they are
+    INSERT ... SELECT over contact ids, not one parameter set per row."""
 
     contact_updates: list[dict[str, Any]] = field(default_factory=list)
-    tags: list[dict[str, Any]] = field(default_factory=list)
-    new_subscriptions: list[dict[str, Any]] = field(default_factory=list)
-    confirmed_subscriptions: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    tags: list[tuple[int, str]] = field(default_factory=list)  # (contact id, tag)
+    new_subscriptions: dict[str, list[int]] = field(default_factory=lambda: {"pending": [], "confirmed": []})
+    subscriptions_to_confirm: list[int] = field(default_factory=list)  # pending ones, by subscription id
+    requested: list[int] = field(default_factory=list)  # contact ids getting a "requested" event
+    confirmed: list[int] = field(default_factory=list)  # ... and a "confirmed" one
 
 
 def _write(session: Session, job: _Job, batch: _Batch, seen: set[int]) -> dict[str, int]:
@@ -505,15 +511,14 @@ def _write(session: Session, job: _Job, batch: _Batch, seen: set[int]) -> dict[s
         counts["duplicates" if _fingerprint(digest) in seen else kind] += 1
     if new_rows:
         _insert_contacts(session, job, writes, new_rows, now)
-    for state in ("pending", "confirmed"):
-        counts[state] = sum(1 for s in writes.new_subscriptions if s["status"] == state)
-    counts["confirmed"] += len(writes.confirmed_subscriptions)
-    _flush(session, writes)
+    counts["pending"] = len(writes.new_subscriptions["pending"])
+    counts["confirmed"] = len(writes.confirmed)
+    _flush(session, job, writes, now)
     return dict(counts)
 
 
 def _update_existing(job: _Job, writes: _Writes, found: Any, row: _Row, sub: Any, state: str,
-                     have_tags: set[str], now: Any) -> bool:
+                     have_tags: set[str], now: datetime) -> bool:
     """Gather the changes to a known contact; True when anything changes."""
     values: dict[str, Any] = {}
     if row.name and row.name != found.name:  # values given replace stored ones (contacts.upsert_contact)
@@ -527,52 +532,97 @@ def _update_existing(job: _Job, writes: _Writes, found: Any, row: _Row, sub: Any
     if values:
         writes.contact_updates.append({"id": found.id, "updated_at": now, **values})
     new_tags = row.tags - have_tags
-    writes.tags.extend({"contact_id": found.id, "tag": tag} for tag in sorted(new_tags))
+    writes.tags.extend((found.id, tag) for tag in sorted(new_tags))
     # Import idempotency: a subscription already pending stays as it is, with no second request.
     changes_subscription = state == "confirmed" or (state == "pending" and sub is None)
     if changes_subscription:
-        _subscribe(job, writes, found.id, sub.id if sub else None, state, now)
+        _subscribe(writes, found.id, sub.id if sub else None, state)
     return bool(values or new_tags or changes_subscription)
 
 
-def _insert_contacts(session: Session, job: _Job, writes: _Writes, new_rows: list[tuple[_Row, str]], now: Any) -> None:
-    table = Contact.__table__
-    values = [{"email": row.email, "email_hash": row.digest, "name": row.name,
-               "timezone": row.timezone or job.default_timezone, "custom_fields": row.custom,
-               "status": "active", "source": "import", "created_at": now, "updated_at": now}
-              for row, _ in new_rows]
-    result = session.execute(insert(table).returning(table.c.email_hash, table.c.id), values)
-    ids = {digest: contact_id for digest, contact_id in result}  # (dict() would take the result for a mapping)
+def _insert_contacts(session: Session, job: _Job, writes: _Writes, new_rows: list[tuple[_Row, str]],
+                     now: datetime) -> None:
+    contacts = Contact.__table__
+    constant = {"status": "active", "source": "import", "created_at": now, "updated_at": now}
+    _executemany(session, contacts, constant, ("email", "email_hash", "name", "timezone", "custom_fields"),
+                 [(row.email, row.digest, row.name, row.timezone or job.default_timezone, row.custom)
+                  for row, _ in new_rows])
+    ids = {digest: contact_id for digest, contact_id in _in(
+        session, select(contacts.c.email_hash, contacts.c.id), contacts.c.email_hash, [r.digest for r, _ in new_rows])}
     for row, state in new_rows:
         contact_id = ids[row.digest]
-        writes.tags.extend({"contact_id": contact_id, "tag": tag} for tag in sorted(row.tags))
-        _subscribe(job, writes, contact_id, None, state, now)
+        writes.tags.extend((contact_id, tag) for tag in sorted(row.tags))
+        _subscribe(writes, contact_id, None, state)
 
 
-def _subscribe(job: _Job, writes: _Writes, contact_id: int, sub_id: int | None, state: str, now: Any) -> None:
+def _executemany(session: Session, table: Any, constant: dict[str, Any], columns: Sequence[str],
+                 rows: Sequence[Sequence[Any]]) -> None:
+    """INSERT many rows straight through the driver's executemany. SQLAlchemy still writes the SQL
+    and each column type converts its values (UTC datetimes, JSON), but the constant columns are
+    converted once, not per row: that per-row bookkeeping was half the insert time (profiled)."""
+    dialect = session.get_bind().dialect
+    names = [*columns, *constant]
+    compiled = insert(table).compile(dialect=dialect, column_keys=names)
+
+    def processor(name: str) -> Callable[[Any], Any] | None:
+        return table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+
+    fixed = tuple(value if (p := processor(name)) is None else p(value) for name, value in constant.items())
+    processors = [processor(name) for name in columns]
+    converted = [tuple(v if p is None else p(v) for p, v in zip(processors, row)) + fixed for row in rows]
+    params: list[Any]
+    if not compiled.positional:  # e.g. psycopg: %(name)s
+        params = [dict(zip(names, values)) for values in converted]
+    elif list(compiled.positiontup or []) == names:  # e.g. sqlite3: ?, in our column order
+        params = converted
+    else:
+        order = [names.index(key) for key in compiled.positiontup or []]
+        params = [tuple(values[i] for i in order) for values in converted]
+    session.connection().exec_driver_sql(str(compiled), params)
+
+
+def _subscribe(writes: _Writes, contact_id: int, sub_id: int | None, state: str) -> None:
     """What ``request_subscription`` does for ``state``: a pending subscription and a "requested"
     event, then for "confirmed" the confirmation and its event."""
     if sub_id is None:
-        writes.new_subscriptions.append({"contact_id": contact_id, "list_id": job.list_id, "status": state,
-                                         "created_at": now, "confirmed_at": now if state == "confirmed" else None})
+        writes.new_subscriptions[state].append(contact_id)
     elif state == "confirmed":
-        writes.confirmed_subscriptions.append({"id": sub_id, "status": "confirmed", "confirmed_at": now,
-                                               "unsubscribed_at": None})
-    event = {"contact_id": contact_id, "list_id": job.list_id, "method": "import", "note": job.consent_note, "at": now}
-    writes.events.append({**event, "action": "requested"})
+        writes.subscriptions_to_confirm.append(sub_id)
+    writes.requested.append(contact_id)
     if state == "confirmed":
-        writes.events.append({**event, "action": "confirmed"})
+        writes.confirmed.append(contact_id)
 
 
-def _flush(session: Session, writes: _Writes) -> None:
+def _flush(session: Session, job: _Job, writes: _Writes, now: datetime) -> None:
+    contacts, subscriptions, events = Contact.__table__, Subscription.__table__, ConsentEvent.__table__
     if writes.contact_updates:
         session.execute(update(Contact), writes.contact_updates)  # bulk UPDATE by primary key
-    for model, rows in ((ContactTag, writes.tags), (Subscription, writes.new_subscriptions),
-                        (ConsentEvent, writes.events)):
-        if rows:
-            session.execute(insert(model.__table__), rows)
-    if writes.confirmed_subscriptions:
-        session.execute(update(Subscription), writes.confirmed_subscriptions)
+    if writes.tags:
+        _executemany(session, ContactTag.__table__, {}, ("contact_id", "tag"), writes.tags)
+    for state, ids in writes.new_subscriptions.items():
+        confirmed_at = literal(now if state == "confirmed" else None, subscriptions.c.confirmed_at.type)
+        for chunk in _chunks(ids):
+            session.execute(insert(subscriptions).from_select(
+                ["contact_id", "list_id", "status", "frequency", "confirmation_sends", "created_at", "confirmed_at"],
+                select(contacts.c.id, literal(job.list_id), literal(state), literal("every"), literal(0),
+                       literal(now, subscriptions.c.created_at.type), confirmed_at)
+                .where(contacts.c.id.in_(chunk))))
+    for chunk in _chunks(writes.subscriptions_to_confirm):
+        session.execute(update(subscriptions).where(subscriptions.c.id.in_(chunk))
+                        .values(status="confirmed", confirmed_at=now, unsubscribed_at=None))
+    # "requested" before "confirmed", as request_subscription records them.
+    for action, ids in (("requested", writes.requested), ("confirmed", writes.confirmed)):
+        for chunk in _chunks(ids):
+            session.execute(insert(events).from_select(
+                ["contact_id", "list_id", "action", "method", "note", "at"],
+                select(contacts.c.id, literal(job.list_id), literal(action), literal("import"),
+                       literal(job.consent_note, events.c.note.type), literal(now, events.c.at.type))
+                .where(contacts.c.id.in_(chunk)).order_by(contacts.c.id)))
+
+
+def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), IN_CHUNK):
+        yield values[start:start + IN_CHUNK]
 
 
 # --- the report -------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import pytest
 from lxml import html as lxml_html
 from sqlalchemy import func, select
 
-from newsletter.config import Settings
 from newsletter.database import Database
 from subscribers.models import ConsentEvent, Contact, Subscription
 from subscribers.suppression import suppress
