@@ -1,0 +1,1 @@
+"""Drip sequences: definitions, enrolments, due steps, goals and send windows."""
