@@ -3,7 +3,8 @@
 APScheduler's job store is memory only and never shared; the durable truth is in our tables. Only
 one scheduler acts at a time: each round it must hold the "scheduler" lease in the database (a
 second scheduler waits as a standby and takes over when the lease lapses). Its jobs only find due
-work -- start scheduled issues, recover rows of dead workers, close finished sends, poll feeds; the
+work -- start scheduled issues, recover rows of dead workers, close finished sends, queue due
+sequence steps, poll feeds; the
 sending itself is done by dispatchers (``newsletter worker``, or the one ``newsletter serve`` runs).
 
 Run it as ``newsletter scheduler`` (or ``python -m scheduler``).
@@ -26,7 +27,7 @@ from newsletter.config import Settings, get_settings
 from newsletter.database import Database
 from newsletter.posts import service as post_service
 from newsletter.sending import leader
-from newsletter.sending.schedule import TickReport, due_work
+from newsletter.due import Round, run_round
 from subscribers.db import utcnow
 
 log = logging.getLogger("newsletter.scheduler")
@@ -37,17 +38,16 @@ def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def run_due_work(settings: Settings, db: Database, holder: str, now: datetime | None = None) -> TickReport | None:
+def run_due_work(settings: Settings, db: Database, holder: str, now: datetime | None = None) -> Round | None:
     """One round, if this process leads. Returns None when another scheduler holds the lease."""
     now = now or utcnow()
     ttl = timedelta(seconds=max(settings.scheduler_interval_seconds * 3, 15))
     with db.session() as session:
         if not leader.acquire(session, LEASE, holder, now, ttl):
             return None
-        report = due_work(session, now)
-    if report.started or report.finished or report.requeued or report.held_unknown:
-        log.info("due work: started %s, finished %s, requeued %d, held unknown %d",
-                 report.started, report.finished, report.requeued, report.held_unknown)
+        report = run_round(session, settings, now)
+    if report.busy():
+        log.info("due work: %s", report.summary())
     return report
 
 

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     breaker_threshold: int = Field(5, ge=1, description="Failed batches in a row that pause an issue's send.")
     lease_seconds: int = Field(300, ge=10, description="How long a worker's claim on a batch lasts.")
 
+    frequency_cap_hours: int = Field(
+        24, ge=0, description="At most one marketing email per contact in this many hours: sequence steps wait (0: off)."
+    )
+
     # Brand: what every email and page shows.
     org_name: str = Field("Limbic Medical", description="Organisation name shown in emails.")
     postal_address: str = Field(

@@ -115,6 +115,7 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("issue_id", "contact_id", name="uq_deliveries_issue_contact"),
+        UniqueConstraint("enrollment_id", "step_id", name="uq_deliveries_enrollment_step"),
         Index("ix_deliveries_status_due", "status", "due_at"),
         Index("ix_deliveries_batch", "batch_id"),
         Index("ix_deliveries_submitted_at", "submitted_at"),
@@ -122,6 +123,9 @@ class Delivery(Base):
 
     id: Mapped[int] = mapped_column(LedgerId, primary_key=True, autoincrement=True)
     issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
+    # A sequence step's email: one row per (enrolment, step).
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id", ondelete="SET NULL"))
+    step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="SET NULL"), index=True)
     # Erasure keeps the row as an anonymous count.
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"), index=True)
     list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"))
@@ -159,3 +163,96 @@ class SendPause(Base):
     reason: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# Sequences ----------------------------------------------------------------------------------------
+
+
+class Sequence(Base):
+    """A drip: steps sent one after another to each enrolled contact, inside a send window."""
+
+    __tablename__ = "sequences"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | paused
+    trigger_type: Mapped[str] = mapped_column(String(20))  # list_confirmed | lead_created | tag_added | manual
+    trigger_value: Mapped[str | None] = mapped_column(String(100))  # the list slug or the tag
+    # The whole definition as loaded (window, goals, reenroll, steps): what `export` writes back.
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Triggers only enrol contacts whose trigger happened after this moment (not the whole history).
+    triggers_since: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SequenceStep(Base):
+    """One email of a sequence, compiled once (like an issue). A removed step stays, inactive, so
+    it is never sent again and its history remains."""
+
+    __tablename__ = "sequence_steps"
+    __table_args__ = (UniqueConstraint("sequence_id", "key", name="uq_sequence_steps_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sequence_id: Mapped[int] = mapped_column(ForeignKey("sequences.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    delay_seconds: Mapped[int] = mapped_column(Integer)
+    subject: Mapped[str] = mapped_column(String(300))
+    preheader: Mapped[str] = mapped_column(String(300), default="")
+    condition: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    compiled_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Enrollment(Base):
+    """One contact's way through a sequence. ``next_due_at`` (UTC) already respects the send window
+    in the contact's own time zone; ``generation`` counts re-enrolments."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("sequence_id", "contact_id", "generation", name="uq_enrollments_generation"),
+        Index("ix_enrollments_due", "state", "next_due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sequence_id: Mapped[int] = mapped_column(ForeignKey("sequences.id", ondelete="CASCADE"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(20), default="active")  # active | completed | exited
+    next_step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="SET NULL"))
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="SET NULL"))
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    exit_reason: Mapped[str | None] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(20), default="trigger")  # trigger | manual
+
+
+# Events -------------------------------------------------------------------------------------------
+
+
+class Event(Base):
+    """Something reported about a delivery (by the provider or our own open/click endpoints), stored
+    once per provider event id. ``machine`` marks opens and clicks we believe no person caused."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_delivery_type", "delivery_id", "type"),
+        Index("ix_events_contact_type_time", "contact_id", "type", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(LedgerId, primary_key=True, autoincrement=True)
+    provider_event_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    type: Mapped[str] = mapped_column(String(20))
+    machine: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(20))  # sendgrid | first_party | staff
+    url: Mapped[str | None] = mapped_column(String(2000))
+    reason: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -13,6 +13,7 @@ from sqlalchemy import update
 from newsletter.cli.common import err, friendly_errors, open_database, out, print_json, print_rows, unit_of_work
 from newsletter.cli.issues import issues_app
 from newsletter.config import get_settings
+from newsletter.due import run_round
 from newsletter.errors import InputError
 from newsletter.issues import get_issue
 from newsletter.models import SendPause
@@ -182,16 +183,15 @@ def tick(
     send_too: Annotated[bool, typer.Option("--send/--no-send", help="Also send what is due.")] = True,
 ) -> None:
     """One round of due work as if it were --at: start scheduled issues, recover dead workers' rows,
-    send what is due (for tests, catch-up and cron)."""
+    queue due sequence steps, then send what is due (for tests, catch-up and cron)."""
     settings = get_settings()
     db = open_database(settings)
     now = _at(at)
     with db.session() as session:
-        report = schedule.due_work(session, now)
+        report = run_round(session, settings, now)
     sent = None
     if send_too:
         sent = Dispatcher(settings, db, get_transport(settings), clock=lambda: now).run_until_idle()
-    out.print(f"{now.isoformat()}: started {report.started or 'none'}, finished {report.finished or 'none'}, "
-              f"requeued {report.requeued}, held unknown {report.held_unknown}"
-              + (f", submitted {sent.submitted}, failed {sent.failed}, suppressed {sent.suppressed}" if sent else ""),
+    out.print(f"{now.isoformat()}: {report.summary()}"
+              + (f"; sent: submitted {sent.submitted}, failed {sent.failed}, suppressed {sent.suppressed}" if sent else ""),
               highlight=False)

@@ -25,7 +25,8 @@ from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.issues import rendered_of
 from newsletter.links import DeliveryLinks
-from newsletter.models import Issue, SendBatch, SendPause
+from newsletter.models import Issue, SendBatch, SendPause, SequenceStep
+from newsletter.render import RenderedEmail
 from newsletter.sending import ledger
 from newsletter.sending.ledger import Claimed
 from newsletter.sending.pacing import Pacer
@@ -123,22 +124,30 @@ class Dispatcher:
                 session, worker=self.worker, limit=limit, now=now, lease=timedelta(seconds=self.settings.lease_seconds),
                 only_issue=self.only_issue,
             )
-            if got.issue_id is None:
+            if not got.found:
                 return RoundResult()
             issue_id, claimed = got.issue_id, got.rows
-            issue = session.get(Issue, issue_id)
-            assert issue is not None
-            email = rendered_of(issue)
+            if issue_id is not None:
+                issue = session.get(Issue, issue_id)
+                assert issue is not None
+                email, categories = rendered_of(issue), [f"issue-{issue_id}"]
+            else:
+                step = session.get(SequenceStep, got.step_id)
+                assert step is not None
+                email = RenderedEmail(step.subject, step.preheader, step.html, step.text)
+                categories = [f"sequence-{step.sequence_id}"]
             batch = ledger.open_batch(session, [c.delivery_id for c in claimed], transport=self.transport.name,
                                       worker=self.worker, fresh_claim=True) if claimed else None
         result = RoundResult(issue_id=issue_id, suppressed=got.suppressed)
         self.timings["claim"] += time.perf_counter() - started
+        breaker_key = issue_id if issue_id is not None else -(got.step_id or 0)
         if batch is not None:
-            self._deliver(issue_id, email, batch.id, claimed, [f"issue-{issue_id}"], result)
-        with self.db.session() as session:
-            issue = session.get(Issue, issue_id)
-            assert issue is not None
-            ledger.finish_if_done(session, issue, self.clock())
+            self._deliver(breaker_key, email, batch.id, claimed, categories, result)
+        if issue_id is not None:
+            with self.db.session() as session:
+                issue = session.get(Issue, issue_id)
+                assert issue is not None
+                ledger.finish_if_done(session, issue, self.clock())
         return result
 
     def run_until_idle(self, *, on_progress: Callable[[RoundResult], None] | None = None) -> RoundResult:
@@ -265,7 +274,7 @@ class Dispatcher:
             ledger.mark_failed(session, ids, reason)
             batch = session.get(SendBatch, batch_id)
             batch.status, batch.error, batch.finished_at = "failed", reason[:2000], self.clock()
-            if count_breaker and self.breaker.record(issue_id, ok=False):
+            if count_breaker and self.breaker.record(issue_id, ok=False) and issue_id > 0:
                 issue = session.get(Issue, issue_id)
                 issue.status = "paused"
                 issue.paused_reason = (

@@ -10,7 +10,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from newsletter.models import Delivery, Issue, SendBatch
+from newsletter.models import Delivery, Enrollment, Issue, SendBatch, Sequence, SequenceStep
 from subscribers.models import Contact, Subscription, Suppression
 
 ACTIVE = ("queued", "claimed")  # rows still on their way out
@@ -29,27 +29,38 @@ class Claim:
     issue_id: int | None
     rows: list[Claimed]
     suppressed: int = 0
+    step_id: int | None = None  # a sequence step's batch instead of an issue's
+
+    @property
+    def found(self) -> bool:
+        return self.issue_id is not None or self.step_id is not None
 
 
 def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: timedelta,
           only_issue: int | None = None) -> Claim:
-    """Claim up to ``limit`` due rows of one issue that is sending. PostgreSQL: FOR UPDATE SKIP LOCKED,
-    so concurrent workers take disjoint rows; SQLite: the transaction holds the only write lock."""
-    due_issue = (
-        select(Delivery.issue_id)
-        .join(Issue, Issue.id == Delivery.issue_id)
-        .where(Delivery.status == "queued", Delivery.due_at <= now, Issue.status == "sending")
+    """Claim up to ``limit`` due rows of one email (an issue that is sending, or a step of an active
+    sequence). PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent workers take disjoint rows; SQLite:
+    the transaction holds the only write lock."""
+    sending = Delivery.issue_id.in_(select(Issue.id).where(Issue.status == "sending"))
+    running = Delivery.step_id.in_(
+        select(SequenceStep.id).join(Sequence, Sequence.id == SequenceStep.sequence_id).where(Sequence.status == "active")
+    )
+    due = (
+        select(Delivery.issue_id, Delivery.step_id)
+        .where(Delivery.status == "queued", Delivery.due_at <= now, or_(sending, running))
         .order_by(Delivery.due_at, Delivery.id)
         .limit(1)
     )
     if only_issue is not None:
-        due_issue = due_issue.where(Delivery.issue_id == only_issue)
-    issue_id = session.scalar(due_issue)
-    if issue_id is None:
+        due = due.where(Delivery.issue_id == only_issue)
+    first = session.execute(due).first()
+    if first is None:
         return Claim(None, [])
+    issue_id, step_id = first
+    group = Delivery.issue_id == issue_id if issue_id is not None else Delivery.step_id == step_id
     candidates = (
         select(Delivery.id)
-        .where(Delivery.issue_id == issue_id, Delivery.status == "queued", Delivery.due_at <= now)
+        .where(group, Delivery.status == "queued", Delivery.due_at <= now)
         .order_by(Delivery.id)
         .limit(limit)
     )
@@ -63,7 +74,7 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         .execution_options(synchronize_session=False)
     ).rowcount
     if not claimed:
-        return Claim(issue_id, [])
+        return Claim(issue_id, [], step_id=step_id)
     mine = and_(Delivery.claimed_by == worker, Delivery.status == "claimed", Delivery.batch_id.is_(None))
     suppressed = _suppress_at_claim(session, mine)
     rows = session.execute(
@@ -72,21 +83,24 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         .where(mine)
         .order_by(Delivery.id)
     )
-    return Claim(issue_id, [Claimed(*row) for row in rows], suppressed)
+    return Claim(issue_id, [Claimed(*row) for row in rows], suppressed, step_id)
 
 
 def _suppress_at_claim(session: Session, mine: ColumnElement[bool]) -> int:
-    """Whoever unsubscribed, bounced or was erased since enqueue is skipped now, not mailed."""
+    """Whoever unsubscribed, bounced or was erased since enqueue is skipped now, not mailed; so is a
+    step whose enrolment ended (a booking) after it was queued."""
     still_subscribed = exists().where(
         Subscription.contact_id == Delivery.contact_id,
         Subscription.list_id == Delivery.list_id,
         Subscription.status == "confirmed",
     )
+    left_list = and_(Delivery.list_id.is_not(None), ~still_subscribed)
+    enrollment_over = exists().where(Enrollment.id == Delivery.enrollment_id, Enrollment.state == "exited")
     suppressed = exists().where(Suppression.email_hash == Contact.email_hash, Contact.id == Delivery.contact_id)
     active = exists().where(Contact.id == Delivery.contact_id, Contact.status == "active")
     return session.execute(
         update(Delivery)
-        .where(mine, or_(Delivery.contact_id.is_(None), ~still_subscribed, suppressed, ~active))
+        .where(mine, or_(Delivery.contact_id.is_(None), left_list, enrollment_over, suppressed, ~active))
         .values(status="suppressed", lease_expires_at=None)
         .execution_options(synchronize_session=False)
     ).rowcount or 0

@@ -1,0 +1,117 @@
+"""Putting a sequence definition into the database: create, or update in place with care.
+
+Steps are matched by their key. A new step at the end reaches contacts who had already finished
+only when staff ask for it (``reach_completed``); a removed step is kept inactive, so it is never
+sent again; a changed step is compiled again (what was sent stays in the ledger).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from newsletter.config import Settings
+from newsletter.errors import InputError
+from newsletter.models import Enrollment, Post, Sequence, SequenceStep
+from newsletter.posts.markdown import parse_markdown
+from newsletter.render import EmailContent, render_email
+from newsletter.sequences.definition import SequenceDefinition, Step
+
+
+@dataclass
+class InstallReport:
+    sequence: Sequence
+    created: bool
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    reopened: int = 0
+
+
+def step_content(session: Session, step: Step, *, where: str) -> EmailContent:
+    if step.post is not None:
+        post = session.get(Post, step.post)
+        if post is None:
+            raise InputError(f"{where}: there is no post {step.post}")
+        title, blocks = post.title, post.blocks
+    else:
+        parsed = parse_markdown(step.body or "", source_name=where)
+        title, blocks = parsed.title, [b.to_dict() for b in parsed.blocks]
+    return EmailContent(
+        subject=step.subject, preheader=step.preheader or "", title=title or step.subject, blocks=blocks,
+        reason=None,
+    )
+
+
+def install(session: Session, settings: Settings, definition: SequenceDefinition, *, now: datetime,
+            reach_completed: bool = False) -> InstallReport:
+    sequence = session.scalar(select(Sequence).where(Sequence.name == definition.name))
+    created = sequence is None
+    if sequence is None:
+        sequence = Sequence(name=definition.name, status="active", triggers_since=now)
+        session.add(sequence)
+    sequence.trigger_type = definition.trigger.type
+    sequence.trigger_value = definition.trigger.list or definition.trigger.tag
+    sequence.definition = definition.model_dump(mode="json")
+    session.flush()
+    report = InstallReport(sequence, created)
+
+    existing = {s.key: s for s in session.scalars(select(SequenceStep).where(SequenceStep.sequence_id == sequence.id))}
+    old_last = max((s.position for s in existing.values() if s.active), default=None)
+    for position, step in enumerate(definition.steps, start=1):
+        key = step.key or f"step-{position}"
+        rendered = render_email(step_content(session, step, where=f"{definition.name}: step {key}"), settings)
+        row = existing.pop(key, None)
+        if row is None:
+            row = SequenceStep(sequence_id=sequence.id, key=key)
+            session.add(row)
+            report.added.append(key)
+        elif (row.subject, row.preheader, row.html, row.delay_seconds, row.condition, row.position, row.active) != (
+            step.subject, step.preheader or "", rendered.html, int(step.delay.total_seconds()),
+            step.condition.model_dump(exclude_none=True) if step.condition else None, position, True,
+        ):
+            report.changed.append(key)
+        row.position, row.active = position, True
+        row.delay_seconds = int(step.delay.total_seconds())
+        row.subject, row.preheader = step.subject, step.preheader or ""
+        row.condition = step.condition.model_dump(exclude_none=True) if step.condition else None
+        row.html, row.text, row.compiled_at = rendered.html, rendered.text, now
+    for gone in existing.values():
+        if gone.active:
+            gone.active = False
+            report.removed.append(gone.key)
+    session.flush()
+    # Enrolments waiting for a removed step move on to the next one still active.
+    if report.removed:
+        from newsletter.sequences.engine import skip_removed_steps
+
+        skip_removed_steps(session, settings, sequence, now)
+    if reach_completed and report.added and old_last is not None:
+        report.reopened = reopen_completed(session, settings, sequence, old_last, now)
+    return report
+
+
+def reopen_completed(session: Session, settings: Settings, sequence: Sequence, old_last: int, now: datetime) -> int:
+    """Contacts who finished before new steps were added at the end continue with the first new step."""
+    from newsletter.sequences.engine import first_due, steps_of
+
+    new_steps = [s for s in steps_of(session, sequence) if s.position > old_last]
+    if not new_steps:
+        return 0
+    first = new_steps[0]
+    rows = session.execute(
+        select(Enrollment.id, Enrollment.contact_id).where(
+            Enrollment.sequence_id == sequence.id, Enrollment.state == "completed", Enrollment.exit_reason.is_(None)
+        )
+    ).all()
+    for enrollment_id, contact_id in rows:
+        session.execute(
+            update(Enrollment).where(Enrollment.id == enrollment_id).values(
+                state="active", finished_at=None, next_step_id=first.id,
+                next_due_at=first_due(session, sequence, contact_id, first, now),
+            )
+        )
+    return len(rows)
