@@ -77,6 +77,8 @@ class Issue(Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     paused_reason: Mapped[str | None] = mapped_column(Text)
+    # First-party tracking: full (per recipient), anonymous (aggregate counts only) or off.
+    tracking: Mapped[str] = mapped_column(String(10), default="full")
     html: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     compiled_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -184,6 +186,7 @@ class Sequence(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     # Triggers only enrol contacts whose trigger happened after this moment (not the whole history).
     triggers_since: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    tracking: Mapped[str] = mapped_column(String(10), default="full")  # full | anonymous | off
 
 
 class SequenceStep(Base):
@@ -249,6 +252,10 @@ class Event(Base):
     provider_event_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    # Which email it was about, kept even for anonymous (aggregate-only) tracking.
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
+    step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="SET NULL"), index=True)
+    link_id: Mapped[int | None] = mapped_column(ForeignKey("links.id", ondelete="SET NULL"))
     type: Mapped[str] = mapped_column(String(20))
     machine: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str] = mapped_column(String(20))  # sendgrid | first_party | staff
@@ -256,3 +263,35 @@ class Event(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Link(Base):
+    """A link in a compiled email. Click URLs carry its id and a delivery token; the redirect target
+    is read from here, so a tampered URL can never send anyone elsewhere."""
+
+    __tablename__ = "links"
+    __table_args__ = (
+        UniqueConstraint("issue_id", "position", name="uq_links_issue_position"),
+        UniqueConstraint("step_id", "position", name="uq_links_step_position"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(String(2000))
+    label: Mapped[str] = mapped_column(String(300), default="")
+    is_booking: Mapped[bool] = mapped_column(Boolean, default=False)  # the "Book a consultation" button
+
+
+class Attribution(Base):
+    """Which email a booking is credited to: the last human click (else open) before it, inside the window."""
+
+    __tablename__ = "attributions"
+
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id", ondelete="CASCADE"), primary_key=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"))
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"), index=True)
+    step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="SET NULL"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # click | open
+    event_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -14,6 +14,7 @@ from newsletter.cli.issues import issues_app
 from newsletter.cli.leads import leads_app
 from newsletter.cli.posts import posts_app
 from newsletter.cli.segments import segments_app
+from newsletter.cli.sequences import sequences_app
 
 app = typer.Typer(help="Email newsletter and lead-nurture pipeline for clinics.", no_args_is_help=True)
 app.registered_commands += system.app.registered_commands
@@ -25,6 +26,7 @@ app.add_typer(issues_app, name="issues")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(segments_app, name="segments")
 app.add_typer(leads_app, name="leads")
+app.add_typer(sequences_app, name="sequences")
 app.add_typer(sending.sending_app, name="sending")
 
 if __name__ == "__main__":

@@ -40,12 +40,24 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def prepare(settings: Settings, db: Database) -> tuple[str | None, str, list[str]]:
+    """Create or upgrade the schema, and put in the sequences the product ships (paused) if missing.
+    Returns (revision before, revision after, sequences added)."""
+    from newsletter.sequences.service import install_shipped
+    from subscribers.db import utcnow
+
+    before, after = upgrade(db.engine)
+    with db.session() as session:
+        added = install_shipped(session, settings, utcnow())
+    return before, after, added
+
+
 def open_database(settings: Settings) -> Database:
     """A fresh database is created on first use; an older schema must be upgraded with ``init``."""
     db = Database.from_settings(settings)
     current, head = current_revision(db.engine), head_revision(db.engine)
     if current is None:
-        upgrade(db.engine)
+        prepare(settings, db)
     elif current != head:
         raise InputError(f"the database is at revision {current}, the code needs {head}: run 'newsletter init'")
     return db

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli.common import friendly_errors, open_database, out
+from newsletter.cli.common import friendly_errors, open_database, out, prepare
 from newsletter.config import get_settings
-from newsletter.database import Database, upgrade
+from newsletter.database import Database
 
 app = typer.Typer()
 
@@ -21,12 +21,15 @@ def init() -> None:
     """Create or upgrade the database. Safe to run any number of times."""
     settings = get_settings()
     db = Database.from_settings(settings)
-    before, after = upgrade(db.engine)
+    before, after, added = prepare(settings, db)
     where = db.engine.url.render_as_string(hide_password=True)
     if before == after:
         out.print(f"Database {where} is up to date (revision {after}).", highlight=False)
     else:
         out.print(f"Database {where} upgraded from {before or 'empty'} to revision {after}.", highlight=False)
+    if added:
+        out.print(f"Installed the ready-made sequences {', '.join(repr(n) for n in added)}, paused: review them "
+                  "with 'newsletter sequences show NAME', then 'newsletter sequences resume NAME'.", highlight=False)
 
 
 @app.command()

@@ -1,0 +1,92 @@
+"""Staff operations on sequences: load, export, list, show with per-step counts, pause, resume, enrol."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from newsletter.config import Settings
+from newsletter.errors import InputError, NotFound
+from newsletter.models import Delivery, Enrollment, Sequence, SequenceStep
+from newsletter.sequences.definition import SequenceDefinition, parse_definition, to_yaml
+from newsletter.sequences.engine import enroll, steps_of
+from newsletter.sequences.install import InstallReport, install
+from newsletter.sequences.library import shipped_definitions
+from subscribers.contacts import get_contact
+
+
+def get_sequence(session: Session, name: str) -> Sequence:
+    sequence = session.scalar(select(Sequence).where(func.lower(Sequence.name) == name.strip().lower()))
+    if sequence is None:
+        names = ", ".join(session.scalars(select(Sequence.name).order_by(Sequence.name))) or "none yet"
+        raise NotFound(f"there is no sequence {name!r} (sequences: {names})")
+    return sequence
+
+
+def load(session: Session, settings: Settings, definition: SequenceDefinition, now: datetime, *,
+         reach_completed: bool = False) -> InstallReport:
+    return install(session, settings, definition, now=now, reach_completed=reach_completed)
+
+
+def install_shipped(session: Session, settings: Settings, now: datetime) -> list[str]:
+    """Put the sequences the product ships into the database, paused for staff to review first.
+    Ones already there (perhaps edited) are left alone."""
+    added = []
+    for definition in shipped_definitions():
+        if session.scalar(select(Sequence.id).where(Sequence.name == definition.name)) is None:
+            report = install(session, settings, definition, now=now)
+            report.sequence.status = "paused"
+            added.append(definition.name)
+    return added
+
+
+def export(sequence: Sequence) -> str:
+    return to_yaml(parse_definition(sequence.definition, source=f"sequence {sequence.name!r}"))
+
+
+def set_status(sequence: Sequence, status: str) -> None:
+    """Pausing holds every enrolment where it is; resuming carries on (inside the send window)."""
+    if sequence.status == status:
+        raise InputError(f"sequence {sequence.name!r} is already {status}")
+    sequence.status = status
+
+
+def enroll_contact(session: Session, sequence: Sequence, email: str, now: datetime) -> Enrollment:
+    return enroll(session, sequence, get_contact(session, email), now, source="manual")
+
+
+def summary(session: Session, sequence: Sequence) -> dict[str, Any]:
+    states = dict(session.execute(
+        select(Enrollment.state, func.count()).where(Enrollment.sequence_id == sequence.id).group_by(Enrollment.state)
+    ).all())
+    per_step: dict[int, dict[str, int]] = {}
+    for step_id, status, count in session.execute(
+        select(Delivery.step_id, Delivery.status, func.count())
+        .join(SequenceStep, SequenceStep.id == Delivery.step_id)
+        .where(SequenceStep.sequence_id == sequence.id)
+        .group_by(Delivery.step_id, Delivery.status)
+    ):
+        per_step.setdefault(step_id, {})[status] = count
+    waiting = dict(session.execute(
+        select(Enrollment.next_step_id, func.count())
+        .where(Enrollment.sequence_id == sequence.id, Enrollment.state == "active").group_by(Enrollment.next_step_id)
+    ).all())
+    definition = sequence.definition
+    return {
+        "name": sequence.name, "status": sequence.status,
+        "trigger": {"type": sequence.trigger_type, "value": sequence.trigger_value},
+        "window": definition.get("window"), "goals": definition.get("goals", []), "reenroll": definition.get("reenroll"),
+        "enrollments": {k: states.get(k, 0) for k in ("active", "completed", "exited")},
+        "steps": [
+            {"position": s.position, "key": s.key, "subject": s.subject, "delay_seconds": s.delay_seconds,
+             "waiting": waiting.get(s.id, 0), "deliveries": per_step.get(s.id, {})}
+            for s in steps_of(session, sequence)
+        ],
+    }
+
+
+def all_sequences(session: Session) -> list[Sequence]:
+    return list(session.scalars(select(Sequence).order_by(Sequence.name)))
