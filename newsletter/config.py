@@ -54,6 +54,19 @@ class Settings(BaseSettings):
         24, ge=0, description="At most one marketing email per contact in this many hours: sequence steps wait (0: off)."
     )
 
+    # Tracking and webhooks
+    tracking: str = Field("full", description="Default first-party tracking of new issues and sequences: full | anonymous | off.")
+    sendgrid_webhook_public_key: SecretStr | None = Field(
+        None, validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY",
+        description="SendGrid Event Webhook verification key (base64 ECDSA public key); unset: signatures not checked.",
+    )
+    webhook_max_age_seconds: int = Field(300, ge=10, description="Oldest signed webhook timestamp accepted.")
+    webhook_max_bytes: int = Field(5_000_000, ge=1000, description="Largest webhook body accepted (413 above).")
+    bookings_webhook_secret: SecretStr | None = Field(
+        None, description="Shared secret of the bookings webhook (HMAC-SHA256); unset: the endpoint is off."
+    )
+    attribution_days: int = Field(14, ge=1, description="How far back a booking looks for the email to credit.")
+
     # Brand: what every email and page shows.
     org_name: str = Field("Limbic Medical", description="Organisation name shown in emails.")
     postal_address: str = Field(
@@ -131,6 +144,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.var_dir / 'newsletter.db'}"
         if self.outbox_dir is None:
             self.outbox_dir = self.var_dir / "outbox"
+        if self.tracking not in ("full", "anonymous", "off"):
+            raise ValueError(f"NEWSLETTER_TRACKING must be full, anonymous or off, not {self.tracking!r}")
         if self.transport is None:
             self.transport = "sendgrid" if self.sendgrid_api_key else "outbox"
         if self.transport not in ("sendgrid", "outbox", "memory"):
