@@ -17,6 +17,7 @@ from newsletter.personalize import substitute
 from newsletter.posts.service import get_post
 from newsletter.preflight import Finding, check_email
 from newsletter.render import EmailContent, RenderedEmail, RenderError, render_email
+from newsletter.tracking.links import track
 from subscribers.db import utcnow
 
 SAMPLE_RECIPIENT = ("Alex Sample", "alex.sample@example.com")
@@ -48,9 +49,12 @@ def create_issue(
     subject = _clean_line(subject if subject is not None else post.title, "subject")
     preheader = _clean_line(preheader if preheader is not None else post.excerpt, "preheader")[:200]
     rendered = render_email(content_for(post, subject, preheader), settings)
-    issue = Issue(post=post, subject=subject, preheader=preheader, html=rendered.html, text=rendered.text)
+    issue = Issue(post=post, subject=subject, preheader=preheader, html=rendered.html, text=rendered.text,
+                  tracking=settings.tracking)
     session.add(issue)
     session.flush()
+    issue.html = track(session, rendered.html, base_url=settings.public_base_url, booking_url=settings.booking_url,
+                       mode=issue.tracking, issue_id=issue.id)
     return issue
 
 
@@ -72,10 +76,12 @@ def rendered_of(issue: Issue) -> RenderedEmail:
     return RenderedEmail(issue.subject, issue.preheader, issue.html, issue.text, images)
 
 
-def recompile(issue: Issue, settings: Settings) -> None:
-    """Compile again from the post (after a template or brand change); only drafts may change."""
+def recompile(session: Session, issue: Issue, settings: Settings) -> None:
+    """Compile again from the post (after a template or brand change); only before sending."""
     rendered = render_email(content_for(issue.post, issue.subject, issue.preheader), settings)
-    issue.html, issue.text, issue.compiled_at = rendered.html, rendered.text, utcnow()
+    issue.html = track(session, rendered.html, base_url=settings.public_base_url, booking_url=settings.booking_url,
+                       mode=issue.tracking, issue_id=issue.id)
+    issue.text, issue.compiled_at = rendered.text, utcnow()
 
 
 def preflight(issue: Issue, settings: Settings) -> list[Finding]:

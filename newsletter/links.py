@@ -85,6 +85,7 @@ class DeliveryLinks:
             unsubscribe_url=f"{base}/u/{token}",
             preferences_url=f"{base}/preferences/{token}",
             view_online_url=f"{base}/v/{token}",
+            track=token,
         )
         return values, self._mailto + token
 

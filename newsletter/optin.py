@@ -13,12 +13,13 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.links import delivery_from_token
-from newsletter.models import Delivery
+from newsletter.models import Delivery, Event
 from newsletter.personalize import RecipientValues, safe_first_name
 from newsletter.render import EmailContent, render_email
 from newsletter.transports import Batch, Recipient, Transport
 from subscribers import consent
 from subscribers.consent import Proof
+from subscribers.db import utcnow
 from subscribers.contacts import normalise_email, upsert_contact
 from subscribers.errors import InputError, NotFound
 from subscribers.lists import all_lists, ensure_list
@@ -194,7 +195,11 @@ def unsubscribe_target(session: Session, settings: Settings, token: str) -> tupl
 
 def unsubscribe_with_token(session: Session, settings: Settings, token: str, proof: Proof) -> tuple[Contact, MailingList | None]:
     contact, mailing_list = unsubscribe_target(session, settings, token)
-    consent.unsubscribe(session, contact, mailing_list, proof)
+    changed = consent.unsubscribe(session, contact, mailing_list, proof)
+    delivery = delivery_of(session, settings, token)
+    if changed and delivery is not None:  # the email that made them leave, for its report
+        session.add(Event(delivery_id=delivery.id, contact_id=contact.id, issue_id=delivery.issue_id,
+                          step_id=delivery.step_id, type="unsubscribe", source="first_party", occurred_at=utcnow()))
     return contact, mailing_list
 
 

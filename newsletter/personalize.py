@@ -13,7 +13,9 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-FIELDS = ("first_name", "unsubscribe_url", "preferences_url", "view_online_url")
+FIELDS = ("first_name", "unsubscribe_url", "preferences_url", "view_online_url", "track")
+# ``track`` is the delivery token in first-party open and click URLs (added when links are tracked).
+LAYOUT_FIELDS = FIELDS[:4]
 _PATTERN = re.compile(r"%%(" + "|".join(FIELDS) + r")%%")
 ZERO_WIDTH_SPACE = "\u200b"
 
@@ -53,6 +55,7 @@ class RecipientValues:
     unsubscribe_url: str
     preferences_url: str
     view_online_url: str
+    track: str = "anon"
 
     def as_substitutions(self) -> dict[str, str]:
         """SendGrid's ``substitutions`` object for one personalization."""

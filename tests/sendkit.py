@@ -20,7 +20,9 @@ from subscribers.suppression import hash_with_salt
 
 def make_issue(db: Database, settings: Settings, subject: str = "Small steps for steadier days") -> int:
     with db.session() as s:
-        post = store_post(s, ParsedPost(title="Small Steps", blocks=[Block("paragraph", html="Walk a little every day.")])).post
+        post = store_post(s, ParsedPost(title="Small Steps", blocks=[Block(
+            "paragraph", html='Walk a little every day: <a href="https://example.org/walk">a walking guide</a> and '
+                              '<a href="https://example.org/sleep">sleep tips</a>.')])).post
         issue = issue_service.create_issue(s, settings, post.id, subject, "Habits for the week")
         return issue.id
 

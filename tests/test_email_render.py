@@ -8,15 +8,15 @@ from lxml import html as lxml_html
 
 from newsletter.config import Settings
 from newsletter.links import recipient_values
-from newsletter.personalize import FIELDS, placeholders_in, substitute
+from newsletter.personalize import LAYOUT_FIELDS, placeholders_in, substitute
 from newsletter.render import render_email
 from tests.emailkit import content
 
 
 def test_compiled_once_with_every_placeholder_and_filled_by_substitution(settings: Settings) -> None:
     email = render_email(content(), settings)
-    assert placeholders_in(email.html) == set(FIELDS)
-    assert placeholders_in(email.text) == set(FIELDS)
+    assert placeholders_in(email.html) == set(LAYOUT_FIELDS)
+    assert placeholders_in(email.text) == set(LAYOUT_FIELDS)
     values = recipient_values(settings, "tok123", "Dana Smith")
     html = substitute(email.html, values)
     assert placeholders_in(html) == set()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from newsletter.cli.common import err, friendly_errors, open_database, out, print_json, unit_of_work
 from newsletter.cli.contacts import contacts_app
@@ -67,7 +67,7 @@ def contacts_import(
 
 
 def _print_summary(file: Path, summary: ImportSummary) -> None:
-    table = Table("contacts", "rows", title=f"{file.name}: {summary.rows:,} rows ({summary.encoding}), "
+    table = Table("outcome", Column("rows", justify="right"), title=f"{file.name}: {summary.rows:,} rows ({summary.encoding}), "
                                             f"{summary.duration_seconds:.1f} s", title_justify="left")
     for label, value in (("added", summary.added), ("updated", summary.updated), ("unchanged", summary.unchanged),
                          ("rejected (see the report)", summary.rejected),

@@ -238,3 +238,29 @@ def resolve_unknown(session: Session, batch_id: int, *, sent: bool, now: datetim
     if batch is not None and count:
         batch.status = "submitted" if sent else "failed"
     return count
+
+
+def resolve_accepted(session: Session, ids: list[int], now: datetime) -> int:
+    """The per-row form of ``resolve_unknown(sent=True)``, on the provider's own word: it reported on
+    these rows (a "processed" event, or any later one), so their request was accepted. Rows held as
+    unknown, or still claimed by a worker that has not recorded the answer yet, become submitted; a
+    batch held as unknown with no unknown row left becomes submitted too. Returns the rows changed."""
+    if not ids:
+        return 0
+    in_request = or_(Delivery.status == "unknown", and_(Delivery.status == "claimed", Delivery.batch_id.is_not(None)))
+    count = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), in_request)
+        .values(status="submitted", submitted_at=now, error=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount or 0
+    if count:
+        touched = select(Delivery.batch_id).where(Delivery.id.in_(ids), Delivery.batch_id.is_not(None))
+        session.execute(
+            update(SendBatch)
+            .where(SendBatch.status == "unknown", SendBatch.id.in_(touched),
+                   ~exists().where(Delivery.batch_id == SendBatch.id, Delivery.status == "unknown"))
+            .values(status="submitted")
+            .execution_options(synchronize_session=False)
+        )
+    return count

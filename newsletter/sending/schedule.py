@@ -55,7 +55,7 @@ def schedule_issue(
     on ``at``'s date; otherwise everyone gets it at ``at``."""
     if issue.status not in ("draft", "scheduled", "cancelled"):
         raise InputError(f"issue {issue.id} is {issue.status}; only a draft or scheduled issue can be scheduled")
-    recompile(issue, settings)  # the brand or template may have changed since the draft was made
+    recompile(session, issue, settings)  # the brand or template may have changed since the draft was made
     errors = blocking(preflight(issue, settings))
     if errors:
         raise InputError("the preflight failed: " + "; ".join(f.message for f in errors)

@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 from newsletter.config import Settings
 from newsletter.errors import InputError
 from newsletter.models import Enrollment, Post, Sequence, SequenceStep
-from newsletter.posts.markdown import parse_markdown
+from newsletter.posts.markdown import markdown_blocks
 from newsletter.render import EmailContent, render_email
 from newsletter.sequences.definition import SequenceDefinition, Step
+from newsletter.tracking.links import track
 
 
 @dataclass
@@ -38,8 +39,8 @@ def step_content(session: Session, step: Step, *, where: str) -> EmailContent:
             raise InputError(f"{where}: there is no post {step.post}")
         title, blocks = post.title, post.blocks
     else:
-        parsed = parse_markdown(step.body or "", source_name=where)
-        title, blocks = parsed.title, [b.to_dict() for b in parsed.blocks]
+        heading, parsed = markdown_blocks(step.body or "", source_name=where)
+        title, blocks = heading or step.subject, [b.to_dict() for b in parsed]
     return EmailContent(
         subject=step.subject, preheader=step.preheader or "", title=title or step.subject, blocks=blocks,
         reason=None,
@@ -51,7 +52,7 @@ def install(session: Session, settings: Settings, definition: SequenceDefinition
     sequence = session.scalar(select(Sequence).where(Sequence.name == definition.name))
     created = sequence is None
     if sequence is None:
-        sequence = Sequence(name=definition.name, status="active", triggers_since=now)
+        sequence = Sequence(name=definition.name, status="active", triggers_since=now, tracking=settings.tracking)
         session.add(sequence)
     sequence.trigger_type = definition.trigger.type
     sequence.trigger_value = definition.trigger.list or definition.trigger.tag
@@ -69,8 +70,8 @@ def install(session: Session, settings: Settings, definition: SequenceDefinition
             row = SequenceStep(sequence_id=sequence.id, key=key)
             session.add(row)
             report.added.append(key)
-        elif (row.subject, row.preheader, row.html, row.delay_seconds, row.condition, row.position, row.active) != (
-            step.subject, step.preheader or "", rendered.html, int(step.delay.total_seconds()),
+        elif (row.subject, row.preheader, row.text, row.delay_seconds, row.condition, row.position, row.active) != (
+            step.subject, step.preheader or "", rendered.text, int(step.delay.total_seconds()),
             step.condition.model_dump(exclude_none=True) if step.condition else None, position, True,
         ):
             report.changed.append(key)
@@ -78,7 +79,11 @@ def install(session: Session, settings: Settings, definition: SequenceDefinition
         row.delay_seconds = int(step.delay.total_seconds())
         row.subject, row.preheader = step.subject, step.preheader or ""
         row.condition = step.condition.model_dump(exclude_none=True) if step.condition else None
-        row.html, row.text, row.compiled_at = rendered.html, rendered.text, now
+        row.html, row.text = rendered.html, rendered.text
+        session.flush()  # the step's id names its links
+        row.html = track(session, rendered.html, base_url=settings.public_base_url, booking_url=settings.booking_url,
+                         mode=sequence.tracking, step_id=row.id)
+        row.text, row.compiled_at = rendered.text, now
     for gone in existing.values():
         if gone.active:
             gone.active = False

@@ -9,8 +9,9 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.transports import Transport, get_transport
-from newsletter.web import online, pages
+from newsletter.web import bookings_webhook, online, pages, tracking
 from newsletter.web.ratelimit import RateLimiter
+from newsletter.web.sendgrid_webhook import router as sendgrid_webhook_router
 
 # Tokens travel in URLs: never let them leak to other sites through the Referer header.
 SECURITY_HEADERS = {
@@ -39,6 +40,9 @@ def create_app(settings: Settings, db: Database, transport: Transport | None = N
     app.add_middleware(SecurityHeaders)
     app.include_router(pages.router)
     app.include_router(online.router)
+    app.include_router(sendgrid_webhook_router)
+    app.include_router(tracking.router)
+    app.include_router(bookings_webhook.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> PlainTextResponse:

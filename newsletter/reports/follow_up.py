@@ -1,0 +1,134 @@
+"""Warm leads for a phone call: people who showed interest in the emails but have not booked.
+
+Definitions:
+
+- **not booked**: the lead's stage is new or contacted, and no booking was recorded since its
+  current enquiry (``Booking.recorded_at >= Lead.requested_at``): a lost lead that enquired again
+  is a candidate even if it booked once, long ago.
+- **warm**: in the last ``days`` days (default 14), a human click on a booking button
+  (``Link.is_booking``, or a click whose URL a booking button points at: provider clicks carry only
+  the URL), or human clicks on at least 3 distinct links (distinct targets, over all emails).
+  Machine clicks (link scanners) never count, so a scanner cannot make anyone look warm.
+- **shown**: name, email, phone, preferred contact method, source, stage, the last human click and
+  what was clicked (the booking button first, then the most recent), newest last click first.
+
+This list is for clinic staff, so it shows addresses and phone numbers; nothing here logs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import exists, func, literal, select
+from sqlalchemy.orm import Session
+
+from newsletter.errors import InputError
+from newsletter.models import Delivery, Event, Link
+from newsletter.reports.email_stats import HUMAN, flag, is_booking_click
+from subscribers.models import Booking, Contact, Lead
+
+DEFAULT_DAYS = 14
+WARM_LINKS = 3
+NOT_BOOKED = ("new", "contacted")
+_CHUNK = 1000  # lead ids per IN list
+
+
+@dataclass
+class ClickedLink:
+    """One link target a lead clicked in the window."""
+
+    url: str
+    label: str
+    is_booking: bool
+    clicks: int
+    last_at: datetime
+
+
+@dataclass
+class WarmLead:
+    lead_id: int
+    name: str | None
+    email: str
+    phone: str | None
+    preferred_contact: str
+    source: str
+    stage: str
+    last_click_at: datetime
+    booking_click: bool
+    links_clicked: int
+    clicked: list[ClickedLink] = field(default_factory=list)
+
+    @property
+    def clicked_text(self) -> str:
+        """What they clicked, for a table cell: labels (or URLs), booking button first."""
+        return "; ".join(c.label or c.url for c in self.clicked)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FollowUpReport:
+    days: int
+    since: datetime
+    leads: list[WarmLead]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"days": self.days, "since": self.since, "leads": [lead.as_dict() for lead in self.leads]}
+
+
+def _clicks(session: Session, since: datetime, now: datetime) -> dict[int, list[ClickedLink]]:
+    """Human clicks of not-booked leads in the window, per (lead, link target)."""
+    target = func.coalesce(Link.url, Event.url, literal(""))
+    booked_since_enquiry = exists().where(Booking.lead_id == Lead.id, Booking.recorded_at >= Lead.requested_at)
+    query = (
+        select(Lead.id.label("lead_id"), target.label("url"), func.max(func.coalesce(Link.label, "")).label("label"),
+               flag(is_booking_click(Event.url)).label("is_booking"), func.count().label("clicks"),
+               func.max(Event.occurred_at).label("last_at"))
+        .select_from(Lead)
+        .join(Delivery, Delivery.contact_id == Lead.contact_id)
+        .join(Event, Event.delivery_id == Delivery.id)
+        .outerjoin(Link, Link.id == Event.link_id)
+        .where(Lead.stage.in_(NOT_BOOKED), ~booked_since_enquiry,
+               Event.type == "click", HUMAN, Event.occurred_at >= since, Event.occurred_at <= now)
+        .group_by(Lead.id, target)
+    )
+    found: dict[int, list[ClickedLink]] = {}
+    for row in session.execute(query):
+        found.setdefault(row.lead_id, []).append(
+            ClickedLink(row.url, row.label or "", bool(row.is_booking), int(row.clicks), row.last_at))
+    return found
+
+
+def _details(session: Session, lead_ids: list[int]) -> dict[int, Any]:
+    rows: dict[int, Any] = {}
+    for start in range(0, len(lead_ids), _CHUNK):
+        chunk = lead_ids[start:start + _CHUNK]
+        for row in session.execute(
+            select(Lead.id, Contact.name, Contact.email, Lead.phone, Lead.preferred_contact, Lead.source, Lead.stage)
+            .join(Contact, Contact.id == Lead.contact_id).where(Lead.id.in_(chunk))
+        ):
+            rows[row.id] = row
+    return rows
+
+
+def follow_up_report(session: Session, *, now: datetime, days: int = DEFAULT_DAYS) -> FollowUpReport:
+    if days < 1:
+        raise InputError(f"--days must be at least 1, not {days}")
+    since = now - timedelta(days=days)
+    clicks = _clicks(session, since, now)
+    warm = {lead_id: links for lead_id, links in clicks.items()
+            if any(c.is_booking for c in links) or len(links) >= WARM_LINKS}
+    details = _details(session, sorted(warm))
+    leads = []
+    for lead_id, links in warm.items():
+        d = details[lead_id]
+        links.sort(key=lambda c: (not c.is_booking, -c.last_at.timestamp(), c.url))
+        leads.append(WarmLead(
+            lead_id, d.name, d.email, d.phone, d.preferred_contact, d.source, d.stage,
+            last_click_at=max(c.last_at for c in links), booking_click=any(c.is_booking for c in links),
+            links_clicked=len(links), clicked=links))
+    leads.sort(key=lambda lead: (lead.last_click_at, lead.lead_id), reverse=True)
+    return FollowUpReport(days, since, leads)

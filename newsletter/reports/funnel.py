@@ -1,0 +1,223 @@
+"""The lead funnel: from enquiry to consultation, and which emails the bookings are credited to.
+
+Definitions:
+
+- **leads**: leads created in [since, until) (``Lead.created_at``; either end may be open), of one
+  source when ``source`` is given. Every other stage counts leads of this cohort.
+- **emailed**: leads with at least one delivery that counts as sent (any issue or step, at any
+  time; "sent" as in ``email_stats``).
+- **engaged**: leads with a human open or click on any delivery to them (a click counts as an
+  open; machine opens and clicks never count).
+- **booked**: leads with a booking, or whose stage is or ever was booked or attended (staff may
+  move the stage by hand without recording a booking; an attended lead surely booked).
+- **attended**: leads whose stage is attended, or ever changed to attended (a lead later marked lost
+  still attended).
+- **attributed**: leads with a booking credited to an email (``attributions``). Not a funnel stage:
+  it says how many of the booked were brought by email.
+
+The stages are counted independently over the cohort, in the brief's order, and each rate is a
+stage over the stage before it (``rate_from_previous``) and over the leads (``rate_overall``). A
+lead can book without being emailed (a phone enquiry booked on the call), so ``booked`` can exceed
+``engaged``: the rate then passes 100%, which says exactly that.
+
+- **median hours to book**: over the booked leads of the cohort, from the lead's creation to its
+  first booking (the earliest of its first booking's ``recorded_at`` and its first stage change to
+  booked or attended); a booking recorded before the lead row existed (an import) counts as 0.
+- **by source**: the same figures per lead source; **by sequence**: per sequence, over the cohort's
+  leads ever enrolled in it (a lead in two sequences counts in both).
+- **bookings per email**: bookings recorded in [since, until) (of the source given, by the source
+  the booking keeps, which survives erasure), counted per issue and per step they are attributed
+  to, with how many were credited to a click and how many to an open.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, exists, func, select
+from sqlalchemy.orm import Session
+
+from newsletter.errors import InputError
+from newsletter.models import Attribution, Enrollment, Issue, Sequence, SequenceStep
+from newsletter.reports.email_stats import has_human_engagement, has_sent_delivery, rate
+from subscribers.leads import BOOKED_OR_LATER, SOURCES
+from subscribers.models import Booking, Lead, LeadStageChange
+
+STAGES = ("leads", "emailed", "engaged", "booked", "attended")
+
+
+@dataclass
+class Funnel:
+    leads: int = 0
+    emailed: int = 0
+    engaged: int = 0
+    booked: int = 0
+    attended: int = 0
+    attributed: int = 0
+    hours_to_book: list[float] = field(default_factory=list)
+
+    @property
+    def median_hours_to_book(self) -> float | None:
+        return round(statistics.median(self.hours_to_book), 1) if self.hours_to_book else None
+
+    def stages(self) -> list[dict[str, Any]]:
+        rows, previous = [], None
+        for stage in STAGES:
+            count = getattr(self, stage)
+            rows.append({"stage": stage, "count": count,
+                         "rate_from_previous": None if previous is None else rate(count, previous),
+                         "rate_overall": rate(count, self.leads)})
+            previous = count
+        return rows
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**{stage: getattr(self, stage) for stage in STAGES}, "attributed": self.attributed,
+                "median_hours_to_book": self.median_hours_to_book, "stages": self.stages()}
+
+
+@dataclass
+class EmailBookings:
+    """Bookings attributed to one issue or step."""
+
+    kind: str  # issue | step
+    id: int
+    name: str  # the issue's subject, or "sequence / step key"
+    subject: str
+    bookings: int
+    by_click: int
+    by_open: int
+
+
+@dataclass
+class FunnelReport:
+    since: datetime | None
+    until: datetime | None
+    source: str | None
+    total: Funnel
+    by_source: dict[str, Funnel]
+    by_sequence: dict[str, Funnel]
+    bookings_by_email: list[EmailBookings]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "since": self.since, "until": self.until, "source": self.source,
+            "total": self.total.as_dict(),
+            "by_source": {name: f.as_dict() for name, f in self.by_source.items()},
+            "by_sequence": {name: f.as_dict() for name, f in self.by_sequence.items()},
+            "bookings_by_issue": [_email_dict(e) for e in self.bookings_by_email if e.kind == "issue"],
+            "bookings_by_step": [_email_dict(e) for e in self.bookings_by_email if e.kind == "step"],
+        }
+
+
+def _email_dict(e: EmailBookings) -> dict[str, Any]:
+    return {f"{e.kind}_id": e.id, "name": e.name, "subject": e.subject, "bookings": e.bookings,
+            "by_click": e.by_click, "by_open": e.by_open}
+
+
+def _window(column: Any, since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
+    conditions = []
+    if since is not None:
+        conditions.append(column >= since)
+    if until is not None:
+        conditions.append(column < until)
+    return conditions
+
+
+def _cohort(since: datetime | None, until: datetime | None, source: str | None) -> list[ColumnElement[bool]]:
+    conditions = _window(Lead.created_at, since, until)
+    if source is not None:
+        conditions.append(Lead.source == source)
+    return conditions
+
+
+def _lead_rows(session: Session, cohort: list[ColumnElement[bool]]) -> list[Any]:
+    """One row per lead of the cohort with its stage flags; EXISTS subqueries read by index."""
+    first_booking = select(func.min(Booking.recorded_at)).where(Booking.lead_id == Lead.id).scalar_subquery()
+    first_booked_stage = (select(func.min(LeadStageChange.at))
+                          .where(LeadStageChange.lead_id == Lead.id, LeadStageChange.to_stage.in_(BOOKED_OR_LATER))
+                          .scalar_subquery())
+    ever_attended = exists().where(LeadStageChange.lead_id == Lead.id, LeadStageChange.to_stage == "attended")
+    attributed = (select(Attribution.booking_id).join(Booking, Booking.id == Attribution.booking_id)
+                  .where(Booking.lead_id == Lead.id).exists())
+    query = select(
+        Lead.id, Lead.source, Lead.stage, Lead.created_at,
+        has_sent_delivery(Lead.contact_id).label("emailed"),
+        has_human_engagement(Lead.contact_id).label("engaged"),
+        first_booking.label("first_booking"),
+        first_booked_stage.label("first_booked_stage"),
+        ((Lead.stage == "attended") | ever_attended).label("attended"),
+        attributed.label("attributed"),
+    ).where(*cohort)
+    return list(session.execute(query))
+
+
+def _sequences_of(session: Session, cohort: list[ColumnElement[bool]]) -> dict[int, list[str]]:
+    """Lead id -> names of the sequences it was ever enrolled in."""
+    query = (select(Lead.id, Sequence.name).distinct()
+             .join(Enrollment, Enrollment.contact_id == Lead.contact_id)
+             .join(Sequence, Sequence.id == Enrollment.sequence_id)
+             .where(*cohort))
+    found: dict[int, list[str]] = {}
+    for lead_id, name in session.execute(query):
+        found.setdefault(lead_id, []).append(name)
+    return found
+
+
+def _count_lead(funnel: Funnel, row: Any) -> None:
+    funnel.leads += 1
+    funnel.emailed += bool(row.emailed)
+    funnel.engaged += bool(row.engaged)
+    funnel.attended += bool(row.attended)
+    funnel.attributed += bool(row.attributed)
+    moments = [m for m in (row.first_booking, row.first_booked_stage) if m is not None]
+    if moments or row.stage in BOOKED_OR_LATER:
+        funnel.booked += 1
+    if moments:
+        funnel.hours_to_book.append(max(0.0, (min(moments) - row.created_at).total_seconds() / 3600))
+
+
+def _bookings_by_email(session: Session, since: datetime | None, until: datetime | None,
+                       source: str | None) -> list[EmailBookings]:
+    conditions = _window(Booking.recorded_at, since, until)
+    if source is not None:
+        conditions.append(Booking.source == source)
+    counts = (func.count().label("bookings"),
+              func.sum(case((Attribution.kind == "click", 1), else_=0)).label("by_click"),
+              func.sum(case((Attribution.kind == "open", 1), else_=0)).label("by_open"))
+    issues = (select(Issue.id, Issue.subject, *counts)
+              .join(Attribution, Attribution.issue_id == Issue.id)
+              .join(Booking, Booking.id == Attribution.booking_id)
+              .where(*conditions).group_by(Issue.id, Issue.subject))
+    steps = (select(SequenceStep.id, Sequence.name, SequenceStep.key, SequenceStep.subject, *counts)
+             .join(Attribution, Attribution.step_id == SequenceStep.id)
+             .join(Sequence, Sequence.id == SequenceStep.sequence_id)
+             .join(Booking, Booking.id == Attribution.booking_id)
+             .where(*conditions).group_by(SequenceStep.id, Sequence.name, SequenceStep.key, SequenceStep.subject))
+    found = [EmailBookings("issue", r.id, r.subject, r.subject, r.bookings, int(r.by_click), int(r.by_open))
+             for r in session.execute(issues)]
+    found += [EmailBookings("step", r.id, f"{r.name} / {r.key}", r.subject, r.bookings, int(r.by_click),
+                            int(r.by_open)) for r in session.execute(steps)]
+    return sorted(found, key=lambda e: (e.kind, -e.bookings, e.name))
+
+
+def funnel_report(session: Session, *, since: datetime | None = None, until: datetime | None = None,
+                  source: str | None = None) -> FunnelReport:
+    if source is not None and source not in SOURCES:
+        raise InputError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+    if since is not None and until is not None and since >= until:
+        raise InputError(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})")
+    cohort = _cohort(since, until, source)
+    sequences = _sequences_of(session, cohort)
+    total, by_source, by_sequence = Funnel(), {}, {}
+    for row in _lead_rows(session, cohort):  # one row per lead (never per delivery)
+        _count_lead(total, row)
+        _count_lead(by_source.setdefault(row.source, Funnel()), row)
+        for name in sequences.get(row.id, []):
+            _count_lead(by_sequence.setdefault(name, Funnel()), row)
+    return FunnelReport(since, until, source, total,
+                        dict(sorted(by_source.items(), key=lambda kv: (-kv[1].leads, kv[0]))),
+                        dict(sorted(by_sequence.items())),
+                        _bookings_by_email(session, since, until, source))

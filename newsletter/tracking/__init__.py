@@ -1,0 +1,1 @@
+"""First-party and provider tracking: links, opens, clicks, provider events, bookings and attribution."""

@@ -1,0 +1,96 @@
+"""First-party opens and clicks: the pixel and the click redirect record events on our own domain.
+
+Under anonymous tracking an event keeps only which email (and link) it was about; under full
+tracking it also keeps the delivery, hence the contact. Machine activity is labelled (see
+``machines``), never dropped and never counted as human.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from newsletter.config import Settings
+from newsletter.links import delivery_from_token
+from newsletter.models import Delivery, Event, Issue, Link, Sequence, SequenceStep
+from newsletter.tracking.machines import machine_reason
+
+ALL_AT_ONCE = timedelta(seconds=5)  # a person does not click three links of one email in five seconds
+ALL_AT_ONCE_LINKS = 3
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    user_agent: str | None
+    ip: str | None
+
+
+def _mode(session: Session, issue_id: int | None, step_id: int | None) -> str:
+    if issue_id is not None:
+        return session.scalar(select(Issue.tracking).where(Issue.id == issue_id)) or "off"
+    return session.scalar(
+        select(Sequence.tracking).join(SequenceStep, SequenceStep.sequence_id == Sequence.id).where(SequenceStep.id == step_id)
+    ) or "off"
+
+
+def _delivery(session: Session, settings: Settings, token: str, issue_id: int | None, step_id: int | None) -> Delivery | None:
+    """The delivery behind a token, if genuine and for this very email (else nothing is attributed)."""
+    if token == "anon":
+        return None
+    delivery_id = delivery_from_token(settings, token)
+    delivery = session.get(Delivery, delivery_id) if delivery_id is not None else None
+    if delivery is None or (delivery.issue_id, delivery.step_id) != (issue_id, step_id):
+        return None
+    return delivery
+
+
+def record_open(session: Session, settings: Settings, token: str, key: str, request: Request, now: datetime) -> bool:
+    """The pixel was fetched. ``key`` names the email ("i12" an issue, "s7" a step)."""
+    if len(key) < 2 or key[0] not in "is" or not key[1:].isdigit():
+        return False
+    issue_id, step_id = (int(key[1:]), None) if key[0] == "i" else (None, int(key[1:]))
+    mode = _mode(session, issue_id, step_id)
+    if mode == "off":
+        return False
+    delivery = _delivery(session, settings, token, issue_id, step_id) if mode == "full" else None
+    if mode == "full" and delivery is None:
+        return False  # a forged or foreign token: nothing to count
+    reason = machine_reason(method=request.method, user_agent=request.user_agent, ip=request.ip, kind="open")
+    session.add(Event(delivery_id=delivery.id if delivery else None, contact_id=delivery.contact_id if delivery else None,
+                      issue_id=issue_id, step_id=step_id, type="open", machine=reason is not None, reason=reason,
+                      source="first_party", occurred_at=now))
+    return True
+
+
+def record_click(session: Session, settings: Settings, token: str, link_id: int, request: Request,
+                 now: datetime) -> str | None:
+    """A tracked link was followed. Returns the stored target (None: no such link)."""
+    link = session.get(Link, link_id)
+    if link is None:
+        return None
+    mode = _mode(session, link.issue_id, link.step_id)
+    delivery = _delivery(session, settings, token, link.issue_id, link.step_id) if mode == "full" else None
+    if mode == "off" or (mode == "full" and delivery is None):
+        return link.url  # still take the reader where the email pointed
+    reason = machine_reason(method=request.method, user_agent=request.user_agent, ip=request.ip, kind="click",
+                            submitted_at=delivery.submitted_at if delivery else None, now=now)
+    session.add(Event(delivery_id=delivery.id if delivery else None, contact_id=delivery.contact_id if delivery else None,
+                      issue_id=link.issue_id, step_id=link.step_id, link_id=link.id, url=link.url, type="click",
+                      machine=reason is not None, reason=reason, source="first_party", occurred_at=now))
+    session.flush()
+    if delivery is not None and reason is None:
+        _label_all_at_once(session, delivery.id, now)
+    return link.url
+
+
+def _label_all_at_once(session: Session, delivery_id: int, now: datetime) -> None:
+    """A scanner opens every link of an email in a burst: relabel such a burst as machine clicks."""
+    recent = (Event.delivery_id == delivery_id, Event.type == "click", Event.occurred_at >= now - ALL_AT_ONCE)
+    links = session.scalar(select(func.count(func.distinct(Event.link_id))).where(*recent)) or 0
+    if links >= ALL_AT_ONCE_LINKS:
+        session.execute(update(Event).where(*recent).values(machine=True, reason="clicked every link at once")
+                        .execution_options(synchronize_session=False))

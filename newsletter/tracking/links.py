@@ -1,0 +1,52 @@
+"""Tracked links: rewrite a compiled email's links once, at compile time, to first-party click URLs.
+
+A click URL is ``{base}/c/{token}/{link id}``: the token is the delivery's (a placeholder filled per
+recipient, "anon" under anonymous tracking), never an address; the target is stored in ``links``,
+so the redirect can only ever go where the email pointed.
+"""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from newsletter.models import Link
+from newsletter.personalize import PLACEHOLDERS
+
+_HREF = re.compile(r'(<a\b[^>]*?\bhref=")(https?://[^"]+)("[^>]*>)(.*?)</a>', re.IGNORECASE | re.DOTALL)
+_TAGS = re.compile(r"<[^>]+>")
+PIXEL = (
+    '<img src="{src}" width="1" height="1" alt="" '
+    'style="display:block;width:1px;height:1px;border:0;overflow:hidden;opacity:0" />'
+)
+
+
+def track(session: Session, html: str, *, base_url: str, booking_url: str, mode: str,
+          issue_id: int | None = None, step_id: int | None = None) -> str:
+    """Rewrite ``html``'s http(s) links (not our own unsubscribe/preferences/view-online links, which
+    are placeholders) and add the open pixel. ``mode`` off returns the html untouched."""
+    if mode == "off":
+        return html
+    session.execute(delete(Link).where(Link.issue_id == issue_id) if issue_id is not None
+                    else delete(Link).where(Link.step_id == step_id))
+    token = PLACEHOLDERS["track"] if mode == "full" else "anon"
+    position = 0
+
+    def rewrite(match: re.Match[str]) -> str:
+        nonlocal position
+        url = unescape(match.group(2))
+        position += 1
+        label = " ".join(unescape(_TAGS.sub(" ", match.group(4))).split())[:300]
+        link = Link(issue_id=issue_id, step_id=step_id, position=position, url=url, label=label,
+                    is_booking=url == booking_url)
+        session.add(link)
+        session.flush()
+        return f"{match.group(1)}{base_url}/c/{token}/{link.id}{match.group(3)}{match.group(4)}</a>"
+
+    html = _HREF.sub(rewrite, html)
+    key = f"i{issue_id}" if issue_id is not None else f"s{step_id}"
+    pixel = PIXEL.format(src=f"{base_url}/o/{token}/{key}.gif")
+    return html.replace("</body>", pixel + "</body>", 1) if "</body>" in html else html + pixel

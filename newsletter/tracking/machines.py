@@ -1,0 +1,51 @@
+"""Telling people from machines: opens and clicks we believe no person caused are labelled, kept, and
+never counted as human engagement.
+
+- Apple Mail Privacy Protection fetches every image through Apple's proxies (17.0.0.0/8, and a fixed
+  user agent without a browser version) whether or not the email is read.
+- Link scanners of mail gateways (Proofpoint, Mimecast, Barracuda, Microsoft Defender...) and scripts
+  fetch links with their own user agents, often with HEAD, often within seconds of delivery, and
+  often every link of an email at once.
+Gmail's image proxy fetches when the reader opens the email, so its opens stay human.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import datetime, timedelta
+
+APPLE_PROXY = ipaddress.ip_network("17.0.0.0/8")
+# The exact user agent Apple's privacy proxy sends (no Version/Safari tokens, unlike Safari itself).
+APPLE_MPP_AGENT = re.compile(r"^Mozilla/5\.0 \(Macintosh; Intel Mac OS X [\d_]+\) AppleWebKit/[\d.]+ \(KHTML, like Gecko\)$")
+SCANNERS = re.compile(
+    r"proofpoint|mimecast|barracuda|bitdefender|symantec|messagelabs|trendmicro|forcepoint|sophos|"
+    r"fireeye|cisco|ironport|safelinks|microsoft office|outlook-safelinks|zscaler|urlscan|virustotal|"
+    r"bot\b|crawler|spider|preview|curl|wget|python-requests|python-urllib|httpx|go-http-client|java/|"
+    r"okhttp|libwww|headless|phantomjs|yahoomailproxy",
+    re.IGNORECASE,
+)
+TOO_SOON = timedelta(seconds=10)  # nobody reads and clicks within seconds of delivery
+
+
+def machine_reason(*, method: str, user_agent: str | None, ip: str | None, kind: str,
+                   submitted_at: datetime | None = None, now: datetime | None = None) -> str | None:
+    """Why this request looks automatic, or None when a person plausibly made it."""
+    if method.upper() == "HEAD":
+        return "HEAD request"
+    agent = (user_agent or "").strip()
+    if not agent:
+        return "no user agent"
+    if ip:
+        try:
+            if ipaddress.ip_address(ip) in APPLE_PROXY:
+                return "Apple Mail Privacy Protection"
+        except ValueError:
+            pass
+    if APPLE_MPP_AGENT.match(agent) and kind == "open":
+        return "Apple Mail Privacy Protection"
+    if SCANNERS.search(agent):
+        return "known scanner or proxy"
+    if kind == "click" and submitted_at is not None and now is not None and now - submitted_at < TOO_SOON:
+        return "clicked within seconds of sending"
+    return None

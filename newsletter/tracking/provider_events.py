@@ -1,0 +1,396 @@
+"""SendGrid's Event Webhook events: stored once each, matched to the ledger, and acted on.
+
+Idempotence: a batch goes into ``events`` in one ``INSERT … ON CONFLICT (provider_event_id) DO
+NOTHING RETURNING provider_event_id``, and effects are applied only to the events that statement
+returned. SendGrid retries a post until it gets a 2xx, and a replayed post is the same bytes again:
+either way the second copy inserts nothing, so it changes nothing.
+
+Matching: every personalization we send carries ``custom_args {"delivery_id": "<id>"}``, which
+SendGrid copies as a top-level key into each event. Without it (mail sent some other way, or an old
+event), the event's ``sg_message_id`` is tried: it starts with the ``X-Message-Id`` of the request,
+followed by ``.filter…``. That id belongs to the whole request (up to 1000 recipients), so it names a
+batch, not a delivery: the fallback also requires the event's ``email`` to be the address of the
+delivery's contact (compared by the salted address hash, as everywhere else).
+
+What each event does (on the delivery, then on the address):
+- any event matched to a row proves its request was accepted: a row held as unknown (or still
+  claimed) becomes submitted, and a batch held as unknown is settled once none of its rows is unknown
+  (``ledger.resolve_accepted``). "processed" does nothing more; "deferred" keeps the state.
+- delivered: submitted → delivered (a bounced or dropped row is never downgraded).
+- bounce with ``type`` "bounce" (hard): → bounced; the address is suppressed (hard_bounce) and the
+  contact marked bounced. ``type`` "blocked" (or none) is a soft bounce: stored as type "blocked",
+  nothing else, because SendGrid retries or reports it again as a hard bounce or a drop.
+- dropped: → dropped; when the reason says the address bounced, is invalid, unsubscribed or
+  reported spam, the address gets the same treatment as that event would have given it.
+- spamreport: suppression spam_complaint, unsubscribed from every list (consent method "provider"),
+  contact complained.
+- unsubscribe / group_unsubscribe: unsubscribed from every list (method "provider"). We use no
+  SendGrid groups, so leaving a group means leaving everything; group_resubscribe is only stored
+  (consent must be given again through our own forms).
+- open: ``machine`` is ``sg_machine_open`` (Apple Mail Privacy Protection and the like); click keeps
+  its URL. Under an issue's or sequence's anonymous (or off) tracking they keep only which email
+  they were about, as first-party opens and clicks do.
+
+Privacy: the payload's ``email`` is used to match and to suppress, never stored in ``events``;
+reasons and URLs are scrubbed of anything shaped like an address; IP and user agent are dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, selectinload
+
+from newsletter.models import Delivery, Event, Issue, Sequence, SequenceStep
+from newsletter.sending import ledger
+from newsletter.transports.sendgrid import scrub
+from subscribers.consent import Proof, unsubscribe
+from subscribers.contacts import normalise_email
+from subscribers.errors import InputError
+from subscribers.models import Contact, Suppression
+from subscribers.suppression import address_hash
+
+SOURCE = "sendgrid"
+# SendGrid's delivery and engagement events; anything else is rejected by name.
+EVENT_TYPES = frozenset({
+    "processed", "deferred", "delivered", "bounce", "dropped", "open", "click",
+    "spamreport", "unsubscribe", "group_unsubscribe", "group_resubscribe",
+})
+MAX_EVENT_ID = 100  # events.provider_event_id
+MAX_REASON = 500
+MAX_URL = 2000
+MAX_DELIVERY_DIGITS = 18  # fits a BIGINT
+LATEST_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
+
+# Address effects, strongest first: when one address gets several in a batch, the first one wins
+# the suppression's reason (as ``suppression.suppress`` keeps the first reason it is given).
+HARD_BOUNCE, COMPLAINT, UNSUBSCRIBED = "hard_bounce", "spam_complaint", "unsubscribed"
+_STRENGTH = {COMPLAINT: 0, HARD_BOUNCE: 1, UNSUBSCRIBED: 2}
+_CONTACT_STATUS = {COMPLAINT: "complained", HARD_BOUNCE: "bounced"}
+_EVENT_EFFECT = {"spamreport": COMPLAINT, "unsubscribe": UNSUBSCRIBED, "group_unsubscribe": UNSUBSCRIBED}
+# SendGrid's drop reasons that say something about the address ("Bounced Address", "Invalid",
+# "Unsubscribed Address", "Spam Reporting Address"); others ("Recipient List over Package Quota",
+# "Invalid SMTPAPI header", "Spam Content") are about the message or the account.
+_DROP_EFFECTS = (
+    (re.compile(r"spam\s*report", re.I), COMPLAINT),
+    (re.compile(r"unsubscribe", re.I), UNSUBSCRIBED),
+    (re.compile(r"bounce", re.I), HARD_BOUNCE),
+    (re.compile(r"^\s*invalid(\s+(email|address|recipient))?\s*$", re.I), HARD_BOUNCE),
+)
+# An address inside a URL, plain or percent-encoded ("a%40b.org"); the rest of the URL is kept.
+_URL_ADDRESS = re.compile(r"[^\s/?#&=:;]+(?:@|%40)[^\s/?#&=:;]+", re.I)
+_EVENT_NAME = re.compile(r"^[a-z_]{1,40}$")
+_EVENT_ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+
+
+@dataclass
+class StoreReport:
+    stored: int = 0
+    duplicates: int = 0
+    unmatched: int = 0  # stored, but no delivery of ours was found for them
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (index in the batch, why)
+
+
+@dataclass
+class _Item:
+    """One valid event, as parsed; the delivery's columns are filled in by matching."""
+
+    index: int
+    event_id: str
+    type: str  # as stored: SendGrid's name, except "blocked" for a soft bounce
+    occurred_at: datetime
+    delivery_ref: int | None
+    message_prefix: str | None
+    email: str | None  # used to match and to suppress; never stored
+    machine: bool = False
+    url: str | None = None
+    reason: str | None = None
+    effect: str | None = None  # HARD_BOUNCE | COMPLAINT | UNSUBSCRIBED
+    delivery_id: int | None = None
+    contact_id: int | None = None
+    issue_id: int | None = None
+    step_id: int | None = None
+    status: str | None = None  # the delivery's status when matched
+
+
+def store_events(session: Session, events: list[Any], *, now: datetime) -> StoreReport:
+    """Store a webhook batch and apply the effects of the events not seen before (see the module)."""
+    report = StoreReport()
+    items: list[_Item] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(events):
+        parsed = parse_event(index, raw)
+        if isinstance(parsed, str):
+            report.rejected.append((index, parsed))
+        elif parsed.event_id in seen:
+            report.duplicates += 1  # the same event twice in one post
+        else:
+            seen.add(parsed.event_id)
+            items.append(parsed)
+    if not items:
+        return report
+    _match(session, items)
+    _minimise(session, items)
+    inserted = _insert(session, items, now)
+    new = [item for item in items if item.event_id in inserted]
+    report.stored = len(new)
+    report.duplicates += len(items) - len(new)
+    report.unmatched = sum(1 for item in new if item.status is None)
+    _apply_ledger(session, new, now)
+    _apply_addresses(session, new)
+    return report
+
+
+# Parsing ----------------------------------------------------------------------------------------
+
+
+def parse_event(index: int, raw: Any) -> _Item | str:
+    """One element of the posted array, or why it is refused (never echoing payload values)."""
+    if not isinstance(raw, dict):
+        return "not a JSON object"
+    kind = raw.get("event")
+    if not isinstance(kind, str) or not kind:
+        return "'event' is missing"
+    if kind not in EVENT_TYPES:
+        return f"unknown event type {kind!r}" if _EVENT_NAME.match(kind) else "unknown event type"
+    event_id = raw.get("sg_event_id")
+    if not isinstance(event_id, str) or not event_id:
+        return "'sg_event_id' is missing"
+    if len(event_id) > MAX_EVENT_ID or not _EVENT_ID.match(event_id):
+        return f"'sg_event_id' must be at most {MAX_EVENT_ID} printable characters without spaces"
+    occurred_at = _timestamp(raw.get("timestamp"))
+    if occurred_at is None:
+        return "'timestamp' must be a number of seconds since 1970 (UTC)"
+
+    email = raw.get("email") if isinstance(raw.get("email"), str) else None
+    message_id = raw.get("sg_message_id")
+    prefix = message_id.split(".", 1)[0] if isinstance(message_id, str) and message_id else None
+    item = _Item(index, event_id, kind, occurred_at, _delivery_ref(raw.get("delivery_id")), prefix or None, email)
+    addresses = [email] if email else []
+    if kind == "bounce":
+        if raw.get("type") == "bounce":
+            item.effect = HARD_BOUNCE
+        else:
+            item.type = "blocked"
+        item.reason = _reason(" ".join(str(raw[k]) for k in ("status", "reason") if raw.get(k)), addresses)
+    elif kind == "dropped":
+        item.reason = _reason(raw.get("reason"), addresses)
+        item.effect = drop_effect(item.reason)
+    elif kind == "deferred":
+        item.reason = _reason(raw.get("response"), addresses)
+    elif kind == "open":
+        item.machine = raw.get("sg_machine_open") in (True, "true", 1)
+        item.reason = "sg_machine_open" if item.machine else None
+    elif kind == "click":
+        item.url = _url(raw.get("url"))
+    else:
+        item.effect = _EVENT_EFFECT.get(kind)
+    return item
+
+
+def drop_effect(reason: str | None) -> str | None:
+    """What a "dropped" event's reason says about the address, if anything."""
+    for pattern, effect in _DROP_EFFECTS:
+        if reason and pattern.search(reason):
+            return effect
+    return None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value) or not 0 <= value <= LATEST_TIMESTAMP:
+        return None
+    return datetime.fromtimestamp(value, tz=timezone.utc)
+
+
+def _delivery_ref(value: Any) -> int | None:
+    """The ``delivery_id`` custom arg: digits only (we send it as a string), else ignored."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= MAX_DELIVERY_DIGITS:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**MAX_DELIVERY_DIGITS:
+        return value
+    return None
+
+
+def _reason(value: Any, addresses: list[str]) -> str | None:
+    """SendGrid's reason or SMTP response, without addresses (a bounce often quotes the recipient)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = scrub(" ".join(value.split()), addresses=addresses)
+    return text[:MAX_REASON] or None
+
+
+def _url(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return _URL_ADDRESS.sub("<address>", value)[:MAX_URL]
+
+
+# Matching ---------------------------------------------------------------------------------------
+
+
+def _match(session: Session, items: list[_Item]) -> None:
+    """Fill each item's delivery: by the delivery_id custom arg (one query), else by the request's
+    message id together with the recipient's address (one query for the addresses, one for rows)."""
+    refs = {item.delivery_ref for item in items if item.delivery_ref is not None}
+    columns = (Delivery.id, Delivery.contact_id, Delivery.issue_id, Delivery.step_id, Delivery.status)
+    by_id = {row[0]: row for row in session.execute(select(*columns).where(Delivery.id.in_(refs)))} if refs else {}
+    for item in items:
+        if item.delivery_ref in by_id:
+            _fill(item, by_id[item.delivery_ref])
+
+    # Who is left: the fallback needs the contact behind the address; so do unmatched address effects.
+    left = [item for item in items if item.status is None and item.email and (item.message_prefix or item.effect)]
+    if not left:
+        return
+    hashes = {item.index: address_hash(session, item.email.strip()) for item in left if item.email}
+    contacts = dict(session.execute(
+        select(Contact.email_hash, Contact.id).where(Contact.email_hash.in_(set(hashes.values())))
+    ).all())
+    prefixes = {item.message_prefix for item in left if item.message_prefix}
+    by_message: dict[tuple[int, str], Any] = {}
+    if prefixes and contacts:
+        rows = session.execute(
+            select(*columns, Delivery.provider_message_id)
+            .where(Delivery.contact_id.in_(set(contacts.values())), Delivery.provider_message_id.in_(prefixes))
+        )
+        by_message = {(row[1], row[5]): row for row in rows}
+    for item in left:
+        contact_id = contacts.get(hashes[item.index])
+        row = by_message.get((contact_id, item.message_prefix)) if contact_id is not None else None
+        if row is not None:
+            _fill(item, row)
+        elif item.effect is not None:
+            item.contact_id = contact_id  # no delivery, but the address is a contact of ours
+
+
+def _fill(item: _Item, row: Any) -> None:
+    item.delivery_id, item.contact_id, item.issue_id, item.step_id, item.status = row[:5]
+
+
+def _minimise(session: Session, items: list[_Item]) -> None:
+    """Opens and clicks of an email tracked anonymously (or not at all) keep only which email they
+    were about, as the first-party pixel and redirect do."""
+    engagement = [item for item in items if item.type in ("open", "click") and item.delivery_id is not None]
+    issue_ids = {item.issue_id for item in engagement if item.issue_id is not None}
+    step_ids = {item.step_id for item in engagement if item.issue_id is None and item.step_id is not None}
+    if not issue_ids and not step_ids:
+        return
+    untracked_issues = set(session.scalars(
+        select(Issue.id).where(Issue.id.in_(issue_ids), Issue.tracking != "full"))) if issue_ids else set()
+    untracked_steps = set(session.scalars(
+        select(SequenceStep.id).join(Sequence, Sequence.id == SequenceStep.sequence_id)
+        .where(SequenceStep.id.in_(step_ids), Sequence.tracking != "full"))) if step_ids else set()
+    for item in engagement:
+        if item.issue_id in untracked_issues or (item.issue_id is None and item.step_id in untracked_steps):
+            item.delivery_id = item.contact_id = None
+
+
+# Storing ----------------------------------------------------------------------------------------
+
+
+def _insert_ignoring_conflicts(session: Session, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """INSERT … ON CONFLICT needs the dialect's own construct (the project runs on these two)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _insert(session: Session, items: list[_Item], now: datetime) -> set[str]:
+    """Insert the batch in one statement; returns the provider ids that were new."""
+    rows = [
+        {"provider_event_id": i.event_id, "delivery_id": i.delivery_id, "contact_id": i.contact_id,
+         "issue_id": i.issue_id, "step_id": i.step_id, "link_id": None, "type": i.type, "machine": i.machine,
+         "source": SOURCE, "url": i.url, "reason": i.reason, "occurred_at": i.occurred_at, "recorded_at": now}
+        for i in items
+    ]
+    statement = (
+        _insert_ignoring_conflicts(session, Event.__table__)
+        .on_conflict_do_nothing(index_elements=["provider_event_id"])
+        .returning(Event.__table__.c.provider_event_id)
+    )
+    return set(session.execute(statement, rows).scalars())
+
+
+# Effects ----------------------------------------------------------------------------------------
+
+
+def _apply_ledger(session: Session, new: list[_Item], now: datetime) -> None:
+    """Delivery states, one UPDATE per kind; the WHERE clauses make each a forward-only move."""
+    in_flight = [i.delivery_id for i in new if i.status in ("unknown", "claimed") and i.delivery_id is not None]
+    ledger.resolve_accepted(session, sorted(set(in_flight)), now)
+    # (event type, new status, the statuses it may move from): a delivered event never undoes a
+    # bounce or a drop; a late (asynchronous) bounce does override "delivered".
+    moves = (("delivered", "delivered", ("submitted",)),
+             ("bounce", "bounced", ("submitted", "delivered")),
+             ("dropped", "dropped", ("submitted",)))
+    open_states = ("unknown", "claimed", "submitted", "delivered")
+    for kind, target, sources in moves:
+        ids = {i.delivery_id for i in new if i.type == kind and i.status in open_states}
+        if ids:
+            session.execute(
+                update(Delivery).where(Delivery.id.in_(ids), Delivery.status.in_(sources)).values(status=target)
+                .execution_options(synchronize_session=False)
+            )
+
+
+def _apply_addresses(session: Session, new: list[_Item]) -> None:
+    """Suppress addresses, unsubscribe and mark contacts: at once, in the same transaction."""
+    affected = [i for i in new if i.effect is not None]
+    if not affected:
+        return
+    contacts = {c.id: c for c in session.scalars(
+        select(Contact).where(Contact.id.in_({i.contact_id for i in affected if i.contact_id is not None}))
+        .options(selectinload(Contact.subscriptions))
+    )}
+    # The strongest effect per address; a known contact's own address and hash are authoritative.
+    strongest: dict[str, tuple[str, str, Contact | None]] = {}  # hash -> (effect, address, contact)
+    for item in sorted(affected, key=lambda i: _STRENGTH[i.effect or UNSUBSCRIBED]):
+        contact = contacts.get(item.contact_id) if item.contact_id is not None else None
+        target = _address(session, item, contact)
+        if target is not None and target[0] not in strongest:
+            strongest[target[0]] = (item.effect or UNSUBSCRIBED, target[1], contact)
+    _suppress_all(session, [(digest, address, effect) for digest, (effect, address, _) in strongest.items()])
+    for effect, _address_, contact in strongest.values():
+        if contact is None:
+            continue
+        before = contact.status
+        if effect in (COMPLAINT, UNSUBSCRIBED):
+            unsubscribe(session, contact, None, Proof("provider", note=f"SendGrid {effect.replace('_', ' ')}"))
+        contact.status = _contact_status(before, effect)
+    session.flush()
+
+
+def _address(session: Session, item: _Item, contact: Contact | None) -> tuple[str, str] | None:
+    """(hash, address) to suppress: the contact's, else the payload's if it is an address at all."""
+    if contact is not None:
+        return contact.email_hash, contact.email
+    try:
+        address = normalise_email(item.email or "")
+    except InputError:
+        return None
+    return address_hash(session, address), address
+
+
+def _contact_status(before: str, effect: str) -> str:
+    """complained outranks bounced, which outranks unsubscribed: a weaker event never hides a stronger one."""
+    rank = {"active": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
+    wanted = _CONTACT_STATUS.get(effect, "unsubscribed")
+    return wanted if rank[wanted] >= rank.get(before, 0) else before
+
+
+def _suppress_all(session: Session, rows: Iterable[tuple[str, str, str]]) -> None:
+    """``suppression.suppress`` for many addresses in one statement: an address already on the list
+    keeps its first reason (an erased one stays without its address)."""
+    values = [{"email_hash": h, "email": a, "reason": r, "note": "via SendGrid"} for h, a, r in rows]
+    if not values:
+        return
+    statement = _insert_ignoring_conflicts(session, Suppression.__table__)
+    session.execute(statement.on_conflict_do_nothing(index_elements=["email_hash"]), values)

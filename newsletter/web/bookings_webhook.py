@@ -1,0 +1,76 @@
+"""POST /webhooks/bookings: a booking system reports a consultation booked.
+
+JSON ``{"email", "external_id", "booked_for"?, "name"?, "phone"?}``, signed with HMAC-SHA256 of the raw
+body under NEWSLETTER_BOOKINGS_WEBHOOK_SECRET in ``X-Signature: sha256=<hex>``. Idempotent by
+external id: a retried delivery records nothing twice. The booking moves the lead to booked, ends its
+nurture sequences and is attributed (booking listeners, see ``newsletter/__init__.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from newsletter.config import Settings
+from subscribers.errors import InputError
+from subscribers.leads import ErasedAddress, parse_datetime, record_booking
+
+router = APIRouter()
+log = logging.getLogger("newsletter.webhooks")
+
+
+def signature_for(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def read_capped(request: Request, limit: int) -> bytes | None:
+    """The raw body, or None when it is larger than ``limit`` (checked before and while reading)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+@router.post("/webhooks/bookings", include_in_schema=False)
+async def bookings(request: Request) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    if settings.bookings_webhook_secret is None:
+        return JSONResponse({"error": "the bookings webhook is not configured"}, status_code=404)
+    body = await read_capped(request, settings.webhook_max_bytes)
+    if body is None:
+        return JSONResponse({"error": "body too large"}, status_code=413)
+    expected = signature_for(settings.bookings_webhook_secret.get_secret_value(), body)
+    if not hmac.compare_digest(expected, request.headers.get("x-signature", "")):
+        return JSONResponse({"error": "bad or missing X-Signature"}, status_code=403)
+    try:
+        data = json.loads(body)
+        if not isinstance(data, dict):
+            raise InputError("the body must be a JSON object")
+        email, external_id = data.get("email"), data.get("external_id")
+        if not isinstance(email, str) or not isinstance(external_id, str) or not external_id.strip():
+            raise InputError("email and external_id (strings) are required")
+        when = data.get("booked_for")
+        if when is not None and not isinstance(when, str):
+            raise InputError("booked_for must be an ISO 8601 date-time string with an offset")
+        booked_for = parse_datetime(when, "booked_for") if when else None
+        state = request.app.state
+        with state.db.session() as session:
+            result = record_booking(session, email, booked_for=booked_for, origin="api", external_id=external_id.strip(),
+                                    default_timezone=settings.default_timezone)
+            answer = {"booking": result.booking.id, "created": result.created}
+    except ErasedAddress:
+        return JSONResponse({"status": "ignored: the person asked to be erased"}, status_code=202)
+    except (ValueError, InputError) as exc:  # JSONDecodeError is a ValueError
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    log.info("booking webhook: %s", "recorded" if answer["created"] else "already recorded")
+    return JSONResponse(answer, status_code=201 if answer["created"] else 200)
