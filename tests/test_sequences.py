@@ -34,7 +34,7 @@ NURTURE = {
     "window": {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "17:00"},
     "goals": [{"type": "booking"}, {"type": "unsubscribed"}],
     "steps": [
-        {"delay": "0", "subject": "What happens at a first visit", "body": "Hello."},
+        {"delay": "0m", "subject": "What happens at a first visit", "body": "Hello."},
         {"delay": "2d", "subject": "Your questions, answered", "body": "Answers."},
         {"delay": "4d", "subject": "A visit, step by step", "body": "Steps."},
         {"delay": "5d", "subject": "Costs and practicalities", "body": "Costs."},
@@ -47,7 +47,7 @@ WELCOME = {
     "window": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "08:00", "end": "20:00"},
     "goals": [{"type": "unsubscribed"}],
     "steps": [
-        {"delay": "0", "subject": "Welcome aboard", "body": "Hi."},
+        {"delay": "0m", "subject": "Welcome aboard", "body": "Hi."},
         {"delay": "5d", "subject": "Our most read articles", "body": "Read."},
         {"delay": "9d", "subject": "How to reach us", "body": "Call."},
     ],
@@ -114,7 +114,7 @@ def test_thirty_days_every_step_once_inside_its_window_in_each_zone(loaded: Data
     def leave(s) -> None:
         unsubscribe(s, find_contact(s, "lead-london@example.org"), None, Proof("one_click"))
 
-    simulate(db, settings, recorder, START + timedelta(days=30), step=timedelta(minutes=30),
+    simulate(db, settings, recorder, START + timedelta(days=30), step=timedelta(hours=1),
              events={booked_at: book, left_at: leave})
 
     by_person = defaultdict(list)
@@ -176,7 +176,7 @@ def test_conditions_skip_or_send(loaded: Database, settings: Settings) -> None:
         "trigger": {"type": "manual"},
         "window": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"},
         "steps": [
-            {"delay": "0", "subject": "First", "body": "x"},
+            {"delay": "0m", "subject": "First", "body": "x"},
             {"delay": "1d", "subject": "Only if opened", "body": "x", "condition": {"opened_previous": True}},
             {"delay": "1d", "subject": "Only for VIPs", "body": "x", "condition": {"has_tag": "vip"}},
         ],
