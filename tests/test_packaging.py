@@ -40,11 +40,17 @@ def test_wheel_ships_templates_and_runs_from_an_installed_copy(tmp_path: Path) -
         "newsletter/migrations/env.py",
         "newsletter/migrations/script.py.mako",
         "newsletter/samples/demo-post.txt",
+        "newsletter/sequences/library/welcome.yaml",
+        "newsletter/sequences/library/consultation-follow-up.yaml",
         "subscribers/db.py",
         "scheduler.py",
     ):
         assert required in names, required
     assert not any(n.startswith("tests/") for n in names)
+    for package in ROOT.glob("*/**/__init__.py"):  # every package of ours is shipped
+        relative = package.relative_to(ROOT).as_posix()
+        if relative.startswith(("newsletter/", "subscribers/")):
+            assert relative in names, f"{relative} is missing from the wheel: list its package in pyproject.toml"
 
     target = tmp_path / "site"
     subprocess.run(

@@ -32,7 +32,16 @@ class InstallReport:
     reopened: int = 0
 
 
-def step_content(session: Session, step: Step, *, where: str) -> EmailContent:
+def reason_for(sequence: Sequence, settings: Settings) -> str | None:
+    """The footer's "why you get this": a lead asked about a consultation, not for the newsletter."""
+    if sequence.trigger_type == "list_confirmed":
+        return None  # the layout's default: you subscribed to the newsletter
+    if sequence.trigger_type == "lead_created":
+        return f"You are receiving this because you asked {settings.org_name} about a consultation."
+    return f"You are receiving this because you are in touch with {settings.org_name}."
+
+
+def step_content(session: Session, step: Step, *, where: str, reason: str | None = None) -> EmailContent:
     if step.post is not None:
         post = session.get(Post, step.post)
         if post is None:
@@ -43,7 +52,7 @@ def step_content(session: Session, step: Step, *, where: str) -> EmailContent:
         title, blocks = heading or step.subject, [b.to_dict() for b in parsed]
     return EmailContent(
         subject=step.subject, preheader=step.preheader or "", title=title or step.subject, blocks=blocks,
-        reason=None,
+        reason=reason,
     )
 
 
@@ -64,7 +73,9 @@ def install(session: Session, settings: Settings, definition: SequenceDefinition
     old_last = max((s.position for s in existing.values() if s.active), default=None)
     for position, step in enumerate(definition.steps, start=1):
         key = step.key or f"step-{position}"
-        rendered = render_email(step_content(session, step, where=f"{definition.name}: step {key}"), settings)
+        content = step_content(session, step, where=f"{definition.name}: step {key}",
+                               reason=reason_for(sequence, settings))
+        rendered = render_email(content, settings)
         row = existing.pop(key, None)
         if row is None:
             row = SequenceStep(sequence_id=sequence.id, key=key)
