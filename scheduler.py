@@ -81,6 +81,7 @@ def build_scheduler(settings: Settings, db: Database, *, background: bool = Fals
 
 def main(settings: Settings | None = None, db: Database | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per job run
     settings = settings or get_settings()
     db = db or Database.from_settings(settings)
     holder = holder_id()

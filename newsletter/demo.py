@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from sqlalchemy import select
+
 from newsletter import issues as issue_service
 from newsletter.config import Settings
 from newsletter.database import Database
+from newsletter.models import Sequence
 from newsletter.posts import service as post_service
 from newsletter.posts.source import RawSource
 from newsletter.preflight import Finding
@@ -57,6 +60,10 @@ def run_demo(settings: Settings, db: Database, out_dir: Path) -> DemoResult:
             None,
         ) or issue_service.create_issue(session, settings, post.id, DEMO_SUBJECT, DEMO_PREHEADER)
         findings = issue_service.preflight(issue, settings)
+        # Let a demo sign-up see the welcome sequence at work (a real install reviews it first).
+        welcome = session.scalar(select(Sequence).where(Sequence.name == "Welcome"))
+        if welcome is not None:
+            welcome.status = "active"
         files = issue_service.write_preview(issue, settings, out_dir)
         assert settings.outbox_dir is not None
         return DemoResult(

@@ -13,6 +13,7 @@ from newsletter.cli.feeds import feeds_app
 from newsletter.cli.issues import issues_app
 from newsletter.cli.leads import leads_app
 from newsletter.cli.posts import posts_app
+from newsletter.cli.reports import report_app
 from newsletter.cli.segments import segments_app
 from newsletter.cli.sequences import sequences_app
 
@@ -28,6 +29,7 @@ app.add_typer(segments_app, name="segments")
 app.add_typer(leads_app, name="leads")
 app.add_typer(sequences_app, name="sequences")
 app.add_typer(sending.sending_app, name="sending")
+app.add_typer(report_app, name="report")
 
 if __name__ == "__main__":
     app()

@@ -77,6 +77,10 @@ def serve(
     from newsletter.transports import get_transport
     from newsletter.web.app import create_app
 
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per job run
     settings = get_settings()
     db = open_database(settings)
     transport = get_transport(settings)

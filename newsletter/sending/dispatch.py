@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -74,7 +75,8 @@ class _Breaker:
 
 
 def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    # Unique per dispatcher, not just per process: claims are found again by their worker id.
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class Dispatcher:
