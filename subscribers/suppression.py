@@ -18,7 +18,8 @@ REASONS = ("unsubscribed", "hard_bounce", "spam_complaint", "manual", "erased")
 _salts: dict[str, str] = {}  # per database URL; the salt never changes once made
 
 
-def _salt(session: Session) -> str:
+def installation_salt(session: Session) -> str:
+    """The salt of address hashes, made once by the migration (cached per database)."""
     key = session.get_bind().engine.url.render_as_string(hide_password=False)
     if key not in _salts:
         _salts[key] = session.scalar(select(Installation.hash_salt).where(Installation.id == 1)) or ""
@@ -29,7 +30,7 @@ def _salt(session: Session) -> str:
 
 def address_hash(session: Session, email: str) -> str:
     """Salted hash of a normalised address (pass it through contacts.normalise_email first)."""
-    return hash_with_salt(_salt(session), email)
+    return hash_with_salt(installation_salt(session), email)
 
 
 def hash_with_salt(salt: str, email: str) -> str:

@@ -6,15 +6,34 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Column, Table
 
-from newsletter.cli.common import err, friendly_errors, open_database, out, print_json, unit_of_work
+from newsletter.cli.common import (
+    err,
+    friendly_errors,
+    open_database,
+    out,
+    print_json,
+    unit_of_work,
+)
 from newsletter.cli.contacts import contacts_app
 from newsletter.config import get_settings
 from newsletter.errors import InputError
 from subscribers.csv_export import export_csv
-from subscribers.csv_import import ImportProgress, ImportSummary, default_report_path, import_csv
+from subscribers.csv_import import (
+    ImportProgress,
+    ImportSummary,
+    default_report_path,
+    import_csv,
+)
+from subscribers.segments import segment_filter
 
 
 @contacts_app.command("import")
@@ -67,8 +86,8 @@ def contacts_import(
 
 
 def _print_summary(file: Path, summary: ImportSummary) -> None:
-    table = Table("outcome", Column("rows", justify="right"), title=f"{file.name}: {summary.rows:,} rows ({summary.encoding}), "
-                                            f"{summary.duration_seconds:.1f} s", title_justify="left")
+    title = f"{file.name}: {summary.rows:,} rows ({summary.encoding}), {summary.duration_seconds:.1f} s"
+    table = Table("outcome", Column("rows", justify="right"), title=title, title_justify="left")
     for label, value in (("added", summary.added), ("updated", summary.updated), ("unchanged", summary.unchanged),
                          ("rejected (see the report)", summary.rejected),
                          ("suppressed: skipped", summary.suppressed_skipped),
@@ -87,14 +106,17 @@ def _print_summary(file: Path, summary: ImportSummary) -> None:
 @friendly_errors
 def contacts_export(
     file: Annotated[Path, typer.Argument(dir_okay=False, help="The CSV file to write (replaced if it exists).")],
-    list_slug: Annotated[str | None, typer.Option("--list", help="Only this list's contacts, with their status.")] = None,
+    list_slug: Annotated[str | None, typer.Option(
+        "--list", help="Only this list's contacts, with their status.")] = None,
+    segment: Annotated[str | None, typer.Option(help="Only contacts in this segment.")] = None,
     include_suppressed: Annotated[bool, typer.Option(
         "--include-suppressed", help="Also contacts who must not be mailed (marked in a column).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Export contacts to a CSV file (readable by its owner only: it holds personal data)."""
     with unit_of_work() as (_, session):
-        summary = export_csv(session, file, list_slug=list_slug, include_suppressed=include_suppressed)
+        where = segment_filter(session, segment) if segment else None
+        summary = export_csv(session, file, list_slug=list_slug, where=where, include_suppressed=include_suppressed)
     if as_json:
         print_json({"path": str(summary.path), "rows": summary.rows, "columns": summary.columns})
     else:

@@ -1,0 +1,428 @@
+"""CSV import of contacts: header mapping, rejected rows with their line numbers, duplicates,
+encodings, consent rules (suppressed, withdrawn, confirmed with proof, pending), idempotency,
+resuming after an interruption, 100,000 rows, the CLI, and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from newsletter.cli import app
+from newsletter.config import Settings
+from newsletter.database import Database
+from subscribers import csv_import
+from subscribers.consent import Proof, unsubscribe
+from subscribers.contacts import find_contact
+from subscribers.csv_import import ImportProgress, ImportSummary, import_csv
+from subscribers.errors import InputError
+from subscribers.lists import ensure_list
+from subscribers.models import (
+    ConsentEvent,
+    Contact,
+    ContactTag,
+    MailingList,
+    Subscription,
+)
+from subscribers.suppression import suppress
+from tests.audience import subscriber
+
+COUNTS = ("rows", "added", "updated", "unchanged", "rejected", "suppressed_skipped", "withdrawn_skipped",
+          "duplicates", "pending", "confirmed")
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def run(db: Database, path: Path, **options) -> ImportSummary:
+    options.setdefault("list_slug", "newsletter")
+    options.setdefault("default_timezone", "America/Los_Angeles")
+    return import_csv(db.engine, path, **options)
+
+
+def counts(summary: ImportSummary) -> dict[str, int]:
+    return {key: getattr(summary, key) for key in COUNTS if getattr(summary, key)}
+
+
+def report(summary: ImportSummary) -> list[dict[str, str]]:
+    with summary.report_path.open(encoding="utf-8-sig", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def table_sizes(db: Database) -> dict[str, int]:
+    with db.session() as s:
+        return {m.__tablename__: s.scalar(select(func.count()).select_from(m))
+                for m in (Contact, ContactTag, Subscription, ConsentEvent)}
+
+
+def test_columns_are_mapped_and_the_rest_become_custom_fields(db: Database, tmp_path: Path) -> None:
+    path = write(tmp_path / "people.csv",
+                 " E-Mail ,First Name,last_name,Time Zone,Tags,Clinic,Referred by\n"
+                 "Ann.Lee@Example.COM,Ann,Lee,Europe/Paris,Blog; VIP|blog,LA,\n"
+                 "bob@example.org,,,,,SF,Dr Who\n")
+    summary = run(db, path, tags=["Spring Event"])
+    assert counts(summary) == {"rows": 2, "added": 2, "pending": 2}
+    assert summary.report_path == tmp_path / "people.report.csv" and summary.encoding == "utf-8"
+    with db.session() as s:
+        ann, bob = find_contact(s, "ann.lee@example.com"), find_contact(s, "BOB@example.org")
+        assert (ann.email, ann.name, ann.timezone) == ("Ann.Lee@example.com", "Ann Lee", "Europe/Paris")
+        assert ann.source == "import"
+        assert ann.tag_names == ["blog", "spring event", "vip"] and bob.tag_names == ["spring event"]
+        assert ann.custom_fields == {"Clinic": "LA"}  # an empty cell is no value
+        assert bob.custom_fields == {"Clinic": "SF", "Referred by": "Dr Who"}
+        assert (bob.name, bob.timezone) == (None, "America/Los_Angeles")  # the default zone
+        sub = s.scalar(select(Subscription).where(Subscription.contact_id == ann.id))
+        assert (sub.status, sub.confirmed_at, sub.mailing_list.slug) == ("pending", None, "newsletter")
+        events = s.execute(select(ConsentEvent.action, ConsentEvent.method, ConsentEvent.note)
+                           .where(ConsentEvent.contact_id == ann.id)).all()
+        assert events == [("requested", "import", None)]  # double opt-in: the confirmation is the web's part
+    assert [row["reason"] for row in report(summary)] == [
+        ("finished: 2 rows up to line 3: added 2, updated 0, unchanged 0, rejected 0, suppressed (skipped) 0, "
+         "withdrawn (skipped) 0, duplicates merged 0; subscriptions pending 2, confirmed 0")]
+
+
+def test_bad_rows_are_rejected_with_their_physical_line_and_reason(db: Database, tmp_path: Path) -> None:
+    path = write(tmp_path / "mixed.csv",
+                 "email,name,timezone,notes\n"                       # line 1
+                 'ok1@example.com,One,,"two\nlines"\n'               # lines 2-3: one record
+                 "not-an-address,Two,,\n"                            # line 4
+                 "\n"                                                 # line 5: blank, skipped
+                 "ok2@example.com,Three,Mars/Olympus_Mons,\n"         # line 6
+                 ",Four,,\n"                                          # line 7
+                 "ok3@example.com,Five,Asia/Tokyo,,surplus\n"         # line 8: a cell too many
+                 "ok4@example.com,Six,Asia/Tokyo,\n")                 # line 9
+    summary = run(db, path)
+    assert counts(summary) == {"rows": 6, "added": 2, "rejected": 4, "pending": 2}
+    rejected = [(r["line"], r["column"], r["value"]) for r in report(summary)[:-1]]
+    assert rejected == [("4", "email", "not-an-address"), ("6", "timezone", "Mars/Olympus_Mons"),
+                        ("7", "email", ""), ("8", "", "")]
+    reasons = [r["reason"] for r in report(summary)]
+    assert "is not a valid email address" in reasons[0] and "IANA time zone" in reasons[1]
+    assert "empty" in reasons[2] and "5 cells, the header 4" in reasons[3]
+    with db.session() as s:
+        assert sorted(s.scalars(select(Contact.email))) == ["ok1@example.com", "ok4@example.com"]
+        assert find_contact(s, "ok1@example.com").custom_fields == {"notes": "two\nlines"}
+
+
+def test_repeated_addresses_are_merged_and_counted_once(db: Database, tmp_path: Path) -> None:
+    path = write(tmp_path / "dupes.csv",
+                 "email,name,timezone,tags,plan\n"
+                 "sam@example.com,Sam,,a,basic\n"
+                 "SAM@EXAMPLE.COM,,Europe/Berlin,b,\n"   # same batch: fills in the zone, adds a tag
+                 "kim@example.com,Kim,,,\n"
+                 "other@example.com,,,,\n"
+                 "Sam@example.com,Samuel,,c,premium\n")   # a later batch (batch_size=2)
+    summary = run(db, path, batch_size=2)
+    assert counts(summary) == {"rows": 5, "added": 3, "duplicates": 2, "pending": 3}
+    with db.session() as s:
+        sam = find_contact(s, "sam@example.com")
+        assert (sam.email, sam.name, sam.timezone) == ("sam@example.com", "Samuel", "Europe/Berlin")
+        assert sam.tag_names == ["a", "b", "c"] and sam.custom_fields == {"plan": "premium"}
+        assert s.scalar(select(func.count()).select_from(Subscription)) == 3
+    # Again: batch 1 writes Sam's earlier values, batch 3 the later ones; the end state is the same,
+    # and the address counts as updated (a streamed import cannot see the later row in advance).
+    assert counts(run(db, path, batch_size=2)) == {"rows": 5, "updated": 1, "unchanged": 2, "duplicates": 2}
+    with db.session() as s:
+        sam = find_contact(s, "sam@example.com")
+        assert (sam.name, sam.timezone, sam.custom_fields) == ("Samuel", "Europe/Berlin", {"plan": "premium"})
+
+
+def test_utf8_bom_and_windows_1252_files(db: Database, tmp_path: Path) -> None:
+    bom = write(tmp_path / "bom.csv", "\ufeffEmail,Name\nzoe@example.com,Zoë Ångström\n")
+    assert run(db, bom).added == 1
+    legacy = write(tmp_path / "legacy.csv", "email;name;note\nchloe@example.com;Chloë Noël;costs 5€\n", "cp1252")
+    assert b"\xeb" in legacy.read_bytes()  # not UTF-8
+    summary = run(db, legacy)
+    assert summary.added == 1 and summary.encoding == "cp1252"
+    with db.session() as s:
+        assert find_contact(s, "zoe@example.com").name == "Zoë Ångström"  # the BOM did not reach the header
+        chloe = find_contact(s, "chloe@example.com")
+        assert chloe.name == "Chloë Noël" and chloe.custom_fields == {"note": "costs 5€"}  # ';' found too
+
+
+def test_a_file_without_an_email_column_is_refused_and_nothing_is_stored(db: Database, tmp_path: Path) -> None:
+    path = write(tmp_path / "names.csv", "Name,Phone\nAnn,555\n")
+    with pytest.raises(InputError) as caught:
+        run(db, path, list_slug="from-names")
+    message = str(caught.value)
+    assert str(path) in message and "no email column" in message and "'Name', 'Phone'" in message
+    with db.session() as s:
+        assert s.scalar(select(MailingList).where(MailingList.slug == "from-names")) is None
+    assert not (tmp_path / "names.report.csv").exists()
+
+
+def test_an_empty_file_is_refused_and_a_header_alone_imports_nothing(db: Database, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"empty\.csv: the file is empty"):
+        run(db, write(tmp_path / "empty.csv", "\n\n"))
+    summary = run(db, write(tmp_path / "header.csv", "email,name\n"))
+    assert counts(summary) == {} and summary.last_line == 1
+    assert table_sizes(db) == {"contacts": 0, "contact_tags": 0, "subscriptions": 0, "consent_events": 0}
+
+
+def test_the_report_never_overwrites_the_input(db: Database, tmp_path: Path) -> None:
+    path = write(tmp_path / "people.csv", "email\nann@example.com\n")
+    with pytest.raises(InputError, match="would overwrite the file being imported"):
+        run(db, path, report_path=tmp_path / "." / "people.csv")
+    assert path.read_text() == "email\nann@example.com\n" and table_sizes(db)["contacts"] == 0
+
+
+def test_binary_files_and_broken_quotes_get_a_clear_error(db: Database, tmp_path: Path) -> None:
+    workbook = tmp_path / "people.xlsx"
+    workbook.write_bytes(b"PK\x03\x04\x14\x00\x00\x00binary")
+    with pytest.raises(InputError, match="not a CSV text file"):
+        run(db, workbook)
+    # A quote never closed swallows the rest of the file, past the csv module's field size limit.
+    broken = write(tmp_path / "broken.csv",
+                   "email,name\na@example.com,A\n" + 'b@example.com,"B\n' + "x" * 140_000 + "\n")
+    with pytest.raises(InputError, match=r"broken\.csv line \d+: the CSV cannot be read") as caught:
+        run(db, broken, batch_size=1)
+    assert "every row up to line 2 is imported" in " ".join(caught.value.__notes__)
+
+
+def test_suppressed_addresses_are_skipped_and_never_added(db: Database, settings: Settings, tmp_path: Path) -> None:
+    with db.session() as s:
+        suppress(s, "erased@example.com", "erased", keep_address=False)
+        bounced = subscriber(s, settings, "bounced@example.com", list_slug="events")
+        suppress(s, bounced.email, "hard_bounce")
+    path = write(tmp_path / "old-crm.csv",
+                 "email,name\nErased@Example.com,Old Name\nbounced@example.com,New Name\nnew@example.com,New\n")
+    summary = run(db, path, confirmed=True, consent_note="old CRM export")
+    assert counts(summary) == {"rows": 3, "added": 1, "suppressed_skipped": 2, "confirmed": 1}
+    with db.session() as s:
+        assert find_contact(s, "erased@example.com") is None  # an erased person stays erased
+        bounced = find_contact(s, "bounced@example.com")
+        assert bounced.name is None  # nothing about a suppressed contact changes
+        assert [(sub.mailing_list.slug, sub.status) for sub in bounced.subscriptions] == [("events", "confirmed")]
+
+
+def test_a_contact_who_left_the_list_is_not_subscribed_again(db: Database, settings: Settings, tmp_path: Path) -> None:
+    with db.session() as s:
+        left = subscriber(s, settings, "left@example.com")
+        unsubscribe(s, left, ensure_list(s, "newsletter"), Proof("email_link"))
+    before = table_sizes(db)
+    path = write(tmp_path / "again.csv", "email,name,tags\nleft@example.com,Left,vip\n")
+    for confirmed in (False, True):
+        summary = run(db, path, confirmed=confirmed, consent_note="old list" if confirmed else None)
+        assert counts(summary) == {"rows": 1, "withdrawn_skipped": 1}
+    assert table_sizes(db) == before  # no subscription, event, tag or name written
+    with db.session() as s:
+        assert [sub.status for sub in find_contact(s, "left@example.com").subscriptions] == ["unsubscribed"]
+
+
+def test_confirmed_import_keeps_the_proof_in_the_consent_history(db: Database, tmp_path: Path) -> None:
+    path = write(tmp_path / "event.csv", "email\nann@example.com\nbob@example.com\n")
+    summary = run(db, path, confirmed=True, consent_note="  Paper sign-up forms, open day 2026-03-14 ")
+    assert counts(summary) == {"rows": 2, "added": 2, "confirmed": 2}
+    with db.session() as s:
+        ann = find_contact(s, "ann@example.com")
+        sub = s.scalar(select(Subscription).where(Subscription.contact_id == ann.id))
+        assert sub.status == "confirmed" and sub.confirmed_at is not None
+        events = s.execute(select(ConsentEvent.action, ConsentEvent.method, ConsentEvent.note, ConsentEvent.list_id)
+                           .where(ConsentEvent.contact_id == ann.id).order_by(ConsentEvent.id)).all()
+        note = "Paper sign-up forms, open day 2026-03-14"
+        assert events == [("requested", "import", note, sub.list_id), ("confirmed", "import", note, sub.list_id)]
+
+
+def test_confirmed_without_a_consent_note_is_refused_before_anything_is_stored(db: Database, tmp_path: Path) -> None:
+    path = write(tmp_path / "event.csv", "email\nann@example.com\n")
+    for note in (None, "   "):
+        with pytest.raises(InputError, match="needs a consent note"):
+            run(db, path, confirmed=True, consent_note=note)
+    assert table_sizes(db)["contacts"] == 0
+
+
+def test_pending_contacts_are_confirmed_by_a_later_confirmed_import(db: Database, tmp_path: Path) -> None:
+    path = write(tmp_path / "list.csv", "email\nann@example.com\n")
+    assert counts(run(db, path)) == {"rows": 1, "added": 1, "pending": 1}
+    assert counts(run(db, path)) == {"rows": 1, "unchanged": 1}  # no second "requested" event
+    confirming = run(db, path, confirmed=True, consent_note="they replied yes")
+    assert counts(confirming) == {"rows": 1, "updated": 1, "confirmed": 1}
+    with db.session() as s:
+        ann = find_contact(s, "ann@example.com")
+        assert [e.action for e in s.scalars(select(ConsentEvent).order_by(ConsentEvent.id))] == [
+            "requested", "requested", "confirmed"]
+        assert ann.subscriptions[0].status == "confirmed" and ann.subscriptions[0].confirmed_at is not None
+    assert counts(run(db, path, confirmed=True, consent_note="again")) == {"rows": 1, "unchanged": 1}
+
+
+def test_importing_the_same_file_again_changes_nothing(db: Database, tmp_path: Path) -> None:
+    lines = [f"person{i}@example.com,Person {i},Europe/Rome,t{i % 3},{i}" for i in range(25)]
+    path = write(tmp_path / "list.csv", "email,name,timezone,tags,member no\n" + "\n".join(lines) + "\n")
+    assert counts(run(db, path, batch_size=10, tags=["spring"])) == {"rows": 25, "added": 25, "pending": 25}
+    before = table_sizes(db)
+    assert counts(run(db, path, batch_size=7, tags=["spring"])) == {"rows": 25, "unchanged": 25}
+    assert table_sizes(db) == before == {"contacts": 25, "contact_tags": 50, "subscriptions": 25, "consent_events": 25}
+    changed = write(tmp_path / "changed.csv", "email,name,member no\nperson3@example.com,Per Three,3\n")
+    assert counts(run(db, changed)) == {"rows": 1, "updated": 1}
+    with db.session() as s:
+        assert find_contact(s, "person3@example.com").name == "Per Three"
+
+
+def rows_file(tmp_path: Path, n: int) -> Path:
+    return write(tmp_path / "batch.csv", "email,name\n" + "".join(f"p{i}@example.com,P{i}\n" for i in range(1, n + 1)))
+
+
+def test_an_interrupted_import_keeps_whole_batches_and_resumes(db: Database, tmp_path: Path) -> None:
+    path = rows_file(tmp_path, 9)  # data on lines 2-10; batches of 3: lines 2-4, 5-7, 8-10
+    seen: list[ImportProgress] = []
+
+    def stop_after_two(step: ImportProgress) -> None:
+        seen.append(step)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        run(db, path, batch_size=3, progress=stop_after_two)
+    assert [step.line for step in seen] == [4, 7] and seen[-1].rows == 6
+    note = ("every row up to line 7 is imported, none after it; "
+            "to resume, run the same import with start line 7 (--start-line 7).")
+    assert caught.value.__notes__ == [f"{path}: {note}"]
+    assert report(ImportSummary(report_path=tmp_path / "batch.report.csv"))[-1]["reason"] == \
+        f"stopped (KeyboardInterrupt): {path}: {note}"
+    with db.session() as s:
+        assert sorted(s.scalars(select(Contact.name))) == [f"P{i}" for i in range(1, 7)]  # nothing of batch 3
+
+    summary = run(db, path, batch_size=3, start_line=7)
+    assert counts(summary) == {"rows": 3, "added": 3, "pending": 3} and summary.last_line == 10
+    assert table_sizes(db) == {"contacts": 9, "contact_tags": 0, "subscriptions": 9, "consent_events": 9}
+    statuses = [row["reason"].split(":")[0] for row in report(summary)]
+    assert statuses == ["stopped (KeyboardInterrupt)", "finished"]  # the resumed run added to the report
+
+
+def test_a_failure_inside_a_batch_rolls_back_that_whole_batch(db: Database, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    path = rows_file(tmp_path, 6)
+    real_flush, calls = csv_import._flush, []
+
+    def failing_flush(*args, **kwargs) -> None:  # contacts of the batch are inserted by then
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        real_flush(*args, **kwargs)
+
+    monkeypatch.setattr(csv_import, "_flush", failing_flush)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run(db, path, batch_size=3)
+    assert table_sizes(db) == {"contacts": 3, "contact_tags": 0, "subscriptions": 3, "consent_events": 3}
+    assert "resume, run the same import with start line 4" in report(
+        ImportSummary(report_path=tmp_path / "batch.report.csv"))[-1]["reason"]
+
+
+def test_an_exported_file_imports_again_unchanged(db: Database, settings: Settings, tmp_path: Path) -> None:
+    from subscribers.csv_export import export_csv
+
+    path = write(tmp_path / "in.csv", "email,name,timezone,tags,clinic\nann@example.com,Ann,Asia/Tokyo,a;b,LA\n")
+    run(db, path, confirmed=True, consent_note="form")
+    with db.session() as s:
+        export_csv(s, tmp_path / "out.csv", list_slug="newsletter")
+    summary = run(db, tmp_path / "out.csv")
+    assert counts(summary) == {"rows": 1, "unchanged": 1}
+    assert summary.ignored_columns == ["status", "created_at", "subscription_status", "confirmed_at"]
+    with db.session() as s:
+        assert find_contact(s, "ann@example.com").custom_fields == {"clinic": "LA"}
+
+
+def test_one_hundred_thousand_rows(db: Database, tmp_path: Path) -> None:
+    """Exact counts at scale (timing belongs to bench/import_contacts.py; this only bounds it)."""
+    path = tmp_path / "big.csv"
+    with path.open("w", encoding="utf-8", newline="") as file:
+        file.write("email,name,timezone\n")
+        for i in range(100_000):
+            if i % 1000 == 999:
+                file.write(f"broken-{i},Broken,\n")  # 100 rejected
+            elif i % 2000 == 1:
+                file.write(f"PERSON{i - 1}@EXAMPLE.ORG,,Europe/Oslo\n")  # 50 repeats of an earlier row
+            else:
+                file.write(f"person{i}@example.org,Person {i},\n")
+    began = time.perf_counter()
+    summary = run(db, path)
+    elapsed = time.perf_counter() - began
+    assert counts(summary) == {"rows": 100_000, "added": 99_850, "rejected": 100, "duplicates": 50, "pending": 99_850}
+    assert summary.last_line == 100_001 and len(report(summary)) == 101
+    assert table_sizes(db) == {"contacts": 99_850, "contact_tags": 0, "subscriptions": 99_850, "consent_events": 99_850}
+    with db.session() as s:
+        assert find_contact(s, "person2000@example.org").timezone == "Europe/Oslo"  # the repeat filled it in
+    assert elapsed < 60, f"100k rows took {elapsed:.1f} s"  # a loose guard against a quadratic slip
+
+
+runner = CliRunner()
+
+
+def invoke(*args: str, code: int = 0) -> str:
+    result = runner.invoke(app, ["contacts", *args])
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_cli_imports_with_a_summary_and_json(settings: Settings, tmp_path: Path) -> None:
+    path = write(tmp_path / "crm.csv", "email,name,status\nann@example.com,Ann,active\nbad,,\n")
+    output = invoke("import", str(path), "--list", "patients-news", "--tag", "crm", "--tag", "2026")
+    assert "crm.csv: 2 rows (utf-8)" in output
+    assert re.search(r"│ added\s+│\s+1 │", output) and re.search(r"│ rejected \(see the report\)\s+│\s+1 │", output)
+    assert "1 now wait for confirmation, 0 confirmed" in output
+    assert "Ignored columns (kept by the system): status." in output
+    assert f"Report: {tmp_path / 'crm.report.csv'}" in output
+    data = json.loads(invoke("import", str(path), "--list", "patients-news", "--json",
+                             "--report", str(tmp_path / "again.csv")))
+    assert {k: data[k] for k in ("added", "unchanged", "rejected")} == {"added": 0, "unchanged": 1, "rejected": 1}
+    assert data["report_path"] == str(tmp_path / "again.csv")
+    with Database.from_settings(settings).session() as s:
+        assert find_contact(s, "ann@example.com").tag_names == ["2026", "crm"]
+
+
+def test_cli_refuses_a_file_without_email_and_confirmed_without_proof(settings: Settings, tmp_path: Path) -> None:
+    names = write(tmp_path / "names.csv", "Name,Phone\nAnn,555\n")
+    output = invoke("import", str(names), "--list", "newsletter", code=2)
+    assert "no email column" in output and "'Name', 'Phone'" in output
+    people = write(tmp_path / "people.csv", "email\nann@example.com\n")
+    output = invoke("import", str(people), "--list", "newsletter", "--confirmed", code=2)
+    assert "a confirmed import needs a consent note" in output
+    output = invoke("import", str(tmp_path / "missing.csv"), "--list", "newsletter", code=2)
+    assert "does not exist" in output
+
+
+def test_cli_ctrl_c_says_where_to_resume(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from newsletter.cli import contacts_io
+
+    def small_batches(*args, **kwargs) -> ImportSummary:
+        progress = kwargs.pop("progress")
+
+        def interrupt(step: ImportProgress) -> None:
+            progress(step)
+            raise KeyboardInterrupt
+
+        return import_csv(*args, **kwargs, batch_size=2, progress=interrupt)
+
+    monkeypatch.setattr(contacts_io, "import_csv", small_batches)
+    output = invoke("import", str(rows_file(tmp_path, 5)), "--list", "newsletter", code=130)
+    assert "every row up to line 3 is imported" in output and "--start-line 3" in output
+
+
+@pytest.mark.postgres
+def test_import_on_postgresql(postgres_db: Database, settings: Settings, tmp_path: Path) -> None:
+    with postgres_db.session() as s:
+        suppress(s, "gone@example.com", "erased", keep_address=False)
+        left = subscriber(s, settings, "left@example.com")
+        unsubscribe(s, left, ensure_list(s, "newsletter"), Proof("email_link"))
+    rows = "".join(f"p{i}@example.com,P {i},Europe/Paris,a|b,{i}\n" for i in range(250))
+    path = write(tmp_path / "pg.csv", "email,name,timezone,tags,no\n" + rows +
+                 "gone@example.com,G,,,\nleft@example.com,L,,,\nbad,,,,\nP7@EXAMPLE.COM,,,c,\n")
+    summary = run(postgres_db, path, batch_size=100, confirmed=True, consent_note="clinic forms")
+    assert counts(summary) == {"rows": 254, "added": 250, "rejected": 1, "suppressed_skipped": 1,
+                               "withdrawn_skipped": 1, "duplicates": 1, "confirmed": 250}
+    with postgres_db.session() as s:
+        p7 = find_contact(s, "p7@example.com")
+        assert (p7.name, p7.timezone, p7.custom_fields) == ("P 7", "Europe/Paris", {"no": "7"})
+        assert p7.tag_names == ["a", "b", "c"] and p7.subscriptions[0].status == "confirmed"
+        proofs = select(func.count()).select_from(ConsentEvent).where(ConsentEvent.note == "clinic forms")
+        assert s.scalar(proofs) == 500
+    assert counts(run(postgres_db, path, batch_size=100, confirmed=True, consent_note="again")) == {
+        "rows": 254, "unchanged": 250, "rejected": 1, "suppressed_skipped": 1, "withdrawn_skipped": 1, "duplicates": 1}
