@@ -36,6 +36,7 @@ log = logging.getLogger("newsletter.webhooks.sendgrid")
 SIGNATURE_HEADER = EventWebhookHeader.SIGNATURE
 TIMESTAMP_HEADER = EventWebhookHeader.TIMESTAMP
 _verifier = EventWebhook()
+_warned_unsigned = False
 
 
 class _Refused(Exception):
@@ -53,6 +54,14 @@ def public_key(text: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
+def configured_key(settings: Settings) -> str | None:
+    """The verification key, if set (an empty value, as an env file may leave it, is unset)."""
+    key = settings.sendgrid_webhook_public_key
+    if key is None:
+        return None
+    return key.get_secret_value().strip() or None
+
+
 def signature_is_valid(payload: bytes, signature: str, timestamp: str, key: ec.EllipticCurvePublicKey) -> bool:
     """SendGrid's helper over timestamp + body; any malformed input is simply not valid."""
     try:
@@ -66,7 +75,7 @@ async def sendgrid_events(request: Request) -> JSONResponse:
     settings: Settings = request.app.state.settings
     try:
         _check_length(request, settings.webhook_max_bytes)
-        signed = _signature_headers(request, settings) if settings.sendgrid_webhook_public_key else None
+        signed = _signature_headers(request, settings) if configured_key(settings) else None
         body = await _read(request, settings.webhook_max_bytes)
         # Verifying, parsing and storing are CPU and database work: off the event loop.
         result = await run_in_threadpool(_handle, settings, request.app.state.db, body, signed)
@@ -117,10 +126,15 @@ async def _read(request: Request, limit: int) -> bytes:
 
 
 def _handle(settings: Settings, db: Database, body: bytes, signed: tuple[str, str] | None) -> dict[str, Any]:
-    if settings.sendgrid_webhook_public_key is not None:
+    global _warned_unsigned
+    key_text = configured_key(settings)
+    if key_text is None and not _warned_unsigned:
+        _warned_unsigned = True  # once per process: the setting is the fix, not a log line per post
+        log.warning("SENDGRID_WEBHOOK_PUBLIC_KEY is not set: SendGrid webhook posts are accepted unverified")
+    if key_text is not None:
         assert signed is not None
         try:
-            key = public_key(settings.sendgrid_webhook_public_key.get_secret_value())
+            key = public_key(key_text)
         except (ValueError, TypeError):
             raise _Refused(500, "SENDGRID_WEBHOOK_PUBLIC_KEY is not a valid verification key") from None
         if not signature_is_valid(body, signed[0], signed[1], key):
