@@ -66,10 +66,15 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
     )
     if session.get_bind().dialect.name == "postgresql":
         # The classic queue: concurrent workers lock disjoint rows and never wait for each other.
-        candidates = candidates.with_for_update(skip_locked=True)
+        # MATERIALIZED: the locked pick is made once (as a plain IN subquery PostgreSQL may run it
+        # again per row, and SKIP LOCKED would then hand out more than ``limit`` rows).
+        picked = candidates.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+        chosen = Delivery.id.in_(select(picked.c.id))
+    else:
+        chosen = Delivery.id.in_(candidates.scalar_subquery())
     claimed = session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(candidates.scalar_subquery()), Delivery.status == "queued")
+        .where(chosen, Delivery.status == "queued")
         .values(status="claimed", claimed_by=worker, lease_expires_at=now + lease, attempts=Delivery.attempts + 1)
         .execution_options(synchronize_session=False)
     ).rowcount
