@@ -33,8 +33,12 @@ person who opens an email five times counts once):
   the 10 with most unique clickers, then most clicks, then by URL.
 - **bookings**: bookings attributed to the email (``attributions``, written at booking time).
 
-Each report is two set-based queries whatever the audience size: one aggregate over the deliveries
-(with their events grouped per delivery first) and one over the clicks for the top links.
+Each report is two set-based queries whatever the audience size: one aggregate over the deliveries,
+outer-joined to their events folded into one bit mask per delivery (and the anonymous events), and
+one over the clicks for the top links; no Python loop ever walks deliveries or events. Events are
+found by their own ``issue_id`` / ``step_id`` (and ``contact_id``), which the SendGrid webhook and
+the first-party endpoints copy from the delivery: indexed, so a report reads one email's events and
+never scans the table.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, distinct, exists, func, literal, select, union_all
+from sqlalchemy import ColumnElement, case, distinct, exists, func, literal, select, text, union_all
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from newsletter.errors import NotFound
@@ -100,7 +104,11 @@ class EmailStats:
     anonymous_opens: int = 0
     anonymous_clicks: int = 0
     bookings: int = 0
-    top_links: list[LinkStats] = field(default_factory=list)
+    links: list[LinkStats] = field(default_factory=list)  # every clicked target, most clicked first
+
+    @property
+    def top_links(self) -> list[LinkStats]:
+        return self.links[:TOP_LINKS]
 
     @property
     def ctr(self) -> float | None:
@@ -114,13 +122,21 @@ class EmailStats:
         return {**{name: getattr(self, name) for name in COUNTS}, "ctr": self.ctr, "ctor": self.ctor,
                 "top_links": [asdict(link) for link in self.top_links]}
 
-    def add(self, other: "EmailStats") -> None:
+    def add(self, other: EmailStats) -> None:
         """Sum counts (each delivery belongs to one email, so sums of unique counts stay unique)."""
         for name in COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-COUNTS = tuple(name for name in EmailStats.__dataclass_fields__ if name != "top_links")
+COUNTS = tuple(name for name in EmailStats.__dataclass_fields__ if name != "links")
+
+
+def without_jit(session: Session) -> None:
+    """PostgreSQL only: no JIT compilation for the rest of this transaction (SET LOCAL). The reports
+    are index probes whose estimated cost (an EXISTS per lead) passes ``jit_above_cost``; compiling
+    them took longer than running them (half a second on the funnel, see bench/reports.py)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL jit = off"))
 
 
 def rate(part: int, whole: int) -> float | None:
@@ -143,99 +159,117 @@ def is_booking_click(url: ColumnElement[str | None]) -> ColumnElement[bool]:
     return Link.is_booking.is_(True) | url.in_(booking_urls)
 
 
-def _stats_rows(session: Session, scope: Scope, ids: list[int]) -> dict[int, EmailStats]:
-    """The counts per email of ``ids``: deliveries outer-joined to their events grouped per delivery."""
-    key = scope.delivery
-    ev = (
-        select(
-            Event.delivery_id.label("delivery_id"),
-            flag(Event.type.in_(("delivered", *ENGAGEMENT))).label("delivered"),
-            flag(Event.type == "bounce").label("bounced"),
-            flag(Event.type == "dropped").label("dropped"),
-            flag(Event.type.in_(ENGAGEMENT) & HUMAN).label("human_open"),
-            flag((Event.type == "open") & MACHINE).label("machine_open"),
-            flag((Event.type == "click") & HUMAN).label("human_click"),
-            flag((Event.type == "click") & MACHINE).label("machine_click"),
-            flag(Event.type.in_(UNSUBSCRIBE)).label("unsubscribed"),
-            flag(Event.type == "spamreport").label("complained"),
-        )
-        .join(Delivery, Delivery.id == Event.delivery_id)
-        .where(key.in_(ids))
-        .group_by(Event.delivery_id)
-        .subquery("ev")
+# Each kind of event a delivery can have, as one bit. A delivery's events fold into one integer, the
+# SUM of its distinct bits (an OR, since each bit is counted once): one cheap pass over the events,
+# read in index order, instead of one aggregate per figure. ``&`` works on SQLite and PostgreSQL.
+BITS = {name: 1 << n for n, name in enumerate((
+    "delivered", "bounce", "dropped", "human_open", "machine_open", "human_click", "machine_click",
+    "unsubscribe", "group_unsubscribe", "spamreport"))}
+_PLAIN = ("delivered", "bounce", "dropped", "unsubscribe", "group_unsubscribe", "spamreport")
+
+
+def _event_bit() -> ColumnElement[int]:
+    return case(
+        ((Event.type == "open") & HUMAN, BITS["human_open"]),
+        (Event.type == "open", BITS["machine_open"]),
+        ((Event.type == "click") & HUMAN, BITS["human_click"]),
+        (Event.type == "click", BITS["machine_click"]),
+        *((Event.type == name, BITS[name]) for name in _PLAIN),
+        else_=0,  # processed, deferred, blocked...: the row still says the provider saw the email
     )
+
+
+def _stats_rows(session: Session, scope: Scope, ids: list[int]) -> dict[int, EmailStats]:
+    """The counts per email of ``ids``, in one statement that reads the emails' events once:
+
+    - ``kinds``: one row per (email, delivery, kind of event) with its bit and how many there were;
+    - per email, its deliveries outer-joined to their events folded into one mask each;
+    - UNION ALL, per email, the anonymous events (no delivery) of ``kinds``.
+    """
+    key = scope.delivery
+    # Events are found by their own issue/step column (indexed, copied from the delivery by every
+    # writer), so only these emails' events are read, never the whole table.
+    kinds = (select(scope.event.label("key"), Event.delivery_id.label("delivery_id"), _event_bit().label("bit"),
+                    func.count().label("n"))
+             .where(scope.event.in_(ids))
+             .group_by(scope.event, Event.delivery_id, Event.type, Event.machine)
+             .cte("kinds"))
+    ev = (select(kinds.c.delivery_id, func.sum(kinds.c.bit).label("mask"))
+          .where(kinds.c.delivery_id.is_not(None)).group_by(kinds.c.delivery_id).subquery("ev"))
+
+    def had(*names: str) -> ColumnElement[bool]:
+        return ev.c.mask.op("&")(sum(BITS[n] for n in names)) != 0
+
     status = Delivery.status
     seen = ev.c.delivery_id.is_not(None)  # the provider (or a reader) reported something about it
+    opened = ("human_open", "machine_open", "human_click", "machine_click")
+    bookings = select(func.count()).select_from(Attribution).where(scope.attribution == key).scalar_subquery()
+    figures = {
+        "recipients": count_if(status != "suppressed"),
+        "sent": count_if(status.in_(SENT) | ((status == "unknown") & seen)),
+        "delivered": count_if((status == "delivered") | had("delivered", *opened)),
+        "bounced": count_if((status == "bounced") | had("bounce")),
+        "dropped": count_if((status == "dropped") | had("dropped")),
+        "pending": count_if(status.in_(PENDING)),
+        "failed": count_if(status == "failed"),
+        "unknown": count_if((status == "unknown") & ~seen),
+        "suppressed": count_if(status == "suppressed"),
+        "unique_opens": count_if(had("human_open", "human_click")),
+        "machine_opens": count_if(had("machine_open")),
+        "unique_clicks": count_if(had("human_click")),
+        "machine_clicks": count_if(had("machine_click")),
+        "unsubscribes": count_if(had("unsubscribe", "group_unsubscribe")),
+        "complaints": count_if(had("spamreport")),
+        "anonymous_opens": literal(0),
+        "anonymous_clicks": literal(0),
+        "bookings": bookings,
+    }
+    per_delivery = (select(key.label("key"), *(value.label(name) for name, value in figures.items()))
+                    .select_from(Delivery).outerjoin(ev, ev.c.delivery_id == Delivery.id)
+                    .where(key.in_(ids)).group_by(key))
 
-    def anonymous(kind: str) -> ColumnElement[int]:
-        # Correlated to the grouped email: few rows, read by the event's issue/step index.
-        return (select(func.count()).select_from(Event)
-                .where(Event.delivery_id.is_(None), scope.event == key, Event.type == kind, HUMAN)
-                .scalar_subquery())
+    def events_of(bit: str) -> ColumnElement[int]:
+        return func.sum(case((kinds.c.bit == BITS[bit], kinds.c.n), else_=0))
 
-    bookings = (select(func.count()).select_from(Attribution).where(scope.attribution == key).scalar_subquery())
-    query = (
-        select(
-            key.label("key"),
-            count_if(status != "suppressed").label("recipients"),
-            count_if(status.in_(SENT) | ((status == "unknown") & seen)).label("sent"),
-            count_if((status == "delivered") | (ev.c.delivered == 1)).label("delivered"),
-            count_if((status == "bounced") | (ev.c.bounced == 1)).label("bounced"),
-            count_if((status == "dropped") | (ev.c.dropped == 1)).label("dropped"),
-            count_if(status.in_(PENDING)).label("pending"),
-            count_if(status == "failed").label("failed"),
-            count_if((status == "unknown") & ~seen).label("unknown"),
-            count_if(status == "suppressed").label("suppressed"),
-            count_if(ev.c.human_open == 1).label("unique_opens"),
-            count_if(ev.c.machine_open == 1).label("machine_opens"),
-            count_if(ev.c.human_click == 1).label("unique_clicks"),
-            count_if(ev.c.machine_click == 1).label("machine_clicks"),
-            count_if(ev.c.unsubscribed == 1).label("unsubscribes"),
-            count_if(ev.c.complained == 1).label("complaints"),
-            anonymous("open").label("anonymous_opens"),
-            anonymous("click").label("anonymous_clicks"),
-            bookings.label("bookings"),
-        )
-        .select_from(Delivery)
-        .outerjoin(ev, ev.c.delivery_id == Delivery.id)
-        .where(key.in_(ids))
-        .group_by(key)
-    )
-    return {row.key: EmailStats(**{name: int(getattr(row, name)) for name in COUNTS})
-            for row in session.execute(query)}
+    anonymous_figures = {name: literal(0) for name in figures} | {
+        "anonymous_opens": events_of("human_open"), "anonymous_clicks": events_of("human_click")}
+    anonymous = (select(kinds.c.key, *(value.label(name) for name, value in anonymous_figures.items()))
+                 .where(kinds.c.delivery_id.is_(None)).group_by(kinds.c.key))
+    found: dict[int, EmailStats] = {}
+    for row in session.execute(union_all(per_delivery, anonymous)):  # at most two rows per email
+        found.setdefault(row.key, EmailStats()).add(EmailStats(**{name: int(getattr(row, name)) for name in COUNTS}))
+    return found
 
 
 def _link_rows(session: Session, scope: Scope, ids: list[int]) -> dict[int, list[LinkStats]]:
-    """Human clicks per (email, link target), most unique clickers first."""
-    linked = (select(scope.delivery.label("key"), Event.delivery_id, Event.link_id, Event.url)
-              .join(Delivery, Delivery.id == Event.delivery_id)
-              .where(scope.delivery.in_(ids), Event.type == "click", HUMAN))
-    anonymous = (select(scope.event.label("key"), Event.delivery_id, Event.link_id, Event.url)
-                 .where(Event.delivery_id.is_(None), scope.event.in_(ids), Event.type == "click", HUMAN))
-    clicks = union_all(linked, anonymous).subquery("clicks")
-    target = func.coalesce(Link.url, clicks.c.url, literal(""))
+    """Human clicks per (email, link target). Anonymous clicks (no delivery) add to the clicks and,
+    since COUNT(DISTINCT) skips NULL, not to the unique clickers."""
+    key = scope.event
+    target = func.coalesce(Link.url, Event.url, literal(""))
     query = (
-        select(clicks.c.key, target.label("url"), func.max(func.coalesce(Link.label, "")).label("label"),
-               flag(is_booking_click(clicks.c.url)).label("is_booking"),
-               func.count(distinct(clicks.c.delivery_id)).label("unique_clickers"),
+        select(key.label("key"), target.label("url"), func.max(func.coalesce(Link.label, "")).label("label"),
+               flag(is_booking_click(Event.url)).label("is_booking"),
+               func.count(distinct(Event.delivery_id)).label("unique_clickers"),
                func.count().label("clicks"))
-        .select_from(clicks)
-        .outerjoin(Link, Link.id == clicks.c.link_id)
-        .group_by(clicks.c.key, target)
+        .select_from(Event)
+        .outerjoin(Link, Link.id == Event.link_id)
+        .where(key.in_(ids), Event.type == "click", HUMAN)
+        .group_by(key, target)
     )
     found: dict[int, list[LinkStats]] = {}
     for row in session.execute(query):
         found.setdefault(row.key, []).append(
             LinkStats(row.url, row.label or "", bool(row.is_booking), int(row.unique_clickers), int(row.clicks)))
-    return {key: top(links) for key, links in found.items()}
+    return {key: ranked(links) for key, links in found.items()}
 
 
-def top(links: list[LinkStats], limit: int = TOP_LINKS) -> list[LinkStats]:
-    return sorted(links, key=lambda s: (-s.unique_clickers, -s.clicks, s.url))[:limit]
+def ranked(links: list[LinkStats]) -> list[LinkStats]:
+    return sorted(links, key=lambda s: (-s.unique_clickers, -s.clicks, s.url))
 
 
 def merge_links(groups: list[list[LinkStats]]) -> list[LinkStats]:
-    """One list over several emails, adding up the same target (for a sequence's totals)."""
+    """One list over several emails (all their links, not only their top ones), adding up the same
+    target: a sequence's totals."""
     merged: dict[str, LinkStats] = {}
     for links in groups:
         for link in links:
@@ -244,7 +278,7 @@ def merge_links(groups: list[list[LinkStats]]) -> list[LinkStats]:
             into.clicks += link.clicks
             into.is_booking = into.is_booking or link.is_booking
             into.label = into.label or link.label
-    return top(list(merged.values()))
+    return ranked(list(merged.values()))
 
 
 def stats_for(session: Session, scope: Scope, ids: list[int]) -> dict[int, EmailStats]:
@@ -256,7 +290,7 @@ def stats_for(session: Session, scope: Scope, ids: list[int]) -> dict[int, Email
     result = {}
     for email_id in ids:
         stats = rows.get(email_id) or EmailStats()
-        stats.top_links = links.get(email_id, [])
+        stats.links = links.get(email_id, [])
         result[email_id] = stats
     return result
 
@@ -305,11 +339,13 @@ def issue_report(session: Session, issue_id: int) -> IssueReport:
     issue = session.get(Issue, issue_id)
     if issue is None:
         raise NotFound(f"there is no issue {issue_id}")
+    without_jit(session)
     return IssueReport(issue.id, issue.subject, issue.status, stats_for(session, ISSUE, [issue.id])[issue.id])
 
 
 def sequence_report(session: Session, sequence: Sequence) -> SequenceReport:
     """Per step (removed steps too: their history stays) and totals over the sequence."""
+    without_jit(session)
     steps = list(session.scalars(
         select(SequenceStep).where(SequenceStep.sequence_id == sequence.id)
         .order_by(SequenceStep.position, SequenceStep.id)))
@@ -317,7 +353,7 @@ def sequence_report(session: Session, sequence: Sequence) -> SequenceReport:
     totals = EmailStats()
     for stats in per_step.values():
         totals.add(stats)
-    totals.top_links = merge_links([s.top_links for s in per_step.values()])
+    totals.links = merge_links([s.links for s in per_step.values()])
     return SequenceReport(sequence.id, sequence.name,
                           [StepReport(s.id, s.position, s.key, s.subject, s.active, per_step[s.id]) for s in steps],
                           totals)
@@ -333,7 +369,6 @@ def has_sent_delivery(contact_id: ColumnElement[int | None]) -> ColumnElement[bo
 
 
 def has_human_engagement(contact_id: ColumnElement[int | None]) -> ColumnElement[bool]:
-    """EXISTS a human open or click on a delivery to this contact."""
-    return (select(literal(1)).select_from(Delivery).join(Event, Event.delivery_id == Delivery.id)
-            .where(Delivery.contact_id == contact_id, Event.type.in_(ENGAGEMENT), HUMAN)
-            .exists())
+    """EXISTS a human open or click on a delivery to this contact. Read by the event's contact column
+    (index contact, type, time): opens and clicks carry it exactly when they carry their delivery."""
+    return exists().where(Event.contact_id == contact_id, Event.type.in_(ENGAGEMENT), HUMAN)

@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, exists, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import InputError
 from newsletter.models import Attribution, Enrollment, Issue, Sequence, SequenceStep
-from newsletter.reports.email_stats import has_human_engagement, has_sent_delivery, rate
+from newsletter.reports.email_stats import flag, has_human_engagement, has_sent_delivery, rate, without_jit
 from subscribers.leads import BOOKED_OR_LATER, SOURCES
 from subscribers.models import Booking, Lead, LeadStageChange
 
@@ -134,23 +134,32 @@ def _cohort(since: datetime | None, until: datetime | None, source: str | None) 
 
 
 def _lead_rows(session: Session, cohort: list[ColumnElement[bool]]) -> list[Any]:
-    """One row per lead of the cohort with its stage flags; EXISTS subqueries read by index."""
-    first_booking = select(func.min(Booking.recorded_at)).where(Booking.lead_id == Lead.id).scalar_subquery()
-    first_booked_stage = (select(func.min(LeadStageChange.at))
-                          .where(LeadStageChange.lead_id == Lead.id, LeadStageChange.to_stage.in_(BOOKED_OR_LATER))
-                          .scalar_subquery())
-    ever_attended = exists().where(LeadStageChange.lead_id == Lead.id, LeadStageChange.to_stage == "attended")
-    attributed = (select(Attribution.booking_id).join(Booking, Booking.id == Attribution.booking_id)
-                  .where(Booking.lead_id == Lead.id).exists())
-    query = select(
-        Lead.id, Lead.source, Lead.stage, Lead.created_at,
-        has_sent_delivery(Lead.contact_id).label("emailed"),
-        has_human_engagement(Lead.contact_id).label("engaged"),
-        first_booking.label("first_booking"),
-        first_booked_stage.label("first_booked_stage"),
-        ((Lead.stage == "attended") | ever_attended).label("attended"),
-        attributed.label("attributed"),
-    ).where(*cohort)
+    """One row per lead of the cohort with its stage flags. Email and engagement are EXISTS probes by
+    index (deliveries per contact, events per contact and type); bookings, stage changes and
+    attributions are small tables, grouped once and joined."""
+    bookings = (select(Booking.lead_id, func.min(Booking.recorded_at).label("first"))
+                .where(Booking.lead_id.is_not(None)).group_by(Booking.lead_id).subquery("first_booking"))
+    stages = (select(LeadStageChange.lead_id, func.min(LeadStageChange.at).label("first"),
+                     flag(LeadStageChange.to_stage == "attended").label("attended"))
+              .where(LeadStageChange.to_stage.in_(BOOKED_OR_LATER))
+              .group_by(LeadStageChange.lead_id).subquery("booked_stage"))
+    credited = (select(Booking.lead_id).join(Attribution, Attribution.booking_id == Booking.id)
+                .where(Booking.lead_id.is_not(None)).group_by(Booking.lead_id).subquery("credited"))
+    query = (
+        select(
+            Lead.id, Lead.source, Lead.stage, Lead.created_at,
+            has_sent_delivery(Lead.contact_id).label("emailed"),
+            has_human_engagement(Lead.contact_id).label("engaged"),
+            bookings.c.first.label("first_booking"),
+            stages.c.first.label("first_booked_stage"),
+            ((Lead.stage == "attended") | (stages.c.attended == 1)).label("attended"),
+            credited.c.lead_id.is_not(None).label("attributed"),
+        )
+        .outerjoin(bookings, bookings.c.lead_id == Lead.id)
+        .outerjoin(stages, stages.c.lead_id == Lead.id)
+        .outerjoin(credited, credited.c.lead_id == Lead.id)
+        .where(*cohort)
+    )
     return list(session.execute(query))
 
 
@@ -166,17 +175,22 @@ def _sequences_of(session: Session, cohort: list[ColumnElement[bool]]) -> dict[i
     return found
 
 
-def _count_lead(funnel: Funnel, row: Any) -> None:
-    funnel.leads += 1
-    funnel.emailed += bool(row.emailed)
-    funnel.engaged += bool(row.engaged)
-    funnel.attended += bool(row.attended)
-    funnel.attributed += bool(row.attributed)
+# One lead's figures: (1, emailed, engaged, booked, attended, attributed) as 0/1, and hours to book.
+LeadFigures = tuple[tuple[int, ...], float | None]
+
+
+def _figures(row: Any) -> LeadFigures:
     moments = [m for m in (row.first_booking, row.first_booked_stage) if m is not None]
-    if moments or row.stage in BOOKED_OR_LATER:
-        funnel.booked += 1
-    if moments:
-        funnel.hours_to_book.append(max(0.0, (min(moments) - row.created_at).total_seconds() / 3600))
+    booked = bool(moments) or row.stage in BOOKED_OR_LATER
+    hours = max(0.0, (min(moments) - row.created_at).total_seconds() / 3600) if moments else None
+    return (1, int(bool(row.emailed)), int(bool(row.engaged)), int(booked), int(bool(row.attended)),
+            int(bool(row.attributed))), hours
+
+
+def _funnel(members: list[LeadFigures]) -> Funnel:
+    """Column sums (zip and sum run in C: a cohort of tens of thousands adds up in milliseconds)."""
+    sums = [sum(column) for column in zip(*(flags for flags, _ in members), strict=True)] or [0] * 6
+    return Funnel(*sums, hours_to_book=[hours for _, hours in members if hours is not None])
 
 
 def _bookings_by_email(session: Session, since: datetime | None, until: datetime | None,
@@ -209,15 +223,20 @@ def funnel_report(session: Session, *, since: datetime | None = None, until: dat
         raise InputError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
     if since is not None and until is not None and since >= until:
         raise InputError(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})")
+    without_jit(session)
     cohort = _cohort(since, until, source)
     sequences = _sequences_of(session, cohort)
-    total, by_source, by_sequence = Funnel(), {}, {}
+    everyone: list[LeadFigures] = []
+    by_source: dict[str, list[LeadFigures]] = {}
+    by_sequence: dict[str, list[LeadFigures]] = {}
     for row in _lead_rows(session, cohort):  # one row per lead (never per delivery)
-        _count_lead(total, row)
-        _count_lead(by_source.setdefault(row.source, Funnel()), row)
+        figures = _figures(row)
+        everyone.append(figures)
+        by_source.setdefault(row.source, []).append(figures)
         for name in sequences.get(row.id, []):
-            _count_lead(by_sequence.setdefault(name, Funnel()), row)
-    return FunnelReport(since, until, source, total,
-                        dict(sorted(by_source.items(), key=lambda kv: (-kv[1].leads, kv[0]))),
-                        dict(sorted(by_sequence.items())),
+            by_sequence.setdefault(name, []).append(figures)
+    biggest_first = sorted(by_source, key=lambda name: (-len(by_source[name]), name))
+    return FunnelReport(since, until, source, _funnel(everyone),
+                        {name: _funnel(by_source[name]) for name in biggest_first},
+                        {name: _funnel(by_sequence[name]) for name in sorted(by_sequence)},
                         _bookings_by_email(session, since, until, source))

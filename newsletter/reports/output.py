@@ -6,13 +6,18 @@ Each report becomes an ``Output``: its JSON (``data``) and its tables. ``emit`` 
   rates as percentages.
 - **json**: ``data`` as is; rates are fractions (0.125), times ISO 8601 in UTC, None is null.
 - **csv**: every column of every table; the tables follow one another, each with its header row,
-  separated by one blank line. The first table holds the report's main figures.
+  separated by one blank line. The first table holds the report's main figures. A text cell that a
+  spreadsheet would run as a formula (=, +, -, @ first, e.g. a name typed into the public form) is
+  written with a leading ' so it stays text; plain numbers such as phone numbers are left alone.
+
+Cells are plain text in the table form: a subject or a name in [brackets] is never taken as markup.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +26,7 @@ from typing import IO, Any
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table as RichTable
+from rich.text import Text
 
 from newsletter.reports.email_stats import EmailStats, IssueReport, LinkStats, SequenceReport
 from newsletter.reports.follow_up import FollowUpReport
@@ -66,6 +72,10 @@ def write_json(data: dict[str, Any], stream: IO[str]) -> None:
     stream.write(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")  # a phone number (+14155550100) is no formula
+
+
 def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
@@ -73,6 +83,8 @@ def _csv_cell(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value  # CSV injection: keep it text in Excel, LibreOffice and Sheets
     return value
 
 
@@ -86,7 +98,7 @@ def write_csv(tables: list[Table], stream: IO[str]) -> None:
             writer.writerow([_csv_cell(row.get(c.key)) for c in table.columns])
 
 
-def _cell(value: Any, kind: str) -> str:
+def _text(value: Any, kind: str) -> str:
     if value is None:
         return "–"
     if kind == "rate":
@@ -100,15 +112,19 @@ def _cell(value: Any, kind: str) -> str:
     return str(value)
 
 
+def _cell(value: Any, kind: str) -> Text:
+    return Text(_text(value, kind))  # Text, not str: rich would read "[...]" in a value as markup
+
+
 def write_tables(output: Output, console: Console) -> None:
     for table in output.tables:
         columns = [c for c in table.columns if c.brief]
         if len(table.rows) == 1 and len(columns) > 6:  # one wide row reads better as lines
-            shown = RichTable("figure", "value", title=table.title, title_justify="left")
+            shown = RichTable("figure", "value", title=Text(table.title), title_justify="left")
             for c in columns:
                 shown.add_row(c.header, _cell(table.rows[0].get(c.key), c.kind))
         else:
-            shown = RichTable(*(c.header for c in columns), title=table.title, title_justify="left")
+            shown = RichTable(*(c.header for c in columns), title=Text(table.title), title_justify="left")
             for row in table.rows:
                 shown.add_row(*(_cell(row.get(c.key), c.kind) for c in columns))
             if not table.rows:
@@ -121,7 +137,7 @@ def write_tables(output: Output, console: Console) -> None:
         else:
             console.print(shown)
     for note in output.notes:
-        console.print(note, highlight=False)
+        console.print(Text(note))
 
 
 def emit(output: Output, fmt: str, console: Console | None = None) -> None:
@@ -142,7 +158,8 @@ _EMAIL_COLUMNS = [
     Column("failed", "failed", "count", brief=False), Column("unknown", "unknown", "count", brief=False),
     Column("suppressed", "suppressed", "count", brief=False),
     Column("opens (human)", "unique_opens", "count"), Column("opens (machine)", "machine_opens", "count"),
-    Column("clicks (human)", "unique_clicks", "count"), Column("clicks (machine)", "machine_clicks", "count", brief=False),
+    Column("clicks (human)", "unique_clicks", "count"),
+    Column("clicks (machine)", "machine_clicks", "count", brief=False),
     Column("CTR", "ctr", "rate"), Column("CTOR", "ctor", "rate"),
     Column("unsubscribes", "unsubscribes", "count"), Column("complaints", "complaints", "count"),
     Column("anonymous opens", "anonymous_opens", "count", brief=False),
