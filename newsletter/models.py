@@ -245,7 +245,11 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_delivery_type", "delivery_id", "type"),
-        Index("ix_events_contact_type_time", "contact_id", "type", "occurred_at"),
+        Index("ix_events_contact_kind_time", "contact_id", "type", "machine", "occurred_at"),
+        # Reports read an email's events by kind; follow-up reads recent clicks.
+        Index("ix_events_issue_kind", "issue_id", "type", "machine", "delivery_id"),
+        Index("ix_events_step_kind", "step_id", "type", "machine", "delivery_id"),
+        Index("ix_events_type_time", "type", "occurred_at"),
     )
 
     id: Mapped[int] = mapped_column(LedgerId, primary_key=True, autoincrement=True)
@@ -253,8 +257,8 @@ class Event(Base):
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
     # Which email it was about, kept even for anonymous (aggregate-only) tracking.
-    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
-    step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="SET NULL"), index=True)
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="SET NULL"))
     link_id: Mapped[int | None] = mapped_column(ForeignKey("links.id", ondelete="SET NULL"))
     type: Mapped[str] = mapped_column(String(20))
     machine: Mapped[bool] = mapped_column(Boolean, default=False)
