@@ -5,8 +5,6 @@ Revises: 0005
 Create Date: 2026-11-26
 """
 from alembic import op
-import sqlalchemy as sa
-import subscribers.db
 
 
 revision = '0006'
