@@ -145,7 +145,7 @@ class Dispatcher:
         breaker_key = issue_id if issue_id is not None else -(got.step_id or 0)
         if batch is not None:
             self._deliver(breaker_key, email, batch.id, claimed, categories, result)
-        if issue_id is not None:
+        if issue_id is not None and len(claimed) + got.suppressed < limit:  # the queue may be drained now
             with self.db.session() as session:
                 issue = session.get(Issue, issue_id)
                 assert issue is not None
@@ -158,11 +158,18 @@ class Dispatcher:
         while True:
             round_ = self.run_once()
             if round_.handled == 0:
+                self._close_finished()
                 return total
             for name in ("submitted", "failed", "unknown", "suppressed"):
                 setattr(total, name, getattr(total, name) + getattr(round_, name))
             if on_progress:
                 on_progress(round_)
+
+    def _close_finished(self) -> None:
+        """Mark issues whose last batch just went out as sent (the scheduler does this too)."""
+        with self.db.session() as session:
+            for issue in session.scalars(select(Issue).where(Issue.status == "sending")):
+                ledger.finish_if_done(session, issue, self.clock())
 
     # Delivering one claimed batch ---------------------------------------------------------------
 
