@@ -1,0 +1,528 @@
+"""Send one issue to N contacts through the SendGrid transport to a SendGrid-compatible server on loopback.
+
+For each backend (SQLite always, PostgreSQL with ``--postgres``), audience size and worker count, a fresh
+database gets N confirmed subscribers (bulk insert, plus 1% suppressions of other addresses so the
+anti-join has work to do). A separate process then does what production does and is measured:
+
+- render:  ``issues.create_issue`` (draft time, not counted end to end) and the re-render and preflight
+           that ``schedule.start_now`` does before enqueueing (counted end to end);
+- enqueue: the one INSERT ... SELECT (``enqueue.enqueue_issue``, timed inside ``start_now``);
+- dispatch: K ``Dispatcher``s in threads until idle, split into claim, build (recipient values), request
+           body (``SendGridTransport.build_body``), JSON encoding, HTTP, record (ledger updates) and
+           other (what the dispatcher does outside its timed phases: the per-batch "is the issue done?"
+           check).
+
+End to end = start_now + dispatch wall time; recipients/s = N / end to end. Peak RSS is the send
+process's ``ru_maxrss`` (fresh process, so the bulk load does not count) before ``start_now`` and at
+the end. One extra, untimed run per configuration traces Python allocations (tracemalloc) during
+dispatch only: its peak is what must not grow with the audience. SendGrid's fake runs in a process of
+its own (no shared GIL) without validating or recording, and every send is checked: N accepted by the
+fake, N rows submitted in the ledger.
+
+    .venv/bin/python bench/send_issue.py [--contacts 100000 ...] [--million] [--workers 1] [--repeat 3] \
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--skip-sqlite] [--no-tracemalloc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+LOAD_BATCH = 50_000
+ZONES = ["America/Los_Angeles", "America/New_York", "Europe/London", "Europe/Paris", "UTC"]
+PHASES = ("render", "enqueue", "claim", "build", "body", "json", "http", "record", "other")
+
+
+# Building the audience (in the parent: its memory does not count) ---------------------------------
+
+
+def sqlite_time(value: datetime) -> str:
+    """What UTCDateTime stores on SQLite: naive UTC text, as SQLAlchemy's DATETIME writes it."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+COLUMNS = {
+    "contacts": "id, email, email_hash, name, timezone, custom_fields, status, source, created_at, updated_at",
+    "subscriptions": "contact_id, list_id, status, frequency, created_at, confirmed_at, confirmation_sends",
+    "suppressions": "email_hash, email, reason, created_at",
+}
+
+
+def audience_rows(n: int, salt: str, *, suppressed_share: float = 0.01) -> Iterator[dict[str, list[tuple]]]:
+    """N active contacts confirmed on list 1, LOAD_BATCH at a time; plus suppressions of *other*
+    addresses (so every contact is mailed, but the NOT EXISTS has a real table to probe)."""
+    from subscribers.suppression import hash_with_salt
+
+    rnd = random.Random(7)
+    created = datetime(2025, 1, 1, tzinfo=UTC)
+    for first in range(1, n + 1, LOAD_BATCH):
+        out: dict[str, list[tuple]] = {k: [] for k in COLUMNS}
+        for i in range(first, min(first + LOAD_BATCH, n + 1)):
+            email = f"reader{i}@example.org"
+            out["contacts"].append((i, email, hash_with_salt(salt, email), f"Reader {i}", rnd.choice(ZONES), "{}",
+                                    "active", "import", created, created))
+            out["subscriptions"].append((i, 1, "confirmed", "every", created, created, 0))
+            if rnd.random() < suppressed_share:
+                gone = f"former{i}@example.org"
+                out["suppressions"].append((hash_with_salt(salt, gone), gone, "hard_bounce", created))
+        yield out
+
+
+def bulk_load(engine: Any, chunks: Iterator[dict[str, list[tuple]]], columns: dict[str, str] = COLUMNS, *,
+              make_list: bool = True) -> None:
+    """COPY on PostgreSQL; executemany in one transaction on SQLite. ``make_list``: list 1 first."""
+    postgres = engine.dialect.name == "postgresql"
+    raw = engine.raw_connection()
+    loaded = {"lists"} if make_list else set()
+    try:
+        cursor = raw.cursor()
+        if not postgres:
+            cursor.execute("BEGIN")  # the driver runs in autocommit here: one transaction, not one per row
+        if make_list:
+            cursor.execute("INSERT INTO lists (id, slug, name, description, double_opt_in, created_at) VALUES "
+                           "(1, 'newsletter', 'The Limbic Letter', '', true, CURRENT_TIMESTAMP)")
+        for chunk in chunks:
+            for table, rows in chunk.items():
+                if not rows:
+                    continue
+                loaded.add(table)
+                if postgres:
+                    with cursor.copy(f"COPY {table} ({columns[table]}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                else:
+                    marks = ", ".join("?" * len(columns[table].split(", ")))
+                    cursor.executemany(f"INSERT INTO {table} ({columns[table]}) VALUES ({marks})",
+                                       [tuple(sqlite_time(v) if isinstance(v, datetime) else v for v in row)
+                                        for row in rows])
+        if postgres:  # rows came with explicit ids (or none): move the sequences past them
+            for table in sorted(loaded):
+                cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                               f"coalesce((SELECT max(id) FROM {table}), 0) + 1, false)")
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def analyze(engine: Any) -> None:
+    """PostgreSQL: VACUUM ANALYZE, as autovacuum would on a live server. SQLite: nothing (the app never
+    runs ANALYZE)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+
+
+@contextmanager
+def database_url(backend: str, postgres: str | None, folder: Path) -> Iterator[str]:
+    """A fresh database: a new SQLite file, or a new PostgreSQL schema dropped afterwards."""
+    if backend == "sqlite":
+        path = folder / f"bench-{secrets.token_hex(4)}.db"
+        try:
+            yield f"sqlite:///{path}"
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    assert postgres
+    schema = f"bench_send_{secrets.token_hex(4)}"
+    admin = create_engine(postgres)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield make_url(postgres).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def prepare(url: str, contacts: int) -> float:
+    """Migrate and load the audience; returns seconds taken."""
+    from sqlalchemy import select
+
+    from newsletter.database import Database, upgrade
+    from subscribers.models import Installation
+
+    started = time.perf_counter()
+    db = Database(url)
+    try:
+        upgrade(db.engine)
+        with db.session() as session:
+            salt = session.scalar(select(Installation.hash_salt))
+        assert salt
+        bulk_load(db.engine, audience_rows(contacts, salt))
+        analyze(db.engine)
+    finally:
+        db.engine.dispose()
+    return time.perf_counter() - started
+
+
+# The measured send (in a fresh child process) -----------------------------------------------------
+
+
+def max_rss_mb() -> float:
+    """ru_maxrss. Caveat: Linux carries it over fork and exec, so a child reports at least the RSS its
+    parent had when it was started; ``status_mb`` below does not have that problem."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+def status_mb(field: str) -> float | None:
+    """VmRSS (now) or VmHWM (peak since exec or since ``reset_peak_rss``) from /proc/self/status."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> None:
+    """Start VmHWM afresh (Linux: writing 5 to clear_refs), so the peak is the send's own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def child_send(config: dict[str, Any]) -> dict[str, Any]:
+    """Render, enqueue and dispatch one issue; settings come from the environment the parent set."""
+    import tracemalloc
+
+    import python_http_client.client as http_client_module
+
+    from newsletter import issues as issue_service
+    from newsletter.config import Settings
+    from newsletter.database import Database
+    from newsletter.demo import DEMO_POST, DEMO_PREHEADER, DEMO_SUBJECT
+    from newsletter.models import Issue
+    from newsletter.posts import service as post_service
+    from newsletter.posts.source import RawSource
+    from newsletter.sending import ledger, schedule
+    from newsletter.sending.dispatch import Dispatcher
+    from newsletter.transports.sendgrid import SendGridTransport
+    from tests.sendgrid_fake import STATS
+
+    settings = Settings()
+    assert settings.transport == "sendgrid", settings.transport
+    db = Database(settings.database_url)
+    contacts, workers, trace = config["contacts"], config["workers"], config["tracemalloc"]
+
+    # JSON encoding happens inside python_http_client; time it there (instrumentation, no project edit).
+    json_seconds = [0.0]
+    json_lock = threading.Lock()
+
+    class TimedJson:
+        loads = staticmethod(json.loads)
+
+        @staticmethod
+        def dumps(obj: Any, *args: Any, **kwargs: Any) -> str:
+            started = time.perf_counter()
+            try:
+                return json.dumps(obj, *args, **kwargs)
+            finally:
+                with json_lock:
+                    json_seconds[0] += time.perf_counter() - started
+
+    http_client_module.json = TimedJson  # type: ignore[assignment]
+
+    class TimedSendGridTransport(SendGridTransport):
+        """The real transport; only ``build_body`` is timed."""
+
+        def __init__(self, settings: Settings) -> None:
+            super().__init__(settings)
+            self.body_seconds = 0.0
+
+        def build_body(self, batch):  # type: ignore[no-untyped-def]
+            started = time.perf_counter()
+            try:
+                return super().build_body(batch)
+            finally:
+                self.body_seconds += time.perf_counter() - started
+
+    enqueue_seconds = [0.0]
+    real_enqueue = schedule.enqueue_issue
+
+    def timed_enqueue(*args: Any, **kwargs: Any) -> int:
+        started = time.perf_counter()
+        try:
+            return real_enqueue(*args, **kwargs)
+        finally:
+            enqueue_seconds[0] += time.perf_counter() - started
+
+    schedule.enqueue_issue = timed_enqueue  # start_now -> begin_sending -> enqueue_issue
+
+    import urllib.request
+
+    def fake_accepted() -> int:
+        with urllib.request.urlopen(settings.sendgrid_api_host + STATS, timeout=10) as response:
+            return json.loads(response.read())["accepted_personalizations"]
+
+    accepted_before = fake_accepted()
+    rss_before = max_rss_mb()
+    vm_before = status_mb("VmRSS")
+    reset_peak_rss()
+
+    # Render (draft time).
+    data = (ROOT / "newsletter" / "samples" / DEMO_POST).read_bytes()
+    started = time.perf_counter()
+    with db.session() as session:
+        post = post_service.import_post(session, RawSource(name=DEMO_POST, data=data, content_type="text/plain",
+                                                           url=None), "text").post
+        issue_id = issue_service.create_issue(session, settings, post.id, DEMO_SUBJECT, DEMO_PREHEADER).id
+    render_seconds = time.perf_counter() - started
+
+    # Enqueue (schedule for now: re-render, preflight, INSERT ... SELECT).
+    cpu_started = time.process_time()
+    started = time.perf_counter()
+    with db.session() as session:
+        added = schedule.start_now(session, settings, session.get(Issue, issue_id), datetime.now(UTC))
+    start_now_seconds = time.perf_counter() - started
+    # (start_now's count is not trusted: the ledger and the fake are checked after the send.)
+
+    # Dispatch.
+    dispatchers = [Dispatcher(settings, db, TimedSendGridTransport(settings), worker=f"bench-{i}")
+                   for i in range(workers)]
+    walls = [0.0] * workers
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        started = time.perf_counter()
+        try:
+            dispatchers[index].run_until_idle()
+        except BaseException as exc:  # noqa: BLE001 - reported by the parent
+            errors.append(exc)
+        walls[index] = time.perf_counter() - started
+
+    if trace:
+        tracemalloc.start()
+    started = time.perf_counter()
+    if config.get("profile"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.runcall(work, 0)  # one worker, in this thread (cProfile does not follow threads)
+        profiler.dump_stats(config["profile"])
+    else:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    dispatch_seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
+    traced_peak = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
+    if trace:
+        tracemalloc.stop()
+    rss_after = max_rss_mb()
+    vm_peak = status_mb("VmHWM")
+    if errors:
+        raise errors[0]
+
+    with db.session() as session:
+        counts = ledger.status_counts(session, issue_id)
+        status = session.get(Issue, issue_id).status
+    accepted = fake_accepted() - accepted_before
+    assert counts == {"submitted": contacts} and status == "sent", (counts, status)
+    assert accepted == contacts, (accepted, contacts)
+
+    phases = {name: 0.0 for name in PHASES}
+    phases["render"] = render_seconds + (start_now_seconds - enqueue_seconds[0])
+    phases["enqueue"] = enqueue_seconds[0]
+    for dispatcher, wall in zip(dispatchers, walls):
+        t = dispatcher.timings
+        phases["claim"] += t["claim"]
+        phases["build"] += t["build"]
+        phases["body"] += dispatcher.transport.body_seconds
+        phases["send_total"] = phases.get("send_total", 0.0) + t["send"]
+        phases["record"] += t["record"]
+        phases["other"] += wall - sum(t.values())
+    phases["json"] = json_seconds[0]
+    phases["http"] = phases.pop("send_total") - phases["body"] - phases["json"]
+    db.engine.dispose()
+    return {
+        "render_draft": render_seconds, "start_now": start_now_seconds, "dispatch": dispatch_seconds,
+        "end_to_end": start_now_seconds + dispatch_seconds, "phases": phases,
+        "rss_before": rss_before, "rss_after": rss_after, "traced_peak": traced_peak, "added": added,
+        "vm_before": vm_before, "vm_peak": vm_peak,
+        "cpu": cpu_seconds,
+    }
+
+
+# The parent: configurations, repeats, table --------------------------------------------------------
+
+
+@dataclass
+class Row:
+    backend: str
+    contacts: int
+    workers: int
+    runs: list[dict[str, Any]]
+    traced_peak: float | None
+
+    def median(self, key: str) -> float:
+        return statistics.median(r[key] for r in self.runs)
+
+
+def cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a process and its threads (Linux /proc), 0.0 elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_child(config: dict[str, Any], env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, "--_send", json.dumps(config)], env=env, cwd=cwd,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"the send process failed ({config})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(backend: str, contacts: int, workers: int, args: argparse.Namespace, fake: Any, folder: Path) -> Row:
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
+    base_env.update({
+        "NEWSLETTER_VAR_DIR": str(folder / "var"), "NEWSLETTER_SECRET_KEY": secrets.token_urlsafe(32),
+        "SENDGRID_API_KEY": fake.api_key, "SENDGRID_API_HOST": fake.url, "NEWSLETTER_TRANSPORT": "sendgrid",
+    })
+    runs, traced = [], None
+    plan = [False] * args.repeat + ([True] if args.tracemalloc else [])
+    for index, trace in enumerate(plan):
+        with database_url(backend, args.postgres, folder) as url:
+            load_s = prepare(url, contacts)
+            env = {**base_env, "NEWSLETTER_DATABASE_URL": url}
+            fake_cpu = cpu_of(fake._process.pid)
+            result = run_child({"contacts": contacts, "workers": workers, "tracemalloc": trace}, env, folder)
+            result["fake_cpu"] = cpu_of(fake._process.pid) - fake_cpu
+        label = "tracemalloc run" if trace else f"run {index + 1}/{args.repeat}"
+        print(f"  {backend} {contacts:,} x{workers} {label}: loaded in {load_s:.1f} s; start_now "
+              f"{result['start_now']:.2f} s, dispatch {result['dispatch']:.2f} s"
+              + (f", traced peak {result['traced_peak']:.1f} MB" if trace else
+                 f", {contacts / result['end_to_end']:,.0f}/s; CPU s: sender {result['cpu']:.1f}, fake "
+                 f"{result['fake_cpu']:.1f}; ru_maxrss {result['rss_before']:.0f} -> {result['rss_after']:.0f} MB"),
+              flush=True)
+        if result["added"] != contacts:
+            print(f"  note: start_now said {result['added']} recipients were added, not {contacts:,} "
+                  "(the ledger has them all)")
+        if trace:
+            traced = result["traced_peak"]
+        else:
+            runs.append(result)
+    return Row(backend, contacts, workers, runs, traced)
+
+
+def profile(backend: str, contacts: int, args: argparse.Namespace, fake: Any, folder: Path) -> None:
+    import pstats
+
+    stats_file = folder / "send.pstats"
+    with database_url(backend, args.postgres, folder) as url:
+        prepare(url, contacts)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
+        env.update({"NEWSLETTER_VAR_DIR": str(folder / "var"), "NEWSLETTER_SECRET_KEY": secrets.token_urlsafe(32),
+                    "SENDGRID_API_KEY": fake.api_key, "SENDGRID_API_HOST": fake.url, "NEWSLETTER_TRANSPORT": "sendgrid",
+                    "NEWSLETTER_DATABASE_URL": url})
+        result = run_child({"contacts": contacts, "workers": 1, "tracemalloc": False, "profile": str(stats_file)},
+                           env, folder)
+    print(f"\ncProfile of one {backend} dispatch of {contacts:,} (under the profiler: {result['dispatch']:.1f} s)")
+    pstats.Stats(str(stats_file)).sort_stats("tottime").print_stats(args.profile)
+
+
+def report(rows: list[Row]) -> None:
+    print("\nmedian of the timed runs (each on a fresh database); shares of render + enqueue + dispatch thread time")
+    head = (f"{'backend':<10} {'contacts':>9} {'wk':>2} {'e2e s':>7} {'rcpt/s':>8} {'spread':>7} {'CPU s':>9} "
+            f"{'RSS MB':>9} {'traced':>7}  " + " ".join(f"{p:>6}" for p in PHASES))
+    print(head)
+    print("-" * len(head))
+    for row in rows:
+        e2e = row.median("end_to_end")
+        rates = [row.contacts / r["end_to_end"] for r in row.runs]
+        spread = (max(rates) - min(rates)) / statistics.median(rates) * 100 if len(rates) > 1 else 0.0
+        phases = {p: statistics.median(r["phases"][p] for r in row.runs) for p in PHASES}
+        total = sum(phases.values())
+        traced = f"{row.traced_peak:7.1f}" if row.traced_peak is not None else f"{'-':>7}"
+        rss = (f"{row.median('vm_before'):.0f}->{row.median('vm_peak'):.0f}" if row.runs[0]["vm_peak"] is not None
+               else f"{row.median('rss_before'):.0f}->{row.median('rss_after'):.0f}")
+        cpu = f"{row.median('cpu'):.1f}/{row.median('fake_cpu'):.1f}"
+        print(f"{row.backend:<10} {row.contacts:>9,} {row.workers:>2} {e2e:>7.2f} {row.contacts / e2e:>8,.0f} "
+              f"{spread:>6.0f}% {cpu:>9} {rss:>9} {traced}  "
+              + " ".join(f"{phases[p] / total * 100:>5.1f}%" for p in PHASES))
+    print("\ne2e: start_now (re-render, preflight, INSERT ... SELECT) + dispatch wall time; rcpt/s = contacts / e2e;"
+          "\nspread: (max - min) / median of the runs' rates; CPU s: the send process / the SendGrid fake during"
+          " start_now + dispatch\n(PostgreSQL's own CPU is not counted); RSS: the send process's resident memory before start_now -> its"
+          " peak during\nstart_now + dispatch (VmRSS -> VmHWM reset at the start; ru_maxrss, in the run lines, is"
+          " inherited from the parent at\nfork/exec on Linux, so it cannot show the send's own peak);\ntraced: tracemalloc peak during dispatch (one extra, untimed run); render includes the"
+          " draft's create_issue\n(not in e2e); body: SendGridTransport.build_body; json: encoding inside"
+          " python_http_client; http: the rest\nof transport.send; other: dispatcher time outside its phases"
+          " (the per-batch finish_if_done check).")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, nargs="+", default=[100_000], metavar="N")
+    parser.add_argument("--million", action="store_true", help="send to 1,000,000 contacts (instead of --contacts)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1], metavar="K",
+                        help="dispatcher threads in the send process (PostgreSQL also runs with 2)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per configuration, each on a fresh database")
+    parser.add_argument("--postgres", metavar="URL", help="also run on PostgreSQL, in schemas dropped afterwards")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--no-tracemalloc", dest="tracemalloc", action="store_false",
+                        help="skip the extra run that traces Python allocations during dispatch")
+    parser.add_argument("--profile", type=int, nargs="?", const=30, metavar="TOP",
+                        help="one extra single-worker send per backend under cProfile; print the TOP costs")
+    parser.add_argument("--_send", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._send:
+        print(json.dumps(child_send(json.loads(args._send))))
+        return
+    print("reproduce: .venv/bin/python bench/send_issue.py " + " ".join(sys.argv[1:]), flush=True)
+    sizes = [1_000_000] if args.million else args.contacts
+    backends = ([] if args.skip_sqlite else ["sqlite"]) + (["postgresql"] if args.postgres else [])
+    from tests.sendgrid_fake import run_in_subprocess
+
+    fake = run_in_subprocess(validate=False, record=False)
+    rows: list[Row] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="send-bench-") as tmp:
+            for backend in backends:
+                worker_counts = sorted(set(args.workers) | ({2} if backend == "postgresql" else set()))
+                for contacts in sizes:
+                    for workers in worker_counts:
+                        rows.append(measure(backend, contacts, workers, args, fake, Path(tmp)))
+                    if args.profile:
+                        profile(backend, contacts, args, fake, Path(tmp))
+    finally:
+        fake.stop()
+    report(rows)
+    load = os.getloadavg()
+    print(f"\nmachine: {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end "
+          "(other processes add noise; compare medians and ratios)")
+
+
+if __name__ == "__main__":
+    main()
