@@ -11,8 +11,11 @@ A definition is a small JSON tree (it can be written in YAML too):
 
 Nothing is ever evaluated row by row in Python: counting a million contacts is one ``SELECT count(*)``.
 ``validate`` refuses anything it does not understand with the path to the bad node, so a saved
-segment always compiles. Engagement conditions (opened, clicked, ...) are refused on purpose: they
-need delivery events, which this version does not record yet.
+segment always compiles.
+
+- engagement (``engaged``, ``opened``, ``clicked`` with a window such as ``{"within_days": 30}``, and
+  ``never_opened: true``) reads human opens and clicks from the events table; machine opens and
+  clicks never count, and a click counts as an open.
 """
 
 from __future__ import annotations
@@ -26,8 +29,12 @@ from typing import Any, NoReturn
 
 from sqlalchemy import (
     Boolean,
+    Integer,
     Numeric,
+    String,
     Text,
+    column,
+    table,
     and_,
     bindparam,
     case,
@@ -46,7 +53,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from subscribers.contacts import SOURCES, check_timezone, clean_tag
-from subscribers.db import utcnow
+from subscribers.db import UTCDateTime, utcnow
 from subscribers.errors import InputError, NotFound
 from subscribers.leads import STAGES as LEAD_STAGES
 from subscribers.lists import SLUG
@@ -72,9 +79,14 @@ CONDITIONS: dict[str, tuple[str, ...]] = {
     "list": ("status",), "tag": (), "tags_any": (), "tags_all": (), "lead_stage": (),
     "field": ("op", "value"), "created": (), "confirmed": (),
     "status": (), "timezone": (), "source": (),
+    "engaged": (), "opened": (), "clicked": (), "never_opened": (),
 }
-ENGAGEMENT = ("engaged", "opened", "clicked", "not_opened", "never_opened", "delivered", "bounced")
-ENGAGEMENT_MESSAGE = "engagement conditions need delivery events, which this version does not record yet"
+# Engagement reads the delivery ledger and its events, tables the sending side owns; they are named
+# here (not imported), so this package still never imports ``newsletter``.
+_EVENTS = table("events", column("contact_id", Integer), column("type", String), column("machine", Boolean),
+                column("occurred_at", UTCDateTime()))
+_DELIVERIES = table("deliveries", column("contact_id", Integer), column("status", String))
+SENT = ("submitted", "delivered", "bounced", "dropped")
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 # Custom-field keys: no quotes or backslashes, so a key can sit inside a SQLite JSON path ($."key").
@@ -106,9 +118,6 @@ class _Checker:
         if self.conditions > MAX_CONDITIONS:
             self.fail(path, f"more than {MAX_CONDITIONS} conditions in one segment")
         keys = [str(k) for k in node]
-        for key in keys:
-            if key in ENGAGEMENT:
-                self.fail(_at(path, key), ENGAGEMENT_MESSAGE)
         kinds = [k for k in keys if k in CONDITIONS]
         # "status" beside "list" qualifies the subscription; alone it is the contact's status.
         kinds = [k for k in kinds if not any(k in CONDITIONS[other] for other in kinds)]
@@ -164,6 +173,21 @@ class _Checker:
         if "list" in window:
             window["list"] = self._slug(window["list"], f"{path}.list")
         return {"confirmed": window}
+
+    # engagement: human opens and clicks (machine ones never count)
+    def _engaged(self, node: Mapping[str, Any], path: str, depth: int) -> Definition:
+        return {"engaged": self._window(node["engaged"], path)}
+
+    def _opened(self, node: Mapping[str, Any], path: str, depth: int) -> Definition:
+        return {"opened": self._window(node["opened"], path)}
+
+    def _clicked(self, node: Mapping[str, Any], path: str, depth: int) -> Definition:
+        return {"clicked": self._window(node["clicked"], path)}
+
+    def _never_opened(self, node: Mapping[str, Any], path: str, depth: int) -> Definition:
+        if node["never_opened"] is not True:
+            self.fail(path, "write never_opened: true")
+        return {"never_opened": True}
 
     # conditions on the contact row
     def _created(self, node: Mapping[str, Any], path: str, depth: int) -> Definition:
@@ -382,12 +406,17 @@ class Related(ColumnElement[bool]):
     def _from_objects(self) -> list[Any]:  # lets select(func.count()).where(...) find contacts
         return [Contact.__table__]
 
+    @property
+    def _contact_id(self) -> Any:  # a mapped class, or a lightweight table() of the sending side
+        return self.table.c.contact_id if hasattr(self.table, "c") else self.table.contact_id
+
     def as_exists(self) -> ColumnElement[bool]:
-        return exists(select(1).select_from(self.table).where(self.table.contact_id == Contact.id, *self.where)
+        return exists(select(1).select_from(self.table).where(self._contact_id == Contact.id, *self.where)
                       ).correlate(Contact)
 
     def as_in(self) -> ColumnElement[bool]:
-        return Contact.id.in_(select(self.table.contact_id).where(*self.where))
+        # contact_id of events and deliveries may be NULL (erased contacts): keep NULLs out of NOT IN
+        return Contact.id.in_(select(self._contact_id).where(self._contact_id.is_not(None), *self.where))
 
 
 @compiles(Related)
@@ -427,6 +456,18 @@ def _confirmed(node: Definition, now: datetime) -> ColumnElement[bool]:
     return _related(*where, table=Subscription)
 
 
+def _human(kinds: tuple[str, ...], spec: Mapping[str, Any], now: datetime) -> ColumnElement[bool]:
+    events = _EVENTS.c
+    return _related(events.type.in_(kinds), events.machine.is_(False), *_window(events.occurred_at, spec, now),
+                    table=_EVENTS)
+
+
+def _never_opened(node: Definition, now: datetime) -> ColumnElement[bool]:
+    """Was sent at least one email and never opened or clicked one (as a person)."""
+    sent = _related(_DELIVERIES.c.status.in_(SENT), table=_DELIVERIES)
+    return and_(sent, not_(_human(("open", "click"), {}, now)))
+
+
 _COMPILERS: dict[str, Callable[[Definition, datetime], ColumnElement[bool]]] = {
     "all": lambda n, now: and_(*(_compile(c, now) for c in n["all"])),
     "any": lambda n, now: or_(*(_compile(c, now) for c in n["any"])),
@@ -443,6 +484,11 @@ _COMPILERS: dict[str, Callable[[Definition, datetime], ColumnElement[bool]]] = {
     "timezone": lambda n, now: _is(Contact.timezone, n["timezone"]),
     "source": lambda n, now: _is(Contact.source, n["source"]),
     "field": lambda n, now: FieldTest(n["field"], n["op"], n["value"]),
+    # a click implies the email was opened (images may have been off)
+    "engaged": lambda n, now: _human(("open", "click"), n["engaged"], now),
+    "opened": lambda n, now: _human(("open", "click"), n["opened"], now),
+    "clicked": lambda n, now: _human(("click",), n["clicked"], now),
+    "never_opened": _never_opened,
 }
 
 
