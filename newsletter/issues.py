@@ -42,20 +42,39 @@ def _clean_line(value: str, what: str) -> str:
     return value
 
 
+TRACKING_MODES = ("full", "anonymous", "off")
+
+
+def check_tracking(mode: str) -> str:
+    if mode not in TRACKING_MODES:
+        raise InputError(f"tracking must be one of {', '.join(TRACKING_MODES)}, not {mode!r}")
+    return mode
+
+
 def create_issue(
-    session: Session, settings: Settings, post_id: int, subject: str | None = None, preheader: str | None = None
+    session: Session, settings: Settings, post_id: int, subject: str | None = None, preheader: str | None = None,
+    tracking: str | None = None,
 ) -> Issue:
     post = get_post(session, post_id)
+    tracking = check_tracking(tracking or settings.tracking)
     subject = _clean_line(subject if subject is not None else post.title, "subject")
     preheader = _clean_line(preheader if preheader is not None else post.excerpt, "preheader")[:200]
     rendered = render_email(content_for(post, subject, preheader), settings)
     issue = Issue(post=post, subject=subject, preheader=preheader, html=rendered.html, text=rendered.text,
-                  tracking=settings.tracking)
+                  tracking=tracking)
     session.add(issue)
     session.flush()
     issue.html = track(session, rendered.html, base_url=settings.public_base_url, booking_url=settings.booking_url,
                        mode=issue.tracking, issue_id=issue.id)
     return issue
+
+
+def set_tracking(session: Session, settings: Settings, issue: Issue, mode: str) -> None:
+    """Change an unsent issue's tracking; its links are compiled again."""
+    if issue.status not in ("draft", "scheduled"):
+        raise InputError(f"issue {issue.id} is {issue.status}: tracking can change only before sending")
+    issue.tracking = check_tracking(mode)
+    recompile(session, issue, settings)
 
 
 def get_issue(session: Session, issue_id: int) -> Issue:

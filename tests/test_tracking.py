@@ -191,3 +191,31 @@ def test_a_leads_journey_ends_in_an_attributed_booking(live_server: LiveServer, 
         run_round(s, settings, start + timedelta(days=30))
     Dispatcher(settings, db, transport, clock=lambda: start + timedelta(days=30)).run_until_idle()
     assert len(live_server.emails()) == 3
+
+
+def test_tracking_is_chosen_per_issue_and_per_sequence(settings, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app
+    from newsletter.models import Sequence, SequenceStep
+    from tests.conftest import SEED_POST
+
+    runner = CliRunner()
+    post_id = runner.invoke(app, ["posts", "import", str(SEED_POST)]).stdout.strip()
+    issue_id = runner.invoke(app, ["issues", "create", "--post", post_id, "--subject", "Hello",
+                                   "--tracking", "off"]).stdout.splitlines()[0]
+    assert runner.invoke(app, ["issues", "create", "--post", post_id, "--tracking", "sometimes"]).exit_code == 2
+    from newsletter.cli.common import open_database
+
+    db = open_database(settings)
+    with db.session() as s:
+        issue = s.get(Issue, int(issue_id))
+        assert issue.tracking == "off" and "/c/" not in issue.html
+    assert runner.invoke(app, ["issues", "tracking", issue_id, "anonymous"]).exit_code == 0
+    with db.session() as s:
+        assert "/c/anon/" in s.get(Issue, int(issue_id)).html
+    assert runner.invoke(app, ["sequences", "tracking", "welcome", "off"]).exit_code == 0
+    with db.session() as s:
+        welcome = s.scalar(select(Sequence).where(Sequence.name == "Welcome"))
+        htmls = s.scalars(select(SequenceStep.html).where(SequenceStep.sequence_id == welcome.id)).all()
+        assert welcome.tracking == "off" and htmls and all("/c/" not in h and "/o/" not in h for h in htmls)

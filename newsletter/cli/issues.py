@@ -41,10 +41,11 @@ def issues_create(
     post: Annotated[int, typer.Option("--post", help="Id of the post the issue is made from.")],
     subject: Annotated[str | None, typer.Option(help="Subject line; default the post's title.")] = None,
     preheader: Annotated[str | None, typer.Option(help="Preview text; default the post's excerpt.")] = None,
+    tracking: Annotated[str | None, typer.Option(help="full | anonymous (counts only) | off; default NEWSLETTER_TRACKING.")] = None,
 ) -> None:
     """Make a draft issue from a post. Prints its id, then the preflight's findings."""
     with unit_of_work() as (settings, session):
-        issue = issue_service.create_issue(session, settings, post, subject, preheader)
+        issue = issue_service.create_issue(session, settings, post, subject, preheader, tracking)
         findings = issue_service.preflight(issue, settings)
     print(issue.id)
     _print_findings(findings)
@@ -99,3 +100,12 @@ def issues_preview(
         files = issue_service.write_preview(issue_service.get_issue(session, issue_id), settings, out_dir)
     for path in (files.html, files.text, files.eml):
         out.print(str(path), highlight=False)
+
+
+@issues_app.command("tracking")
+@friendly_errors
+def issues_tracking(issue_id: int, mode: Annotated[str, typer.Argument(help="full | anonymous | off")]) -> None:
+    """Change first-party tracking of an issue that has not been sent yet."""
+    with unit_of_work() as (settings, session):
+        issue_service.set_tracking(session, settings, issue_service.get_issue(session, issue_id), mode)
+    out.print(f"issue {issue_id}: tracking {mode}")

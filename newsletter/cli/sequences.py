@@ -119,3 +119,12 @@ def enroll(name: str, email: str) -> None:
         enrollment = service.enroll_contact(session, service.get_sequence(session, name), email, utcnow())
         due = enrollment.next_due_at
     out.print(f"enrolled; the first step is due {due.isoformat() if due else 'now'}", highlight=False)
+
+
+@sequences_app.command("tracking")
+@friendly_errors
+def tracking(name: str, mode: Annotated[str, typer.Argument(help="full | anonymous | off")]) -> None:
+    """Change first-party tracking of a sequence's emails from now on."""
+    with unit_of_work() as (settings, session):
+        service.set_tracking(session, settings, service.get_sequence(session, name), mode, utcnow())
+    out.print(f"sequence {name!r}: tracking {mode}", highlight=False)

@@ -54,6 +54,14 @@ def set_status(sequence: Sequence, status: str) -> None:
     sequence.status = status
 
 
+def set_tracking(session: Session, settings: Settings, sequence: Sequence, mode: str, now: datetime) -> None:
+    """Change a sequence's tracking: its steps are compiled again (emails already sent keep theirs)."""
+    from newsletter.issues import check_tracking
+
+    sequence.tracking = check_tracking(mode)
+    install(session, settings, parse_definition(sequence.definition, source=sequence.name), now=now)
+
+
 def enroll_contact(session: Session, sequence: Sequence, email: str, now: datetime) -> Enrollment:
     return enroll(session, sequence, get_contact(session, email), now, source="manual")
 
