@@ -22,7 +22,7 @@ def test_open_claims_skip_each_others_rows(postgres_db: Database, settings: Sett
     issue_id = make_issue(postgres_db, settings)
     add_audience(postgres_db, 10)
     with postgres_db.session() as s:
-        schedule.start_now(s, settings, s.get(Issue, issue_id), NOW)
+        assert schedule.start_now(s, settings, s.get(Issue, issue_id), NOW) == 10  # the count, not psycopg's -1
     with postgres_db.session() as first:
         a = ledger.claim(first, worker="A", limit=6, now=NOW, lease=timedelta(minutes=5))
         with postgres_db.session() as second:  # while A's transaction is still open

@@ -66,6 +66,7 @@ def enqueue_issue(session: Session, issue: Issue, now: datetime) -> int:
             ["issue_id", "contact_id", "list_id", "status", "due_at", "attempts", "created_at"], rows
         )
         .on_conflict_do_nothing(index_elements=["issue_id", "contact_id"])
+        .execution_options(preserve_rowcount=True)  # psycopg otherwise reports -1 for INSERT ... SELECT
     )
     added = session.execute(statement).rowcount or 0
     if issue.enqueued_at is None:

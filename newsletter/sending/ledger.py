@@ -74,7 +74,7 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         chosen = Delivery.id.in_(candidates.scalar_subquery())
     claimed = session.execute(
         update(Delivery)
-        .where(chosen, Delivery.status == "queued")
+        .where(chosen)  # the pick already holds only queued rows; repeating it sends SQLite down the status index
         .values(status="claimed", claimed_by=worker, lease_expires_at=now + lease, attempts=Delivery.attempts + 1)
         .execution_options(synchronize_session=False)
     ).rowcount
