@@ -30,12 +30,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from bench.common import captured
 from newsletter.database import Database, upgrade
 from newsletter.reports.email_stats import issue_report, sequence_report
 from newsletter.reports.follow_up import follow_up_report
@@ -290,20 +291,6 @@ def reports(plan: Plan) -> dict[str, Callable[[Session], tuple[str, dict[str, An
         "funnel (90 days, web_form)": funnel(since=NOW - timedelta(days=90), source="web_form"),
         "follow-up (14 days)": follow_up,
     }
-
-
-@contextmanager
-def captured(db: Database) -> Iterator[list[tuple[str, Any]]]:
-    seen: list[tuple[str, Any]] = []
-
-    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        seen.append((statement, parameters))
-
-    event.listen(db.engine, "before_cursor_execute", keep)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", keep)
 
 
 def explain(db: Database, statement: str, parameters: Any) -> str:

@@ -25,11 +25,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import Engine, make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from bench.common import captured, write_rows
 from newsletter.database import Database, upgrade
 from subscribers import segments
 from subscribers.models import Installation
@@ -95,11 +96,6 @@ COLUMNS = {
 }
 
 
-def sqlite_time(value: datetime) -> str:
-    """What UTCDateTime stores on SQLite: naive UTC text, as SQLAlchemy's DATETIME writes it."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
 def load(engine: Engine, data: Iterator[dict[str, list[tuple[Any, ...]]]]) -> None:
     """Bulk insert: COPY on PostgreSQL, executemany in one transaction on SQLite."""
     postgres = engine.dialect.name == "postgresql"
@@ -114,35 +110,12 @@ def load(engine: Engine, data: Iterator[dict[str, list[tuple[Any, ...]]]]) -> No
                        "(2, 'events', 'Events', '', true, CURRENT_TIMESTAMP)")
         for chunk in data:
             for table, batch in chunk.items():
-                if postgres:
-                    with cursor.copy(f"COPY {table} ({COLUMNS[table]}) FROM STDIN") as copy:
-                        for row in batch:
-                            copy.write_row(row)
-                else:
-                    marks = ", ".join("?" * len(COLUMNS[table].split(", ")))
-                    cursor.executemany(f"INSERT INTO {table} ({COLUMNS[table]}) VALUES ({marks})",
-                                       [tuple(sqlite_time(v) if isinstance(v, datetime) else v for v in row)
-                                        for row in batch])
+                write_rows(cursor, table, COLUMNS[table], batch, postgres=postgres)
         if postgres:
             cursor.execute("SELECT setval(pg_get_serial_sequence('contacts', 'id'), max(id)) FROM contacts")
         raw.commit()
     finally:
         raw.close()
-
-
-@contextmanager
-def captured(db: Database) -> Iterator[list[tuple[str, Any]]]:
-    """The statements (with their driver parameters) that run inside the block."""
-    seen: list[tuple[str, Any]] = []
-
-    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        seen.append((statement, parameters))
-
-    event.listen(db.engine, "before_cursor_execute", keep)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", keep)
 
 
 def plan(db: Database, statement: str, parameters: Any) -> str:

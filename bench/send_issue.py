@@ -54,12 +54,6 @@ PHASES = ("render", "enqueue", "claim", "build", "body", "json", "http", "record
 
 # Building the audience (in the parent: its memory does not count) ---------------------------------
 
-
-def sqlite_time(value: datetime) -> str:
-    """What UTCDateTime stores on SQLite: naive UTC text, as SQLAlchemy's DATETIME writes it."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
 COLUMNS = {
     "contacts": "id, email, email_hash, name, timezone, custom_fields, status, source, created_at, updated_at",
     "subscriptions": "contact_id, list_id, status, frequency, created_at, confirmed_at, confirmation_sends",
@@ -90,6 +84,8 @@ def audience_rows(n: int, salt: str, *, suppressed_share: float = 0.01) -> Itera
 def bulk_load(engine: Any, chunks: Iterator[dict[str, list[tuple]]], columns: dict[str, str] = COLUMNS, *,
               make_list: bool = True) -> None:
     """COPY on PostgreSQL; executemany in one transaction on SQLite. ``make_list``: list 1 first."""
+    from bench.common import write_rows  # after the settings' environment is in place
+
     postgres = engine.dialect.name == "postgresql"
     raw = engine.raw_connection()
     loaded = {"lists"} if make_list else set()
@@ -105,15 +101,7 @@ def bulk_load(engine: Any, chunks: Iterator[dict[str, list[tuple]]], columns: di
                 if not rows:
                     continue
                 loaded.add(table)
-                if postgres:
-                    with cursor.copy(f"COPY {table} ({columns[table]}) FROM STDIN") as copy:
-                        for row in rows:
-                            copy.write_row(row)
-                else:
-                    marks = ", ".join("?" * len(columns[table].split(", ")))
-                    cursor.executemany(f"INSERT INTO {table} ({columns[table]}) VALUES ({marks})",
-                                       [tuple(sqlite_time(v) if isinstance(v, datetime) else v for v in row)
-                                        for row in rows])
+                write_rows(cursor, table, columns[table], rows, postgres=postgres)
         if postgres:  # rows came with explicit ids (or none): move the sequences past them
             for table in sorted(loaded):
                 cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "

@@ -1,0 +1,45 @@
+"""What the benchmarks share: bulk-loading rows (COPY on PostgreSQL, executemany on SQLite) and
+capturing the statements a block runs (to EXPLAIN them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event
+
+from newsletter.database import Database
+
+
+def sqlite_time(value: datetime) -> str:
+    """What UTCDateTime stores on SQLite: naive UTC text, as SQLAlchemy's DATETIME writes it."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def write_rows(cursor: Any, table: str, columns: str, rows: Sequence[tuple[Any, ...]], *, postgres: bool) -> None:
+    """Append ``rows`` to ``table`` through a raw DB-API cursor, the fastest way each driver offers."""
+    if postgres:
+        with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" * len(columns.split(", ")))
+    cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})",
+                       [tuple(sqlite_time(v) if isinstance(v, datetime) else v for v in row) for row in rows])
+
+
+@contextmanager
+def captured(db: Database) -> Iterator[list[tuple[str, Any]]]:
+    """The statements (with their driver parameters) that run inside the block."""
+    seen: list[tuple[str, Any]] = []
+
+    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", keep)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", keep)
