@@ -8,7 +8,7 @@ anti-join has work to do). A separate process then does what production does and
            that ``schedule.start_now`` does before enqueueing (counted end to end);
 - enqueue: the one INSERT ... SELECT (``enqueue.enqueue_issue``, timed inside ``start_now``);
 - dispatch: K ``Dispatcher``s in threads until idle, split into claim, build (recipient values), request
-           body (``SendGridTransport.build_body``), JSON encoding, HTTP, record (ledger updates) and
+           body (``SendGridTransport.build_body``), JSON encoding (``encode_body``), HTTP, record (ledger updates) and
            other (what the dispatcher does outside its timed phases: the per-batch "is the issue done?"
            check).
 
@@ -200,8 +200,6 @@ def child_send(config: dict[str, Any]) -> dict[str, Any]:
     """Render, enqueue and dispatch one issue; settings come from the environment the parent set."""
     import tracemalloc
 
-    import python_http_client.client as http_client_module
-
     from newsletter import issues as issue_service
     from newsletter.config import Settings
     from newsletter.database import Database
@@ -219,30 +217,13 @@ def child_send(config: dict[str, Any]) -> dict[str, Any]:
     db = Database(settings.database_url)
     contacts, workers, trace = config["contacts"], config["workers"], config["tracemalloc"]
 
-    # JSON encoding happens inside python_http_client; time it there (instrumentation, no project edit).
-    json_seconds = [0.0]
-    json_lock = threading.Lock()
-
-    class TimedJson:
-        loads = staticmethod(json.loads)
-
-        @staticmethod
-        def dumps(obj: Any, *args: Any, **kwargs: Any) -> str:
-            started = time.perf_counter()
-            try:
-                return json.dumps(obj, *args, **kwargs)
-            finally:
-                with json_lock:
-                    json_seconds[0] += time.perf_counter() - started
-
-    http_client_module.json = TimedJson  # type: ignore[assignment]
-
     class TimedSendGridTransport(SendGridTransport):
-        """The real transport; only ``build_body`` is timed."""
+        """The real transport; only ``build_body`` and ``encode_body`` are timed."""
 
         def __init__(self, settings: Settings) -> None:
             super().__init__(settings)
             self.body_seconds = 0.0
+            self.json_seconds = 0.0
 
         def build_body(self, batch):  # type: ignore[no-untyped-def]
             started = time.perf_counter()
@@ -250,6 +231,13 @@ def child_send(config: dict[str, Any]) -> dict[str, Any]:
                 return super().build_body(batch)
             finally:
                 self.body_seconds += time.perf_counter() - started
+
+        def encode_body(self, body):  # type: ignore[no-untyped-def]
+            started = time.perf_counter()
+            try:
+                return super().encode_body(body)
+            finally:
+                self.json_seconds += time.perf_counter() - started
 
     enqueue_seconds = [0.0]
     real_enqueue = schedule.enqueue_issue
@@ -345,10 +333,10 @@ def child_send(config: dict[str, Any]) -> dict[str, Any]:
         phases["claim"] += t["claim"]
         phases["build"] += t["build"]
         phases["body"] += dispatcher.transport.body_seconds
+        phases["json"] += dispatcher.transport.json_seconds
         phases["send_total"] = phases.get("send_total", 0.0) + t["send"]
         phases["record"] += t["record"]
         phases["other"] += wall - sum(t.values())
-    phases["json"] = json_seconds[0]
     phases["http"] = phases.pop("send_total") - phases["body"] - phases["json"]
     db.engine.dispose()
     return {
@@ -465,8 +453,8 @@ def report(rows: list[Row]) -> None:
           " start_now + dispatch\n(PostgreSQL's own CPU is not counted); RSS: the send process's resident memory before start_now -> its"
           " peak during\nstart_now + dispatch (VmRSS -> VmHWM reset at the start; ru_maxrss, in the run lines, is"
           " inherited from the parent at\nfork/exec on Linux, so it cannot show the send's own peak);\ntraced: tracemalloc peak during dispatch (one extra, untimed run); render includes the"
-          " draft's create_issue\n(not in e2e); body: SendGridTransport.build_body; json: encoding inside"
-          " python_http_client; http: the rest\nof transport.send; other: dispatcher time outside its phases"
+          " draft's create_issue\n(not in e2e); body: SendGridTransport.build_body; json: SendGridTransport.encode_body"
+          " (orjson); http: the rest\nof transport.send (python_http_client and the wait); other: dispatcher time outside its phases"
           " (the per-batch finish_if_done check).")
 
 

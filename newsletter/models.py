@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from subscribers.db import Base, JSONType, UTCDateTime, utcnow
@@ -91,6 +91,8 @@ class Issue(Base):
 # The delivery ledger ------------------------------------------------------------------------------
 
 LedgerId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite's rowid is 64-bit anyway
+_QUEUED = text("status = 'queued'")
+_CLAIMED = text("status = 'claimed'")
 
 
 class SendBatch(Base):
@@ -118,13 +120,19 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("issue_id", "contact_id", name="uq_deliveries_issue_contact"),
         UniqueConstraint("enrollment_id", "step_id", name="uq_deliveries_enrollment_step"),
-        Index("ix_deliveries_status_due", "status", "due_at"),
+        # The queue: partial indexes hold only the rows still to claim (a claim never walks the rows
+        # already sent) and the few claimed right now. Queries must spell the status as a literal
+        # (``ledger.QUEUED``) for either database to use them.
+        Index("ix_deliveries_queued_issue", "issue_id", "due_at", "id", sqlite_where=_QUEUED, postgresql_where=_QUEUED),
+        Index("ix_deliveries_queued_step", "step_id", "due_at", "id", sqlite_where=_QUEUED, postgresql_where=_QUEUED),
+        Index("ix_deliveries_claimed", "issue_id", "lease_expires_at", sqlite_where=_CLAIMED, postgresql_where=_CLAIMED),
         Index("ix_deliveries_batch", "batch_id"),
         Index("ix_deliveries_submitted_at", "submitted_at"),
     )
 
     id: Mapped[int] = mapped_column(LedgerId, primary_key=True, autoincrement=True)
-    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
+    # Indexed by uq_deliveries_issue_contact, which starts with it.
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
     # A sequence step's email: one row per (enrolment, step).
     enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id", ondelete="SET NULL"))
     step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="SET NULL"), index=True)

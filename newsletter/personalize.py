@@ -25,6 +25,7 @@ class Placeholder(str):
 
 
 PLACEHOLDERS: dict[str, Placeholder] = {name: Placeholder(f"%%{name}%%") for name in FIELDS}
+_SUBSTITUTION_KEYS = tuple(str(PLACEHOLDERS[name]) for name in FIELDS)  # in RecipientValues' field order
 
 
 def guard_content(value: object) -> object:
@@ -38,15 +39,16 @@ def guard_content(value: object) -> object:
     return type(value)(guarded) if type(value) is not str else guarded
 
 
+_MARKUP = str.maketrans("", "", "<>&\"'%")
+
+
 def safe_first_name(name: str | None, fallback: str = "there") -> str:
     """A first name safe to drop into HTML and text alike: no markup characters, no controls."""
-    if not name:
-        return fallback
-    first = name.strip().split()[0] if name.strip() else ""
-    cleaned = "".join(
-        ch for ch in first if ch not in "<>&\"'%" and unicodedata.category(ch)[0] != "C"
-    )[:60]
-    return cleaned or fallback
+    first = name.split(None, 1)[0] if name and not name.isspace() else ""
+    first = first.translate(_MARKUP)
+    if not first.isprintable():  # rare; the per-character pass is kept off the hot path
+        first = "".join(ch for ch in first if unicodedata.category(ch)[0] != "C")
+    return first[:60] or fallback
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ class RecipientValues:
 
     def as_substitutions(self) -> dict[str, str]:
         """SendGrid's ``substitutions`` object for one personalization."""
-        return {PLACEHOLDERS[name]: getattr(self, name) for name in FIELDS}
+        return dict(zip(_SUBSTITUTION_KEYS, (self.first_name, self.unsubscribe_url, self.preferences_url,
+                                             self.view_online_url, self.track)))
 
 
 def substitute(template: str, values: RecipientValues | Mapping[str, str]) -> str:

@@ -286,6 +286,8 @@ class FakeSendGrid:
             answer = _error(401, _MESSAGES[401])
         elif self.max_body_bytes is not None and len(raw) > self.max_body_bytes:
             answer = _error(413, _MESSAGES[413])
+        elif (content_type or "").split(";")[0].strip().lower() != "application/json":
+            answer = _error(415, "Unsupported Media Type: the request body must be application/json")
         else:
             try:
                 body = json.loads(raw)

@@ -151,7 +151,7 @@ def test_marketing_batch_is_accepted_and_recorded(sg_settings: Settings, fake_se
     result = SendGridTransport(sg_settings).send(batch)
 
     (request,) = fake_sendgrid.requests
-    assert request.status == 202 and request.content_type == "application/json"
+    assert request.status == 202 and request.content_type == "application/json; charset=utf-8"
     assert result.accepted == {0: request.message_id, 1: request.message_id, 2: request.message_id}
     assert len(request.message_id) == 22 and not result.refused
     body = request.body

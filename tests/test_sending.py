@@ -19,6 +19,7 @@ from newsletter.transports.base import (
 )
 from subscribers.consent import Proof, unsubscribe
 from subscribers.contacts import find_contact
+from subscribers.models import Contact
 from subscribers.suppression import suppress
 from tests.sendkit import ScriptedTransport, add_audience, make_issue, raises
 
@@ -184,23 +185,38 @@ def test_circuit_breaker_pauses_a_failing_send(db: Database, settings: Settings)
     assert counts(db, issue_id) == {"failed": 6, "queued": 14}
 
 
-def test_a_dead_workers_rows_are_requeued_or_held(db: Database, settings: Settings) -> None:
+def test_a_dead_workers_rows_are_held_as_unknown_never_resent(db: Database, settings: Settings) -> None:
     issue_id = make_issue(db, settings)
-    add_audience(db, 4)
+    add_audience(db, 6)
     start(db, settings, issue_id)
-    with db.session() as s:  # worker A claimed two rows and died before building its request
-        a = ledger.claim(s, worker="A", limit=2, now=NOW, lease=timedelta(minutes=5))
-    with db.session() as s:  # worker B claimed two rows, opened its batch (request may have left), died
-        b = ledger.claim(s, worker="B", limit=2, now=NOW, lease=timedelta(minutes=5))
-        ledger.open_batch(s, [c.delivery_id for c in b.rows], transport="x", worker="B")
+    with db.session() as s:  # worker A claimed two rows (with their batch: the request may leave) and died
+        a = ledger.claim(s, worker="A", limit=2, now=NOW, lease=timedelta(minutes=5), transport="x")
+    with db.session() as s:  # two more rows, claimed by a version that set no batch at claim time
+        b = ledger.claim(s, worker="B", limit=2, now=NOW, lease=timedelta(minutes=5), transport="x")
+        s.execute(update(Delivery).where(Delivery.batch_id == b.batch_id).values(batch_id=None))
     with db.session() as s:
+        assert s.get(SendBatch, a.batch_id).status == "sending" and s.get(SendBatch, a.batch_id).size == 2
         assert ledger.recover_expired(s, NOW + timedelta(minutes=1)) == (0, 0)  # leases still valid
-        assert ledger.recover_expired(s, NOW + timedelta(minutes=6)) == (2, 2)
-        assert s.scalar(select(func.count()).select_from(SendBatch).where(SendBatch.status == "unknown")) == 1
-    assert counts(db, issue_id) == {"queued": 2, "unknown": 2}
+        assert ledger.recover_expired(s, NOW + timedelta(minutes=6)) == (2, 2)  # no batch: never left
+        assert s.get(SendBatch, a.batch_id).status == "unknown"
+    assert counts(db, issue_id) == {"queued": 4, "unknown": 2}
     transport = ScriptedTransport()
     dispatcher(settings, db, transport).run_until_idle()
-    assert sorted(transport.delivered) == sorted(f"reader{n}@example.org" for n in (0, 1)) and len(a.rows) == 2
+    held = {f"reader{n}@example.org" for n in (0, 1)}
+    assert len(transport.delivered) == 4 and not held & set(transport.delivered)
+
+
+def test_a_claim_whose_rows_were_all_suppressed_makes_no_batch(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 2)
+    start(db, settings, issue_id)
+    with db.session() as s:
+        s.execute(update(Contact).values(status="unsubscribed"))
+    with db.session() as s:
+        got = ledger.claim(s, worker="A", limit=10, now=NOW, lease=timedelta(minutes=5), transport="x")
+        assert (got.rows, got.suppressed, got.batch_id) == ([], 2, None)
+        assert s.scalar(select(func.count()).select_from(SendBatch)) == 0
+    assert counts(db, issue_id) == {"suppressed": 2}
 
 
 def test_scheduled_issue_goes_at_its_time_and_a_cancelled_one_never(db: Database, settings: Settings) -> None:

@@ -124,7 +124,7 @@ class Dispatcher:
                     return RoundResult()
             got = ledger.claim(
                 session, worker=self.worker, limit=limit, now=now, lease=timedelta(seconds=self.settings.lease_seconds),
-                only_issue=self.only_issue,
+                transport=self.transport.name, only_issue=self.only_issue,
             )
             if not got.found:
                 return RoundResult()
@@ -138,13 +138,11 @@ class Dispatcher:
                 assert step is not None
                 email = RenderedEmail(step.subject, step.preheader, step.html, step.text)
                 categories = [f"sequence-{step.sequence_id}"]
-            batch = ledger.open_batch(session, [c.delivery_id for c in claimed], transport=self.transport.name,
-                                      worker=self.worker, fresh_claim=True) if claimed else None
         result = RoundResult(issue_id=issue_id, suppressed=got.suppressed)
         self.timings["claim"] += time.perf_counter() - started
         breaker_key = issue_id if issue_id is not None else -(got.step_id or 0)
-        if batch is not None:
-            self._deliver(breaker_key, email, batch.id, claimed, categories, result)
+        if got.batch_id is not None:
+            self._deliver(breaker_key, email, got.batch_id, claimed, categories, result)
         if issue_id is not None and len(claimed) + got.suppressed < limit:  # the queue may be drained now
             with self.db.session() as session:
                 issue = session.get(Issue, issue_id)

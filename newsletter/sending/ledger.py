@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, literal_column, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -14,10 +15,14 @@ from newsletter.models import Delivery, Enrollment, Issue, SendBatch, Sequence, 
 from subscribers.models import Contact, Subscription, Suppression
 
 ACTIVE = ("queued", "claimed")  # rows still on their way out
+# Statuses as SQL literals, not bound parameters: the planner (SQLite's always, PostgreSQL's for a
+# prepared statement's generic plan) can only use a partial index ``WHERE status = 'queued'`` when
+# the query says so in the same words.
+QUEUED = literal_column("'queued'")
+CLAIMED = literal_column("'claimed'")
 
 
-@dataclass(frozen=True)
-class Claimed:
+class Claimed(NamedTuple):  # a tuple: made a thousand at a time, straight from the result rows
     delivery_id: int
     contact_id: int
     email: str
@@ -30,6 +35,7 @@ class Claim:
     rows: list[Claimed]
     suppressed: int = 0
     step_id: int | None = None  # a sequence step's batch instead of an issue's
+    batch_id: int | None = None  # the batch the rows are sent in (None when no row is left to send)
 
     @property
     def found(self) -> bool:
@@ -37,31 +43,26 @@ class Claim:
 
 
 def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: timedelta,
-          only_issue: int | None = None) -> Claim:
+          transport: str = "", only_issue: int | None = None) -> Claim:
     """Claim up to ``limit`` due rows of one email (an issue that is sending, or a step of an active
-    sequence). PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent workers take disjoint rows; SQLite:
-    the transaction holds the only write lock."""
-    sending = Delivery.issue_id.in_(select(Issue.id).where(Issue.status == "sending"))
-    running = Delivery.step_id.in_(
-        select(SequenceStep.id).join(Sequence, Sequence.id == SequenceStep.sequence_id).where(Sequence.status == "active")
-    )
-    due = (
-        select(Delivery.issue_id, Delivery.step_id)
-        .where(Delivery.status == "queued", Delivery.due_at <= now, or_(sending, running))
-        .order_by(Delivery.due_at, Delivery.id)
-        .limit(1)
-    )
-    if only_issue is not None:
-        due = due.where(Delivery.issue_id == only_issue)
-    first = session.execute(due).first()
+    sequence) into a new batch whose request is about to leave. PostgreSQL: FOR UPDATE SKIP LOCKED,
+    so concurrent workers take disjoint rows; SQLite: the transaction holds the only write lock.
+
+    The rows get their batch in the claim itself, so the batch is committed with the claim: if the
+    worker dies after that, recovery holds the rows as unknown (the request may have left) rather
+    than sending them again."""
+    queued = Delivery.status == QUEUED
+    first = _next_due(session, now, only_issue)
     if first is None:
         return Claim(None, [])
     issue_id, step_id = first
     group = Delivery.issue_id == issue_id if issue_id is not None else Delivery.step_id == step_id
+    # Walks the partial index (issue or step, due_at, id) WHERE status = 'queued': it holds only rows
+    # not yet claimed, so a claim never re-reads the rows already sent.
     candidates = (
         select(Delivery.id)
-        .where(group, Delivery.status == "queued", Delivery.due_at <= now)
-        .order_by(Delivery.id)
+        .where(group, queued, Delivery.due_at <= now)
+        .order_by(Delivery.due_at, Delivery.id)
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
@@ -72,28 +73,60 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         chosen = Delivery.id.in_(select(picked.c.id))
     else:
         chosen = Delivery.id.in_(candidates.scalar_subquery())
+    batch = SendBatch(transport=transport, worker=worker, status="sending", size=0)
+    session.add(batch)
+    session.flush()
     claimed = session.execute(
         update(Delivery)
-        .where(chosen)  # the pick already holds only queued rows; repeating it sends SQLite down the status index
-        .values(status="claimed", claimed_by=worker, lease_expires_at=now + lease, attempts=Delivery.attempts + 1)
+        .where(chosen)  # the pick already holds only queued rows
+        .values(status="claimed", claimed_by=worker, batch_id=batch.id, lease_expires_at=now + lease,
+                attempts=Delivery.attempts + 1)
         .execution_options(synchronize_session=False)
     ).rowcount
-    if not claimed:
-        return Claim(issue_id, [], step_id=step_id)
-    mine = and_(Delivery.claimed_by == worker, Delivery.status == "claimed", Delivery.batch_id.is_(None))
-    suppressed = _suppress_at_claim(session, mine)
-    rows = session.execute(
-        select(Delivery.id, Contact.id, Contact.email, Contact.name)
-        .join(Contact, Contact.id == Delivery.contact_id)
-        .where(mine)
-        .order_by(Delivery.id)
-    )
-    return Claim(issue_id, [Claimed(*row) for row in rows], suppressed, step_id)
+    mine = and_(Delivery.batch_id == batch.id, Delivery.status == CLAIMED)
+    suppressed = _suppress_at_claim(session, mine) if claimed else 0
+    rows = list(map(Claimed._make, session.execute(
+            select(Delivery.id, Contact.id, Contact.email, Contact.name)
+            .join(Contact, Contact.id == Delivery.contact_id)
+            .where(mine)
+            .order_by(Delivery.id)
+    ))) if claimed > suppressed else []
+    if not rows:  # nothing left to send: no request, so no batch
+        session.delete(batch)
+        session.flush()
+        return Claim(issue_id, [], suppressed, step_id)
+    batch.size = len(rows)
+    return Claim(issue_id, rows, suppressed, step_id, batch.id)
+
+
+def _next_due(session: Session, now: datetime, only_issue: int | None) -> tuple[int | None, int | None] | None:
+    """(issue, None) or (None, step): the email whose queued rows fell due first, among issues that
+    are sending and steps of active sequences. One index probe per email (its earliest queued row),
+    never a walk over the queued rows themselves, however many there are."""
+
+    def earliest(group: ColumnElement[bool]):  # noqa: ANN202 - a scalar subquery
+        return select(func.min(Delivery.due_at)).where(group, Delivery.status == QUEUED, Delivery.due_at <= now).scalar_subquery()
+
+    issues = select(Issue.id, earliest(Delivery.issue_id == Issue.id)).where(Issue.status == "sending")
+    candidates = [(due, 0, issue_id, None) for issue_id, due in session.execute(
+        issues if only_issue is None else issues.where(Issue.id == only_issue)) if due is not None]
+    if only_issue is None:
+        steps = (
+            select(SequenceStep.id, earliest(Delivery.step_id == SequenceStep.id))
+            .join(Sequence, Sequence.id == SequenceStep.sequence_id)
+            .where(Sequence.status == "active")
+        )
+        candidates += [(due, 1, None, step_id) for step_id, due in session.execute(steps) if due is not None]
+    if not candidates:
+        return None
+    _, _, issue_id, step_id = min(candidates)
+    return issue_id, step_id
 
 
 def _suppress_at_claim(session: Session, mine: ColumnElement[bool]) -> int:
     """Whoever unsubscribed, bounced or was erased since enqueue is skipped now, not mailed; so is a
-    step whose enrolment ended (a booking) after it was queued."""
+    step whose enrolment ended (a booking) after it was queued. Skipped rows leave the batch: they
+    are not in its request."""
     still_subscribed = exists().where(
         Subscription.contact_id == Delivery.contact_id,
         Subscription.list_id == Delivery.list_id,
@@ -106,21 +139,20 @@ def _suppress_at_claim(session: Session, mine: ColumnElement[bool]) -> int:
     return session.execute(
         update(Delivery)
         .where(mine, or_(Delivery.contact_id.is_(None), left_list, enrollment_over, suppressed, ~active))
-        .values(status="suppressed", lease_expires_at=None)
+        .values(status="suppressed", lease_expires_at=None, batch_id=None)
         .execution_options(synchronize_session=False)
     ).rowcount or 0
 
 
-def open_batch(session: Session, ids: list[int], *, transport: str, worker: str, fresh_claim: bool = False) -> SendBatch:
-    """Record that a provider request is about to leave with these rows (committed before sending:
-    if the worker dies now, recovery knows the request may have left)."""
+def open_batch(session: Session, ids: list[int], *, transport: str, worker: str) -> SendBatch:
+    """Move claimed rows into a new batch whose request is about to leave (a split of a refused
+    batch; committed before sending, so if the worker dies now, recovery knows it may have left)."""
     batch = SendBatch(transport=transport, worker=worker, status="sending", size=len(ids))
     session.add(batch)
     session.flush()
-    mine = and_(Delivery.claimed_by == worker, Delivery.status == "claimed", Delivery.batch_id.is_(None))
     session.execute(
         update(Delivery)
-        .where(mine if fresh_claim else Delivery.id.in_(ids))  # a whole fresh claim: no 1000-item IN list
+        .where(Delivery.id.in_(ids))
         .values(batch_id=batch.id)
         .execution_options(synchronize_session=False)
     )
@@ -170,7 +202,7 @@ def release(session: Session, ids: list[int]) -> None:
 def recover_expired(session: Session, now: datetime) -> tuple[int, int]:
     """After a worker died: rows it claimed but never sent go back to the queue; rows whose request
     may have left are held as unknown (never resent blindly). Returns (requeued, held unknown)."""
-    expired = and_(Delivery.status == "claimed", Delivery.lease_expires_at < now)
+    expired = and_(Delivery.status == CLAIMED, Delivery.lease_expires_at < now)
     requeued = session.execute(
         update(Delivery)
         .where(expired, Delivery.batch_id.is_(None))
@@ -205,10 +237,11 @@ def finish_if_done(session: Session, issue: Issue, now: datetime) -> bool:
     """An issue that is sending is sent once none of its rows are still on their way."""
     if issue.status != "sending":
         return False
-    remaining = session.scalar(
-        select(func.count()).where(Delivery.issue_id == issue.id, Delivery.status.in_(ACTIVE))
-    )
-    if remaining:
+    mine = Delivery.issue_id == issue.id
+    # Two probes of the small partial indexes, not a count over every row the issue has.
+    if session.scalar(select(exists().where(mine, Delivery.status == QUEUED))) or session.scalar(
+        select(exists().where(mine, Delivery.status == CLAIMED))
+    ):
         return False
     issue.status, issue.finished_at = "sent", now
     return True

@@ -1,0 +1,38 @@
+"""delivery queue: partial indexes for the rows still to claim and the rows claimed now
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-26
+"""
+import sqlalchemy as sa
+from alembic import op
+
+
+revision = '0007'
+down_revision = '0006'
+branch_labels = None
+depends_on = None
+
+QUEUED = sa.text("status = 'queued'")
+CLAIMED = sa.text("status = 'claimed'")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_deliveries_status_due')
+        batch_op.drop_index(batch_op.f('ix_deliveries_issue_id'))  # uq_deliveries_issue_contact starts with it
+        batch_op.create_index('ix_deliveries_queued_issue', ['issue_id', 'due_at', 'id'], unique=False,
+                              sqlite_where=QUEUED, postgresql_where=QUEUED)
+        batch_op.create_index('ix_deliveries_queued_step', ['step_id', 'due_at', 'id'], unique=False,
+                              sqlite_where=QUEUED, postgresql_where=QUEUED)
+        batch_op.create_index('ix_deliveries_claimed', ['issue_id', 'lease_expires_at'], unique=False,
+                              sqlite_where=CLAIMED, postgresql_where=CLAIMED)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_deliveries_claimed')
+        batch_op.drop_index('ix_deliveries_queued_step')
+        batch_op.drop_index('ix_deliveries_queued_issue')
+        batch_op.create_index(batch_op.f('ix_deliveries_issue_id'), ['issue_id'], unique=False)
+        batch_op.create_index('ix_deliveries_status_due', ['status', 'due_at'], unique=False)
