@@ -272,6 +272,8 @@ def child_send(config: dict[str, Any]) -> dict[str, Any]:
     render_seconds = time.perf_counter() - started
 
     # Enqueue (schedule for now: re-render, preflight, INSERT ... SELECT).
+    on_postgres = db.engine.dialect.name == "postgresql"
+    db_cpu_started = postgres_cpu() if on_postgres else {}
     cpu_started = time.process_time()
     started = time.perf_counter()
     with db.session() as session:
@@ -310,6 +312,7 @@ def child_send(config: dict[str, Any]) -> dict[str, Any]:
             thread.join()
     dispatch_seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
+    db_cpu_seconds = cpu_since(db_cpu_started) if on_postgres else None
     traced_peak = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
     if trace:
         tracemalloc.stop()
@@ -344,7 +347,7 @@ def child_send(config: dict[str, Any]) -> dict[str, Any]:
         "end_to_end": start_now_seconds + dispatch_seconds, "phases": phases,
         "rss_before": rss_before, "rss_after": rss_after, "traced_peak": traced_peak, "added": added,
         "vm_before": vm_before, "vm_peak": vm_peak,
-        "cpu": cpu_seconds,
+        "cpu": cpu_seconds, "db_cpu": db_cpu_seconds,
     }
 
 
@@ -381,6 +384,26 @@ def run_child(config: dict[str, Any], env: dict[str, str], cwd: Path) -> dict[st
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds of each PostgreSQL server process (backends, WAL writer, checkpointer) on this
+    machine, by pid: what the database itself costs on the same cores."""
+    seconds: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    seconds[int(entry.name)] = cpu_of(int(entry.name))
+            except OSError:  # the process ended meanwhile
+                continue
+    return seconds
+
+
+def cpu_since(before: dict[int, float]) -> float:
+    """PostgreSQL CPU spent since ``before``, taken while the send's own backends are still alive
+    (a backend that has exited takes its CPU count with it). Anything else using the server adds in."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in postgres_cpu().items())
+
+
 def measure(backend: str, contacts: int, workers: int, args: argparse.Namespace, fake: Any, folder: Path) -> Row:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
     base_env.update({
@@ -401,7 +424,9 @@ def measure(backend: str, contacts: int, workers: int, args: argparse.Namespace,
               f"{result['start_now']:.2f} s, dispatch {result['dispatch']:.2f} s"
               + (f", traced peak {result['traced_peak']:.1f} MB" if trace else
                  f", {contacts / result['end_to_end']:,.0f}/s; CPU s: sender {result['cpu']:.1f}, fake "
-                 f"{result['fake_cpu']:.1f}; ru_maxrss {result['rss_before']:.0f} -> {result['rss_after']:.0f} MB"),
+                 f"{result['fake_cpu']:.1f}"
+                 + (f", PostgreSQL {result['db_cpu']:.1f}" if result["db_cpu"] is not None else "")
+                 + f"; ru_maxrss {result['rss_before']:.0f} -> {result['rss_after']:.0f} MB"),
               flush=True)
         if result["added"] != contacts:
             print(f"  note: start_now said {result['added']} recipients were added, not {contacts:,} "
@@ -431,7 +456,7 @@ def profile(backend: str, contacts: int, args: argparse.Namespace, fake: Any, fo
 
 def report(rows: list[Row]) -> None:
     print("\nmedian of the timed runs (each on a fresh database); shares of render + enqueue + dispatch thread time")
-    head = (f"{'backend':<10} {'contacts':>9} {'wk':>2} {'e2e s':>7} {'rcpt/s':>8} {'spread':>7} {'CPU s':>9} "
+    head = (f"{'backend':<10} {'contacts':>9} {'wk':>2} {'e2e s':>7} {'rcpt/s':>8} {'spread':>7} {'CPU s':>13} "
             f"{'RSS MB':>9} {'traced':>7}  " + " ".join(f"{p:>6}" for p in PHASES))
     print(head)
     print("-" * len(head))
@@ -444,13 +469,14 @@ def report(rows: list[Row]) -> None:
         traced = f"{row.traced_peak:7.1f}" if row.traced_peak is not None else f"{'-':>7}"
         rss = (f"{row.median('vm_before'):.0f}->{row.median('vm_peak'):.0f}" if row.runs[0]["vm_peak"] is not None
                else f"{row.median('rss_before'):.0f}->{row.median('rss_after'):.0f}")
-        cpu = f"{row.median('cpu'):.1f}/{row.median('fake_cpu'):.1f}"
+        cpu = f"{row.median('cpu'):.1f}/{row.median('fake_cpu'):.1f}" + (
+            f"/{row.median('db_cpu'):.1f}" if row.runs[0]["db_cpu"] is not None else "")
         print(f"{row.backend:<10} {row.contacts:>9,} {row.workers:>2} {e2e:>7.2f} {row.contacts / e2e:>8,.0f} "
-              f"{spread:>6.0f}% {cpu:>9} {rss:>9} {traced}  "
+              f"{spread:>6.0f}% {cpu:>13} {rss:>9} {traced}  "
               + " ".join(f"{phases[p] / total * 100:>5.1f}%" for p in PHASES))
     print("\ne2e: start_now (re-render, preflight, INSERT ... SELECT) + dispatch wall time; rcpt/s = contacts / e2e;"
           "\nspread: (max - min) / median of the runs' rates; CPU s: the send process / the SendGrid fake during"
-          " start_now + dispatch\n(PostgreSQL's own CPU is not counted); RSS: the send process's resident memory before start_now -> its"
+          " start_now + dispatch\n(/ PostgreSQL's server processes, all of them, the same span); RSS: the send process's resident memory before start_now -> its"
           " peak during\nstart_now + dispatch (VmRSS -> VmHWM reset at the start; ru_maxrss, in the run lines, is"
           " inherited from the parent at\nfork/exec on Linux, so it cannot show the send's own peak);\ntraced: tracemalloc peak during dispatch (one extra, untimed run); render includes the"
           " draft's create_issue\n(not in e2e); body: SendGridTransport.build_body; json: SendGridTransport.encode_body"

@@ -1,4 +1,5 @@
-"""Real row locking on PostgreSQL: concurrent workers never claim or send the same row."""
+"""The claim on PostgreSQL: real row locking (concurrent workers never claim or send the same row), and
+the suppression re-check inside the claim statement."""
 
 from __future__ import annotations
 
@@ -6,12 +7,17 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import select
 
 from newsletter.config import Settings
 from newsletter.database import Database
-from newsletter.models import Issue
+from newsletter.models import Delivery, Issue, SendBatch
 from newsletter.sending import ledger, schedule
 from newsletter.sending.dispatch import Dispatcher
+from subscribers.consent import Proof, unsubscribe
+from subscribers.contacts import find_contact
+from subscribers.privacy import erase
+from subscribers.suppression import suppress
 from tests.sendkit import ScriptedTransport, add_audience, make_issue
 
 pytestmark = pytest.mark.postgres
@@ -52,3 +58,21 @@ def test_two_workers_send_every_row_once(postgres_db: Database, settings: Settin
     assert transports[0].delivered and transports[1].delivered  # both did work
     with postgres_db.session() as s:
         assert ledger.status_counts(s, issue_id) == {"submitted": 2000}
+
+
+def test_who_left_after_enqueue_is_skipped_at_claim(postgres_db: Database, settings: Settings) -> None:
+    issue_id = make_issue(postgres_db, settings)
+    add_audience(postgres_db, 6)
+    with postgres_db.session() as s:
+        schedule.start_now(s, settings, s.get(Issue, issue_id), NOW)
+    with postgres_db.session() as s:
+        unsubscribe(s, find_contact(s, "reader1@example.org"), None, Proof("one_click"))
+        suppress(s, "reader2@example.org", "spam_complaint")
+        erase(s, "reader3@example.org")
+    with postgres_db.session() as s:
+        got = ledger.claim(s, worker="A", limit=10, now=NOW, lease=timedelta(minutes=5), transport="x")
+    assert [r.email for r in got.rows] == [f"reader{n}@example.org" for n in (0, 4, 5)] and got.suppressed == 3
+    with postgres_db.session() as s:
+        assert s.get(SendBatch, got.batch_id).size == 3
+        skipped = s.execute(select(Delivery.batch_id, Delivery.lease_expires_at).where(Delivery.status == "suppressed"))
+        assert skipped.all() == [(None, None)] * 3  # not part of the request

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import and_, exists, func, literal_column, or_, select, update
+from sqlalchemy import and_, case, exists, func, literal_column, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -76,21 +76,29 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
     batch = SendBatch(transport=transport, worker=worker, status="sending", size=0)
     session.add(batch)
     session.flush()
+    # Suppression is checked again in the same statement: whoever unsubscribed, bounced or was
+    # erased since enqueue (or whose enrolment ended) is skipped now, not mailed.
     claimed = session.execute(
         update(Delivery)
         .where(chosen)  # the pick already holds only queued rows
-        .values(status="claimed", claimed_by=worker, batch_id=batch.id, lease_expires_at=now + lease,
-                attempts=Delivery.attempts + 1)
+        .values(status=case((_skip_now(), "suppressed"), else_="claimed"), claimed_by=worker, batch_id=batch.id,
+                lease_expires_at=now + lease, attempts=Delivery.attempts + 1)
         .execution_options(synchronize_session=False)
     ).rowcount
-    mine = and_(Delivery.batch_id == batch.id, Delivery.status == CLAIMED)
-    suppressed = _suppress_at_claim(session, mine) if claimed else 0
     rows = list(map(Claimed._make, session.execute(
-            select(Delivery.id, Contact.id, Contact.email, Contact.name)
-            .join(Contact, Contact.id == Delivery.contact_id)
-            .where(mine)
-            .order_by(Delivery.id)
-    ))) if claimed > suppressed else []
+        select(Delivery.id, Contact.id, Contact.email, Contact.name)
+        .join(Contact, Contact.id == Delivery.contact_id)
+        .where(Delivery.batch_id == batch.id, Delivery.status == CLAIMED)
+        .order_by(Delivery.id)
+    ))) if claimed else []
+    suppressed = claimed - len(rows)
+    if suppressed:  # rare: the skipped rows are not in the request
+        session.execute(
+            update(Delivery)
+            .where(Delivery.batch_id == batch.id, Delivery.status == "suppressed")
+            .values(batch_id=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
     if not rows:  # nothing left to send: no request, so no batch
         session.delete(batch)
         session.flush()
@@ -123,10 +131,9 @@ def _next_due(session: Session, now: datetime, only_issue: int | None) -> tuple[
     return issue_id, step_id
 
 
-def _suppress_at_claim(session: Session, mine: ColumnElement[bool]) -> int:
-    """Whoever unsubscribed, bounced or was erased since enqueue is skipped now, not mailed; so is a
-    step whose enrolment ended (a booking) after it was queued. Skipped rows leave the batch: they
-    are not in its request."""
+def _skip_now() -> ColumnElement[bool]:
+    """True for a claimed row that must not be mailed after all: its contact was erased, left the
+    list, is suppressed or no longer active, or its enrolment ended (a booking) after it was queued."""
     still_subscribed = exists().where(
         Subscription.contact_id == Delivery.contact_id,
         Subscription.list_id == Delivery.list_id,
@@ -136,12 +143,7 @@ def _suppress_at_claim(session: Session, mine: ColumnElement[bool]) -> int:
     enrollment_over = exists().where(Enrollment.id == Delivery.enrollment_id, Enrollment.state == "exited")
     suppressed = exists().where(Suppression.email_hash == Contact.email_hash, Contact.id == Delivery.contact_id)
     active = exists().where(Contact.id == Delivery.contact_id, Contact.status == "active")
-    return session.execute(
-        update(Delivery)
-        .where(mine, or_(Delivery.contact_id.is_(None), left_list, enrollment_over, suppressed, ~active))
-        .values(status="suppressed", lease_expires_at=None, batch_id=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount or 0
+    return or_(Delivery.contact_id.is_(None), left_list, enrollment_over, suppressed, ~active)
 
 
 def open_batch(session: Session, ids: list[int], *, transport: str, worker: str) -> SendBatch:

@@ -1,4 +1,5 @@
-"""delivery queue: partial indexes for the rows still to claim and the rows claimed now
+"""delivery queue: partial indexes for the rows still to claim and the rows claimed now; indexes
+of nullable columns only where set; no foreign key on batch_id (checked row by row in each claim)
 
 Revision ID: 0007
 Revises: 0006
@@ -15,6 +16,7 @@ depends_on = None
 
 QUEUED = sa.text("status = 'queued'")
 CLAIMED = sa.text("status = 'claimed'")
+WHERE_SET = {column: sa.text(f"{column} IS NOT NULL") for column in ("batch_id", "submitted_at", "step_id")}
 
 
 def upgrade() -> None:
@@ -27,10 +29,25 @@ def upgrade() -> None:
                               sqlite_where=QUEUED, postgresql_where=QUEUED)
         batch_op.create_index('ix_deliveries_claimed', ['issue_id', 'lease_expires_at'], unique=False,
                               sqlite_where=CLAIMED, postgresql_where=CLAIMED)
+        batch_op.drop_constraint(batch_op.f('fk_deliveries_batch_id_send_batches'), type_='foreignkey')
+        batch_op.drop_index('ix_deliveries_batch')
+        batch_op.drop_index('ix_deliveries_submitted_at')
+        batch_op.drop_index(batch_op.f('ix_deliveries_step_id'))
+        for name, column in (('ix_deliveries_batch', 'batch_id'), ('ix_deliveries_submitted_at', 'submitted_at'),
+                             ('ix_deliveries_step_id', 'step_id')):
+            batch_op.create_index(name, [column], unique=False,
+                                  sqlite_where=WHERE_SET[column], postgresql_where=WHERE_SET[column])
 
 
 def downgrade() -> None:
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        for name in ('ix_deliveries_step_id', 'ix_deliveries_submitted_at', 'ix_deliveries_batch'):
+            batch_op.drop_index(name)
+        batch_op.create_index(batch_op.f('ix_deliveries_step_id'), ['step_id'], unique=False)
+        batch_op.create_index('ix_deliveries_submitted_at', ['submitted_at'], unique=False)
+        batch_op.create_index('ix_deliveries_batch', ['batch_id'], unique=False)
+        batch_op.create_foreign_key(batch_op.f('fk_deliveries_batch_id_send_batches'), 'send_batches', ['batch_id'],
+                                    ['id'], ondelete='SET NULL')
         batch_op.drop_index('ix_deliveries_claimed')
         batch_op.drop_index('ix_deliveries_queued_step')
         batch_op.drop_index('ix_deliveries_queued_issue')
