@@ -7,7 +7,7 @@ anti-join has work to do). A separate process then does what production does and
 - render:  ``issues.create_issue`` (draft time, not counted end to end) and the re-render and preflight
            that ``schedule.start_now`` does before enqueueing (counted end to end);
 - enqueue: the one INSERT ... SELECT (``enqueue.enqueue_issue``, timed inside ``start_now``);
-- dispatch: K ``Dispatcher``s in threads until idle, split into claim, build (recipient values), request
+- dispatch: ``Dispatcher.pool(count=K)`` (what ``newsletter worker`` runs), each in its thread until idle, split into claim, build (recipient values), request
            body (``SendGridTransport.build_body``), JSON encoding (``encode_body``), HTTP, record (ledger updates) and
            other (what the dispatcher does outside its timed phases: the per-batch "is the issue done?"
            check).
@@ -19,7 +19,7 @@ dispatch only: its peak is what must not grow with the audience. SendGrid's fake
 its own (no shared GIL) without validating or recording, and every send is checked: N accepted by the
 fake, N rows submitted in the ledger.
 
-    .venv/bin/python bench/send_issue.py [--contacts 100000 ...] [--million] [--workers 1] [--repeat 3] \
+    .venv/bin/python bench/send_issue.py [--contacts 100000 ...] [--million] [--workers 1] [--repeat 3] [--latency-ms 0] \
         [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--skip-sqlite] [--no-tracemalloc]
 """
 
@@ -218,26 +218,31 @@ def child_send(config: dict[str, Any]) -> dict[str, Any]:
     contacts, workers, trace = config["contacts"], config["workers"], config["tracemalloc"]
 
     class TimedSendGridTransport(SendGridTransport):
-        """The real transport; only ``build_body`` and ``encode_body`` are timed."""
+        """The real transport (one, shared by the dispatcher threads); only ``build_body`` and
+        ``encode_body`` are timed."""
 
         def __init__(self, settings: Settings) -> None:
             super().__init__(settings)
-            self.body_seconds = 0.0
-            self.json_seconds = 0.0
+            self.seconds = {"body": 0.0, "json": 0.0}
+            self.lock = threading.Lock()
+
+        def timed(self, phase: str, started: float) -> None:
+            with self.lock:
+                self.seconds[phase] += time.perf_counter() - started
 
         def build_body(self, batch):  # type: ignore[no-untyped-def]
             started = time.perf_counter()
             try:
                 return super().build_body(batch)
             finally:
-                self.body_seconds += time.perf_counter() - started
+                self.timed("body", started)
 
         def encode_body(self, body):  # type: ignore[no-untyped-def]
             started = time.perf_counter()
             try:
                 return super().encode_body(body)
             finally:
-                self.json_seconds += time.perf_counter() - started
+                self.timed("json", started)
 
     enqueue_seconds = [0.0]
     real_enqueue = schedule.enqueue_issue
@@ -282,8 +287,8 @@ def child_send(config: dict[str, Any]) -> dict[str, Any]:
     # (start_now's count is not trusted: the ledger and the fake are checked after the send.)
 
     # Dispatch.
-    dispatchers = [Dispatcher(settings, db, TimedSendGridTransport(settings), worker=f"bench-{i}")
-                   for i in range(workers)]
+    transport = TimedSendGridTransport(settings)
+    dispatchers = Dispatcher.pool(settings, db, transport, count=workers, worker="bench")
     walls = [0.0] * workers
     errors: list[BaseException] = []
 
@@ -335,11 +340,10 @@ def child_send(config: dict[str, Any]) -> dict[str, Any]:
         t = dispatcher.timings
         phases["claim"] += t["claim"]
         phases["build"] += t["build"]
-        phases["body"] += dispatcher.transport.body_seconds
-        phases["json"] += dispatcher.transport.json_seconds
         phases["send_total"] = phases.get("send_total", 0.0) + t["send"]
         phases["record"] += t["record"]
         phases["other"] += wall - sum(t.values())
+    phases["body"], phases["json"] = transport.seconds["body"], transport.seconds["json"]
     phases["http"] = phases.pop("send_total") - phases["body"] - phases["json"]
     db.engine.dispose()
     return {
@@ -488,6 +492,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, nargs="+", default=[100_000], metavar="N")
     parser.add_argument("--million", action="store_true", help="send to 1,000,000 contacts (instead of --contacts)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
+                        help="the fake answers each request this much later (SendGrid's own response time)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1], metavar="K",
                         help="dispatcher threads in the send process (PostgreSQL also runs with 2)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per configuration, each on a fresh database")
@@ -507,7 +513,7 @@ def main() -> None:
     backends = ([] if args.skip_sqlite else ["sqlite"]) + (["postgresql"] if args.postgres else [])
     from tests.sendgrid_fake import run_in_subprocess
 
-    fake = run_in_subprocess(validate=False, record=False)
+    fake = run_in_subprocess(validate=False, record=False, latency=args.latency_ms / 1000)
     rows: list[Row] = []
     try:
         with tempfile.TemporaryDirectory(prefix="send-bench-") as tmp:

@@ -161,10 +161,12 @@ class _Fault:
 class FakeSendGrid:
     """The server, in a thread. ``validate=False`` and ``record=False`` make it cheap for benchmarks."""
 
-    def __init__(self, api_key: str | None = None, *, validate: bool = True, record: bool = True) -> None:
+    def __init__(self, api_key: str | None = None, *, validate: bool = True, record: bool = True,
+                 latency: float = 0.0) -> None:
         self.api_key = api_key or f"SG.{secrets.token_urlsafe(16)}.{secrets.token_urlsafe(32)}"
         self.validate = validate
         self.record = record
+        self.latency = latency  # seconds before every answer: the real API's response time
         self.max_body_bytes: int | None = SENDGRID_MAX_BYTES
         self._lock = threading.Lock()
         self._faults: deque[_Fault] = deque()
@@ -365,6 +367,9 @@ def _handler_for(fake: FakeSendGrid) -> type[BaseHTTPRequestHandler]:
                 self._send(_error(404, _MESSAGES[404]))
                 return
             answer = fake._handle_send(self.headers.get("Authorization"), self.headers.get("Content-Type"), raw)
+            if fake.latency and fake._stopping.wait(fake.latency):
+                self.close_connection = True
+                return
             if answer.delay and fake._stopping.wait(answer.delay):
                 self.close_connection = True
                 return
@@ -431,14 +436,15 @@ class FakeProcess:
         self.stop()
 
 
-def _serve_in_child(api_key: str, validate: bool, record: bool, port_out: Any, stop: Any) -> None:
-    with FakeSendGrid(api_key, validate=validate, record=record) as fake:
+def _serve_in_child(api_key: str, validate: bool, record: bool, latency: float, port_out: Any, stop: Any) -> None:
+    with FakeSendGrid(api_key, validate=validate, record=record, latency=latency) as fake:
         port_out.send(fake.port)
         stop.wait()
 
 
 def run_in_subprocess(
-    api_key: str | None = None, *, validate: bool = False, record: bool = False, start_timeout: float = 60
+    api_key: str | None = None, *, validate: bool = False, record: bool = False, latency: float = 0.0,
+    start_timeout: float = 60,
 ) -> FakeProcess:
     """Start a fake in a separate (spawned) process; read its counts with ``.stats()``, end it with
     ``.stop()`` or a ``with`` block. Scripted faults are not available across the process boundary."""
@@ -446,7 +452,7 @@ def run_in_subprocess(
     key = api_key or f"SG.{secrets.token_urlsafe(16)}.{secrets.token_urlsafe(32)}"
     port_in, port_out = context.Pipe(duplex=False)
     stop = context.Event()
-    process = context.Process(target=_serve_in_child, args=(key, validate, record, port_out, stop), daemon=True)
+    process = context.Process(target=_serve_in_child, args=(key, validate, record, latency, port_out, stop), daemon=True)
     process.start()
     if not port_in.poll(start_timeout):
         process.terminate()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -12,10 +14,11 @@ from newsletter.database import Database
 from newsletter.errors import InputError
 from newsletter.models import Delivery, Issue, SendBatch, SendPause
 from newsletter.sending import ledger, schedule
-from newsletter.sending.dispatch import Dispatcher, SendingStopped
+from newsletter.sending.dispatch import Dispatcher, SendingStopped, send_all
 from newsletter.sending.enqueue import enqueue_issue
+from newsletter.sending.pacing import Pacer
 from newsletter.transports.base import (
-    AuthenticationFailed, BadRequest, BatchTooLarge, OutcomeUnknown, RateLimited, TemporaryFailure,
+    AuthenticationFailed, BadRequest, Batch, BatchResult, BatchTooLarge, OutcomeUnknown, RateLimited, TemporaryFailure,
 )
 from subscribers.consent import Proof, unsubscribe
 from subscribers.contacts import find_contact
@@ -291,3 +294,58 @@ def test_daily_limit_holds_the_rest_for_tomorrow(db: Database, settings: Setting
         s.execute(update(Delivery).where(Delivery.status == "submitted").values(submitted_at=NOW - timedelta(days=2)))
     Dispatcher(capped, db, transport, sleep=lambda s: None, clock=lambda: NOW).run_until_idle()
     assert len(transport.delivered) == 8
+
+
+class SlowTransport(ScriptedTransport):
+    """Answers after a pause, like a real provider, and notes how many requests were in flight at once."""
+
+    def __init__(self, pause: float = 0.02) -> None:
+        super().__init__(max_batch=50)
+        self.pause, self.in_flight, self.most_in_flight = pause, 0, 0
+        self.lock = threading.Lock()
+
+    def send(self, batch: Batch) -> BatchResult:
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        time.sleep(self.pause)
+        with self.lock:
+            self.in_flight -= 1
+            return super().send(batch)
+
+
+def test_a_pool_keeps_several_requests_in_flight_and_sends_each_once(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 1000)
+    start(db, settings, issue_id)
+    transport = SlowTransport()
+    pool = Dispatcher.pool(settings, db, transport, count=4, clock=lambda: NOW)
+    total = send_all(pool)
+    assert total.submitted == 1000 and len(transport.delivered) == len(set(transport.delivered)) == 1000
+    assert transport.most_in_flight > 1  # the threads overlapped their requests
+    assert counts(db, issue_id) == {"submitted": 1000}
+    with db.session() as s:
+        assert s.get(Issue, issue_id).status == "sent"
+
+
+def test_a_pool_shares_one_pace_and_one_daily_limit(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 400)
+    start(db, settings, issue_id)
+    paced = settings.model_copy(update={"rate_per_second": 1000.0, "rate_per_day": 320})
+    pool = Dispatcher.pool(paced, db, SlowTransport(pause=0.005), count=4, sleep=lambda s: None, clock=lambda: NOW)
+    assert len({id(d.pacer) for d in pool}) == 1
+    assert send_all(pool).submitted == 320  # not 4 x 320: rows claimed by the others count against the day
+    assert counts(db, issue_id) == {"submitted": 320, "queued": 80}
+
+
+def test_the_pace_is_booked_one_caller_after_another() -> None:
+    waits: list[float] = []
+    pacer = Pacer(per_second=1000, per_day=0, sleep=waits.append, clock=lambda: 0.0)  # time stands still
+    threads = [threading.Thread(target=lambda: [pacer.wait_for(50) for _ in range(2)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Eight batches of 50 at 1000 a second: slots 0.05 s apart, none shared, whichever thread took which.
+    assert sorted(round(w, 3) for w in waits) == [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35]

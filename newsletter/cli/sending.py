@@ -18,7 +18,7 @@ from newsletter.errors import InputError
 from newsletter.issues import get_issue
 from newsletter.models import SendPause
 from newsletter.sending import ledger, schedule
-from newsletter.sending.dispatch import Dispatcher, SendingStopped
+from newsletter.sending.dispatch import Dispatcher, SendingStopped, send_all
 from newsletter.sending.worker import run_worker
 from newsletter.transports import get_transport
 from subscribers.db import utcnow
@@ -79,11 +79,11 @@ def send(
     out.print(f"issue {issue_id}: {added} recipient(s) enqueued", highlight=False)
     if queue or not queued:
         return
-    dispatcher = Dispatcher(settings, db, get_transport(settings), only_issue=issue_id)
+    dispatchers = Dispatcher.pool(settings, db, get_transport(settings), only_issue=issue_id)
     with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=out) as bar:
         task = bar.add_task("send", total=queued)
         try:
-            total = dispatcher.run_until_idle(on_progress=lambda r: bar.advance(task, r.handled))
+            total = send_all(dispatchers, on_progress=lambda r: bar.advance(task, r.handled))
         except SendingStopped as exc:
             raise InputError(str(exc)) from None
     out.print(f"submitted {total.submitted}, failed {total.failed}, unknown {total.unknown}, "
@@ -163,7 +163,8 @@ def sending_resume() -> None:
 
 
 def worker() -> None:
-    """Run a dispatcher until Ctrl-C or SIGTERM (several may run at once against PostgreSQL)."""
+    """Send until Ctrl-C or SIGTERM, NEWSLETTER_SEND_CONCURRENCY requests in flight (several workers
+    may run at once against PostgreSQL)."""
     import logging
     import signal
 
@@ -191,7 +192,7 @@ def tick(
         report = run_round(session, settings, now)
     sent = None
     if send_too:
-        sent = Dispatcher(settings, db, get_transport(settings), clock=lambda: now).run_until_idle()
+        sent = send_all(Dispatcher.pool(settings, db, get_transport(settings), clock=lambda: now))
     out.print(f"{now.isoformat()}: {report.summary()}"
               + (f"; sent: submitted {sent.submitted}, failed {sent.failed}, suppressed {sent.suppressed}" if sent else ""),
               highlight=False)

@@ -63,11 +63,11 @@ def run_scheduler() -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    background: Annotated[bool, typer.Option("--background/--web-only", help="Also run the scheduler and one "
-                                             "dispatcher in this process (the embedded default).")] = True,
+    background: Annotated[bool, typer.Option("--background/--web-only", help="Also run the scheduler and the "
+                                             "dispatchers in this process (the embedded default).")] = True,
 ) -> None:
     """Run the web app (sign-up, confirm, preferences, unsubscribe, view online), and by default the
-    scheduler and a dispatcher too, so the embedded default is one process."""
+    scheduler and the dispatchers too, so the embedded default is one process."""
     import threading
 
     import uvicorn

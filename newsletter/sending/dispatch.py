@@ -15,9 +15,11 @@ import os
 import random
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -62,16 +64,26 @@ class RoundResult:
     def handled(self) -> int:
         return self.submitted + self.failed + self.unknown + self.suppressed
 
+    def add(self, other: RoundResult) -> None:
+        self.submitted += other.submitted
+        self.failed += other.failed
+        self.unknown += other.unknown
+        self.suppressed += other.suppressed
+
 
 @dataclass
 class _Breaker:
+    """Counts failed batches in a row per email; shared by a process's dispatcher threads."""
+
     threshold: int
     failures: dict[int, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, issue_id: int, ok: bool) -> bool:
         """Returns True when the issue has now failed ``threshold`` batches in a row."""
-        self.failures[issue_id] = 0 if ok else self.failures.get(issue_id, 0) + 1
-        return self.failures[issue_id] >= self.threshold
+        with self.lock:
+            self.failures[issue_id] = 0 if ok else self.failures.get(issue_id, 0) + 1
+            return self.failures[issue_id] >= self.threshold
 
 
 def default_worker_id() -> str:
@@ -90,6 +102,8 @@ class Dispatcher:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = utcnow,
         only_issue: int | None = None,
+        pacer: Pacer | None = None,
+        breaker: _Breaker | None = None,
     ) -> None:
         self.only_issue = only_issue
         self.settings = settings
@@ -98,13 +112,27 @@ class Dispatcher:
         self.worker = worker or default_worker_id()
         self.sleep = sleep
         self.clock = clock
-        self.pacer = Pacer(settings.rate_per_second, settings.rate_per_day, sleep=sleep)
-        self.breaker = _Breaker(settings.breaker_threshold)
+        self.pacer = pacer or Pacer(settings.rate_per_second, settings.rate_per_day, sleep=sleep)
+        self.breaker = breaker or _Breaker(settings.breaker_threshold)
         self.batch_size = min(settings.batch_size, transport.max_batch)
         self.links = DeliveryLinks(settings)
         # Seconds spent per phase, for benchmarks: claim, build (recipient values), send (transport:
         # request building and HTTP), record (ledger updates).
         self.timings: dict[str, float] = {"claim": 0.0, "build": 0.0, "send": 0.0, "record": 0.0}
+
+    @classmethod
+    def pool(cls, settings: Settings, db: Database, transport: Transport, *, count: int | None = None,
+             worker: str | None = None, sleep: Callable[[float], None] = time.sleep,
+             **options: Any) -> list[Dispatcher]:
+        """``count`` dispatchers (default: the send_concurrency setting), one per thread, sharing the
+        pacing budget and the circuit breaker: each keeps one provider request in flight, so the next
+        batches are claimed and built while earlier requests wait for their answers."""
+        count = count or settings.send_concurrency
+        prefix = worker or default_worker_id()
+        pacer = Pacer(settings.rate_per_second, settings.rate_per_day, sleep=sleep)
+        breaker = _Breaker(settings.breaker_threshold)
+        return [cls(settings, db, transport, worker=f"{prefix}/{n}", sleep=sleep, pacer=pacer, breaker=breaker,
+                    **options) for n in range(count)]
 
     # One round ----------------------------------------------------------------------------------
 
@@ -158,8 +186,7 @@ class Dispatcher:
             if round_.handled == 0:
                 self._close_finished()
                 return total
-            for name in ("submitted", "failed", "unknown", "suppressed"):
-                setattr(total, name, getattr(total, name) + getattr(round_, name))
+            total.add(round_)
             if on_progress:
                 on_progress(round_)
 
@@ -290,3 +317,30 @@ class Dispatcher:
                 )
                 log.error("issue %s paused by the circuit breaker: %s", issue_id, reason)
         result.failed += len(ids)
+
+
+def send_all(dispatchers: list[Dispatcher], *, on_progress: Callable[[RoundResult], None] | None = None) -> RoundResult:
+    """Run each dispatcher until nothing is due, in threads of their own; the totals of all. The first
+    error (e.g. ``SendingStopped``) is raised once every thread has ended."""
+    if len(dispatchers) == 1:
+        return dispatchers[0].run_until_idle(on_progress=on_progress)
+    totals: list[RoundResult] = []
+    errors: list[BaseException] = []
+
+    def run(dispatcher: Dispatcher) -> None:
+        try:
+            totals.append(dispatcher.run_until_idle(on_progress=on_progress))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(d,), name=f"dispatcher-{n}") for n, d in enumerate(dispatchers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    total = RoundResult()
+    for part in totals:
+        total.add(part)
+    return total

@@ -1,5 +1,5 @@
-"""A dispatcher loop: ``newsletter worker`` (several may run at once against PostgreSQL) and the one
-``newsletter serve`` runs in a thread."""
+"""The sending loop: ``newsletter worker`` (several may run at once against PostgreSQL) and the one
+``newsletter serve`` runs in the background; each runs ``send_concurrency`` dispatcher threads."""
 
 from __future__ import annotations
 
@@ -18,9 +18,21 @@ STOPPED_SECONDS = 30.0
 
 def run_worker(settings: Settings, db: Database, transport: Transport, stop: threading.Event,
                *, worker: str | None = None) -> None:
-    """Send due batches until ``stop`` is set; a stop request lets the batch in hand finish first."""
-    dispatcher = Dispatcher(settings, db, transport, worker=worker, sleep=lambda s: stop.wait(s))
-    log.info("worker %s started (%s transport)", dispatcher.worker, transport.name)
+    """Send due batches until ``stop`` is set, with ``send_concurrency`` dispatcher threads; a stop
+    request lets the batches in hand finish first."""
+    dispatchers = Dispatcher.pool(settings, db, transport, worker=worker, sleep=lambda s: stop.wait(s))
+    log.info("worker %s started (%s transport, %d in flight)", dispatchers[0].worker.rpartition("/")[0],
+             transport.name, len(dispatchers))
+    threads = [threading.Thread(target=_loop, args=(d, stop), name=f"dispatcher-{n}", daemon=True)
+               for n, d in enumerate(dispatchers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.info("worker stopped")
+
+
+def _loop(dispatcher: Dispatcher, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             result = dispatcher.run_once()
@@ -34,4 +46,3 @@ def run_worker(settings: Settings, db: Database, transport: Transport, stop: thr
             continue
         if result.handled == 0:
             stop.wait(IDLE_SECONDS)
-    log.info("worker %s stopped", dispatcher.worker)
