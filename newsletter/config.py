@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     send_retries: int = Field(5, ge=0, description="Retries of a batch after a 5xx or connection error.")
     breaker_threshold: int = Field(5, ge=1, description="Failed batches in a row that pause an issue's send.")
     lease_seconds: int = Field(300, ge=10, description="How long a worker's claim on a batch lasts.")
-    send_concurrency: int = Field(4, ge=1, le=32, description="Provider requests in flight at once per sending "
+    send_concurrency: int = Field(8, ge=1, le=32, description="Provider requests in flight at once per sending "
                                   "process (each a dispatcher thread): the provider answers a request in a few "
                                   "hundred milliseconds, and the next batches go meanwhile.")
 

@@ -1,5 +1,5 @@
 """Ledger operations: claim a batch under a lease, re-check suppression, mark outcomes, recover
-from dead workers. Every function here is one or two set-based statements."""
+from dead workers. Every function here is a few set-based statements."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from sqlalchemy.sql import ColumnElement
 from newsletter.models import Delivery, Enrollment, Issue, SendBatch, Sequence, SequenceStep
 from subscribers.models import Contact, Subscription, Suppression
 
-ACTIVE = ("queued", "claimed")  # rows still on their way out
 # Statuses as SQL literals, not bound parameters: the planner (SQLite's always, PostgreSQL's for a
 # prepared statement's generic plan) can only use a partial index ``WHERE status = 'queued'`` when
 # the query says so in the same words.
