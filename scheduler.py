@@ -57,11 +57,11 @@ def poll_feeds(settings: Settings, db: Database, holder: str) -> int | None:
     with db.session() as session:
         if leader.holder_of(session, LEASE, now) != holder:
             return None
-        results = post_service.poll_all(session, settings)
-        for result in results:
-            if result.error:
-                log.warning("feed %s: %s", result.feed.id, result.error)
-        new = sum(len(r.new_posts) for r in results)
+    results = post_service.poll_all(db, settings)
+    for result in results:
+        if result.error:
+            log.warning("feed %s: %s", result.feed.id, result.error)
+    new = sum(len(r.new_posts) for r in results)
     if new:
         log.info("imported %d new post(s) from %d feed(s)", new, len(results))
     return new

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import scheduler
@@ -27,6 +28,32 @@ def test_poll_job_imports_new_entries_once_and_only_as_leader(settings: Settings
     assert scheduler.run_due_work(settings, db, "leader") is not None
     assert scheduler.poll_feeds(settings, db, "leader") == 1
     assert scheduler.poll_feeds(settings, db, "leader") == 0  # a repeat or an overlap adds nothing
+    with db.session() as session:
+        assert [p.title for p in post_service.list_posts(session)] == ["One"]
+
+
+def test_a_slow_feed_holds_no_transaction_while_it_is_fetched(settings: Settings, db: Database, site: Site) -> None:
+    url = site.add("/slow", RSS, "application/rss+xml")
+    with db.session() as session:
+        post_service.add_feed(session, url)
+    arrived, release = site.hold("/slow")
+    poller = threading.Thread(target=scheduler.poll_feeds, args=(settings, db, "leader"))
+    assert scheduler.run_due_work(settings, db, "leader") is not None
+    poller.start()
+    try:
+        assert arrived.wait(10)
+        # While the feed server keeps the poller waiting, another writer (sending, say) gets on.
+        def write() -> None:
+            with db.session() as session:
+                assert leader.acquire(session, "probe", "another process", utcnow(), timedelta(seconds=5))
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        writer.join(timeout=10)
+        assert not writer.is_alive(), "the feed fetch held the database"
+    finally:
+        release.set()
+        poller.join(timeout=10)
     with db.session() as session:
         assert [p.title for p in post_service.list_posts(session)] == ["One"]
 

@@ -14,10 +14,16 @@ class Site:
         self.pages: dict[str, tuple[int, str, bytes]] = {}
         self.base_url = ""
         self.hits: list[str] = []
+        self.held: dict[str, tuple[threading.Event, threading.Event]] = {}
 
     def add(self, path: str, body: str | bytes, content_type: str = "text/html; charset=utf-8", status: int = 200) -> str:
         self.pages[path] = (status, content_type, body.encode("utf-8") if isinstance(body, str) else body)
         return self.base_url + path
+
+    def hold(self, path: str) -> tuple[threading.Event, threading.Event]:
+        """Make requests for ``path`` wait: returns (a request arrived, let it be answered)."""
+        self.held[path] = (threading.Event(), threading.Event())
+        return self.held[path]
 
 
 @pytest.fixture
@@ -27,6 +33,10 @@ def site() -> Iterator[Site]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             state.hits.append(self.path)
+            if self.path in state.held:
+                arrived, release = state.held[self.path]
+                arrived.set()
+                release.wait(30)
             status, content_type, body = state.pages.get(self.path, (404, "text/plain", b"not found"))
             self.send_response(status)
             self.send_header("Content-Type", content_type)

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli.common import err, friendly_errors, out, print_rows, unit_of_work
+from newsletter.cli.common import err, friendly_errors, open_database, out, print_rows, unit_of_work
+from newsletter.config import get_settings
 from newsletter.errors import InputError
 from newsletter.posts import service as post_service
 
@@ -34,12 +35,12 @@ def feeds_add(
 @friendly_errors
 def feeds_poll() -> None:
     """Import the entries not seen before from every feed."""
-    with unit_of_work() as (settings, session):
-        results = post_service.poll_all(session, settings)
-        if not results:
-            out.print("No feeds yet: add one with 'newsletter feeds add URL'.")
-        for result in results:
-            _print_poll(result)
+    settings = get_settings()
+    results = post_service.poll_all(open_database(settings), settings)
+    if not results:
+        out.print("No feeds yet: add one with 'newsletter feeds add URL'.")
+    for result in results:
+        _print_poll(result)
 
 
 @feeds_app.command("list")

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
+from newsletter.database import Database
 from newsletter.errors import InputError, NotFound
 from newsletter.models import Feed, Post
 from newsletter.posts.blocks import ParsedPost, reading_minutes
@@ -129,12 +130,23 @@ def list_feeds(session: Session) -> list[Feed]:
     return list(session.scalars(select(Feed).order_by(Feed.id)))
 
 
-def poll_feed(session: Session, feed: Feed, settings: Settings, raw: RawSource | None = None) -> PollResult:
-    """Import every entry not seen before. A fetch or parse error is recorded on the feed, not raised,
-    so one broken feed does not stop the others."""
+def fetch_feed(url: str, settings: Settings) -> RawSource | InputError:
+    """The feed's document, or why it could not be had. Called outside any transaction: a slow feed
+    server must not hold the database (on SQLite, every other writer, sending included)."""
+    try:
+        return read(url, settings)
+    except InputError as exc:
+        return exc
+
+
+def poll_feed(session: Session, feed: Feed, settings: Settings, fetched: RawSource | InputError | None = None) -> PollResult:
+    """Import every entry not seen before (from ``fetched``, else fetched now). A fetch or parse
+    error is recorded on the feed, not raised, so one broken feed does not stop the others."""
     feed.last_polled_at = utcnow()
     try:
-        raw = raw or read(feed.url, settings)
+        raw = fetched if fetched is not None else read(feed.url, settings)
+        if isinstance(raw, InputError):
+            raise raw
         title, entries = parse_feed(raw.data, source_name=feed.url, url=feed.url)
     except InputError as exc:
         feed.last_error = str(exc)
@@ -152,5 +164,15 @@ def poll_feed(session: Session, feed: Feed, settings: Settings, raw: RawSource |
     return PollResult(feed, new_posts, len(entries))
 
 
-def poll_all(session: Session, settings: Settings) -> list[PollResult]:
-    return [poll_feed(session, feed, settings) for feed in list_feeds(session)]
+def poll_all(db: Database, settings: Settings) -> list[PollResult]:
+    """Poll every feed: each fetched with no transaction open, then stored in a transaction of its own."""
+    with db.session() as session:
+        feeds = [(feed.id, feed.url) for feed in list_feeds(session)]
+    results = []
+    for feed_id, url in feeds:
+        fetched = fetch_feed(url, settings)
+        with db.session() as session:
+            feed = session.get(Feed, feed_id)
+            if feed is not None:  # not removed meanwhile
+                results.append(poll_feed(session, feed, settings, fetched))
+    return results
