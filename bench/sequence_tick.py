@@ -5,17 +5,22 @@ A fresh database gets N confirmed subscribers (bulk insert), the shipped Welcome
 inserted in bulk: each has had the first step (a submitted delivery 3 to 10 days ago, so the ledger
 and the frequency cap have real rows to look at) and waits for the second, with ``next_due_at`` spread
 so that the chosen share is due at the measured instant (due ones within the past hour, the others
-over the next 9 days). Scenarios: 0% due (the common tick), 1% and 10% due.
+over the next 9 days). Scenarios: 0% due (the common tick), 1% and 10% due. The last sweep of every
+enrolment for goals is recorded as half an hour ago, as on a running installation (it sweeps hourly).
+The subscriptions were confirmed before the sequence started listening, so the trigger check finds no
+candidates; with ``--recent-triggers`` each was confirmed when its enrolment began (as a trigger enrols
+them), and every round's trigger check looks at all N of them.
 
 Each scenario times ``run_round`` and ``process_due`` alone ``--repeat`` times inside a transaction that
-is rolled back (the same due rows every time), then one ``run_round`` that commits. Query time is the
+is rolled back (the same due rows every time), ``process_due`` again with the hourly goal sweep
+(the "+ sweep" line), then one ``run_round`` that commits. Query time is the
 sum of the time spent in the driver's ``execute``, measured with SQLAlchemy's ``before_cursor_execute``
 / ``after_cursor_execute`` events; on SQLite a SELECT's rows are produced while they are fetched,
 after ``after_cursor_execute``, so "incl. fetch" also times the sqlite3 cursor's fetch calls (psycopg
 reads a result whole in ``execute``, so on PostgreSQL the two are the same).
 
     .venv/bin/python bench/sequence_tick.py [--enrolments 100000] [--repeat 5] \
-        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--skip-sqlite]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--skip-sqlite] [--recent-triggers]
 """
 
 from __future__ import annotations
@@ -150,14 +155,15 @@ def enrolment_rows(n: int, share_due: float, sequence_id: int, first_step: int, 
         yield out
 
 
-def build(url: str, n: int, share_due: float) -> float:
+def build(url: str, n: int, share_due: float, *, recent_triggers: bool = False) -> float:
     """Migrate, load contacts, install the Welcome sequence, load enrolments. Returns seconds taken."""
-    from sqlalchemy import select
+    from sqlalchemy import select, text
     from sqlalchemy.orm import Session
 
     from newsletter.config import Settings
     from newsletter.database import make_engine, upgrade
-    from newsletter.sequences.engine import steps_of
+    from newsletter.models import Lease
+    from newsletter.sequences.engine import GOAL_SWEEP_LEASE, steps_of
     from newsletter.sequences.install import install
     from newsletter.sequences.library import shipped_definitions
     from subscribers.models import Installation
@@ -177,6 +183,12 @@ def build(url: str, n: int, share_due: float) -> float:
             ids = sequence.id, steps[0].id, steps[1].id
             session.commit()
         bulk_load(engine, enrolment_rows(n, share_due, *ids), {**COLUMNS, **ENROLMENT_COLUMNS}, make_list=False)
+        with Session(engine) as session:  # the hourly goal sweep ran half an hour ago
+            session.add(Lease(name=GOAL_SWEEP_LEASE, holder="bench", expires_at=NOW + timedelta(minutes=30)))
+            if recent_triggers:
+                session.execute(text("UPDATE subscriptions SET confirmed_at = (SELECT e.enrolled_at FROM enrollments e"
+                                     " WHERE e.contact_id = subscriptions.contact_id)"))
+            session.commit()
         analyze(engine)
     finally:
         engine.dispose()
@@ -187,12 +199,16 @@ def build(url: str, n: int, share_due: float) -> float:
 
 
 def tick(engine: Any, settings: Any, what: str, *, commit: bool) -> dict[str, float]:
+    from sqlalchemy import delete
     from sqlalchemy.orm import Session
 
     from newsletter.due import run_round
-    from newsletter.sequences.engine import process_due
+    from newsletter.models import Lease
+    from newsletter.sequences.engine import GOAL_SWEEP_LEASE, process_due
 
     with Session(engine) as session:
+        if what == "+ sweep":  # as if the last sweep was more than an hour ago (rolled back with the rest)
+            session.execute(delete(Lease).where(Lease.name == GOAL_SWEEP_LEASE))
         CLOCK.reset()
         started = time.perf_counter()
         if what == "run_round":
@@ -216,7 +232,7 @@ def measure(url: str, repeat: int) -> dict[str, Any]:
     try:
         tick(engine, settings, "run_round", commit=False)  # warm: imports, caches, compiled statements
         results: dict[str, Any] = {}
-        for what in ("run_round", "process_due"):
+        for what in ("run_round", "process_due", "+ sweep"):
             runs = [tick(engine, settings, what, commit=False) for _ in range(repeat)]
             results[what] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         results["committed"] = tick(engine, settings, "run_round", commit=True)
@@ -226,14 +242,15 @@ def measure(url: str, repeat: int) -> dict[str, Any]:
 
 
 def report(backend: str, n: int, rows: list[tuple[float, float, dict[str, Any]]]) -> None:
-    print(f"\n{backend}: {n:,} active enrolments; median of the rolled-back repeats (ms)")
+    print(f"\n{backend}: {n:,} active enrolments; median of the rolled-back repeats (ms; '+ sweep': process_due "
+          "in a round that also sweeps every enrolment for goals, as one does hourly)")
     head = (f"{'due':>5} {'timed':<12} {'total':>8} {'query':>8} {'incl.fetch':>10} {'python':>8} {'stmts':>6} "
             f"{'queued':>7} {'postponed':>9}  {'committed run_round':>19}")
     print(head)
     print("-" * len(head))
     for share, build_s, results in rows:
         committed = results["committed"]
-        for what in ("run_round", "process_due"):
+        for what in ("run_round", "process_due", "+ sweep"):
             r = results[what]
             tail = (f"{committed['total'] * 1000:>8.0f} (query {committed['db'] * 1000:.0f})"
                     if what == "run_round" else "")
@@ -252,6 +269,8 @@ def main() -> None:
                         help="shares of the enrolments due at the measured tick (0.01 = 1%%)")
     parser.add_argument("--postgres", metavar="URL", help="also run on PostgreSQL, in schemas dropped afterwards")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--recent-triggers", action="store_true",
+                        help="subscriptions confirmed when their enrolment began: the trigger check sees them all")
     args = parser.parse_args()
     print("reproduce: .venv/bin/python bench/sequence_tick.py " + " ".join(sys.argv[1:]), flush=True)
     backends = ([] if args.skip_sqlite else ["sqlite"]) + (["postgresql"] if args.postgres else [])
@@ -265,7 +284,7 @@ def main() -> None:
             rows = []
             for share in args.shares:
                 with database_url(backend, args.postgres, folder) as url:
-                    build_s = build(url, args.enrolments, share)
+                    build_s = build(url, args.enrolments, share, recent_triggers=args.recent_triggers)
                     results = measure(url, args.repeat)
                 print(f"  {backend} {share * 100:.0f}% due: built in {build_s:.0f} s; run_round "
                       f"{results['run_round']['total'] * 1000:.0f} ms", flush=True)

@@ -2,22 +2,40 @@
 
 Due steps go into the same delivery ledger as issues (unique per enrolment and step) and out through
 the same dispatch path, so a step is never sent twice and a restart never skips one. Each round
-works in chunks with a handful of queries per chunk; the per-row work in Python is only the time
-arithmetic that SQL cannot do portably (time zones and send windows).
+works in chunks with a handful of queries per chunk, writing the rows that get the same values
+together; the work in Python is only the time arithmetic that SQL cannot do portably (time zones and
+send windows), done once per step and zone.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.errors import InputError
-from newsletter.models import Delivery, Enrollment, Event, Sequence, SequenceStep
+from newsletter.models import Delivery, Enrollment, Event, Lease, Sequence, SequenceStep
 from newsletter.sequences.windows import Window
 from subscribers.models import Booking, Contact, ContactTag, Lead, MailingList, Subscription, Suppression
 
@@ -92,35 +110,35 @@ def enroll_triggered(session: Session, now: datetime) -> int:
     added = 0
     for sequence in session.scalars(select(Sequence).where(Sequence.status == "active")):
         candidates = _trigger_candidates(sequence)
-        steps = steps_of(session, sequence)
-        if candidates is None or not steps:
+        if candidates is None:
             continue
+        # At most one candidate row per contact (one subscription per list, one lead per contact, one
+        # tag row per contact and tag). Every tick looks at every trigger since the sequence started
+        # listening, most of them long enrolled: an anti-join (an index probe each, or one hash) drops
+        # those, where grouping all the sequence's enrolments by contact cost a full aggregate a tick.
         sub = candidates.subquery()
-        latest = (
-            select(Enrollment.contact_id, func.max(Enrollment.generation).label("generation"),
-                   func.max(Enrollment.enrolled_at).label("enrolled_at"))
-            .where(Enrollment.sequence_id == sequence.id).group_by(Enrollment.contact_id).subquery()
-        )
-        active = exists().where(Enrollment.sequence_id == sequence.id, Enrollment.contact_id == sub.c[0],
-                                Enrollment.state == "active")
-        query = (
-            select(sub.c[0], func.max(sub.c[1]), Contact.timezone, latest.c.generation)
-            .join(Contact, Contact.id == sub.c[0])
-            .outerjoin(latest, latest.c.contact_id == sub.c[0])
-            .where(~active, ~exists().where(Suppression.email_hash == Contact.email_hash), Contact.status == "active")
-            .group_by(sub.c[0], Contact.timezone, latest.c.generation, latest.c.enrolled_at)
-        )
+        candidate, when = sub.c[0], sub.c[1]
+        mine = (Enrollment.sequence_id == sequence.id, Enrollment.contact_id == candidate)
         if sequence.definition.get("reenroll"):
-            # again only when the trigger fired after the previous enrolment began
-            query = query.having(or_(latest.c.enrolled_at.is_(None), func.max(sub.c[1]) > latest.c.enrolled_at))
+            # again only when none is active and the trigger fired after the previous enrolment began
+            blocked = exists().where(*mine, or_(Enrollment.state == "active", Enrollment.enrolled_at >= when))
         else:
-            query = query.where(latest.c.generation.is_(None))
+            blocked = exists().where(*mine)
+        generation = select(func.coalesce(func.max(Enrollment.generation), 0)).where(*mine).scalar_subquery()
+        found = session.execute(
+            select(candidate, Contact.timezone, generation)
+            .join(Contact, Contact.id == candidate)
+            .where(~blocked, Contact.status == "active", ~exists().where(Suppression.email_hash == Contact.email_hash))
+        ).all()
+        steps = steps_of(session, sequence) if found else []
+        if not steps:
+            continue
         window, first = window_of(sequence), steps[0]
         rows = [
-            {"sequence_id": sequence.id, "contact_id": contact_id, "generation": (generation or 0) + 1,
+            {"sequence_id": sequence.id, "contact_id": contact_id, "generation": generation + 1,
              "state": "active", "next_step_id": first.id, "enrolled_at": now, "source": "trigger",
              "next_due_at": window.next_open(now + timedelta(seconds=first.delay_seconds), zone)}
-            for contact_id, _when, zone, generation in session.execute(query)
+            for contact_id, zone, generation in found
         ]
         for start in range(0, len(rows), CHUNK):
             session.execute(insert(Enrollment), rows[start:start + CHUNK])
@@ -129,6 +147,14 @@ def enroll_triggered(session: Session, now: datetime) -> int:
 
 
 # Goals --------------------------------------------------------------------------------------------
+
+# Goals are enforced as they happen (``end_on_booking``) and, in every round, for the enrolments whose
+# step is due before that step is queued; the sweep over every active enrolment only tidies up the
+# ones still waiting (their state and the reports), so once an hour is enough. The time of the next
+# sweep is a row of the leases table (shared by every process, survives restarts; losing it only
+# brings the next sweep forward). The sweep works on it as on a lease that one round takes for an hour.
+GOAL_SWEEP_LEASE = "sequence-goal-sweep"
+GOAL_SWEEP_EVERY = timedelta(hours=1)
 
 
 def _goal_clause(goal: dict, sequence: Sequence):  # noqa: ANN202 - a SQL condition on Enrollment
@@ -155,24 +181,50 @@ def _goal_clause(goal: dict, sequence: Sequence):  # noqa: ANN202 - a SQL condit
     raise ValueError(f"unknown goal {kind!r}")
 
 
-def check_goals(session: Session, now: datetime, *, contact_id: int | None = None) -> int:
-    """End every active enrolment whose goal is met. Nobody suppressed stays enrolled either."""
-    ended = 0
+def _end_at_goals(session: Session, sequence: Sequence, now: datetime, *scope: ColumnElement[bool]) -> int:
+    """End the active enrolments of ``sequence`` (narrowed by ``scope``) whose goal is met, or whose
+    address is suppressed."""
     suppressed = exists().where(Contact.id == Enrollment.contact_id, Suppression.email_hash == Contact.email_hash)
-    for sequence in session.scalars(select(Sequence)):
-        goals = [(g, _goal_clause(g, sequence)) for g in sequence.definition.get("goals", [])]
-        goals.append(({"type": "suppressed"}, suppressed))
-        for goal, clause in goals:
-            scope = [Enrollment.sequence_id == sequence.id, Enrollment.state == "active", clause]
-            if contact_id is not None:
-                scope.append(Enrollment.contact_id == contact_id)
-            ended += session.execute(
-                update(Enrollment).where(*scope)
-                .values(state="exited", exit_reason=f"goal: {goal['type']}" if goal["type"] != "suppressed"
-                        else "address suppressed", finished_at=now, next_due_at=None)
-                .execution_options(synchronize_session=False)
-            ).rowcount or 0
+    goals = [(g, _goal_clause(g, sequence)) for g in sequence.definition.get("goals", [])]
+    goals.append(({"type": "suppressed"}, suppressed))
+    ended = 0
+    for goal, clause in goals:
+        ended += session.execute(
+            update(Enrollment)
+            .where(Enrollment.sequence_id == sequence.id, Enrollment.state == "active", clause, *scope)
+            .values(state="exited", exit_reason=f"goal: {goal['type']}" if goal["type"] != "suppressed"
+                    else "address suppressed", finished_at=now, next_due_at=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount or 0
     return ended
+
+
+def check_goals(session: Session, now: datetime, *, contact_id: int | None = None) -> int:
+    """End every active enrolment (of ``contact_id`` when given) whose goal is met. Nobody
+    suppressed stays enrolled either."""
+    scope = [] if contact_id is None else [Enrollment.contact_id == contact_id]
+    return sum(_end_at_goals(session, sequence, now, *scope) for sequence in session.scalars(select(Sequence)))
+
+
+def goal_sweep_due(session: Session, now: datetime) -> bool:
+    """True when this round should sweep every active enrolment for goals, and then the next one is
+    due GOAL_SWEEP_EVERY later. Atomic across processes (a conditional UPDATE, or the INSERT that
+    creates the row); the row goes with the round's transaction, so a round rolled back sweeps again."""
+    taken = session.execute(
+        update(Lease).where(
+            Lease.name == GOAL_SWEEP_LEASE,
+            # a sweep time further ahead than one period means the clock went back: sweep now
+            or_(Lease.expires_at <= now, Lease.expires_at > now + GOAL_SWEEP_EVERY),
+        ).values(holder="goal sweep", expires_at=now + GOAL_SWEEP_EVERY).execution_options(synchronize_session=False)
+    ).rowcount
+    if taken:
+        return True
+    created = session.execute(  # RETURNING, as psycopg reports no rowcount for this INSERT
+        _dialect_insert(session, Lease).values(name=GOAL_SWEEP_LEASE, holder="goal sweep",
+                                               expires_at=now + GOAL_SWEEP_EVERY)
+        .on_conflict_do_nothing(index_elements=["name"]).returning(Lease.name)
+    ).first()
+    return created is not None
 
 
 def end_on_booking(session: Session, result) -> None:  # noqa: ANN001 - subscribers.leads.BookingResult
@@ -204,126 +256,197 @@ class DueReport:
 
 
 def process_due(session: Session, settings: Settings, now: datetime) -> DueReport:
-    """One round: enrol by triggers, end enrolments whose goal is met, queue every due step."""
-    report = DueReport(enrolled=enroll_triggered(session, now), exited=check_goals(session, now))
-    cap = timedelta(hours=settings.frequency_cap_hours)
-    mailed_now: set[int] = set()  # contacts given a step in this round (the cap spans sequences)
+    """One round: enrol by triggers, end enrolments whose goal is met (those due now; all of them at
+    most hourly), queue every due step."""
+    report = DueReport(enrolled=enroll_triggered(session, now))
     sequences = {s.id: s for s in session.scalars(select(Sequence).where(Sequence.status == "active"))}
-    steps = defaultdict(list)
-    for step in session.scalars(select(SequenceStep).where(SequenceStep.active.is_(True)).order_by(SequenceStep.position)):
-        steps[step.sequence_id].append(step)
-    all_steps = {s.id: s for s in session.scalars(select(SequenceStep))}
-    lists = dict(session.execute(select(MailingList.slug, MailingList.id)).all())
-    after_id = 0
-    while True:
+    if goal_sweep_due(session, now):
+        report.exited += check_goals(session, now)
+    else:  # whoever is due is checked now, so a goal reached since the last sweep stops the step
+        for sequence in sequences.values():
+            report.exited += _end_at_goals(session, sequence, now, Enrollment.next_due_at <= now)
+    # The due ones through ix_enrollments_due (state, next_due_at), without ORDER BY so that no
+    # planner prefers walking the primary key; sorted here to keep the order (and so who gets the
+    # capped email when two sequences are due for one contact) by enrolment id. Taken once, before
+    # any is moved on, so a step due again at once (delay 0) waits for the next round, as before.
+    due = sorted(session.scalars(
+        select(Enrollment.id)
+        .where(Enrollment.state == "active", Enrollment.next_due_at <= now, Enrollment.sequence_id.in_(list(sequences)))
+    ))
+    if not due:
+        return report
+    tick = _Tick(session, settings, now, sequences, report)
+    for start in range(0, len(due), CHUNK):
+        tick.process(due[start:start + CHUNK])
+    return report
+
+
+class _Step(NamedTuple):
+    """A step as a round needs it: plain values read once (not the compiled email, and no ORM
+    attribute access per row)."""
+
+    id: int
+    sequence_id: int
+    active: bool
+    delay_seconds: int
+    condition: dict | None
+    following: int | None  # the next active step of the sequence
+
+
+# New values of an enrolment: (next_step_id, next_due_at, state, finished_at, (last_step_id,
+# last_sent_at) or None to leave those as they were). Rows with the same values are written together.
+Change = tuple[int | None, datetime | None, str, datetime | None, tuple[int, datetime] | None]
+
+
+class _Tick:
+    """What one round reads once (steps, windows, lists) and carries across chunks (who was mailed
+    in this round, since the cap spans sequences; next_due_at per step and zone)."""
+
+    def __init__(self, session: Session, settings: Settings, now: datetime, sequences: dict[int, Sequence],
+                 report: DueReport) -> None:
+        self.session, self.now, self.sequences, self.report = session, now, sequences, report
+        self.cap = timedelta(hours=settings.frequency_cap_hours)
+        self.mailed_now: set[int] = set()
+        self.windows = {sid: window_of(s) for sid, s in sequences.items()}
         rows = session.execute(
-            select(Enrollment.id, Enrollment.sequence_id, Enrollment.contact_id, Enrollment.next_step_id,
-                   Enrollment.last_step_id, Contact.timezone)
-            .join(Contact, Contact.id == Enrollment.contact_id)
-            .where(Enrollment.state == "active", Enrollment.next_due_at <= now, Enrollment.id > after_id,
-                   Enrollment.sequence_id.in_(list(sequences)))
-            .order_by(Enrollment.id).limit(CHUNK)
+            select(SequenceStep.id, SequenceStep.sequence_id, SequenceStep.active, SequenceStep.delay_seconds,
+                   SequenceStep.condition, SequenceStep.position)
+            .order_by(SequenceStep.sequence_id, SequenceStep.position.desc())
         ).all()
-        if not rows:
-            return report
-        after_id = rows[-1][0]
-        _process_chunk(session, rows, sequences, steps, all_steps, lists, cap, mailed_now, now, report)
+        self.steps: dict[int, _Step] = {}
+        self.first: dict[int, int] = {}  # sequence -> its first active step (for a step deleted outright)
+        for step_id, sequence_id, active, delay, condition, _position in rows:  # last to first
+            following = self.first.get(sequence_id)
+            self.steps[step_id] = _Step(step_id, sequence_id, active, delay, condition, following)
+            if active:
+                self.first[sequence_id] = step_id
+        self.lists = dict(session.execute(select(MailingList.slug, MailingList.id)).all())
+        self._due_at: dict[tuple[int, int, str], datetime] = {}
+        self.postgres = session.get_bind().dialect.name == "postgresql"
 
+    def among(self, column: ColumnElement[int], values: Collection[int]) -> ColumnElement[bool]:
+        """``column IN values``; on PostgreSQL ``= ANY(array)``: one parameter, where a thousand cost
+        psycopg and the server more (binding, parsing, planning) than the rows themselves."""
+        if self.postgres:
+            return column == any_(literal(list(values), ARRAY(Integer())))
+        return column.in_(values)
 
-def _process_chunk(session, rows, sequences, steps, all_steps, lists, cap, mailed_now, now, report) -> None:  # noqa: ANN001, PLR0913
-    contact_ids = {r[2] for r in rows}
-    enrollment_ids = [r[0] for r in rows]
-    last_mail = dict(session.execute(
-        select(Delivery.contact_id, func.max(Delivery.due_at))
-        .where(Delivery.contact_id.in_(contact_ids), Delivery.status.in_(ACTIVE_DELIVERY),
-               Delivery.due_at > now - cap, Delivery.due_at <= now)
-        .group_by(Delivery.contact_id)
-    ).all()) if cap else {}
-    tags = defaultdict(set)
-    for contact_id, tag in session.execute(select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(contact_ids))):
-        tags[contact_id].add(tag)
-    engaged = defaultdict(set)  # enrolment id -> {"open", "click"} by a person on its previous step
-    for enrollment_id, kind in session.execute(
-        select(Delivery.enrollment_id, Event.type).join(Event, Event.delivery_id == Delivery.id)
-        .join(Enrollment, and_(Enrollment.id == Delivery.enrollment_id, Enrollment.last_step_id == Delivery.step_id))
-        .where(Delivery.enrollment_id.in_(enrollment_ids), Event.type.in_(("open", "click")), Event.machine.is_(False))
-    ):
-        engaged[enrollment_id].add(kind)
-
-    deliveries, updates = [], []
-    for enrollment_id, sequence_id, contact_id, next_step_id, _last_step_id, zone in rows:
-        sequence = sequences[sequence_id]
-        window = window_of(sequence)
-        active_steps = steps[sequence_id]
-        step = all_steps.get(next_step_id)
-        if step is None or not step.active:  # removed while waiting: never sent; the next one keeps its delay
-            following = next((s for s in active_steps if step is None or s.position > step.position), None)
-            if following is None:
-                updates.append(_complete(enrollment_id, now))
-                report.completed += 1
-            else:
-                updates.append({"e_id": enrollment_id, "next_step_id": following.id, "state": "active",
-                                "finished_at": None, "keep_sent": True,
-                                "next_due_at": window.next_open(now + timedelta(seconds=following.delay_seconds), zone)})
-            continue
-        last = last_mail.get(contact_id)
-        if contact_id in mailed_now or (last is not None and now - last < cap):
-            later = window.next_open((last if last is not None else now) + cap, zone)
-            updates.append({"e_id": enrollment_id, "next_step_id": step.id, "next_due_at": later, "state": "active",
-                            "finished_at": None, "keep_sent": True})
-            report.postponed += 1
-            continue
-        if _condition_met(step.condition, engaged[enrollment_id], tags[contact_id]):
-            deliveries.append({
-                "enrollment_id": enrollment_id, "step_id": step.id, "contact_id": contact_id,
-                "list_id": lists.get(sequence.trigger_value) if sequence.trigger_type == "list_confirmed" else None,
-                "status": "queued", "due_at": now, "attempts": 0, "created_at": now,
-            })
-            mailed_now.add(contact_id)
-            report.queued += 1
-            sent_step = step.id
-        else:
-            report.skipped += 1
-            sent_step = _last_step_id
-        following = next((s for s in active_steps if s.position > step.position), None)
+    def move_on(self, sequence_id: int, following: int | None, zone: str) -> tuple[int | None, datetime | None, str,
+                                                                                   datetime | None]:
+        """Wait for ``following``, or complete when there is none. next_due_at is the same for
+        everyone in a zone, so it is worked out once per round (most of the Python time a row otherwise)."""
         if following is None:
-            updates.append({**_complete(enrollment_id, now), "last_step_id": sent_step,
-                            "last_sent_at": now if sent_step == step.id else None, "keep_sent": sent_step != step.id})
-            report.completed += 1
-        else:
-            updates.append({"e_id": enrollment_id, "next_step_id": following.id, "state": "active", "finished_at": None,
-                            "next_due_at": window.next_open(now + timedelta(seconds=following.delay_seconds), zone),
-                            "last_step_id": sent_step, "last_sent_at": now if sent_step == step.id else None,
-                            "keep_sent": sent_step != step.id})
-    if deliveries:
-        session.execute(_insert_ignore(session), deliveries)
-    _apply(session, updates)
+            return None, None, "completed", self.now
+        delay = self.steps[following].delay_seconds
+        key = (sequence_id, delay, zone)
+        if key not in self._due_at:
+            self._due_at[key] = self.windows[sequence_id].next_open(self.now + timedelta(seconds=delay), zone)
+        return following, self._due_at[key], "active", None
+
+    def process(self, enrollment_ids: list[int]) -> None:
+        """One chunk of due enrolments."""
+        session, now, cap, report = self.session, self.now, self.cap, self.report
+        # The zone by a subquery rather than a join: with a thousand ids PostgreSQL would rather hash
+        # every contact than look up a thousand (and take several times longer).
+        zone = select(Contact.timezone).where(Contact.id == Enrollment.contact_id).scalar_subquery()
+        rows = session.execute(
+            select(Enrollment.id, Enrollment.sequence_id, Enrollment.contact_id, Enrollment.next_step_id, zone)
+            .where(self.among(Enrollment.id, enrollment_ids)).order_by(Enrollment.id)
+        ).all()
+        contact_ids = {r[2] for r in rows}
+        conditions = [s.condition for s in map(self.steps.get, {r[3] for r in rows}) if s and s.active and s.condition]
+        # The status is checked here, not in SQL: given a status condition SQLite (which never gets
+        # statistics) walks ix_deliveries_status_due, every email of the window (all of an issue sent
+        # today), instead of looking up these contacts' few.
+        last_mail: dict[int, datetime] = {}
+        for contact_id, due_at, status in session.execute(
+            select(Delivery.contact_id, Delivery.due_at, Delivery.status)
+            .where(self.among(Delivery.contact_id, contact_ids), Delivery.due_at > now - cap, Delivery.due_at <= now)
+        ) if cap else ():
+            if status in ACTIVE_DELIVERY:
+                last_mail[contact_id] = max(due_at, last_mail.get(contact_id, due_at))
+        # Tags and engagement only matter to steps with a condition: read them only then.
+        tags = defaultdict(set)
+        if any(c.get("has_tag") for c in conditions):
+            for contact_id, tag in session.execute(
+                select(ContactTag.contact_id, ContactTag.tag).where(self.among(ContactTag.contact_id, contact_ids))
+            ):
+                tags[contact_id].add(tag)
+        engaged = defaultdict(set)  # enrolment id -> {"open", "click"} by a person on its previous step
+        if any(c.get("opened_previous") or c.get("clicked_previous") for c in conditions):
+            for enrollment_id, kind in session.execute(
+                select(Delivery.enrollment_id, Event.type).join(Event, Event.delivery_id == Delivery.id)
+                .join(Enrollment, and_(Enrollment.id == Delivery.enrollment_id,
+                                       Enrollment.last_step_id == Delivery.step_id))
+                .where(self.among(Delivery.enrollment_id, enrollment_ids), Event.type.in_(("open", "click")),
+                       Event.machine.is_(False))
+            ):
+                engaged[enrollment_id].add(kind)
+
+        queued: dict[int, list[int]] = defaultdict(list)  # step -> the enrolments given it now
+        changes: dict[Change, list[int]] = defaultdict(list)
+        for enrollment_id, sequence_id, contact_id, next_step_id, zone in rows:
+            step = self.steps.get(next_step_id)
+            if step is None or not step.active:  # removed while waiting: never sent; the next one keeps its delay
+                following = step.following if step is not None else self.first.get(sequence_id)
+                changes[(*self.move_on(sequence_id, following, zone), None)].append(enrollment_id)
+                report.completed += int(following is None)
+                continue
+            last = last_mail.get(contact_id)
+            if contact_id in self.mailed_now or (last is not None and now - last < cap):
+                later = self.windows[sequence_id].next_open((last if last is not None else now) + cap, zone)
+                changes[(step.id, later, "active", None, None)].append(enrollment_id)
+                report.postponed += 1
+                continue
+            sent = _condition_met(step.condition, engaged[enrollment_id], tags[contact_id])
+            if sent:
+                queued[step.id].append(enrollment_id)
+                self.mailed_now.add(contact_id)
+                report.queued += 1
+            else:
+                report.skipped += 1  # and last_step_id/last_sent_at stay as they were
+            changes[(*self.move_on(sequence_id, step.following, zone), (step.id, now) if sent else None)].append(
+                enrollment_id)
+            report.completed += int(step.following is None)
+        for step_id, ids in queued.items():
+            self._queue(step_id, ids)
+        self._apply(changes)
+
+    def _queue(self, step_id: int, enrollment_ids: list[int]) -> None:
+        """Put ``step_id`` in the ledger for these enrolments: one INSERT ... SELECT (its parameters
+        are the ids, not eight values a row); the unique (enrolment, step) makes a repeat a no-op."""
+        sequence = self.sequences[self.steps[step_id].sequence_id]
+        list_id = self.lists.get(sequence.trigger_value) if sequence.trigger_type == "list_confirmed" else None
+        when = literal(self.now, Delivery.due_at.type)
+        rows = select(Enrollment.id, literal(step_id, Integer()), Enrollment.contact_id, literal(list_id, Integer()),
+                      literal("queued"), when, literal(0), when).where(self.among(Enrollment.id, enrollment_ids))
+        self.session.execute(_dialect_insert(self.session, Delivery).from_select(
+            ["enrollment_id", "step_id", "contact_id", "list_id", "status", "due_at", "attempts", "created_at"], rows,
+        ).on_conflict_do_nothing(index_elements=["enrollment_id", "step_id"]))
+
+    def _apply(self, changes: dict[Change, list[int]]) -> None:
+        """Write the enrolments' new values. Most of a chunk shares them (the same next step, and the
+        same next_due_at within a zone): one UPDATE per group. The odd ones (postponed by the cap, each
+        to its own time) go by executemany, which costs per row what the grouping saves."""
+        singles: dict[tuple[str, ...], list[dict]] = defaultdict(list)  # by the columns they set
+        for (next_step_id, next_due_at, state, finished_at, sent), ids in changes.items():
+            values = {"next_step_id": next_step_id, "next_due_at": next_due_at, "state": state,
+                      "finished_at": finished_at}
+            if sent is not None:
+                values |= {"last_step_id": sent[0], "last_sent_at": sent[1]}
+            if len(ids) >= GROUPED:
+                self.session.execute(update(Enrollment).where(self.among(Enrollment.id, ids)).values(values)
+                                     .execution_options(synchronize_session=False))
+            else:
+                singles[tuple(values)].extend({"e_id": i, **values} for i in ids)
+        for columns, params in singles.items():
+            self.session.connection().execute(
+                update(Enrollment).where(Enrollment.id == bindparam("e_id")).values({c: bindparam(c) for c in columns}),
+                params,
+            )
 
 
-def _complete(enrollment_id: int, now: datetime) -> dict:
-    return {"e_id": enrollment_id, "next_step_id": None, "next_due_at": None, "state": "completed",
-            "finished_at": now, "keep_sent": True}
-
-
-def _apply(session: Session, updates: list[dict]) -> None:
-    """Bulk UPDATE by id (executemany); ``keep_sent`` leaves last_step_id/last_sent_at as they were."""
-    keep = [u for u in updates if u["keep_sent"]]
-    sent = [u for u in updates if not u["keep_sent"]]
-    base = update(Enrollment).where(Enrollment.id == bindparam("e_id")).execution_options(synchronize_session=False)
-    if keep:
-        session.connection().execute(
-            base.values(next_step_id=bindparam("next_step_id"), next_due_at=bindparam("next_due_at"),
-                        state=bindparam("state"), finished_at=bindparam("finished_at")),
-            [{k: u[k] for k in ("e_id", "next_step_id", "next_due_at", "state", "finished_at")} for u in keep],
-        )
-    if sent:
-        session.connection().execute(
-            base.values(next_step_id=bindparam("next_step_id"), next_due_at=bindparam("next_due_at"),
-                        state=bindparam("state"), finished_at=bindparam("finished_at"),
-                        last_step_id=bindparam("last_step_id"), last_sent_at=bindparam("last_sent_at")),
-            [{k: u[k] for k in ("e_id", "next_step_id", "next_due_at", "state", "finished_at", "last_step_id",
-                                "last_sent_at")} for u in sent],
-        )
+GROUPED = 10  # at least this many enrolments with the same new values: one UPDATE for them all
 
 
 def _condition_met(condition: dict | None, engaged: set[str], tags: set[str]) -> bool:
@@ -338,12 +461,10 @@ def _condition_met(condition: dict | None, engaged: set[str], tags: set[str]) ->
     return True
 
 
-def _insert_ignore(session: Session):  # noqa: ANN202
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(Delivery).on_conflict_do_nothing(index_elements=["enrollment_id", "step_id"])
+def _dialect_insert(session: Session, table: type) -> postgresql.Insert | sqlite.Insert:
+    """The backend's INSERT, which has ON CONFLICT DO NOTHING on both SQLite and PostgreSQL."""
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return module.insert(table)
 
 
 def skip_removed_steps(session: Session, settings: Settings, sequence: Sequence, now: datetime) -> None:
