@@ -7,7 +7,8 @@ anti-join has work to do). A separate process then does what production does and
 - render:  ``issues.create_issue`` (draft time, not counted end to end) and the re-render and preflight
            that ``schedule.start_now`` does before enqueueing (counted end to end);
 - enqueue: the one INSERT ... SELECT (``enqueue.enqueue_issue``, timed inside ``start_now``);
-- dispatch: ``Dispatcher.pool(count=K)`` (what ``newsletter worker`` runs), each in its thread until idle, split into claim, build (recipient values), request
+- dispatch: ``Dispatcher.pool`` with NEWSLETTER_SEND_CONCURRENCY=K (what ``newsletter worker`` runs),
+           each dispatcher in its thread until idle, split into claim, build (recipient values), request
            body (``SendGridTransport.build_body``), JSON encoding (``encode_body``), HTTP, record (ledger updates) and
            other (what the dispatcher does outside its timed phases: the per-batch "is the issue done?"
            check).
@@ -212,10 +213,10 @@ def child_send(config: dict[str, Any]) -> dict[str, Any]:
     from newsletter.transports.sendgrid import SendGridTransport
     from tests.sendgrid_fake import STATS
 
-    settings = Settings()
-    assert settings.transport == "sendgrid", settings.transport
-    db = Database(settings.database_url)
     contacts, workers, trace = config["contacts"], config["workers"], config["tracemalloc"]
+    settings = Settings(send_concurrency=workers)  # K requests in flight, as NEWSLETTER_SEND_CONCURRENCY=K
+    assert settings.transport == "sendgrid", settings.transport
+    db = Database.from_settings(settings)
 
     class TimedSendGridTransport(SendGridTransport):
         """The real transport (one, shared by the dispatcher threads); only ``build_body`` and
@@ -288,7 +289,7 @@ def child_send(config: dict[str, Any]) -> dict[str, Any]:
 
     # Dispatch.
     transport = TimedSendGridTransport(settings)
-    dispatchers = Dispatcher.pool(settings, db, transport, count=workers, worker="bench")
+    dispatchers = Dispatcher.pool(settings, db, transport, worker="bench")
     walls = [0.0] * workers
     errors: list[BaseException] = []
 
@@ -495,7 +496,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
                         help="the fake answers each request this much later (SendGrid's own response time)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1], metavar="K",
-                        help="dispatcher threads in the send process (PostgreSQL also runs with 2)")
+                        help="requests in flight (NEWSLETTER_SEND_CONCURRENCY, dispatcher threads); PostgreSQL also runs with 2")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per configuration, each on a fresh database")
     parser.add_argument("--postgres", metavar="URL", help="also run on PostgreSQL, in schemas dropped afterwards")
     parser.add_argument("--skip-sqlite", action="store_true")

@@ -23,7 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.config import Settings
 
 
-def make_engine(url: str) -> Engine:
+POOL_SIZE = 5  # SQLAlchemy's default: connections a process keeps open besides its sending threads
+
+
+def make_engine(url: str, *, threads: int = 0) -> Engine:
+    """``threads``: dispatcher threads that will each hold a connection, kept open beyond the pool's
+    usual five (an overflow connection is closed on return, and PostgreSQL starts a process for the
+    next one)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -32,7 +38,7 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE + threads)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API types
@@ -80,9 +86,9 @@ def head_revision(engine: Engine) -> str | None:
 class Database:
     """One engine and session factory for the process."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, threads: int = 0) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, threads=threads)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer, and every transaction here takes the write lock (BEGIN IMMEDIATE).
         # Threads of this process queue on a lock of their own instead, handed over the moment it
@@ -92,7 +98,7 @@ class Database:
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":
         assert settings.database_url is not None
-        return cls(settings.database_url)
+        return cls(settings.database_url, threads=settings.send_concurrency)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
