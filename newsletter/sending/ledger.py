@@ -140,9 +140,12 @@ def _skip_now() -> ColumnElement[bool]:
     )
     left_list = and_(Delivery.list_id.is_not(None), ~still_subscribed)
     enrollment_over = exists().where(Enrollment.id == Delivery.enrollment_id, Enrollment.state == "exited")
-    suppressed = exists().where(Suppression.email_hash == Contact.email_hash, Contact.id == Delivery.contact_id)
-    active = exists().where(Contact.id == Delivery.contact_id, Contact.status == "active")
-    return or_(Delivery.contact_id.is_(None), left_list, enrollment_over, suppressed, ~active)
+    # One look at the contact (it exists: erasure sets contact_id NULL) for both of its reasons.
+    contact_out = exists().where(
+        Contact.id == Delivery.contact_id,
+        or_(Contact.status != "active", exists().where(Suppression.email_hash == Contact.email_hash)),
+    )
+    return or_(Delivery.contact_id.is_(None), left_list, enrollment_over, contact_out)
 
 
 def open_batch(session: Session, ids: list[int], *, transport: str, worker: str) -> SendBatch:
