@@ -341,11 +341,63 @@ def test_a_pool_shares_one_pace_and_one_daily_limit(db: Database, settings: Sett
 
 def test_the_pace_is_booked_one_caller_after_another() -> None:
     waits: list[float] = []
-    pacer = Pacer(per_second=1000, per_day=0, sleep=waits.append, clock=lambda: 0.0)  # time stands still
-    threads = [threading.Thread(target=lambda: [pacer.wait_for(50) for _ in range(2)]) for _ in range(4)]
+    pacer = Pacer(per_second=1000, per_day=0, clock=lambda: 0.0)  # time stands still
+    threads = [threading.Thread(target=lambda: [waits.append(pacer.reserve(50)) for _ in range(2)]) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     # Eight batches of 50 at 1000 a second: slots 0.05 s apart, none shared, whichever thread took which.
-    assert sorted(round(w, 3) for w in waits) == [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35]
+    assert sorted(round(w, 3) for w in waits) == [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35]
+
+
+def test_a_long_wait_for_the_pace_keeps_the_claim(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 100)
+    start(db, settings, issue_id)
+    slow = settings.model_copy(update={"rate_per_second": 2.0, "lease_seconds": 10})
+
+    recovered = []
+
+    def time_passes(seconds: float) -> None:  # the scheduler's recovery runs while the batch waits
+        with db.session() as s:
+            recovered.append(ledger.recover_expired(s, NOW + timedelta(seconds=seconds)))
+
+    transport = ScriptedTransport(max_batch=50)
+    Dispatcher(slow, db, transport, sleep=time_passes, clock=lambda: NOW).run_until_idle()
+    # The second batch waited ~25 s for its slot, longer than its 10 s lease: the lease was extended first.
+    assert len(recovered) == 1 and recovered[0] == (0, 0)  # nothing requeued or held as unknown meanwhile
+    assert len(transport.delivered) == len(set(transport.delivered)) == 100
+    assert counts(db, issue_id) == {"submitted": 100}
+    with db.session() as s:
+        assert ledger.unknown_batches(s, issue_id) == []
+
+
+def test_the_providers_answer_settles_a_batch_recovery_took_for_lost(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 3)
+    start(db, settings, issue_id)
+    with db.session() as s:
+        got = ledger.claim(s, worker="A", limit=10, now=NOW, lease=timedelta(minutes=5), transport="x")
+    with db.session() as s:
+        assert ledger.recover_expired(s, NOW + timedelta(minutes=6)) == (0, 3)
+    with db.session() as s:  # then worker A's request comes back accepted
+        ledger.mark_submitted(s, s.get(SendBatch, got.batch_id), [r.delivery_id for r in got.rows], "m1", NOW)
+    assert counts(db, issue_id) == {"submitted": 3}
+    with db.session() as s:
+        assert s.get(SendBatch, got.batch_id).status == "submitted" and ledger.unknown_batches(s, issue_id) == []
+
+
+def test_a_stop_during_a_wait_gives_the_untried_rows_back(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 100)
+    start(db, settings, issue_id)
+    paced = settings.model_copy(update={"rate_per_second": 2.0})
+    stop = threading.Event()
+    transport = ScriptedTransport(max_batch=50)
+    pool = Dispatcher.pool(paced, db, transport, count=1, stop=stop, sleep=lambda s: stop.set(), clock=lambda: NOW)
+    send_all(pool)  # Ctrl-C while the second batch waits for its slot
+    assert len(transport.delivered) == 50 and counts(db, issue_id) == {"submitted": 50, "queued": 50}
+    send_all(Dispatcher.pool(settings, db, transport, count=1, clock=lambda: NOW))  # started again later
+    assert len(transport.delivered) == len(set(transport.delivered)) == 100
+    assert counts(db, issue_id) == {"submitted": 100}

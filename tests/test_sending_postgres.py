@@ -14,6 +14,7 @@ from newsletter.database import Database
 from newsletter.models import Delivery, Issue, SendBatch
 from newsletter.sending import ledger, schedule
 from newsletter.sending.dispatch import Dispatcher
+from newsletter.sending.pacing import Pacer
 from subscribers.consent import Proof, unsubscribe
 from subscribers.contacts import find_contact
 from subscribers.privacy import erase
@@ -76,3 +77,31 @@ def test_who_left_after_enqueue_is_skipped_at_claim(postgres_db: Database, setti
         assert s.get(SendBatch, got.batch_id).size == 3
         skipped = s.execute(select(Delivery.batch_id, Delivery.lease_expires_at).where(Delivery.status == "suppressed"))
         assert skipped.all() == [(None, None)] * 3  # not part of the request
+
+
+def test_workers_claiming_at_once_share_one_daily_budget(postgres_db: Database, settings: Settings) -> None:
+    issue_id = make_issue(postgres_db, settings)
+    add_audience(postgres_db, 500)
+    with postgres_db.session() as s:
+        schedule.start_now(s, settings, s.get(Issue, issue_id), NOW)
+    pacer = Pacer(0, 320)
+    claims: dict[str, int] = {}
+
+    def claim_as(worker: str, session) -> None:  # noqa: ANN001 - a Session
+        room = pacer.room_today(session, NOW)
+        claims[worker] = len(ledger.claim(session, worker=worker, limit=min(300, room), now=NOW,
+                                          lease=timedelta(minutes=5), transport="x").rows)
+
+    with postgres_db.session() as first:
+        claim_as("A", first)  # A has counted and claimed 300, not committed yet
+        second = threading.Thread(target=lambda: _in_session(postgres_db, lambda s: claim_as("B", s)))
+        second.start()
+        second.join(timeout=1)
+        assert second.is_alive()  # B waits for A's count and claim to be settled
+    second.join(timeout=30)
+    assert claims == {"A": 300, "B": 20}  # not 300 + 300
+
+
+def _in_session(db: Database, work) -> None:  # noqa: ANN001
+    with db.session() as session:
+        work(session)

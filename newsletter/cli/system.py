@@ -86,11 +86,13 @@ def serve(
     transport = get_transport(settings)
     app_ = create_app(settings, db, transport)
     stop = threading.Event()
-    jobs = None
+    jobs = sending = None
     if background:
         jobs = scheduler_module.build_scheduler(settings, db, background=True)
         jobs.start()
-        threading.Thread(target=run_worker, args=(settings, db, transport, stop), daemon=True, name="dispatcher").start()
+        sending = threading.Thread(target=run_worker, args=(settings, db, transport, stop), daemon=True,
+                                   name="dispatchers")
+        sending.start()
     out.print(f"Serving {settings.org_name} on http://{host}:{port}/ (Ctrl-C stops). "
               f"Emails go to the {settings.transport} transport"
               + (f" in {settings.outbox_dir}/" if settings.transport == "outbox" else "") + ".", highlight=False)
@@ -100,3 +102,5 @@ def serve(
         stop.set()
         if jobs is not None:
             jobs.shutdown(wait=False)
+        if sending is not None:  # the requests in hand get their answers recorded (at most one timeout)
+            sending.join(timeout=settings.sendgrid_timeout + 5)

@@ -119,6 +119,7 @@ class Dispatcher:
         only_issue: int | None = None,
         pacer: Pacer | None = None,
         breaker: _Breaker | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.only_issue = only_issue
         self.settings = settings
@@ -127,8 +128,9 @@ class Dispatcher:
         self.worker = worker or default_worker_id()
         self.sleep = sleep
         self.clock = clock
-        self.pacer = pacer or Pacer(settings.rate_per_second, settings.rate_per_day, sleep=sleep)
+        self.pacer = pacer or Pacer(settings.rate_per_second, settings.rate_per_day)
         self.breaker = breaker or _Breaker(settings.breaker_threshold)
+        self.stop = stop or threading.Event()  # set: finish the request in hand, start no other
         self.batch_size = min(settings.batch_size, transport.max_batch)
         self.links = DeliveryLinks(settings)
         # Seconds spent per phase, for benchmarks: claim, build (recipient values), send (transport:
@@ -137,18 +139,20 @@ class Dispatcher:
 
     @classmethod
     def pool(cls, settings: Settings, db: Database, transport: Transport, *, count: int | None = None,
-             worker: str | None = None, sleep: Callable[[float], None] = time.sleep,
-             **options: Any) -> list[Dispatcher]:
+             worker: str | None = None, stop: threading.Event | None = None,
+             sleep: Callable[[float], None] | None = None, **options: Any) -> list[Dispatcher]:
         """``count`` dispatchers (default: the send_concurrency setting), one per thread, sharing the
         pacing budget and the circuit breaker: each keeps one provider request in flight, so the next
         batches are claimed and built while earlier requests wait for their answers."""
         count = count or settings.send_concurrency
         _collect_less_often()
         prefix = worker or default_worker_id()
-        pacer = Pacer(settings.rate_per_second, settings.rate_per_day, sleep=sleep)
+        stop = stop or threading.Event()
+        sleep = sleep or stop.wait  # a stop cuts every wait short
+        pacer = Pacer(settings.rate_per_second, settings.rate_per_day)
         breaker = _Breaker(settings.breaker_threshold)
         return [cls(settings, db, transport, worker=f"{prefix}/{n}", sleep=sleep, pacer=pacer, breaker=breaker,
-                    **options) for n in range(count)]
+                    stop=stop, **options) for n in range(count)]
 
     # One round ----------------------------------------------------------------------------------
 
@@ -197,7 +201,7 @@ class Dispatcher:
     def run_until_idle(self, *, on_progress: Callable[[RoundResult], None] | None = None) -> RoundResult:
         """Send everything that is due now (``newsletter issues send`` in the foreground)."""
         total = RoundResult()
-        while True:
+        while not self.stop.is_set():
             round_ = self.run_once()
             if round_.handled == 0:
                 self._close_finished()
@@ -205,6 +209,7 @@ class Dispatcher:
             total.add(round_)
             if on_progress:
                 on_progress(round_)
+        return total
 
     def _close_finished(self) -> None:
         """Mark issues whose last batch just went out as sent (the scheduler does this too)."""
@@ -228,24 +233,25 @@ class Dispatcher:
               categories: list[str], result: RoundResult) -> None:  # noqa: ANN001
         ids = [c.delivery_id for c in claimed]
         attempt = 0
+        wait = self.pacer.reserve(len(recipients))
         while True:
-            self.pacer.wait_for(len(recipients))
+            if wait > 0 and not self._wait_holding(batch_id, ids, wait):
+                return  # stopped while waiting: the untried rows went back to the queue
             started = time.perf_counter()
             try:
                 outcome = self.transport.send(Batch(email, recipients, categories))
             except RateLimited as exc:
                 wait = MAX_RATE_LIMIT_WAIT if exc.reset_at is None else min(max(exc.reset_at - time.time(), 0.5), MAX_RATE_LIMIT_WAIT)
                 log.warning("rate limited by the provider; waiting %.1f s", wait)
-                self.sleep(wait)
                 continue
             except TemporaryFailure as exc:
                 attempt += 1
                 if attempt > self.settings.send_retries:
                     self._failed(issue_id, batch_id, ids, f"gave up after {attempt} attempts: {exc}", result)
                     return
-                delay = min(2 ** attempt, 60) * (0.5 + random.random())  # exponential backoff, full jitter
-                log.warning("batch %s: %s; retry %d in %.1f s", batch_id, exc, attempt, delay)
-                self.sleep(delay)
+                wait = min(2 ** attempt, 60) * (0.5 + random.random())  # exponential backoff, full jitter
+                log.warning("batch %s: %s; retry %d in %.1f s", batch_id, exc, attempt, wait)
+                wait += self.pacer.reserve(len(recipients))  # the retry is paced like any request
                 continue
             except OutcomeUnknown as exc:
                 with self.db.session() as session:
@@ -297,6 +303,25 @@ class Dispatcher:
             self.breaker.record(issue_id, ok=True)
             return
 
+    def _wait_holding(self, batch_id: int, ids: list[int], seconds: float) -> bool:
+        """Wait before a request (its pace slot, a rate limit's reset, a retry's backoff) without
+        letting the claim lapse: a long wait first extends the rows' lease past it, or recovery
+        would hold the batch as unknown while it is still to be sent. Returns False, with the rows
+        given back untried, when the dispatcher was stopped meanwhile."""
+        lease = self.settings.lease_seconds
+        if seconds > lease / 10:
+            with self.db.session() as session:
+                ledger.extend_lease(session, batch_id, self.clock() + timedelta(seconds=seconds + lease))
+        self.sleep(seconds)
+        if not self.stop.is_set():
+            return True
+        with self.db.session() as session:
+            ledger.release(session, ids)
+            batch = session.get(SendBatch, batch_id)
+            batch.status, batch.error, batch.finished_at = "failed", "stopped before sending; rows queued again", self.clock()
+        log.info("batch %s: stopped before sending; its rows are queued again", batch_id)
+        return False
+
     def _split(self, issue_id: int, email, batch_id: int, claimed: list[Claimed], recipients: list[Recipient],
                categories: list[str], result: RoundResult, why: str) -> None:  # noqa: ANN001
         """Send each half as its own request (each its own batch row) to find what was refused."""
@@ -338,8 +363,6 @@ class Dispatcher:
 def send_all(dispatchers: list[Dispatcher], *, on_progress: Callable[[RoundResult], None] | None = None) -> RoundResult:
     """Run each dispatcher until nothing is due, in threads of their own; the totals of all. The first
     error (e.g. ``SendingStopped``) is raised once every thread has ended."""
-    if len(dispatchers) == 1:
-        return dispatchers[0].run_until_idle(on_progress=on_progress)
     totals: list[RoundResult] = []
     errors: list[BaseException] = []
 
@@ -352,8 +375,15 @@ def send_all(dispatchers: list[Dispatcher], *, on_progress: Callable[[RoundResul
     threads = [threading.Thread(target=run, args=(d,), name=f"dispatcher-{n}") for n, d in enumerate(dispatchers)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except KeyboardInterrupt:  # Ctrl-C: finish the requests in hand, start no other
+        for dispatcher in dispatchers:
+            dispatcher.stop.set()
+        for thread in threads:
+            thread.join()
+        raise
     if errors:
         raise errors[0]
     total = RoundResult()

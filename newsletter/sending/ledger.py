@@ -166,13 +166,26 @@ def open_batch(session: Session, ids: list[int], *, transport: str, worker: str)
 def mark_submitted(session: Session, batch: SendBatch, ids: list[int], message_id: str | None, now: datetime) -> None:
     if ids:
         whole_batch = len(ids) == batch.size  # every row of the request accepted: no 1000-item IN list
+        # Unknown too: recovery took the request for lost (the lease ran out), the provider's 202 says
+        # otherwise. A row a webhook has already moved on (delivered, say) is left as it is.
+        in_request = Delivery.status.in_(("claimed", "unknown"))
         session.execute(
             update(Delivery)
-            .where(and_(Delivery.batch_id == batch.id, Delivery.status == "claimed") if whole_batch else Delivery.id.in_(ids))
+            .where(Delivery.batch_id == batch.id if whole_batch else Delivery.id.in_(ids), in_request)
             .values(status="submitted", provider_message_id=message_id, submitted_at=now, lease_expires_at=None)
             .execution_options(synchronize_session=False)
         )
     batch.status, batch.provider_message_id, batch.finished_at = "submitted", message_id, now
+
+
+def extend_lease(session: Session, batch_id: int, until: datetime) -> None:
+    """Keep a batch's claim through a long wait before its request (pace, rate limit, backoff)."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.batch_id == batch_id, Delivery.status == CLAIMED)
+        .values(lease_expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def mark_failed(session: Session, ids: list[int], reason: str) -> None:
@@ -240,10 +253,10 @@ def finish_if_done(session: Session, issue: Issue, now: datetime) -> bool:
     if issue.status != "sending":
         return False
     mine = Delivery.issue_id == issue.id
-    # Two probes of the small partial indexes, not a count over every row the issue has.
-    if session.scalar(select(exists().where(mine, Delivery.status == QUEUED))) or session.scalar(
-        select(exists().where(mine, Delivery.status == CLAIMED))
-    ):
+    # Probes of the small partial indexes, not a count over every row the issue has; one statement,
+    # so one snapshot (a row going from claimed back to queued is seen in one state or the other).
+    on_their_way = or_(exists().where(mine, Delivery.status == QUEUED), exists().where(mine, Delivery.status == CLAIMED))
+    if session.scalar(select(on_their_way)):
         return False
     issue.status, issue.finished_at = "sent", now
     return True

@@ -20,15 +20,20 @@ def run_worker(settings: Settings, db: Database, transport: Transport, stop: thr
                *, worker: str | None = None) -> None:
     """Send due batches until ``stop`` is set, with ``send_concurrency`` dispatcher threads; a stop
     request lets the batches in hand finish first."""
-    dispatchers = Dispatcher.pool(settings, db, transport, worker=worker, sleep=lambda s: stop.wait(s))
+    dispatchers = Dispatcher.pool(settings, db, transport, worker=worker, stop=stop)
     log.info("worker %s started (%s transport, %d in flight)", dispatchers[0].worker.rpartition("/")[0],
              transport.name, len(dispatchers))
     threads = [threading.Thread(target=_loop, args=(d, stop), name=f"dispatcher-{n}", daemon=True)
                for n, d in enumerate(dispatchers)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except KeyboardInterrupt:  # Ctrl-C: the requests in hand get their answers recorded first
+        stop.set()
+        for thread in threads:
+            thread.join()
     log.info("worker stopped")
 
 

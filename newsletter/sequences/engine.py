@@ -356,8 +356,8 @@ class _Tick:
         contact_ids = {r[2] for r in rows}
         conditions = [s.condition for s in map(self.steps.get, {r[3] for r in rows}) if s and s.active and s.condition]
         # The status is checked here, not in SQL: given a status condition SQLite (which never gets
-        # statistics) walks ix_deliveries_status_due, every email of the window (all of an issue sent
-        # today), instead of looking up these contacts' few.
+        # statistics) may walk a status index over every email of the window (all of an issue sent
+        # today) instead of looking up these contacts' few (as it did with a former status index).
         last_mail: dict[int, datetime] = {}
         for contact_id, due_at, status in session.execute(
             select(Delivery.contact_id, Delivery.due_at, Delivery.status)
