@@ -159,6 +159,23 @@ def test_unknown_outcome_is_held_not_resent_and_staff_can_settle_it(db: Database
     assert counts(db, issue_id) == {"submitted": 3}
 
 
+def test_a_batch_queued_again_goes_out_even_after_its_issue_finished(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    add_audience(db, 3)
+    start(db, settings, issue_id)
+    transport = ScriptedTransport(script=[raises(OutcomeUnknown("read timeout"))])
+    dispatcher(settings, db, transport).run_until_idle()
+    with db.session() as s:
+        assert s.get(Issue, issue_id).status == "sent"  # nothing left on its way: the send is over
+        ((batch_id, _, _),) = ledger.unknown_batches(s, issue_id)
+        assert ledger.resolve_unknown(s, batch_id, sent=False, now=NOW) == 3  # staff: --resend
+    dispatcher(settings, db, transport).run_until_idle()
+    assert sorted(transport.delivered) == [f"reader{n}@example.org" for n in range(3)]
+    assert counts(db, issue_id) == {"submitted": 3}
+    with db.session() as s:
+        assert s.get(Issue, issue_id).status == "sent"
+
+
 def test_a_wrong_key_stops_everything_and_marks_nothing_failed(db: Database, settings: Settings) -> None:
     issue_id = make_issue(db, settings)
     add_audience(db, 3)

@@ -284,9 +284,14 @@ def resolve_unknown(session: Session, batch_id: int, *, sent: bool, now: datetim
         if sent
         else {"status": "queued", "batch_id": None, "claimed_by": None, "error": None}
     )
-    count = session.execute(
-        update(Delivery).where(Delivery.batch_id == batch_id, Delivery.status == "unknown").values(**values)
-    ).rowcount or 0
+    held = and_(Delivery.batch_id == batch_id, Delivery.status == "unknown")
+    issue_ids = list(session.scalars(select(Delivery.issue_id).where(held, Delivery.issue_id.is_not(None)).distinct()))
+    count = session.execute(update(Delivery).where(held).values(**values)).rowcount or 0
+    if count and not sent and issue_ids:
+        # An issue that finished meanwhile sends again, and only what was queued again.
+        session.execute(
+            update(Issue).where(Issue.id.in_(issue_ids), Issue.status == "sent").values(status="sending", finished_at=None)
+        )
     batch = session.get(SendBatch, batch_id)
     if batch is not None and count:
         batch.status = "submitted" if sent else "failed"
