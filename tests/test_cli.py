@@ -154,6 +154,27 @@ def test_issue_create_preview_and_preflight(settings: Settings, tmp_path: Path) 
     assert shown["status"] == "draft" and shown["preflight"] == [] and shown["html_bytes"] < 102_000
 
 
+def test_issues_send_in_the_foreground_mails_each_subscriber_once(settings: Settings) -> None:
+    post_id = run("posts", "import", str(SEED_POST)).strip()
+    issue_id = run("issues", "create", "--post", post_id, "--subject", "Moving more, feeling better",
+                   "--preheader", "Why a daily walk pairs well with care").splitlines()[0]
+    for n in range(25):
+        run("contacts", "add", f"reader{n}@example.org", "--name", f"Reader {n}", "--confirmed",
+            "--consent-note", "asked at the front desk")
+    run("contacts", "suppress", "reader3@example.org")
+    printed = run("issues", "send", issue_id)
+    assert "24 recipient(s) enqueued" in printed and "submitted 24, failed 0, unknown 0" in printed
+    sent = [email.message_from_bytes(p.read_bytes(), policy=policy.default)
+            for p in sorted(settings.outbox_dir.glob("*.eml"))]
+    to = [m["To"].addresses[0].addr_spec for m in sent if m["Subject"] == "Moving more, feeling better"]
+    assert len(to) == len(set(to)) == 24 and "reader3@example.org" not in to
+    status = json.loads(run("issues", "status", issue_id, "--json"))
+    assert status["status"] == "sent" and status["deliveries"]["submitted"] == sum(status["deliveries"].values()) == 24
+    again = runner.invoke(app, ["issues", "send", issue_id])  # a second send is refused, not repeated
+    assert again.exit_code == 2 and f"issue {issue_id} is sent" in again.stderr
+    assert len(list(settings.outbox_dir.glob("*.eml"))) == len(sent)
+
+
 def test_preflight_exit_code_blocks_on_errors(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     post_id = run("posts", "import", str(SEED_POST)).strip()
     issue_id = run("issues", "create", "--post", post_id, "--subject", "Hello").splitlines()[0]
