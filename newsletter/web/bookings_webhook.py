@@ -12,9 +12,11 @@ import hashlib
 import hmac
 import json
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from newsletter.config import Settings
 from subscribers.errors import InputError
@@ -63,11 +65,15 @@ async def bookings(request: Request) -> JSONResponse:
         if when is not None and not isinstance(when, str):
             raise InputError("booked_for must be an ISO 8601 date-time string with an offset")
         booked_for = parse_datetime(when, "booked_for") if when else None
-        state = request.app.state
-        with state.db.session() as session:
-            result = record_booking(session, email, booked_for=booked_for, origin="api", external_id=external_id.strip(),
-                                    default_timezone=settings.default_timezone)
-            answer = {"booking": result.booking.id, "created": result.created}
+        db = request.app.state.db
+
+        def store() -> dict[str, Any]:  # in a worker thread: blocking database work off the event loop
+            with db.session() as session:
+                result = record_booking(session, email, booked_for=booked_for, origin="api",
+                                        external_id=external_id.strip(), default_timezone=settings.default_timezone)
+                return {"booking": result.booking.id, "created": result.created}
+
+        answer = await run_in_threadpool(store)
     except ErasedAddress:
         return JSONResponse({"status": "ignored: the person asked to be erased"}, status_code=202)
     except (ValueError, InputError) as exc:  # JSONDecodeError is a ValueError

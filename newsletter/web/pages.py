@@ -1,7 +1,8 @@
 """Public pages: sign-up, confirmation, preferences and unsubscribe.
 
 A GET never changes anything (mail scanners follow links): confirm and unsubscribe pages show a
-button, and only the POST acts. Answers to the public forms are the same whether or not an address
+button, and only the POST acts. Handlers that must be ``async`` (to read a form) do their database
+and provider work in a worker thread, never on the event loop. Answers to the public forms are the same whether or not an address
 is known, so the pages cannot be used to find out who is on a list.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from newsletter import optin
 from newsletter.config import Settings
@@ -89,10 +91,13 @@ async def subscribe(request: Request) -> HTMLResponse:
         errors["consent"] = "Please tick the box to agree, so we may email you."
     if errors:
         return render(request, "subscribe.html", 400, errors=errors, email=email, name=name)
-    state = request.app.state
-    with state.db.session() as session:
-        optin.sign_up(session, state.settings, state.transport, email, name=name or None,
-                      proof=proof(request, "form", with_text=True))
+    state, consent_proof = request.app.state, proof(request, "form", with_text=True)
+
+    def store() -> None:
+        with state.db.session() as session:
+            optin.sign_up(session, state.settings, state.transport, email, name=name or None, proof=consent_proof)
+
+    await run_in_threadpool(store)
     return render(request, "check_inbox.html")
 
 
@@ -102,8 +107,12 @@ async def resend(request: Request) -> HTMLResponse:
         return too_many(request)
     form = await request.form()
     state = request.app.state
-    with state.db.session() as session:
-        optin.resend_confirmation(session, state.settings, state.transport, str(form.get("email", "")))
+
+    def send() -> None:
+        with state.db.session() as session:
+            optin.resend_confirmation(session, state.settings, state.transport, str(form.get("email", "")))
+
+    await run_in_threadpool(send)
     return render(request, "check_inbox.html", resent=True)
 
 
@@ -169,16 +178,21 @@ async def save_preferences(request: Request, token: str) -> HTMLResponse:
         for key, value in form.items()
         if key.startswith("frequency-") and key.split("-", 1)[1].isdigit() and value in FREQUENCIES
     }
-    try:
-        with state.db.session() as session:
-            contact = optin.contact_from_preferences_token(session, state.settings, token)
-            optin.save_preferences(session, contact, keep=keep, frequency=frequency, proof=proof(request, "email_link"))
-            choices = optin.preference_choices(session, contact)
-            return render(request, "preferences.html", token=token, choices=choices, frequencies=FREQUENCIES,
-                          globally_out=contact.status == "unsubscribed", saved=True,
-                          unsubscribe_all=optin.unsubscribe_token(state.settings, contact, None))
-    except (InputError, NotFound) as exc:
-        return bad_link(request, exc)
+    link_proof = proof(request, "email_link")
+
+    def save() -> HTMLResponse:
+        try:
+            with state.db.session() as session:
+                contact = optin.contact_from_preferences_token(session, state.settings, token)
+                optin.save_preferences(session, contact, keep=keep, frequency=frequency, proof=link_proof)
+                choices = optin.preference_choices(session, contact)
+                return render(request, "preferences.html", token=token, choices=choices, frequencies=FREQUENCIES,
+                              globally_out=contact.status == "unsubscribed", saved=True,
+                              unsubscribe_all=optin.unsubscribe_token(state.settings, contact, None))
+        except (InputError, NotFound) as exc:
+            return bad_link(request, exc)
+
+    return await run_in_threadpool(save)
 
 
 # Unsubscribe ------------------------------------------------------------------------------------
@@ -203,12 +217,15 @@ async def unsubscribe(request: Request, token: str) -> HTMLResponse:
     and is answered 200 with no redirect."""
     form = await request.form()
     method = "one_click" if form.get("List-Unsubscribe") == "One-Click" else "email_link"
-    state = request.app.state
-    try:
+    state, link_proof = request.app.state, proof(request, method)
+
+    def unsubscribe_now() -> tuple[str | None, str]:
         with state.db.session() as session:
-            contact, mailing_list = optin.unsubscribe_with_token(session, state.settings, token, proof(request, method))
-            prefs = optin.preferences_url(state.settings, contact)
-            list_name = mailing_list.name if mailing_list else None
+            contact, mailing_list = optin.unsubscribe_with_token(session, state.settings, token, link_proof)
+            return (mailing_list.name if mailing_list else None), optin.preferences_url(state.settings, contact)
+
+    try:
+        list_name, prefs = await run_in_threadpool(unsubscribe_now)
     except (InputError, NotFound) as exc:
         return bad_link(request, exc)
     return render(request, "unsubscribed.html", list_name=list_name, preferences_url=prefs)
