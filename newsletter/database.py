@@ -7,7 +7,7 @@ The schema is only ever created by Alembic migrations, so both backends get the 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from importlib import resources
 from pathlib import Path
@@ -83,6 +83,15 @@ def head_revision(engine: Engine) -> str | None:
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
 
 
+AFTER_COMMIT = "newsletter.after_commit"
+
+
+def after_commit(session: Session, action: Callable[[], object]) -> None:
+    """Run ``action`` once the transaction of ``session`` (a ``Database.session``) has committed and
+    the database is free again, e.g. an email about what was just stored; never if it rolls back."""
+    session.info.setdefault(AFTER_COMMIT, []).append(action)
+
+
 class Database:
     """One engine and session factory for the process."""
 
@@ -110,6 +119,9 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+            later = session.info.pop(AFTER_COMMIT, [])
+        for action in later:  # committed, and the database is free for others again
+            action()
 
     def is_current(self) -> bool:
         return current_revision(self.engine) == head_revision(self.engine)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
+from newsletter.database import after_commit
 from newsletter.links import delivery_from_token
 from newsletter.models import Delivery, Event
 from newsletter.personalize import RecipientValues, safe_first_name
@@ -109,16 +110,27 @@ def resend_confirmation(session: Session, settings: Settings, transport: Transpo
 
 
 def send_confirmation(session: Session, settings: Settings, transport: Transport, sub: Subscription) -> bool:
+    """Send the confirmation email once this session's transaction has committed: the email's
+    rendering and the provider's round trip never hold the database (on SQLite, every other writer,
+    sending included), and a sign-up that rolls back sends nothing."""
     if not consent.may_send_confirmation(sub):
         return False
-    contact = sub.contact
+    address, name, list_name = sub.contact.email, sub.contact.name, sub.mailing_list.name
     link = confirm_url(settings, sub)
+    consent.mark_confirmation_sent(sub)
+    session.flush()
+    after_commit(session, lambda: _send_confirmation(settings, transport, address, name, list_name, link))
+    return True
+
+
+def _send_confirmation(settings: Settings, transport: Transport, address: str, name: str | None, list_name: str,
+                       link: str) -> None:
     content = EmailContent(
-        subject=f"Please confirm your subscription to {sub.mailing_list.name}",
+        subject=f"Please confirm your subscription to {list_name}",
         preheader="One click and you're on the list. If it wasn't you, ignore this email.",
         title="Please confirm your subscription",
         blocks=[
-            {"type": "paragraph", "html": f"Thanks for signing up to {_escape(sub.mailing_list.name)} from "
+            {"type": "paragraph", "html": f"Thanks for signing up to {_escape(list_name)} from "
              f"{_escape(settings.org_name)}. Press the button below to confirm your address."},
             {"type": "paragraph", "html": f"The link works for {settings.confirm_link_hours} hours. If you did "
              "not ask for this, ignore this email: you will not hear from us again."},
@@ -128,11 +140,8 @@ def send_confirmation(session: Session, settings: Settings, transport: Transport
         reason=f"You are receiving this because this address was entered on {settings.org_name}'s sign-up form.",
     )
     email = render_email(content, settings)
-    values = RecipientValues(safe_first_name(contact.name), "", "", "")
-    transport.send(Batch(email, [Recipient(contact.email, contact.name, values, None)], ["confirmation"]))
-    consent.mark_confirmation_sent(sub)
-    session.flush()
-    return True
+    values = RecipientValues(safe_first_name(name), "", "", "")
+    transport.send(Batch(email, [Recipient(address, name, values, None)], ["confirmation"]))
 
 
 def _escape(text: str) -> str:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import select
 
 from newsletter.config import Settings
+from newsletter import optin
 from newsletter.database import Database
+from newsletter.transports.memory import MemoryTransport
 from subscribers.consent import Proof, confirm, history, request_subscription, unsubscribe, set_frequency
 from subscribers.contacts import normalise_email, upsert_contact
 from subscribers.errors import InputError
 from subscribers.lists import ensure_list
-from subscribers.models import Contact, Suppression
+from subscribers.models import Contact, Subscription, Suppression
 from subscribers.suppression import is_suppressed, lift, not_suppressed, suppress
 from subscribers.tokens import LinkExpired, Tokens
 
@@ -129,3 +133,37 @@ def test_tokens_are_signed_per_purpose_and_expire() -> None:
     with pytest.raises(LinkExpired):
         tokens.read("confirm", token, max_age_seconds=-1)
     assert "@" not in token
+
+
+class _CheckingTransport(MemoryTransport):
+    """Notes, as the confirmation goes out, whether another thread can already read the sign-up."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__()
+        self.db, self.seen_by_others = db, []
+
+    def send(self, batch):  # noqa: ANN001, ANN201
+        def look() -> None:
+            with self.db.session() as s:
+                self.seen_by_others.append(s.scalar(select(Subscription.status)))
+
+        other = threading.Thread(target=look)
+        other.start()
+        other.join(timeout=10)
+        return super().send(batch)
+
+
+def test_the_confirmation_goes_after_the_sign_up_is_stored_and_never_for_a_rolled_back_one(
+        db: Database, settings: Settings) -> None:
+    MemoryTransport.sent.clear()
+    with pytest.raises(RuntimeError), db.session() as s:
+        assert optin.sign_up(s, settings, MemoryTransport(settings), "ana@example.org", name="Ana",
+                             proof=Proof("form")).email_sent
+        raise RuntimeError("the request failed after the sign-up")
+    assert MemoryTransport.sent == []  # rolled back: nothing stored, nothing sent
+    transport = _CheckingTransport(db)
+    with db.session() as s:
+        optin.sign_up(s, settings, transport, "ana@example.org", name="Ana", proof=Proof("form"))
+    # While the email was sent the database was free, and the pending subscription already stored.
+    assert transport.seen_by_others == ["pending"]
+    assert [m["To"].addresses[0].addr_spec for m in MemoryTransport.sent] == ["ana@example.org"]
