@@ -34,6 +34,14 @@ def start(db: Database, settings: Settings, issue_id: int, now: datetime = NOW) 
         return schedule.start_now(s, settings, s.get(Issue, issue_id), now)
 
 
+def started_issue(db: Database, settings: Settings, contacts: int) -> int:
+    """An issue sending now to ``contacts`` subscribers (reader0@… onwards)."""
+    issue_id = make_issue(db, settings)
+    add_audience(db, contacts)
+    start(db, settings, issue_id)
+    return issue_id
+
+
 def counts(db: Database, issue_id: int) -> dict[str, int]:
     with db.session() as s:
         return ledger.status_counts(s, issue_id)
@@ -56,9 +64,7 @@ def test_enqueue_is_one_statement_minus_suppressed_and_idempotent(db: Database, 
 
 
 def test_every_recipient_exactly_once_in_batches(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 250)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 250)
     transport = ScriptedTransport(max_batch=100)
     total = dispatcher(settings, db, transport).run_until_idle()
     assert total.submitted == 250 and transport.requests == 3
@@ -69,9 +75,7 @@ def test_every_recipient_exactly_once_in_batches(db: Database, settings: Setting
 
 
 def test_who_leaves_after_enqueue_is_skipped_at_claim(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 5)
-    start(db, settings, issue_id)
+    started_issue(db, settings, 5)
     with db.session() as s:
         unsubscribe(s, find_contact(s, "reader1@example.org"), None, Proof("one_click"))
         suppress(s, "reader2@example.org", "spam_complaint")
@@ -81,9 +85,7 @@ def test_who_leaves_after_enqueue_is_skipped_at_claim(db: Database, settings: Se
 
 
 def test_pause_and_resume_never_resend(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 30)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 30)
     transport = ScriptedTransport(max_batch=10)
     d = dispatcher(settings, db, transport)
     d.run_once()
@@ -97,9 +99,7 @@ def test_pause_and_resume_never_resend(db: Database, settings: Settings) -> None
 
 
 def test_rate_limit_waits_for_the_reset_and_retries(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 3)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 3)
     waits: list[float] = []
     transport = ScriptedTransport(script=[raises(RateLimited("429", reset_at=None))])
     Dispatcher(settings, db, transport, sleep=waits.append, clock=lambda: NOW).run_until_idle()
@@ -107,9 +107,7 @@ def test_rate_limit_waits_for_the_reset_and_retries(db: Database, settings: Sett
 
 
 def test_server_errors_retry_with_backoff_then_fail_the_batch_and_go_on(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 4)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 4)
     tries = settings.send_retries + 1
     waits: list[float] = []
     transport = ScriptedTransport(max_batch=2, script=[raises(TemporaryFailure("HTTP 500"))] * tries)
@@ -121,9 +119,7 @@ def test_server_errors_retry_with_backoff_then_fail_the_batch_and_go_on(db: Data
 
 
 def test_bad_recipients_fail_alone_named_or_found_by_splitting(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 8)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 8)
 
     def refuse_reader5(batch):
         if any(r.email == "reader5@example.org" for r in batch.recipients):
@@ -137,18 +133,14 @@ def test_bad_recipients_fail_alone_named_or_found_by_splitting(db: Database, set
 
 
 def test_too_large_splits(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 6)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 6)
     transport = ScriptedTransport(script=[raises(BatchTooLarge("413"))])
     dispatcher(settings, db, transport).run_until_idle()
     assert counts(db, issue_id) == {"submitted": 6} and transport.requests == 3
 
 
 def test_unknown_outcome_is_held_not_resent_and_staff_can_settle_it(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 3)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 3)
     transport = ScriptedTransport(script=[raises(OutcomeUnknown("read timeout"))])
     dispatcher(settings, db, transport).run_until_idle()
     assert counts(db, issue_id) == {"unknown": 3} and transport.delivered == []
@@ -160,9 +152,7 @@ def test_unknown_outcome_is_held_not_resent_and_staff_can_settle_it(db: Database
 
 
 def test_a_batch_queued_again_goes_out_even_after_its_issue_finished(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 3)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 3)
     transport = ScriptedTransport(script=[raises(OutcomeUnknown("read timeout"))])
     dispatcher(settings, db, transport).run_until_idle()
     with db.session() as s:
@@ -177,9 +167,7 @@ def test_a_batch_queued_again_goes_out_even_after_its_issue_finished(db: Databas
 
 
 def test_a_wrong_key_stops_everything_and_marks_nothing_failed(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 3)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 3)
     transport = ScriptedTransport(script=[raises(AuthenticationFailed("the API key was refused"))])
     with pytest.raises(SendingStopped):
         dispatcher(settings, db, transport).run_until_idle()
@@ -193,9 +181,7 @@ def test_a_wrong_key_stops_everything_and_marks_nothing_failed(db: Database, set
 
 
 def test_circuit_breaker_pauses_a_failing_send(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 20)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 20)
     settings = settings.model_copy(update={"send_retries": 0, "breaker_threshold": 3})
     transport = ScriptedTransport(max_batch=2, script=[raises(TemporaryFailure("HTTP 503"))] * 50)
     dispatcher(settings, db, transport).run_until_idle()
@@ -206,9 +192,7 @@ def test_circuit_breaker_pauses_a_failing_send(db: Database, settings: Settings)
 
 
 def test_a_dead_workers_rows_are_held_as_unknown_never_resent(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 6)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 6)
     with db.session() as s:  # worker A claimed two rows (with their batch: the request may leave) and died
         a = ledger.claim(s, worker="A", limit=2, now=NOW, lease=timedelta(minutes=5), transport="x")
     with db.session() as s:  # two more rows, claimed by a version that set no batch at claim time
@@ -227,9 +211,7 @@ def test_a_dead_workers_rows_are_held_as_unknown_never_resent(db: Database, sett
 
 
 def test_a_claim_whose_rows_were_all_suppressed_makes_no_batch(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 2)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 2)
     with db.session() as s:
         s.execute(update(Contact).values(status="unsubscribed"))
     with db.session() as s:
@@ -300,9 +282,7 @@ def test_local_time_sends_at_nine_in_every_zone_across_dst(db: Database, setting
 
 
 def test_daily_limit_holds_the_rest_for_tomorrow(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 10)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 10)
     capped = settings.model_copy(update={"rate_per_day": 4})
     transport = ScriptedTransport()
     Dispatcher(capped, db, transport, sleep=lambda s: None, clock=lambda: NOW).run_until_idle()
@@ -332,9 +312,7 @@ class SlowTransport(ScriptedTransport):
 
 
 def test_a_pool_keeps_several_requests_in_flight_and_sends_each_once(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 1000)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 1000)
     transport = SlowTransport()
     pool = Dispatcher.pool(settings, db, transport, count=4, clock=lambda: NOW)
     total = send_all(pool)
@@ -346,9 +324,7 @@ def test_a_pool_keeps_several_requests_in_flight_and_sends_each_once(db: Databas
 
 
 def test_a_pool_shares_one_pace_and_one_daily_limit(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 400)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 400)
     paced = settings.model_copy(update={"rate_per_second": 1000.0, "rate_per_day": 320})
     pool = Dispatcher.pool(paced, db, SlowTransport(pause=0.005), count=4, sleep=lambda s: None, clock=lambda: NOW)
     assert len({id(d.pacer) for d in pool}) == 1
@@ -369,9 +345,7 @@ def test_the_pace_is_booked_one_caller_after_another() -> None:
 
 
 def test_a_long_wait_for_the_pace_keeps_the_claim(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 100)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 100)
     slow = settings.model_copy(update={"rate_per_second": 2.0, "lease_seconds": 10})
 
     recovered = []
@@ -391,9 +365,7 @@ def test_a_long_wait_for_the_pace_keeps_the_claim(db: Database, settings: Settin
 
 
 def test_the_providers_answer_settles_a_batch_recovery_took_for_lost(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 3)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 3)
     with db.session() as s:
         got = ledger.claim(s, worker="A", limit=10, now=NOW, lease=timedelta(minutes=5), transport="x")
     with db.session() as s:
@@ -406,9 +378,7 @@ def test_the_providers_answer_settles_a_batch_recovery_took_for_lost(db: Databas
 
 
 def test_a_stop_during_a_wait_gives_the_untried_rows_back(db: Database, settings: Settings) -> None:
-    issue_id = make_issue(db, settings)
-    add_audience(db, 100)
-    start(db, settings, issue_id)
+    issue_id = started_issue(db, settings, 100)
     paced = settings.model_copy(update={"rate_per_second": 2.0})
     stop = threading.Event()
     transport = ScriptedTransport(max_batch=50)
