@@ -1,5 +1,5 @@
-"""What the benchmarks share: bulk-loading rows (COPY on PostgreSQL, executemany on SQLite) and
-capturing the statements a block runs (to EXPLAIN them)."""
+"""What the benchmarks share: bulk-loading rows (COPY on PostgreSQL, executemany on SQLite),
+capturing the statements a block runs (to EXPLAIN them), and a PostgreSQL schema of their own."""
 
 from __future__ import annotations
 
@@ -11,6 +11,20 @@ from typing import Any
 from sqlalchemy import event
 
 from newsletter.database import Database
+from tests.pgschema import postgres_schema
+
+
+@contextmanager
+def postgres_database(base: str, prefix: str, *, keep: bool = False) -> Iterator[Database]:
+    """A ``Database`` in a new schema of ``base``'s server, dropped afterwards unless ``keep``."""
+    with postgres_schema(base, prefix, keep=keep) as url:
+        db = Database(url)
+        try:
+            yield db
+        finally:
+            db.engine.dispose()
+            if keep:
+                print(f"kept {url}")
 
 
 def sqlite_time(value: datetime) -> str:

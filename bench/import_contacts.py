@@ -29,12 +29,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from newsletter.database import make_engine, upgrade
+from tests.pgschema import postgres_schema
 from subscribers.csv_import import import_csv
 
 FIRST = ["Ann", "Bob", "Chloë", "Dan", "Eve", "Fatima", "Gus", "Hana", "Iñigo", "Jo"]
@@ -98,20 +98,11 @@ def sqlite_database(folder: Path, n: int) -> Iterator[str]:
 
 @contextmanager
 def postgres_database(base: str) -> Iterator[str]:
-    schema = f"bench_import_{secrets.token_hex(4)}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    try:
+    with postgres_schema(base, "bench_import") as url:
         engine = create_engine(url)
         upgrade(engine)
         engine.dispose()
         yield url
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def run(backend: str, databases: Any, path: Path, args: argparse.Namespace) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import secrets
 import statistics
 import sys
 import tempfile
@@ -30,13 +29,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.common import captured
+from bench.common import captured, postgres_database
 from newsletter.database import Database, upgrade
 from newsletter.reports.email_stats import issue_report, sequence_report
 from newsletter.reports.follow_up import follow_up_report
@@ -353,23 +350,6 @@ def sqlite_database(path: Path | None) -> Iterator[Database]:
             folder.cleanup()
 
 
-@contextmanager
-def postgres_database(url: str) -> Iterator[Database]:
-    schema = f"bench_reports_{secrets.token_hex(4)}"
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    db = Database(make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-                  .render_as_string(hide_password=False))
-    try:
-        yield db
-    finally:
-        db.engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def run(db: Database, args: argparse.Namespace, plan: Plan, backend: str) -> list[dict[str, Any]]:
     started = time.perf_counter()
     upgrade(db.engine)
@@ -411,7 +391,7 @@ def main() -> None:
         with sqlite_database(args.sqlite_path) as db:
             figures["SQLite"] = run(db, args, plan, "SQLite" + (" (ANALYZE)" if args.analyze else "") + extra)
     if args.postgres:
-        with postgres_database(args.postgres) as db:
+        with postgres_database(args.postgres, "bench_reports") as db:
             figures["PostgreSQL"] = run(db, args, plan, "PostgreSQL" + extra)
     if len(figures) == 2:
         same = figures["SQLite"] == figures["PostgreSQL"]

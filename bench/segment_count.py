@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import secrets
 import statistics
 import sys
 import tempfile
@@ -25,12 +24,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.common import captured, write_rows
+from bench.common import captured, postgres_database, write_rows
 from newsletter.database import Database, upgrade
 from subscribers import segments
 from subscribers.models import Installation
@@ -171,26 +170,6 @@ def sqlite_database(path: Path | None, keep: bool) -> Iterator[Database]:
             print(f"kept {target}")
 
 
-@contextmanager
-def postgres_database(url: str, keep: bool) -> Iterator[Database]:
-    schema = f"bench_segments_{secrets.token_hex(4)}"
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    db = Database(make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-                  .render_as_string(hide_password=False))
-    try:
-        yield db
-    finally:
-        db.engine.dispose()
-        if keep:
-            print(f"kept schema {schema}")
-        else:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def run(db: Database, args: argparse.Namespace, backend: str,
         analyze: Callable[[Database], None]) -> list[tuple[str, int, float, str]]:
     started = time.perf_counter()
@@ -236,7 +215,7 @@ def main() -> None:
             results = run(db, args, "SQLite" + (" (ANALYZE)" if args.analyze else ""), analyze_sqlite(args.analyze))
             counts["SQLite"] = [r[1] for r in results]
     if args.postgres:
-        with postgres_database(args.postgres, args.keep) as db:
+        with postgres_database(args.postgres, "bench_segments", keep=args.keep) as db:
             counts["PostgreSQL"] = [r[1] for r in run(db, args, "PostgreSQL", analyze_postgres)]
     if len(counts) == 2:
         same = counts["SQLite"] == counts["PostgreSQL"]

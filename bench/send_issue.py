@@ -131,21 +131,11 @@ def database_url(backend: str, postgres: str | None, folder: Path) -> Iterator[s
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from tests.pgschema import postgres_schema
 
     assert postgres
-    schema = f"bench_send_{secrets.token_hex(4)}"
-    admin = create_engine(postgres)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield make_url(postgres).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(postgres, "bench_send") as url:
+        yield url
 
 
 def prepare(url: str, contacts: int) -> float:

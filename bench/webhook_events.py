@@ -36,11 +36,11 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import create_engine, func, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from bench.common import postgres_database
 from newsletter import issues as issue_service
 from newsletter.config import Settings
 from newsletter.database import Database, upgrade
@@ -274,24 +274,6 @@ def sqlite_database() -> Iterator[tuple[Database, str]]:
             db.engine.dispose()
 
 
-@contextmanager
-def postgres_database(base_url: str) -> Iterator[tuple[Database, str]]:
-    schema = f"bench_webhook_{secrets.token_hex(4)}"
-    admin = create_engine(base_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False)
-    db = Database(url)
-    try:
-        yield db, url
-    finally:
-        db.engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=100_000)
@@ -307,8 +289,8 @@ def main() -> None:
         with sqlite_database() as (db, url):
             bench(db, url, args, "SQLite")
     if args.postgres:
-        with postgres_database(args.postgres) as (db, url):
-            bench(db, url, args, "PostgreSQL")
+        with postgres_database(args.postgres, "bench_webhook") as db:
+            bench(db, db.url, args, "PostgreSQL")
 
 
 if __name__ == "__main__":

@@ -4,17 +4,15 @@ PostgreSQL when NEWSLETTER_TEST_POSTGRES_URL is set, in a schema of its own per 
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from newsletter.config import Settings, get_settings
 from newsletter.database import Database, upgrade
+from tests import pgschema
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SEED_POST = SHARED / "samples" / "seed-post.txt"
@@ -47,17 +45,8 @@ def postgres_schema() -> Iterator[str]:
     base = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL")
     if not base:
         pytest.skip("NEWSLETTER_TEST_POSTGRES_URL is not set (.ci/run sets it)")
-    schema = f"test_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pgschema.postgres_schema(base, "test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
