@@ -16,7 +16,6 @@ measures duplicates per second. Rounds run with signature verification on and of
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import multiprocessing
 import os
@@ -34,8 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
@@ -47,7 +44,7 @@ from newsletter.database import Database, upgrade
 from newsletter.models import Delivery, Event
 from newsletter.posts.blocks import Block, ParsedPost
 from newsletter.posts.service import store_post
-from newsletter.web.sendgrid_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from tests.webhook_signer import Signer
 from subscribers.models import Contact, Installation
 from subscribers.suppression import hash_with_salt
 
@@ -107,20 +104,6 @@ def events_for(delivery_ids: list[int], epoch: int) -> list[dict[str, Any]]:
 
 
 EVENTS_PER_DELIVERY = 2 + 0.6 + 0.2
-
-
-class Signer:
-    def __init__(self) -> None:
-        self.private = ec.generate_private_key(ec.SECP256R1())
-        der = self.private.public_key().public_bytes(serialization.Encoding.DER,
-                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
-        self.public = base64.b64encode(der).decode()
-
-    def headers(self, body: bytes) -> dict[str, str]:
-        stamp = str(int(time.time()))
-        signature = self.private.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {SIGNATURE_HEADER: base64.b64encode(signature).decode(), TIMESTAMP_HEADER: stamp,
-                "Content-Type": "application/json"}
 
 
 # The server -------------------------------------------------------------------------------------

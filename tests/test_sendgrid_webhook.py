@@ -6,7 +6,6 @@ Two key pairs are used: SendGrid's own published test vector (from sendgrid-pyth
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import threading
@@ -17,8 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sqlalchemy import func, select, update
@@ -35,6 +32,7 @@ from subscribers.lists import ensure_list
 from subscribers.models import ConsentEvent, Contact, Subscription, Suppression
 from tests.liveserver import LiveServer
 from tests.sendkit import ScriptedTransport, add_audience, make_issue, raises
+from tests.webhook_signer import Signer
 
 NOW = datetime(2026, 12, 3, 17, 0, tzinfo=timezone.utc)
 URL = "/webhooks/sendgrid"
@@ -53,22 +51,6 @@ SG_PAYLOAD = (
 
 
 # Helpers ----------------------------------------------------------------------------------------
-
-
-class Signer:
-    """A key pair of our own, in the form SendGrid shows the public half (base64 DER, no PEM lines)."""
-
-    def __init__(self) -> None:
-        self.private = ec.generate_private_key(ec.SECP256R1())
-        der = self.private.public_key().public_bytes(serialization.Encoding.DER,
-                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
-        self.public = base64.b64encode(der).decode()
-
-    def headers(self, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-        stamp = str(int(time.time()) if timestamp is None else timestamp)
-        signature = self.private.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {SIGNATURE_HEADER: base64.b64encode(signature).decode(), TIMESTAMP_HEADER: stamp,
-                "Content-Type": "application/json"}
 
 
 @pytest.fixture
