@@ -27,7 +27,6 @@ from sqlalchemy import select
 
 from newsletter.config import Settings
 from newsletter.database import Database
-from newsletter.issues import rendered_of
 from newsletter.links import DeliveryLinks
 from newsletter.models import Issue, SendBatch, SendPause, SequenceStep
 from newsletter.render import RenderedEmail
@@ -180,7 +179,9 @@ class Dispatcher:
             if issue_id is not None:
                 issue = session.get(Issue, issue_id)
                 assert issue is not None
-                email, categories = rendered_of(issue), [f"issue-{issue_id}"]
+                # The compiled parts only: the post (and its images, a preflight matter) is not loaded per batch.
+                email = RenderedEmail(issue.subject, issue.preheader, issue.html, issue.text)
+                categories = [f"issue-{issue_id}"]
             else:
                 step = session.get(SequenceStep, got.step_id)
                 assert step is not None
