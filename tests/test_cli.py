@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from newsletter.cli import app
 from newsletter.config import Settings
-from tests.conftest import SEED_POST
+from tests.conftest import SAMPLE_POST, SEED_POST_VARIABLE, outside_file
 from tests.webserver import Site
 
 runner = CliRunner()
@@ -52,29 +52,84 @@ def test_init_is_safe_to_run_twice(settings: Settings) -> None:
     assert "is up to date" in run("init")
 
 
-def test_seed_post_imports_with_title_headings_quote_and_references(settings: Settings) -> None:
-    assert SEED_POST.exists(), f"the shared sample post is missing at {SEED_POST}"
-    post = json.loads(run("posts", "import", str(SEED_POST), "--json"))
-    assert post["title"] == "The Benefits of Ketamine and Exercise"
+# What a post in the blog's shape must keep: title, headings, the quote, the references.
+SHAPES = {
+    "project sample": dict(
+        title="Ketamine Therapy and a Good Night\u2019s Sleep",
+        headings=["Why Sleep Matters", "What Treatment Can Change", "A Plan That Fits Your Week"],
+        quote="Participants who kept a fixed wake time", third_reference="Tan, Wei.", minutes=1,
+    ),
+    "clinic seed post": dict(
+        title="The Benefits of Ketamine and Exercise",
+        headings=[
+            "Mental Health Benefits of Exercise",
+            "Mental Health Benefits of Ketamine",
+            "How Ketamine Works In the Brain",
+            "Ketamine and Exercise: A Powerful Combination",
+            "A Whole-Body Approach to Depression Management",
+        ],
+        quote="These [studies] have shown", third_reference="Makin, Simon.", minutes=3,
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_blog_post_imports_with_title_headings_quote_and_references(settings: Settings, shape: str) -> None:
+    path = SAMPLE_POST if shape == "project sample" else outside_file(SEED_POST_VARIABLE)
+    expected = SHAPES[shape]
+    post = json.loads(run("posts", "import", str(path), "--json"))
+    assert post["title"] == expected["title"]
     headings = [b["html"] for b in post["blocks"] if b["type"] == "heading"]
-    assert headings == [
-        "Mental Health Benefits of Exercise",
-        "Mental Health Benefits of Ketamine",
-        "How Ketamine Works In the Brain",
-        "Ketamine and Exercise: A Powerful Combination",
-        "A Whole-Body Approach to Depression Management",
-    ]
+    assert headings == expected["headings"]
     quotes = [b for b in post["blocks"] if b["type"] == "quote"]
-    assert len(quotes) == 1 and quotes[0]["html"].startswith("These [studies] have shown")
+    assert len(quotes) == 1 and quotes[0]["html"].startswith(expected["quote"])
     references = [b for b in post["blocks"] if b["type"] == "references"]
     assert len(references) == 1 and len(references[0]["items"]) == 3
-    assert references[0]["items"][2].startswith("Makin, Simon.")
-    assert post["created"] is True and post["reading_minutes"] >= 3
+    assert references[0]["items"][2].startswith(expected["third_reference"])
+    assert post["created"] is True and post["reading_minutes"] >= expected["minutes"]
+
+
+def test_a_page_copied_without_its_title_takes_one_from_the_command_line(settings: Settings, tmp_path: Path) -> None:
+    page = tmp_path / "untitled.txt"
+    body = ("Walking every morning for twenty minutes changed how I sleep, and this first paragraph runs "
+            "on long enough that nobody would take it for a title: it talks about the park, the light, "
+            "the birds and the way the day feels afterwards, which is why it is worth sharing.")
+    page.write_text(f"Post category\n\nPublish date\n\n{body}\n\nWhy it works\n\nLight sets the body clock.1\n\n\n"
+                    "1. Okafor, Grace. \u201cLight.\u201d Sleep Review, 2020\n", encoding="utf-8")
+    refused = runner.invoke(app, ["posts", "import", str(page)])
+    assert refused.exit_code == 2
+    assert "untitled.txt: no title found" in refused.stderr and "give it with --title" in refused.stderr
+    assert json.loads(run("posts", "list", "--json")) == []
+
+    post = json.loads(run("posts", "import", str(page), "--title", "  Morning   walks ",
+                          "--excerpt", "Why a morning walk helps you sleep", "--json"))
+    assert post["title"] == "Morning walks" and post["excerpt"] == "Why a morning walk helps you sleep"
+    assert [b["type"] for b in post["blocks"]] == ["paragraph", "heading", "paragraph", "references"]
+    assert post["blocks"][0]["html"] == body and "clock.<sup>1</sup>" in post["blocks"][2]["html"]
+
+    # A title given for a page that prints it anyway (under its site name): neither is kept as text.
+    titled = json.loads(run("posts", "import", str(SAMPLE_POST), "--title", "ketamine therapy and a good night\u2019s  sleep", "--json"))
+    assert titled["title"] == "ketamine therapy and a good night\u2019s sleep"
+    assert titled["blocks"][0]["html"].startswith("\u201cSleep on it\u201d")
+    markdown = json.loads(run("posts", "import", "-", "--format", "markdown", "--title", "Given",
+                              "--json", input="# Given\n\nText under it.\n"))
+    assert markdown["title"] == "Given" and [b["html"] for b in markdown["blocks"]] == ["Text under it."]
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--title", "   ", "--title is empty"),
+    ("--title", "x" * 201, "--title is 201 characters; at most 200 fit"),
+    ("--excerpt", "line\x07bell", "--excerpt holds a control character"),
+])
+def test_a_bad_title_or_excerpt_is_refused_clearly(settings: Settings, option: str, value: str, message: str) -> None:
+    result = runner.invoke(app, ["posts", "import", str(SAMPLE_POST), option, value])
+    assert result.exit_code == 2 and message in result.stderr
+    assert json.loads(run("posts", "list", "--json")) == []
 
 
 def test_importing_the_same_content_twice_gives_the_same_post(settings: Settings) -> None:
-    first = run("posts", "import", str(SEED_POST)).strip()
-    second = runner.invoke(app, ["posts", "import", str(SEED_POST)])
+    first = run("posts", "import", str(SAMPLE_POST)).strip()
+    second = runner.invoke(app, ["posts", "import", str(SAMPLE_POST)])
     assert second.exit_code == 0 and second.stdout.strip() == first
     assert "already imported as post" in second.stderr
     assert len(json.loads(run("posts", "list", "--json"))) == 1
@@ -131,7 +186,7 @@ def test_unknown_ids_and_files_say_what_is_missing(settings: Settings, tmp_path:
 
 
 def test_issue_create_preview_and_preflight(settings: Settings, tmp_path: Path) -> None:
-    post_id = run("posts", "import", str(SEED_POST)).strip()
+    post_id = run("posts", "import", str(SAMPLE_POST)).strip()
     created = run("issues", "create", "--post", post_id)
     issue_id = created.splitlines()[0]
     assert "health-words-in-subject" in created  # the title names a treatment
@@ -147,7 +202,7 @@ def test_issue_create_preview_and_preflight(settings: Settings, tmp_path: Path) 
     assert message["To"] == "Alex Sample <alex.sample@example.com>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     text = (out_dir / "issue.txt").read_text(encoding="utf-8")
-    assert "Hi Alex," in text and "[3] Makin, Simon." in text
+    assert "Hi Alex," in text and "[3] Tan, Wei." in text
     listed = json.loads(run("issues", "list", "--json"))
     assert [i["id"] for i in listed] == [int(calm), int(issue_id)]
     shown = json.loads(run("issues", "show", calm, "--json"))
@@ -155,7 +210,7 @@ def test_issue_create_preview_and_preflight(settings: Settings, tmp_path: Path) 
 
 
 def test_issues_send_in_the_foreground_mails_each_subscriber_once(settings: Settings) -> None:
-    post_id = run("posts", "import", str(SEED_POST)).strip()
+    post_id = run("posts", "import", str(SAMPLE_POST)).strip()
     issue_id = run("issues", "create", "--post", post_id, "--subject", "Moving more, feeling better",
                    "--preheader", "Why a daily walk pairs well with care").splitlines()[0]
     for n in range(25):
@@ -176,7 +231,7 @@ def test_issues_send_in_the_foreground_mails_each_subscriber_once(settings: Sett
 
 
 def test_preflight_exit_code_blocks_on_errors(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    post_id = run("posts", "import", str(SEED_POST)).strip()
+    post_id = run("posts", "import", str(SAMPLE_POST)).strip()
     issue_id = run("issues", "create", "--post", post_id, "--subject", "Hello").splitlines()[0]
     monkeypatch.setenv("NEWSLETTER_POSTAL_ADDRESS", "")
     from newsletter.config import get_settings

@@ -12,7 +12,8 @@ from newsletter.errors import InputError
 from newsletter.posts.blocks import Block, ParsedPost, excerpt_from, inline_text, reading_minutes
 from newsletter.posts.text import parse_date, parse_text
 
-SEED = Path(__file__).parents[2] / "shared/samples/seed-post.txt"
+from tests.conftest import SAMPLE_POST, SEED_POST_VARIABLE, outside_file
+
 WALKING = Path(__file__).parent / "fixtures/posts/walking-post.txt"
 
 
@@ -33,8 +34,9 @@ def all_html(post: ParsedPost) -> str:
 
 @pytest.fixture(scope="module")
 def seed() -> ParsedPost:
-    assert SEED.exists(), f"the shared seed post is missing at {SEED}"
-    return parse_text(SEED.read_text(encoding="utf-8"), source_name="seed-post.txt")
+    """The clinic's real post, when NEWSLETTER_TEST_SEED_POST names it (third-party text, never committed)."""
+    path = outside_file(SEED_POST_VARIABLE)
+    return parse_text(path.read_text(encoding="utf-8"), source_name="seed-post.txt")
 
 
 def test_seed_title_skips_site_name_and_labels(seed: ParsedPost) -> None:
@@ -90,6 +92,60 @@ def test_seed_excerpt_and_reading_time(seed: ParsedPost) -> None:
     assert seed.excerpt.startswith("\u201cTake a walk\u201d is essentially what physicians")
     assert len(seed.excerpt) <= 201
     assert 3 <= reading_minutes(seed.blocks) <= 6  # about a thousand words
+
+
+# --- the project's own post in the seed's shape (always runs) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample() -> ParsedPost:
+    return parse_text(SAMPLE_POST.read_text(encoding="utf-8"), source_name="clinic-post.txt")
+
+
+def test_sample_title_skips_site_name_and_labels(sample: ParsedPost) -> None:
+    assert sample.title == "Ketamine Therapy and a Good Night\u2019s Sleep"
+    html = all_html(sample)
+    assert "Harbor Wellness Clinic" not in html
+    assert "Post category" not in html and "Publish date" not in html
+    assert inline_text(sample.blocks[0].html).startswith("\u201cSleep on it\u201d is advice")
+    assert sample.source_format == "text"
+
+
+def test_sample_short_lines_are_its_headings(sample: ParsedPost) -> None:
+    headings = of_type(sample, "heading")
+    assert texts(headings) == ["Why Sleep Matters", "What Treatment Can Change", "A Plan That Fits Your Week"]
+    assert {h.level for h in headings} == {2}
+
+
+def test_sample_quote_keeps_its_footnote_marker(sample: ParsedPost) -> None:
+    (quote,) = of_type(sample, "quote")
+    assert quote.html.startswith("Participants who kept a fixed wake time")
+    assert quote.html.endswith("whatever time they went to bed<sup>2</sup>")
+
+
+def test_sample_references_are_one_block_in_order(sample: ParsedPost) -> None:
+    refs = of_type(sample, "references")
+    assert len(refs) == 1 and sample.blocks[-1] is refs[0]
+    items = refs[0].items or []
+    assert [i.split(".")[0] for i in items] == ["Okafor, Grace", "Lindqvist, Erik, and Maya Brandt", "Tan, Wei"]
+    assert items[2].endswith("9 September 2020")
+    assert not of_type(sample, "list")
+
+
+def test_sample_markers_only_for_real_references(sample: ParsedPost) -> None:
+    html = all_html(sample)
+    markers = re.findall(r"<sup>(.*?)</sup>", html)
+    assert sorted(markers) == ["1", "2", "2", "3"]
+    assert "next day.<sup>1</sup>" in html and "than weeks.<sup>3</sup>" in html
+    assert "a 20-minute wind-down" in html  # a number in text, not a marker
+    assert "(within the last 20 years the evidence" in html
+    assert "2019" in html and "<sup>20" not in html
+
+
+def test_sample_excerpt_and_reading_time(sample: ParsedPost) -> None:
+    assert sample.excerpt == ("\u201cSleep on it\u201d is advice most of us heard as children. It turns out to "
+                              "be good advice for adults in care, too.")
+    assert reading_minutes(sample.blocks) >= 1
 
 
 # --- a post in the same shape, written for these tests -----------------------------------------------

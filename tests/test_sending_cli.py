@@ -22,7 +22,7 @@ from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.models import Delivery
 from newsletter.sending import ledger
-from tests.conftest import SEED_POST
+from tests.conftest import SAMPLE_POST
 
 runner = CliRunner()
 
@@ -39,7 +39,7 @@ def recipients(settings: Settings, subject: str) -> list[str]:
 
 
 def new_issue(subject: str) -> str:
-    post_id = run("posts", "import", str(SEED_POST)).strip()
+    post_id = run("posts", "import", str(SAMPLE_POST)).strip()
     return run("issues", "create", "--post", post_id, "--subject", subject, "--preheader", "A walk a day").splitlines()[0]
 
 

@@ -198,10 +198,10 @@ def test_tracking_is_chosen_per_issue_and_per_sequence(settings, tmp_path) -> No
 
     from newsletter.cli import app
     from newsletter.models import Sequence, SequenceStep
-    from tests.conftest import SEED_POST
+    from tests.conftest import SAMPLE_POST
 
     runner = CliRunner()
-    post_id = runner.invoke(app, ["posts", "import", str(SEED_POST)]).stdout.strip()
+    post_id = runner.invoke(app, ["posts", "import", str(SAMPLE_POST)]).stdout.strip()
     issue_id = runner.invoke(app, ["issues", "create", "--post", post_id, "--subject", "Hello",
                                    "--tracking", "off"]).stdout.splitlines()[0]
     assert runner.invoke(app, ["issues", "create", "--post", post_id, "--tracking", "sometimes"]).exit_code == 2

@@ -36,6 +36,8 @@ def post_summary(post: Any) -> dict[str, Any]:
 def posts_import(
     source: Annotated[str, typer.Argument(help="A file path, '-' for standard input, or an http(s) URL.")],
     fmt: Annotated[str, typer.Option("--format", help="auto | text | markdown | html | feed")] = "auto",
+    title: Annotated[str | None, typer.Option("--title", help="The post's title (for a page copied without its title line).")] = None,
+    excerpt: Annotated[str | None, typer.Option("--excerpt", help="The post's excerpt, instead of its first paragraph.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the parsed post as JSON.")] = False,
 ) -> None:
     """Import a post. Prints its id; the same content imported again gives the same id."""
@@ -43,7 +45,7 @@ def posts_import(
         raise InputError(f"{source}: a feed holds many posts; use 'newsletter feeds add {source}'")
     with unit_of_work() as (settings, session):
         raw = post_service.read(source, settings, stdin=sys.stdin.buffer)
-        result = post_service.import_post(session, raw, fmt)
+        result = post_service.import_post(session, raw, fmt, title=title, excerpt=excerpt)
         post = result.post
     if as_json:
         print_json({**post_summary(post), "created": result.created, "blocks": post.blocks})

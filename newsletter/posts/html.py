@@ -462,8 +462,9 @@ def _date(value: str | None) -> datetime | None:
     return parse_date(value) if value else None
 
 
-def parse_html(html: str, *, source_name: str = "<html>", base_url: str | None = None) -> ParsedPost:
-    """Parse a web page (or a saved article) into a post."""
+def parse_html(html: str, *, source_name: str = "<html>", base_url: str | None = None,
+               given_title: str | None = None) -> ParsedPost:
+    """Parse a web page (or a saved article) into a post; ``given_title`` wins over the page's own."""
     html = _XML_DECL_RE.sub("", html, count=1)
     if not html.strip():
         raise InputError(f"{source_name}: the HTML is empty")
@@ -490,7 +491,8 @@ def parse_html(html: str, *, source_name: str = "<html>", base_url: str | None =
     title_el = doc.find(".//title")
     site = _first(meta, "og:site_name")
     title = (
-        (_plain(h1) if h1 is not None else None)
+        (" ".join(given_title.split()) if given_title else None)
+        or (_plain(h1) if h1 is not None else None)
         or _first(meta, "og:title", "twitter:title")
         or (_strip_site_suffix(_plain(title_el), site) if title_el is not None else None)
         or next((_plain(h) for h in doc.iter("h1", "h2") if _plain(h)), None)
@@ -529,7 +531,8 @@ def parse_html(html: str, *, source_name: str = "<html>", base_url: str | None =
             raise InputError(f"{source_name}: the HTML has no text")
         raise InputError(f"{source_name}: no article text found (only a title, navigation or scripts)")
     if not title:
-        raise InputError(f"{source_name}: no title found (no <h1>, og:title or <title>)")
+        raise InputError(f"{source_name}: no title found (no <h1>, og:title or <title>; "
+                         "give it with --title)")
 
     first_para = next((b.html for b in blocks if b.type == "paragraph"), "")
     excerpt = _first(meta, "description", "og:description", "twitter:description")

@@ -118,21 +118,23 @@ def _take_h1(tokens: list[Token], md: MarkdownIt, env: dict[str, Any]) -> tuple[
     return None, tokens
 
 
-def parse_markdown(text: str, *, source_name: str = "<markdown>") -> ParsedPost:
-    """Parse Markdown, with optional YAML front matter, into a post."""
+def parse_markdown(text: str, *, source_name: str = "<markdown>", title: str | None = None) -> ParsedPost:
+    """Parse Markdown, with optional YAML front matter, into a post. ``title``, when given, wins over
+    the front matter and the first ``# `` heading (which is dropped when it repeats it)."""
     text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     meta, body = _split_front_matter(text, source_name)
     md = _renderer()
     env: dict[str, Any] = {}
     tokens = md.parse(body, env)
-    title = _as_text(meta.get("title"))
+    title = _as_text(title) or _as_text(meta.get("title"))
     h1, rest = _take_h1(tokens, md, env)
     if title is None:
         title, tokens = h1, rest
     elif h1 is not None and h1.casefold() == title.casefold():
         tokens = rest  # the same title repeated as a heading
     if not title:
-        raise InputError(f"{source_name}: no title found (add `title:` front matter or a `# Title` line)")
+        raise InputError(f"{source_name}: no title found (add `title:` front matter or a `# Title` line, "
+                         "or give it with --title)")
     canonical = _as_text(meta.get("canonical_url") or meta.get("canonical"))
     blocks = html_to_blocks(md.renderer.render(tokens, md.options, env), base_url=canonical)
     if not blocks:

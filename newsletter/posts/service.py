@@ -18,9 +18,11 @@ from newsletter.models import Feed, Post
 from newsletter.posts.blocks import ParsedPost, reading_minutes
 from newsletter.posts.feed import parse_feed
 from newsletter.posts.source import RawSource, parse_post, read_source
+from newsletter.posts.text import MAX_TITLE_CHARS
 from subscribers.db import utcnow
 
 FORMATS = ("auto", "text", "markdown", "html", "feed")
+MAX_EXCERPT_CHARS = 500  # cut to the stored excerpt's length on a word boundary
 
 
 @dataclass
@@ -77,16 +79,33 @@ def read(source: str, settings: Settings, stdin: BinaryIO | None = None) -> RawS
     return read_source(source, stdin=stdin, max_bytes=settings.max_post_bytes, timeout=settings.fetch_timeout)
 
 
-def parse(raw: RawSource, fmt: str = "auto") -> ParsedPost:
+def given_text(value: str | None, option: str, limit: int) -> str | None:
+    """A title or excerpt typed by staff: one line of text, or a clear error naming the option."""
+    if value is None:
+        return None
+    text = " ".join(value.split())
+    if not text:
+        raise InputError(f"{option} is empty; give the text, or leave the option out")
+    if any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in text):
+        raise InputError(f"{option} holds a control character; give plain text")
+    if len(text) > limit:
+        raise InputError(f"{option} is {len(text)} characters; at most {limit} fit")
+    return text
+
+
+def parse(raw: RawSource, fmt: str = "auto", *, title: str | None = None, excerpt: str | None = None) -> ParsedPost:
     if fmt not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if fmt == "feed":
         raise InputError(f"{raw.name}: a feed holds many posts; use 'newsletter feeds add {raw.name}'")
-    return parse_post(raw, fmt)
+    return parse_post(raw, fmt, title=given_text(title, "--title", MAX_TITLE_CHARS),
+                      excerpt=given_text(excerpt, "--excerpt", MAX_EXCERPT_CHARS))
 
 
-def import_post(session: Session, raw: RawSource, fmt: str = "auto") -> ImportResult:
-    parsed = parse(raw, fmt)
+def import_post(session: Session, raw: RawSource, fmt: str = "auto", *, title: str | None = None,
+                excerpt: str | None = None) -> ImportResult:
+    """Parse and store ``raw``; ``title``/``excerpt`` (staff's own words) win over the source's."""
+    parsed = parse(raw, fmt, title=title, excerpt=excerpt)
     if raw.url and not parsed.source_url:
         parsed.source_url = raw.url
     return store_post(session, parsed)

@@ -16,7 +16,7 @@ from typing import BinaryIO
 import httpx
 
 from newsletter.errors import InputError
-from newsletter.posts.blocks import ParsedPost
+from newsletter.posts.blocks import ParsedPost, excerpt_from
 from newsletter.posts.html import parse_html
 from newsletter.posts.markdown import parse_markdown
 from newsletter.posts.text import parse_text
@@ -194,8 +194,10 @@ def detect_format(raw: RawSource, text: str) -> str:
     return "text"
 
 
-def parse_post(raw: RawSource, fmt: str = "auto") -> ParsedPost:
-    """Decode and parse a source as one post. Feeds are refused: they hold many posts."""
+def parse_post(raw: RawSource, fmt: str = "auto", *, title: str | None = None,
+               excerpt: str | None = None) -> ParsedPost:
+    """Decode and parse a source as one post. Feeds are refused: they hold many posts. ``title`` and
+    ``excerpt``, when given (``posts import --title/--excerpt``), win over what the source says."""
     if fmt not in ("auto", "text", "markdown", "html", "feed"):
         raise InputError(f"{raw.name}: unknown format {fmt!r} (use auto, text, markdown or html)")
     text = decode_text(raw)
@@ -207,11 +209,13 @@ def parse_post(raw: RawSource, fmt: str = "auto") -> ParsedPost:
         raise InputError(f"{raw.name}: looks like a feed; use `feeds add` (or --format feed) to "
                          "import its entries")
     if fmt == "markdown":
-        post = parse_markdown(text, source_name=raw.name)
+        post = parse_markdown(text, source_name=raw.name, title=title)
     elif fmt == "html":
-        post = parse_html(text, source_name=raw.name, base_url=raw.url)
+        post = parse_html(text, source_name=raw.name, base_url=raw.url, given_title=title)
     else:
-        post = parse_text(text, source_name=raw.name)
+        post = parse_text(text, source_name=raw.name, title=title)
+    if excerpt is not None:
+        post.excerpt = excerpt_from(excerpt)
     if post.source_url is None and raw.url:
         post.source_url = raw.url
     return post

@@ -203,12 +203,24 @@ def _is_site_name(first: str, second: str, third: str | None) -> bool:
     return len(second) > len(first) or bool(re.search(r"\.\w{2,}$|\|", first))
 
 
+def _given_title_preamble(lines: list[_Line], title: str) -> tuple[_Meta, list[_Line]]:
+    """With the title given (``--title``), every line is body except the template's labels and the
+    title itself where the page printed it (alone, or under a site-name line)."""
+    meta = _Meta()
+    i = _consume_labels(lines, 0, meta)
+    for skip in (1, 2):  # "Title" or "Site name / Title" at the top
+        if i + skip <= len(lines) and _norm(lines[i + skip - 1].text) == _norm(title):
+            i = _consume_labels(lines, i + skip, meta)
+            break
+    return meta, lines[i:]
+
+
 def _split_preamble(lines: list[_Line], source_name: str) -> tuple[str, _Meta, list[_Line]]:
     meta = _Meta()
     i = _consume_labels(lines, 0, meta)
     if i >= len(lines):
         raise InputError(f"{source_name}: no title found (the text has only labels such as "
-                         f"\u201c{lines[0].text}\u201d on line {lines[0].lineno})")
+                         f"\u201c{lines[0].text}\u201d on line {lines[0].lineno}; give the title with --title)")
     first = lines[i]
     second = lines[i + 1] if i + 1 < len(lines) else None
     third = lines[i + 2].text if i + 2 < len(lines) else None
@@ -220,17 +232,14 @@ def _split_preamble(lines: list[_Line], source_name: str) -> tuple[str, _Meta, l
     if len(title) > MAX_TITLE_CHARS:
         raise InputError(
             f"{source_name}: no title found (line {title_line.lineno} is a {len(title)}-character "
-            "paragraph; put the title on its own line at the top)"
+            "paragraph; put the title on its own line at the top, or give it with --title)"
         )
     if i < len(lines) and _norm(lines[i].text) == _norm(title):
         i += 1  # the page printed the title twice
     i = _consume_labels(lines, i, meta)
     if i < len(lines) and _norm(lines[i].text) == _norm(title):
         i += 1
-    body = lines[i:]
-    if body:
-        body[0] = _Line(body[0].text, body[0].lineno, True)
-    return title, meta, body
+    return title, meta, lines[i:]
 
 
 # --- inline ----------------------------------------------------------------------------------------
@@ -443,12 +452,18 @@ def _lines(text: str) -> list[_Line]:
     return lines
 
 
-def parse_text(text: str, *, source_name: str = "<text>") -> ParsedPost:
-    """Parse plain text copied off a web page into a post (see the module docstring)."""
+def parse_text(text: str, *, source_name: str = "<text>", title: str | None = None) -> ParsedPost:
+    """Parse plain text copied off a web page into a post (see the module docstring). ``title``, when
+    given, is the post's title and the text is all body (a page copied without its title line)."""
     lines = _lines(text)
     if not lines:
         raise InputError(f"{source_name}: no title found (the text has only empty lines)")
-    title, meta, body = _split_preamble(lines, source_name)
+    if title is not None:
+        meta, body = _given_title_preamble(lines, title)
+    else:
+        title, meta, body = _split_preamble(lines, source_name)
+    if body:
+        body[0] = _Line(body[0].text, body[0].lineno, True)  # the body starts a new paragraph
     if not body:
         raise InputError(f"{source_name}: no text after the title \u201c{title}\u201d")
     groups, ref_texts = _split_references(_groups(body))
