@@ -200,5 +200,5 @@ def test_empty_documents_are_errors() -> None:
 
 
 def test_text_without_any_title_is_an_error() -> None:
-    with pytest.raises(InputError, match=r"snippet\.html: no title found \(no <h1>, og:title or <title>\)"):
+    with pytest.raises(InputError, match=r"snippet\.html: no title found \(no <h1>, og:title or <title>; give it with --title\)"):
         parse_html("<html><body><p>Text without a title.</p></body></html>", source_name="snippet.html")
