@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from sqlalchemy import ColumnElement, or_, select, update
@@ -39,50 +39,56 @@ class ErasedPerson:
     names: tuple[str, ...] = ()
     phones: tuple[str, ...] = ()
     others: tuple[str, ...] = ()  # custom field values, external ids, IP addresses: only in their own rows
+    # Made from the above: the patterns for their own rows and for everyone's, and lower-case
+    # strings whose presence (SQL LIKE) makes a row worth checking.
+    _own: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _shared: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    needles: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        own: list[str] = []
-        shared: list[str] = []
+        # Alternatives in order of precedence: a whole address before its local part, a whole name
+        # before its words (the regex takes the first alternative that matches at a place).
+        addresses: list[str] = []
+        names: list[str] = []
+        phones: list[str] = []
+        words: list[str] = []  # local parts and single words of the name
+        shared_names: list[str] = []  # long enough to look for in other rows
+        shared_locals: list[str] = []
         needles: set[str] = set()
         for email in self.emails:
             local, _, domain = email.rpartition("@")
-            address = re.escape(local) + r"(?:@|%40)" + re.escape(domain)
-            own.append(address)
-            shared.append(address)
+            addresses.append(re.escape(local) + r"(?:@|%40)" + re.escape(domain))
             needles.update({email.lower(), f"{local}%40{domain}".lower()})
-            own.append(_word(re.escape(local)))
+            if len(local) >= 3:  # "a@…": a lone "a" is a word of the provider's text, not theirs
+                words.append(_word(re.escape(local)))
             if len(local) >= MIN_SHARED:
-                shared.append(_word(re.escape(local)))
+                shared_locals.append(_word(re.escape(local)))
                 needles.add(local.lower())
         for name in self.names:
-            words = name.split()
-            if not words:
+            parts = name.split()
+            if not parts:
                 continue
-            whole = _word(_NAME_GAP.join(re.escape(w) for w in words))
-            own.append(whole)
-            own.extend(_word(re.escape(w)) for w in words if len(w) >= 2)
+            names.append(_word(_NAME_GAP.join(re.escape(w) for w in parts)))
+            words.extend(_word(re.escape(w)) for w in parts if len(w) >= 2)
             if len(name) >= MIN_SHARED:
-                shared.append(whole)
-                needles.update(sep.join(words).lower() for sep in (" ", "+", "%20", "."))
+                shared_names.append(names[-1])
+                needles.update(sep.join(parts).lower() for sep in (" ", "+", "%20", "."))
         for phone in self.phones:
             digits = re.sub(r"\D", "", phone)
             if len(digits) < MIN_PHONE_DIGITS:
                 continue
-            pattern = r"(?<!\d)\+?" + _PHONE_GAP.join(digits) + r"(?!\d)"
-            own.append(pattern)
-            shared.append(pattern)
+            phones.append(r"(?<!\d)\+?" + _PHONE_GAP.join(digits) + r"(?!\d)")
             needles.update({phone.lower(), digits})
-        own.extend(_word(re.escape(v)) for v in self.others if len(v) >= 3)
-        # Longest first, so "Known Person" goes whole before "Known" alone.
-        object.__setattr__(self, "_own", _compile(own))
-        object.__setattr__(self, "_shared", _compile(shared))
+        others = [_word(re.escape(v)) for v in self.others if len(v) >= 3]
+        object.__setattr__(self, "_own", _compile(addresses + names + phones + others + words))
+        object.__setattr__(self, "_shared", _compile(addresses + shared_names + phones + shared_locals))
         object.__setattr__(self, "needles", tuple(sorted(needles)))
 
     def scrub(self, text: str | None, *, theirs: bool) -> str | None:
         """``text`` without this person in it (``theirs``: a row of theirs, scrubbed of every value)."""
         if not text:
             return text
-        pattern = self._own if theirs else self._shared  # type: ignore[attr-defined]
+        pattern = self._own if theirs else self._shared
         return pattern.sub(ERASED, text) if pattern is not None else text
 
     def scrub_url(self, url: str | None, *, theirs: bool) -> str | None:
@@ -105,7 +111,7 @@ class ErasedPerson:
         return urlunsplit((parts.scheme, netloc, path, "", ""))
 
     def mentions(self, text: str, *, theirs: bool) -> bool:
-        pattern = self._own if theirs else self._shared  # type: ignore[attr-defined]
+        pattern = self._own if theirs else self._shared
         return pattern is not None and pattern.search(text) is not None
 
 
@@ -156,7 +162,7 @@ def _word(pattern: str) -> str:
 
 
 def _compile(patterns: list[str]) -> re.Pattern[str] | None:
-    unique = sorted(set(patterns), key=len, reverse=True)
+    unique = list(dict.fromkeys(patterns))  # in order of precedence
     return re.compile("|".join(unique), re.IGNORECASE) if unique else None
 
 

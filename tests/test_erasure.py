@@ -29,6 +29,7 @@ from newsletter.transports import OutboxTransport
 from subscribers.db import utcnow
 from subscribers.leads import add_lead, record_booking
 from subscribers.models import Booking, Contact, Lead, Suppression
+from subscribers.traces import ErasedPerson
 from tests.audience import subscriber
 from tests.conftest import postgres_schema
 from tests.liveserver import LiveServer
@@ -257,3 +258,18 @@ def test_outbox_files_of_the_person_go_whatever_their_name(db: Database, setting
     left = sorted(settings.outbox_dir.glob("*.eml"))
     assert other in left and theirs not in left and len(left) == 2
     assert all(OTHER.email.encode() in p.read_bytes() for p in left)
+
+
+def test_scrubbing_finds_a_person_however_written_and_spares_others() -> None:
+    person = ErasedPerson(7, ("Quinta.Marlowe@example.com",), names=("Quinta Marlowe",), phones=("+14155550199",),
+                          others=("Northgate-Clinic-42",))
+    theirs = person.scrub("user QUINTA MARLOWE (quinta.marlowe%40example.com) at +1 415-555-0199, "
+                          "Northgate-Clinic-42, Quinta", theirs=True)
+    assert theirs == "user <erased> (<erased>) at <erased>, <erased>, <erased>"
+    assert person.scrub_url("https://clinic.example/welcome/quinta-marlowe?n=Quinta#top", theirs=True) == "https://clinic.example/"
+    assert person.scrub_url("https://u:p@clinic.example:8443/book?ref=x", theirs=True) == "https://clinic.example:8443/book"
+    # Another row loses only what names them unmistakably, never a shared word.
+    assert person.scrub("mailbox of Quinta+Marlowe full; Quinta from Northgate-Clinic-42", theirs=False) \
+        == "mailbox of <erased> full; Quinta from Northgate-Clinic-42"
+    assert person.scrub("550 unknown user quinta.marlowe", theirs=False) == "550 unknown user <erased>"
+    assert person.scrub("user Quintana Marlowes", theirs=False) == "user Quintana Marlowes"
