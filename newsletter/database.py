@@ -1,6 +1,7 @@
 """Engine, sessions and migrations.
 
-SQLite (the embedded default) runs with WAL and foreign keys on; PostgreSQL is the scale-out path.
+SQLite (the embedded default) runs with WAL, foreign keys and secure delete on; PostgreSQL is the
+scale-out path.
 The schema is only ever created by Alembic migrations, so both backends get the same tables.
 """
 
@@ -48,6 +49,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Deleted rows and freed pages are overwritten with zeros, so an erased person's data does not
+    # linger in the file's free space (every connection: the setting is per connection).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -55,6 +59,22 @@ def _sqlite_begin(conn) -> None:  # noqa: ANN001
     # IMMEDIATE: take the write lock at the start, so a transaction that reads then writes never
     # fails half-way on a lock upgrade; SQLite has one writer at a time anyway (WAL keeps reads free).
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def truncate_wal(engine: Engine) -> bool:
+    """Copy SQLite's write-ahead log into the database file and empty it, so old page images (data
+    deleted since) are gone from the ``-wal`` file too. Waits for readers up to the busy timeout;
+    returns False if it could not finish (another process kept reading). Other backends: True."""
+    if engine.dialect.name != "sqlite":
+        return True
+    connection = engine.raw_connection()  # autocommit (isolation_level None): no BEGIN around the pragma
+    try:
+        cursor = connection.cursor()
+        busy, _log_frames, _done = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        cursor.close()
+    finally:
+        connection.close()
+    return busy == 0
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -14,6 +14,22 @@ from newsletter.config import Settings
 from newsletter.personalize import RecipientValues, safe_first_name
 
 
+# Ids read from URL paths. Links, issues and steps have INTEGER keys on PostgreSQL; the ledger's are
+# BIGINT (SQLite's are 64-bit). A larger number would overflow the database driver.
+MAX_ID = 2**31 - 1
+MAX_LEDGER_ID = 2**63 - 1
+ANONYMOUS_TOKEN = "anon"  # the token of emails under anonymous tracking: counts, nobody's
+
+
+def url_id(text: str, *, largest: int = MAX_ID) -> int | None:
+    """The id a URL path segment names, or None when it names none: only ASCII digits count ("²"
+    and "٣" are digits to ``str.isdigit`` but not ids), from 1 to what the column holds."""
+    if not text or len(text) > 19 or not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if 0 < value <= largest else None
+
+
 def new_token() -> str:
     """An unguessable, URL-safe token (128 bits)."""
     return secrets.token_urlsafe(16)
@@ -56,7 +72,7 @@ def delivery_from_token(settings: Settings, token: str) -> int | None:
         value = _delivery_signer(settings.signing_key()).unsign(token).decode()
     except (BadSignature, UnicodeDecodeError):
         return None
-    return int(value) if value.isdigit() else None
+    return url_id(value, largest=MAX_LEDGER_ID)
 
 
 class DeliveryLinks:

@@ -2,21 +2,32 @@
 
 Erasure deletes the contact and everything that hangs off it (foreign keys cascade: tags,
 subscriptions, consent history, lead and stage history), unlinks bookings so they survive only as
-anonymous counts, and keeps the address as a salted hash on the suppression list so nothing mails it
-again. Tables added later must reference contacts with ON DELETE CASCADE or SET NULL to stay covered.
+anonymous counts, scrubs the person from free text that may quote them (suppression and consent
+notes; see ``traces``), and keeps the address as a salted hash on the suppression list so nothing
+mails it again. Tables added later must reference contacts with ON DELETE CASCADE or SET NULL to stay
+covered, and their free text must be scrubbed by an erasure step.
+
+``subscribers`` never imports ``newsletter``: what the newsletter side holds (deliveries' events,
+the outbox folder, the database's write-ahead log) is erased by steps its caller hands in
+(``newsletter.erasure``), run in the same transaction before the contact is deleted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from subscribers.consent import history
 from subscribers.contacts import contact_summary, find_contact, normalise_email
-from subscribers.models import Booking, ConsentText, Erasure, Lead, Suppression
+from subscribers.models import Booking, ConsentEvent, ConsentText, Contact, Erasure, Lead, Suppression
 from subscribers.suppression import address_hash, suppress
+from subscribers.traces import ErasedPerson, scrub_mentions
+
+# Called with the person before their contact row is deleted, inside the erasure's transaction.
+ErasureStep = Callable[[Session, ErasedPerson], None]
 
 
 def export_personal_data(session: Session, email: str) -> dict[str, Any] | None:
@@ -76,27 +87,63 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def erase(session: Session, email: str) -> bool:
+def erase(session: Session, email: str, *, also: Sequence[ErasureStep]) -> bool:
     """Forget the address. Returns whether a contact was deleted; the hash is suppressed either way,
-    so an erasure request for an address we never held still keeps it from ever being added."""
+    so an erasure request for an address we never held still keeps it from ever being added.
+
+    ``also``: the steps that erase what other packages hold (required, so no caller forgets them;
+    pass ``()`` only where nothing but the audience's tables exists)."""
     address = normalise_email(email)
     contact = find_contact(session, address)
+    person = erased_person(session, address, contact)
+    for step in also:
+        step(session, person)
     suppress(session, address, "erased", keep_address=False)
-    if contact is None:
-        return False
-    lead_ids = list(session.scalars(select(Lead.id).where(Lead.contact_id == contact.id)))
-    for booking in session.scalars(select(Booking).where(Booking.lead_id.in_(lead_ids))):
-        booking.lead_id = None  # the booking stays as an anonymous count
-        booking.external_id = None  # a booking system's id could lead back to the person
-    session.delete(contact)
-    session.add(Erasure())
+    if contact is not None:
+        lead_ids = list(session.scalars(select(Lead.id).where(Lead.contact_id == contact.id)))
+        for booking in session.scalars(select(Booking).where(Booking.lead_id.in_(lead_ids))):
+            booking.lead_id = None  # the booking stays as an anonymous count
+            booking.external_id = None  # a booking system's id could lead back to the person
+        session.delete(contact)
+        session.add(Erasure())
+        session.flush()
+    # Notes staff or imports wrote about others may still name them.
+    scrub_mentions(session, person, [Suppression.note, ConsentEvent.note])
     session.flush()
-    return True
+    return contact is not None
+
+
+def erased_person(session: Session, address: str, contact: Contact | None) -> ErasedPerson:
+    """What of the person may appear in stored text: addresses, name, phones, custom field values,
+    booking ids and the IP addresses their consent was given from."""
+    if contact is None:
+        return ErasedPerson(None, (address,))
+    leads = list(session.scalars(select(Lead).where(Lead.contact_id == contact.id)))
+    bookings = session.scalars(select(Booking.external_id).where(Booking.lead_id.in_([lead.id for lead in leads])))
+    ips = session.scalars(select(ConsentEvent.ip_address).where(ConsentEvent.contact_id == contact.id))
+    others = [*_strings(contact.custom_fields), *(b for b in bookings if b), *(ip for ip in ips if ip)]
+    others += [v for lead in leads for v in (lead.utm_term, lead.utm_content) if v]
+    return ErasedPerson(
+        contact.id,
+        tuple(dict.fromkeys((address, contact.email))),
+        names=(contact.name,) if contact.name else (),
+        phones=tuple(lead.phone for lead in leads if lead.phone),
+        others=tuple(dict.fromkeys(others)),
+    )
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string and number inside a custom field value (lists and objects included)."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    if isinstance(value, bool) or value is None:
+        return []
+    return [str(value)]
 
 
 def erasure_count(session: Session) -> int:
-    from sqlalchemy import func
-
     return session.scalar(select(func.count()).select_from(Erasure)) or 0
 
 

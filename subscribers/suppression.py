@@ -50,7 +50,7 @@ def reason_for(session: Session, email: str) -> str | None:
 
 def suppress(session: Session, email: str, reason: str, note: str | None = None, *, keep_address: bool = True) -> Suppression:
     """Add (or keep) an address on the list. The first reason stands, except that erasure always
-    drops the stored address."""
+    drops the stored address and any note (a note may name the person)."""
     if reason not in REASONS:
         raise ValueError(f"unknown suppression reason {reason!r}; one of {', '.join(REASONS)}")
     digest = address_hash(session, email)
@@ -61,6 +61,7 @@ def suppress(session: Session, email: str, reason: str, note: str | None = None,
     elif not keep_address:
         row.email = None
         row.reason = reason
+        row.note = note
     session.flush()
     return row
 

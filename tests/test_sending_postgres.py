@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
+from newsletter import erasure
 from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.models import Delivery, Issue, SendBatch
@@ -17,7 +18,6 @@ from newsletter.sending.dispatch import Dispatcher
 from newsletter.sending.pacing import Pacer
 from subscribers.consent import Proof, unsubscribe
 from subscribers.contacts import find_contact
-from subscribers.privacy import erase
 from subscribers.suppression import suppress
 from tests.sendkit import ScriptedTransport, add_audience, make_issue
 
@@ -69,7 +69,7 @@ def test_who_left_after_enqueue_is_skipped_at_claim(postgres_db: Database, setti
     with postgres_db.session() as s:
         unsubscribe(s, find_contact(s, "reader1@example.org"), None, Proof("one_click"))
         suppress(s, "reader2@example.org", "spam_complaint")
-        erase(s, "reader3@example.org")
+        erasure.erase(s, settings, "reader3@example.org")
     with postgres_db.session() as s:
         got = ledger.claim(s, worker="A", limit=10, now=NOW, lease=timedelta(minutes=5), transport="x")
     assert [r.email for r in got.rows] == [f"reader{n}@example.org" for n in (0, 4, 5)] and got.suppressed == 3

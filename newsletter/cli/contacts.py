@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from sqlalchemy import select
 
-from newsletter import optin
+from newsletter import erasure, optin
 from newsletter.cli.common import friendly_errors, out, print_json, print_rows, unit_of_work
 from newsletter.errors import InputError, NotFound
 from newsletter.transports import get_transport
@@ -148,8 +148,11 @@ def erase(
     """Erase a person: delete their data, keep only a hash so they are never mailed again."""
     if not yes:
         typer.confirm("Erase this contact and all their data? This cannot be undone", abort=True)
-    with unit_of_work() as (_, session):
-        deleted = privacy.erase(session, email)
-    out.print("erased" if deleted else "no contact held that address; it is now suppressed by hash")
+    with unit_of_work() as (settings, session):
+        result = erasure.erase(session, settings, email)
+    out.print("erased" if result.erased else "no contact held that address; it is now suppressed by hash")
+    if not result.wal_truncated:
+        out.print("note: another process was reading the database, so its write-ahead log (-wal file) still "
+                  "holds old pages until the next checkpoint; run this command again when it is idle")
 
 

@@ -3,6 +3,12 @@
 Under anonymous tracking an event keeps only which email (and link) it was about; under full
 tracking it also keeps the delivery, hence the contact. Machine activity is labelled (see
 ``machines``), never dropped and never counted as human.
+
+A token only works for its own email: a delivery token for the links and pixel of the issue or step
+that delivery carried, "anon" for those of an email that went out under anonymous tracking. Any
+other pairing (one email's token with another issue's link, a draft's link, a forged token) is
+answered like an unknown link and records nothing, so holding one email cannot open the links of
+another.
 """
 
 from __future__ import annotations
@@ -10,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
-from newsletter.links import delivery_from_token
+from newsletter.links import ANONYMOUS_TOKEN, delivery_from_token, url_id
 from newsletter.models import Delivery, Event, Issue, Link, Sequence, SequenceStep
 from newsletter.tracking.machines import machine_reason
 
@@ -29,6 +35,14 @@ class Request:
     ip: str | None
 
 
+def pixel_email(key: str) -> tuple[int | None, int | None] | None:
+    """The email a pixel's key names: ("i12") issue 12, ("s7") sequence step 7; None for anything else."""
+    number = url_id(key[1:]) if key[:1] in ("i", "s") else None
+    if number is None:
+        return None
+    return (number, None) if key[0] == "i" else (None, number)
+
+
 def _mode(session: Session, issue_id: int | None, step_id: int | None) -> str:
     if issue_id is not None:
         return session.scalar(select(Issue.tracking).where(Issue.id == issue_id)) or "off"
@@ -37,28 +51,43 @@ def _mode(session: Session, issue_id: int | None, step_id: int | None) -> str:
     ) or "off"
 
 
-def _delivery(session: Session, settings: Settings, token: str, issue_id: int | None, step_id: int | None) -> Delivery | None:
-    """The delivery behind a token, if genuine and for this very email (else nothing is attributed)."""
-    if token == "anon":
-        return None
+@dataclass(frozen=True)
+class _Bound:
+    """A token found to belong to an email: the delivery it names (None for "anon")."""
+
+    delivery: Delivery | None
+
+
+def _bind(session: Session, settings: Settings, token: str, issue_id: int | None, step_id: int | None,
+          mode: str) -> _Bound | None:
+    """Whether ``token`` came with this very email (see the module's docstring); None: it did not."""
+    if token == ANONYMOUS_TOKEN:
+        return _Bound(None) if mode == "anonymous" and _went_out(session, issue_id, step_id) else None
     delivery_id = delivery_from_token(settings, token)
     delivery = session.get(Delivery, delivery_id) if delivery_id is not None else None
     if delivery is None or (delivery.issue_id, delivery.step_id) != (issue_id, step_id):
         return None
-    return delivery
+    return _Bound(delivery)
+
+
+def _went_out(session: Session, issue_id: int | None, step_id: int | None) -> bool:
+    """The email was sent (to anyone): a draft's links are nobody's to follow."""
+    about = Delivery.issue_id == issue_id if issue_id is not None else Delivery.step_id == step_id
+    return session.scalar(select(exists().where(about))) or False
 
 
 def record_open(session: Session, settings: Settings, token: str, key: str, request: Request, now: datetime) -> bool:
-    """The pixel was fetched. ``key`` names the email ("i12" an issue, "s7" a step)."""
-    if len(key) < 2 or key[0] not in "is" or not key[1:].isdigit():
+    """The pixel was fetched. ``key`` names the email ("i12" an issue, "s7" a step). Records an open
+    only for a token of that email under tracking; returns whether it did."""
+    email = pixel_email(key)
+    if email is None:
         return False
-    issue_id, step_id = (int(key[1:]), None) if key[0] == "i" else (None, int(key[1:]))
+    issue_id, step_id = email
     mode = _mode(session, issue_id, step_id)
-    if mode == "off":
-        return False
-    delivery = _delivery(session, settings, token, issue_id, step_id) if mode == "full" else None
-    if mode == "full" and delivery is None:
-        return False  # a forged or foreign token: nothing to count
+    bound = _bind(session, settings, token, issue_id, step_id, mode) if mode != "off" else None
+    if bound is None:
+        return False  # a forged or foreign token, or no tracking: nothing to count
+    delivery = bound.delivery if mode == "full" else None
     reason = machine_reason(method=request.method, user_agent=request.user_agent, ip=request.ip, kind="open")
     session.add(Event(delivery_id=delivery.id if delivery else None, contact_id=delivery.contact_id if delivery else None,
                       issue_id=issue_id, step_id=step_id, type="open", machine=reason is not None, reason=reason,
@@ -66,16 +95,21 @@ def record_open(session: Session, settings: Settings, token: str, key: str, requ
     return True
 
 
-def record_click(session: Session, settings: Settings, token: str, link_id: int, request: Request,
+def record_click(session: Session, settings: Settings, token: str, link_id: str, request: Request,
                  now: datetime) -> str | None:
-    """A tracked link was followed. Returns the stored target (None: no such link)."""
-    link = session.get(Link, link_id)
+    """A tracked link was followed. Returns the stored target, or None (and records nothing) when
+    ``link_id`` names no link or a link of another email than the token's."""
+    number = url_id(link_id)
+    link = session.get(Link, number) if number is not None else None
     if link is None:
         return None
     mode = _mode(session, link.issue_id, link.step_id)
-    delivery = _delivery(session, settings, token, link.issue_id, link.step_id) if mode == "full" else None
-    if mode == "off" or (mode == "full" and delivery is None):
-        return link.url  # still take the reader where the email pointed
+    bound = _bind(session, settings, token, link.issue_id, link.step_id, mode)
+    if bound is None:
+        return None
+    if mode == "off":
+        return link.url  # tracking was turned off since: still take the reader where the email pointed
+    delivery = bound.delivery if mode == "full" else None
     reason = machine_reason(method=request.method, user_agent=request.user_agent, ip=request.ip, kind="click",
                             submitted_at=delivery.submitted_at if delivery else None, now=now)
     session.add(Event(delivery_id=delivery.id if delivery else None, contact_id=delivery.contact_id if delivery else None,

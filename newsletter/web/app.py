@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import PlainTextResponse, Response
+from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from newsletter.config import Settings
@@ -43,6 +45,14 @@ def create_app(settings: Settings, db: Database, transport: Transport | None = N
     app.include_router(sendgrid_webhook_router)
     app.include_router(tracking.router)
     app.include_router(bookings_webhook.router)
+
+    @app.exception_handler(HTTPException)
+    async def not_found(request: Request, exc: HTTPException) -> Response:
+        # A mangled link (a path no route matches) gets a page a person can read, not JSON.
+        if exc.status_code == 404:
+            return pages.message(request, "This page does not exist", "The link may be incomplete: some email "
+                                 "programs break long links across lines. Try copying the whole link.", 404)
+        return await http_exception_handler(request, exc)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> PlainTextResponse:
