@@ -119,12 +119,14 @@ def test_a_worker_killed_mid_send_loses_and_repeats_nothing(db: Database, settin
     later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
     tick = subprocess.run([newsletter, "tick", "--at", later], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=120)
-    assert tick.returncode == 0, tick.stderr
     received = Counter(d.to for d in fake_sendgrid.deliveries)
     assert set(received.values()) == {1}, "someone got the issue twice"
     with db.session() as s:
         counts = ledger.status_counts(s, issue_id)
         unknown = ledger.unknown_batches(s, issue_id)
+    # Exit 3 and a line saying so when the round held the dead worker's in-flight batches as unknown.
+    assert tick.returncode == (3 if counts.get("unknown") else 0), tick.stderr
+    assert ("held as unknown" in tick.stderr) == bool(counts.get("unknown"))
     assert counts.get("queued", 0) == 0 and counts.get("claimed", 0) == 0
     assert counts["submitted"] + counts.get("unknown", 0) == 2000  # nobody left unsent except held batches
     # At most the batches in flight: one per dispatcher thread of the worker.

@@ -12,15 +12,20 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings, get_settings
 from newsletter.database import Database, current_revision, head_revision, upgrade
 from newsletter.errors import InputError, NotFound
+from newsletter.reports.output import print_whole
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
+# Exit code of a command that sent but left deliveries held as unknown (1: not found, 2: bad input):
+# the work is done, yet nobody knows whether some recipients got it, so a script must not read success.
+EXIT_UNSETTLED = 3
 
 
 def friendly_errors(func: F) -> F:
@@ -83,6 +88,6 @@ def print_rows(rows: list[dict[str, Any]], as_json: bool, columns: dict[str, str
     table = Table(*columns)
     for row in rows:
         cells = [row[key] for key in columns.values()]
-        table.add_row(*("" if c is None else str(c)[:16] if key.endswith("_at") else str(c)
+        table.add_row(*(Text("" if c is None else str(c)[:16] if key.endswith("_at") else str(c))
                         for c, key in zip(cells, columns.values())))
-    out.print(table)
+    print_whole(table, out)  # a status ("sent, 3 unknown") or a header is never cut or wrapped

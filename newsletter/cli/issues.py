@@ -9,18 +9,19 @@ import typer
 
 from newsletter import issues as issue_service
 from newsletter.cli.common import friendly_errors, out, print_json, print_rows, unit_of_work
+from newsletter.sending.progress import IssueState, issue_state, issue_states
 
 issues_app = typer.Typer(help="Issues: emails made from posts.", no_args_is_help=True)
 
 
 
-def issue_summary(issue: Any) -> dict[str, Any]:
+def issue_summary(issue: Any, state: IssueState) -> dict[str, Any]:
     return {
         "id": issue.id,
         "post_id": issue.post_id,
         "subject": issue.subject,
         "preheader": issue.preheader,
-        "status": issue.status,
+        **state.as_dict(),  # status as stored; state, unknown and label as people are told it
         "html_bytes": len(issue.html.encode("utf-8")),
         "compiled_at": issue.compiled_at.isoformat(),
         "created_at": issue.created_at.isoformat(),
@@ -56,8 +57,10 @@ def issues_create(
 def issues_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List issues, newest first."""
     with unit_of_work() as (_, session):
-        rows = [issue_summary(i) for i in issue_service.list_issues(session)]
-    print_rows(rows, as_json, {"id": "id", "post": "post_id", "status": "status", "subject": "subject",
+        issues = issue_service.list_issues(session)
+        states = issue_states(session, issues)
+        rows = [issue_summary(i, states[i.id]) for i in issues]
+    print_rows(rows, as_json, {"id": "id", "post": "post_id", "status": "label", "subject": "subject",
                                "created": "created_at"})
 
 
@@ -67,14 +70,15 @@ def issues_show(issue_id: int, as_json: Annotated[bool, typer.Option("--json")] 
     """Show an issue and its preflight findings."""
     with unit_of_work() as (settings, session):
         issue = issue_service.get_issue(session, issue_id)
-        data = issue_summary(issue)
+        data = issue_summary(issue, issue_state(session, issue))
         findings = issue_service.preflight(issue, settings)
     data["preflight"] = [f.__dict__ for f in findings]
     if as_json:
         print_json(data)
         return
     for key in ("id", "post_id", "status", "subject", "preheader", "html_bytes", "created_at"):
-        out.print(f"[bold]{key}:[/bold] {data[key]}", highlight=False)
+        value = data["label"] if key == "status" else data[key]
+        out.print(f"[bold]{key}:[/bold] {value}", highlight=False)
     _print_findings(findings)
 
 

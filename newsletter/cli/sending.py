@@ -10,7 +10,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import update
 
-from newsletter.cli.common import err, friendly_errors, open_database, out, print_json, print_rows, unit_of_work
+from newsletter.cli.common import (EXIT_UNSETTLED, err, friendly_errors, open_database, out, print_json, print_rows,
+                                   unit_of_work)
 from newsletter.cli.issues import issues_app
 from newsletter.config import get_settings
 from newsletter.due import run_round
@@ -19,6 +20,7 @@ from newsletter.issues import get_issue
 from newsletter.models import SendPause
 from newsletter.sending import ledger, schedule
 from newsletter.sending.dispatch import Dispatcher, SendingStopped, send_all
+from newsletter.sending.progress import batch_line, describe, issue_state, settle_hint
 from newsletter.sending.worker import run_worker
 from newsletter.transports import get_transport
 from subscribers.db import utcnow
@@ -88,6 +90,12 @@ def send(
             raise InputError(str(exc)) from None
     out.print(f"submitted {total.submitted}, failed {total.failed}, unknown {total.unknown}, "
               f"skipped (suppressed) {total.suppressed}", highlight=False)
+    with db.session() as session:
+        state = issue_state(session, get_issue(session, issue_id))
+    out.print(f"issue {issue_id}: {state.label}", highlight=False)
+    if not state.settled:  # "sent" would be false: nobody knows whether these recipients got it
+        err.print(f"[yellow]warning:[/yellow] {settle_hint(state.unknown, issue_id=issue_id)}", highlight=False)
+        raise typer.Exit(EXIT_UNSETTLED)
 
 
 @issues_app.command("pause")
@@ -106,8 +114,8 @@ def resume(issue_id: int) -> None:
     with unit_of_work() as (_, session):
         issue = get_issue(session, issue_id)
         schedule.resume(session, issue, utcnow())
-        state = issue.status
-    out.print(f"issue {issue_id} is {state}")
+        state = issue_state(session, issue).label
+    out.print(f"issue {issue_id} is {state}", highlight=False)
 
 
 @issues_app.command("status")
@@ -118,7 +126,7 @@ def status(issue_id: int, as_json: Annotated[bool, typer.Option("--json")] = Fal
         issue = get_issue(session, issue_id)
         counts = ledger.status_counts(session, issue_id)
         data = {
-            "id": issue.id, "status": issue.status,
+            "id": issue.id, **describe(issue.status, counts.get("unknown", 0)).as_dict(),
             "scheduled_at": issue.scheduled_at.isoformat() if issue.scheduled_at else None,
             "local_send_time": issue.local_send_time, "paused_reason": issue.paused_reason,
             "deliveries": {k: counts.get(k, 0) for k in ("queued", "claimed", "submitted", "delivered", "bounced",
@@ -128,14 +136,13 @@ def status(issue_id: int, as_json: Annotated[bool, typer.Option("--json")] = Fal
     if as_json:
         print_json(data)
         return
-    out.print(f"issue {issue_id}: {data['status']}" + (f" (scheduled for {data['scheduled_at']})" if data["scheduled_at"] else ""),
-              highlight=False)
+    out.print(f"issue {issue_id}: {data['label']}"
+              + (f" (scheduled for {data['scheduled_at']})" if data["scheduled_at"] else ""), highlight=False)
     if data["paused_reason"]:
         err.print(f"paused: {data['paused_reason']}", highlight=False)
     print_rows([{"state": k, "count": v} for k, v in data["deliveries"].items()], False, {"state": "state", "count": "count"})
     for batch in data["unknown_batches"]:
-        out.print(f"batch {batch['batch']}: {batch['rows']} held as unknown ({batch['error']}); settle with "
-                  f"'newsletter issues resolve {batch['batch']} --sent' or '--resend'", highlight=False)
+        out.print(batch_line(batch["batch"], batch["rows"], batch["error"]), highlight=False)
 
 
 @issues_app.command("resolve")
@@ -194,5 +201,11 @@ def tick(
     if send_too:
         sent = send_all(Dispatcher.pool(settings, db, get_transport(settings), clock=lambda: now))
     out.print(f"{now.isoformat()}: {report.summary()}"
-              + (f"; sent: submitted {sent.submitted}, failed {sent.failed}, suppressed {sent.suppressed}" if sent else ""),
+              + (f"; sent: submitted {sent.submitted}, failed {sent.failed}, unknown {sent.unknown}, "
+                 f"suppressed {sent.suppressed}" if sent else ""),
               highlight=False)
+    # Rows this round left unknown: a dead worker's batches it held, and its own requests unanswered.
+    left = report.issues.held_unknown + (sent.unknown if sent else 0)
+    if left:
+        err.print(f"[yellow]warning:[/yellow] {settle_hint(left)}", highlight=False)
+        raise typer.Exit(EXIT_UNSETTLED)

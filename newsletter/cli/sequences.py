@@ -9,6 +9,7 @@ import typer
 
 from newsletter.cli.common import err, friendly_errors, out, print_json, print_rows, unit_of_work
 from newsletter.errors import InputError
+from newsletter.sending.progress import batch_line
 from newsletter.sequences import service
 from newsletter.sequences.definition import health_warnings, load_yaml
 from subscribers.db import utcnow
@@ -82,10 +83,12 @@ def show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) ->
     out.print(f"[bold]{data['name']}[/bold] ({data['status']}); trigger {data['trigger']['type']} "
               f"{data['trigger']['value'] or ''}; window {data['window']}; goals {data['goals']}", highlight=False)
     out.print(f"enrolments: {data['enrollments']}", highlight=False)
+    columns = ("submitted", "delivered", "failed", "unknown", "suppressed")
     print_rows([{"#": s["position"], "subject": s["subject"], "delay": _delay(s["delay_seconds"]), "waiting": s["waiting"],
-                 **{k: s["deliveries"].get(k, 0) for k in ("submitted", "delivered", "failed", "suppressed")}}
-                for s in data["steps"]], False,
-               {k: k for k in ("#", "subject", "delay", "waiting", "submitted", "delivered", "failed", "suppressed")})
+                 **{k: s["deliveries"].get(k, 0) for k in columns}}
+                for s in data["steps"]], False, {k: k for k in ("#", "subject", "delay", "waiting", *columns)})
+    for batch in data["unknown_batches"]:
+        out.print(batch_line(batch["batch"], batch["rows"], batch["error"]), highlight=False)
 
 
 def _delay(seconds: int) -> str:

@@ -51,6 +51,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from newsletter.errors import NotFound
 from newsletter.models import Attribution, Delivery, Event, Issue, Link, Sequence, SequenceStep
+from newsletter.sending.progress import IssueState, describe
 
 SENT = ("submitted", "delivered", "bounced", "dropped")
 PENDING = ("queued", "claimed")
@@ -302,11 +303,17 @@ def stats_for(session: Session, scope: Scope, ids: list[int]) -> dict[int, Email
 class IssueReport:
     issue_id: int
     subject: str
-    status: str
+    state: IssueState  # the stored status and what people are told (from this report's unknown count)
     stats: EmailStats
 
+    @property
+    def status(self) -> str:
+        return self.state.status
+
     def as_dict(self) -> dict[str, Any]:
-        return {"issue_id": self.issue_id, "subject": self.subject, "status": self.status, **self.stats.as_dict()}
+        # "unknown" is the figure of the stats (the same count the state is made from).
+        return {"issue_id": self.issue_id, "subject": self.subject, "status": self.state.status,
+                "state": self.state.state, "label": self.state.label, **self.stats.as_dict()}
 
 
 @dataclass
@@ -340,7 +347,8 @@ def issue_report(session: Session, issue_id: int) -> IssueReport:
     if issue is None:
         raise NotFound(f"there is no issue {issue_id}")
     without_jit(session)
-    return IssueReport(issue.id, issue.subject, issue.status, stats_for(session, ISSUE, [issue.id])[issue.id])
+    stats = stats_for(session, ISSUE, [issue.id])[issue.id]
+    return IssueReport(issue.id, issue.subject, describe(issue.status, stats.unknown), stats)
 
 
 def sequence_report(session: Session, sequence: Sequence) -> SequenceReport:

@@ -31,6 +31,7 @@ from rich.text import Text
 from newsletter.reports.email_stats import EmailStats, IssueReport, LinkStats, SequenceReport
 from newsletter.reports.follow_up import FollowUpReport
 from newsletter.reports.funnel import STAGES, Funnel, FunnelReport
+from newsletter.sending.progress import settle_hint
 
 FORMATS = ("table", "json", "csv")
 _WIDEST = 400  # characters: wider than any report's natural width
@@ -129,15 +130,19 @@ def write_tables(output: Output, console: Console) -> None:
                 shown.add_row(*(_cell(row.get(c.key), c.kind) for c in columns))
             if not table.rows:
                 shown.caption = "none"
-        # Never squeeze a report into a narrow (or piped, 80-column) console: cut cells mislead.
-        natural = Measurement.get(console, console.options.update_width(_WIDEST), shown).maximum
-        if natural > console.width:  # print() caps widths at the console's, so use a wider one
-            Console(file=console.file, width=natural, force_terminal=console.is_terminal,
-                    no_color=console.no_color).print(shown)
-        else:
-            console.print(shown)
+        print_whole(shown, console)
     for note in output.notes:
         console.print(Text(note))
+
+
+def print_whole(table: RichTable, console: Console) -> None:
+    """Never squeeze a table into a narrow (or piped, 80-column) console: cut cells mislead."""
+    natural = Measurement.get(console, console.options.update_width(_WIDEST), table).maximum
+    if natural > console.width:  # print() caps widths at the console's, so use a wider one
+        Console(file=console.file, width=natural, force_terminal=console.is_terminal,
+                no_color=console.no_color).print(table)
+    else:
+        console.print(table)
 
 
 def emit(output: Output, fmt: str, console: Console | None = None) -> None:
@@ -180,11 +185,14 @@ def _links_table(title: str, links: list[LinkStats]) -> Table:
 
 
 def issue_output(report: IssueReport) -> Output:
-    head = [Column("issue", "issue_id"), Column("subject", "subject"), Column("status", "status")]
-    row = {"issue_id": report.issue_id, "subject": report.subject, "status": report.status,
+    # People read the label ("sent, 3 unknown"); CSV also keeps the stored status and the state name.
+    head = [Column("issue", "issue_id"), Column("subject", "subject"), Column("status", "status", brief=False),
+            Column("state", "state", brief=False), Column("status", "label")]
+    row = {"issue_id": report.issue_id, "subject": report.subject, **report.state.as_dict(),
            **_email_row(report.stats)}
+    notes = [settle_hint(report.state.unknown, issue_id=report.issue_id)] if report.state.unknown else []
     return Output(report.as_dict(), [Table(f"Issue {report.issue_id}", head + _EMAIL_COLUMNS, [row]),
-                                     _links_table("Top links (human clicks)", report.stats.top_links)])
+                                     _links_table("Top links (human clicks)", report.stats.top_links)], notes)
 
 
 def sequence_output(report: SequenceReport) -> Output:
@@ -193,8 +201,11 @@ def sequence_output(report: SequenceReport) -> Output:
     rows = [{"position": s.position, "key": s.key, "subject": s.subject, "active": s.active, **_email_row(s.stats)}
             for s in report.steps]
     rows.append({"position": None, "key": "total", "subject": None, "active": None, **_email_row(report.totals)})
+    unknown = report.totals.unknown
+    notes = [settle_hint(unknown, sequence=report.name)] if unknown else []
     return Output(report.as_dict(), [Table(f"Sequence {report.name}", head + _EMAIL_COLUMNS, rows),
-                                     _links_table("Top links over all steps (human clicks)", report.totals.top_links)])
+                                     _links_table("Top links over all steps (human clicks)", report.totals.top_links)],
+                  notes)
 
 
 _FUNNEL_COLUMNS = [

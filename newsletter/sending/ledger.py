@@ -262,8 +262,9 @@ def finish_if_done(session: Session, issue: Issue, now: datetime) -> bool:
     return True
 
 
-def unknown_batches(session: Session, issue_id: int | None = None) -> list[tuple[int, int, str | None]]:
-    """(batch id, rows, error) of every batch held as unknown."""
+def unknown_batches(session: Session, issue_id: int | None = None, *,
+                    sequence_id: int | None = None) -> list[tuple[int, int, str | None]]:
+    """(batch id, rows, error) of every batch held as unknown (of one issue, or one sequence's steps)."""
     query = (
         select(SendBatch.id, func.count(Delivery.id), SendBatch.error)
         .join(Delivery, Delivery.batch_id == SendBatch.id)
@@ -273,6 +274,9 @@ def unknown_batches(session: Session, issue_id: int | None = None) -> list[tuple
     )
     if issue_id is not None:
         query = query.where(Delivery.issue_id == issue_id)
+    if sequence_id is not None:
+        steps = select(SequenceStep.id).where(SequenceStep.sequence_id == sequence_id)
+        query = query.where(Delivery.step_id.in_(steps))
     return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
 
 

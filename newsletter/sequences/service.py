@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound
 from newsletter.models import Delivery, Enrollment, Sequence, SequenceStep
+from newsletter.sending import ledger
 from newsletter.sequences.definition import SequenceDefinition, parse_definition, to_yaml
 from newsletter.sequences.engine import enroll, steps_of
 from newsletter.sequences.install import InstallReport, install
@@ -83,6 +84,7 @@ def summary(session: Session, sequence: Sequence) -> dict[str, Any]:
         .where(Enrollment.sequence_id == sequence.id, Enrollment.state == "active").group_by(Enrollment.next_step_id)
     ).all())
     definition = sequence.definition
+    unknown = sum(counts.get("unknown", 0) for counts in per_step.values())
     return {
         "name": sequence.name, "status": sequence.status,
         "trigger": {"type": sequence.trigger_type, "value": sequence.trigger_value},
@@ -90,9 +92,14 @@ def summary(session: Session, sequence: Sequence) -> dict[str, Any]:
         "enrollments": {k: states.get(k, 0) for k in ("active", "completed", "exited")},
         "steps": [
             {"position": s.position, "key": s.key, "subject": s.subject, "delay_seconds": s.delay_seconds,
-             "waiting": waiting.get(s.id, 0), "deliveries": per_step.get(s.id, {})}
+             "waiting": waiting.get(s.id, 0), "deliveries": per_step.get(s.id, {}),
+             "unknown": per_step.get(s.id, {}).get("unknown", 0)}
             for s in steps_of(session, sequence)
         ],
+        # Held as unknown: the request left and no answer came; settled like an issue's batches.
+        "unknown": unknown,
+        "unknown_batches": [{"batch": b, "rows": n, "error": e}
+                            for b, n, e in ledger.unknown_batches(session, sequence_id=sequence.id)] if unknown else [],
     }
 
 

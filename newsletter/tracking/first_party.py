@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from newsletter.config import Settings
 from newsletter.links import ANONYMOUS_TOKEN, delivery_from_token, url_id
 from newsletter.models import Delivery, Event, Issue, Link, Sequence, SequenceStep
+from newsletter.sending import ledger
 from newsletter.tracking.machines import machine_reason
 
 ALL_AT_ONCE = timedelta(seconds=5)  # a person does not click three links of one email in five seconds
@@ -92,6 +93,7 @@ def record_open(session: Session, settings: Settings, token: str, key: str, requ
     session.add(Event(delivery_id=delivery.id if delivery else None, contact_id=delivery.contact_id if delivery else None,
                       issue_id=issue_id, step_id=step_id, type="open", machine=reason is not None, reason=reason,
                       source="first_party", occurred_at=now))
+    _settle(session, delivery, now)
     return True
 
 
@@ -118,7 +120,16 @@ def record_click(session: Session, settings: Settings, token: str, link_id: str,
     session.flush()
     if delivery is not None and reason is None:
         _label_all_at_once(session, delivery.id, now)
+    _settle(session, delivery, now)
     return link.url
+
+
+def _settle(session: Session, delivery: Delivery | None, now: datetime) -> None:
+    """A genuine token came back from the email itself (a person, their mail client or a scanner
+    fetched it): so the provider accepted the request. A row held as unknown is settled as submitted,
+    as a provider event would settle it, and staff are not asked to resolve (or resend) it."""
+    if delivery is not None and delivery.status in ("unknown", "claimed"):
+        ledger.resolve_accepted(session, [delivery.id], now)
 
 
 def _label_all_at_once(session: Session, delivery_id: int, now: datetime) -> None:

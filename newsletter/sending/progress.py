@@ -1,0 +1,106 @@
+"""Where an issue's send stands, as people are told it: the one home of the derived state.
+
+The stored ``issues.status`` (draft, scheduled, sending, paused, cancelled, sent) says where the send
+path is; it reads "sent" as soon as nothing is left queued or claimed, even when some rows are held
+as **unknown** (their request left and no answer came). Telling staff "sent" then would be false:
+nobody knows whether those recipients got it. So every face (the CLI's ``issues status | list |
+show | send``, the reports) shows the state derived here from the stored status and the unknown
+count, and no face spells the rule itself. When the unknown rows are settled (``issues resolve
+--sent``, or a provider or first-party event proving the request arrived), the count falls to 0 and
+the state is plain "sent" again, with nothing stored to update.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from newsletter.models import Delivery, Issue
+
+SENT_WITH_UNKNOWN = "sent_with_unknown"
+
+
+@dataclass(frozen=True)
+class IssueState:
+    """``status``: as stored; ``unknown``: deliveries held as unknown; ``state``: the stored status,
+    except ``sent_with_unknown`` for a send that is over with rows held as unknown; ``label``: what a
+    person reads ("sent", "sent, 3 unknown", "paused, 3 unknown")."""
+
+    status: str
+    unknown: int
+
+    @property
+    def state(self) -> str:
+        return SENT_WITH_UNKNOWN if self.status == "sent" and self.unknown else self.status
+
+    @property
+    def label(self) -> str:
+        return f"{self.status}, {self.unknown} unknown" if self.unknown else self.status
+
+    @property
+    def settled(self) -> bool:
+        """No row is held as unknown: what was sent is known to have been accepted (or failed)."""
+        return not self.unknown
+
+    def as_dict(self) -> dict[str, Any]:
+        """For JSON and CSV: ``status`` stays the stored state (stable for scripts); the rest is added."""
+        return {"status": self.status, "state": self.state, "unknown": self.unknown, "label": self.label}
+
+
+def describe(status: str, unknown: int) -> IssueState:
+    """The state of an issue whose stored status is ``status`` and which has ``unknown`` deliveries
+    held as unknown (from the ledger, or a report's own count of them)."""
+    return IssueState(status, unknown)
+
+
+def unknown_counts(session: Session, issue_ids: Iterable[int]) -> dict[int, int]:
+    """Deliveries held as unknown per issue (the rows ``issues resolve`` settles), in one statement;
+    an issue without any is left out."""
+    ids = list(issue_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Delivery.issue_id, func.count())
+        .where(Delivery.issue_id.in_(ids), Delivery.status == "unknown")
+        .group_by(Delivery.issue_id)
+    )
+    return {issue_id: count for issue_id, count in rows}
+
+
+def issue_states(session: Session, issues: Iterable[Issue]) -> dict[int, IssueState]:
+    """The state of each issue. Only issues that were ever enqueued have ledger rows to count."""
+    issues = list(issues)
+    counts = unknown_counts(session, [i.id for i in issues if i.enqueued_at is not None])
+    return {i.id: describe(i.status, counts.get(i.id, 0)) for i in issues}
+
+
+def issue_state(session: Session, issue: Issue) -> IssueState:
+    return issue_states(session, [issue])[issue.id]
+
+
+def settle_hint(unknown: int, *, issue_id: int | None = None, sequence: str | None = None) -> str:
+    """One line for staff: how many are unknown, where the batches are listed, how to settle them."""
+    where = (f"'newsletter issues status {issue_id}'" if issue_id is not None
+             else f"'newsletter sequences show {_argument(sequence)}'" if sequence is not None
+             else "'newsletter issues status ID' (or 'newsletter sequences show NAME')")
+    return (f"{unknown} delivery(ies) held as unknown (the request left and no answer came; nobody knows "
+            f"whether they arrived): {where} lists the batches; settle each with "
+            "'newsletter issues resolve BATCH --sent' (SendGrid's activity log shows it) or "
+            "'newsletter issues resolve BATCH --resend' (accepting possible duplicates)")
+
+
+def batch_line(batch_id: int, rows: int, error: str | None) -> str:
+    """One batch held as unknown, and the two ways to settle it."""
+    return (f"batch {batch_id}: {rows} held as unknown ({error or 'no answer'}); settle with "
+            f"'newsletter issues resolve {batch_id} --sent' or 'newsletter issues resolve {batch_id} --resend'")
+
+
+def _argument(name: str) -> str:
+    """A sequence name as typed in a shell: quoted when it has spaces ("Consultation follow-up")."""
+    return name if re.fullmatch(r"[\w.-]+", name) else json.dumps(name)
