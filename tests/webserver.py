@@ -8,6 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from newsletter.config import Settings, get_settings
+
 
 class Site:
     def __init__(self) -> None:
@@ -54,3 +56,12 @@ def site() -> Iterator[Site]:
     yield state
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def loopback_allowed(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings (and the command line's environment) that let post and feed URLs reach the loopback
+    test servers, the way a deployment names a host of its own network that it means to fetch from."""
+    monkeypatch.setenv("NEWSLETTER_FETCH_ALLOW_HOSTS", "127.0.0.1")
+    get_settings.cache_clear()
+    return get_settings()
