@@ -150,9 +150,7 @@ def fetch(url: str, *, max_bytes: int, timeout: float, allow: AllowList,
         for _ in range(MAX_REDIRECTS + 1):
             target = httpx.URL(current)
             if target.scheme not in _SCHEMES:
-                if current == url:
-                    raise InputError(f"{url}: only http:// and https:// URLs can be imported")
-                raise InputError(f"{url}: redirected to {current}, which is not an http:// or https:// URL")
+                raise InputError(f"{url}: only http:// and https:// URLs can be imported")
             if not target.raw_host:
                 raise InputError(f"{current}: the URL has no host")
             shown = current if current == url else f"{current} (redirected from {url})"
@@ -166,7 +164,11 @@ def fetch(url: str, *, max_bytes: int, timeout: float, allow: AllowList,
                 try:
                     location = response.headers.get("location")
                     if response.status_code in _REDIRECTS and location:
-                        current = str(target.join(location).copy_with(fragment=None))
+                        following = target.join(location)
+                        if following.scheme not in _SCHEMES:
+                            raise InputError(f"{url}: redirected to {location}, which is not an http:// or "
+                                             "https:// URL")
+                        current = str(following.copy_with(fragment=None))
                         continue
                     if response.status_code >= 400:
                         raise InputError(f"{url}: the server answered HTTP {response.status_code} "
