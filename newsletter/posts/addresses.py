@@ -4,7 +4,8 @@ A URL given to the importer, or a redirect it follows, must not reach this machi
 it sits in (the cloud metadata service at 169.254.169.254, an admin page on localhost, a database
 on 10.x): only globally reachable addresses are fetched, unless staff name a host in
 ``NEWSLETTER_FETCH_ALLOW_HOSTS``. The judgement is the standard library's (``ipaddress``), with
-IPv6 forms that carry an IPv4 address (mapped, compatible, NAT64, 6to4) judged by that address.
+IPv6 forms that carry an IPv4 address (mapped, compatible, NAT64, 6to4, Teredo) refused when that
+address is.
 """
 
 from __future__ import annotations
@@ -80,8 +81,10 @@ def refusal_reason(ip: IPAddress) -> str | None:
         why = _own_reason(v4)
         if why is not None:
             return f"{_article(form)} form of {v4}, {why}"
-        if form in ("IPv4-mapped", "NAT64"):
-            return None  # these reach exactly the (global) IPv4 address inside
+        if form == "NAT64":
+            return None  # an IPv6-only network's way to the (global) IPv4 address inside
+        if form == "IPv4-mapped":  # never on the wire (RFC 4291); a name answering it is a trick
+            return f"an IPv4-mapped address, not globally reachable as such (use {v4} itself)"
     return _own_reason(ip)
 
 
