@@ -155,6 +155,12 @@ def test_a_relative_redirect_on_an_allowed_host_is_followed(loopback_allowed: Se
     assert raw.url == site.base_url + "/post" and b"Secret admin page." in raw.data
 
 
+def test_a_redirect_loop_ends(loopback_allowed: Settings, site: Site) -> None:
+    start = site.redirect("/loop", "/loop")
+    assert one_error_line("posts", "import", start) == f"error: {start}: more than 10 redirects"
+    assert len(site.hits) == 11
+
+
 @pytest.mark.parametrize("location", ["file:///etc/passwd", "gopher://127.0.0.1:70/_x", "ftp://x.example/a"])
 def test_a_redirect_to_another_scheme_is_refused(loopback_allowed: Settings, site: Site, location: str) -> None:
     start = site.redirect("/start", location)

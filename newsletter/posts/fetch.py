@@ -155,10 +155,11 @@ def fetch(url: str, *, max_bytes: int, timeout: float, allow: AllowList,
                 raise InputError(f"{current}: the URL has no host")
             shown = current if current == url else f"{current} (redirected from {url})"
             addresses = _addresses(target, shown, allow)
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise InputError(f"{url}: no complete answer within {timeout:g} seconds")
             # A client per hop: its pooled connection is tied to the address and name checked here.
-            with httpx.Client(timeout=timeout, verify=verify, trust_env=False, follow_redirects=False,
+            with httpx.Client(timeout=remaining, verify=verify, trust_env=False, follow_redirects=False,
                               headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}) as client:
                 response = _send(client, target, addresses)
                 try:
