@@ -124,14 +124,27 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: int = Field(5, ge=1, description="How often the scheduler looks for due work.")
 
     # Limits
-    max_post_bytes: int = Field(5_000_000, description="Largest post file or page accepted.")
-    fetch_timeout: float = Field(15.0, description="Seconds to wait when fetching a post or feed URL.")
+    max_post_bytes: int = Field(5_000_000, gt=0, description="Largest post file, page or feed accepted "
+                                "(a hard cap on every read, whatever size the source claims).")
+    fetch_timeout: float = Field(15.0, gt=0, description="Seconds to wait when fetching a post or feed URL.")
+    fetch_allow_hosts: str = Field(
+        "", description="Comma-separated host names, IP addresses or CIDR networks that post and feed URLs "
+        "may reach although they are not globally reachable (loopback, private, link-local...).",
+    )
 
     @field_validator("accent_colour")
     @classmethod
     def _colour(cls, value: str) -> str:
         if not HEX_COLOUR.match(value):
             raise ValueError(f"NEWSLETTER_ACCENT_COLOUR must look like #2f6f6a, not {value!r}")
+        return value
+
+    @field_validator("fetch_allow_hosts")
+    @classmethod
+    def _allow_list(cls, value: str) -> str:
+        from newsletter.posts.addresses import AllowList  # the rule's home; parsed here to fail at start
+
+        AllowList.parse(value)
         return value
 
     @field_validator("public_base_url", "booking_url")

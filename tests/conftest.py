@@ -85,5 +85,5 @@ def postgres_db(settings: Settings) -> Iterator[Database]:
 # Fixtures that live in their own modules, registered once here so every test shares one instance.
 from tests.browser import browser  # noqa: E402,F401
 from tests.liveserver import live_server  # noqa: E402,F401
-from tests.webserver import site  # noqa: E402,F401
+from tests.webserver import loopback_allowed, site  # noqa: E402,F401
 from tests.sendgrid_fake import fake_sendgrid  # noqa: E402,F401

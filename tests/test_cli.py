@@ -143,7 +143,7 @@ def test_import_from_stdin_with_markdown(settings: Settings) -> None:
     assert shown["tags"] == ["sleep", "habits"] and shown["source_format"] == "markdown"
 
 
-def test_import_from_a_url_extracts_the_article(settings: Settings, site: Site) -> None:
+def test_import_from_a_url_extracts_the_article(loopback_allowed: Settings, site: Site) -> None:
     url = site.add(
         "/blog/walk",
         "<html><head><title>Walk more | Clinic</title></head><body><nav>Home About</nav>"
@@ -241,7 +241,7 @@ def test_preflight_exit_code_blocks_on_errors(settings: Settings, tmp_path: Path
     assert result.exit_code == 1 and "postal-address-missing" in result.output
 
 
-def test_feeds_add_and_poll_import_only_new_entries(settings: Settings, site: Site) -> None:
+def test_feeds_add_and_poll_import_only_new_entries(loopback_allowed: Settings, site: Site) -> None:
     def rss(items: list[tuple[str, str]]) -> str:
         body = "".join(
             f"<item><guid>{guid}</guid><title>{title}</title><link>https://clinic.example/{guid}</link>"
@@ -259,7 +259,7 @@ def test_feeds_add_and_poll_import_only_new_entries(settings: Settings, site: Si
     assert len(json.loads(run("posts", "list", "--json"))) == 3
 
 
-def test_a_feed_with_no_entries_and_a_broken_feed(settings: Settings, site: Site) -> None:
+def test_a_feed_with_no_entries_and_a_broken_feed(loopback_allowed: Settings, site: Site) -> None:
     empty = site.add("/empty.xml", '<?xml version="1.0"?><rss version="2.0"><channel><title>Quiet</title></channel></rss>', "application/rss+xml")
     assert "0 new post(s) of 0 entries" in run("feeds", "add", empty)
     broken = site.add("/broken.xml", "this is not a feed at all", "text/plain")

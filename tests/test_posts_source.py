@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import InputError
+from newsletter.posts.addresses import AllowList
 from newsletter.posts.feed import parse_feed
 from newsletter.posts.source import RawSource, decode_text, detect_format, parse_post, read_source
 
@@ -170,6 +171,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+LOOPBACK = AllowList.parse("127.0.0.1")  # the test server's address, allowed as a deployment would
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -181,7 +185,7 @@ def server() -> Iterator[str]:
 
 
 def test_http_200_html_follows_redirects(server: str) -> None:
-    raw = read_source(f"{server}/old")
+    raw = read_source(f"{server}/old", allow=LOOPBACK)
     assert raw.name == f"{server}/old"
     assert raw.url == f"{server}/blog/post"
     assert raw.content_type == "text/html; charset=utf-8" and raw.data == ARTICLE
@@ -192,7 +196,7 @@ def test_http_200_html_follows_redirects(server: str) -> None:
 
 
 def test_http_feed_is_parsed_by_the_caller(server: str) -> None:
-    raw = read_source(f"{server}/feed")
+    raw = read_source(f"{server}/feed", allow=LOOPBACK)
     assert detect_format(raw, decode_text(raw)) == "feed"
     title, entries = parse_feed(raw.data, source_name=raw.name, url=raw.url)
     assert title == "Served Feed" and [e.key for e in entries] == ["https://x.example/1"]
@@ -200,17 +204,17 @@ def test_http_feed_is_parsed_by_the_caller(server: str) -> None:
 
 def test_http_404_is_an_error_naming_the_url(server: str) -> None:
     with pytest.raises(InputError, match=rf"{server}/missing: the server answered HTTP 404 Not Found"):
-        read_source(f"{server}/missing")
+        read_source(f"{server}/missing", allow=LOOPBACK)
 
 
 def test_http_body_over_the_limit_stops_reading(server: str) -> None:
     with pytest.raises(InputError, match=r"/big: is larger than the 0\.1 MB limit"):
-        read_source(f"{server}/big", max_bytes=100_000)
+        read_source(f"{server}/big", allow=LOOPBACK, max_bytes=100_000)
 
 
 def test_http_declared_length_over_the_limit(server: str) -> None:
     with pytest.raises(InputError, match=rf"{server}/feed: is 0\.\d kB; the limit is 0\.1 kB"):
-        read_source(f"{server}/feed", max_bytes=100)
+        read_source(f"{server}/feed", allow=LOOPBACK, max_bytes=100)
 
 
 def test_connection_failure_and_unsupported_scheme() -> None:
@@ -218,6 +222,6 @@ def test_connection_failure_and_unsupported_scheme() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(InputError, match=rf"http://127\.0\.0\.1:{port}/x: could not fetch \(ConnectError"):
-        read_source(f"http://127.0.0.1:{port}/x", timeout=5)
+        read_source(f"http://127.0.0.1:{port}/x", allow=LOOPBACK, timeout=5)
     with pytest.raises(InputError, match=r"ftp://x\.example/a: only http:// and https:// URLs"):
         read_source("ftp://x.example/a")

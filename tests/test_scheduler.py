@@ -20,25 +20,25 @@ RSS = (
 )
 
 
-def test_poll_job_imports_new_entries_once_and_only_as_leader(settings: Settings, db: Database, site: Site) -> None:
+def test_poll_job_imports_new_entries_once_and_only_as_leader(loopback_allowed: Settings, db: Database, site: Site) -> None:
     url = site.add("/rss", RSS, "application/rss+xml")
     with db.session() as session:
         post_service.add_feed(session, url)
-    assert scheduler.poll_feeds(settings, db, "standby") is None  # not the leader: does nothing
-    assert scheduler.run_due_work(settings, db, "leader") is not None
-    assert scheduler.poll_feeds(settings, db, "leader") == 1
-    assert scheduler.poll_feeds(settings, db, "leader") == 0  # a repeat or an overlap adds nothing
+    assert scheduler.poll_feeds(loopback_allowed, db, "standby") is None  # not the leader: does nothing
+    assert scheduler.run_due_work(loopback_allowed, db, "leader") is not None
+    assert scheduler.poll_feeds(loopback_allowed, db, "leader") == 1
+    assert scheduler.poll_feeds(loopback_allowed, db, "leader") == 0  # a repeat or an overlap adds nothing
     with db.session() as session:
         assert [p.title for p in post_service.list_posts(session)] == ["One"]
 
 
-def test_a_slow_feed_holds_no_transaction_while_it_is_fetched(settings: Settings, db: Database, site: Site) -> None:
+def test_a_slow_feed_holds_no_transaction_while_it_is_fetched(loopback_allowed: Settings, db: Database, site: Site) -> None:
     url = site.add("/slow", RSS, "application/rss+xml")
     with db.session() as session:
         post_service.add_feed(session, url)
     arrived, release = site.hold("/slow")
-    poller = threading.Thread(target=scheduler.poll_feeds, args=(settings, db, "leader"))
-    assert scheduler.run_due_work(settings, db, "leader") is not None
+    poller = threading.Thread(target=scheduler.poll_feeds, args=(loopback_allowed, db, "leader"))
+    assert scheduler.run_due_work(loopback_allowed, db, "leader") is not None
     poller.start()
     try:
         assert arrived.wait(10)

@@ -15,6 +15,7 @@ from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.errors import InputError, NotFound
 from newsletter.models import Feed, Post
+from newsletter.posts.addresses import AllowList
 from newsletter.posts.blocks import ParsedPost, reading_minutes
 from newsletter.posts.feed import parse_feed
 from newsletter.posts.source import RawSource, parse_post, read_source
@@ -76,7 +77,8 @@ def store_post(
 
 
 def read(source: str, settings: Settings, stdin: BinaryIO | None = None) -> RawSource:
-    return read_source(source, stdin=stdin, max_bytes=settings.max_post_bytes, timeout=settings.fetch_timeout)
+    return read_source(source, stdin=stdin, max_bytes=settings.max_post_bytes, timeout=settings.fetch_timeout,
+                       allow=AllowList.parse(settings.fetch_allow_hosts))
 
 
 def given_text(value: str | None, option: str, limit: int) -> str | None:

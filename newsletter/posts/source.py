@@ -1,28 +1,31 @@
 """Reading a post's source (file, stdin or URL), decoding it and telling its format.
 
 Everything a user can point the importer at goes through ``read_source``: it refuses what cannot
-be a post (missing, a directory, empty, too big, binary, an HTTP error) with a message naming the
-source, before any parser runs.
+be a post (missing, not a regular file, empty, too big, binary, an HTTP error, a URL that points
+into our own network) with a message naming the source, before any parser runs. Every read is
+capped while it happens, whatever size the source claims.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import httpx
-
 from newsletter.errors import InputError
+from newsletter.posts.addresses import AllowList
 from newsletter.posts.blocks import ParsedPost, excerpt_from
+from newsletter.posts.fetch import fetch
 from newsletter.posts.html import parse_html
+from newsletter.posts.limits import read_capped, size_text
 from newsletter.posts.markdown import parse_markdown
 from newsletter.posts.text import parse_text
 
 FORMATS = ("text", "markdown", "html", "feed")
-USER_AGENT = "clinic-newsletter/0.1 (post importer)"
 _EXTENSIONS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
                ".html": "html", ".htm": "html", ".xhtml": "html", ".xml": "feed", ".rss": "feed",
                ".atom": "feed"}
@@ -54,78 +57,66 @@ class RawSource:
     url: str | None  # final URL after redirects, for resolving relative links
 
 
-def _size(n: int) -> str:
-    return f"{n / 1_000_000:.1f} MB" if n >= 100_000 else f"{n / 1000:.1f} kB"
-
-
-def _check_bytes(name: str, data: bytes, max_bytes: int) -> None:
-    if len(data) > max_bytes:
-        raise InputError(f"{name}: is {_size(len(data))}; the limit is {_size(max_bytes)}")
+def _check_bytes(name: str, data: bytes) -> None:
     if not data.strip() or data.strip() in _UTF_BOMS:
         raise InputError(f"{name}: is empty")
     if b"\x00" in data and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(f"{name}: looks like a binary file, not text (it contains NUL bytes)")
 
 
-def _read_url(url: str, max_bytes: int, timeout: float) -> RawSource:
-    try:
-        with httpx.Client(follow_redirects=True, timeout=timeout,
-                          headers={"User-Agent": USER_AGENT}) as client:
-            with client.stream("GET", url) as resp:
-                if resp.status_code >= 400:
-                    raise InputError(f"{url}: the server answered HTTP {resp.status_code} "
-                                     f"{resp.reason_phrase}".rstrip())
-                declared = resp.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > max_bytes:
-                    raise InputError(f"{url}: is {_size(int(declared))}; the limit is {_size(max_bytes)}")
-                chunks: list[bytes] = []
-                total = 0
-                for chunk in resp.iter_bytes():
-                    chunks.append(chunk)
-                    total += len(chunk)
-                    if total > max_bytes:  # stop reading: the server may not have said the size
-                        raise InputError(f"{url}: is larger than the {_size(max_bytes)} limit")
-                final_url = str(resp.url)
-                content_type = resp.headers.get("content-type")
-    except httpx.TimeoutException as exc:
-        raise InputError(f"{url}: no answer within {timeout:g} seconds") from exc
-    except httpx.HTTPError as exc:
-        raise InputError(f"{url}: could not fetch ({exc.__class__.__name__}: {exc})") from exc
-    data = b"".join(chunks)
-    _check_bytes(url, data, max_bytes)
-    return RawSource(name=url, data=data, content_type=content_type, url=final_url)
+def _not_a_regular_file(mode: int) -> str | None:
+    """What a path is when it is no regular file: devices and pipes never end, or never start."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+    return f"is {next((kind for test, kind in kinds if test(mode)), 'a special file')}, not a regular file"
 
 
-def read_source(source: str, *, stdin: BinaryIO | None = None, max_bytes: int = 5_000_000,
-                timeout: float = 15.0) -> RawSource:
-    """Read a file path, "-" (stdin) or an http(s) URL, refusing what cannot be a post."""
-    if source == "-":
-        stream = stdin if stdin is not None else sys.stdin.buffer
-        data = stream.read(max_bytes + 1)  # one byte over is enough to know it is too big
-        if len(data) > max_bytes:
-            raise InputError(f"<stdin>: is larger than the {_size(max_bytes)} limit")
-        _check_bytes("<stdin>", data, max_bytes)
-        return RawSource(name="<stdin>", data=data, content_type=None, url=None)
-    scheme = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", source)
-    if scheme:
-        if scheme.group(1).lower() not in {"http", "https"}:
-            raise InputError(f"{source}: only http:// and https:// URLs can be imported")
-        return _read_url(source, max_bytes, timeout)
+def _read_file(source: str, max_bytes: int) -> bytes:
+    """A regular file's bytes, under the cap whatever its size says (/proc files say 0)."""
     path = Path(source).expanduser()
     try:
-        if path.is_dir():
-            raise InputError(f"{source}: is a directory, not a file")
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise InputError(f"{source}: is {_size(size)}; the limit is {_size(max_bytes)}")
-        data = path.read_bytes()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer before we can refuse it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError as exc:
         raise InputError(f"{source}: no such file") from exc
     except PermissionError as exc:
         raise InputError(f"{source}: permission denied") from exc
     except OSError as exc:
         raise InputError(f"{source}: could not read ({exc.strerror or exc})") from exc
-    _check_bytes(source, data, max_bytes)
+    try:
+        info = os.fstat(fd)  # of what was opened, not of what the path names a moment later
+        what = _not_a_regular_file(info.st_mode)
+        if what:
+            raise InputError(f"{source}: {what}")
+        if info.st_size > max_bytes:
+            raise InputError(f"{source}: is {size_text(info.st_size)}; the limit is {size_text(max_bytes)}")
+        return read_capped(lambda n: os.read(fd, n), source, max_bytes)
+    except OSError as exc:
+        raise InputError(f"{source}: could not read ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+
+
+def read_source(source: str, *, stdin: BinaryIO | None = None, max_bytes: int = 5_000_000,
+                timeout: float = 15.0, allow: AllowList = AllowList()) -> RawSource:
+    """Read a file path, "-" (stdin) or an http(s) URL, refusing what cannot be a post.
+
+    URLs go through ``fetch``: only globally reachable hosts, unless ``allow`` names them."""
+    if source == "-":
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        data = read_capped(stream.read, "<stdin>", max_bytes)
+        _check_bytes("<stdin>", data)
+        return RawSource(name="<stdin>", data=data, content_type=None, url=None)
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source):
+        fetched = fetch(source, max_bytes=max_bytes, timeout=timeout, allow=allow)
+        _check_bytes(source, fetched.data)
+        return RawSource(name=source, data=fetched.data, content_type=fetched.content_type, url=fetched.url)
+    data = _read_file(source, max_bytes)
+    _check_bytes(source, data)
     return RawSource(name=source, data=data, content_type=None, url=None)
 
 
