@@ -73,7 +73,7 @@ def _binary(path: Path, line: int) -> InputError:
                       "never does (binary data or a damaged file; a spreadsheet must be saved as CSV first)")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Record:
     first_line: int  # physical lines, the file's first line is 1
     last_line: int
