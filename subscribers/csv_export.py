@@ -8,16 +8,15 @@ Why it is shaped this way:
 - The file holds health-related personal data: it is written to a temporary file created readable
   by its owner only, then renamed into place, so a crash leaves no half-written export.
 - Suppressed contacts are left out unless asked for (``include_suppressed``), and then marked.
-- Cells that a spreadsheet would run as a formula (``=``, ``@``, or ``+``/``-`` followed by more
-  than a number) get a leading apostrophe: names and custom fields come from public forms, and
-  staff open exports in Excel.
+- Every cell, the header and the address included, goes through ``csv_cells.SafeWriter``: one that a
+  spreadsheet would run as a formula gets a leading apostrophe (``=1+2@example.com`` is a valid
+  address from the public form, and staff open exports in Excel). The import takes it off again.
 - The header is one the importer reads back: its system columns are in
   ``csv_import.SYSTEM_COLUMNS`` (ignored on import), so an export can be imported again.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,8 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from subscribers.csv_import import ALIASES, SYSTEM_COLUMNS, header_key, safe_cell
+from subscribers.csv_cells import SafeWriter
+from subscribers.csv_import import ALIASES, SYSTEM_COLUMNS, header_key
 from subscribers.errors import InputError
 from subscribers.lists import get_list
 from subscribers.models import Contact, ContactTag, Subscription, Suppression
@@ -85,7 +85,7 @@ def export_csv(
         raise InputError(f"{out_path}: cannot write the export ({exc.strerror})") from None
     try:
         with open(fd, "w", encoding="utf-8-sig", newline="") as file:
-            writer = csv.writer(file)
+            writer = SafeWriter(file)
             writer.writerow(headers)
             for record in session.execute(stmt.execution_options(yield_per=FETCH)):
                 writer.writerow(_cells(record, keys, with_list=mailing_list is not None,
@@ -123,14 +123,14 @@ def _custom_headers(keys: list[str]) -> list[str]:
 
 def _cells(record: Any, keys: list[str], *, with_list: bool, with_suppressed: bool) -> list[str]:
     email, name, zone, status, tags, created_at, *optional, fields = record
-    cells = [email, safe_cell(name or ""), zone, status,
-             safe_cell(", ".join(sorted(tags.split(TAG_SEPARATOR))) if tags else ""), created_at.isoformat()]
+    cells = [email, name or "", zone, status, ", ".join(sorted(tags.split(TAG_SEPARATOR))) if tags else "",
+             created_at.isoformat()]
     if with_list:
         sub_status, confirmed_at, *optional = optional
         cells += [sub_status, confirmed_at.isoformat() if confirmed_at else ""]
     if with_suppressed:
         cells.append("yes" if optional[0] else "")
-    cells += [safe_cell(_text((fields or {}).get(key))) for key in keys]
+    cells += [_text((fields or {}).get(key)) for key in keys]
     return cells
 
 

@@ -107,6 +107,21 @@ def test_cells_a_spreadsheet_would_run_are_neutralised(db: Database, tmp_path: P
     assert "custom Email" in summary.columns and row["custom Email"].startswith("'-2+3")
 
 
+def test_every_cell_is_neutralised_the_address_and_the_header_too(db: Database, tmp_path: Path) -> None:
+    """The public form accepts =1+2@example.com (valid syntax): the address column and a custom-field
+    key become cells too, and a tab or carriage return first is a formula start as well."""
+    with db.session() as s:
+        upsert_contact(s, "=1+2@example.com", default_timezone="UTC", source="form", name="Eve",
+                       custom_fields={"=cmd|' /C calc'!A0": "x", "note": "\t=1+2", "cr": "\r@SUM(1)"})
+        upsert_contact(s, "+vip@example.com", default_timezone="UTC", source="form")
+        upsert_contact(s, "-minus@example.com", default_timezone="UTC", source="form")
+        summary = export_csv(s, tmp_path / "eve.csv")
+    rows = read(tmp_path / "eve.csv")
+    assert [r["email"] for r in rows] == ["'=1+2@example.com", "'+vip@example.com", "'-minus@example.com"]
+    assert "=cmd|' /C calc'!A0" in summary.columns and rows[0]["'=cmd|' /C calc'!A0"] == "x"
+    assert (rows[0]["note"], rows[0]["cr"]) == ("'\t=1+2", "'\r@SUM(1)")
+
+
 def test_the_file_is_private_and_written_whole_or_not_at_all(people: Database, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "export.csv"

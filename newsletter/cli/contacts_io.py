@@ -13,6 +13,7 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.markup import escape
 from rich.table import Column, Table
 
 from newsletter.cli.common import (
@@ -75,7 +76,8 @@ def contacts_import(
                                  start_line=start_line, progress=progress)
         except KeyboardInterrupt as exc:
             bar.stop()
-            err.print("Stopped.", *getattr(exc, "__notes__", []), f"Rejected rows so far: {report}", highlight=False)
+            err.print("Stopped.", *map(escape, getattr(exc, "__notes__", [])), escape(f"Rejected rows so far: {report}"),
+                      highlight=False)
             raise typer.Exit(130) from None
         except InputError as exc:  # a file broken half-way: the note says what is imported already
             raise InputError(" ".join([str(exc), *getattr(exc, "__notes__", [])])) from None
@@ -83,6 +85,10 @@ def contacts_import(
         print_json(summary.as_dict())
     else:
         _print_summary(file, summary)
+    if summary.rows and summary.rejected == summary.rows:  # a script must not take this for success
+        err.print(f"[red]error:[/red] {escape(str(file))}: every row was rejected, so nothing was imported; "
+                  f"the report says why: {escape(str(summary.report_path))}", highlight=False)
+        raise typer.Exit(1)
 
 
 def _print_summary(file: Path, summary: ImportSummary) -> None:

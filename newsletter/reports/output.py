@@ -6,18 +6,18 @@ Each report becomes an ``Output``: its JSON (``data``) and its tables. ``emit`` 
   rates as percentages.
 - **json**: ``data`` as is; rates are fractions (0.125), times ISO 8601 in UTC, None is null.
 - **csv**: every column of every table; the tables follow one another, each with its header row,
-  separated by one blank line. The first table holds the report's main figures. A text cell that a
-  spreadsheet would run as a formula (=, +, -, @ first, e.g. a name typed into the public form) is
-  written with a leading ' so it stays text; plain numbers such as phone numbers are left alone.
+  separated by one blank line. The first table holds the report's main figures. Every text cell
+  goes through ``subscribers.csv_cells`` (the one rule for every CSV the product writes): one that a
+  spreadsheet would run as a formula (=, +, -, @, tab or CR first, e.g. a name typed into the
+  public form) is written with a leading ' so it stays text; plain numbers such as phone numbers
+  are left alone.
 
 Cells are plain text in the table form: a subject or a name in [brackets] is never taken as markup.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +32,7 @@ from newsletter.reports.email_stats import EmailStats, IssueReport, LinkStats, S
 from newsletter.reports.follow_up import FollowUpReport
 from newsletter.reports.funnel import STAGES, Funnel, FunnelReport
 from newsletter.sending.progress import settle_hint
+from subscribers.csv_cells import SafeWriter
 
 FORMATS = ("table", "json", "csv")
 _WIDEST = 400  # characters: wider than any report's natural width
@@ -73,10 +74,6 @@ def write_json(data: dict[str, Any], stream: IO[str]) -> None:
     stream.write(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")  # a phone number (+14155550100) is no formula
-
-
 def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
@@ -84,13 +81,11 @@ def _csv_cell(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
-        return "'" + value  # CSV injection: keep it text in Excel, LibreOffice and Sheets
-    return value
+    return value  # text is made spreadsheet-safe by the writer
 
 
 def write_csv(tables: list[Table], stream: IO[str]) -> None:
-    writer = csv.writer(stream, lineterminator="\n")
+    writer = SafeWriter(stream, lineterminator="\n")
     for number, table in enumerate(t for t in tables if t.in_csv):
         if number:
             stream.write("\n")
