@@ -29,13 +29,13 @@ class LiveServer:
     app: object
     settings: Settings
     outbox: Path
+    db: Database
+    transport: Transport  # what the dispatchers of ``serve`` would send with (the app itself has none)
 
     def send_queued(self) -> RoundResult:
-        """Run a dispatcher until nothing is due, with the app's own database and transport: what the
-        ``serve`` process's dispatchers do in the background (confirmation emails are queued by the
-        forms and sent here)."""
-        state = self.app.state  # type: ignore[attr-defined]
-        return Dispatcher(self.settings, state.db, state.transport).run_until_idle()
+        """Run a dispatcher until nothing is due: what the ``serve`` process's dispatchers do in the
+        background (confirmation emails are queued by the forms and sent here)."""
+        return Dispatcher(self.settings, self.db, self.transport).run_until_idle()
 
     def emails(self) -> list[EmailMessage]:
         """Every message the outbox transport wrote, oldest first."""
@@ -67,7 +67,7 @@ def serving(settings: Settings, db: Database,
     live_settings = settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"})
     assert live_settings.outbox_dir is not None
     made = transport(live_settings) if transport else OutboxTransport(live_settings.outbox_dir, live_settings)
-    app = create_app(live_settings, db, made)
+    app = create_app(live_settings, db)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -77,7 +77,7 @@ def serving(settings: Settings, db: Database,
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", app, live_settings, live_settings.outbox_dir)
+        yield LiveServer(f"http://127.0.0.1:{port}", app, live_settings, live_settings.outbox_dir, db, made)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

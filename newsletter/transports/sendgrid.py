@@ -164,6 +164,7 @@ class SendGridTransport:
         if not re.match(r"^https?://[^/\s]+", host):
             raise ValueError("SENDGRID_API_HOST must be an absolute http(s) URL")
         self.settings = settings
+        self._from = {"email": ascii_address(settings.from_email), "name": header_text(settings.from_name)}
         self.timeout = settings.sendgrid_timeout
         self._key = settings.sendgrid_api_key.get_secret_value()
         self._client = sendgrid.SendGridAPIClient(self._key, host=host)
@@ -236,7 +237,7 @@ class SendGridTransport:
         content = [{"type": kind, "value": value} for kind, value in parts if value]  # SendGrid refuses ""
         body: dict[str, Any] = {
             "personalizations": personalizations,
-            "from": {"email": ascii_address(settings.from_email), "name": header_text(settings.from_name)},
+            "from": dict(self._from),
             "subject": header_text(email.subject),
             "content": content,
             "tracking_settings": {
