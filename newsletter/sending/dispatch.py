@@ -24,6 +24,7 @@ from typing import Any
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.database import Database
@@ -216,7 +217,7 @@ class Dispatcher:
         return result
 
     @staticmethod
-    def _check_not_stopped(session) -> None:  # noqa: ANN001 - a Session
+    def _check_not_stopped(session: Session) -> None:
         pause = session.scalar(select(SendPause).where(SendPause.active.is_(True), SendPause.issue_id.is_(None)))
         if pause is not None:
             raise SendingStopped(pause.reason)
