@@ -250,7 +250,7 @@ class SendGridTransport:
             reply_name, reply_address = parseaddr(settings.reply_to)
             reply_to = {"email": reply_address or settings.reply_to}
             if reply_name:
-                reply_to["name"] = reply_name
+                reply_to["name"] = header_text(reply_name)
             body["reply_to"] = reply_to
         if all_marketing:
             body["headers"] = {"List-Id": list_id}
