@@ -2,6 +2,13 @@
 
 multipart/alternative with the text part first (clients show the last part they understand),
 UTF-8, and the RFC 2369 / RFC 8058 unsubscribe headers that Gmail and Yahoo require of bulk mail.
+
+Nothing written into a header can start a header of its own. Free text (display names, the
+subject) goes through ``header_text`` first: Python's email package (3.11 before 3.11.10 has no
+``verify_generated_headers``) decodes an RFC 2047 encoded word even inside a quoted display name and
+writes a CR LF it holds as a real line break, so ``=?utf-8?q?x=0D=0ABcc:_a@b?=`` as a name would add
+a ``Bcc:`` header. As a last guard, ``build_message`` checks that the headers it wrote are exactly
+the headers it set.
 """
 
 from __future__ import annotations
@@ -9,12 +16,24 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.parser import BytesHeaderParser
+from email.policy import SMTP, compat32
 from email.utils import format_datetime, make_msgid
 
 from newsletter.config import Settings
 from newsletter.personalize import RecipientValues, substitute
 from newsletter.render import RenderedEmail
+from subscribers.contacts import ascii_address
+from subscribers.names import plain_line
+
+
+class UnsafeHeader(ValueError):
+    """What was written into the headers is not what was set: refused rather than sent."""
+
+
+def header_text(text: str | None) -> str:
+    """Free text made safe for a header: one plain line, no encoded word, no control character."""
+    return plain_line(text) if text else ""
 
 
 def list_id_header(settings: Settings) -> str:
@@ -37,12 +56,14 @@ def build_message(
     date: datetime | None = None,
     message_id: str | None = None,
 ) -> EmailMessage:
+    """Raises ``InputError`` for an address that cannot travel (see ``contacts.ascii_address``) and
+    ``UnsafeHeader`` should the headers written differ from the headers set."""
     message = EmailMessage(policy=SMTP)
-    message["From"] = Address(settings.from_name, addr_spec=settings.from_email)
-    message["To"] = Address(to_name or "", addr_spec=to_email)
+    message["From"] = Address(header_text(settings.from_name), addr_spec=ascii_address(settings.from_email))
+    message["To"] = Address(header_text(to_name), addr_spec=ascii_address(to_email))
     if settings.reply_to:
         message["Reply-To"] = settings.reply_to
-    message["Subject"] = email.subject
+    message["Subject"] = header_text(email.subject)
     message["Date"] = format_datetime(date or datetime.now(timezone.utc))
     message["Message-ID"] = message_id or make_msgid(domain=settings.from_domain)
     if unsubscribe_mailto is not None:  # marketing mail; transactional mail (a confirmation) has none
@@ -51,4 +72,13 @@ def build_message(
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(substitute(email.text, values), subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(substitute(email.html, values), subtype="html", charset="utf-8", cte="quoted-printable")
+    _check_headers(message)
     return message
+
+
+def _check_headers(message: EmailMessage) -> None:
+    """The header block as written, read back, must name exactly the headers that were set."""
+    folded = b"".join(message.policy.fold_binary(name, value) for name, value in message.raw_items())
+    written = BytesHeaderParser(policy=compat32).parsebytes(folded + b"\r\n").keys()
+    if [name.lower() for name in written] != [name.lower() for name in message.keys()]:
+        raise UnsafeHeader("a header value would have written a header of its own")

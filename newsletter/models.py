@@ -184,6 +184,41 @@ class SendPause(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+# Confirmation emails ------------------------------------------------------------------------------
+
+_SENDING = text("status = 'sending'")
+
+
+class ConfirmationEmail(Base):
+    """A double opt-in confirmation email to send: queued in the same transaction as the sign-up (or
+    the request for a new link) and sent by a dispatcher, never inside the web request, so every
+    answer to the public forms takes the same path whether or not the address is known. Sent at
+    most once per row, like the ledger: the row is claimed under a lease and committed before the
+    request leaves; a request that may have left without an answer is held as unknown, never sent
+    again (the person can ask for a new link, which queues a new row). The address and the link are
+    read from the subscription when it is sent; erasing the contact deletes the row with it."""
+
+    __tablename__ = "confirmation_emails"
+    __table_args__ = (
+        Index("ix_confirmation_emails_queued", "due_at", "id", sqlite_where=_QUEUED, postgresql_where=_QUEUED),
+        Index("ix_confirmation_emails_sending", "lease_expires_at", sqlite_where=_SENDING, postgresql_where=_SENDING),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True)
+    # queued -> sending -> sent; or failed (with the reason), unknown (the request left, no answer
+    # came), skipped (confirmed, withdrawn or suppressed before it went)
+    status: Mapped[str] = mapped_column(String(12))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 # Sequences ----------------------------------------------------------------------------------------
 
 

@@ -1,8 +1,9 @@
 """Sign-up, double opt-in, preferences and unsubscribe: the service behind the public pages and the CLI.
 
 The rules live in ``subscribers.consent``; this module adds what needs the newsletter side: signed
-links, the confirmation email and the transport. Public answers never reveal whether an address is
-already known.
+links and the confirmation email, which is queued here and sent by the dispatchers
+(``newsletter.sending.confirmations``). Public answers never reveal whether an address is already
+known: they take the same path, with no provider round trip, whatever the address.
 """
 
 from __future__ import annotations
@@ -12,17 +13,17 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
-from newsletter.database import after_commit
 from newsletter.links import delivery_from_token
-from newsletter.models import Delivery, Event
+from newsletter.models import ConfirmationEmail, Delivery, Event
 from newsletter.personalize import RecipientValues, safe_first_name
-from newsletter.render import EmailContent, render_email
-from newsletter.transports import Batch, Recipient, Transport
+from newsletter.render import EmailContent, RenderedEmail, render_email
+from newsletter.transports import Recipient
 from subscribers import consent
 from subscribers.consent import Proof
 from subscribers.db import utcnow
-from subscribers.contacts import normalise_email, upsert_contact
+from subscribers.contacts import find_contact, sendable_email, upsert_contact
 from subscribers.errors import InputError, NotFound
+from subscribers.names import clean_name
 from subscribers.lists import all_lists, ensure_list
 from subscribers.models import Contact, MailingList, Subscription
 from subscribers.suppression import is_suppressed
@@ -43,10 +44,6 @@ def newsletter_list(session: Session, settings: Settings) -> MailingList:
 # Links ------------------------------------------------------------------------------------------
 
 
-def confirm_url(settings: Settings, sub: Subscription) -> str:
-    return f"{settings.public_base_url}/confirm/{tokens(settings).make('confirm', s=sub.id)}"
-
-
 def preferences_url(settings: Settings, contact: Contact) -> str:
     return f"{settings.public_base_url}/preferences/{tokens(settings).make('preferences', c=contact.id)}"
 
@@ -61,13 +58,16 @@ def unsubscribe_token(settings: Settings, contact: Contact, mailing_list: Mailin
 @dataclass
 class SignUp:
     state: str  # see subscribers.consent.Outcome; "suppressed" also when nothing was stored
-    email_sent: bool
+    confirmation_id: int | None  # the confirmation email queued for it (sent by a dispatcher), if any
+
+    @property
+    def email_queued(self) -> bool:
+        return self.confirmation_id is not None
 
 
 def sign_up(
     session: Session,
     settings: Settings,
-    transport: Transport,
     email: str,
     *,
     name: str | None,
@@ -76,61 +76,80 @@ def sign_up(
     confirmed: bool = False,
     tags: list[str] | None = None,
 ) -> SignUp:
-    """Someone asks to join a list. A suppressed address gets nothing and nothing is stored about it."""
-    address = normalise_email(email)
+    """Someone asks to join a list. A suppressed address gets nothing and nothing is stored about it.
+
+    A public form (proof "form") never changes what is stored about a contact who exists already:
+    anyone may type anyone's address, and nothing in the request proves control of it. The only
+    proof would be the confirm button, but a confirmed subscriber who fills in the form again gets
+    no email at all (nothing may differ between known and unknown addresses, and the form must not
+    become a way to mail someone), so a name parked until confirmation could only ever apply to
+    contacts still pending, at the cost of keeping strangers' unverified input meanwhile. So the
+    form's name is kept for a new contact only; staff (``contacts add``) and imports update names.
+
+    The confirmation email is queued in this transaction (``ConfirmationEmail``), never sent from
+    here: no provider round trip happens inside a web request."""
+    address = sendable_email(email)
+    name = clean_name(name)  # checked for every address alike, known or not
     if is_suppressed(session, address):
-        return SignUp("suppressed", False)
+        return SignUp("suppressed", None)
     mailing_list = mailing_list or newsletter_list(session, settings)
-    contact = upsert_contact(
-        session, address, default_timezone=settings.default_timezone,
-        source="form" if proof.method == "form" else "admin" if proof.method == "admin" else "api",
-        name=name, tags=tags,
-    ).contact
+    contact = find_contact(session, address) if proof.method == "form" else None
+    if contact is None:
+        contact = upsert_contact(
+            session, address, default_timezone=settings.default_timezone,
+            source="form" if proof.method == "form" else "admin" if proof.method == "admin" else "api",
+            name=name, tags=tags,
+        ).contact
     outcome = consent.request_subscription(session, contact, mailing_list, proof, confirmed=confirmed)
-    sent = False
-    if outcome.state == "pending":
-        sent = send_confirmation(session, settings, transport, outcome.subscription)
-    return SignUp(outcome.state, sent)
+    queued = queue_confirmation(session, outcome.subscription) if outcome.state == "pending" else None
+    return SignUp(outcome.state, queued)
 
 
-def resend_confirmation(session: Session, settings: Settings, transport: Transport, email: str) -> bool:
-    """Send the confirmation again for every pending subscription of the address (rate limited).
-    Returns whether anything was sent; the public page answers the same either way."""
-    from subscribers.contacts import find_contact
-
+def resend_confirmation(session: Session, email: str) -> list[int]:
+    """Queue the confirmation again for every pending subscription of the address (rate limited).
+    Returns the confirmation emails queued; the public page answers the same either way."""
     try:
         contact = find_contact(session, email)
     except InputError:
-        return False
+        return []
     if contact is None or is_suppressed(session, contact.email):
-        return False
-    return any(
-        send_confirmation(session, settings, transport, sub) for sub in contact.subscriptions if sub.status == "pending"
-    )
+        return []
+    queued = (queue_confirmation(session, sub) for sub in contact.subscriptions if sub.status == "pending")
+    return [confirmation_id for confirmation_id in queued if confirmation_id is not None]
 
 
-def send_confirmation(session: Session, settings: Settings, transport: Transport, sub: Subscription) -> bool:
-    """Send the confirmation email once this session's transaction has committed: the email's
-    rendering and the provider's round trip never hold the database (on SQLite, every other writer,
-    sending included), and a sign-up that rolls back sends nothing."""
+def queue_confirmation(session: Session, sub: Subscription) -> int | None:
+    """Queue a confirmation email for ``sub`` in the caller's transaction (a sign-up that rolls back
+    queues nothing); a dispatcher sends it. None when the resend limit holds it back."""
     if not consent.may_send_confirmation(sub):
-        return False
-    address, name, list_name = sub.contact.email, sub.contact.name, sub.mailing_list.name
-    link = confirm_url(settings, sub)
-    consent.mark_confirmation_sent(sub)
+        return None
+    now = utcnow()
+    consent.mark_confirmation_sent(sub, now)
+    row = ConfirmationEmail(subscription_id=sub.id, status="queued", due_at=now, attempts=0)
+    session.add(row)
     session.flush()
-    after_commit(session, lambda: _send_confirmation(settings, transport, address, name, list_name, link))
-    return True
+    return row.id
 
 
-def _send_confirmation(settings: Settings, transport: Transport, address: str, name: str | None, list_name: str,
-                       link: str) -> None:
+@dataclass(frozen=True)
+class ConfirmationFor:
+    """What a confirmation email needs, read when it is sent (so an erased contact gets nothing)."""
+
+    subscription_id: int
+    address: str
+    name: str | None
+    list_name: str
+
+
+def confirmation_email(settings: Settings, to: ConfirmationFor) -> tuple[RenderedEmail, Recipient]:
+    """The confirmation email and its one recipient, ready for a transport."""
+    link = f"{settings.public_base_url}/confirm/{tokens(settings).make('confirm', s=to.subscription_id)}"
     content = EmailContent(
-        subject=f"Please confirm your subscription to {list_name}",
+        subject=f"Please confirm your subscription to {to.list_name}",
         preheader="One click and you're on the list. If it wasn't you, ignore this email.",
         title="Please confirm your subscription",
         blocks=[
-            {"type": "paragraph", "html": f"Thanks for signing up to {_escape(list_name)} from "
+            {"type": "paragraph", "html": f"Thanks for signing up to {_escape(to.list_name)} from "
              f"{_escape(settings.org_name)}. Press the button below to confirm your address."},
             {"type": "paragraph", "html": f"The link works for {settings.confirm_link_hours} hours. If you did "
              "not ask for this, ignore this email: you will not hear from us again."},
@@ -139,9 +158,8 @@ def _send_confirmation(settings: Settings, transport: Transport, address: str, n
         cta={"label": "Yes, subscribe me", "url": link, "lead": ""},
         reason=f"You are receiving this because this address was entered on {settings.org_name}'s sign-up form.",
     )
-    email = render_email(content, settings)
-    values = RecipientValues(safe_first_name(name), "", "", "")
-    transport.send(Batch(email, [Recipient(address, name, values, None)], ["confirmation"]))
+    values = RecipientValues(safe_first_name(to.name), "", "", "")
+    return render_email(content, settings), Recipient(to.address, to.name, values, None)
 
 
 def _escape(text: str) -> str:

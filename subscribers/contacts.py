@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from subscribers.errors import InputError, NotFound
 from subscribers.models import Contact, ContactTag
+from subscribers.names import clean_name
 from subscribers.suppression import address_hash
 
 SOURCES = ("form", "import", "api", "admin", "lead")
@@ -30,6 +31,43 @@ def normalise_email(raw: str) -> str:
         raise InputError(f"{candidate!r} is not a valid email address: {exc}") from None
     local, _, domain = result.normalized.rpartition("@")
     return f"{local}@{domain.lower()}"
+
+
+class UnsupportedAddress(InputError):
+    """A valid address we cannot send to: characters beyond ASCII before the @ (RFC 6531, SMTPUTF8).
+    SendGrid does not deliver to such addresses (it drops them as invalid), and the outbox writes
+    the plain SMTP messages a provider would deliver, so they are refused where they come in."""
+
+
+UNSUPPORTED_ADDRESS = ("the part before the @ has characters beyond plain ASCII (an internationalised "
+                       "address); our email provider cannot deliver to it, so please use another address")
+
+
+def sendable_email(raw: str) -> str:
+    """``normalise_email``, and an address we can send to: new contacts must pass this. (Looking an
+    address up, suppressing or erasing it only needs ``normalise_email``: an address stored before
+    this rule can still be found and removed.) Internationalised domains are fine: they travel in
+    their ASCII form (see ``ascii_address``)."""
+    address = normalise_email(raw)
+    if not address.rpartition("@")[0].isascii():
+        raise UnsupportedAddress(UNSUPPORTED_ADDRESS)
+    return address
+
+
+def ascii_address(address: str) -> str:
+    """The address as it travels in a message or a provider request: the domain in its ASCII (IDNA)
+    form, e.g. ``ana@xn--bcher-kva.example`` for ``ana@bücher.example``. Raises InputError for an
+    address that cannot travel (stored before today's rules, or never checked); the message holds
+    no part of the address, as it is kept with the delivery."""
+    if address.isascii() and address.isprintable() and " " not in address and "@" in address:
+        return address  # the usual case, kept cheap: it runs for every recipient of a send
+    local = address.rpartition("@")[0]
+    if not local.isascii():
+        raise UnsupportedAddress(UNSUPPORTED_ADDRESS)
+    try:
+        return validate_email(address, check_deliverability=False, allow_smtputf8=False).ascii_email or address
+    except EmailNotValidError:
+        raise InputError("the stored address is not a valid email address") from None
 
 
 def check_timezone(name: str) -> str:
@@ -78,14 +116,19 @@ def upsert_contact(
     custom_fields: dict[str, Any] | None = None,
     tags: list[str] | None = None,
 ) -> ContactChange:
-    """Create the contact or fill in what is new. Values given replace stored ones; tags are added."""
+    """Create the contact or fill in what is new. Values given replace stored ones; tags are added.
+    Everything is checked before anything is written (nothing half stored). A new contact's address
+    must be one we can send to (``sendable_email``); the name goes through ``names.clean_name``."""
     if source not in SOURCES:
         raise InputError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
     address = normalise_email(email)
     zone = check_timezone(timezone) if timezone else None
+    name = clean_name(name)
+    new_tags = {clean_tag(t) for t in tags or ()}
     contact = find_contact(session, address)
     created = contact is None
     if contact is None:
+        address = sendable_email(address)
         contact = Contact(
             email=address,
             email_hash=address_hash(session, address),
@@ -95,17 +138,17 @@ def upsert_contact(
         )
         session.add(contact)
     changed = created
-    if name and name.strip() and contact.name != name.strip():
-        contact.name, changed = name.strip(), True
+    if name and contact.name != name:
+        contact.name, changed = name, True
     if zone and contact.timezone != zone:
         contact.timezone, changed = zone, True
     if custom_fields:
         merged = {**(contact.custom_fields or {}), **custom_fields}
         if merged != contact.custom_fields:
             contact.custom_fields, changed = merged, True
-    if tags:
+    if new_tags:
         have = {t.tag for t in contact.tags}
-        for tag in {clean_tag(t) for t in tags} - have:
+        for tag in new_tags - have:
             contact.tags.append(ContactTag(tag=tag))
             changed = True
     session.flush()

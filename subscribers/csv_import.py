@@ -10,7 +10,7 @@ Why it is shaped this way:
   existing contacts, their tags and their subscriptions to the list by key lists, then one INSERT
   per table: contacts and tags as PostgreSQL ``unnest`` arrays or SQLite's executemany,
   subscriptions and consent events as INSERT ... SELECT over the new contact ids. In Python, each
-  row costs only parsing and ``normalise_email`` (most of the time left).
+  row costs only parsing and ``sendable_email`` (most of the time left).
 - A broken file is refused whole, before anything is stored: the file is read once first
   (``_check_file``, with ``csv_reading``), so a quote never closed, a NUL, an overlong line or a
   value under a header with no name is one error naming line and column, not a half import that
@@ -65,9 +65,10 @@ from sqlalchemy.orm import Session
 
 from subscribers import suppression
 from subscribers.consent import status_after_confirm, subscribe_outcome
-from subscribers.contacts import check_timezone, clean_tag, normalise_email
+from subscribers.contacts import check_timezone, clean_tag, sendable_email
 from subscribers.csv_cells import SafeWriter, original_cell
 from subscribers.csv_reading import CsvFile, Record, detect_encoding
+from subscribers.names import clean_name
 from subscribers.db import utcnow
 from subscribers.errors import InputError
 from subscribers.lists import ensure_list
@@ -92,7 +93,6 @@ ALIASES = {
 # exported file can be imported again without turning them into custom fields.
 SYSTEM_COLUMNS = ("status", "created_at", "subscription_status", "confirmed_at", "suppressed")
 TAG_SEPARATORS = re.compile(r"[,;|]")
-MAX_NAME = 200  # contacts.name is VARCHAR(200): PostgreSQL would refuse the whole batch
 SINGLE_LINE = ("email", "name", "first_name", "last_name", "timezone", "tags")  # roles no line break is part of
 # Keys per IN (...) look-up: PostgreSQL plans a full scan for long lists (measured at 100k contacts:
 # 20 ms for one list of 900 keys, 6 ms for ten lists of 100).
@@ -439,12 +439,14 @@ def _parse(cells: list[str], columns: _Columns, job: _Job, line: int) -> _Row:
     at, header = columns.index.get, columns.header.get
     raw = cell(at("email"))
     try:
-        email = normalise_email(raw)
+        email = sendable_email(raw)
     except InputError as exc:
         raise _Reject(header("email", ""), raw, str(exc)) from None
-    name = cell(at("name")) or " ".join(p for p in (cell(at("first_name")), cell(at("last_name"))) if p)
-    if len(name) > MAX_NAME:
-        raise _Reject(header("name", "name"), name, f"the name is longer than {MAX_NAME} characters")
+    given = cell(at("name")) or " ".join(p for p in (cell(at("first_name")), cell(at("last_name"))) if p)
+    try:
+        name = clean_name(given)  # the one rule for names, as for every other way in
+    except InputError as exc:
+        raise _Reject(header("name", "name"), given, str(exc)) from None
     zone = cell(at("timezone"))
     if zone and (error := job.zone_error(zone)):
         raise _Reject(header("timezone", ""), zone, error)

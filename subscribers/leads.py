@@ -26,6 +26,7 @@ from subscribers.contacts import find_contact, normalise_email, upsert_contact
 from subscribers.db import utcnow
 from subscribers.errors import InputError, NotFound
 from subscribers.models import Booking, Contact, Lead, LeadStageChange
+from subscribers.names import clean_name
 from subscribers.suppression import reason_for
 
 STAGES = ("new", "contacted", "booked", "attended", "lost")
@@ -41,7 +42,6 @@ CHANGED_BY = ("staff", "booking", "api", "import")
 REQUESTED_WINDOWS = ("any_time", "weekday_mornings", "weekday_afternoons", "weekday_evenings", "weekends")
 UTM_KEYS = ("source", "medium", "campaign", "term", "content")
 MAX_UTM = 200
-MAX_NAME = 200
 MAX_EXTERNAL_ID = 200
 # A booking no longer needs the nurture that was meant to bring it about.
 BOOKED_OR_LATER = ("booked", "attended")
@@ -208,8 +208,7 @@ def add_lead(
     _one_of(origin, ORIGINS, "origin")
     if preferred_contact is not None:
         _one_of(preferred_contact, CONTACT_METHODS, "preferred contact method")
-    if name is not None and len(name.strip()) > MAX_NAME:
-        raise InputError(f"name is longer than {MAX_NAME} characters")
+    name = clean_name(name)  # the one rule for names (upsert_contact applies it too)
     # Check everything before writing anything: bad input must leave nothing half stored.
     clean_phone = normalise_phone(phone) if phone and phone.strip() else None
     window = clean_requested_time(requested_time) if requested_time and requested_time.strip() else None

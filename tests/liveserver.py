@@ -6,7 +6,8 @@ import email
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -17,7 +18,8 @@ import uvicorn
 
 from newsletter.config import Settings
 from newsletter.database import Database
-from newsletter.transports import OutboxTransport
+from newsletter.sending.dispatch import Dispatcher, RoundResult
+from newsletter.transports import OutboxTransport, Transport
 from newsletter.web.app import create_app
 
 
@@ -27,6 +29,13 @@ class LiveServer:
     app: object
     settings: Settings
     outbox: Path
+    db: Database
+    transport: Transport  # what the dispatchers of ``serve`` would send with (the app itself has none)
+
+    def send_queued(self) -> RoundResult:
+        """Run a dispatcher until nothing is due: what the ``serve`` process's dispatchers do in the
+        background (confirmation emails are queued by the forms and sent here)."""
+        return Dispatcher(self.settings, self.db, self.transport).run_until_idle()
 
     def emails(self) -> list[EmailMessage]:
         """Every message the outbox transport wrote, oldest first."""
@@ -44,10 +53,21 @@ def free_port() -> int:
 
 @pytest.fixture
 def live_server(settings: Settings, db: Database) -> Iterator[LiveServer]:
+    """The app with the outbox transport."""
+    with serving(settings, db) as server:
+        yield server
+
+
+@contextmanager
+def serving(settings: Settings, db: Database,
+            transport: Callable[[Settings], Transport] | None = None) -> Iterator[LiveServer]:
+    """The app on a free loopback port; ``transport`` makes the transport from the live settings
+    (default: the outbox)."""
     port = free_port()
     live_settings = settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"})
     assert live_settings.outbox_dir is not None
-    app = create_app(live_settings, db, OutboxTransport(live_settings.outbox_dir, live_settings))
+    made = transport(live_settings) if transport else OutboxTransport(live_settings.outbox_dir, live_settings)
+    app = create_app(live_settings, db)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -56,6 +76,8 @@ def live_server(settings: Settings, db: Database) -> Iterator[LiveServer]:
         if time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    yield LiveServer(f"http://127.0.0.1:{port}", app, live_settings, live_settings.outbox_dir)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", app, live_settings, live_settings.outbox_dir, db, made)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

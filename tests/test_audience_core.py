@@ -10,6 +10,7 @@ from sqlalchemy import select
 from newsletter.config import Settings
 from newsletter import optin
 from newsletter.database import Database
+from newsletter.sending.dispatch import Dispatcher
 from newsletter.transports.memory import MemoryTransport
 from subscribers.consent import Proof, confirm, history, request_subscription, unsubscribe, set_frequency
 from subscribers.contacts import normalise_email, upsert_contact
@@ -156,14 +157,16 @@ class _CheckingTransport(MemoryTransport):
 def test_the_confirmation_goes_after_the_sign_up_is_stored_and_never_for_a_rolled_back_one(
         db: Database, settings: Settings) -> None:
     MemoryTransport.sent.clear()
-    with pytest.raises(RuntimeError), db.session() as s:
-        assert optin.sign_up(s, settings, MemoryTransport(settings), "ana@example.org", name="Ana",
-                             proof=Proof("form")).email_sent
-        raise RuntimeError("the request failed after the sign-up")
-    assert MemoryTransport.sent == []  # rolled back: nothing stored, nothing sent
     transport = _CheckingTransport(db)
+    with pytest.raises(RuntimeError), db.session() as s:
+        assert optin.sign_up(s, settings, "ana@example.org", name="Ana", proof=Proof("form")).email_queued
+        raise RuntimeError("the request failed after the sign-up")
+    assert Dispatcher(settings, db, transport).run_until_idle().confirmations == 0
+    assert MemoryTransport.sent == []  # rolled back: nothing stored, nothing queued, nothing sent
     with db.session() as s:
-        optin.sign_up(s, settings, transport, "ana@example.org", name="Ana", proof=Proof("form"))
+        optin.sign_up(s, settings, "ana@example.org", name="Ana", proof=Proof("form"))
+    assert MemoryTransport.sent == []  # queued with the sign-up; a dispatcher sends it
+    assert Dispatcher(settings, db, transport).run_until_idle().confirmations == 1
     # While the email was sent the database was free, and the pending subscription already stored.
     assert transport.seen_by_others == ["pending"]
     assert [m["To"].addresses[0].addr_spec for m in MemoryTransport.sent] == ["ana@example.org"]

@@ -28,6 +28,7 @@ def test_sign_up_confirm_and_unsubscribe_on_a_phone(browser, live_server: LiveSe
     page.get_by_role("heading", name="Check your inbox").wait_for()
     page.screenshot(path=str(tmp_path / "check-inbox.png"))
 
+    live_server.send_queued()  # what serve's dispatchers do in the background
     text = live_server.emails()[0].get_body(("plain",)).get_content()
     confirm_link = re.search(r"http\S+/confirm/\S+", text).group(0)
     page.goto(confirm_link)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import email
 from email import policy
+from email.parser import BytesHeaderParser
+
+import pytest
 
 from newsletter.config import Settings
 from newsletter.links import recipient_values, unsubscribe_mailto
-from newsletter.mime import build_message
-from newsletter.render import render_email
+from newsletter.mime import UnsafeHeader, build_message
+from newsletter.render import RenderedEmail, render_email
 from tests.emailkit import content
 
 
@@ -59,3 +62,38 @@ def test_names_cannot_inject_markup(settings: Settings) -> None:
     assert values.first_name == "bEve/b"
     assert recipient_values(settings, "t", None).first_name == "there"
     assert recipient_values(settings, "t", "   ").first_name == "there"
+
+
+ENCODED_CRLF = "=?utf-8?q?x=0D=0ABcc:_evil@example.com?="
+
+
+def _built(settings: Settings, *, subject: str, to_name: str) -> email.message.EmailMessage:
+    rendered = RenderedEmail(subject, "", "<p>Hi %%first_name%%</p>", "Hi %%first_name%%")
+    return build_message(rendered, to_email="eve@example.org", to_name=to_name,
+                         values=recipient_values(settings, "tok", to_name), unsubscribe_mailto=None, settings=settings)
+
+
+@pytest.mark.parametrize("evil", [ENCODED_CRLF, "x\r\nBcc: evil@example.com", "x\nBcc: evil@example.com",
+                                  "=?utf-8?b?eA0KQmNjOiBldmlsQGV4YW1wbGUuY29t?=", "x\u2028Bcc: evil@example.com"])
+def test_nothing_written_into_a_header_can_start_a_header_of_its_own(settings: Settings, evil: str) -> None:
+    sender = settings.model_copy(update={"from_name": evil})
+    raw = _built(sender, subject=evil, to_name=evil).as_bytes()
+    headers = BytesHeaderParser().parsebytes(raw)
+    assert [name.lower() for name in headers.keys()] == [
+        "from", "to", "subject", "date", "message-id", "mime-version", "content-type"]
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    for name in ("From", "To", "Subject"):
+        assert "\n" not in str(parsed[name]) and "\r" not in str(parsed[name])
+    assert parsed["To"].addresses[0].addr_spec == "eve@example.org"
+    assert parsed["Subject"] == "x Bcc: evil@example.com"
+
+
+def test_a_header_value_that_would_add_a_header_is_refused(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Reply-To comes from the configuration as written: refused, never written with a line break.
+    risky = settings.model_copy(update={"reply_to": f'"{ENCODED_CRLF}" <care@example.com>'})
+    with pytest.raises(ValueError):
+        _built(risky, subject="Hello", to_name="Ana")
+    # The last guard holds even if the cleaning of free text were ever skipped.
+    monkeypatch.setattr("newsletter.mime.header_text", lambda text: text or "")
+    with pytest.raises(UnsafeHeader):
+        _built(settings, subject="Hello", to_name=ENCODED_CRLF)

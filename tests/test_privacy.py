@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 from newsletter.cli import app
 from newsletter.config import Settings
 from newsletter.database import Database
-from newsletter.transports import MemoryTransport
 from newsletter import erasure, optin
 from subscribers.consent import Proof
 from subscribers.db import Base
@@ -25,7 +24,7 @@ EMAIL, NAME, PHONE, CLINIC, EXTERNAL = "Pat.Jones@Example.org", "Pat Jones", "+1
 
 def populate(db: Database, settings: Settings) -> None:
     with db.session() as s:
-        optin.sign_up(s, settings, MemoryTransport(settings), EMAIL, name=NAME, tags=["walks"],
+        optin.sign_up(s, settings, EMAIL, name=NAME, tags=["walks"],
                       proof=Proof("form", form_id="f", text="I agree", ip_address="203.0.113.9", user_agent="Browser/1"))
         contact = s.scalar(select(Contact))
         contact.custom_fields = {"clinic": CLINIC}
@@ -78,7 +77,7 @@ def test_erasure_leaves_no_personal_data_in_any_table(db: Database, settings: Se
         booking = s.scalar(select(Booking))
         assert booking.lead_id is None and booking.source == "web_form"  # an anonymous count remains
         # A later sign-up or re-import of the address is refused, and stores nothing.
-        result = optin.sign_up(s, settings, MemoryTransport(settings), EMAIL, name=NAME, proof=Proof("form"))
+        result = optin.sign_up(s, settings, EMAIL, name=NAME, proof=Proof("form"))
         assert result.state == "suppressed"
         assert s.scalar(select(func.count()).select_from(Contact)) == 0
 

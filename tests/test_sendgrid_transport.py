@@ -516,3 +516,22 @@ def test_fake_in_a_subprocess_counts_what_it_accepted(settings: Settings) -> Non
         stats = fake.stats()
     assert stats["accepted_personalizations"] == 12
     assert stats["accepted_requests"] == 2 and stats["statuses"] == {"202": 2}
+
+
+def test_nothing_in_the_request_can_become_a_header_of_its_own(sg_settings: Settings, fake_sendgrid: FakeSendGrid,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    evil = "=?utf-8?q?x=0D=0ABcc:_evil@example.com?="
+    monkeypatch.setenv("NEWSLETTER_FROM_NAME", evil)
+    get_settings.cache_clear()
+    settings = get_settings()
+    email = RenderedEmail(f"Hello\r\nBcc: evil@example.com {evil}", "", "<p>Hi</p>", "Hi")
+    recipient = make_recipients(settings, 1)[0]
+    batch = Batch(email, [Recipient("eve@bücher.example", f"Eve {evil}", recipient.values,
+                                    recipient.unsubscribe_mailto, recipient.delivery_id)])
+    result = SendGridTransport(settings).send(batch)
+    assert list(result.accepted) == [0]
+    (body,) = [r.body for r in fake_sendgrid.requests]
+    assert body["subject"] == "Hello Bcc: evil@example.com x Bcc: evil@example.com"
+    assert body["from"]["name"] == "x Bcc: evil@example.com"
+    assert body["personalizations"][0]["to"] == [{"email": "eve@xn--bcher-kva.example",
+                                                 "name": "Eve x Bcc: evil@example.com"}]

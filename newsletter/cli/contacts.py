@@ -9,9 +9,13 @@ import typer
 from sqlalchemy import select
 
 from newsletter import erasure, optin
-from newsletter.cli.common import friendly_errors, out, print_json, print_rows, unit_of_work
+from newsletter.cli.common import friendly_errors, open_database, out, print_json, print_rows, unit_of_work
+from newsletter.config import get_settings
 from newsletter.errors import InputError, NotFound
+from newsletter.sending.confirmations import ConfirmationSender
+from newsletter.sending.dispatch import default_worker_id
 from newsletter.transports import get_transport
+from newsletter.transports.base import AuthenticationFailed
 from subscribers import privacy, suppression
 from subscribers.consent import Proof, history
 from subscribers.contacts import contact_summary, get_contact, normalise_email
@@ -31,17 +35,32 @@ def add(
     consent_note: Annotated[Optional[str], typer.Option(help="The proof of consent, kept in the history.")] = None,
     tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Tag to add (repeatable).")] = None,
 ) -> None:
-    """Add a contact and subscribe it. Without --confirmed a double opt-in list gets a confirmation email."""
+    """Add a contact and subscribe it. Without --confirmed a double opt-in list gets a confirmation
+    email, sent right away by this command (through the queue the dispatchers also send from)."""
     if confirmed and not (consent_note or "").strip():
         raise InputError("--confirmed needs --consent-note saying how this person agreed (it is kept as proof)")
-    with unit_of_work() as (settings, session):
+    settings = get_settings()
+    db = open_database(settings)
+    with db.session() as session:
         mailing_list = ensure_list(session, list_slug) if list_slug else optin.newsletter_list(session, settings)
         result = optin.sign_up(
-            session, settings, get_transport(settings), email, name=name, mailing_list=mailing_list,
+            session, settings, email, name=name, mailing_list=mailing_list,
             proof=Proof("admin", note=consent_note), confirmed=confirmed, tags=tag,
         )
+    email_note = "waiting for confirmation"
+    if result.confirmation_id is not None:
+        sender = ConfirmationSender(settings, db, get_transport(settings), worker=default_worker_id())
+        try:
+            status, error = sender.send_queued([result.confirmation_id])[result.confirmation_id]
+        except AuthenticationFailed as exc:
+            email_note = f"the confirmation email is queued, not sent: {exc}"
+        else:
+            email_note = {
+                "sent": "a confirmation email was sent",
+                "queued": f"the confirmation email is queued ({error}); a dispatcher (serve, worker) will retry it",
+            }.get(status, f"the confirmation email was not sent ({status}: {error})")
     messages = {
-        "pending": "added; a confirmation email was sent" if result.email_sent else "added; waiting for confirmation",
+        "pending": f"added; {email_note}",
         "confirmed": "added and subscribed",
         "already": "already subscribed",
         "withdrawn": "not subscribed: this person unsubscribed earlier",

@@ -84,7 +84,7 @@ def serve(
     settings = get_settings()
     db = open_database(settings)
     transport = get_transport(settings)
-    app_ = create_app(settings, db, transport)
+    app_ = create_app(settings, db)
     stop = threading.Event()
     jobs = sending = None
     if background:

@@ -24,6 +24,7 @@ from typing import Any
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.database import Database
@@ -31,6 +32,7 @@ from newsletter.links import DeliveryLinks
 from newsletter.models import Issue, SendBatch, SendPause, SequenceStep
 from newsletter.render import RenderedEmail
 from newsletter.sending import ledger
+from newsletter.sending.confirmations import ConfirmationSender
 from newsletter.sending.ledger import Claimed
 from newsletter.sending.pacing import Pacer
 from newsletter.transports import Batch, Recipient, Transport
@@ -41,7 +43,9 @@ from newsletter.transports.base import (
     OutcomeUnknown,
     RateLimited,
     TemporaryFailure,
+    refusal,
 )
+from subscribers.contacts import ascii_address
 from subscribers.db import utcnow
 
 log = logging.getLogger("newsletter.dispatch")
@@ -59,16 +63,18 @@ class RoundResult:
     failed: int = 0
     unknown: int = 0
     suppressed: int = 0
+    confirmations: int = 0  # confirmation emails handled (sent, failed, queued again for later)
 
     @property
     def handled(self) -> int:
-        return self.submitted + self.failed + self.unknown + self.suppressed
+        return self.submitted + self.failed + self.unknown + self.suppressed + self.confirmations
 
     def add(self, other: RoundResult) -> None:
         self.submitted += other.submitted
         self.failed += other.failed
         self.unknown += other.unknown
         self.suppressed += other.suppressed
+        self.confirmations += other.confirmations
 
 
 @dataclass
@@ -132,6 +138,9 @@ class Dispatcher:
         self.stop = stop or threading.Event()  # set: finish the request in hand, start no other
         self.batch_size = min(settings.batch_size, transport.max_batch)
         self.links = DeliveryLinks(settings)
+        # Confirmation emails come first: a person is waiting for theirs (``issues send ID`` sends only its issue).
+        self.confirmations = ConfirmationSender(settings, db, transport, worker=self.worker, clock=clock,
+                                                sleep=self.sleep, pacer=self.pacer)
         # Seconds spent per phase, for benchmarks: claim, build (recipient values), send (transport:
         # request building and HTTP), record (ledger updates).
         self.timings: dict[str, float] = {"claim": 0.0, "build": 0.0, "send": 0.0, "record": 0.0}
@@ -156,37 +165,45 @@ class Dispatcher:
     # One round ----------------------------------------------------------------------------------
 
     def run_once(self) -> RoundResult:
-        """Claim one batch and see it through. Returns what happened (nothing claimed: handled 0)."""
+        """Send one due confirmation email, or else claim one batch and see it through. Returns what
+        happened (nothing claimed: handled 0)."""
         now = self.clock()
         started = time.perf_counter()
         with self.db.session() as session:
-            pause = session.scalar(select(SendPause).where(SendPause.active.is_(True), SendPause.issue_id.is_(None)))
-            if pause is not None:
-                raise SendingStopped(pause.reason)
-            limit = self.batch_size
-            room = self.pacer.room_today(session, now)
-            if room is not None:
-                limit = min(limit, room)
-                if limit == 0:
+            self._check_not_stopped(session)
+            confirmation = self.confirmations.claim(session, now) if self.only_issue is None else None
+            if confirmation is None:
+                limit = self.batch_size
+                room = self.pacer.room_today(session, now)
+                if room is not None:
+                    limit = min(limit, room)
+                    if limit == 0:
+                        return RoundResult()
+                got = ledger.claim(
+                    session, worker=self.worker, limit=limit, now=now,
+                    lease=timedelta(seconds=self.settings.lease_seconds), transport=self.transport.name,
+                    only_issue=self.only_issue,
+                )
+                if not got.found:
                     return RoundResult()
-            got = ledger.claim(
-                session, worker=self.worker, limit=limit, now=now, lease=timedelta(seconds=self.settings.lease_seconds),
-                transport=self.transport.name, only_issue=self.only_issue,
-            )
-            if not got.found:
-                return RoundResult()
-            issue_id, claimed = got.issue_id, got.rows
-            if issue_id is not None:
-                issue = session.get(Issue, issue_id)
-                assert issue is not None
-                # The compiled parts only: the post (and its images, a preflight matter) is not loaded per batch.
-                email = RenderedEmail(issue.subject, issue.preheader, issue.html, issue.text)
-                categories = [f"issue-{issue_id}"]
-            else:
-                step = session.get(SequenceStep, got.step_id)
-                assert step is not None
-                email = RenderedEmail(step.subject, step.preheader, step.html, step.text)
-                categories = [f"sequence-{step.sequence_id}"]
+                issue_id, claimed = got.issue_id, got.rows
+                if issue_id is not None:
+                    issue = session.get(Issue, issue_id)
+                    assert issue is not None
+                    # The compiled parts only: the post (and its images, a preflight matter) is not loaded per batch.
+                    email = RenderedEmail(issue.subject, issue.preheader, issue.html, issue.text)
+                    categories = [f"issue-{issue_id}"]
+                else:
+                    step = session.get(SequenceStep, got.step_id)
+                    assert step is not None
+                    email = RenderedEmail(step.subject, step.preheader, step.html, step.text)
+                    categories = [f"sequence-{step.sequence_id}"]
+        if confirmation is not None:
+            try:
+                self.confirmations.deliver(confirmation)
+            except AuthenticationFailed as exc:
+                self._stop_all_sending(exc)
+            return RoundResult(confirmations=1)
         result = RoundResult(issue_id=issue_id, suppressed=got.suppressed)
         self.timings["claim"] += time.perf_counter() - started
         breaker_key = issue_id if issue_id is not None else -(got.step_id or 0)
@@ -198,6 +215,24 @@ class Dispatcher:
                 assert issue is not None
                 ledger.finish_if_done(session, issue, self.clock())
         return result
+
+    @staticmethod
+    def _check_not_stopped(session: Session) -> None:
+        pause = session.scalar(select(SendPause).where(SendPause.active.is_(True), SendPause.issue_id.is_(None)))
+        if pause is not None:
+            raise SendingStopped(pause.reason)
+
+    def _stop_all_sending(self, exc: AuthenticationFailed, *, batch_id: int | None = None,
+                          ids: list[int] | None = None) -> None:
+        """The provider refused the API key: give the rows back untried, stop every sender."""
+        with self.db.session() as session:
+            if ids:
+                ledger.release(session, ids)
+            if batch_id is not None:
+                session.get(SendBatch, batch_id).status = "failed"
+            session.add(SendPause(reason=f"Sending stopped: {exc}. Fix SENDGRID_API_KEY, then run "
+                                         "'newsletter sending resume'."))
+        raise SendingStopped(str(exc)) from None
 
     def run_until_idle(self, *, on_progress: Callable[[RoundResult], None] | None = None) -> RoundResult:
         """Send everything that is due now (``newsletter issues send`` in the foreground)."""
@@ -224,11 +259,27 @@ class Dispatcher:
                  result: RoundResult) -> None:  # noqa: ANN001 - RenderedEmail
         started = time.perf_counter()
         recipients = []
+        sendable: list[Claimed] = []
+        unsendable: dict[str, list[int]] = {}  # reason -> delivery ids
         for c in claimed:
+            try:
+                address = ascii_address(c.email)
+            except ValueError as exc:  # one recipient's bad data (stored before today's rules) fails it alone
+                unsendable.setdefault(refusal(exc), []).append(c.delivery_id)
+                continue
             values, mailto = self.links.values(c.delivery_id, c.name)
-            recipients.append(Recipient(c.email, c.name, values, mailto, str(c.delivery_id)))
+            recipients.append(Recipient(address, c.name, values, mailto, str(c.delivery_id)))
+            sendable.append(c)
         self.timings["build"] += time.perf_counter() - started
-        self._send(issue_id, email, batch_id, claimed, recipients, categories, result)
+        if unsendable:
+            with self.db.session() as session:
+                for reason, ids in unsendable.items():
+                    ledger.mark_failed(session, ids, reason)
+            result.failed += len(claimed) - len(sendable)
+            if not sendable:
+                self._close(batch_id, "failed", "no recipient of this batch could be sent")
+                return
+        self._send(issue_id, email, batch_id, sendable, recipients, categories, result)
 
     def _send(self, issue_id: int, email, batch_id: int, claimed: list[Claimed], recipients: list[Recipient],
               categories: list[str], result: RoundResult) -> None:  # noqa: ANN001
@@ -262,12 +313,7 @@ class Dispatcher:
                 log.error("batch %s: outcome unknown (%s); held for resolution, not resent", batch_id, exc)
                 return
             except AuthenticationFailed as exc:
-                with self.db.session() as session:
-                    ledger.release(session, ids)
-                    session.get(SendBatch, batch_id).status = "failed"
-                    session.add(SendPause(reason=f"Sending stopped: {exc}. Fix SENDGRID_API_KEY, then run "
-                                                 "'newsletter sending resume'."))
-                raise SendingStopped(str(exc)) from None
+                self._stop_all_sending(exc, batch_id=batch_id, ids=ids)
             except BatchTooLarge:
                 self._split(issue_id, email, batch_id, claimed, recipients, categories, result, "too large")
                 return
@@ -298,6 +344,8 @@ class Dispatcher:
                 ledger.mark_submitted(session, batch, accepted, message_id, self.clock())
                 for index, reason in outcome.refused.items():
                     ledger.mark_failed(session, [claimed[index].delivery_id], reason)
+                if not accepted:
+                    batch.status, batch.error = "failed", "every recipient of this batch was refused"
             self.timings["record"] += time.perf_counter() - started
             result.submitted += len(outcome.accepted)
             result.failed += len(outcome.refused)

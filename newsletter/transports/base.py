@@ -27,10 +27,21 @@ class Batch:
 
 @dataclass
 class BatchResult:
-    """Per recipient: the provider's message id, or the reason it was refused."""
+    """Per recipient: the provider's message id, or the reason it was refused. One recipient's bad
+    data (an address that cannot travel, a message that cannot be built) is refused here, alone:
+    the dispatcher marks that delivery failed with the reason and the rest of the batch goes out."""
 
     accepted: dict[int, str] = field(default_factory=dict)  # index in batch -> message id
     refused: dict[int, str] = field(default_factory=dict)  # index in batch -> reason
+
+
+def refusal(exc: Exception) -> str:
+    """Why one recipient could not be sent, fit to store with the delivery: our own input errors say
+    it in words without the address; anything else is named by its type only (its text may hold
+    the address)."""
+    if isinstance(exc, ValueError) and type(exc).__module__.startswith(("subscribers.", "newsletter.")):
+        return f"not sent: {exc}"
+    return f"not sent: this recipient's message could not be built ({type(exc).__name__})"
 
 
 class Transport(Protocol):

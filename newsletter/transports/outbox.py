@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from email.errors import MessageError
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from email.utils import getaddresses, make_msgid
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from newsletter.config import Settings
 from newsletter.mime import build_message
-from newsletter.transports.base import Batch, BatchResult
+from newsletter.transports.base import Batch, BatchResult, refusal
 
 
 class OutboxTransport:
@@ -37,19 +38,23 @@ class OutboxTransport:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         for index, recipient in enumerate(batch.recipients):
             message_id = make_msgid(domain=self.settings.from_domain)
-            message = build_message(
-                batch.email,
-                to_email=recipient.email,
-                to_name=recipient.name,
-                values=recipient.values,
-                unsubscribe_mailto=recipient.unsubscribe_mailto,
-                settings=self.settings,
-                message_id=message_id,
-            )
-            # No address in file names or logs: the recipient is named by a tag only.
+            try:
+                message = build_message(
+                    batch.email,
+                    to_email=recipient.email,
+                    to_name=recipient.name,
+                    values=recipient.values,
+                    unsubscribe_mailto=recipient.unsubscribe_mailto,
+                    settings=self.settings,
+                    message_id=message_id,
+                ).as_bytes()
+            except (ValueError, MessageError) as exc:  # this recipient's data only: the others still go
+                result.refused[index] = refusal(exc)
+                continue
+            # No address in file names or logs: the recipient is named by a tag only (erasure finds it).
             name = f"{stamp}-{recipient_tag(recipient.email)}-{hashlib.sha256(message_id.encode()).hexdigest()[:16]}.eml"
             temporary = self.folder / f".{name}.tmp"
-            temporary.write_bytes(message.as_bytes())
+            temporary.write_bytes(message)
             os.replace(temporary, self.folder / name)  # never a half-written .eml
             result.accepted[index] = message_id
         return result

@@ -37,7 +37,7 @@ import sendgrid
 from python_http_client import exceptions as http_errors
 
 from newsletter.config import Settings
-from newsletter.mime import list_id_header, list_unsubscribe_header
+from newsletter.mime import header_text, list_id_header, list_unsubscribe_header
 from newsletter.transports.base import (
     AuthenticationFailed,
     BadRequest,
@@ -46,8 +46,12 @@ from newsletter.transports.base import (
     BatchTooLarge,
     OutcomeUnknown,
     RateLimited,
+    Recipient,
     TemporaryFailure,
+    refusal,
 )
+from subscribers.contacts import ascii_address
+from subscribers.names import plain_line
 
 MAX_CATEGORIES = 10  # SendGrid's limits on categories
 MAX_CATEGORY_LENGTH = 255
@@ -90,14 +94,34 @@ def sanitise_categories(categories: Iterable[str]) -> list[str]:
 
 
 def recipient_name(name: str | None) -> str | None:
-    """A display name SendGrid will not misparse: no commas or semicolons, no control characters."""
+    """A display name SendGrid will not misparse: one plain line (``names.plain_line``: no control
+    characters, no encoded words) without commas or semicolons."""
     if not name:
         return None
-    cleaned = _NAME_SEPARATORS.sub(" ", name) if "," in name or ";" in name else name
-    if not cleaned.isprintable():  # rare; the per-character pass is kept off the hot path
-        cleaned = "".join(ch for ch in cleaned if ch.isprintable())
-    cleaned = " ".join(cleaned.split())
+    cleaned = plain_line(name)
+    if "," in cleaned or ";" in cleaned:
+        cleaned = " ".join(_NAME_SEPARATORS.sub(" ", cleaned).split())
     return cleaned or None
+
+
+def _screen(recipients: list[Recipient]) -> tuple[list[int], list[Recipient], dict[int, str]]:
+    """The recipients a request can carry (with their addresses in ASCII form) and their indexes in
+    the batch, and the reason for each one it cannot: one recipient's bad address must not make
+    SendGrid refuse (or drop) the whole request."""
+    indexes: list[int] = []
+    sendable: list[Recipient] = []
+    refused: dict[int, str] = {}
+    for index, recipient in enumerate(recipients):
+        try:
+            address = ascii_address(recipient.email)
+        except ValueError as exc:
+            refused[index] = refusal(exc)
+            continue
+        indexes.append(index)
+        sendable.append(recipient if address == recipient.email else
+                        Recipient(address, recipient.name, recipient.values, recipient.unsubscribe_mailto,
+                                  recipient.delivery_id))
+    return indexes, sendable, refused
 
 
 def blamed_recipients(errors: Iterable[Mapping[str, Any]], batch_size: int) -> set[int]:
@@ -140,6 +164,7 @@ class SendGridTransport:
         if not re.match(r"^https?://[^/\s]+", host):
             raise ValueError("SENDGRID_API_HOST must be an absolute http(s) URL")
         self.settings = settings
+        self._from = {"email": ascii_address(settings.from_email), "name": header_text(settings.from_name)}
         self.timeout = settings.sendgrid_timeout
         self._key = settings.sendgrid_api_key.get_secret_value()
         self._client = sendgrid.SendGridAPIClient(self._key, host=host)
@@ -149,6 +174,10 @@ class SendGridTransport:
             return BatchResult()
         if len(batch.recipients) > self.max_batch:
             raise BatchTooLarge(f"{len(batch.recipients)} recipients; SendGrid takes at most {self.max_batch}")
+        indexes, sendable, refused = _screen(batch.recipients)
+        if not sendable:
+            return BatchResult(refused=refused)
+        batch = Batch(batch.email, sendable, batch.categories)
         body = self.encode_body(self.build_body(batch))
         try:
             # Pre-encoded JSON (orjson: a tenth of json.dumps's time on a 1000-recipient body): with a
@@ -158,7 +187,10 @@ class SendGridTransport:
                 request_body=body, request_headers=JSON_UTF8, timeout=self.timeout
             )
         except http_errors.HTTPError as error:
-            raise self._http_error(error, batch) from None  # its body may hold addresses
+            problem = self._http_error(error, batch)
+            if isinstance(problem, BadRequest):  # name the blamed by their place in the batch given
+                problem.recipients = {indexes[i] for i in problem.recipients}
+            raise problem from None  # its body may hold addresses
         except urllib.error.URLError as error:
             # Raised while connecting or writing: the request did not (completely) leave.
             raise TemporaryFailure(f"SendGrid could not be reached ({_reason(error.reason)})") from error
@@ -172,7 +204,7 @@ class SendGridTransport:
             # answer to a real send is 202, so whether this mail will go out is not known.
             raise OutcomeUnknown(f"unexpected answer from SendGrid ({response.status_code}) instead of 202")
         message_id = str(response.headers.get("X-Message-Id") or "")
-        return BatchResult(accepted={index: message_id for index in range(len(batch.recipients))})
+        return BatchResult(accepted={index: message_id for index in indexes}, refused=refused)
 
     def build_body(self, batch: Batch) -> dict[str, Any]:
         """The Mail Send request body for ``batch`` (public so tests can validate it)."""
@@ -205,8 +237,8 @@ class SendGridTransport:
         content = [{"type": kind, "value": value} for kind, value in parts if value]  # SendGrid refuses ""
         body: dict[str, Any] = {
             "personalizations": personalizations,
-            "from": {"email": settings.from_email, "name": settings.from_name},
-            "subject": email.subject,
+            "from": dict(self._from),
+            "subject": header_text(email.subject),
             "content": content,
             "tracking_settings": {
                 "click_tracking": {"enable": False, "enable_text": False},
@@ -218,7 +250,7 @@ class SendGridTransport:
             reply_name, reply_address = parseaddr(settings.reply_to)
             reply_to = {"email": reply_address or settings.reply_to}
             if reply_name:
-                reply_to["name"] = reply_name
+                reply_to["name"] = header_text(reply_name)
             body["reply_to"] = reply_to
         if all_marketing:
             body["headers"] = {"List-Id": list_id}

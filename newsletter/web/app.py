@@ -10,7 +10,6 @@ from starlette.middleware.base import BaseHTTPMiddleware
 
 from newsletter.config import Settings
 from newsletter.database import Database
-from newsletter.transports import Transport, get_transport
 from newsletter.web import bookings_webhook, online, pages, tracking
 from newsletter.web.ratelimit import RateLimiter
 from newsletter.web.sendgrid_webhook import router as sendgrid_webhook_router
@@ -33,11 +32,12 @@ class SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
-def create_app(settings: Settings, db: Database, transport: Transport | None = None) -> FastAPI:
+def create_app(settings: Settings, db: Database) -> FastAPI:
+    """The app holds no transport: no answer it gives waits for the email provider (confirmation
+    emails are queued, and the dispatchers send them)."""
     app = FastAPI(title=settings.org_name, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.db = db
-    app.state.transport = transport or get_transport(settings)
     app.state.limiter = RateLimiter(settings.public_form_limit_per_hour, 3600)
     app.add_middleware(SecurityHeaders)
     app.include_router(pages.router)

@@ -2,8 +2,9 @@
 
 A GET never changes anything (mail scanners follow links): confirm and unsubscribe pages show a
 button, and only the POST acts. Handlers that must be ``async`` (to read a form) do their database
-and provider work in a worker thread, never on the event loop. Answers to the public forms are the same whether or not an address
-is known, so the pages cannot be used to find out who is on a list.
+work in a worker thread, never on the event loop. Answers to the public forms are the same, and take
+the same path, whether or not an address is known, so the pages cannot be used to find out who is on
+a list: no form calls the email provider (confirmation emails are queued and a dispatcher sends them).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from newsletter import optin
 from newsletter.config import Settings
 from newsletter.templating import templates_dir
 from subscribers.consent import FREQUENCIES, Proof
-from subscribers.contacts import normalise_email
+from subscribers.contacts import UnsupportedAddress, sendable_email
 from subscribers.errors import InputError, NotFound
+from subscribers.names import MAX_NAME, clean_name
 from subscribers.tokens import LinkExpired
 
 router = APIRouter()
@@ -74,19 +77,41 @@ def subscribe_form(request: Request) -> HTMLResponse:
     return render(request, "subscribe.html")
 
 
+def form_text(form: FormData, key: str) -> str:
+    """One text field of a posted form: "" when missing or not text (a file)."""
+    value = form.get(key)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def email_error(email: str) -> str | None:
+    """What to say beside the email field, or None when the address is one we can send to."""
+    try:
+        sendable_email(email)
+    except UnsupportedAddress:
+        return ("We cannot send to an address with accented or non-Latin letters before the @ yet. "
+                "Please use another address.")
+    except InputError:
+        return "Please enter an email address like name@example.com."
+    return None
+
+
 @router.post("/subscribe", response_class=HTMLResponse)
 async def subscribe(request: Request) -> HTMLResponse:
+    """Every valid sign-up gets the same answer by the same path (one transaction, the confirmation
+    email queued in it, no provider request), whether the address is new, pending or subscribed."""
     if not allowed(request, "subscribe"):
         return too_many(request)
     form = await request.form()
-    email, name = str(form.get("email", "")).strip(), str(form.get("name", "")).strip()[:200]
+    email, name = form_text(form, "email"), form_text(form, "name")
     if form.get("website"):  # the honeypot only bots fill in: answer as usual, do nothing
         return render(request, "check_inbox.html")
     errors: dict[str, str] = {}
+    if problem := email_error(email):
+        errors["email"] = problem
     try:
-        normalise_email(email)
+        clean_name(name)
     except InputError:
-        errors["email"] = "Please enter an email address like name@example.com."
+        errors["name"] = f"Please keep your name to {MAX_NAME} characters or fewer."
     if form.get("consent") != "yes":
         errors["consent"] = "Please tick the box to agree, so we may email you."
     if errors:
@@ -95,7 +120,7 @@ async def subscribe(request: Request) -> HTMLResponse:
 
     def store() -> None:
         with state.db.session() as session:
-            optin.sign_up(session, state.settings, state.transport, email, name=name or None, proof=consent_proof)
+            optin.sign_up(session, state.settings, email, name=name or None, proof=consent_proof)
 
     await run_in_threadpool(store)
     return render(request, "check_inbox.html")
@@ -103,16 +128,17 @@ async def subscribe(request: Request) -> HTMLResponse:
 
 @router.post("/confirm/resend", response_class=HTMLResponse)
 async def resend(request: Request) -> HTMLResponse:
+    """Queues a new link for a pending address; answers the same for any address, by the same path."""
     if not allowed(request, "resend"):
         return too_many(request)
     form = await request.form()
-    state = request.app.state
+    state, email = request.app.state, form_text(form, "email")
 
-    def send() -> None:
+    def queue() -> None:
         with state.db.session() as session:
-            optin.resend_confirmation(session, state.settings, state.transport, str(form.get("email", "")))
+            optin.resend_confirmation(session, email)
 
-    await run_in_threadpool(send)
+    await run_in_threadpool(queue)
     return render(request, "check_inbox.html", resent=True)
 
 
