@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from newsletter import optin
+from newsletter import erasure, optin
 from newsletter.config import Settings, get_settings
 from newsletter.database import Database
 from newsletter.models import ConfirmationEmail, SendPause
@@ -21,7 +21,6 @@ from newsletter.transports.base import AuthenticationFailed, OutcomeUnknown, Rat
 from newsletter.transports.sendgrid import SendGridTransport
 from subscribers.consent import Proof, confirm
 from subscribers.contacts import find_contact
-from subscribers.privacy import erase
 from tests.audience import subscriber
 from tests.liveserver import serving
 from tests.sendgrid_fake import FakeSendGrid
@@ -184,7 +183,7 @@ def test_nothing_is_sent_once_confirmed_and_an_erased_contacts_email_is_gone(db:
     with db.session() as s:
         (sub,) = find_contact(s, "done@example.org").subscriptions
         confirm(s, sub, Proof("email_link"))  # confirmed with an earlier link before this one went
-        erase(s, "erased@example.org")
+        erasure.erase(s, settings, "erased@example.org")
     transport = ScriptedTransport()
     Dispatcher(settings, db, transport).run_until_idle()
     assert transport.requests == 0
