@@ -1,4 +1,5 @@
-"""The real ASGI app served by uvicorn on a loopback port, in a thread."""
+"""The real ASGI app served by uvicorn on a loopback port, in a thread, configured as ``newsletter
+serve`` configures it (``newsletter.web.server.server_config``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -19,6 +21,7 @@ from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.transports import OutboxTransport
 from newsletter.web.app import create_app
+from newsletter.web.server import server_config
 
 
 @dataclass
@@ -42,20 +45,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def live_server(settings: Settings, db: Database) -> Iterator[LiveServer]:
+@contextmanager
+def serve(settings: Settings, db: Database) -> Iterator[LiveServer]:
+    """The app on a free loopback port until the block ends."""
     port = free_port()
     live_settings = settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"})
     assert live_settings.outbox_dir is not None
     app = create_app(live_settings, db, OutboxTransport(live_settings.outbox_dir, live_settings))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    server = uvicorn.Server(server_config(app, live_settings, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    yield LiveServer(f"http://127.0.0.1:{port}", app, live_settings, live_settings.outbox_dir)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", app, live_settings, live_settings.outbox_dir)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(settings: Settings, db: Database) -> Iterator[LiveServer]:
+    with serve(settings, db) as server:
+        yield server
