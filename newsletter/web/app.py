@@ -12,6 +12,7 @@ from newsletter.transports import Transport, get_transport
 from newsletter.web import bookings_webhook, online, pages, tracking
 from newsletter.web.ratelimit import RateLimiter
 from newsletter.web.sendgrid_webhook import router as sendgrid_webhook_router
+from newsletter.web.sendgrid_webhook import warn_if_unsigned
 
 # Tokens travel in URLs: never let them leak to other sites through the Referer header.
 SECURITY_HEADERS = {
@@ -32,6 +33,7 @@ class SecurityHeaders(BaseHTTPMiddleware):
 
 
 def create_app(settings: Settings, db: Database, transport: Transport | None = None) -> FastAPI:
+    warn_if_unsigned(settings)
     app = FastAPI(title=settings.org_name, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.db = db
