@@ -399,11 +399,19 @@ def cpu_since(before: dict[int, float]) -> float:
     return sum(seconds - before.get(pid, 0.0) for pid, seconds in postgres_cpu().items())
 
 
+def webhook_key() -> str:
+    """Sending through SendGrid needs its Event Webhook's verification key: a key pair of our own."""
+    from tests.webhook_signer import Signer
+
+    return Signer().public
+
+
 def measure(backend: str, contacts: int, workers: int, args: argparse.Namespace, fake: Any, folder: Path) -> Row:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
     base_env.update({
         "NEWSLETTER_VAR_DIR": str(folder / "var"), "NEWSLETTER_SECRET_KEY": secrets.token_urlsafe(32),
         "SENDGRID_API_KEY": fake.api_key, "SENDGRID_API_HOST": fake.url, "NEWSLETTER_TRANSPORT": "sendgrid",
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": webhook_key(),
     })
     runs, traced = [], None
     plan = [False] * args.repeat + ([True] if args.tracemalloc else [])
@@ -442,7 +450,7 @@ def profile(backend: str, contacts: int, args: argparse.Namespace, fake: Any, fo
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
         env.update({"NEWSLETTER_VAR_DIR": str(folder / "var"), "NEWSLETTER_SECRET_KEY": secrets.token_urlsafe(32),
                     "SENDGRID_API_KEY": fake.api_key, "SENDGRID_API_HOST": fake.url, "NEWSLETTER_TRANSPORT": "sendgrid",
-                    "NEWSLETTER_DATABASE_URL": url})
+                    "SENDGRID_WEBHOOK_PUBLIC_KEY": webhook_key(), "NEWSLETTER_DATABASE_URL": url})
         result = run_child({"contacts": contacts, "workers": 1, "tracemalloc": False, "profile": str(stats_file)},
                            env, folder)
     print(f"\ncProfile of one {backend} dispatch of {contacts:,} (under the profiler: {result['dispatch']:.1f} s)")

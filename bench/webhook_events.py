@@ -116,14 +116,16 @@ def _serve(url: str, var_dir: str, port: int, public_key: str | None) -> None:
     import uvicorn
 
     from newsletter.web.app import create_app
+    from newsletter.web.server import server_config
 
     os.environ.update({"NEWSLETTER_DATABASE_URL": url, "NEWSLETTER_VAR_DIR": var_dir, "NEWSLETTER_TRANSPORT": "outbox"})
     if public_key:
         os.environ["SENDGRID_WEBHOOK_PUBLIC_KEY"] = public_key
+    else:  # the round that measures what verification costs: unsigned posts, the development setting
+        os.environ["NEWSLETTER_ALLOW_UNSIGNED_WEBHOOKS"] = "true"
     logging.getLogger("newsletter.webhooks.sendgrid").setLevel(logging.WARNING)
     settings = Settings()
-    uvicorn.run(create_app(settings, Database(url)), host="127.0.0.1", port=port, log_level="warning",
-                access_log=False)
+    uvicorn.Server(server_config(create_app(settings, Database(url)), settings, "127.0.0.1", port)).run()
 
 
 @dataclass

@@ -6,16 +6,29 @@ environment (or an uncommitted ``.env``), never from files in the repository.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from subscribers.errors import InputError
 
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+MIN_SECRET_BYTES = 32
+MAKE_A_SECRET = 'make one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+SENDGRID_KEY_HOWTO = ("in SendGrid, Settings > Mail Settings > Event Webhook: enable the Signed Event Webhook and copy "
+                      "the verification key into SENDGRID_WEBHOOK_PUBLIC_KEY")
+UNSIGNED_FOR_DEVELOPMENT = "NEWSLETTER_ALLOW_UNSIGNED_WEBHOOKS=true, for development only"
+
+
+class SettingsError(InputError):
+    """The configuration is unusable: one line naming the variable and what to do."""
 
 
 class Settings(BaseSettings):
@@ -61,12 +74,22 @@ class Settings(BaseSettings):
     tracking: str = Field("full", description="Default first-party tracking of new issues and sequences: full | anonymous | off.")
     sendgrid_webhook_public_key: SecretStr | None = Field(
         None, validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY",
-        description="SendGrid Event Webhook verification key (base64 ECDSA public key); unset: signatures not checked.",
+        description="SendGrid Event Webhook verification key (base64 ECDSA public key); unset: webhook posts are "
+                    "refused (unless allow_unsigned_webhooks) and the SendGrid transport will not start.",
+    )
+    allow_unsigned_webhooks: bool = Field(
+        False, description="Development only: accept unsigned SendGrid webhook posts while "
+                           "SENDGRID_WEBHOOK_PUBLIC_KEY is unset (a warning is logged at start-up).",
     )
     webhook_max_age_seconds: int = Field(300, ge=10, description="Oldest signed webhook timestamp accepted.")
     webhook_max_bytes: int = Field(5_000_000, ge=1000, description="Largest webhook body accepted (413 above).")
     bookings_webhook_secret: SecretStr | None = Field(
-        None, description="Shared secret of the bookings webhook (HMAC-SHA256); unset: the endpoint is off."
+        None, description="Shared secret of the bookings webhook (HMAC-SHA256, at least 32 bytes); unset or empty: "
+                          "the endpoint is off."
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated IPs or networks of reverse proxies whose X-Forwarded-For "
+                                          "and X-Forwarded-Proto are believed; empty: none (the peer is the client).",
     )
     attribution_days: int = Field(14, ge=1, description="How far back a booking looks for the email to credit.")
 
@@ -104,7 +127,8 @@ class Settings(BaseSettings):
 
     # Audience
     secret_key: SecretStr | None = Field(
-        None, description="Signs confirmation and preference links. Unset: a random key kept in <var_dir>/secret.key."
+        None, description="Signs confirmation and preference links (at least 32 bytes). Unset: a random key kept in "
+                          "<var_dir>/secret.key."
     )
     default_timezone: str = Field("America/Los_Angeles", description="IANA time zone of contacts that give none.")
     default_list: str = Field("newsletter", description="Slug of the newsletter's list (made on first use).")
@@ -154,6 +178,54 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an absolute http(s) URL, not {value!r}")
         return value.rstrip("/") if value.count("/") <= 3 else value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # Set but empty is refused too: it signs every link, and a blank line in an env file is a
+        # forgotten value (silently falling back to var/secret.key would give each host its own key).
+        if value is not None:
+            _require_strong("NEWSLETTER_SECRET_KEY", value)
+        return value
+
+    @field_validator("bookings_webhook_secret")
+    @classmethod
+    def _strong_bookings_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Empty is unset here (the endpoint stays off, failing closed), as an env file or a compose
+        # file's ${VAR} leaves a variable it does not use.
+        if value is None or not value.get_secret_value().strip():
+            return None
+        _require_strong("NEWSLETTER_BOOKINGS_WEBHOOK_SECRET", value)
+        return value
+
+    @field_validator("sendgrid_webhook_public_key")
+    @classmethod
+    def _verification_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # empty, as an env file may leave it: unset
+        from newsletter.tracking.signature import public_key
+
+        try:
+            public_key(value.get_secret_value())
+        except (ValueError, TypeError):
+            raise ValueError(f"SENDGRID_WEBHOOK_PUBLIC_KEY is not a verification key: {SENDGRID_KEY_HOWTO} "
+                             "(the whole base64 text, nothing else)") from None
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: Any) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else list(value or [])
+        networks = []
+        for item in (str(i).strip() for i in items):
+            if not item:
+                continue
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(f"NEWSLETTER_TRUSTED_PROXIES: {item!r} is not an IP address or network "
+                                 "(e.g. 127.0.0.1 or 10.0.0.0/8)") from None
+        return networks
+
     @model_validator(mode="after")
     def _defaults(self) -> "Settings":
         if self.database_url is None:
@@ -168,6 +240,10 @@ class Settings(BaseSettings):
             raise ValueError(f"NEWSLETTER_TRANSPORT must be sendgrid, outbox or memory, not {self.transport!r}")
         if self.transport == "sendgrid" and not self.sendgrid_api_key:
             raise ValueError("NEWSLETTER_TRANSPORT=sendgrid needs SENDGRID_API_KEY in the environment")
+        if self.transport == "sendgrid" and self.sendgrid_webhook_public_key is None and not self.allow_unsigned_webhooks:
+            # Unsigned events could forge bounces, complaints and unsubscribes of real subscribers.
+            raise ValueError(f"sending through SendGrid needs SENDGRID_WEBHOOK_PUBLIC_KEY: {SENDGRID_KEY_HOWTO} "
+                             f"(or set {UNSIGNED_FOR_DEVELOPMENT})")
         if self.unsubscribe_email is None:
             self.unsubscribe_email = f"unsubscribe@{self.from_domain}"
         return self
@@ -196,7 +272,37 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings every process starts from; a bad value is a ``SettingsError`` of one line."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(describe(error)) from None
+
+
+def describe(error: ValidationError) -> str:
+    """pydantic's report as one line, each problem under the variable to fix (pydantic's own messages
+    never quote the value; ours quote only values that are not secret)."""
+    parts = []
+    for problem in error.errors(include_url=False, include_input=False):
+        message = problem["msg"].removeprefix("Value error, ")
+        variable = _variable(problem["loc"][0]) if problem["loc"] else None
+        parts.append(message if variable is None or variable in message else f"{variable}: {message}")
+    return "; ".join(parts)
+
+
+def _variable(name: object) -> str:
+    field = Settings.model_fields.get(str(name))
+    if field is None:
+        return str(name).upper()  # already an alias such as SENDGRID_API_KEY
+    alias = field.validation_alias
+    return alias if isinstance(alias, str) else f"NEWSLETTER_{str(name).upper()}"
+
+
+def _require_strong(variable: str, value: SecretStr) -> None:
+    size = len(value.get_secret_value().strip().encode("utf-8"))
+    if size < MIN_SECRET_BYTES:
+        state = "is empty" if size == 0 else f"is shorter than {MIN_SECRET_BYTES} bytes"
+        raise ValueError(f"{variable} {state}: {MAKE_A_SECRET}")
 
 
 def _key_file(path: Path) -> str:

@@ -117,12 +117,18 @@ def aware(value: datetime, what: str) -> datetime:
 
 
 def parse_datetime(text: str, what: str) -> datetime:
-    """An ISO 8601 date-time that carries an offset or Z (the CLI's --at, a webhook's field)."""
+    """An ISO 8601 date-time that carries an offset or Z (the CLI's --at, a webhook's field), and
+    that exists in UTC (it is stored as UTC: 9999-12-31T23:00-05:00 does not)."""
     try:
         value = datetime.fromisoformat(text.strip())  # accepts Z from Python 3.11
     except ValueError:
-        raise InputError(f"{what} {text!r} is not an ISO 8601 date-time such as 2025-03-04T15:30-08:00") from None
-    return aware(value, what)
+        raise InputError(f"{what} {text[:60]!r} is not an ISO 8601 date-time such as 2025-03-04T15:30-08:00") from None
+    aware(value, what)
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise InputError(f"{what} {text[:60]!r} is outside the years 1 to 9999 in UTC") from None
+    return value
 
 
 def clean_requested_time(raw: str) -> str:
@@ -328,6 +334,8 @@ def record_booking(
     external_id = (external_id or "").strip() or None
     if external_id is not None and len(external_id) > MAX_EXTERNAL_ID:
         raise InputError(f"external id is longer than {MAX_EXTERNAL_ID} characters")
+    if external_id is not None and not external_id.isprintable():
+        raise InputError("external id must be printable text (no control characters)")  # PostgreSQL refuses NUL
 
     lead = email_or_lead if isinstance(email_or_lead, Lead) else find_lead(session, email_or_lead)
     if external_id is not None:

@@ -1,4 +1,5 @@
-"""The real ASGI app served by uvicorn on a loopback port, in a thread."""
+"""The real ASGI app served by uvicorn on a loopback port, in a thread, configured as ``newsletter
+serve`` configures it (``newsletter.web.server.server_config``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from newsletter.database import Database
 from newsletter.sending.dispatch import Dispatcher, RoundResult
 from newsletter.transports import OutboxTransport, Transport
 from newsletter.web.app import create_app
+from newsletter.web.server import server_config
 
 
 @dataclass
@@ -73,7 +75,7 @@ def serving(settings: Settings, db: Database,
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
     try:

@@ -44,6 +44,7 @@ from tests.emailkit import content
 from tests.conftest import outside_file
 from tests.sendgrid_fake import OPENAPI_VARIABLE, FakeSendGrid, openapi_path, run_in_subprocess
 from tests.sendgrid_rules import mail_send_errors
+from tests.webhook_signer import Signer
 
 NAMES = ["Renée O'Brien", None, "Smith, Jo; Dr", "Ana"]
 
@@ -55,6 +56,7 @@ NAMES = ["Renée O'Brien", None, "Smith, Jo; Dr", "Ana"]
 def sg_settings(settings: Settings, fake_sendgrid: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Settings as production reads them, pointing at the fake."""
     monkeypatch.setenv("SENDGRID_API_KEY", fake_sendgrid.api_key)
+    monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", Signer().public)  # SendGrid sending needs it
     monkeypatch.setenv("SENDGRID_API_HOST", fake_sendgrid.url)
     monkeypatch.setenv("NEWSLETTER_SENDGRID_TIMEOUT", "10")
     monkeypatch.setenv("NEWSLETTER_REPLY_TO", "Care Team <care@example.com>")
@@ -496,6 +498,7 @@ def test_the_client_library_logs_neither_key_nor_addresses(
 def test_get_transport_picks_sendgrid_when_a_key_is_set(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(get_transport(settings), OutboxTransport)  # no key: the outbox
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.from-the-environment")
+    monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", Signer().public)
     get_settings.cache_clear()
 
     transport = get_transport(get_settings())

@@ -1,7 +1,8 @@
 """SendGrid's Event Webhook over real HTTP: signatures, idempotence, and the effect of every event type.
 
 Two key pairs are used: SendGrid's own published test vector (from sendgrid-python's
-``test/unit/test_eventwebhook.py``), and a P-256 pair generated here to sign posts of our own.
+``test/unit/test_eventwebhook.py``), and a P-256 pair generated here to sign posts of our own. Every
+post is signed, as SendGrid signs them (unsigned posts are refused; see test_webhook_hardening.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from newsletter.transports.base import OutcomeUnknown
 from newsletter.web.sendgrid_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, public_key, signature_is_valid
 from subscribers.lists import ensure_list
 from subscribers.models import ConsentEvent, Contact, Subscription, Suppression
+from subscribers.suppression import address_hash
 from tests.liveserver import LiveServer
 from tests.sendkit import ScriptedTransport, add_audience, make_issue, raises
 from tests.webhook_signer import Signer
@@ -53,22 +55,32 @@ SG_PAYLOAD = (
 # Helpers ----------------------------------------------------------------------------------------
 
 
+SIGNER = Signer()  # one key pair for the module: generating one costs more than a test
+
+
 @pytest.fixture
 def signer() -> Signer:
-    return Signer()
+    return SIGNER
 
 
 @pytest.fixture
-def signed_server(live_server: LiveServer, signer: Signer) -> LiveServer:
-    """The live server with signature verification on (the router reads app.state.settings)."""
+def live_server(live_server: LiveServer) -> LiveServer:
+    """The live server verifying signatures with our key (the router reads app.state.settings)."""
     live_server.app.state.settings = live_server.settings.model_copy(  # type: ignore[attr-defined]
-        update={"sendgrid_webhook_public_key": SecretStr(signer.public)})
+        update={"sendgrid_webhook_public_key": SecretStr(SIGNER.public)})
+    return live_server
+
+
+@pytest.fixture
+def signed_server(live_server: LiveServer) -> LiveServer:
     return live_server
 
 
 def post(server: LiveServer, body: bytes | list[Any], headers: dict[str, str] | None = None) -> httpx.Response:
+    """A post signed as SendGrid signs it, unless ``headers`` are given."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(server.url + URL, content=raw, headers={"Content-Type": "application/json", **(headers or {})},
+    headers = SIGNER.headers(raw) if headers is None else headers
+    return httpx.post(server.url + URL, content=raw, headers={"Content-Type": "application/json", **headers},
                       timeout=30)
 
 
@@ -108,7 +120,7 @@ def contact_of(db: Database, email: str) -> Contact:
 
 def suppression(db: Database, email: str) -> str | None:
     with db.session() as s:
-        return s.scalar(select(Suppression.reason).where(Suppression.email == email))
+        return s.scalar(select(Suppression.reason).where(Suppression.email_hash == address_hash(s, email)))
 
 
 def events(db: Database) -> list[Event]:
@@ -462,7 +474,7 @@ def test_oversized_bodies_get_413(live_server: LiveServer, db: Database) -> None
         for start in range(0, len(big), 65536):
             yield big[start:start + 65536]
 
-    streamed = httpx.post(live_server.url + URL, content=chunked(), headers={"Content-Type": "application/json"})
+    streamed = httpx.post(live_server.url + URL, content=chunked(), headers=SIGNER.headers(big))
     assert streamed.status_code == 413
     assert events(db) == []
 
@@ -518,6 +530,9 @@ def test_no_address_ip_or_user_agent_in_any_events_row(live_server: LiveServer, 
         assert "@" not in text and "example.org" not in text and "example.net" not in text
         assert "203.0.113.9" not in text and "mozilla" not in text
     assert suppression(db, "someone.else@example.net") == "spam_complaint"  # a stranger's complaint still counts
+    with db.session() as s:  # by the salted hash alone: a stranger's address is not kept
+        assert s.scalar(select(Suppression.email).where(
+            Suppression.email_hash == address_hash(s, "someone.else@example.net"))) is None
 
 
 # PostgreSQL ------------------------------------------------------------------------------------

@@ -21,11 +21,15 @@ from newsletter.sending.dispatch import Dispatcher
 from newsletter.transports import get_transport
 from tests.sendgrid_fake import FakeSendGrid
 from tests.sendkit import add_audience, make_issue
+from tests.webhook_signer import Signer
+
+WEBHOOK_KEY = Signer().public  # sending through SendGrid needs its webhook's verification key
 
 
 def sendgrid_settings(settings: Settings, fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
     monkeypatch.setenv("SENDGRID_API_KEY", fake.api_key)
     monkeypatch.setenv("SENDGRID_API_HOST", fake.url)
+    monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", WEBHOOK_KEY)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
@@ -105,7 +109,8 @@ def test_a_worker_killed_mid_send_loses_and_repeats_nothing(db: Database, settin
     start(db, settings, issue_id)
     fake_sendgrid.hang_next(1000, 0.05, accept=True)  # slow enough that the kill lands mid-request
     env = {**os.environ, "NEWSLETTER_VAR_DIR": str(settings.var_dir), "SENDGRID_API_KEY": fake_sendgrid.api_key,
-           "SENDGRID_API_HOST": fake_sendgrid.url, "NEWSLETTER_BATCH_SIZE": "100"}
+           "SENDGRID_API_HOST": fake_sendgrid.url, "NEWSLETTER_BATCH_SIZE": "100",
+           "SENDGRID_WEBHOOK_PUBLIC_KEY": WEBHOOK_KEY}
     newsletter = str(Path(sys.executable).parent / "newsletter")
     worker = subprocess.Popen([newsletter, "worker"], cwd=tmp_path, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60

@@ -76,6 +76,7 @@ def serve(
     from newsletter.sending.worker import run_worker
     from newsletter.transports import get_transport
     from newsletter.web.app import create_app
+    from newsletter.web.server import server_config
 
     import logging
 
@@ -96,11 +97,16 @@ def serve(
     out.print(f"Serving {settings.org_name} on http://{host}:{port}/ (Ctrl-C stops). "
               f"Emails go to the {settings.transport} transport"
               + (f" in {settings.outbox_dir}/" if settings.transport == "outbox" else "") + ".", highlight=False)
+    server = uvicorn.Server(server_config(app_, settings, host, port))
     try:
-        uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it caught once it has shut down
+        pass
     finally:
         stop.set()
         if jobs is not None:
             jobs.shutdown(wait=False)
         if sending is not None:  # the requests in hand get their answers recorded (at most one timeout)
             sending.join(timeout=settings.sendgrid_timeout + 5)
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn logged why (e.g. the port is taken), as uvicorn.run exits

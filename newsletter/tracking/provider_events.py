@@ -32,7 +32,10 @@ What each event does (on the delivery, then on the address):
   they were about, as first-party opens and clicks do.
 
 Privacy: the payload's ``email`` is used to match and to suppress, never stored in ``events``;
-reasons and URLs are scrubbed of anything shaped like an address; IP and user agent are dropped.
+reasons and URLs are scrubbed of anything shaped like an address (and of control characters); IP and
+user agent are dropped. An address that is not one of our contacts is suppressed by its salted hash
+only, as erasure leaves one: a later import or sign-up of it is still caught, and no stranger's
+address is kept in plain text.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ _DROP_EFFECTS = (
 # An address inside a URL, plain or percent-encoded ("a%40b.org"); the rest of the URL is kept.
 _URL_ADDRESS = re.compile(r"[^\s/?#&=:;]+(?:@|%40)[^\s/?#&=:;]+", re.IGNORECASE)
 _EVENT_NAME = re.compile(r"^[a-z_]{1,40}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # PostgreSQL cannot store NUL; none belongs in a reason or URL
 _EVENT_ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 
 
@@ -219,14 +223,14 @@ def _reason(value: Any, addresses: list[str]) -> str | None:
     """SendGrid's reason or SMTP response, without addresses (a bounce often quotes the recipient)."""
     if not isinstance(value, str) or not value.strip():
         return None
-    text = scrub(" ".join(value.split()), addresses=addresses)
+    text = scrub(" ".join(_CONTROL.sub(" ", value).split()), addresses=addresses)
     return text[:MAX_REASON] or None
 
 
 def _url(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return None
-    return _URL_ADDRESS.sub("<address>", value)[:MAX_URL]
+    return _URL_ADDRESS.sub("<address>", _CONTROL.sub("", value))[:MAX_URL] or None
 
 
 # Matching ---------------------------------------------------------------------------------------
@@ -403,7 +407,7 @@ def _apply_addresses(session: Session, new: list[_Item]) -> None:
         select(Contact).where(Contact.id.in_(contact_ids)).options(selectinload(Contact.subscriptions))
     )} if contact_ids else {}
     # The strongest effect per address; a known contact's own address and hash are authoritative.
-    strongest: dict[str, tuple[str, str, Contact | None]] = {}  # hash -> (effect, address, contact)
+    strongest: dict[str, tuple[str, str | None, Contact | None]] = {}  # hash -> (effect, address, contact)
     for item in sorted(affected, key=lambda i: _STRENGTH[i.effect or UNSUBSCRIBED]):
         contact = contacts.get(item.contact_id) if item.contact_id is not None else None
         target = _address(session, item, contact)
@@ -420,15 +424,16 @@ def _apply_addresses(session: Session, new: list[_Item]) -> None:
     session.flush()
 
 
-def _address(session: Session, item: _Item, contact: Contact | None) -> tuple[str, str] | None:
-    """(hash, address) to suppress: the contact's, else the payload's if it is an address at all."""
+def _address(session: Session, item: _Item, contact: Contact | None) -> tuple[str, str | None] | None:
+    """(hash, address) to suppress: the contact's; else, if the payload's is an address at all, its
+    hash alone (not a contact of ours: nothing of that person is kept but the hash)."""
     if contact is not None:
         return contact.email_hash, contact.email
     try:
         address = normalise_email(item.email or "")
     except InputError:
         return None
-    return address_hash(session, address), address
+    return address_hash(session, address), None
 
 
 def _contact_status(before: str, effect: str) -> str:
@@ -438,7 +443,7 @@ def _contact_status(before: str, effect: str) -> str:
     return wanted if rank[wanted] >= rank.get(before, 0) else before
 
 
-def _suppress_all(session: Session, rows: Iterable[tuple[str, str, str]]) -> None:
+def _suppress_all(session: Session, rows: Iterable[tuple[str, str | None, str]]) -> None:
     """``suppression.suppress`` for many addresses in one statement: an address already on the list
     keeps its first reason (an erased one stays without its address)."""
     values = [{"email_hash": h, "email": a, "reason": r, "note": "via SendGrid"} for h, a, r in rows]

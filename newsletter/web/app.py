@@ -13,6 +13,7 @@ from newsletter.database import Database
 from newsletter.web import bookings_webhook, online, pages, tracking
 from newsletter.web.ratelimit import RateLimiter
 from newsletter.web.sendgrid_webhook import router as sendgrid_webhook_router
+from newsletter.web.sendgrid_webhook import warn_if_unsigned
 
 # Tokens travel in URLs: never let them leak to other sites through the Referer header.
 SECURITY_HEADERS = {
@@ -35,6 +36,7 @@ class SecurityHeaders(BaseHTTPMiddleware):
 def create_app(settings: Settings, db: Database) -> FastAPI:
     """The app holds no transport: no answer it gives waits for the email provider (confirmation
     emails are queued, and the dispatchers send them)."""
+    warn_if_unsigned(settings)
     app = FastAPI(title=settings.org_name, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.db = db

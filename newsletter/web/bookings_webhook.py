@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from newsletter.config import Settings
+from newsletter.web.webhook_body import Refused, parse_json, read_capped
 from subscribers.errors import InputError
 from subscribers.leads import ErasedAddress, parse_datetime, record_booking
 
@@ -30,53 +30,45 @@ def signature_for(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-async def read_capped(request: Request, limit: int) -> bytes | None:
-    """The raw body, or None when it is larger than ``limit`` (checked before and while reading)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
 @router.post("/webhooks/bookings", include_in_schema=False)
 async def bookings(request: Request) -> JSONResponse:
     settings: Settings = request.app.state.settings
     if settings.bookings_webhook_secret is None:
         return JSONResponse({"error": "the bookings webhook is not configured"}, status_code=404)
-    body = await read_capped(request, settings.webhook_max_bytes)
-    if body is None:
-        return JSONResponse({"error": "body too large"}, status_code=413)
-    expected = signature_for(settings.bookings_webhook_secret.get_secret_value(), body)
-    if not hmac.compare_digest(expected, request.headers.get("x-signature", "")):
-        return JSONResponse({"error": "bad or missing X-Signature"}, status_code=403)
     try:
-        data = json.loads(body)
-        if not isinstance(data, dict):
-            raise InputError("the body must be a JSON object")
-        email, external_id = data.get("email"), data.get("external_id")
-        if not isinstance(email, str) or not isinstance(external_id, str) or not external_id.strip():
-            raise InputError("email and external_id (strings) are required")
-        when = data.get("booked_for")
-        if when is not None and not isinstance(when, str):
-            raise InputError("booked_for must be an ISO 8601 date-time string with an offset")
+        body = await read_capped(request, settings.webhook_max_bytes)
+        expected = signature_for(settings.bookings_webhook_secret.get_secret_value(), body)
+        given = request.headers.get("x-signature", "").encode("latin-1")  # headers arrive as latin-1: bytes again
+        if not hmac.compare_digest(expected.encode(), given):
+            raise Refused(403, "bad or missing X-Signature")
+        email, external_id, when = _fields(parse_json(body))
         booked_for = parse_datetime(when, "booked_for") if when else None
         db = request.app.state.db
 
         def store() -> dict[str, Any]:  # in a worker thread: blocking database work off the event loop
             with db.session() as session:
                 result = record_booking(session, email, booked_for=booked_for, origin="api",
-                                        external_id=external_id.strip(), default_timezone=settings.default_timezone)
+                                        external_id=external_id, default_timezone=settings.default_timezone)
                 return {"booking": result.booking.id, "created": result.created}
 
         answer = await run_in_threadpool(store)
+    except Refused as refused:
+        return JSONResponse({"error": refused.detail}, status_code=refused.status)
     except ErasedAddress:
         return JSONResponse({"status": "ignored: the person asked to be erased"}, status_code=202)
-    except (ValueError, InputError) as exc:  # JSONDecodeError is a ValueError
+    except InputError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     log.info("booking webhook: %s", "recorded" if answer["created"] else "already recorded")
     return JSONResponse(answer, status_code=201 if answer["created"] else 200)
+
+
+def _fields(data: Any) -> tuple[str, str, str | None]:
+    """(email, external_id, booked_for) with their types checked; InputError says which is wrong."""
+    if not isinstance(data, dict):
+        raise InputError("the body must be a JSON object")
+    email, external_id, when = data.get("email"), data.get("external_id"), data.get("booked_for")
+    if not isinstance(email, str) or not isinstance(external_id, str) or not external_id.strip():
+        raise InputError("email and external_id (strings) are required")
+    if when is not None and not isinstance(when, str):
+        raise InputError("booked_for must be an ISO 8601 date-time string with an offset")
+    return email, external_id.strip(), when
