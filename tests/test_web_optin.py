@@ -168,3 +168,17 @@ def test_pages_send_privacy_headers(live_server: LiveServer) -> None:
     assert response.headers["Referrer-Policy"] == "no-referrer"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_list_ids_in_the_preferences_form_that_are_not_ids_name_no_list(live_server: LiveServer, db: Database) -> None:
+    """"²" is a digit to str.isdigit but not an id, and a 30-digit id fits no column: both gave a 500."""
+    with httpx.Client(base_url=live_server.url) as client:
+        client.post("/subscribe", data=SIGN_UP)
+        live_server.send_queued()
+        confirmed = client.post(link_in(live_server.emails()[0], "confirm"))
+        prefs = re.search(r'href="(http[^"]+/preferences/[^"]+)"', confirmed.text).group(1)
+        list_id = subscription(db).list_id
+        odd = client.post(prefs, data={"list": [str(list_id), "\u00b2", "9" * 30], "frequency-\u00b2": "monthly",
+                                       f"frequency-{'9' * 30}": "monthly"})
+        assert odd.status_code == 200 and "Your preferences are saved" in odd.text
+        assert subscription(db).status == "confirmed" and subscription(db).frequency != "monthly"

@@ -19,6 +19,7 @@ from starlette.datastructures import FormData
 
 from newsletter import optin
 from newsletter.config import Settings
+from newsletter.links import url_id
 from newsletter.templating import templates_dir
 from subscribers.consent import FREQUENCIES, Proof
 from subscribers.contacts import UnsupportedAddress, sendable_email
@@ -198,11 +199,13 @@ async def save_preferences(request: Request, token: str) -> HTMLResponse:
         return too_many(request)
     form = await request.form()
     state = request.app.state
-    keep = {int(v) for v in form.getlist("list") if str(v).isdigit()}
+    # List ids are read like ids in URLs (ASCII digits within range): anything else names no list.
+    keep = {list_id for v in form.getlist("list") if (list_id := url_id(str(v))) is not None}
     frequency = {
-        int(key.split("-", 1)[1]): str(value)
+        list_id: str(value)
         for key, value in form.items()
-        if key.startswith("frequency-") and key.split("-", 1)[1].isdigit() and value in FREQUENCIES
+        if key.startswith("frequency-") and (list_id := url_id(key.split("-", 1)[1])) is not None
+        and value in FREQUENCIES
     }
     link_proof = proof(request, "email_link")
 
