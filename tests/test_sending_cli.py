@@ -108,3 +108,18 @@ def test_a_scheduler_and_a_worker_as_separate_processes_send_a_scheduled_issue(s
     assert recipients(settings, "On time") == everyone  # each once
     assert json.loads(run("issues", "status", issue, "--json"))["status"] == "sent"
     assert codes == [0, 0, 0]  # SIGTERM: a clean stop
+
+
+def test_tick_while_sending_is_stopped_says_so_in_one_line(settings: Settings, db: Database) -> None:
+    from newsletter.models import SendPause
+
+    with db.session() as s:
+        s.add(SendPause(reason="Sending stopped: the provider refused the API key. Fix SENDGRID_API_KEY, then run "
+                               "'newsletter sending resume'."))
+    new_issue("Stopped")
+    audience(2)
+    result = runner.invoke(app, ["tick"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [
+        "error: Sending stopped: the provider refused the API key. Fix SENDGRID_API_KEY, then run "
+        "'newsletter sending resume'."]
