@@ -24,7 +24,7 @@ from subscribers.leads import add_lead
 from subscribers.models import Booking, Contact, Subscription, Suppression
 from subscribers.suppression import address_hash, is_suppressed
 from tests.conftest import postgres_schema
-from tests.liveserver import LiveServer, serve
+from tests.liveserver import LiveServer, serving
 from tests.sendkit import ScriptedTransport, add_audience, make_issue
 from tests.webhook_kit import SIGNER, post_bookings, post_sendgrid, snapshot, webhook_server
 
@@ -83,7 +83,7 @@ def test_the_development_setting_lets_unsigned_posts_in_and_warns_once_at_start(
     get_settings.cache_clear()
     development = get_settings()
     with caplog.at_level(logging.WARNING, logger="newsletter.webhooks.sendgrid"):
-        with serve(development, db) as server:
+        with serving(development, db) as server:
             started = [r.getMessage() for r in caplog.records]
             first = httpx.post(server.url + "/webhooks/sendgrid", json=[event("processed", "", 1)], timeout=30)
             second = httpx.post(server.url + "/webhooks/sendgrid", json=[event("processed", "", 2)], timeout=30)
@@ -99,7 +99,7 @@ def test_the_development_setting_lets_unsigned_posts_in_and_warns_once_at_start(
 def test_no_warning_when_unsigned_posts_are_refused(settings: Settings, db: Database,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="newsletter.webhooks.sendgrid"):
-        with serve(settings, db):
+        with serving(settings, db):
             pass
     assert not [r for r in caplog.records if "without a signature" in r.getMessage()]
 

@@ -16,7 +16,7 @@ from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.web.bookings_webhook import signature_for
 from subscribers.db import Base
-from tests.liveserver import LiveServer, serve
+from tests.liveserver import LiveServer, serving
 from tests.webhook_signer import Signer
 
 SIGNER = Signer()
@@ -32,7 +32,7 @@ def webhook_server(settings: Settings, db: Database, **changes: Any) -> Iterator
     """The app with both webhooks on: SendGrid's verification key and the bookings secret set."""
     configured = settings.model_copy(update={"sendgrid_webhook_public_key": SecretStr(SIGNER.public),
                                              "bookings_webhook_secret": SecretStr(BOOKINGS_SECRET), **changes})
-    with serve(configured, db) as server:
+    with serving(configured, db) as server:
         yield server
 
 
