@@ -70,7 +70,7 @@ def serving(settings: Settings, db: Database,
     assert live_settings.outbox_dir is not None
     made = transport(live_settings) if transport else OutboxTransport(live_settings.outbox_dir, live_settings)
     app = create_app(live_settings, db)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    server = uvicorn.Server(server_config(app, live_settings, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

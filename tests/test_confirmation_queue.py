@@ -24,6 +24,7 @@ from subscribers.contacts import find_contact
 from tests.audience import subscriber
 from tests.liveserver import serving
 from tests.sendgrid_fake import FakeSendGrid
+from tests.webhook_signer import Signer
 from tests.sendkit import ScriptedTransport, raises
 
 FORM = Proof("form", form_id="test", text="I agree")
@@ -60,6 +61,7 @@ def test_forms_answer_alike_and_no_provider_request_happens_inside_one(
     with FakeSendGrid(latency=0.25) as fake:  # SendGrid's usual response time
         monkeypatch.setenv("SENDGRID_API_KEY", fake.api_key)
         monkeypatch.setenv("SENDGRID_API_HOST", fake.url)
+        monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", Signer().public)  # SendGrid sending needs it
         get_settings.cache_clear()
         sendgrid_settings = get_settings()
         with db.session() as s:

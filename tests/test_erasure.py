@@ -33,6 +33,7 @@ from subscribers.traces import ErasedPerson
 from tests.audience import subscriber
 from tests.conftest import postgres_schema
 from tests.liveserver import LiveServer
+from tests.webhook_kit import post_sendgrid, webhook_server
 from tests.sendkit import make_issue
 
 runner = CliRunner()
@@ -127,8 +128,7 @@ def provider_events(server: LiveServer, person: Person, delivery_id: int) -> Non
               reason=f"550 5.1.1 <{person.email.lower()}>: Recipient address rejected; user {person.name} unknown"),
         event("deferred", response=f"452 4.2.2 mailbox of {person.name} ({person.local}) is full"),
     ]
-    answer = httpx.post(server.url + "/webhooks/sendgrid", content=json.dumps(body).encode(),
-                        headers={"Content-Type": "application/json"})
+    answer = post_sendgrid(server, json.dumps(body).encode())  # signed, as SendGrid posts
     assert answer.status_code in (200, 202), answer.text
 
 
@@ -164,6 +164,13 @@ def traces(person: Person, settings: Settings, db: Database) -> list[str]:
         if lowered in stored:
             found.append(f"{needle!r} in the database")
     return found
+
+
+@pytest.fixture
+def live_server(settings: Settings, db: Database) -> Iterator[LiveServer]:
+    """The app with SendGrid's Event Webhook verified, as production runs it."""
+    with webhook_server(settings, db) as server:
+        yield server
 
 
 def test_erasure_leaves_no_trace_in_any_file_or_column(live_server: LiveServer, db: Database) -> None:

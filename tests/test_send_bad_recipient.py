@@ -26,6 +26,7 @@ from subscribers.lists import ensure_list
 from subscribers.models import Contact, Installation, Subscription
 from subscribers.suppression import hash_with_salt
 from tests.sendgrid_fake import FakeSendGrid
+from tests.webhook_signer import Signer
 from tests.sendkit import add_audience, make_issue
 
 LEGACY = {  # address -> name, stored before today's rules
@@ -55,6 +56,7 @@ def transport_name(request: pytest.FixtureRequest, settings: Settings, monkeypat
     with FakeSendGrid() as fake:
         monkeypatch.setenv("SENDGRID_API_KEY", fake.api_key)
         monkeypatch.setenv("SENDGRID_API_HOST", fake.url)
+        monkeypatch.setenv("SENDGRID_WEBHOOK_PUBLIC_KEY", Signer().public)  # SendGrid sending needs it
         get_settings.cache_clear()
         yield "sendgrid", fake
 

@@ -24,6 +24,7 @@ from newsletter.database import Database, upgrade
 from newsletter.models import Delivery
 from tests.conftest import postgres_schema
 from tests.liveserver import LiveServer
+from tests.webhook_kit import SIGNER, post_sendgrid, webhook_server
 from tests.sendgrid_fake import FakeSendGrid
 from tests.sendkit import add_audience, make_issue
 
@@ -45,6 +46,7 @@ def use_sendgrid(fake: FakeSendGrid, monkeypatch: pytest.MonkeyPatch, **env: str
     """Point the CLI at the fake. One dispatcher and batches of 2, so the hung request is the first
     batch, whatever the machine's speed; a 2 s timeout leaves room for a busy machine."""
     settings = {"SENDGRID_API_KEY": fake.api_key, "SENDGRID_API_HOST": fake.url, "NEWSLETTER_SENDGRID_TIMEOUT": "2",
+                "SENDGRID_WEBHOOK_PUBLIC_KEY": SIGNER.public,
                 "NEWSLETTER_SEND_CONCURRENCY": "1", "NEWSLETTER_BATCH_SIZE": "2", **env}
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
@@ -136,7 +138,7 @@ def test_a_clean_send_exits_0_and_says_sent(settings: Settings, db: Database, fa
 
 
 def test_sendgrids_processed_events_settle_the_label_without_staff(
-        live_server: LiveServer, settings: Settings, db: Database, fake_sendgrid: FakeSendGrid,
+        settings: Settings, db: Database, fake_sendgrid: FakeSendGrid,
         monkeypatch: pytest.MonkeyPatch) -> None:
     use_sendgrid(fake_sendgrid, monkeypatch)
     issue_id = make_issue(db, settings, subject="Walks")
@@ -147,10 +149,11 @@ def test_sendgrids_processed_events_settle_the_label_without_staff(
     assert len(unknown) == 2 and listed(issue_id)["label"] == "sent, 2 unknown"
     processed = [{"event": "processed", "sg_event_id": f"processed-{d.custom_args['delivery_id']}",
                   "timestamp": 1796317200, "email": d.to, "delivery_id": d.custom_args["delivery_id"]} for d in unknown]
-    answer = httpx.post(live_server.url + "/webhooks/sendgrid", json=processed[:1], timeout=30)
-    assert answer.status_code == 200
-    assert listed(issue_id)["label"] == "sent, 1 unknown"  # one still unaccounted for
-    httpx.post(live_server.url + "/webhooks/sendgrid", json=processed[1:], timeout=30).raise_for_status()
+    with webhook_server(settings, db) as server:  # SendGrid's signed Event Webhook
+        answer = post_sendgrid(server, json.dumps(processed[:1]).encode())
+        assert answer.status_code == 200
+        assert listed(issue_id)["label"] == "sent, 1 unknown"  # one still unaccounted for
+        post_sendgrid(server, json.dumps(processed[1:]).encode()).raise_for_status()
     assert_every_face_says(issue_id, "sent", "sent", 0)
 
 
