@@ -12,10 +12,12 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
+MIN_METRICS_TOKEN = 32
 
 
 class Settings(BaseSettings):
@@ -69,6 +71,11 @@ class Settings(BaseSettings):
         None, description="Shared secret of the bookings webhook (HMAC-SHA256); unset: the endpoint is off."
     )
     attribution_days: int = Field(14, ge=1, description="How far back a booking looks for the email to credit.")
+
+    # Operations
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token that /metrics asks for (at least 32 characters); unset: /metrics is off (404).",
+    )
 
     # Brand: what every email and page shows.
     org_name: str = Field("Limbic Medical", description="Organisation name shown in emails.")
@@ -159,6 +166,20 @@ class Settings(BaseSettings):
             self.unsubscribe_email = f"unsubscribe@{self.from_domain}"
         return self
 
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # The figures reveal business volume: a token short enough to guess protects nothing.
+        if value is None:
+            return None
+        token = value.get_secret_value()
+        if len(token) < MIN_METRICS_TOKEN:
+            raise ValueError(f"NEWSLETTER_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN} characters, not "
+                             f"{len(token)}; make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        if not PRINTABLE_ASCII.match(token):
+            raise ValueError("NEWSLETTER_METRICS_TOKEN must be printable ASCII without spaces (it travels in a header)")
+        return value
+
     @field_validator("default_timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
@@ -179,6 +200,20 @@ class Settings(BaseSettings):
     @property
     def from_domain(self) -> str:
         return self.from_email.rpartition("@")[2]
+
+
+def settings_error(exc: ValidationError) -> str:
+    """A settings error as one line that names the variable (pydantic's own text spans several)."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        field = Settings.model_fields.get(str(error["loc"][0])) if error["loc"] else None
+        if field is not None and error["type"] != "value_error":  # e.g. "Input should be a valid integer"
+            variable = field.validation_alias if isinstance(field.validation_alias, str) else \
+                f"NEWSLETTER_{str(error['loc'][0]).upper()}"
+            message = f"{variable}: {message}"
+        parts.append(message)
+    return "; ".join(parts)
 
 
 @lru_cache(maxsize=1)

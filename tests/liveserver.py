@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -42,12 +43,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def live_server(settings: Settings, db: Database) -> Iterator[LiveServer]:
-    port = free_port()
-    live_settings = settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"})
-    assert live_settings.outbox_dir is not None
-    app = create_app(live_settings, db, OutboxTransport(live_settings.outbox_dir, live_settings))
+@contextmanager
+def serving(app: object, port: int | None = None) -> Iterator[str]:
+    """``app`` served by uvicorn on a loopback port (a free one by default), in a thread; yields its URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -56,6 +55,18 @@ def live_server(settings: Settings, db: Database) -> Iterator[LiveServer]:
         if time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    yield LiveServer(f"http://127.0.0.1:{port}", app, live_settings, live_settings.outbox_dir)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(settings: Settings, db: Database) -> Iterator[LiveServer]:
+    port = free_port()
+    live_settings = settings.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"})
+    assert live_settings.outbox_dir is not None
+    app = create_app(live_settings, db, OutboxTransport(live_settings.outbox_dir, live_settings))
+    with serving(app, port) as url:
+        yield LiveServer(url, app, live_settings, live_settings.outbox_dir)

@@ -10,11 +10,12 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from newsletter.config import Settings, get_settings
+from newsletter.config import Settings, get_settings, settings_error
 from newsletter.database import Database, current_revision, head_revision, upgrade
 from newsletter.errors import InputError, NotFound
 
@@ -33,6 +34,9 @@ def friendly_errors(func: F) -> F:
         except NotFound as exc:
             err.print(f"[red]error:[/red] {exc}", highlight=False)
             raise typer.Exit(1) from None
+        except ValidationError as exc:  # the environment's settings: one line naming the variable
+            err.print(f"[red]error:[/red] {settings_error(exc)}", highlight=False)
+            raise typer.Exit(2) from None
         except (InputError, ValueError) as exc:
             err.print(f"[red]error:[/red] {exc}", highlight=False)
             raise typer.Exit(2) from None

@@ -9,7 +9,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.transports import Transport, get_transport
-from newsletter.web import bookings_webhook, online, pages, tracking
+from newsletter.web import bookings_webhook, metrics, online, pages, tracking
 from newsletter.web.ratelimit import RateLimiter
 from newsletter.web.sendgrid_webhook import router as sendgrid_webhook_router
 
@@ -43,6 +43,7 @@ def create_app(settings: Settings, db: Database, transport: Transport | None = N
     app.include_router(sendgrid_webhook_router)
     app.include_router(tracking.router)
     app.include_router(bookings_webhook.router)
+    app.include_router(metrics.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> PlainTextResponse:
