@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 from newsletter.cli import app as cli
 from newsletter.config import Settings, get_settings
 from newsletter.database import Database
-from newsletter.models import (Delivery, Event, Issue, Lease, SendBatch, SendPause, Sequence, SequenceStep)
+from newsletter.models import Delivery, Event, Issue, Lease, SendBatch, SendPause, Sequence, SequenceStep
 from newsletter.reports.operations import error_kind
 from newsletter.sending import schedule
 from newsletter.sending.dispatch import Dispatcher, SendingStopped
@@ -222,6 +223,15 @@ def test_a_scrape_reads_beside_a_writer_holding_sqlite(db: Database, settings: S
         writer.execute(update(Issue).values(subject="Held"))  # holds the write lock until the block ends
         samples, _ = scrape(url)
     assert value(samples, "newsletter_deliveries", state="queued", kind="issue") == 4
+
+
+def test_a_database_that_cannot_be_read_fails_the_scrape_with_one_line(settings: Settings, tmp_path: Path) -> None:
+    unreadable = tmp_path / "a-folder-not-a-database"
+    unreadable.mkdir()
+    with serving(metrics_app(settings, Database(f"sqlite:///{unreadable}"))) as url:
+        response = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert response.status_code == 503
+    assert response.text == "the database could not be read\n"
 
 
 # What the dispatcher really records, through the SendGrid transport ----------------------------------

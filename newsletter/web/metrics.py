@@ -44,7 +44,7 @@ def metrics(request: Request) -> Response:  # sync: FastAPI runs it in a worker 
     started = time.perf_counter()
     try:
         figures = read_figures(request.app.state.db)
-    except OperationalError as exc:  # the database is down or unreachable: the scrape fails, nothing else
+    except OperationalError as exc:  # the database is down or unreadable: this scrape fails, nothing else
         log.error("metrics: the database could not be read (%s)", type(exc).__name__)
         return PlainTextResponse("the database could not be read\n", status_code=503)
     registry = CollectorRegistry(auto_describe=False)
