@@ -29,6 +29,7 @@ UNSIGNED_FOR_DEVELOPMENT = "NEWSLETTER_ALLOW_UNSIGNED_WEBHOOKS=true, for develop
 
 class SettingsError(InputError):
     """The configuration is unusable: one line naming the variable and what to do."""
+PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
 
 
 class Settings(BaseSettings):
@@ -92,6 +93,11 @@ class Settings(BaseSettings):
                                           "and X-Forwarded-Proto are believed; empty: none (the peer is the client).",
     )
     attribution_days: int = Field(14, ge=1, description="How far back a booking looks for the email to credit.")
+
+    # Operations
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token that /metrics asks for (at least 32 characters); unset: /metrics is off (404).",
+    )
 
     # Brand: what every email and page shows.
     org_name: str = Field("Limbic Medical", description="Organisation name shown in emails.")
@@ -247,6 +253,18 @@ class Settings(BaseSettings):
         if self.unsubscribe_email is None:
             self.unsubscribe_email = f"unsubscribe@{self.from_domain}"
         return self
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # The figures reveal business volume: a token short enough to guess protects nothing.
+        if value is None:
+            return None
+        _require_strong("NEWSLETTER_METRICS_TOKEN", value)
+        token = value.get_secret_value()
+        if not PRINTABLE_ASCII.match(token):
+            raise ValueError("NEWSLETTER_METRICS_TOKEN must be printable ASCII without spaces (it travels in a header)")
+        return value
 
     @field_validator("default_timezone")
     @classmethod

@@ -55,10 +55,14 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API
     cursor.close()
 
 
+READ_ONLY = "newsletter_read_only"  # execution option of ``Database.snapshot``'s connections
+
+
 def _sqlite_begin(conn) -> None:  # noqa: ANN001
     # IMMEDIATE: take the write lock at the start, so a transaction that reads then writes never
     # fails half-way on a lock upgrade; SQLite has one writer at a time anyway (WAL keeps reads free).
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A snapshot only reads: a deferred BEGIN, which WAL runs beside the writer without waiting.
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def truncate_wal(engine: Engine) -> bool:
@@ -123,6 +127,10 @@ class Database:
         # Threads of this process queue on a lock of their own instead, handed over the moment it
         # is free: SQLite's busy handler would make them sleep and poll (1, 2, 5 … 100 ms).
         self._writer = threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
+        reading: dict[str, object] = {READ_ONLY: True}
+        if self.engine.dialect.name == "postgresql":
+            reading.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        self._snapshots = sessionmaker(self.engine.execution_options(**reading))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":
@@ -142,6 +150,17 @@ class Database:
             later = session.info.pop(AFTER_COMMIT, [])
         for action in later:  # committed, and the database is free for others again
             action()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """Read-only figures (``/metrics``): every query inside sees the same moment of the database,
+        and none of them waits for or holds up a writer (SQLite: a deferred transaction outside the
+        writer lock; PostgreSQL: REPEATABLE READ, READ ONLY). Nothing is ever committed."""
+        with self._snapshots() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
 
     def is_current(self) -> bool:
         return current_revision(self.engine) == head_revision(self.engine)

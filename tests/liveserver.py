@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from newsletter.config import Settings
+from newsletter.config import Settings, get_settings
 from newsletter.database import Database
 from newsletter.sending.dispatch import Dispatcher, RoundResult
 from newsletter.transports import OutboxTransport, Transport
@@ -70,7 +71,16 @@ def serving(settings: Settings, db: Database,
     assert live_settings.outbox_dir is not None
     made = transport(live_settings) if transport else OutboxTransport(live_settings.outbox_dir, live_settings)
     app = create_app(live_settings, db)
-    server = uvicorn.Server(server_config(app, live_settings, "127.0.0.1", port))
+    with serving_app(app, live_settings, port) as url:
+        yield LiveServer(url, app, live_settings, live_settings.outbox_dir, db, made)
+
+
+@contextmanager
+def serving_app(app: Any, settings: Settings | None = None, port: int | None = None) -> Iterator[str]:
+    """``app`` served by uvicorn as ``newsletter serve`` configures it, on a loopback port (a free one
+    by default), in a thread; yields its URL."""
+    port = port or free_port()
+    server = uvicorn.Server(server_config(app, settings or get_settings(), "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -79,7 +89,7 @@ def serving(settings: Settings, db: Database,
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", app, live_settings, live_settings.outbox_dir, db, made)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -129,8 +129,7 @@ def status(issue_id: int, as_json: Annotated[bool, typer.Option("--json")] = Fal
             "id": issue.id, **describe(issue.status, counts.get("unknown", 0)).as_dict(),
             "scheduled_at": issue.scheduled_at.isoformat() if issue.scheduled_at else None,
             "local_send_time": issue.local_send_time, "paused_reason": issue.paused_reason,
-            "deliveries": {k: counts.get(k, 0) for k in ("queued", "claimed", "submitted", "delivered", "bounced",
-                                                           "dropped", "failed", "unknown", "suppressed")},
+            "deliveries": {k: counts.get(k, 0) for k in ledger.STATES},
             "unknown_batches": [{"batch": b, "rows": n, "error": e} for b, n, e in ledger.unknown_batches(session, issue_id)],
         }
     if as_json:

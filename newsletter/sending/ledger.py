@@ -19,6 +19,8 @@ from subscribers.models import Contact, Subscription, Suppression
 # the query says so in the same words.
 QUEUED = literal_column("'queued'")
 CLAIMED = literal_column("'claimed'")
+# Every state a delivery can be in (docs/glossary.md): on its way, with the provider, or settled.
+STATES = ("queued", "claimed", "submitted", "delivered", "bounced", "dropped", "failed", "unknown", "suppressed")
 
 
 class Claimed(NamedTuple):  # a tuple: made a thousand at a time, straight from the result rows

@@ -10,7 +10,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 
 from newsletter.config import Settings
 from newsletter.database import Database
-from newsletter.web import bookings_webhook, online, pages, tracking
+from newsletter.web import bookings_webhook, metrics, online, pages, tracking
 from newsletter.web.ratelimit import RateLimiter
 from newsletter.web.sendgrid_webhook import router as sendgrid_webhook_router
 from newsletter.web.sendgrid_webhook import warn_if_unsigned
@@ -47,6 +47,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.include_router(sendgrid_webhook_router)
     app.include_router(tracking.router)
     app.include_router(bookings_webhook.router)
+    app.include_router(metrics.router)
 
     @app.exception_handler(HTTPException)
     async def not_found(request: Request, exc: HTTPException) -> Response:
