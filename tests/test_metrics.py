@@ -27,6 +27,7 @@ from newsletter.transports import OutboxTransport, get_transport
 from newsletter.web.app import create_app
 from subscribers.db import utcnow
 from tests.liveserver import free_port, serving_app
+from tests.webhook_signer import Signer
 from tests.sendgrid_fake import FakeSendGrid
 from tests.sendkit import add_audience, make_issue
 
@@ -38,8 +39,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 def metrics_app(settings: Settings, db: Database, token: str | None = TOKEN):  # noqa: ANN201 - a FastAPI app
     configured = settings.model_copy(update={"metrics_token": SecretStr(token) if token else None})
-    assert configured.outbox_dir is not None
-    return create_app(configured, db, OutboxTransport(configured.outbox_dir, configured))
+    return create_app(configured, db)
 
 
 def scrape(url: str, token: str = TOKEN) -> tuple[Samples, str]:
@@ -241,6 +241,7 @@ def test_provider_errors_as_the_sendgrid_transport_records_them(db: Database, se
                                                                 fake_sendgrid: FakeSendGrid,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"SENDGRID_API_KEY": fake_sendgrid.api_key, "SENDGRID_API_HOST": fake_sendgrid.url,
+           "SENDGRID_WEBHOOK_PUBLIC_KEY": Signer().public,
            "NEWSLETTER_BATCH_SIZE": "2", "NEWSLETTER_SEND_RETRIES": "1", "NEWSLETTER_SENDGRID_TIMEOUT": "3"}
     for key, val in env.items():
         monkeypatch.setenv(key, val)
