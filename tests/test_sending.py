@@ -191,23 +191,56 @@ def test_circuit_breaker_pauses_a_failing_send(db: Database, settings: Settings)
     assert counts(db, issue_id) == {"failed": 6, "queued": 14}
 
 
-def test_a_dead_workers_rows_are_held_as_unknown_never_resent(db: Database, settings: Settings) -> None:
-    issue_id = started_issue(db, settings, 6)
-    with db.session() as s:  # worker A claimed two rows (with their batch: the request may leave) and died
+def test_a_dead_workers_rows_are_held_as_unknown_only_if_their_request_began(db: Database, settings: Settings) -> None:
+    issue_id = started_issue(db, settings, 8)
+    with db.session() as s:  # worker A claimed two rows, marked its request begun, and died
         a = ledger.claim(s, worker="A", limit=2, now=NOW, lease=timedelta(minutes=5), transport="x")
+    with db.session() as s:
+        ledger.begin_request(s, a.batch_id)
+    with db.session() as s:  # worker C claimed two rows and died waiting for its pace slot
+        c = ledger.claim(s, worker="C", limit=2, now=NOW, lease=timedelta(minutes=5), transport="x")
     with db.session() as s:  # two more rows, claimed by a version that set no batch at claim time
         b = ledger.claim(s, worker="B", limit=2, now=NOW, lease=timedelta(minutes=5), transport="x")
         s.execute(update(Delivery).where(Delivery.batch_id == b.batch_id).values(batch_id=None))
     with db.session() as s:
-        assert s.get(SendBatch, a.batch_id).status == "sending" and s.get(SendBatch, a.batch_id).size == 2
+        assert s.get(SendBatch, a.batch_id).status == "requesting" and s.get(SendBatch, a.batch_id).size == 2
+        assert s.get(SendBatch, c.batch_id).status == "claimed"
         assert ledger.recover_expired(s, NOW + timedelta(minutes=1)) == (0, 0)  # leases still valid
-        assert ledger.recover_expired(s, NOW + timedelta(minutes=6)) == (2, 2)  # no batch: never left
+        assert ledger.recover_expired(s, NOW + timedelta(minutes=6)) == (4, 2)  # C's and B's never left
         assert s.get(SendBatch, a.batch_id).status == "unknown"
-    assert counts(db, issue_id) == {"queued": 4, "unknown": 2}
+        never = s.get(SendBatch, c.batch_id)
+        assert never.status == "failed" and "before this batch's request began" in never.error
+    assert counts(db, issue_id) == {"queued": 6, "unknown": 2}
     transport = ScriptedTransport()
     dispatcher(settings, db, transport).run_until_idle()
     held = {f"reader{n}@example.org" for n in (0, 1)}
-    assert len(transport.delivered) == 4 and not held & set(transport.delivered)
+    assert len(transport.delivered) == 6 and not held & set(transport.delivered)
+    assert sorted(transport.delivered) == sorted(set(transport.delivered))  # each once
+
+
+def test_a_batch_is_marked_requesting_only_while_its_request_may_be_out(db: Database, settings: Settings) -> None:
+    """What recovery would see at each moment: claimed while waiting, requesting during the request,
+    claimed again after an answer that took nothing (429, 5xx), settled at the end."""
+    issue_id = started_issue(db, settings, 2)
+    seen: list[str] = []
+
+    def status_now() -> None:
+        with db.session() as s:
+            seen.append(s.scalar(select(SendBatch.status)))
+
+    def then(error: Exception | None):  # noqa: ANN202 - a script step
+        def step(_batch: object) -> None:
+            status_now()
+            if error is not None:
+                raise error
+        return step
+
+    transport = ScriptedTransport(script=[then(RateLimited("slow down", reset_at=time.time())),
+                                          then(TemporaryFailure("SendGrid server error (503)")), then(None)])
+    d = Dispatcher(settings, db, transport, sleep=lambda seconds: status_now(), clock=lambda: NOW)
+    d.run_until_idle()
+    assert seen == ["requesting", "claimed", "requesting", "claimed", "requesting"]
+    assert counts(db, issue_id) == {"submitted": 2}
 
 
 def test_a_claim_whose_rows_were_all_suppressed_makes_no_batch(db: Database, settings: Settings) -> None:

@@ -12,13 +12,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from newsletter.config import Settings, get_settings
 from newsletter.database import Database
-from newsletter.models import Issue
+from newsletter.models import Delivery, Issue
 from newsletter.sending import ledger, schedule
 from newsletter.sending.dispatch import Dispatcher
 from newsletter.transports import get_transport
+from subscribers.models import Contact
 from tests.sendgrid_fake import FakeSendGrid
 from tests.sendkit import add_audience, make_issue
 from tests.webhook_signer import Signer
@@ -98,6 +100,46 @@ def ledger_failed_error(issue_id: int):  # noqa: ANN201 - a select
     from newsletter.models import Delivery
 
     return select(Delivery.error).where(Delivery.issue_id == issue_id, Delivery.status == "failed")
+
+
+def test_a_worker_killed_while_pacing_holds_as_unknown_only_what_reached_sendgrid(
+        db: Database, settings: Settings, tmp_path: Path, fake_sendgrid: FakeSendGrid,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paced at 1000 a second with eight dispatchers, most claimed batches are waiting for their pace
+    slot at any instant, their requests not begun. Killed then, only the batches whose request began
+    may be unknown (here: only what SendGrid really received), never the ones still waiting."""
+    env_settings = dict(NEWSLETTER_BATCH_SIZE="100", NEWSLETTER_RATE_PER_SECOND="1000", NEWSLETTER_SEND_CONCURRENCY="8")
+    settings = sendgrid_settings(settings, fake_sendgrid, monkeypatch, **env_settings)
+    issue_id = make_issue(db, settings)
+    add_audience(db, 3000)
+    start(db, settings, issue_id)
+    fake_sendgrid.hang_next(1000, 0.3, accept=True)  # each request takes a while: some are in flight
+    env = {**os.environ, "NEWSLETTER_VAR_DIR": str(settings.var_dir), "SENDGRID_API_KEY": fake_sendgrid.api_key,
+           "SENDGRID_API_HOST": fake_sendgrid.url, "SENDGRID_WEBHOOK_PUBLIC_KEY": WEBHOOK_KEY, **env_settings}
+    newsletter = str(Path(sys.executable).parent / "newsletter")
+    worker = subprocess.Popen([newsletter, "worker"], cwd=tmp_path, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(fake_sendgrid.requests) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with db.session() as s:  # what the worker holds at about the instant it dies
+        claimed_then = ledger.status_counts(s, issue_id).get("claimed", 0)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    reached = {d.to for d in fake_sendgrid.deliveries}
+    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    subprocess.run([newsletter, "tick", "--at", later], cwd=tmp_path, env=env, capture_output=True, text=True,
+                   timeout=180)
+    with db.session() as s:
+        counts = ledger.status_counts(s, issue_id)
+        unknown_to = set(s.scalars(select(Contact.email).join(Delivery, Delivery.contact_id == Contact.id)
+                                   .where(Delivery.issue_id == issue_id, Delivery.status == "unknown")))
+    received = Counter(d.to for d in fake_sendgrid.deliveries)
+    assert set(received.values()) == {1}, "someone got the issue twice"
+    assert unknown_to <= reached  # nothing that never left is held as unknown
+    assert counts.get("unknown", 0) <= 100 * 8  # at most the requests in flight, one per dispatcher
+    print(f"claimed when killed: {claimed_then}; held as unknown: {counts.get('unknown', 0)}; "
+          f"received by SendGrid before the kill: {len(reached)}")
+    assert counts["submitted"] + counts.get("unknown", 0) == 3000 and len(received) == 3000
 
 
 def test_a_worker_killed_mid_send_loses_and_repeats_nothing(db: Database, settings: Settings, tmp_path: Path,

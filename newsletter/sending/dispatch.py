@@ -289,14 +289,18 @@ class Dispatcher:
         while True:
             if wait > 0 and not self._wait_holding(batch_id, ids, wait):
                 return  # stopped while waiting: the untried rows went back to the queue
+            with self.db.session() as session:  # committed before the request may leave
+                ledger.begin_request(session, batch_id)
             started = time.perf_counter()
             try:
                 outcome = self.transport.send(Batch(email, recipients, categories))
             except RateLimited as exc:
+                self._not_in_flight(batch_id)
                 wait = MAX_RATE_LIMIT_WAIT if exc.reset_at is None else min(max(exc.reset_at - time.time(), 0.5), MAX_RATE_LIMIT_WAIT)
                 log.warning("rate limited by the provider; waiting %.1f s", wait)
                 continue
             except TemporaryFailure as exc:
+                self._not_in_flight(batch_id)
                 attempt += 1
                 if attempt > self.settings.send_retries:
                     self._failed(issue_id, batch_id, ids, f"gave up after {attempt} attempts: {exc}", result)
@@ -351,6 +355,12 @@ class Dispatcher:
             result.failed += len(outcome.refused)
             self.breaker.record(issue_id, ok=True)
             return
+
+    def _not_in_flight(self, batch_id: int) -> None:
+        """The provider answered without taking the batch: until the next attempt begins, a crash
+        must queue its rows again, not hold them as unknown."""
+        with self.db.session() as session:
+            ledger.request_refused(session, batch_id)
 
     def _wait_holding(self, batch_id: int, ids: list[int], seconds: float) -> bool:
         """Wait before a request (its pace slot, a rate limit's reset, a retry's backoff) without

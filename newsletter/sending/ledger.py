@@ -21,6 +21,12 @@ QUEUED = literal_column("'queued'")
 CLAIMED = literal_column("'claimed'")
 # Every state a delivery can be in (docs/glossary.md): on its way, with the provider, or settled.
 STATES = ("queued", "claimed", "submitted", "delivered", "bounced", "dropped", "failed", "unknown", "suppressed")
+# A batch is "claimed" until its request begins, and "requesting" from the moment it may leave (that
+# mark is committed before the first byte goes out): after a crash only a requesting batch can have
+# reached the provider, so only its rows are held as unknown; a claimed one's rows are queued again.
+# "sending" is what batches were called before the two were told apart: it may have left.
+BATCH_CLAIMED, BATCH_REQUESTING = "claimed", "requesting"
+MAY_HAVE_LEFT = (BATCH_REQUESTING, "sending")
 
 
 class Claimed(NamedTuple):  # a tuple: made a thousand at a time, straight from the result rows
@@ -49,9 +55,9 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
     sequence) into a new batch whose request is about to leave. PostgreSQL: FOR UPDATE SKIP LOCKED,
     so concurrent workers take disjoint rows; SQLite: the transaction holds the only write lock.
 
-    The rows get their batch in the claim itself, so the batch is committed with the claim: if the
-    worker dies after that, recovery holds the rows as unknown (the request may have left) rather
-    than sending them again."""
+    The rows get their batch in the claim itself, so the batch is committed with the claim. It stays
+    "claimed" until ``begin_request`` marks the moment its request may leave: if the worker dies
+    before that, recovery queues the rows again; after it, recovery holds them as unknown."""
     queued = Delivery.status == QUEUED
     first = _next_due(session, now, only_issue)
     if first is None:
@@ -74,7 +80,7 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         chosen = Delivery.id.in_(select(picked.c.id))
     else:
         chosen = Delivery.id.in_(candidates.scalar_subquery())
-    batch = SendBatch(transport=transport, worker=worker, status="sending", size=0)
+    batch = SendBatch(transport=transport, worker=worker, status=BATCH_CLAIMED, size=0)
     session.add(batch)
     session.flush()
     # Suppression is checked again in the same statement: whoever unsubscribed, bounced or was
@@ -151,9 +157,9 @@ def _skip_now() -> ColumnElement[bool]:
 
 
 def open_batch(session: Session, ids: list[int], *, transport: str, worker: str) -> SendBatch:
-    """Move claimed rows into a new batch whose request is about to leave (a split of a refused
-    batch; committed before sending, so if the worker dies now, recovery knows it may have left)."""
-    batch = SendBatch(transport=transport, worker=worker, status="sending", size=len(ids))
+    """Move claimed rows into a new batch of their own (a split of a refused batch); like any batch it
+    is marked requesting only when its request begins."""
+    batch = SendBatch(transport=transport, worker=worker, status=BATCH_CLAIMED, size=len(ids))
     session.add(batch)
     session.flush()
     session.execute(
@@ -216,16 +222,38 @@ def release(session: Session, ids: list[int]) -> None:
         )
 
 
+def begin_request(session: Session, batch_id: int) -> None:
+    """Mark, durably and before anything is sent, that this batch's request may now leave."""
+    session.execute(update(SendBatch).where(SendBatch.id == batch_id).values(status=BATCH_REQUESTING))
+
+
+def request_refused(session: Session, batch_id: int) -> None:
+    """The provider answered without taking the batch (a 429, a 5xx, a refused connection): until the
+    next attempt begins, its request is not in flight."""
+    session.execute(update(SendBatch).where(SendBatch.id == batch_id).values(status=BATCH_CLAIMED))
+
+
 def recover_expired(session: Session, now: datetime) -> tuple[int, int]:
-    """After a worker died: rows it claimed but never sent go back to the queue; rows whose request
-    may have left are held as unknown (never resent blindly). Returns (requeued, held unknown)."""
+    """After a worker died: rows it claimed whose request never began go back to the queue; rows
+    whose request may have left are held as unknown (never resent blindly). Returns (requeued, held
+    unknown)."""
     expired = and_(Delivery.status == CLAIMED, Delivery.lease_expires_at < now)
+    never_began = select(SendBatch.id).where(SendBatch.status == BATCH_CLAIMED).scalar_subquery()
     requeued = session.execute(
         update(Delivery)
-        .where(expired, Delivery.batch_id.is_(None))
-        .values(status="queued", claimed_by=None, lease_expires_at=None)
+        .where(expired, or_(Delivery.batch_id.is_(None), Delivery.batch_id.in_(never_began)))
+        .values(status="queued", claimed_by=None, lease_expires_at=None, batch_id=None)
+        .execution_options(synchronize_session=False)
     ).rowcount or 0
-    in_flight = select(SendBatch.id).where(SendBatch.status == "sending").scalar_subquery()
+    if requeued:
+        session.execute(
+            update(SendBatch)
+            .where(SendBatch.status == BATCH_CLAIMED, ~exists().where(Delivery.batch_id == SendBatch.id))
+            .values(status="failed", error="the worker stopped before this batch's request began; its rows "
+                                           "were queued again", finished_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    in_flight = select(SendBatch.id).where(SendBatch.status.in_(MAY_HAVE_LEFT)).scalar_subquery()
     held = session.execute(
         update(Delivery)
         .where(expired, Delivery.batch_id.in_(in_flight))
@@ -236,7 +264,8 @@ def recover_expired(session: Session, now: datetime) -> tuple[int, int]:
     if held:
         session.execute(
             update(SendBatch)
-            .where(SendBatch.status == "sending", ~exists().where(Delivery.batch_id == SendBatch.id, Delivery.status == "claimed"))
+            .where(SendBatch.status.in_(MAY_HAVE_LEFT),
+                   ~exists().where(Delivery.batch_id == SendBatch.id, Delivery.status == "claimed"))
             .values(status="unknown", error="the worker stopped while this request was in flight", finished_at=now)
             .execution_options(synchronize_session=False)
         )
