@@ -131,7 +131,7 @@ class Suppression(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str | None] = mapped_column(String(320))  # None once erased
-    reason: Mapped[str] = mapped_column(String(20))  # unsubscribed | hard_bounce | spam_complaint | manual | erased
+    reason: Mapped[str] = mapped_column(String(20))  # unsubscribed | hard_bounce | spam_complaint | invalid_address | manual | erased
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -14,7 +14,7 @@ from sqlalchemy.sql import ColumnElement
 
 from subscribers.models import Contact, Installation, Suppression
 
-REASONS = ("unsubscribed", "hard_bounce", "spam_complaint", "manual", "erased")
+REASONS = ("unsubscribed", "hard_bounce", "spam_complaint", "invalid_address", "manual", "erased")
 _salts: dict[str, str] = {}  # per database URL; the salt never changes once made
 
 

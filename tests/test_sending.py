@@ -401,6 +401,8 @@ def test_the_providers_answer_settles_a_batch_recovery_took_for_lost(db: Databas
     issue_id = started_issue(db, settings, 3)
     with db.session() as s:
         got = ledger.claim(s, worker="A", limit=10, now=NOW, lease=timedelta(minutes=5), transport="x")
+    with db.session() as s:  # its request left, and took longer than the lease
+        ledger.begin_request(s, got.batch_id)
     with db.session() as s:
         assert ledger.recover_expired(s, NOW + timedelta(minutes=6)) == (0, 3)
     with db.session() as s:  # then worker A's request comes back accepted

@@ -20,7 +20,7 @@ from newsletter.models import Delivery, Issue
 from newsletter.sending import ledger, schedule
 from newsletter.sending.dispatch import Dispatcher
 from newsletter.transports import get_transport
-from subscribers.models import Contact
+from subscribers.models import Contact, Suppression
 from tests.sendgrid_fake import FakeSendGrid
 from tests.sendkit import add_audience, make_issue
 from tests.webhook_signer import Signer
@@ -92,6 +92,30 @@ def test_429s_500s_a_timeout_and_an_invalid_recipient(db: Database, settings: Se
     with db.session() as s:
         failed = s.scalar(ledger_failed_error(issue_id))
     assert "reader4321" not in failed and "refused by the provider" in failed
+
+
+def test_an_address_sendgrid_refuses_is_suppressed_and_left_out_of_the_next_issue(
+        db: Database, settings: Settings, fake_sendgrid: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> None:
+    from subscribers.suppression import reason_for
+
+    settings = sendgrid_settings(settings, fake_sendgrid, monkeypatch)
+    first = make_issue(db, settings)
+    add_audience(db, 20)
+    start(db, settings, first)
+    fake_sendgrid.reject_addresses({"reader7@example.org"})
+    Dispatcher(settings, db, get_transport(settings)).run_until_idle()
+    with db.session() as s:
+        assert reason_for(s, "reader7@example.org") == "invalid_address"
+        note = s.scalar(select(Suppression.note).where(Suppression.reason == "invalid_address"))
+        assert "refused by the provider" in note and "valid address" in note and "reader7" not in note
+        assert reason_for(s, "reader8@example.org") is None  # only the refused one
+    fake_sendgrid.reject_addresses(set())
+    second = make_issue(db, settings)
+    start(db, settings, second)  # the next issue's audience leaves the address out
+    Dispatcher(settings, db, get_transport(settings)).run_until_idle()
+    with db.session() as s:
+        assert ledger.status_counts(s, second) == {"submitted": 19}
+    assert [d.to for d in fake_sendgrid.deliveries].count("reader7@example.org") == 0
 
 
 def ledger_failed_error(issue_id: int):  # noqa: ANN201 - a select

@@ -327,6 +327,7 @@ class Dispatcher:
                     keep = [i for i in range(len(claimed)) if i not in exc.recipients]
                     with self.db.session() as session:
                         ledger.mark_failed(session, [claimed[i].delivery_id for i in bad], f"refused by the provider: {exc}")
+                        ledger.suppress_refused(session, [claimed[i].email for i in sorted(exc.invalid_addresses)], str(exc))
                     result.failed += len(bad)
                     if keep:
                         self._resend(issue_id, email, [claimed[i] for i in keep], [recipients[i] for i in keep],

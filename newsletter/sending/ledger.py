@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from newsletter.models import Delivery, Enrollment, Issue, SendBatch, Sequence, SequenceStep
+from subscribers import suppression
 from subscribers.models import Contact, Subscription, Suppression
 
 # Statuses as SQL literals, not bound parameters: the planner (SQLite's always, PostgreSQL's for a
@@ -201,6 +202,13 @@ def mark_failed(session: Session, ids: list[int], reason: str) -> None:
         session.execute(
             update(Delivery).where(Delivery.id.in_(ids)).values(status="failed", error=reason[:2000], lease_expires_at=None)
         )
+
+
+def suppress_refused(session: Session, addresses: list[str], message: str) -> None:
+    """Addresses the provider refused as invalid go on the suppression list, with its words (which
+    name no address: the transport scrubs them), so the next send does not carry them again."""
+    for address in addresses:
+        suppression.suppress(session, address, "invalid_address", note=f"refused by the provider: {message}"[:2000])
 
 
 def mark_unknown(session: Session, batch: SendBatch, reason: str, now: datetime) -> None:

@@ -80,9 +80,13 @@ class BadRequest(TransportError):
     named them (SendGrid names fields like ``personalizations.3.to.0.email``); empty means unknown,
     so the dispatcher splits the batch to find them."""
 
-    def __init__(self, message: str, recipients: set[int] | None = None) -> None:
+    def __init__(self, message: str, recipients: set[int] | None = None,
+                 invalid_addresses: set[int] | None = None) -> None:
         super().__init__(message)
         self.recipients = recipients or set()
+        # Of those, the ones whose address itself was refused (not, say, a substitution): the
+        # dispatcher suppresses these addresses so no later send carries them into a batch again.
+        self.invalid_addresses = (invalid_addresses or set()) & self.recipients
 
 
 class TemporaryFailure(TransportError):

@@ -60,6 +60,7 @@ JSON_UTF8 = {"Content-Type": "application/json; charset=utf-8"}
 
 # "personalizations.3.to.0.email" (and the bracket form, in case) names the fourth recipient.
 _PERSONALIZATION_FIELD = re.compile(r"^personalizations(?:\.|\[)(\d+)")
+_ADDRESS_FIELD = re.compile(r"^personalizations(?:\.|\[)(\d+)\]?\.(?:to|cc|bcc)(?:\.|\[)\d+\]?\.email$")
 # Any token with an @ in it: crude on purpose, an error message loses a word rather than keep an address.
 _ADDRESS_TOKEN = re.compile(r"\S*@\S*")
 # SendGrid splits to.name on these and then delivers to part of the name (or drops the mail).
@@ -124,11 +125,13 @@ def _screen(recipients: list[Recipient]) -> tuple[list[int], list[Recipient], di
     return indexes, sendable, refused
 
 
-def blamed_recipients(errors: Iterable[Mapping[str, Any]], batch_size: int) -> set[int]:
-    """The batch indexes SendGrid's ``errors[].field`` names (``personalizations.3.to.0.email`` → 3)."""
+def blamed_recipients(errors: Iterable[Mapping[str, Any]], batch_size: int, *, addresses_only: bool = False) -> set[int]:
+    """The batch indexes SendGrid's ``errors[].field`` names (``personalizations.3.to.0.email`` → 3);
+    ``addresses_only``: only those whose address field itself was refused."""
+    pattern = _ADDRESS_FIELD if addresses_only else _PERSONALIZATION_FIELD
     indexes: set[int] = set()
     for error in errors:
-        match = _PERSONALIZATION_FIELD.match(str(error.get("field") or ""))
+        match = pattern.match(str(error.get("field") or ""))
         if match and int(match.group(1)) < batch_size:
             indexes.add(int(match.group(1)))
     return indexes
@@ -281,7 +284,8 @@ class SendGridTransport:
             ) or "no details given"
             addresses = (r.email for r in batch.recipients)
             message = scrub(f"SendGrid refused the request (400): {details}", addresses=addresses, secret=self._key)
-            return BadRequest(message[:MAX_MESSAGE_CHARS], blamed_recipients(errors, len(batch.recipients)))
+            return BadRequest(message[:MAX_MESSAGE_CHARS], blamed_recipients(errors, len(batch.recipients)),
+                              blamed_recipients(errors, len(batch.recipients), addresses_only=True))
         if status >= 500:
             return TemporaryFailure(f"SendGrid server error ({status})")
         # 404/405/415 and the like: a wrong SENDGRID_API_HOST or path; nothing was sent.
