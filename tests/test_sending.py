@@ -423,3 +423,32 @@ def test_a_stop_during_a_wait_gives_the_untried_rows_back(db: Database, settings
     send_all(Dispatcher.pool(settings, db, transport, count=1, clock=lambda: NOW))  # started again later
     assert len(transport.delivered) == len(set(transport.delivered)) == 100
     assert counts(db, issue_id) == {"submitted": 100}
+
+
+def test_a_worker_alone_recovers_a_dead_workers_rows_and_finishes_the_issue(db: Database, settings: Settings) -> None:
+    """No scheduler runs (a deployment of `newsletter worker` only): an idle worker recovers what a
+    dead one held once its lease lapsed, sends what never left, and the issue ends."""
+    from newsletter.sending.worker import run_worker
+
+    issue_id = started_issue(db, settings, 6)
+    long_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    with db.session() as s:  # a worker claimed two batches an hour ago and died: one request had begun
+        began = ledger.claim(s, worker="dead", limit=2, now=long_ago, lease=timedelta(minutes=5), transport="x")
+        ledger.begin_request(s, began.batch_id)
+        ledger.claim(s, worker="dead", limit=2, now=long_ago, lease=timedelta(minutes=5), transport="x")
+    transport = ScriptedTransport()
+    stop = threading.Event()
+    thread = threading.Thread(target=run_worker, args=(settings, db, transport, stop))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with db.session() as s:
+            if s.get(Issue, issue_id).status == "sent":
+                break
+        time.sleep(0.1)
+    stop.set()
+    thread.join(timeout=30)
+    assert counts(db, issue_id) == {"submitted": 4, "unknown": 2}
+    assert sorted(transport.delivered) == sorted(f"reader{n}@example.org" for n in range(2, 6))
+    with db.session() as s:
+        assert s.get(Issue, issue_id).status == "sent"

@@ -131,6 +131,15 @@ def due_work(session: Session, now: datetime) -> TickReport:
     ):
         begin_sending(session, issue, now)
         report.started.append(issue.id)
+    recover_and_finish(session, now, report)
+    return report
+
+
+def recover_and_finish(session: Session, now: datetime, report: TickReport | None = None) -> TickReport:
+    """Recover dead workers' rows whose lease lapsed, then close sends that have nothing left. The
+    scheduler does it each round, and so does every worker when idle: a deployment that runs only
+    ``newsletter worker`` must not leave an issue "sending" for ever."""
+    report = report or TickReport()
     report.requeued, report.held_unknown = ledger.recover_expired(session, now)
     for issue in session.scalars(select(Issue).where(Issue.status == "sending")):
         if ledger.finish_if_done(session, issue, now):

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
 
 from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.sending.dispatch import Dispatcher, SendingStopped
+from newsletter.sending.schedule import recover_and_finish
 from newsletter.transports import Transport
 
 log = logging.getLogger("newsletter.worker")
 IDLE_SECONDS = 1.0
 STOPPED_SECONDS = 30.0
+RECOVER_SECONDS = 30.0  # how often an idle worker looks for dead workers' rows (cheap: index probes)
 
 
 def run_worker(settings: Settings, db: Database, transport: Transport, stop: threading.Event,
@@ -23,7 +28,8 @@ def run_worker(settings: Settings, db: Database, transport: Transport, stop: thr
     dispatchers = Dispatcher.pool(settings, db, transport, worker=worker, stop=stop)
     log.info("worker %s started (%s transport, %d in flight)", dispatchers[0].worker.rpartition("/")[0],
              transport.name, len(dispatchers))
-    threads = [threading.Thread(target=_loop, args=(d, stop), name=f"dispatcher-{n}", daemon=True)
+    recovery = _Recovery(db)
+    threads = [threading.Thread(target=_loop, args=(d, stop, recovery), name=f"dispatcher-{n}", daemon=True)
                for n, d in enumerate(dispatchers)]
     for thread in threads:
         thread.start()
@@ -37,7 +43,28 @@ def run_worker(settings: Settings, db: Database, transport: Transport, stop: thr
     log.info("worker stopped")
 
 
-def _loop(dispatcher: Dispatcher, stop: threading.Event) -> None:
+class _Recovery:
+    """One recovery round per process at most every RECOVER_SECONDS, by whichever thread is idle."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.lock = threading.Lock()
+        self.next_at = 0.0
+
+    def maybe_run(self, clock: Callable[[], datetime]) -> None:
+        with self.lock:
+            if time.monotonic() < self.next_at:
+                return
+            self.next_at = time.monotonic() + RECOVER_SECONDS
+        with self.db.session() as session:
+            report = recover_and_finish(session, clock())
+        if report.requeued or report.held_unknown:
+            log.warning("recovered a stopped worker's rows: %d queued again, %d held as unknown (their request "
+                        "may have left; 'newsletter issues status ID' lists them)", report.requeued,
+                        report.held_unknown)
+
+
+def _loop(dispatcher: Dispatcher, stop: threading.Event, recovery: _Recovery | None = None) -> None:
     while not stop.is_set():
         try:
             result = dispatcher.run_once()
@@ -50,4 +77,9 @@ def _loop(dispatcher: Dispatcher, stop: threading.Event) -> None:
             stop.wait(STOPPED_SECONDS)
             continue
         if result.handled == 0:
+            if recovery is not None:
+                try:
+                    recovery.maybe_run(dispatcher.clock)
+                except Exception:  # a database outage: the next idle round tries again
+                    log.exception("recovery round failed")
             stop.wait(IDLE_SECONDS)
