@@ -66,12 +66,8 @@ class _Lines:
     def __next__(self) -> str:
         try:
             line = self.text.readline(MAX_LINE + 1)
-        except UnicodeDecodeError:
-            # The text layer decodes 8 KiB at a time: the bad bytes are just before this offset.
-            raise NotInEncoding(f"{self.path} line {self.number + 1}: these bytes are not {label(self.encoding.codec)} "
-                                "text, which the rest of the file is read as (part of the file in another encoding, "
-                                "or a damaged file?); save it again as CSV (UTF-8), or name its encoding with --encoding",
-                                self.text.buffer.tell()) from None
+        except UnicodeDecodeError as exc:
+            raise self._not_in_encoding(exc) from None
         if not line:
             self.ended = True
             raise StopIteration
@@ -83,6 +79,16 @@ class _Lines:
             raise binary_error(self.path, self.number)
         self.record.append(line)
         return line
+
+    def _not_in_encoding(self, exc: UnicodeDecodeError) -> NotInEncoding:
+        # The text layer decodes a chunk at a time (the one in exc.object, just read) and has
+        # handed out every line before it but the one it was in: count the lines up to the bad byte.
+        before = exc.object[:exc.start]
+        line = self.number + 1 + before.count(b"\n")
+        offset = self.text.buffer.tell() - len(exc.object) + exc.start
+        return NotInEncoding(f"{self.path} line {line}: these bytes are not {label(self.encoding.codec)} text, which "
+                             "the rest of the file is read as (part of the file in another encoding, or a damaged "
+                             "file?); save it again as CSV (UTF-8), or name its encoding with --encoding", offset)
 
 
 class CsvFile:

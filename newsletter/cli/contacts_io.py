@@ -40,8 +40,9 @@ from subscribers.segments import segment_filter
 @contacts_app.command("import")
 @friendly_errors
 def contacts_import(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
-                                         help="CSV with a header line; UTF-8, UTF-16, or another encoding detected or given with --encoding.")],
+    file: Annotated[Path, typer.Argument(
+        exists=True, dir_okay=False, readable=True,
+        help="CSV with a header line; UTF-8, UTF-16, or another encoding: detected, or given with --encoding.")],
     list_slug: Annotated[str, typer.Option("--list", help="List to subscribe them to; made on first use.")],
     confirmed: Annotated[bool, typer.Option(
         "--confirmed", help="They opted in already (needs --consent-note): subscribed at once, no email.")] = False,
