@@ -67,7 +67,8 @@ from subscribers import suppression
 from subscribers.consent import status_after_confirm, subscribe_outcome
 from subscribers.contacts import check_timezone, clean_tag, sendable_email
 from subscribers.csv_cells import SafeWriter, original_cell
-from subscribers.csv_reading import CsvFile, Record, detect_encoding
+from subscribers.csv_encoding import Encoding, NotInEncoding, detect_encoding, given_encoding
+from subscribers.csv_reading import CsvFile, Record
 from subscribers.names import clean_name
 from subscribers.db import utcnow
 from subscribers.errors import InputError
@@ -107,7 +108,8 @@ class ImportSummary:
     duplicates. ``pending``/``confirmed`` count subscriptions this run set to that state."""
 
     report_path: Path
-    encoding: str = ""
+    encoding: str = ""  # the codec it was read with: utf-8, cp1252, cp932, ...
+    read_as: str = ""  # the same for people, and how it was found: "read as Shift_JIS (detected)"
     start_line: int = 0
     last_line: int = 0  # physical line (header = 1) of the last row committed
     rows: int = 0
@@ -163,30 +165,34 @@ def import_csv(
     batch_size: int = 1000,
     start_line: int = 0,
     progress: Callable[[ImportProgress], None] | None = None,
+    encoding: str | None = None,
 ) -> ImportSummary:
     """Import contacts from the CSV file at ``path`` and subscribe them to ``list_slug`` (made on
     first use). Takes the engine, not a session: every batch commits in a session of its own.
 
     ``confirmed``: the caller holds proof of opt-in; ``consent_note`` (required then) is kept as the
     proof in each consent event. ``tags`` are added to every contact. ``start_line``: rows that start
-    on or before that physical line are skipped (resuming). Bad input in the file's shape (no email
-    column, an empty file, no row, a broken quote, binary data) raises ``InputError`` naming the file,
-    line and column, before anything is stored.
+    on or before that physical line are skipped (resuming). ``encoding``: the file's encoding, when
+    the person importing knows it; otherwise it is detected (``csv_encoding``), and a file whose
+    encoding cannot be told is refused. Bad input in the file's shape (no email column, an empty
+    file, no row, a broken quote, binary data, an encoding that cannot be told) raises
+    ``InputError`` naming the file, line and column, before anything is stored.
     """
     began = time.perf_counter()
     job = _Job.checked(default_timezone, confirmed, consent_note, tags, batch_size, start_line)
+    given = given_encoding(encoding) if encoding is not None else None
     report_path = report_path or default_report_path(path)
     if report_path.resolve() == path.resolve():
         raise InputError(f"{path}: the report would overwrite the file being imported; choose another report path")
-    encoding, columns = _check_file(path)  # a file broken anywhere is refused before anything is stored
+    read_as, columns = _check_file(path, given)  # a file broken anywhere is refused before anything is stored
     total_bytes = path.stat().st_size
-    with CsvFile(path, encoding) as source:
+    with CsvFile(path, read_as) as source:
         with Session(engine) as session, session.begin():
             mailing_list = ensure_list(session, list_slug)
             job.list_id, job.double_opt_in = mailing_list.id, mailing_list.double_opt_in
             job.salt = suppression.installation_salt(session)
-        summary = ImportSummary(report_path=report_path, start_line=start_line,
-                                encoding=encoding.removesuffix("-sig"), ignored_columns=list(columns.ignored),
+        summary = ImportSummary(report_path=report_path, start_line=start_line, encoding=read_as.name,
+                                read_as=read_as.describe(), ignored_columns=list(columns.ignored),
                                 last_line=max(start_line, source.header.last_line))
         seen: set[int] = set()  # fingerprints of the addresses in batches already committed
         with _Report(summary.report_path, append=start_line > 0) as report:
@@ -259,7 +265,7 @@ def _finished_line(summary: ImportSummary) -> str:
             f"updated {summary.updated}, unchanged {summary.unchanged}, rejected {summary.rejected}, "
             f"suppressed (skipped) {summary.suppressed_skipped}, withdrawn (skipped) {summary.withdrawn_skipped}, "
             f"duplicates merged {summary.duplicates}; subscriptions pending {summary.pending}, "
-            f"confirmed {summary.confirmed}")
+            f"confirmed {summary.confirmed}; {summary.read_as}")
 
 
 # --- reading the file ------------------------------------------------------------------------------
@@ -284,26 +290,40 @@ def header_key(header: str) -> str:
     return " ".join(re.sub(r"[_\-]", " ", header.strip().lower()).split())
 
 
-def _check_file(path: Path) -> tuple[str, _Columns]:
+def _check_file(path: Path, given: Encoding | None) -> tuple[Encoding, _Columns]:
     """Read the whole file once before anything is stored, so that a file broken anywhere (a quote
-    never closed, a NUL, a line of megabytes, a value in a column with no name) is refused whole
-    with the line and column of the break: staff then fix the file and import it again, rather than
-    work out which half of it went in. Reading costs little next to storing (measured: 0.5 s for
-    100,000 rows, which take 10 s or more to store). Returns the file's encoding and its columns."""
+    never closed, a NUL, a line of megabytes, a value in a column with no name, a byte its encoding
+    cannot read) is refused whole with the line and column of the break: staff then fix the file
+    and import it again, rather than work out which half of it went in. Reading costs little next
+    to storing (measured: 0.5 s for 100,000 rows, which take 10 s or more to store). Returns the
+    file's encoding and its columns."""
     try:
-        encoding = detect_encoding(path)
-        with CsvFile(path, encoding) as source:
-            columns = _map_columns(source)
-            rows = 0
-            for record in source.records():
-                if any(cell.strip() for cell in record.cells):
-                    rows += 1
-                    _check_record(source, columns, record)
-        if not rows:
-            raise InputError(f"{path} line {source.header.last_line}: there is no row after the header line")
+        encoding = given or detect_encoding(path)
+        try:
+            return encoding, _check_rows(path, encoding)
+        except NotInEncoding as exc:
+            if not encoding.ascii_sample:
+                raise
+            # The sample was plain ASCII, which proves no encoding: judge again with the bytes found.
+            encoding = detect_encoding(path, also_at=exc.offset)
+            if encoding.how == "utf-8":
+                raise exc from None
+            return encoding, _check_rows(path, encoding)
     except InputError as exc:
         raise InputError(f"{exc}; nothing was imported") from None
-    return encoding, columns
+
+
+def _check_rows(path: Path, encoding: Encoding) -> _Columns:
+    with CsvFile(path, encoding) as source:
+        columns = _map_columns(source)
+        rows = 0
+        for record in source.records():
+            if any(cell.strip() for cell in record.cells):
+                rows += 1
+                _check_record(source, columns, record)
+    if not rows:
+        raise InputError(f"{path} line {source.header.last_line}: there is no row after the header line")
+    return columns
 
 
 def _check_record(source: CsvFile, columns: _Columns, record: Record) -> None:
@@ -325,6 +345,10 @@ def _check_record(source: CsvFile, columns: _Columns, record: Record) -> None:
 
 def _map_columns(source: CsvFile) -> _Columns:
     path, line, headers = source.path, source.header.first_line, source.header.cells
+    if any(_looks_like_address(header) for header in headers):  # before any message names a header
+        raise InputError(f"{path} line {line}: the first row looks like data, not a header (it holds an email "
+                         "address); add a header row naming the columns, with an email column (e.g. email,name), "
+                         "then import again")
     known: dict[str, tuple[int, str]] = {}
     custom: list[tuple[int, str]] = []
     ignored: list[str] = []
@@ -357,6 +381,12 @@ def _map_columns(source: CsvFile) -> _Columns:
     return _Columns(width=len(headers), index={role: i for role, (i, _) in known.items()},
                     header={role: given for role, (_, given) in known.items()},
                     custom=tuple(custom), ignored=tuple(ignored), unnamed=tuple(unnamed))
+
+
+def _looks_like_address(cell: str) -> bool:
+    """Something@something: never echoed in a message (a header line that holds one is a row of data).
+    Plain string tests: a header may be 128 KiB long, and a regular expression could backtrack on it."""
+    return "@" in cell and any("@" in word[1:-1] for word in cell.split())
 
 
 def _shown(header: str) -> str:

@@ -26,9 +26,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from subscribers.csv_encoding import Encoding, NotInEncoding, binary_error, control_error, label
 from subscribers.errors import InputError
 
-SNIFF_BYTES = 1 << 20
 MAX_LINE = 128 * 1024  # characters; csv's own default field size limit
 DELIMITERS = ",;\t"
 _CONTROL = frozenset(map(chr, [*range(0, 9), 11, 12, *range(14, 32)]))  # C0 controls but tab, LF, CR
@@ -44,35 +44,6 @@ def _latin1_for_undefined(exc: UnicodeError) -> tuple[str, int]:
 codecs.register_error("subscribers.cp1252", _latin1_for_undefined)
 
 
-def detect_encoding(path: Path) -> str:
-    """``utf-8-sig`` when the whole file is valid UTF-8 (with or without a BOM); ``utf-16`` with a
-    UTF-16 BOM (Excel's "Unicode text"); otherwise ``cp1252`` for the whole file, the encoding of
-    spreadsheets saved as "CSV" on Windows. One binary pass with an incremental decoder: deciding
-    before the first row means no row is read in one encoding and the next in another."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        with path.open("rb") as binary:
-            chunk = binary.read(SNIFF_BYTES)
-            if chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-                return "utf-16"
-            if (nul := chunk.find(b"\x00")) >= 0:
-                raise _binary(path, chunk.count(b"\n", 0, nul) + 1)
-            while chunk:
-                decoder.decode(chunk)
-                chunk = binary.read(SNIFF_BYTES)
-            decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return "cp1252"
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the file ({exc.strerror})") from None
-    return "utf-8-sig"
-
-
-def _binary(path: Path, line: int) -> InputError:
-    return InputError(f"{path} line {line}: this is not a CSV text file: it holds a NUL character, which text "
-                      "never does (binary data or a damaged file; a spreadsheet must be saved as CSV first)")
-
-
 @dataclass(slots=True)
 class Record:
     first_line: int  # physical lines, the file's first line is 1
@@ -83,7 +54,7 @@ class Record:
 class _Lines:
     """The file's physical lines for ``csv``: counted, checked, and the current record's kept."""
 
-    def __init__(self, text: IO[str], path: Path, encoding: str) -> None:
+    def __init__(self, text: IO[str], path: Path, encoding: Encoding) -> None:
         self.text, self.path, self.encoding = text, path, encoding
         self.number = 0  # lines read so far
         self.ended = False  # the file ended while csv asked for more
@@ -95,9 +66,8 @@ class _Lines:
     def __next__(self) -> str:
         try:
             line = self.text.readline(MAX_LINE + 1)
-        except UnicodeDecodeError:
-            raise InputError(f"{self.path} line {self.number + 1}: these bytes are not {self.encoding} text "
-                             "(a damaged file?); save it again as CSV (UTF-8)") from None
+        except UnicodeDecodeError as exc:
+            raise self._not_in_encoding(exc) from None
         if not line:
             self.ended = True
             raise StopIteration
@@ -106,20 +76,30 @@ class _Lines:
             raise InputError(f"{self.path} line {self.number}: the line is longer than {MAX_LINE:,} characters; "
                              "no row of contacts is that long: is this the right file?")
         if "\x00" in line:
-            raise _binary(self.path, self.number)
+            raise binary_error(self.path, self.number)
         self.record.append(line)
         return line
+
+    def _not_in_encoding(self, exc: UnicodeDecodeError) -> NotInEncoding:
+        # The text layer decodes a chunk at a time (the one in exc.object, just read) and has
+        # handed out every line before it but the one it was in: count the lines up to the bad byte.
+        before = exc.object[:exc.start]
+        line = self.number + 1 + before.count(b"\n")
+        offset = self.text.buffer.tell() - len(exc.object) + exc.start
+        return NotInEncoding(f"{self.path} line {line}: these bytes are not {label(self.encoding.codec)} text, which "
+                             "the rest of the file is read as (part of the file in another encoding, or a damaged "
+                             "file?); save it again as CSV (UTF-8), or name its encoding with --encoding", offset)
 
 
 class CsvFile:
     """An open CSV file: ``header`` (the first line that is not blank, which also decides the
     delimiter) and ``records()``, the rows after it. Use as a context manager."""
 
-    def __init__(self, path: Path, encoding: str) -> None:
+    def __init__(self, path: Path, encoding: Encoding) -> None:
         self.path, self.encoding = path, encoding
-        errors = "subscribers.cp1252" if encoding == "cp1252" else "strict"
+        errors = "subscribers.cp1252" if encoding.codec == "cp1252" else "strict"
         try:  # newline="": csv sees raw line ends; "\r", "\n" and "\r\n" all end a line
-            self.text = path.open("r", encoding=encoding, errors=errors, newline="")
+            self.text = path.open("r", encoding=encoding.codec, errors=errors, newline="")
         except OSError as exc:
             raise InputError(f"{path}: cannot read the file ({exc.strerror})") from None
         try:
@@ -147,8 +127,7 @@ class CsvFile:
             raise InputError(f"{self.path}: the file is empty; it needs a header line naming the columns "
                              "(e.g. email,name)")
         if _CONTROL.intersection(first):
-            raise InputError(f"{self.path} line {self.lines.number}: the header line holds control characters: "
-                             "this is not a CSV text file (a spreadsheet must be saved as CSV first)")
+            raise control_error(self.path, self.lines.number)
         # Spreadsheets in many locales write ';' (or tabs): the header line tells which.
         self.delimiter = max(DELIMITERS, key=first.count) if any(d in first for d in DELIMITERS) else ","
         self.reader = csv.reader(itertools.chain([first], self.lines), delimiter=self.delimiter)

@@ -86,7 +86,7 @@ def test_columns_are_mapped_and_the_rest_become_custom_fields(db: Database, tmp_
         assert events == [("requested", "import", None)]  # double opt-in: the confirmation is the web's part
     assert [row["reason"] for row in report(summary)] == [
         ("finished: 2 rows up to line 3: added 2, updated 0, unchanged 0, rejected 0, suppressed (skipped) 0, "
-         "withdrawn (skipped) 0, duplicates merged 0; subscriptions pending 2, confirmed 0")]
+         "withdrawn (skipped) 0, duplicates merged 0; subscriptions pending 2, confirmed 0; read as UTF-8")]
 
 
 def test_bad_rows_are_rejected_with_their_physical_line_and_reason(db: Database, tmp_path: Path) -> None:
@@ -499,7 +499,7 @@ def invoke(*args: str, code: int = 0) -> str:
 def test_cli_imports_with_a_summary_and_json(settings: Settings, tmp_path: Path) -> None:
     path = write(tmp_path / "crm.csv", "email,name,status\nann@example.com,Ann,active\nbad,,\n")
     output = invoke("import", str(path), "--list", "patients-news", "--tag", "crm", "--tag", "2026")
-    assert "crm.csv: 2 rows (utf-8)" in output
+    assert "crm.csv: 2 rows," in output and "File read as UTF-8." in output
     assert re.search(r"│ added\s+│\s+1 │", output) and re.search(r"│ rejected \(see the report\)\s+│\s+1 │", output)
     assert "1 now wait for confirmation, 0 confirmed" in output
     assert "Ignored columns (kept by the system): status." in output

@@ -40,8 +40,9 @@ from subscribers.segments import segment_filter
 @contacts_app.command("import")
 @friendly_errors
 def contacts_import(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
-                                         help="CSV with a header line; UTF-8 or Windows-1252.")],
+    file: Annotated[Path, typer.Argument(
+        exists=True, dir_okay=False, readable=True,
+        help="CSV with a header line; UTF-8, UTF-16, or another encoding: detected, or given with --encoding.")],
     list_slug: Annotated[str, typer.Option("--list", help="List to subscribe them to; made on first use.")],
     confirmed: Annotated[bool, typer.Option(
         "--confirmed", help="They opted in already (needs --consent-note): subscribed at once, no email.")] = False,
@@ -52,6 +53,8 @@ def contacts_import(
         "--report", help="Where rejected rows are listed [default: FILE.report.csv next to FILE].")] = None,
     start_line: Annotated[int, typer.Option(
         "--start-line", min=0, help="Skip rows up to this line: resumes a stopped import.")] = 0,
+    encoding: Annotated[str | None, typer.Option(
+        "--encoding", help="The file's encoding (e.g. cp1252, shift_jis, iso-8859-7) [default: detected].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Import contacts from a CSV file and subscribe them to a list.
@@ -59,6 +62,8 @@ def contacts_import(
     Columns: email (required), name or first/last name, timezone, tags; any other column becomes a
     custom field. Without --confirmed, subscriptions wait for double opt-in. Suppressed addresses
     and people who left the list are skipped. Safe to run again: what is there counts as unchanged.
+    UTF-8 and files with a byte-order mark are read as they are; another encoding is detected, and
+    a file whose encoding cannot be told is refused (give it with --encoding).
     """
     settings = get_settings()
     report = report or default_report_path(file)
@@ -73,7 +78,7 @@ def contacts_import(
             summary = import_csv(open_database(settings).engine, file, list_slug=list_slug,
                                  default_timezone=settings.default_timezone, confirmed=confirmed,
                                  consent_note=consent_note, tags=tags or [], report_path=report,
-                                 start_line=start_line, progress=progress)
+                                 start_line=start_line, progress=progress, encoding=encoding)
         except KeyboardInterrupt as exc:
             bar.stop()
             err.print("Stopped.", *map(escape, getattr(exc, "__notes__", [])), escape(f"Rejected rows so far: {report}"),
@@ -92,7 +97,7 @@ def contacts_import(
 
 
 def _print_summary(file: Path, summary: ImportSummary) -> None:
-    title = f"{file.name}: {summary.rows:,} rows ({summary.encoding}), {summary.duration_seconds:.1f} s"
+    title = f"{file.name}: {summary.rows:,} rows, {summary.duration_seconds:.1f} s"
     table = Table("outcome", Column("rows", justify="right"), title=title, title_justify="left")
     for label, value in (("added", summary.added), ("updated", summary.updated), ("unchanged", summary.unchanged),
                          ("rejected (see the report)", summary.rejected),
@@ -105,6 +110,7 @@ def _print_summary(file: Path, summary: ImportSummary) -> None:
               highlight=False)
     if summary.ignored_columns:
         out.print(f"Ignored columns (kept by the system): {', '.join(summary.ignored_columns)}.", highlight=False)
+    out.print(f"File {escape(summary.read_as)}.", highlight=False)
     out.print(f"Report: {summary.report_path}", highlight=False)
 
 
