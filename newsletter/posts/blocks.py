@@ -21,12 +21,18 @@ import nh3
 INLINE_TAGS = {"a", "em", "strong", "b", "i", "sup", "sub", "code", "br"}
 INLINE_ATTRIBUTES = {"a": {"href", "title"}}
 URL_SCHEMES = {"http", "https", "mailto", "tel"}
+MAX_URL_CHARS = 2000  # the longest link a block may hold: what the links table stores for tracking
+# Characters XML 1.0 cannot carry (C0 controls but tab and newlines, U+FFFE, U+FFFF): a source may
+# hold them, but lxml, MJML and mail clients refuse them, so a block never does.
+_NOT_XML_RE = re.compile("[\x00-\x08\x0e-\x1f\ufffe\uffff]")
+_NOT_XML_SPACE_RE = re.compile("[\x0b\x0c]")  # vertical tab and form feed separate words
 
 BlockType = Literal["heading", "paragraph", "quote", "list", "image", "references", "divider"]
 
 
 def clean_inline(html: str) -> str:
     """Sanitise inline HTML to the subset blocks may hold (no scripts, handlers, styles)."""
+    html = _NOT_XML_RE.sub("", _NOT_XML_SPACE_RE.sub(" ", html))
     return nh3.clean(
         html,
         tags=INLINE_TAGS,

@@ -16,6 +16,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from mdit_py_plugins.footnote import footnote_plugin
 
+from newsletter import plain_yaml
 from newsletter.errors import InputError
 from newsletter.posts.blocks import Block, ParsedPost, excerpt_from, inline_text
 from newsletter.posts.html import html_to_blocks
@@ -54,7 +55,7 @@ def _split_front_matter(text: str, source_name: str) -> tuple[dict[str, Any], st
                          "(add a --- line after it)")
     raw = rest[:close.start()]
     try:
-        data = yaml.safe_load(raw)
+        data = plain_yaml.load(raw)
     except yaml.YAMLError as exc:
         # Marks count from 0 inside the front matter; +2 for 1-based lines and the opening ---.
         mark = getattr(exc, "problem_mark", None)
