@@ -466,3 +466,26 @@ def test_cli_reports_bad_definitions_with_their_path(settings: Settings, db: Dat
     assert "one of them" in run("segments", "save", "x", code=2)
     assert "there is no segment 'nope'" in run("segments", "show", "nope", code=1)
     assert [s["name"] for s in json.loads(run("segments", "list", "--json"))] == ["x"]  # only the valid one saved
+
+
+def test_cli_refuses_unreadable_definition_text_in_one_line(settings: Settings, db: Database, tmp_path: Path) -> None:
+    """Found by fuzzing ``load_definition``: deep brackets overflowed the JSON decoder's recursion
+    (a traceback), a control character gave a two-line YAML error, aliases expanded unchecked, and a
+    file that is not UTF-8 was reported without its name."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 1990 + "]" * 1990, encoding="utf-8")
+    out = run("segments", "save", "x", "--file", str(deep), code=2)
+    assert f"{deep}: nested too deeply" in out and out.count("\n") == 1
+    assert "--json: nested too deeply" in run("segments", "save", "x", "--json", "[" * 1990 + "]" * 1990, code=2)
+    control = tmp_path / "control.yaml"
+    control.write_text("\x1f", encoding="utf-8")
+    out = run("segments", "save", "x", "--file", str(control), code=2)
+    assert "not valid YAML" in out and "unacceptable character #x001f" in out and out.count("\n") == 1
+    aliases = tmp_path / "aliases.yaml"
+    aliases.write_text("a0: &a0 [{tag: x}, {tag: y}]\na1: &a1 [*a0, *a0, *a0]\nany: *a1\n", encoding="utf-8")
+    assert "not valid YAML at line 2 column 10: aliases (*name) are not supported" in run(
+        "segments", "save", "x", "--file", str(aliases), code=2)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("tag: caf\u00e9\n".encode("latin-1"))
+    assert f"{latin}: not UTF-8 text" in run("segments", "save", "x", "--file", str(latin), code=2)
+    assert json.loads(run("segments", "list", "--json")) == []
