@@ -202,3 +202,48 @@ def test_empty_documents_are_errors() -> None:
 def test_text_without_any_title_is_an_error() -> None:
     with pytest.raises(InputError, match=r"snippet\.html: no title found \(no <h1>, og:title or <title>\)"):
         parse_html("<html><body><p>Text without a title.</p></body></html>", source_name="snippet.html")
+
+
+# Found by fuzzing (tests/test_fuzz_posts.py) -------------------------------------------------------
+
+
+def test_script_text_never_becomes_the_title() -> None:
+    """The title was the h1's whole text content, script included: "alert('SCRIPTBODY')health"."""
+    found = "<h1><script>alert('SCRIPTBODY')</script>health</h1>"
+    with pytest.raises(InputError, match="no article text found"):
+        parse_html(found)  # only a title: the script's text is no article
+    post = parse_html(found + "<p>Body text.</p>")
+    assert post.title == "health" and "SCRIPTBODY" not in str(post.to_dict())
+
+
+def test_script_and_style_text_stays_out_of_captions_quotes_and_code() -> None:
+    post = parse_html("<h1>T</h1><figure><img src='https://example.org/a.png' alt='a'><figcaption>Cap"
+                      "<script>alert('x')</script></figcaption></figure><blockquote>Q<footer>Who"
+                      "<style>p{}</style></footer></blockquote><pre>code<script>alert('y')</script></pre>")
+    assert [(b.caption, b.cite, b.html) for b in post.blocks] == [
+        ("Cap", None, ""), (None, "Who", "Q"), (None, None, "<code>code</code>")]
+
+
+def test_a_control_character_is_no_article_text() -> None:
+    """A lone ESC character became a paragraph, and compiling the issue failed in lxml."""
+    with pytest.raises(InputError, match="no article text found"):
+        parse_html("<!DOCTYPE html><html><head></head><body><h1>health</h1><article>\x1b</article></body></html>")
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "https://[bad/x"])
+def test_urls_that_do_not_parse_are_dropped(url: str) -> None:
+    """urlsplit raised ValueError ("Invalid IPv6 URL") out of the importer."""
+    post = parse_html(f'<html><head><link rel="canonical" href="{url}"></head><body><h1>T</h1>'
+                      f'<p>x <a href="{url}">y</a></p><img src="{url}" alt="i"></body></html>')
+    assert post.canonical_url is None and [b.html for b in post.blocks] == ["x y"]
+
+
+def test_deeply_nested_quotes_keep_their_text() -> None:
+    """250 nested blockquotes exhausted Python's stack (RecursionError) in the block walk."""
+    blocks = html_to_blocks("<blockquote>" * 250 + "deep words")
+    assert [b.type for b in blocks] == ["quote"] and inline_text(blocks[0].html) == "deep words"
+
+
+def test_links_too_long_to_track_stay_text() -> None:
+    url = "https://example.org/?q=" + "x" * 2000
+    assert html_to_blocks(f'<p>see <a href="{url}">this</a></p>')[0].html == "see this"
