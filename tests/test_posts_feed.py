@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,30 @@ def test_titles_keep_plain_text_and_strip_html_titles() -> None:
         <content type="html">&lt;p&gt;y&lt;/p&gt;</content></entry></feed>"""
     _, entries = parse_feed(atom, source_name="a.atom")
     assert [e.post.title for e in entries] == ["Use <br> & more", "Bold claim"]
+
+
+# Found by fuzzing (tests/test_fuzz_posts.py); the feeds are the exact inputs it found. --------------
+
+FOUND = Path(__file__).parent / "fixtures" / "feeds"
+
+
+def test_entities_defined_through_entities_are_refused() -> None:
+    """Ten entities of ten references each ("billion laughs"): expat expanded megabytes of them,
+    one Python callback per "lol", for seconds per feed before giving up."""
+    with pytest.raises(InputError, match=r"^nested\.rss: not a usable feed \(it defines XML entities through "
+                                         r"other entities"):
+        parse_feed((FOUND / "nested-entities.rss").read_bytes(), source_name="nested.rss")
+
+
+def test_plain_entities_still_work() -> None:
+    data = (b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY nbsp "&#160;"><!ENTITY co "Harbor &amp; Co">]>'
+            b'<rss version="2.0"><channel><title>A&nbsp;&co;</title><item><guid>1</guid><title>T</title>'
+            b"<description>x</description></item></channel></rss>")
+    title, entries = parse_feed(data)
+    assert title == "A Harbor & Co" and len(entries) == 1
+
+
+def test_a_date_past_the_year_9999_is_no_date() -> None:
+    """"9999-12-31T23:59:59-14:00" is in the year 10000 in UTC: datetime() raised ValueError."""
+    _, entries = parse_feed((FOUND / "year-10000.atom").read_bytes(), source_name="year.atom")
+    assert [e.post.published_at for e in entries][-1:] == [None]

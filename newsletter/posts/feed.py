@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import html as htmllib
 import io
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,11 @@ from newsletter.posts.blocks import Block, ParsedPost, excerpt_from, inline_text
 from newsletter.posts.html import html_to_blocks
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+# An entity defined through other entities expands exponentially (the "billion laughs"): expat stops
+# it only after megabytes of tiny callbacks, seconds of work per feed. No feed needs one; character
+# references and the five predefined entities inside a definition are harmless.
+_NESTED_ENTITY_RE = re.compile(
+    rb"""<!ENTITY\s+(?:%\s+)?[^\s"'>]+\s+(?:"[^"]*|'[^']*)&(?!#|(?:amp|lt|gt|quot|apos);)""")
 
 
 @dataclass
@@ -34,7 +40,10 @@ def _when(entry: Any) -> datetime | None:
     parsed: time.struct_time | None = entry.get("published_parsed") or entry.get("updated_parsed")
     if not parsed:
         return None
-    return datetime(*parsed[:6], tzinfo=UTC)  # feedparser normalises these to UTC
+    try:
+        return datetime(*parsed[:6], tzinfo=UTC)  # feedparser normalises these to UTC
+    except ValueError:  # normalised past the year 9999 ("9999-12-31T23:59:59-14:00"): no usable date
+        return None
 
 
 def _content_html(entry: Any) -> str:
@@ -95,6 +104,9 @@ def _key(entry: Any, post: ParsedPost) -> str:
 
 def parse_feed(data: bytes, *, source_name: str = "<feed>", url: str | None = None) -> tuple[str, list[FeedEntry]]:
     """(feed title, entries oldest first). A feed with no entries gives an empty list."""
+    if _NESTED_ENTITY_RE.search(data.replace(b"\x00", b"")):  # without NULs, UTF-16 reads as ASCII
+        raise InputError(f"{source_name}: not a usable feed (it defines XML entities through other entities, "
+                         "which can expand without end)")
     headers = {"content-location": url} if url else None  # base for relative links in entries
     # A stream, never raw bytes: feedparser would treat bytes that name a file as a path to open.
     parsed = feedparser.parse(io.BytesIO(data), response_headers=headers)
