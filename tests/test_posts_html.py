@@ -247,3 +247,11 @@ def test_deeply_nested_quotes_keep_their_text() -> None:
 def test_links_too_long_to_track_stay_text() -> None:
     url = "https://example.org/?q=" + "x" * 2000
     assert html_to_blocks(f'<p>see <a href="{url}">this</a></p>')[0].html == "see this"
+
+
+def test_flattened_deep_nesting_drops_control_characters() -> None:
+    """Found by fuzzing the flattening above: lxml parses a backspace but refuses to set it as text."""
+    assert html_to_blocks("<ul><li>" * 60 + "\x08") == []
+    blocks = html_to_blocks("<ul><li>" * 60 + "deep\x08 words")
+    items = [inline_text(i) for b in blocks for i in (b.items or [])]
+    assert len(items) == 1 and items[0].endswith("\u2013 deep words")  # nested lists fold into one item

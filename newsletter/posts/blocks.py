@@ -30,9 +30,14 @@ _NOT_XML_SPACE_RE = re.compile("[\x0b\x0c]")  # vertical tab and form feed separ
 BlockType = Literal["heading", "paragraph", "quote", "list", "image", "references", "divider"]
 
 
+def xml_text(text: str) -> str:
+    """``text`` without the characters XML cannot carry (vertical tab and form feed become spaces)."""
+    return _NOT_XML_RE.sub("", _NOT_XML_SPACE_RE.sub(" ", text))
+
+
 def clean_inline(html: str) -> str:
     """Sanitise inline HTML to the subset blocks may hold (no scripts, handlers, styles)."""
-    html = _NOT_XML_RE.sub("", _NOT_XML_SPACE_RE.sub(" ", html))
+    html = xml_text(html)
     return nh3.clean(
         html,
         tags=INLINE_TAGS,

@@ -25,6 +25,7 @@ from newsletter.posts.blocks import (
     clean_inline,
     excerpt_from,
     inline_text,
+    xml_text,
 )
 from newsletter.posts.text import parse_date
 
@@ -159,7 +160,7 @@ def _flatten_deep(root: etree._Element) -> None:
     for el in deep:
         text = _text(el)
         el.clear(keep_tail=True)
-        el.text = text
+        el.text = xml_text(text)  # lxml refuses to set what it parsed (control characters)
 
 
 class _Builder:
