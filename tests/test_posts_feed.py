@@ -166,3 +166,16 @@ def test_a_date_past_the_year_9999_is_no_date() -> None:
     """"9999-12-31T23:59:59-14:00" is in the year 10000 in UTC: datetime() raised ValueError."""
     _, entries = parse_feed((FOUND / "year-10000.atom").read_bytes(), source_name="year.atom")
     assert [e.post.published_at for e in entries][-1:] == [None]
+
+
+def test_entry_fields_fit_where_they_are_stored() -> None:
+    """Found by fuzzing: entry titles past the 500-character column, ids past the 2000-character key
+    column and NUL characters (PostgreSQL refuses them) went straight to the database."""
+    rss = (b'<rss version="2.0"><channel><title>F&#0;eed</title><item><guid>' + b"g" * 2500 + b"</guid><title>"
+           + b"word " * 200 + b"</title><author>Dr.&#0; Roe</author><category>a&#0;b</category>"
+           b"<description>Body.</description></item></channel></rss>")
+    title, entries = parse_feed(rss)
+    post = entries[0].post
+    assert title == "Feed" and len(post.title) <= 500 and post.title.endswith("\u2026")
+    assert (post.author, post.tags) == ("Dr. Roe", ["ab"])
+    assert entries[0].key.startswith("sha256:") and len(entries[0].key) == 71

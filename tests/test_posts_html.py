@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -255,3 +256,20 @@ def test_flattened_deep_nesting_drops_control_characters() -> None:
     blocks = html_to_blocks("<ul><li>" * 60 + "deep\x08 words")
     items = [inline_text(i) for b in blocks for i in (b.items or [])]
     assert len(items) == 1 and items[0].endswith("\u2013 deep words")  # nested lists fold into one item
+
+
+def test_a_title_too_long_to_store_is_a_clear_error() -> None:
+    """Found by atheris (tests/fuzz/importers.py; the fixture is its input): an attribute left open
+    swallowed the page into a 973-character title, with control characters, that PostgreSQL's
+    500-character column refused with a traceback at `posts import`."""
+    page = (Path(__file__).parent / "fixtures/posts/atheris-unclosed-attribute.html").read_bytes()
+    with pytest.raises(InputError, match=r"^page\.html: the title is 973 characters \(at most 500\)"):
+        parse_html(page.decode("utf-8", errors="replace"), source_name="page.html")
+
+
+def test_control_characters_stay_out_of_titles_and_plain_fields() -> None:
+    post = parse_html('<html><head><meta name="author" content="Dr.\x01 Roe"><title>A\x01B</title></head><body>'
+                      '<figure><img src="https://example.org/a.png" alt="a\x02lt"><figcaption>c\x03ap'
+                      "</figcaption></figure><blockquote>q<footer>w\x04ho</footer></blockquote></body></html>")
+    assert (post.title, post.author) == ("AB", "Dr. Roe")
+    assert [(b.alt, b.caption, b.cite) for b in post.blocks] == [("alt", "cap", None), (None, None, "who")]

@@ -166,3 +166,13 @@ def test_control_characters_never_reach_a_block() -> None:
     post = parse_markdown("health\n\n# health\n\n![](\x01javascript:alert(1))")
     assert [b.html for b in post.blocks] == ["health", "![](javascript:alert(1))"]
     assert [block_to_text(b.to_dict()) for b in post.blocks] == ["health", "![](javascript:alert(1))"]
+
+
+def test_front_matter_fields_fit_where_they_are_stored() -> None:
+    """Found by fuzzing: a front-matter title longer than the 500-character column, escapes that put
+    NUL characters in text (PostgreSQL refuses them), and a canonical URL that was any text at all."""
+    with pytest.raises(InputError, match=r"^long\.md: the title is 600 characters \(at most 500\)"):
+        parse_markdown(f"---\ntitle: {'x' * 600}\n---\nBody.\n", source_name="long.md")
+    post = parse_markdown('---\ntitle: "T\\0itle"\nauthor: "Dr.\\0 Roe"\ntags: ["a\\0b"]\n'
+                          "canonical_url: javascript:alert(1)\n---\nBody.\n")
+    assert (post.title, post.author, post.tags, post.canonical_url) == ("Title", "Dr. Roe", ["ab"], None)

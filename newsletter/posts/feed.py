@@ -19,10 +19,11 @@ from typing import Any
 import feedparser
 
 from newsletter.errors import InputError
-from newsletter.posts.blocks import Block, ParsedPost, excerpt_from, inline_text
+from newsletter.posts.blocks import MAX_TITLE_CHARS, Block, ParsedPost, excerpt_from, inline_text, xml_text
 from newsletter.posts.html import html_to_blocks
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+MAX_KEY_CHARS = 2000  # the posts table's feed_entry_key column
 # An entity defined through other entities expands exponentially (the "billion laughs"): expat stops
 # it only after megabytes of tiny callbacks, seconds of work per feed. No feed needs one; character
 # references and the five predefined entities inside a definition are harmless.
@@ -70,7 +71,7 @@ def _entry_post(entry: Any, feed_url: str | None) -> ParsedPost | None:
     excerpt = excerpt_from(summary or inline_text(first_para, markers=False))
     raw_title = entry.get("title") or ""
     is_html = (entry.get("title_detail") or {}).get("type") in HTML_TYPES
-    title = " ".join((inline_text(raw_title) if is_html else raw_title).split())
+    title = excerpt_from(xml_text(inline_text(raw_title) if is_html else raw_title), MAX_TITLE_CHARS)
     if not title:
         if not excerpt:
             return None  # nothing to import: no title and no text
@@ -94,10 +95,12 @@ def _entry_post(entry: Any, feed_url: str | None) -> ParsedPost | None:
 
 
 def _key(entry: Any, post: ParsedPost) -> str:
-    if entry.get("id"):
-        return str(entry["id"])
-    if entry.get("link"):
-        return str(entry["link"])
+    for field in ("id", "link"):
+        value = str(entry.get(field) or "")
+        if value and len(value) <= MAX_KEY_CHARS and value == xml_text(value):
+            return value
+        if value:  # too long (or unstorable) for the key column: its digest is as stable
+            return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
     stamp = post.published_at.isoformat() if post.published_at else ""
     return "sha256:" + hashlib.sha256(f"{post.title}\n{stamp}".encode()).hexdigest()
 
@@ -115,7 +118,7 @@ def parse_feed(data: bytes, *, source_name: str = "<feed>", url: str | None = No
         exc = parsed.get("bozo_exception")
         reason = f"{exc}" if exc else "no <rss>, <feed> or <rdf:RDF> element"
         raise InputError(f"{source_name}: not an RSS or Atom feed ({reason})")
-    feed_title = " ".join(inline_text(parsed.feed.get("title") or "").split()) or source_name
+    feed_title = excerpt_from(xml_text(inline_text(parsed.feed.get("title") or "")), MAX_TITLE_CHARS) or source_name
     feed_link = parsed.feed.get("link") or url
 
     entries: list[FeedEntry] = []

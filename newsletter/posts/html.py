@@ -19,6 +19,7 @@ from lxml import etree
 
 from newsletter.errors import InputError
 from newsletter.posts.blocks import (
+    MAX_TITLE_CHARS,
     MAX_URL_CHARS,
     Block,
     ParsedPost,
@@ -116,7 +117,7 @@ def _text(el: etree._Element) -> str:
 
 
 def _plain(el: etree._Element) -> str:
-    return " ".join(_text(el).split())
+    return " ".join(xml_text(_text(el)).split())
 
 
 def absolute_url(href: str | None, base: str | None, schemes: set[str] = LINK_SCHEMES) -> str | None:
@@ -377,7 +378,7 @@ class _Builder:
                 break
         if not src:
             return False
-        alt = " ".join((el.get("alt") or "").split())
+        alt = " ".join(xml_text(el.get("alt") or "").split())
         self.blocks.append(Block(type="image", src=src, alt=alt, caption=caption, href=self.link))
         return True
 
@@ -456,7 +457,7 @@ def _meta(doc: etree._Element) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for m in doc.iter("meta"):
         key = (m.get("property") or m.get("name") or m.get("itemprop") or "").strip().lower()
-        content = " ".join((m.get("content") or "").split())
+        content = " ".join(xml_text(m.get("content") or "").split())
         if key and content:
             found.setdefault(key, []).append(content)
     return found
@@ -584,6 +585,9 @@ def parse_html(html: str, *, source_name: str = "<html>", base_url: str | None =
         raise InputError(f"{source_name}: no article text found (only a title, navigation or scripts)")
     if not title:
         raise InputError(f"{source_name}: no title found (no <h1>, og:title or <title>)")
+    if len(title) > MAX_TITLE_CHARS:
+        raise InputError(f"{source_name}: the title is {len(title)} characters (at most {MAX_TITLE_CHARS}); "
+                         "is an element or attribute before it left open?")
 
     first_para = next((b.html for b in blocks if b.type == "paragraph"), "")
     excerpt = _first(meta, "description", "og:description", "twitter:description")

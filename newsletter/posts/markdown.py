@@ -18,8 +18,8 @@ from mdit_py_plugins.footnote import footnote_plugin
 
 from newsletter import plain_yaml
 from newsletter.errors import InputError
-from newsletter.posts.blocks import Block, ParsedPost, excerpt_from, inline_text
-from newsletter.posts.html import html_to_blocks
+from newsletter.posts.blocks import MAX_TITLE_CHARS, Block, ParsedPost, excerpt_from, inline_text, xml_text
+from newsletter.posts.html import absolute_url, html_to_blocks
 from newsletter.posts.text import parse_date
 
 _FRONT_OPEN_RE = re.compile(r"^---[ \t]*\n")
@@ -106,7 +106,7 @@ def _as_text(value: Any) -> str | None:
         value = value.get("name")
     elif isinstance(value, list):
         value = ", ".join(str(v.get("name", "") if isinstance(v, dict) else v) for v in value)
-    text = " ".join(str(value or "").split())
+    text = " ".join(xml_text(str(value or "")).split())
     return text or None
 
 
@@ -134,7 +134,9 @@ def parse_markdown(text: str, *, source_name: str = "<markdown>") -> ParsedPost:
         tokens = rest  # the same title repeated as a heading
     if not title:
         raise InputError(f"{source_name}: no title found (add `title:` front matter or a `# Title` line)")
-    canonical = _as_text(meta.get("canonical_url") or meta.get("canonical"))
+    if len(title) > MAX_TITLE_CHARS:
+        raise InputError(f"{source_name}: the title is {len(title)} characters (at most {MAX_TITLE_CHARS})")
+    canonical = absolute_url(_as_text(meta.get("canonical_url") or meta.get("canonical")), None, {"http", "https"})
     blocks = html_to_blocks(md.renderer.render(tokens, md.options, env), base_url=canonical)
     if not blocks:
         raise InputError(f"{source_name}: no text after the title \u201c{title}\u201d")
