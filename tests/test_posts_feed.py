@@ -179,3 +179,15 @@ def test_entry_fields_fit_where_they_are_stored() -> None:
     assert title == "Feed" and len(post.title) <= 500 and post.title.endswith("\u2026")
     assert (post.author, post.tags) == ("Dr. Roe", ["ab"])
     assert entries[0].key.startswith("sha256:") and len(entries[0].key) == 71
+
+
+@pytest.mark.parametrize("link", [b"javascript:alert(1)", b"file:///etc/passwd", b"javascript\x00:alert(1)"])
+def test_an_entry_link_that_is_no_web_address_is_not_kept(link: bytes) -> None:
+    """Found by fuzzing (these feeds exactly): the entry's <link> became the post's source and canonical
+    URL whatever its scheme, NUL included."""
+    rss = (b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0" xmlns:content="http://purl.org/rss/1.0/'
+           b'modules/content/"><channel><title></title><link>https://example.org/</link><item><title></title>'
+           b"<link>" + link + b"</link><guid></guid><pubDate>Fri, 03 May 2024 10:00:00 GMT</pubDate>"
+           b"<description>health</description><author></author></item></channel></rss>")
+    post = parse_feed(rss)[1][0].post
+    assert (post.source_url, post.canonical_url) == (None, None)

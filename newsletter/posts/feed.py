@@ -20,7 +20,7 @@ import feedparser
 
 from newsletter.errors import InputError
 from newsletter.posts.blocks import MAX_TITLE_CHARS, Block, ParsedPost, excerpt_from, inline_text, xml_text
-from newsletter.posts.html import html_to_blocks
+from newsletter.posts.html import absolute_url, html_to_blocks
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 MAX_KEY_CHARS = 2000  # the posts table's feed_entry_key column
@@ -64,7 +64,7 @@ def _content_html(entry: Any) -> str:
 
 
 def _entry_post(entry: Any, feed_url: str | None) -> ParsedPost | None:
-    link = entry.get("link") or None
+    link = absolute_url(entry.get("link"), feed_url, {"http", "https"})  # not javascript:, file: ...
     blocks: list[Block] = html_to_blocks(_content_html(entry), base_url=link or feed_url)
     first_para = next((b.html for b in blocks if b.type == "paragraph"), "")
     summary = inline_text(entry.get("summary") or "") if entry.get("content") else ""

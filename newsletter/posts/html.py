@@ -58,6 +58,7 @@ _XML_DECL_RE = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
 _BR_BREAK_RE = re.compile(r"(?:<br>\s*){2,}")
 _EDGE_BR_RE = re.compile(r"^(?:\s*<br>)+|(?:<br>\s*)+$")
 MAX_NESTING = 64
+_URL_CONTROL_RE = re.compile("[\x00-\x1f\x7f]")
 _TITLE_SEPARATORS = (" | ", " \u2013 ", " \u2014 ", " - ", " \u00b7 ", " :: ", " \u00bb ")
 
 
@@ -123,10 +124,10 @@ def _plain(el: etree._Element) -> str:
 def absolute_url(href: str | None, base: str | None, schemes: set[str] = LINK_SCHEMES) -> str | None:
     """``href`` made absolute against ``base`` when it has an allowed scheme (and web links a host),
     else None: in-page anchors, javascript:, relative URLs with no base to resolve them against,
-    text that is no URL at all ("http://[::1"), and links too long to store."""
+    text that is no URL at all ("http://[::1", control characters), and links too long to store."""
     href = (href or "").strip()
-    if not href or href.startswith("#"):
-        return None
+    if not href or href.startswith("#") or _URL_CONTROL_RE.search(href):
+        return None  # (a control character is no part of a URL: "java\tscript:", NUL)
     if href.startswith("//"):
         href = "https:" + href
     try:
