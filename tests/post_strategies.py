@@ -233,7 +233,8 @@ def html_page(draw: st.DrawFn) -> str:
     url = draw(st.sampled_from(HOSTILE_URLS + SAFE_URLS))
     title = escape(draw(_words(1, 6)), quote=False) + draw(st.sampled_from(["", " | Site", " - Blog"]))
     head = "".join(m.format(u=escape(url), t=title) for m in metas)
-    h1 = draw(st.sampled_from(["", f"<h1>{title}</h1>", "<h1><script>x</script></h1>"]))
+    h1 = draw(st.sampled_from(["", f"<h1>{title}</h1>", "<h1><script>x</script></h1>", "<h1>" + "long " * 120 + "</h1>",
+                               "<title>x</title><h1 class=\"unclosed>"]))
     wrapper = draw(st.sampled_from(["<article>{}</article>", "<main>{}</main>", "<div role=\"main\">{}</div>",
                                     "{}", "<nav>{}</nav><article>{}</article>"]))
     page = (draw(st.sampled_from(["<!DOCTYPE html>", "<?xml version=\"1.0\"?>", ""]))
@@ -260,6 +261,7 @@ FRONT_MATTER_VALUES = [
     "!!binary aGVsbG8=", "!!set {a, b}", "!!python/object/apply:os.system [\"true\"]", "&x [*x]", "*undefined",
     "\"<script>alert(1)</script>\"", "\"javascript:alert(1)\"", "|\n  multi\n  line", "[[[[[[[[[]]]]]]]]]",
     "!!timestamp 2024-13-45", "!!int 99999999999999999999999", "{? [a, b] : c}", "'%%first_name%%'",
+    "x" * 600, "\"a\\0b\\x01c\"", "[\"a\\0\", b]",
 ]
 FRONT_MATTER_KEYS = ["title", "Title", "date", "published", "tags", "author", "canonical_url", "canonical",
                      "excerpt", "description", "summary", "1", "? complex", "<<"]
@@ -362,11 +364,11 @@ FEED_DATES = ["Fri, 03 May 2024 10:00:00 GMT", "2024-05-03T10:00:00Z", "2024-05-
 
 @st.composite
 def _feed_entry(draw: st.DrawFn, atom: bool) -> str:
-    title = draw(st.one_of(_words(0, 8), st.sampled_from(HOSTILE_SNIPPETS), _unicode(40)))
+    title = draw(st.one_of(_words(0, 8), st.sampled_from(HOSTILE_SNIPPETS + ["word " * 120]), _unicode(40)))
     body = draw(st.one_of(html_fragment, st.sampled_from(HOSTILE_SNIPPETS), _words(0, 30)))
     link = draw(st.sampled_from(HOSTILE_URLS + SAFE_URLS))
     date = draw(st.sampled_from(FEED_DATES))
-    ident = draw(st.sampled_from(["", "id-1", "id-2", "urn:x", link]))
+    ident = draw(st.sampled_from(["", "id-1", "id-2", "urn:x", link, "g" * 2100, "id&#1;x"]))
     cdata = draw(st.booleans())
     tags = draw(st.lists(_words(0, 2), max_size=3))
     if atom:

@@ -37,6 +37,7 @@ from newsletter.posts.blocks import (
     BlockType,
     ParsedPost,
     inline_text,
+    xml_text,
 )
 from newsletter.posts.feed import parse_feed
 from newsletter.posts.html import parse_html
@@ -143,6 +144,12 @@ def check_post(post: ParsedPost, *, may_be_empty: bool = False) -> None:
     assert post.title and post.title.strip(), "a post without a title"
     check_blocks(post.blocks, may_be_empty=may_be_empty)
     assert post.published_at is None or post.published_at.tzinfo is not None, "a naive published_at"
+    for name in ("canonical_url", "source_url"):
+        if getattr(post, name) is not None:
+            check_url(getattr(post, name), {"http", "https"}, name)
+    plain = [post.title, post.excerpt, post.author or "", *post.tags]
+    plain += [v or "" for b in post.blocks for v in (b.alt, b.caption, b.cite)]
+    assert all(xml_text(v) == v for v in plain), "a control character in plain text"
     check_storable(post)
 
 
