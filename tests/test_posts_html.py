@@ -273,3 +273,20 @@ def test_control_characters_stay_out_of_titles_and_plain_fields() -> None:
                       "</figcaption></figure><blockquote>q<footer>w\x04ho</footer></blockquote></body></html>")
     assert (post.title, post.author) == ("AB", "Dr. Roe")
     assert [(b.alt, b.caption, b.cite) for b in post.blocks] == [("alt", "cap", None), (None, None, "who")]
+
+
+def test_dropping_a_script_keeps_a_tail_with_control_characters() -> None:
+    """Found by fuzzing: the script's tail ("\\x1f") was set back as text when the script was taken
+    out of a flattened quote, and lxml refused it (ValueError)."""
+    with pytest.raises(InputError, match="the HTML has no text"):
+        parse_html("<blockquote>" * 60 + "<script>alert('SCRIPTBODY')</script>\x1f")
+    post = parse_html("<h1>T</h1>" + "<blockquote>" * 60 + "<script>alert('x')</script>\x1fwords")
+    assert [b.html for b in post.blocks] == ["words"]
+
+
+def test_only_a_web_address_is_kept_as_the_source_url() -> None:
+    """Found by fuzzing: the base URL given was stored as the post's source whatever its scheme."""
+    page = ('<!DOCTYPE html><html><head><meta property="og:title" content="OG <b>title</b>"></head><body>'
+            "<article>" + "<blockquote>" * 60 + "health</article></body></html>")
+    assert parse_html(page, base_url="javascript:alert(1)").source_url is None
+    assert parse_html(page, base_url="https://example.org/p").source_url == "https://example.org/p"

@@ -111,9 +111,12 @@ def _text(el: etree._Element) -> str:
         return el.text_content()
     copy = deepcopy(el)
     copy.tail = None
-    for d in list(copy.iterdescendants()):
-        if _tag(d) in DROP_TAGS or (_tag(d) is not None and _hidden(d)):
-            d.drop_tree()  # keeps its tail
+    for d in copy.iterdescendants():
+        if _tag(d) is not None and _hidden(d):
+            d.tag = "script"  # dropped with the rest below
+    # strip_elements joins the tails in C: lxml's Python API would refuse to set a tail holding a
+    # control character it parsed itself.
+    etree.strip_elements(copy, *DROP_TAGS, with_tail=False)
     return copy.text_content()
 
 
@@ -598,7 +601,7 @@ def parse_html(html: str, *, source_name: str = "<html>", base_url: str | None =
         excerpt=excerpt_from(excerpt or inline_text(first_para, markers=False)),
         author=author,
         published_at=published,
-        source_url=base_url,
+        source_url=absolute_url(base_url, None, {"http", "https"}),
         canonical_url=canonical,
         tags=tags,
         source_format="html",
