@@ -53,6 +53,7 @@ HOSTILE_SNIPPETS = [
     "<img src=\"data:image/png;base64,iVBORw0KGgo=\" alt=\"png\">",
     "<sup onmouseover=alert(1)>1</sup>", "<code onclick=alert(1)>x</code>",
     "<blockquote cite=\"javascript:alert(1)\">q<footer onclick=\"x\">\u2014 who</footer></blockquote>",
+    "<blockquote>q<footer>w</footer>\x01tail<cite>c</cite>\x1f</blockquote>",  # (atheris found this one)
     "<figure><img src=\"https://example.org/a.png\" alt='\"><b onmouseover=alert(1)>'>"
     "<figcaption onclick=x>cap <i>tion</i></figcaption></figure>",
     "<a href=\"https://example.org/\"><img src=\"https://example.org/b.png\" alt=\"b\" onload=\"x\"></a>",

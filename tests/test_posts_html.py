@@ -290,3 +290,12 @@ def test_only_a_web_address_is_kept_as_the_source_url() -> None:
             "<article>" + "<blockquote>" * 60 + "health</article></body></html>")
     assert parse_html(page, base_url="javascript:alert(1)").source_url is None
     assert parse_html(page, base_url="https://example.org/p").source_url == "https://example.org/p"
+
+
+@pytest.mark.parametrize("html", ["<h1>T</h1><blockquote><footer>w</footer>\x01q</blockquote>",
+                                  "<h1>T</h1><blockquote>q<b>x</b><cite>w</cite>\x02more</blockquote>"])
+def test_a_quote_s_cite_with_a_control_character_after_it(html: str) -> None:
+    """Found by atheris (tests/fuzz/importers.py), in this shape: taking the <footer>/<cite> out of a
+    quote set the text after it back through lxml's Python API, which refused the control character."""
+    quote = parse_html(html).blocks[0]
+    assert quote.type == "quote" and quote.cite == "w" and inline_text(quote.html) in ("q", "qxmore")

@@ -58,6 +58,7 @@ _XML_DECL_RE = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
 _BR_BREAK_RE = re.compile(r"(?:<br>\s*){2,}")
 _EDGE_BR_RE = re.compile(r"^(?:\s*<br>)+|(?:<br>\s*)+$")
 MAX_NESTING = 64
+_REMOVED = "removed-by-importer"  # a tag name no page uses, for elements about to be stripped
 _URL_CONTROL_RE = re.compile("[\x00-\x1f\x7f]")
 _TITLE_SEPARATORS = (" | ", " \u2013 ", " \u2014 ", " - ", " \u00b7 ", " :: ", " \u00bb ")
 
@@ -112,12 +113,20 @@ def _text(el: etree._Element) -> str:
     copy = deepcopy(el)
     copy.tail = None
     for d in copy.iterdescendants():
-        if _tag(d) is not None and _hidden(d):
-            d.tag = "script"  # dropped with the rest below
-    # strip_elements joins the tails in C: lxml's Python API would refuse to set a tail holding a
-    # control character it parsed itself.
-    etree.strip_elements(copy, *DROP_TAGS, with_tail=False)
+        if _tag(d) in DROP_TAGS or (_tag(d) is not None and _hidden(d)):
+            d.tag = _REMOVED
+    etree.strip_elements(copy, _REMOVED, with_tail=False)
     return copy.text_content()
+
+
+def _remove(el: etree._Element) -> None:
+    """Take ``el`` out of the tree, keeping its tail text.
+
+    Not ``drop_tree()``: it sets the tail through lxml's Python API, which refuses control characters
+    that lxml itself parsed (ValueError); ``strip_elements`` joins the text in C.
+    """
+    el.tag = _REMOVED
+    etree.strip_elements(el.getparent(), _REMOVED, with_tail=False)
 
 
 def _plain(el: etree._Element) -> str:
@@ -317,7 +326,7 @@ class _Builder:
         for child in el:
             if _tag(child) in {"footer", "cite"}:
                 cite = _plain(child).lstrip("\u2014\u2013- ").strip() or None
-                child.drop_tree()  # keeps its tail
+                _remove(child)
                 break
         parts: list[str] = []
         for b in self.sub(el):
