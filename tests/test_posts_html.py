@@ -299,3 +299,11 @@ def test_a_quote_s_cite_with_a_control_character_after_it(html: str) -> None:
     quote set the text after it back through lxml's Python API, which refused the control character."""
     quote = parse_html(html).blocks[0]
     assert quote.type == "quote" and quote.cite == "w" and inline_text(quote.html) in ("q", "qxmore")
+
+
+def test_preformatted_text_of_control_characters_is_no_block() -> None:
+    """Found by atheris (the fixture is its input): a <pre> holding only control characters became a
+    paragraph with an empty <code>, once they were cleaned away."""
+    page = (Path(__file__).parent / "fixtures/posts/atheris-empty-pre.html").read_bytes().decode("utf-8", "replace")
+    assert all(inline_text(b.html) for b in parse_html(page).blocks if b.type == "paragraph")
+    assert [b.html for b in parse_html("<h1>T</h1><p>x</p><pre>\x01\n\x02</pre>").blocks] == ["x"]

@@ -294,9 +294,9 @@ class _Builder:
         elif tag == "pre":
             self.flush()
             lines = [escape(ln, quote=False) for ln in _text(el).strip("\n").split("\n")]
-            if any(ln.strip() for ln in lines):
-                html = "<br>".join(ln.replace("  ", "\u00a0 ") for ln in lines)
-                self.blocks.append(Block(type="paragraph", html=clean_inline(f"<code>{html}</code>")))
+            html = clean_inline("<code>" + "<br>".join(ln.replace("  ", "\u00a0 ") for ln in lines) + "</code>")
+            if _has_text(html):  # (judged after cleaning: control characters alone are no text)
+                self.blocks.append(Block(type="paragraph", html=html))
         elif tag == "table" and not any(_tag(d) in {"p", "div", "table", "ul", "ol", "img", "h2", "h3"}
                                         for d in el.iterdescendants()):
             self.flush()
