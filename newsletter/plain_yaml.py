@@ -4,7 +4,8 @@
 ``*name`` references stand for billions of values (the "billion laughs"), and anything that walks
 or prints the result never finishes -- and it composes nested collections recursively, so a few
 thousand brackets exhaust Python's stack. Nothing written by hand needs either, so both are
-refused here as ordinary YAML errors with a position, which callers already report.
+refused here as ordinary YAML errors with a position, which callers already report. So are values
+a tag cannot build ("!!timestamp 2024-13-45"), for which PyYAML raises ValueError or KeyError.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import yaml
 from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
 
 MAX_DEPTH = 50
 
@@ -23,6 +25,7 @@ class PlainLoader(yaml.SafeLoader):
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
         self._depth = 0
+        self.last_mark: Any = None  # where the value being built starts, for errors without a mark
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -37,6 +40,17 @@ class PlainLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        self.last_mark = node.start_mark
+        return super().construct_object(node, deep)
+
+
 def load(text: str) -> Any:
     """The data in ``text``; raises ``yaml.YAMLError`` (with ``problem_mark``) when it is not plain YAML."""
-    return yaml.load(text, Loader=PlainLoader)  # noqa: S506 - a SafeLoader subclass
+    loader = PlainLoader(text)
+    try:
+        return loader.get_single_data()
+    except (ValueError, OverflowError, KeyError, TypeError) as exc:
+        raise ConstructorError(None, None, f"cannot read this value ({exc})", loader.last_mark) from exc
+    finally:
+        loader.dispose()

@@ -176,3 +176,11 @@ def test_front_matter_fields_fit_where_they_are_stored() -> None:
     post = parse_markdown('---\ntitle: "T\\0itle"\nauthor: "Dr.\\0 Roe"\ntags: ["a\\0b"]\n'
                           "canonical_url: javascript:alert(1)\n---\nBody.\n")
     assert (post.title, post.author, post.tags, post.canonical_url) == ("Title", "Dr. Roe", ["ab"], None)
+
+
+@pytest.mark.parametrize("value", ["!!timestamp 2024-13-45", "!!float abc", "!!bool maybe"])
+def test_a_front_matter_value_its_tag_cannot_build_is_a_clear_error(value: str) -> None:
+    """Found by the longer fuzz run (NEWSLETTER_FUZZ_EXAMPLES=2000): "!!timestamp 2024-13-45" made
+    PyYAML raise ValueError ("month must be in 1..12"), not a YAML error, so it escaped as a traceback."""
+    with pytest.raises(InputError, match=r"^post\.md: invalid front matter at line 2: cannot read this value"):
+        parse_markdown(f"---\ntitle: {value}\n---\n", source_name="post.md")
