@@ -88,12 +88,15 @@ _EVENTS = table("events", column("contact_id", Integer), column("type", String),
 _DELIVERIES = table("deliveries", column("contact_id", Integer), column("status", String))
 SENT = ("submitted", "delivered", "bounced", "dropped")
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 # Custom-field keys: no quotes or backslashes, so a key can sit inside a SQLite JSON path ($."key").
 FIELD_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .-]{0,99}$")
 MAX_DEPTH = 12  # deeper trees are a sign of a generated mistake, and SQL parsers have depth limits
 MAX_CONDITIONS = 200
 MAX_DAYS = 36_500
+# Whole numbers SQLite can bind (64-bit); PostgreSQL would take more, but a segment must run on both.
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1
 
 
 # --- validation ------------------------------------------------------------------------------------
@@ -211,7 +214,7 @@ class _Checker:
 
     def _field(self, node: Mapping[str, Any], path: str, depth: int) -> Definition:
         key = node["field"]
-        if not isinstance(key, str) or not FIELD_KEY.match(key):
+        if not isinstance(key, str) or not FIELD_KEY.fullmatch(key):
             self.fail(path, f"field name {key!r}: use letters, digits, spaces, '_', '-' or '.' (at most 100)")
         op = node.get("op", "eq")
         if op not in FIELD_OPS:
@@ -230,9 +233,12 @@ class _Checker:
         elif isinstance(value, (int, float)):
             if isinstance(value, float) and not math.isfinite(value):
                 self.fail(path, f"value {value!r} is not a finite number")
+            if isinstance(value, int) and not MIN_INT <= value <= MAX_INT:
+                self.fail(path, f"value {value} is out of range (whole numbers from {MIN_INT} to {MAX_INT})")
             if op == "contains":
                 self.fail(path, "op 'contains' takes text, not a number")
         elif isinstance(value, str):
+            self._storable(value, path, "value ")
             if op == "contains" and not value:
                 self.fail(path, "op 'contains' needs non-empty text")
         else:
@@ -241,17 +247,24 @@ class _Checker:
 
     # shared value checks
     def _slug(self, value: Any, path: str) -> str:
-        if not isinstance(value, str) or not SLUG.match(value):
+        if not isinstance(value, str) or not SLUG.fullmatch(value):
             self.fail(path, f"list {value!r}: a list's slug is lower-case letters, digits and dashes")
         return value
 
     def _tag_name(self, value: Any, path: str) -> str:
         if not isinstance(value, str):
             self.fail(path, f"a tag is text, not {_kind_of(value)}")
+        self._storable(value, path)
         try:
             return clean_tag(value)  # tags are stored cleaned (lower case), so compare them cleaned
         except InputError as exc:
             self.fail(path, str(exc))
+
+    def _storable(self, value: str, path: str, what: str = "") -> None:
+        """Text both databases can compare: PostgreSQL refuses NUL, and neither driver can encode
+        an unpaired surrogate (which JSON's \\ud800 escapes can produce)."""
+        if "\x00" in value or not value.isascii() and _SURROGATE.search(value):
+            self.fail(path, f"{what}{value!r} holds a character that text cannot (NUL or an unpaired surrogate)")
 
     def _tag_list(self, value: Any, path: str) -> list[str]:
         if not isinstance(value, list) or not value:
@@ -298,13 +311,19 @@ class _Checker:
     def _instant_text(self, value: Any, path: str) -> str:
         """ISO text for a date or date-time (YAML hands over date objects); naive means UTC."""
         if isinstance(value, (date, datetime)):
-            return value.isoformat()
-        if isinstance(value, str):
-            try:
-                _parse_instant(value)
-                return value.strip()
-            except ValueError:
-                pass
+            text = value.isoformat()
+        elif isinstance(value, str):
+            text = value.strip()
+        else:
+            text = None
+        try:
+            if text is not None:
+                _lower(text), _upper(text)  # what compiling will compute: both ends must exist
+                return text
+        except ValueError:
+            pass
+        except OverflowError:
+            self.fail(path, f"{value!r} is too close to the year 1 or 9999 to compare with")
         self.fail(path, f"{value!r} is not an ISO date (2026-01-31) or date-time (2026-01-31T09:00:00Z)")
 
 
@@ -594,7 +613,7 @@ def _render_other(element: FieldTest, compiler: SQLCompiler, **kw: Any) -> str:
 # --- saved segments --------------------------------------------------------------------------------
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise InputError(f"segment name {name!r}: use lower-case letters, digits, '-' and '_' (e.g. 'vip-la')")
     return name
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,55 @@ def test_titles_keep_plain_text_and_strip_html_titles() -> None:
         <content type="html">&lt;p&gt;y&lt;/p&gt;</content></entry></feed>"""
     _, entries = parse_feed(atom, source_name="a.atom")
     assert [e.post.title for e in entries] == ["Use <br> & more", "Bold claim"]
+
+
+# Found by fuzzing (tests/test_fuzz_posts.py); the feeds are the exact inputs it found. --------------
+
+FOUND = Path(__file__).parent / "fixtures" / "feeds"
+
+
+def test_entities_defined_through_entities_are_refused() -> None:
+    """Ten entities of ten references each ("billion laughs"): expat expanded megabytes of them,
+    one Python callback per "lol", for seconds per feed before giving up."""
+    with pytest.raises(InputError, match=r"^nested\.rss: not a usable feed \(it defines XML entities through "
+                                         r"other entities"):
+        parse_feed((FOUND / "nested-entities.rss").read_bytes(), source_name="nested.rss")
+
+
+def test_plain_entities_still_work() -> None:
+    data = (b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY nbsp "&#160;"><!ENTITY co "Harbor &amp; Co">]>'
+            b'<rss version="2.0"><channel><title>A&nbsp;&co;</title><item><guid>1</guid><title>T</title>'
+            b"<description>x</description></item></channel></rss>")
+    title, entries = parse_feed(data)
+    assert title == "A Harbor & Co" and len(entries) == 1
+
+
+def test_a_date_past_the_year_9999_is_no_date() -> None:
+    """"9999-12-31T23:59:59-14:00" is in the year 10000 in UTC: datetime() raised ValueError."""
+    _, entries = parse_feed((FOUND / "year-10000.atom").read_bytes(), source_name="year.atom")
+    assert [e.post.published_at for e in entries][-1:] == [None]
+
+
+def test_entry_fields_fit_where_they_are_stored() -> None:
+    """Found by fuzzing: entry titles past the 500-character column, ids past the 2000-character key
+    column and NUL characters (PostgreSQL refuses them) went straight to the database."""
+    rss = (b'<rss version="2.0"><channel><title>F&#0;eed</title><item><guid>' + b"g" * 2500 + b"</guid><title>"
+           + b"word " * 200 + b"</title><author>Dr.&#0; Roe</author><category>a&#0;b</category>"
+           b"<description>Body.</description></item></channel></rss>")
+    title, entries = parse_feed(rss)
+    post = entries[0].post
+    assert title == "Feed" and len(post.title) <= 500 and post.title.endswith("\u2026")
+    assert (post.author, post.tags) == ("Dr. Roe", ["ab"])
+    assert entries[0].key.startswith("sha256:") and len(entries[0].key) == 71
+
+
+@pytest.mark.parametrize("link", [b"javascript:alert(1)", b"file:///etc/passwd", b"javascript\x00:alert(1)"])
+def test_an_entry_link_that_is_no_web_address_is_not_kept(link: bytes) -> None:
+    """Found by fuzzing (these feeds exactly): the entry's <link> became the post's source and canonical
+    URL whatever its scheme, NUL included."""
+    rss = (b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0" xmlns:content="http://purl.org/rss/1.0/'
+           b'modules/content/"><channel><title></title><link>https://example.org/</link><item><title></title>'
+           b"<link>" + link + b"</link><guid></guid><pubDate>Fri, 03 May 2024 10:00:00 GMT</pubDate>"
+           b"<description>health</description><author></author></item></channel></rss>")
+    post = parse_feed(rss)[1][0].post
+    assert (post.source_url, post.canonical_url) == (None, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +203,107 @@ def test_empty_documents_are_errors() -> None:
 def test_text_without_any_title_is_an_error() -> None:
     with pytest.raises(InputError, match=r"snippet\.html: no title found \(no <h1>, og:title or <title>; give it with --title\)"):
         parse_html("<html><body><p>Text without a title.</p></body></html>", source_name="snippet.html")
+
+
+# Found by fuzzing (tests/test_fuzz_posts.py) -------------------------------------------------------
+
+
+def test_script_text_never_becomes_the_title() -> None:
+    """The title was the h1's whole text content, script included: "alert('SCRIPTBODY')health"."""
+    found = "<h1><script>alert('SCRIPTBODY')</script>health</h1>"
+    with pytest.raises(InputError, match="no article text found"):
+        parse_html(found)  # only a title: the script's text is no article
+    post = parse_html(found + "<p>Body text.</p>")
+    assert post.title == "health" and "SCRIPTBODY" not in str(post.to_dict())
+
+
+def test_script_and_style_text_stays_out_of_captions_quotes_and_code() -> None:
+    post = parse_html("<h1>T</h1><figure><img src='https://example.org/a.png' alt='a'><figcaption>Cap"
+                      "<script>alert('x')</script></figcaption></figure><blockquote>Q<footer>Who"
+                      "<style>p{}</style></footer></blockquote><pre>code<script>alert('y')</script></pre>")
+    assert [(b.caption, b.cite, b.html) for b in post.blocks] == [
+        ("Cap", None, ""), (None, "Who", "Q"), (None, None, "<code>code</code>")]
+
+
+def test_a_control_character_is_no_article_text() -> None:
+    """A lone ESC character became a paragraph, and compiling the issue failed in lxml."""
+    with pytest.raises(InputError, match="no article text found"):
+        parse_html("<!DOCTYPE html><html><head></head><body><h1>health</h1><article>\x1b</article></body></html>")
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "https://[bad/x"])
+def test_urls_that_do_not_parse_are_dropped(url: str) -> None:
+    """urlsplit raised ValueError ("Invalid IPv6 URL") out of the importer."""
+    post = parse_html(f'<html><head><link rel="canonical" href="{url}"></head><body><h1>T</h1>'
+                      f'<p>x <a href="{url}">y</a></p><img src="{url}" alt="i"></body></html>')
+    assert post.canonical_url is None and [b.html for b in post.blocks] == ["x y"]
+
+
+def test_deeply_nested_quotes_keep_their_text() -> None:
+    """250 nested blockquotes exhausted Python's stack (RecursionError) in the block walk."""
+    blocks = html_to_blocks("<blockquote>" * 250 + "deep words")
+    assert [b.type for b in blocks] == ["quote"] and inline_text(blocks[0].html) == "deep words"
+
+
+def test_links_too_long_to_track_stay_text() -> None:
+    url = "https://example.org/?q=" + "x" * 2000
+    assert html_to_blocks(f'<p>see <a href="{url}">this</a></p>')[0].html == "see this"
+
+
+def test_flattened_deep_nesting_drops_control_characters() -> None:
+    """Found by fuzzing the flattening above: lxml parses a backspace but refuses to set it as text."""
+    assert html_to_blocks("<ul><li>" * 60 + "\x08") == []
+    blocks = html_to_blocks("<ul><li>" * 60 + "deep\x08 words")
+    items = [inline_text(i) for b in blocks for i in (b.items or [])]
+    assert len(items) == 1 and items[0].endswith("\u2013 deep words")  # nested lists fold into one item
+
+
+def test_a_title_too_long_to_store_is_a_clear_error() -> None:
+    """Found by atheris (tests/fuzz/importers.py; the fixture is its input): an attribute left open
+    swallowed the page into a 973-character title, with control characters, that PostgreSQL's
+    500-character column refused with a traceback at `posts import`."""
+    page = (Path(__file__).parent / "fixtures/posts/atheris-unclosed-attribute.html").read_bytes()
+    with pytest.raises(InputError, match=r"^page\.html: the title is 973 characters \(at most 500\)"):
+        parse_html(page.decode("utf-8", errors="replace"), source_name="page.html")
+
+
+def test_control_characters_stay_out_of_titles_and_plain_fields() -> None:
+    post = parse_html('<html><head><meta name="author" content="Dr.\x01 Roe"><title>A\x01B</title></head><body>'
+                      '<figure><img src="https://example.org/a.png" alt="a\x02lt"><figcaption>c\x03ap'
+                      "</figcaption></figure><blockquote>q<footer>w\x04ho</footer></blockquote></body></html>")
+    assert (post.title, post.author) == ("AB", "Dr. Roe")
+    assert [(b.alt, b.caption, b.cite) for b in post.blocks] == [("alt", "cap", None), (None, None, "who")]
+
+
+def test_dropping_a_script_keeps_a_tail_with_control_characters() -> None:
+    """Found by fuzzing: the script's tail ("\\x1f") was set back as text when the script was taken
+    out of a flattened quote, and lxml refused it (ValueError)."""
+    with pytest.raises(InputError, match="the HTML has no text"):
+        parse_html("<blockquote>" * 60 + "<script>alert('SCRIPTBODY')</script>\x1f")
+    post = parse_html("<h1>T</h1>" + "<blockquote>" * 60 + "<script>alert('x')</script>\x1fwords")
+    assert [b.html for b in post.blocks] == ["words"]
+
+
+def test_only_a_web_address_is_kept_as_the_source_url() -> None:
+    """Found by fuzzing: the base URL given was stored as the post's source whatever its scheme."""
+    page = ('<!DOCTYPE html><html><head><meta property="og:title" content="OG <b>title</b>"></head><body>'
+            "<article>" + "<blockquote>" * 60 + "health</article></body></html>")
+    assert parse_html(page, base_url="javascript:alert(1)").source_url is None
+    assert parse_html(page, base_url="https://example.org/p").source_url == "https://example.org/p"
+
+
+@pytest.mark.parametrize("html", ["<h1>T</h1><blockquote><footer>w</footer>\x01q</blockquote>",
+                                  "<h1>T</h1><blockquote>q<b>x</b><cite>w</cite>\x02more</blockquote>"])
+def test_a_quote_s_cite_with_a_control_character_after_it(html: str) -> None:
+    """Found by atheris (tests/fuzz/importers.py), in this shape: taking the <footer>/<cite> out of a
+    quote set the text after it back through lxml's Python API, which refused the control character."""
+    quote = parse_html(html).blocks[0]
+    assert quote.type == "quote" and quote.cite == "w" and inline_text(quote.html) in ("q", "qxmore")
+
+
+def test_preformatted_text_of_control_characters_is_no_block() -> None:
+    """Found by atheris (the fixture is its input): a <pre> holding only control characters became a
+    paragraph with an empty <code>, once they were cleaned away."""
+    page = (Path(__file__).parent / "fixtures/posts/atheris-empty-pre.html").read_bytes().decode("utf-8", "replace")
+    assert all(inline_text(b.html) for b in parse_html(page).blocks if b.type == "paragraph")
+    assert [b.html for b in parse_html("<h1>T</h1><p>x</p><pre>\x01\n\x02</pre>").blocks] == ["x"]

@@ -9,6 +9,7 @@ import pytest
 from newsletter.errors import InputError
 from newsletter.posts.blocks import ParsedPost
 from newsletter.posts.markdown import parse_markdown
+from newsletter.plaintext import block_to_text
 
 WITH_FRONT_MATTER = """---
 title: Walking and Mood
@@ -140,3 +141,46 @@ def test_no_title_or_no_body_is_an_error() -> None:
         parse_markdown("Just a paragraph.\n\n## Not a title\n", source_name="notes.md")
     with pytest.raises(InputError, match=r"notes\.md: no text after the title \u201cOnly\u201d"):
         parse_markdown("# Only\n", source_name="notes.md")
+
+
+def test_front_matter_aliases_are_refused_not_expanded() -> None:
+    """Found by fuzzing: nine lines of anchors and aliases stand for 9**6 values, and turning the
+    title into text expanded them all (minutes, gigabytes at a few more lines)."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 6)]
+    text = "---\n" + "\n".join(lines) + "\ntitle: *a5\n---\nThe body.\n"
+    with pytest.raises(InputError, match=r"^bomb\.md: invalid front matter at line 3: aliases \(\*name\)"):
+        parse_markdown(text, source_name="bomb.md")
+
+
+def test_deeply_nested_front_matter_is_a_clear_error() -> None:
+    """Found by fuzzing: a thousand brackets in a value overflowed the YAML composer's recursion."""
+    text = "---\ntitle: " + "[" * 1000 + "]" * 1000 + "\n---\nThe body.\n"
+    with pytest.raises(InputError, match=r"^deep\.md: invalid front matter at line 2: nested more than 50 levels"):
+        parse_markdown(text, source_name="deep.md")
+
+
+def test_control_characters_never_reach_a_block() -> None:
+    """Found by fuzzing: a control character in the source stayed in the block's html, and compiling
+    the issue failed in lxml ("All strings must be XML compatible") with a traceback."""
+    post = parse_markdown("health\n\n# health\n\n![](\x01javascript:alert(1))")
+    assert [b.html for b in post.blocks] == ["health", "![](javascript:alert(1))"]
+    assert [block_to_text(b.to_dict()) for b in post.blocks] == ["health", "![](javascript:alert(1))"]
+
+
+def test_front_matter_fields_fit_where_they_are_stored() -> None:
+    """Found by fuzzing: a front-matter title longer than the 500-character column, escapes that put
+    NUL characters in text (PostgreSQL refuses them), and a canonical URL that was any text at all."""
+    with pytest.raises(InputError, match=r"^long\.md: the title is 600 characters \(at most 500\)"):
+        parse_markdown(f"---\ntitle: {'x' * 600}\n---\nBody.\n", source_name="long.md")
+    post = parse_markdown('---\ntitle: "T\\0itle"\nauthor: "Dr.\\0 Roe"\ntags: ["a\\0b"]\n'
+                          "canonical_url: javascript:alert(1)\n---\nBody.\n")
+    assert (post.title, post.author, post.tags, post.canonical_url) == ("Title", "Dr. Roe", ["ab"], None)
+
+
+@pytest.mark.parametrize("value", ["!!timestamp 2024-13-45", "!!float abc", "!!bool maybe"])
+def test_a_front_matter_value_its_tag_cannot_build_is_a_clear_error(value: str) -> None:
+    """Found by the longer fuzz run (NEWSLETTER_FUZZ_EXAMPLES=2000): "!!timestamp 2024-13-45" made
+    PyYAML raise ValueError ("month must be in 1..12"), not a YAML error, so it escaped as a traceback."""
+    with pytest.raises(InputError, match=r"^post\.md: invalid front matter at line 2: cannot read this value"):
+        parse_markdown(f"---\ntitle: {value}\n---\n", source_name="post.md")

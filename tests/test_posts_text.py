@@ -352,3 +352,17 @@ def test_marker_lookalikes_stay_text_and_bracket_markers_count() -> None:
     assert "B12, mp3 files, COVID-19 and 1,000 people" in html
     assert "exercise<sup>1</sup> and studies,<sup>2</sup> agree" in html
     assert "Claims.<sup>1</sup> Both<sup>1,2</sup> but not [2] alone." in html
+
+
+def test_web_addresses_that_lead_nowhere_stay_text() -> None:
+    """Found by fuzzing: "http:///x" became a link with no host (and "http://[::1" one that no URL
+    parser reads); links longer than the links table holds could not be tracked."""
+    found = ("Limbic Medical\n\nHealth\n\nPost category\n\nPost category\n\nPost category\n\nPost category\n\n"
+             "health health health health. http:///x\n\nReferences\n\n1. health. \u201chealth.\u201d Site, "
+             "6 January 2020\n\n")
+    post = parse_text(found)
+    assert post.blocks[0].html == "health health health health. http:///x"
+    long_url = "https://example.org/?q=" + "x" * 2000
+    post = parse_text(f"Title\n\nSee http://[::1 and {long_url} or https://example.org/ok now.\n\nEnd.")
+    assert post.blocks[0].html == (f"See http://[::1 and {long_url} or "
+                                   '<a href="https://example.org/ok">https://example.org/ok</a> now.')

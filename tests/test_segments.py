@@ -380,6 +380,36 @@ def test_validate_returns_a_cleaned_json_able_copy() -> None:
     assert raw["all"][0] == {"tags_all": ["VIP", " Blog  Post ", "vip"]}  # the input is not changed
 
 
+# Found by fuzzing (tests/test_fuzz_segments.py): each raised OverflowError, UnicodeEncodeError or a
+# PostgreSQL DataError from the database instead of a validation error naming the part.
+FUZZ_FOUND = [
+    ({"created": {"before": "9999-12-31"}}, "created.before: '9999-12-31' is too close to the year 1 or 9999"),
+    ({"created": {"after": "0001-01-01T00:00:00+14:00"}}, "created.after: '0001-01-01T00:00:00+14:00' is too close"),
+    ({"field": "age", "op": "gt", "value": 10**30}, "field: value 1000000000000000000000000000000 is out of range"),
+    ({"field": "age", "op": "eq", "value": 2**63}, "field: value 9223372036854775808 is out of range"),
+    ({"tag": "\ud800"}, "tag: '\\ud800' holds a character that text cannot (NUL or an unpaired surrogate)"),
+    ({"tag": "a\x00b"}, "tag: 'a\\x00b' holds a character that text cannot"),
+    ({"field": "note", "op": "contains", "value": "\ud800"}, "field: value '\\ud800' holds a character"),
+    ({"field": "note", "op": "eq", "value": "a\x00"}, "field: value 'a\\x00' holds a character"),
+    ({"field": "clinic\n", "op": "eq", "value": "LA"}, "field: field name 'clinic\\n': use letters"),
+    ({"list": "newsletter\n"}, "list: list 'newsletter\\n': a list's slug is lower-case"),
+]
+
+
+@pytest.mark.parametrize("definition, message", FUZZ_FOUND, ids=[m[:40] for _, m in FUZZ_FOUND])
+def test_values_the_database_cannot_take_are_validation_errors(population: Population, definition: Any,
+                                                                message: str) -> None:
+    with pytest.raises(InputError) as caught:
+        with population.db.session() as s:
+            segments.count(s, definition, now=NOW)
+    assert str(caught.value).startswith(message)
+
+
+def test_segment_names_end_where_they_seem_to() -> None:
+    with pytest.raises(InputError, match=r"^segment name 'vip\\n': use lower-case"):
+        segments.check_name("vip\n")
+
+
 # --- the CLI ---------------------------------------------------------------------------------------
 
 runner = CliRunner()
@@ -436,3 +466,26 @@ def test_cli_reports_bad_definitions_with_their_path(settings: Settings, db: Dat
     assert "one of them" in run("segments", "save", "x", code=2)
     assert "there is no segment 'nope'" in run("segments", "show", "nope", code=1)
     assert [s["name"] for s in json.loads(run("segments", "list", "--json"))] == ["x"]  # only the valid one saved
+
+
+def test_cli_refuses_unreadable_definition_text_in_one_line(settings: Settings, db: Database, tmp_path: Path) -> None:
+    """Found by fuzzing ``load_definition``: deep brackets overflowed the JSON decoder's recursion
+    (a traceback), a control character gave a two-line YAML error, aliases expanded unchecked, and a
+    file that is not UTF-8 was reported without its name."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 1990 + "]" * 1990, encoding="utf-8")
+    out = run("segments", "save", "x", "--file", str(deep), code=2)
+    assert f"{deep}: nested too deeply" in out and out.count("\n") == 1
+    assert "--json: nested too deeply" in run("segments", "save", "x", "--json", "[" * 1990 + "]" * 1990, code=2)
+    control = tmp_path / "control.yaml"
+    control.write_text("\x1f", encoding="utf-8")
+    out = run("segments", "save", "x", "--file", str(control), code=2)
+    assert "not valid YAML" in out and "unacceptable character #x001f" in out and out.count("\n") == 1
+    aliases = tmp_path / "aliases.yaml"
+    aliases.write_text("a0: &a0 [{tag: x}, {tag: y}]\na1: &a1 [*a0, *a0, *a0]\nany: *a1\n", encoding="utf-8")
+    assert "not valid YAML at line 2 column 10: aliases (*name) are not supported" in run(
+        "segments", "save", "x", "--file", str(aliases), code=2)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("tag: caf\u00e9\n".encode("latin-1"))
+    assert f"{latin}: not UTF-8 text" in run("segments", "save", "x", "--file", str(latin), code=2)
+    assert json.loads(run("segments", "list", "--json")) == []

@@ -21,6 +21,7 @@ from newsletter.cli.common import (
     print_rows,
     unit_of_work,
 )
+from newsletter import plain_yaml
 from newsletter.errors import InputError
 from subscribers import segments as segment_service
 
@@ -34,26 +35,31 @@ def load_definition(file: Path | None, text: str | None) -> Any:
     if (file is None) == (text is None):
         raise InputError("give the definition with --file FILE or with --json TEXT (one of them)")
     if text is not None:
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"--json: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        return _parse("--json", text, as_json=True)
     assert file is not None
     where = "stdin" if str(file) == "-" else str(file)
     try:
         raw = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read {where}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{where}: not UTF-8 text") from None
+    return _parse(where, raw, as_json=file.suffix.lower() == ".json")
+
+
+def _parse(where: str, raw: str, *, as_json: bool) -> Any:
+    """JSON, or YAML read as plain data (YAML is a superset of JSON, so stdin may be either)."""
     try:
-        if file.suffix.lower() == ".json":
-            return json.loads(raw)
-        return yaml.safe_load(raw)  # YAML is a superset of JSON, so stdin may be either
+        return json.loads(raw) if as_json else plain_yaml.load(raw)
     except json.JSONDecodeError as exc:
         raise InputError(f"{where}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise InputError(f"{where}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{where}: not valid YAML{at}: {problem}") from None
+    except RecursionError:  # the JSON decoder recurses once per bracket
+        raise InputError(f"{where}: nested too deeply to be a segment definition") from None
 
 
 @segments_app.command("save")

@@ -21,12 +21,25 @@ import nh3
 INLINE_TAGS = {"a", "em", "strong", "b", "i", "sup", "sub", "code", "br"}
 INLINE_ATTRIBUTES = {"a": {"href", "title"}}
 URL_SCHEMES = {"http", "https", "mailto", "tel"}
+MAX_URL_CHARS = 2000  # the longest link a block may hold: what the links table stores for tracking
+MAX_TITLE_CHARS = 500  # the posts table's title and author columns
+MAX_AUTHOR_CHARS = 300
+# Characters XML 1.0 cannot carry (C0 controls but tab and newlines, U+FFFE, U+FFFF): a source may
+# hold them, but lxml, MJML and mail clients refuse them, so a block never does.
+_NOT_XML_RE = re.compile("[\x00-\x08\x0e-\x1f\ufffe\uffff]")
+_NOT_XML_SPACE_RE = re.compile("[\x0b\x0c]")  # vertical tab and form feed separate words
 
 BlockType = Literal["heading", "paragraph", "quote", "list", "image", "references", "divider"]
 
 
+def xml_text(text: str) -> str:
+    """``text`` without the characters XML cannot carry (vertical tab and form feed become spaces)."""
+    return _NOT_XML_RE.sub("", _NOT_XML_SPACE_RE.sub(" ", text))
+
+
 def clean_inline(html: str) -> str:
     """Sanitise inline HTML to the subset blocks may hold (no scripts, handlers, styles)."""
+    html = xml_text(html)
     return nh3.clean(
         html,
         tags=INLINE_TAGS,
@@ -61,6 +74,10 @@ class Block:
     href: str | None = None
     cite: str | None = None
 
+    def __post_init__(self) -> None:
+        # Plain-text fields come straight from the source: keep out what XML and PostgreSQL refuse.
+        self.alt, self.caption, self.cite = (xml_text(v) if v else v for v in (self.alt, self.caption, self.cite))
+
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, "") or k == "type"}
 
@@ -82,6 +99,14 @@ class ParsedPost:
     canonical_url: str | None = None
     tags: list[str] = field(default_factory=list)
     source_format: str = "text"
+
+    def __post_init__(self) -> None:
+        # Plain text from the source fits where it is stored: no characters XML or PostgreSQL refuse,
+        # and an author no longer than its column (titles are checked by the importers, which say where).
+        self.title, self.excerpt = xml_text(self.title), xml_text(self.excerpt)
+        self.tags = [t for t in (xml_text(t) for t in self.tags) if t]
+        if self.author:
+            self.author = excerpt_from(xml_text(self.author), MAX_AUTHOR_CHARS) or None
 
     def to_dict(self) -> dict[str, Any]:
         return {

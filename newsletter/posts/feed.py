@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import html as htmllib
 import io
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,10 +19,16 @@ from typing import Any
 import feedparser
 
 from newsletter.errors import InputError
-from newsletter.posts.blocks import Block, ParsedPost, excerpt_from, inline_text
-from newsletter.posts.html import html_to_blocks
+from newsletter.posts.blocks import MAX_TITLE_CHARS, Block, ParsedPost, excerpt_from, inline_text, xml_text
+from newsletter.posts.html import absolute_url, html_to_blocks
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+MAX_KEY_CHARS = 2000  # the posts table's feed_entry_key column
+# An entity defined through other entities expands exponentially (the "billion laughs"): expat stops
+# it only after megabytes of tiny callbacks, seconds of work per feed. No feed needs one; character
+# references and the five predefined entities inside a definition are harmless.
+_NESTED_ENTITY_RE = re.compile(
+    rb"""<!ENTITY\s+(?:%\s+)?[^\s"'>]+\s+(?:"[^"]*|'[^']*)&(?!#|(?:amp|lt|gt|quot|apos);)""")
 
 
 @dataclass
@@ -34,7 +41,10 @@ def _when(entry: Any) -> datetime | None:
     parsed: time.struct_time | None = entry.get("published_parsed") or entry.get("updated_parsed")
     if not parsed:
         return None
-    return datetime(*parsed[:6], tzinfo=UTC)  # feedparser normalises these to UTC
+    try:
+        return datetime(*parsed[:6], tzinfo=UTC)  # feedparser normalises these to UTC
+    except ValueError:  # normalised past the year 9999 ("9999-12-31T23:59:59-14:00"): no usable date
+        return None
 
 
 def _content_html(entry: Any) -> str:
@@ -54,14 +64,14 @@ def _content_html(entry: Any) -> str:
 
 
 def _entry_post(entry: Any, feed_url: str | None) -> ParsedPost | None:
-    link = entry.get("link") or None
+    link = absolute_url(entry.get("link"), feed_url, {"http", "https"})  # not javascript:, file: ...
     blocks: list[Block] = html_to_blocks(_content_html(entry), base_url=link or feed_url)
     first_para = next((b.html for b in blocks if b.type == "paragraph"), "")
     summary = inline_text(entry.get("summary") or "") if entry.get("content") else ""
     excerpt = excerpt_from(summary or inline_text(first_para, markers=False))
     raw_title = entry.get("title") or ""
     is_html = (entry.get("title_detail") or {}).get("type") in HTML_TYPES
-    title = " ".join((inline_text(raw_title) if is_html else raw_title).split())
+    title = excerpt_from(xml_text(inline_text(raw_title) if is_html else raw_title), MAX_TITLE_CHARS)
     if not title:
         if not excerpt:
             return None  # nothing to import: no title and no text
@@ -85,16 +95,21 @@ def _entry_post(entry: Any, feed_url: str | None) -> ParsedPost | None:
 
 
 def _key(entry: Any, post: ParsedPost) -> str:
-    if entry.get("id"):
-        return str(entry["id"])
-    if entry.get("link"):
-        return str(entry["link"])
+    for field in ("id", "link"):
+        value = str(entry.get(field) or "")
+        if value and len(value) <= MAX_KEY_CHARS and value == xml_text(value):
+            return value
+        if value:  # too long (or unstorable) for the key column: its digest is as stable
+            return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
     stamp = post.published_at.isoformat() if post.published_at else ""
     return "sha256:" + hashlib.sha256(f"{post.title}\n{stamp}".encode()).hexdigest()
 
 
 def parse_feed(data: bytes, *, source_name: str = "<feed>", url: str | None = None) -> tuple[str, list[FeedEntry]]:
     """(feed title, entries oldest first). A feed with no entries gives an empty list."""
+    if _NESTED_ENTITY_RE.search(data.replace(b"\x00", b"")):  # without NULs, UTF-16 reads as ASCII
+        raise InputError(f"{source_name}: not a usable feed (it defines XML entities through other entities, "
+                         "which can expand without end)")
     headers = {"content-location": url} if url else None  # base for relative links in entries
     # A stream, never raw bytes: feedparser would treat bytes that name a file as a path to open.
     parsed = feedparser.parse(io.BytesIO(data), response_headers=headers)
@@ -103,7 +118,7 @@ def parse_feed(data: bytes, *, source_name: str = "<feed>", url: str | None = No
         exc = parsed.get("bozo_exception")
         reason = f"{exc}" if exc else "no <rss>, <feed> or <rdf:RDF> element"
         raise InputError(f"{source_name}: not an RSS or Atom feed ({reason})")
-    feed_title = " ".join(inline_text(parsed.feed.get("title") or "").split()) or source_name
+    feed_title = excerpt_from(xml_text(inline_text(parsed.feed.get("title") or "")), MAX_TITLE_CHARS) or source_name
     feed_link = parsed.feed.get("link") or url
 
     entries: list[FeedEntry] = []

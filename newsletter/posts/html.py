@@ -9,6 +9,7 @@ from the source is copied through as markup, so scripts, handlers and styles can
 from __future__ import annotations
 
 import re
+from copy import deepcopy
 from datetime import datetime
 from html import escape
 from urllib.parse import urljoin, urlsplit
@@ -17,7 +18,16 @@ import lxml.html
 from lxml import etree
 
 from newsletter.errors import InputError
-from newsletter.posts.blocks import Block, ParsedPost, clean_inline, excerpt_from, inline_text
+from newsletter.posts.blocks import (
+    MAX_TITLE_CHARS,
+    MAX_URL_CHARS,
+    Block,
+    ParsedPost,
+    clean_inline,
+    excerpt_from,
+    inline_text,
+    xml_text,
+)
 from newsletter.posts.text import parse_date
 
 # Never content: skipped with everything inside them (their tail text is kept).
@@ -47,6 +57,9 @@ _ANCHOR_JUNK = {"", "\u00b6", "#", "\u00a7", "\u21a9", "\u21a9\ufe0e", "\u21a9\u
 _XML_DECL_RE = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
 _BR_BREAK_RE = re.compile(r"(?:<br>\s*){2,}")
 _EDGE_BR_RE = re.compile(r"^(?:\s*<br>)+|(?:<br>\s*)+$")
+MAX_NESTING = 64
+_REMOVED = "removed-by-importer"  # a tag name no page uses, for elements about to be stripped
+_URL_CONTROL_RE = re.compile("[\x00-\x1f\x7f]")
 _TITLE_SEPARATORS = (" | ", " \u2013 ", " \u2014 ", " - ", " \u00b7 ", " :: ", " \u00bb ")
 
 
@@ -91,8 +104,77 @@ def _has_text(html: str) -> bool:
     return bool(inline_text(html))
 
 
+def _text(el: etree._Element) -> str:
+    """What a reader sees of ``el``: its text content without the text of scripts, styles, hidden
+    elements and the rest of ``DROP_TAGS`` inside it."""
+    inside = [d for d in el.iterdescendants() if _tag(d) in DROP_TAGS or (_tag(d) is not None and _hidden(d))]
+    if not inside:
+        return el.text_content()
+    copy = deepcopy(el)
+    copy.tail = None
+    for d in copy.iterdescendants():
+        if _tag(d) in DROP_TAGS or (_tag(d) is not None and _hidden(d)):
+            d.tag = _REMOVED
+    etree.strip_elements(copy, _REMOVED, with_tail=False)
+    return copy.text_content()
+
+
+def _remove(el: etree._Element) -> None:
+    """Take ``el`` out of the tree, keeping its tail text.
+
+    Not ``drop_tree()``: it sets the tail through lxml's Python API, which refuses control characters
+    that lxml itself parsed (ValueError); ``strip_elements`` joins the text in C.
+    """
+    el.tag = _REMOVED
+    etree.strip_elements(el.getparent(), _REMOVED, with_tail=False)
+
+
 def _plain(el: etree._Element) -> str:
-    return " ".join(el.text_content().split())
+    return " ".join(xml_text(_text(el)).split())
+
+
+def absolute_url(href: str | None, base: str | None, schemes: set[str] = LINK_SCHEMES) -> str | None:
+    """``href`` made absolute against ``base`` when it has an allowed scheme (and web links a host),
+    else None: in-page anchors, javascript:, relative URLs with no base to resolve them against,
+    text that is no URL at all ("http://[::1", control characters), and links too long to store."""
+    href = (href or "").strip()
+    if not href or href.startswith("#") or _URL_CONTROL_RE.search(href):
+        return None  # (a control character is no part of a URL: "java\tscript:", NUL)
+    if href.startswith("//"):
+        href = "https:" + href
+    try:
+        if base:
+            href = urljoin(base, href)
+        parts = urlsplit(href)
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in schemes or (scheme in {"http", "https"} and not parts.netloc) or len(href) > MAX_URL_CHARS:
+        return None
+    return href
+
+
+def _flatten_deep(root: etree._Element) -> None:
+    """Elements nested more than ``MAX_NESTING`` levels below ``root`` keep only their text.
+
+    The walk recurses a few frames per level, so a few hundred nested quotes or lists would exhaust
+    Python's stack; no article needs that depth, and its words are kept.
+    """
+    depth = 0
+    deep: list[etree._Element] = []
+    walker = etree.iterwalk(root, events=("start", "end"))
+    for event, el in walker:
+        if event == "end":
+            depth -= 1
+            continue
+        depth += 1
+        if depth > MAX_NESTING and len(el):
+            deep.append(el)
+            walker.skip_subtree()
+    for el in deep:
+        text = _text(el)
+        el.clear(keep_tail=True)
+        el.text = xml_text(text)  # lxml refuses to set what it parsed (control characters)
 
 
 class _Builder:
@@ -107,19 +189,7 @@ class _Builder:
 
     # -- urls -------------------------------------------------------------------------------
     def url(self, href: str | None, schemes: set[str] = LINK_SCHEMES) -> str | None:
-        """Absolute URL with an allowed scheme, or None (in-page anchors, javascript:, relative
-        URLs with no base to resolve them against)."""
-        href = (href or "").strip()
-        if not href or href.startswith("#"):
-            return None
-        if href.startswith("//"):
-            href = "https:" + href
-        if self.base:
-            href = urljoin(self.base, href)
-        scheme = urlsplit(href).scheme.lower()
-        if scheme not in schemes or (scheme in {"http", "https"} and not urlsplit(href).netloc):
-            return None
-        return href
+        return absolute_url(href, self.base, schemes)
 
     # -- inline -----------------------------------------------------------------------------
     def inline_children(self, el: etree._Element) -> str:
@@ -223,10 +293,10 @@ class _Builder:
             self.blocks.append(Block(type="divider"))
         elif tag == "pre":
             self.flush()
-            lines = [escape(ln, quote=False) for ln in el.text_content().strip("\n").split("\n")]
-            if any(ln.strip() for ln in lines):
-                html = "<br>".join(ln.replace("  ", "\u00a0 ") for ln in lines)
-                self.blocks.append(Block(type="paragraph", html=clean_inline(f"<code>{html}</code>")))
+            lines = [escape(ln, quote=False) for ln in _text(el).strip("\n").split("\n")]
+            html = clean_inline("<code>" + "<br>".join(ln.replace("  ", "\u00a0 ") for ln in lines) + "</code>")
+            if _has_text(html):  # (judged after cleaning: control characters alone are no text)
+                self.blocks.append(Block(type="paragraph", html=html))
         elif tag == "table" and not any(_tag(d) in {"p", "div", "table", "ul", "ol", "img", "h2", "h3"}
                                         for d in el.iterdescendants()):
             self.flush()
@@ -256,7 +326,7 @@ class _Builder:
         for child in el:
             if _tag(child) in {"footer", "cite"}:
                 cite = _plain(child).lstrip("\u2014\u2013- ").strip() or None
-                child.drop_tree()  # keeps its tail
+                _remove(child)
                 break
         parts: list[str] = []
         for b in self.sub(el):
@@ -321,7 +391,7 @@ class _Builder:
                 break
         if not src:
             return False
-        alt = " ".join((el.get("alt") or "").split())
+        alt = " ".join(xml_text(el.get("alt") or "").split())
         self.blocks.append(Block(type="image", src=src, alt=alt, caption=caption, href=self.link))
         return True
 
@@ -374,6 +444,7 @@ def _tidy(blocks: list[Block]) -> list[Block]:
 
 
 def _blocks_from(root: etree._Element, base_url: str | None) -> list[Block]:
+    _flatten_deep(root)
     builder = _Builder(base_url)
     builder.walk(root)
     builder.flush()
@@ -399,7 +470,7 @@ def _meta(doc: etree._Element) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for m in doc.iter("meta"):
         key = (m.get("property") or m.get("name") or m.get("itemprop") or "").strip().lower()
-        content = " ".join((m.get("content") or "").split())
+        content = " ".join(xml_text(m.get("content") or "").split())
         if key and content:
             found.setdefault(key, []).append(content)
     return found
@@ -477,14 +548,11 @@ def parse_html(html: str, *, source_name: str = "<html>", base_url: str | None =
     canonical_el = next((ln for ln in doc.iter("link")
                          if "canonical" in (ln.get("rel") or "").lower().split()), None)
     canonical = canonical_el.get("href") if canonical_el is not None else _first(meta, "og:url")
-    if canonical:
-        canonical = urljoin(base_url, canonical.strip()) if base_url else canonical.strip()
-        if urlsplit(canonical).scheme not in {"http", "https"}:
-            canonical = None
+    canonical = absolute_url(canonical, base_url, {"http", "https"})
     base_el = doc.find(".//base[@href]")
     base = base_url or canonical
     if base_el is not None:
-        base = urljoin(base_url or "", base_el.get("href", "").strip()) or base
+        base = absolute_url(base_el.get("href"), base_url, {"http", "https"}) or base
 
     root = _article_root(doc)
     h1 = next((h for h in root.iter("h1") if _plain(h)), None)
@@ -533,6 +601,9 @@ def parse_html(html: str, *, source_name: str = "<html>", base_url: str | None =
     if not title:
         raise InputError(f"{source_name}: no title found (no <h1>, og:title or <title>; "
                          "give it with --title)")
+    if len(title) > MAX_TITLE_CHARS:
+        raise InputError(f"{source_name}: the title is {len(title)} characters (at most {MAX_TITLE_CHARS}); "
+                         "is an element or attribute before it left open?")
 
     first_para = next((b.html for b in blocks if b.type == "paragraph"), "")
     excerpt = _first(meta, "description", "og:description", "twitter:description")
@@ -542,7 +613,7 @@ def parse_html(html: str, *, source_name: str = "<html>", base_url: str | None =
         excerpt=excerpt_from(excerpt or inline_text(first_para, markers=False)),
         author=author,
         published_at=published,
-        source_url=base_url,
+        source_url=absolute_url(base_url, None, {"http", "https"}),
         canonical_url=canonical,
         tags=tags,
         source_format="html",

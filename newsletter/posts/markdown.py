@@ -16,9 +16,10 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from mdit_py_plugins.footnote import footnote_plugin
 
+from newsletter import plain_yaml
 from newsletter.errors import InputError
-from newsletter.posts.blocks import Block, ParsedPost, excerpt_from, inline_text
-from newsletter.posts.html import html_to_blocks
+from newsletter.posts.blocks import MAX_TITLE_CHARS, Block, ParsedPost, excerpt_from, inline_text, xml_text
+from newsletter.posts.html import absolute_url, html_to_blocks
 from newsletter.posts.text import parse_date
 
 _FRONT_OPEN_RE = re.compile(r"^---[ \t]*\n")
@@ -54,7 +55,7 @@ def _split_front_matter(text: str, source_name: str) -> tuple[dict[str, Any], st
                          "(add a --- line after it)")
     raw = rest[:close.start()]
     try:
-        data = yaml.safe_load(raw)
+        data = plain_yaml.load(raw)
     except yaml.YAMLError as exc:
         # Marks count from 0 inside the front matter; +2 for 1-based lines and the opening ---.
         mark = getattr(exc, "problem_mark", None)
@@ -105,7 +106,7 @@ def _as_text(value: Any) -> str | None:
         value = value.get("name")
     elif isinstance(value, list):
         value = ", ".join(str(v.get("name", "") if isinstance(v, dict) else v) for v in value)
-    text = " ".join(str(value or "").split())
+    text = " ".join(xml_text(str(value or "")).split())
     return text or None
 
 
@@ -135,7 +136,9 @@ def parse_markdown(text: str, *, source_name: str = "<markdown>", title: str | N
     if not title:
         raise InputError(f"{source_name}: no title found (add `title:` front matter or a `# Title` line, "
                          "or give it with --title)")
-    canonical = _as_text(meta.get("canonical_url") or meta.get("canonical"))
+    if len(title) > MAX_TITLE_CHARS:
+        raise InputError(f"{source_name}: the title is {len(title)} characters (at most {MAX_TITLE_CHARS})")
+    canonical = absolute_url(_as_text(meta.get("canonical_url") or meta.get("canonical")), None, {"http", "https"})
     blocks = html_to_blocks(md.renderer.render(tokens, md.options, env), base_url=canonical)
     if not blocks:
         raise InputError(f"{source_name}: no text after the title \u201c{title}\u201d")

@@ -12,9 +12,17 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
+from urllib.parse import urlsplit
 
 from newsletter.errors import InputError
-from newsletter.posts.blocks import Block, ParsedPost, clean_inline, excerpt_from, inline_text
+from newsletter.posts.blocks import (
+    MAX_URL_CHARS,
+    Block,
+    ParsedPost,
+    clean_inline,
+    excerpt_from,
+    inline_text,
+)
 
 MAX_HEADING_CHARS = 90
 MAX_HEADING_WORDS = 12
@@ -271,6 +279,14 @@ def _markers(segment: str, refs: set[int]) -> str:
     return "".join(out)
 
 
+def _linkable(url: str) -> bool:
+    """A web address a reader can follow: it parses, has a host and fits in the links table."""
+    try:
+        return bool(urlsplit(url).netloc) and len(url) <= MAX_URL_CHARS
+    except ValueError:  # "http://[::1"
+        return False
+
+
 def _inline(text: str, refs: set[int]) -> str:
     """Inline html for a run of plain text: escaped, URLs linked, footnote markers raised."""
     out: list[str] = []
@@ -282,6 +298,8 @@ def _inline(text: str, refs: set[int]) -> str:
             if raw.endswith(")") and raw.count("(") < raw.count(")"):
                 raw = raw[:-1]
             href = raw if raw.lower().startswith("http") else "https://" + raw
+            if not _linkable(href):
+                continue  # stays text
         else:
             href = "mailto:" + raw
         out.append(_markers(text[pos:m.start()], refs))
