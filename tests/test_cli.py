@@ -118,7 +118,7 @@ def test_a_page_copied_without_its_title_takes_one_from_the_command_line(setting
 
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("--title", "   ", "--title is empty"),
-    ("--title", "x" * 201, "--title is 201 characters; at most 200 fit"),
+    ("--title", "x" * 501, "--title is 501 characters; at most 500 fit"),
     ("--excerpt", "line\x07bell", "--excerpt holds a control character"),
 ])
 def test_a_bad_title_or_excerpt_is_refused_clearly(settings: Settings, option: str, value: str, message: str) -> None:

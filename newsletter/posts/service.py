@@ -19,7 +19,7 @@ from newsletter.posts.addresses import AllowList
 from newsletter.posts.blocks import ParsedPost, reading_minutes
 from newsletter.posts.feed import parse_feed
 from newsletter.posts.source import RawSource, parse_post, read_source
-from newsletter.posts.text import MAX_TITLE_CHARS
+from newsletter.posts.blocks import MAX_TITLE_CHARS
 from subscribers.db import utcnow
 
 FORMATS = ("auto", "text", "markdown", "html", "feed")

@@ -26,7 +26,7 @@ from newsletter.posts.blocks import (
 
 MAX_HEADING_CHARS = 90
 MAX_HEADING_WORDS = 12
-MAX_TITLE_CHARS = 200
+TITLE_LINE_CHARS = 200  # a longer first line is a paragraph, not a title
 CLOSING_PUNCT = ".!?:;,\u2026"
 TRAILING_QUOTES = "\"'\u201d\u2019)]\u00bb"
 
@@ -237,7 +237,7 @@ def _split_preamble(lines: list[_Line], source_name: str) -> tuple[str, _Meta, l
     else:
         title_line, i = first, i + 1
     title = title_line.text
-    if len(title) > MAX_TITLE_CHARS:
+    if len(title) > TITLE_LINE_CHARS:
         raise InputError(
             f"{source_name}: no title found (line {title_line.lineno} is a {len(title)}-character "
             "paragraph; put the title on its own line at the top, or give it with --title)"
