@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.errors import MessageError
+from email.message import EmailMessage
 from typing import Protocol
 
+from newsletter.config import Settings
+from newsletter.mime import build_message
 from newsletter.personalize import RecipientValues
 from newsletter.render import RenderedEmail
 
@@ -33,6 +38,18 @@ class BatchResult:
 
     accepted: dict[int, str] = field(default_factory=dict)  # index in batch -> message id
     refused: dict[int, str] = field(default_factory=dict)  # index in batch -> reason
+
+
+def each_message(batch: Batch, settings: Settings, result: BatchResult) -> Iterator[tuple[int, EmailMessage]]:
+    """The whole message for each recipient of ``batch`` (the outbox and memory transports); one whose
+    data cannot make a message is refused in ``result`` alone, and the others still go."""
+    for index, recipient in enumerate(batch.recipients):
+        try:
+            yield index, build_message(batch.email, to_email=recipient.email, to_name=recipient.name,
+                                       values=recipient.values, unsubscribe_mailto=recipient.unsubscribe_mailto,
+                                       settings=settings)
+        except (ValueError, MessageError) as exc:
+            result.refused[index] = refusal(exc)
 
 
 def refusal(exc: Exception) -> str:

@@ -13,15 +13,13 @@ import os
 import re
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from email.errors import MessageError
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
-from email.utils import getaddresses, make_msgid
+from email.utils import getaddresses
 from pathlib import Path
 
 from newsletter.config import Settings
-from newsletter.mime import build_message
-from newsletter.transports.base import Batch, BatchResult, refusal
+from newsletter.transports.base import Batch, BatchResult, each_message
 
 
 class OutboxTransport:
@@ -36,25 +34,13 @@ class OutboxTransport:
         self.folder.mkdir(parents=True, exist_ok=True)
         result = BatchResult()
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-        for index, recipient in enumerate(batch.recipients):
-            message_id = make_msgid(domain=self.settings.from_domain)
-            try:
-                message = build_message(
-                    batch.email,
-                    to_email=recipient.email,
-                    to_name=recipient.name,
-                    values=recipient.values,
-                    unsubscribe_mailto=recipient.unsubscribe_mailto,
-                    settings=self.settings,
-                    message_id=message_id,
-                ).as_bytes()
-            except (ValueError, MessageError) as exc:  # this recipient's data only: the others still go
-                result.refused[index] = refusal(exc)
-                continue
+        for index, message in each_message(batch, self.settings, result):
+            message_id = message["Message-ID"]
+            recipient = batch.recipients[index]
             # No address in file names or logs: the recipient is named by a tag only (erasure finds it).
             name = f"{stamp}-{recipient_tag(recipient.email)}-{hashlib.sha256(message_id.encode()).hexdigest()[:16]}.eml"
             temporary = self.folder / f".{name}.tmp"
-            temporary.write_bytes(message)
+            temporary.write_bytes(message.as_bytes())
             os.replace(temporary, self.folder / name)  # never a half-written .eml
             result.accepted[index] = message_id
         return result
