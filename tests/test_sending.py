@@ -452,3 +452,56 @@ def test_a_worker_alone_recovers_a_dead_workers_rows_and_finishes_the_issue(db: 
     assert sorted(transport.delivered) == sorted(f"reader{n}@example.org" for n in range(2, 6))
     with db.session() as s:
         assert s.get(Issue, issue_id).status == "sent"
+
+
+class FailingWrites:
+    """The database refuses the next ``count`` writes of submitted rows the way SQLite does when its
+    disk is full or a lock outlasts the busy timeout (sqlite3.OperationalError from the driver)."""
+
+    def __init__(self, db: Database, count: int, message: str) -> None:
+        self.left, self.message, self.db = count, message, db
+
+    def __enter__(self) -> "FailingWrites":
+        from sqlalchemy import event
+
+        event.listen(self.db.engine, "before_cursor_execute", self._maybe_fail)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from sqlalchemy import event
+
+        event.remove(self.db.engine, "before_cursor_execute", self._maybe_fail)
+
+    def _maybe_fail(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        import sqlite3
+
+        if self.left and statement.startswith("UPDATE deliveries SET status=") and "submitted" in str(parameters):
+            self.left -= 1
+            raise sqlite3.OperationalError(self.message)
+
+
+@pytest.mark.parametrize("message", ["database or disk is full", "database is locked"])
+def test_an_answer_the_database_cannot_take_at_once_is_recorded_when_it_can(
+        db: Database, settings: Settings, message: str) -> None:
+    issue_id = started_issue(db, settings, 5)
+    transport = ScriptedTransport()
+    waits: list[float] = []
+    with FailingWrites(db, 3, message) as faults:
+        Dispatcher(settings, db, transport, sleep=waits.append, clock=lambda: NOW).run_until_idle()
+    assert faults.left == 0 and waits == [0.5, 1.0, 2.0]  # backoff while the database could not write
+    assert counts(db, issue_id) == {"submitted": 5}  # accepted mail recorded, not left claimed
+    assert transport.requests == 1  # and never sent twice
+
+
+def test_a_database_that_stays_unwritable_is_one_clear_line(db: Database, settings: Settings) -> None:
+    from newsletter.sending.dispatch import RecordingFailed
+
+    issue_id = started_issue(db, settings, 2)
+    waits: list[float] = []
+    with FailingWrites(db, 1000, "database or disk is full"), pytest.raises(RecordingFailed) as caught:
+        Dispatcher(settings, db, ScriptedTransport(), sleep=waits.append, clock=lambda: NOW).run_until_idle()
+    assert sum(waits) >= settings.lease_seconds and max(waits) == 30.0
+    text = str(caught.value)
+    assert "could not record it" in text and "OperationalError: database or disk is full" in text
+    assert "\n" not in text and "@" not in text
+    assert counts(db, issue_id) == {"claimed": 2}  # recovery will hold them as unknown, never resend

@@ -3,6 +3,7 @@ the suppression re-check inside the claim statement."""
 
 from __future__ import annotations
 
+import secrets
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -105,3 +106,37 @@ def test_workers_claiming_at_once_share_one_daily_budget(postgres_db: Database, 
 def _in_session(db: Database, work) -> None:  # noqa: ANN001
     with db.session() as session:
         work(session)
+
+
+def test_postgresql_connections_killed_mid_send_are_weather(postgres_db: Database, settings: Settings) -> None:
+    """While the request is out, every other connection of the dispatcher's pool is killed (as a
+    PostgreSQL restart does): the answer is still recorded, on a new connection, and nobody is mailed
+    twice."""
+    from sqlalchemy import create_engine, text
+
+    issue_id = make_issue(postgres_db, settings)
+    add_audience(postgres_db, 30)
+    with postgres_db.session() as s:
+        schedule.start_now(s, settings, s.get(Issue, issue_id), datetime.now(timezone.utc))
+    # The dispatcher's own connections carry a name of their own: only they are killed, never another
+    # test run's on the same server.
+    name = f"dispatcher-under-test-{secrets.token_hex(4)}"
+    sending_db = Database(postgres_db.engine.url.update_query_dict({"application_name": name})
+                          .render_as_string(hide_password=False))
+    killer = create_engine(postgres_db.engine.url)
+
+    def kill_the_pool(_batch: object) -> None:
+        with killer.connect() as conn:
+            killed = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                       "WHERE application_name = :name"), {"name": name}).scalar()
+        assert killed >= 1
+
+    transport = ScriptedTransport(script=[kill_the_pool, kill_the_pool])
+    waits: list[float] = []
+    settings = settings.model_copy(update={"batch_size": 10})
+    Dispatcher(settings, sending_db, transport, sleep=waits.append).run_until_idle()
+    killer.dispose()
+    sending_db.engine.dispose()
+    with postgres_db.session() as s:
+        assert ledger.status_counts(s, issue_id) == {"submitted": 30}
+    assert transport.requests == 3 and len(transport.delivered) == len(set(transport.delivered)) == 30

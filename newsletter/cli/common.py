@@ -20,7 +20,7 @@ from newsletter.config import Settings, get_settings
 from newsletter.database import Database, current_revision, head_revision, upgrade
 from newsletter.errors import InputError, NotFound
 from newsletter.reports.output import print_whole
-from newsletter.sending.dispatch import SendingStopped
+from newsletter.sending.dispatch import RecordingFailed, SendingStopped
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -40,7 +40,7 @@ def friendly_errors(func: F) -> F:
         except NotFound as exc:  # escape: a message may quote a value such as a header "[/b]"
             err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
-        except (InputError, ValueError, SendingStopped) as exc:
+        except (InputError, ValueError, SendingStopped, RecordingFailed) as exc:
             err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
 

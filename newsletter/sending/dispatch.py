@@ -24,6 +24,7 @@ from typing import Any
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
@@ -50,6 +51,11 @@ from subscribers.db import utcnow
 
 log = logging.getLogger("newsletter.dispatch")
 MAX_RATE_LIMIT_WAIT = 120.0  # seconds; a reset further away than this is waited for in steps
+RECORD_FIRST_WAIT, RECORD_MAX_WAIT = 0.5, 30.0  # backoff while the database cannot take an answer
+
+
+class RecordingFailed(RuntimeError):
+    """The provider answered, but the database could not record it for a whole lease."""
 
 
 class SendingStopped(RuntimeError):
@@ -310,9 +316,9 @@ class Dispatcher:
                 wait += self.pacer.reserve(len(recipients))  # the retry is paced like any request
                 continue
             except OutcomeUnknown as exc:
-                with self.db.session() as session:
-                    batch = session.get(SendBatch, batch_id)
-                    ledger.mark_unknown(session, batch, str(exc), self.clock())
+                def held(session: Session) -> None:
+                    ledger.mark_unknown(session, session.get(SendBatch, batch_id), str(exc), self.clock())
+                self._record(batch_id, held)
                 result.unknown += len(ids)
                 log.error("batch %s: outcome unknown (%s); held for resolution, not resent", batch_id, exc)
                 return
@@ -342,20 +348,49 @@ class Dispatcher:
             finally:
                 self.timings["send"] += time.perf_counter() - started
             started = time.perf_counter()
-            with self.db.session() as session:
+            accepted = [claimed[i].delivery_id for i in sorted(outcome.accepted)]
+            message_id = next(iter(outcome.accepted.values()), None)
+
+            def answered(session: Session) -> None:
                 batch = session.get(SendBatch, batch_id)
-                accepted = [claimed[i].delivery_id for i in sorted(outcome.accepted)]
-                message_id = next(iter(outcome.accepted.values()), None)
                 ledger.mark_submitted(session, batch, accepted, message_id, self.clock())
                 for index, reason in outcome.refused.items():
                     ledger.mark_failed(session, [claimed[index].delivery_id], reason)
                 if not accepted:
                     batch.status, batch.error = "failed", "every recipient of this batch was refused"
+            self._record(batch_id, answered)
             self.timings["record"] += time.perf_counter() - started
             result.submitted += len(outcome.accepted)
             result.failed += len(outcome.refused)
             self.breaker.record(issue_id, ok=True)
             return
+
+    def _record(self, batch_id: int, write: Callable[[Session], None]) -> None:
+        """Write what the provider answered. A database that cannot take the write (SQLite locked past
+        its busy timeout, a full disk, PostgreSQL restarting) is waited for with backoff for up to a
+        lease, never given up at once: mail the provider accepted must not sit in "claimed" until its
+        lease lapses and then be held as unknown. Past that, ``RecordingFailed`` says so in one line."""
+        delay, waited = RECORD_FIRST_WAIT, 0.0
+        while True:
+            try:
+                with self.db.session() as session:
+                    write(session)
+                return
+            except (OperationalError, InterfaceError) as exc:  # the database, not our statement
+                if waited >= self.settings.lease_seconds:
+                    raise RecordingFailed(
+                        f"batch {batch_id}: the provider answered but the database could not record it for "
+                        f"{waited:.0f} s ({type(exc.orig).__name__}: {str(exc.orig).splitlines()[0][:200]}); "
+                        "its rows will be held as unknown: settle them with 'newsletter issues status ID' and "
+                        "'newsletter issues resolve BATCH --sent' once the database is back") from None
+                log.warning("batch %s: the database did not take the provider's answer (%s); retrying in %.1f s",
+                            batch_id, str(exc.orig).splitlines()[0][:200], delay)
+                if self.sleep is self.stop.wait:
+                    time.sleep(delay)  # a stop must not cut this wait short: the answer is still to record
+                else:
+                    self.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, RECORD_MAX_WAIT)
 
     def _not_in_flight(self, batch_id: int) -> None:
         """The provider answered without taking the batch: until the next attempt begins, a crash

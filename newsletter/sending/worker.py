@@ -11,7 +11,7 @@ from datetime import datetime
 
 from newsletter.config import Settings
 from newsletter.database import Database
-from newsletter.sending.dispatch import Dispatcher, SendingStopped
+from newsletter.sending.dispatch import Dispatcher, RecordingFailed, SendingStopped
 from newsletter.sending.schedule import recover_and_finish
 from newsletter.transports import Transport
 
@@ -68,7 +68,7 @@ def _loop(dispatcher: Dispatcher, stop: threading.Event, recovery: _Recovery | N
     while not stop.is_set():
         try:
             result = dispatcher.run_once()
-        except SendingStopped as exc:
+        except (SendingStopped, RecordingFailed) as exc:
             log.error("%s", exc)
             stop.wait(STOPPED_SECONDS)
             continue
