@@ -21,14 +21,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newsletter.cli.segments import load_definition
-from newsletter.database import Database, upgrade
 from subscribers import segments
 from subscribers.contacts import SOURCES
 from subscribers.errors import InputError
 from subscribers.leads import STAGES
-from tests.conftest import postgres_schema
 from tests.fuzzing import fuzz_settings, time_limit
-from tests.test_segments import NOW, Population, populate
+from tests.test_segments import NOW, Population, postgres_population, sqlite_population_in
 
 LISTS = ["newsletter", "events", "no-such-list", "newsletter\n"]
 FIELDS = ["clinic", "age", "score", "member", "note", "since", "visits", "interests", "missing", "a.b", "x y",
@@ -196,20 +194,13 @@ NAME = "fuzzed"
 
 @pytest.fixture(scope="module")
 def sqlite_people(tmp_path_factory: pytest.TempPathFactory) -> Population:
-    db = Database(f"sqlite:///{tmp_path_factory.mktemp('fuzz-segments') / 'segments.db'}")
-    upgrade(db.engine)
-    return Population(db, populate(db))
+    return sqlite_population_in(tmp_path_factory.mktemp("fuzz-segments"))
 
 
 @pytest.fixture(scope="module")
 def postgres_people() -> Iterator[Population]:
-    with postgres_schema() as url:
-        db = Database(url)
-        try:
-            upgrade(db.engine)
-            yield Population(db, populate(db))
-        finally:
-            db.engine.dispose()
+    with postgres_population() as population:
+        yield population
 
 
 def validated(definition: Any) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,16 +103,17 @@ class Population:
             return {by_id[i] for i in found}
 
 
-@pytest.fixture(scope="module")
-def sqlite_population(tmp_path_factory: pytest.TempPathFactory) -> Population:
-    db = Database(f"sqlite:///{tmp_path_factory.mktemp('segments') / 'segments.db'}")
+def sqlite_population_in(folder: Path) -> Population:
+    """The population in a new SQLite database under ``folder``."""
+    db = Database(f"sqlite:///{folder / 'segments.db'}")
     upgrade(db.engine)
     return Population(db, populate(db))
 
 
-@pytest.fixture(scope="module")
-def pg_population() -> Iterator[Population]:
-    """A schema of this module's own: rows other test modules add stay out of the expected sets."""
+@contextmanager
+def postgres_population() -> Iterator[Population]:
+    """The population in a PostgreSQL schema of its own: rows other test modules add stay out of the
+    expected sets."""
     with postgres_schema() as url:
         db = Database(url)
         try:
@@ -119,6 +121,17 @@ def pg_population() -> Iterator[Population]:
             yield Population(db, populate(db))
         finally:
             db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def sqlite_population(tmp_path_factory: pytest.TempPathFactory) -> Population:
+    return sqlite_population_in(tmp_path_factory.mktemp("segments"))
+
+
+@pytest.fixture(scope="module")
+def pg_population() -> Iterator[Population]:
+    with postgres_population() as population:
+        yield population
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
