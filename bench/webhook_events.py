@@ -44,6 +44,7 @@ from newsletter.database import Database, upgrade
 from newsletter.models import Delivery, Event
 from newsletter.posts.blocks import Block, ParsedPost
 from newsletter.posts.service import store_post
+from tests.liveserver import wait_for_health
 from tests.webhook_signer import Signer
 from subscribers.models import Contact, Installation
 from subscribers.suppression import hash_with_salt
@@ -150,16 +151,7 @@ def server(url: str, var_dir: str, signer: Signer | None) -> Iterator[Server]:
     process = multiprocessing.get_context("spawn").Process(target=_serve, args=(url, var_dir, port, public_key))
     process.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or not process.is_alive():
-            raise RuntimeError("the app did not start")
-        time.sleep(0.1)
+    wait_for_health(base, process.is_alive, 30)
     try:
         assert process.pid is not None
         yield Server(base, process.pid, signer)

@@ -15,6 +15,7 @@ from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 
@@ -46,6 +47,21 @@ class LiveServer:
             email.message_from_bytes(p.read_bytes(), policy=policy.default)  # type: ignore[misc]
             for p in sorted(self.outbox.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
         ]
+
+
+def wait_for_health(base: str, alive: Callable[[], bool], seconds: float = 60) -> None:
+    """Wait until the app at ``base`` answers ``/healthz`` (a server started in another process);
+    RuntimeError if ``alive`` says the process ended, or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if not alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the app at {base} did not start")
+        time.sleep(0.1)
 
 
 def free_port() -> int:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ import pytest
 
 from newsletter.config import Settings, get_settings
 from newsletter.database import Database
-from tests.liveserver import free_port, serving
+from tests.liveserver import free_port, serving, wait_for_health
 
 LIMIT = 3
 
@@ -61,15 +60,7 @@ def test_newsletter_serve_ignores_forwarded_for_by_default(settings: Settings, t
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "newsletter serve did not start"
-            time.sleep(0.1)
+        wait_for_health(base, lambda: process.poll() is None)
         assert spoofed_posts(base, LIMIT + 1) == [400] * LIMIT + [429]
     finally:
         process.send_signal(signal.SIGINT)
