@@ -1,4 +1,4 @@
-"""YAML written by people (post front matter, segment definitions), read as plain data.
+"""YAML written by people (post front matter, segment and sequence definitions), read as plain data.
 
 ``yaml.safe_load`` builds no objects, but it still expands aliases -- a dozen lines of anchors and
 ``*name`` references stand for billions of values (the "billion laughs"), and anything that walks
@@ -45,9 +45,10 @@ class PlainLoader(yaml.SafeLoader):
         return super().construct_object(node, deep)
 
 
-def load(text: str) -> Any:
-    """The data in ``text``; raises ``yaml.YAMLError`` (with ``problem_mark``) when it is not plain YAML."""
-    loader = PlainLoader(text)
+def load(text: str, loader_class: type[PlainLoader] = PlainLoader) -> Any:
+    """The data in ``text``; raises ``yaml.YAMLError`` (with ``problem_mark``) when it is not plain YAML.
+    ``loader_class`` may refine ``PlainLoader`` (sequence definitions read YAML 1.2 scalars)."""
+    loader = loader_class(text)
     try:
         return loader.get_single_data()
     except (ValueError, OverflowError, KeyError, TypeError) as exc:

@@ -581,3 +581,15 @@ def test_shipped_steps_render_through_the_layout_and_pass_preflight(
             assert s.subject in email.html  # <title>
             first_paragraph = s.body.split("\n\n")[1].split("\n")[0]
             assert first_paragraph.split()[0] in email.text
+
+
+def test_aliases_and_deep_nesting_are_refused_not_expanded() -> None:
+    """A dozen lines of anchors stand for billions of values; a sequence file is written by hand and
+    needs none (the same rule as post front matter and segment files)."""
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b]\n"
+    with pytest.raises(InputError, match=r"bomb\.yaml: line 2, column \d+: aliases \(\*name\) are not supported"):
+        load_yaml(bomb, source="bomb.yaml")
+    with pytest.raises(InputError, match=r"deep\.yaml: line 1, column \d+: nested more than 50 levels deep"):
+        load_yaml("name: " + "[" * 2000 + "]" * 2000, source="deep.yaml")
+    with pytest.raises(InputError, match=r"when\.yaml: line 1, column \d+: cannot read this value"):
+        load_yaml("name: !!timestamp 2024-13-45\n", source="when.yaml")

@@ -32,7 +32,9 @@ from pydantic import (
     model_validator,
 )
 
+from newsletter import plain_yaml
 from newsletter.errors import InputError
+from newsletter.plain_yaml import PlainLoader
 from newsletter.posts.markdown import parse_markdown
 from newsletter.preflight import health_terms_in
 from newsletter.render import EmailContent
@@ -567,8 +569,9 @@ def parse_definition(data: Any, *, source: str) -> SequenceDefinition:
 
 # PyYAML follows YAML 1.1, where 17:00 is the integer 1020 and yes/no/on/off are booleans (a tag
 # named "no" would become False). This loader keeps those as text, as YAML 1.2 does, and refuses a
-# key written twice in one mapping (PyYAML would keep the last silently).
-class _Loader(yaml.SafeLoader):
+# key written twice in one mapping (PyYAML would keep the last silently). Like all YAML written by
+# people here, it takes no aliases and a bounded nesting (``plain_yaml``).
+class _Loader(PlainLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[str] = set()
         for key_node, _ in node.value:
@@ -585,7 +588,7 @@ class _Loader(yaml.SafeLoader):
 _BOOL, _INT, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for first, resolvers in PlainLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789"))
@@ -595,7 +598,7 @@ def load_yaml(text: str, *, source: str) -> SequenceDefinition:
     """Parse one YAML document into a definition; any problem is an InputError naming ``source``
     (and, for YAML syntax, the line and column)."""
     try:
-        data = yaml.load(text.lstrip("\ufeff"), Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+        data = plain_yaml.load(text.lstrip("\ufeff"), _Loader)  # plain data: no objects, no aliases
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "YAML"
