@@ -63,3 +63,28 @@ def test_subscribe_page_fits_and_keeps_focus_visible(browser, live_server: LiveS
     font_px = page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
     assert font_px >= 16
     page.close()
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_errors_beside_their_fields_and_a_readable_404(browser, live_server: LiveServer, tmp_path: Path,
+                                                       width: int) -> None:
+    """The pages this round changed: an address the product cannot send to and a name too long are
+    each told beside their field, with what was typed kept; a mangled link gets a page, not JSON."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(f"{live_server.url}/subscribe")
+    page.get_by_label("Email address").fill("josé@example.com")
+    page.get_by_label("First name").fill("x" * 201)
+    page.get_by_label(live_server.settings.consent_text).check()
+    page.get_by_role("button", name="Subscribe").click()
+    assert "before the @" in page.locator("#email-error").inner_text()
+    assert page.locator("#name-error").inner_text().startswith("Please keep your name")
+    assert page.get_by_label("First name").get_attribute("aria-describedby") == "name-error"
+    assert page.get_by_label("Email address").input_value() == "josé@example.com"
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=str(tmp_path / f"subscribe-field-errors-{width}.png"), full_page=True)
+    response = page.goto(f"{live_server.url}/subscribe/a-link-cut-in-two")
+    assert response is not None and response.status == 404
+    page.get_by_role("heading", name="This page does not exist").wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=str(tmp_path / f"not-found-{width}.png"), full_page=True)
+    page.close()
