@@ -12,7 +12,7 @@ import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -66,6 +66,27 @@ class Settings(BaseSettings):
     send_concurrency: int = Field(8, ge=1, le=32, description="Provider requests in flight at once per sending "
                                   "process (each a dispatcher thread): the provider answers a request in a few "
                                   "hundred milliseconds, and the next batches go meanwhile.")
+
+    # Batches held as unknown (a request that left with no answer): what settles them without staff.
+    unknown_wait_seconds: int = Field(
+        1800, ge=1, description="How long a batch held as unknown waits for the provider's events before the "
+                                "activity log is asked (when enabled) and the policy below applies.",
+    )
+    unknown_policy: Literal["hold", "resend"] = Field(
+        "hold", description="After the wait, a batch with no evidence either way: hold (staff are told and settle it) "
+                            "or resend (queue its rows again, accepting that some may arrive twice).",
+    )
+    sendgrid_activity_api: bool = Field(
+        False, description="Ask SendGrid's Email Activity API (a paid add-on; the key needs Email Activity access) "
+                           "whether a batch held as unknown was accepted.",
+    )
+    operator_email: str | None = Field(
+        None, description="Who is emailed when a batch is held for staff (transactional, no list headers); unset: "
+                          "the log line and the CLI status only.",
+    )
+    recover_seconds: float = Field(
+        30.0, gt=0, description="How often an idle worker recovers dead workers' rows and reconciles held batches.",
+    )
 
     frequency_cap_hours: int = Field(
         24, ge=0, description="At most one marketing email per contact in this many hours: sequence steps wait (0: off)."
@@ -176,6 +197,18 @@ class Settings(BaseSettings):
 
         AllowList.parse(value)
         return value
+
+    @field_validator("operator_email")
+    @classmethod
+    def _operator_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from subscribers.contacts import sendable_email  # the one rule for an address we can send to
+
+        try:
+            return sendable_email(value.strip())
+        except ValueError as exc:
+            raise ValueError(f"NEWSLETTER_OPERATOR_EMAIL: {exc}") from None
 
     @field_validator("public_base_url", "booking_url")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -93,26 +94,37 @@ class Issue(Base):
 LedgerId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite's rowid is 64-bit anyway
 _QUEUED = text("status = 'queued'")
 _CLAIMED = text("status = 'claimed'")
+_UNKNOWN = text("status = 'unknown'")
 _HAS_BATCH = text("batch_id IS NOT NULL")
 _SUBMITTED = text("submitted_at IS NOT NULL")
 _HAS_STEP = text("step_id IS NOT NULL")
 
 
 class SendBatch(Base):
-    """The deliveries sent in one provider request. ``status`` sending means the request may have
-    left: if its worker dies, its rows become unknown, never queued again."""
+    """The deliveries sent in one provider request. ``status`` requesting means the request may have
+    left: if its worker dies, its rows become unknown, never queued again blindly."""
 
     __tablename__ = "send_batches"
+    __table_args__ = (Index("ix_send_batches_unknown", "id", sqlite_where=_UNKNOWN, postgresql_where=_UNKNOWN),)
 
     id: Mapped[int] = mapped_column(LedgerId, primary_key=True, autoincrement=True)
     transport: Mapped[str] = mapped_column(String(20))
     worker: Mapped[str] = mapped_column(String(100))
-    status: Mapped[str] = mapped_column(String(20))  # sending | submitted | failed | unknown
+    status: Mapped[str] = mapped_column(String(20))  # claimed | requesting | submitted | failed | split | unknown
     size: Mapped[int] = mapped_column(Integer)
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Sent with the request (SendGrid: a custom arg every event echoes), so the provider's records of
+    # this one request can be found again; random, so two installations sharing an account never match.
+    marker: Mapped[str | None] = mapped_column(String(32), default=lambda: secrets.token_hex(8))
+    began_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # its request's latest attempt began
+    # A batch held as unknown: how it was settled (the evidence, or the policy), when the provider's
+    # log was last asked, and when staff were told it waits for them.
+    evidence: Mapped[str | None] = mapped_column(Text)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Delivery(Base):
@@ -134,6 +146,9 @@ class Delivery(Base):
         Index("ix_deliveries_batch", "batch_id", sqlite_where=_HAS_BATCH, postgresql_where=_HAS_BATCH),
         Index("ix_deliveries_submitted_at", "submitted_at", sqlite_where=_SUBMITTED, postgresql_where=_SUBMITTED),
         Index("ix_deliveries_step_id", "step_id", sqlite_where=_HAS_STEP, postgresql_where=_HAS_STEP),
+        # The few rows held as unknown, by batch: status pages, metrics and reconciliation find them
+        # without reading an issue's every row.
+        Index("ix_deliveries_unknown", "batch_id", sqlite_where=_UNKNOWN, postgresql_where=_UNKNOWN),
     )
 
     id: Mapped[int] = mapped_column(LedgerId, primary_key=True, autoincrement=True)

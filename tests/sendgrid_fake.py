@@ -6,7 +6,10 @@ documents (``tests/sendgrid_rules.py``, the project's own code) and, when
 the repository; .ci/run sets it), against that description's schema too, and answers the way SendGrid does: 202 with an
 ``X-Message-Id``, or an error with ``{"errors": [{"message", "field", "help"}]}``. Tests script faults
 (``fail_next``, ``hang_next``, ``reset_next``, ``reject_addresses``, ``max_body_bytes``) and read what was
-accepted (``deliveries``, ``requests``). ``GET /_stats`` gives counts as JSON, which is how a benchmark
+accepted (``deliveries``, ``requests``). Like a SendGrid account, it can post signed Event Webhook events
+back to the app (``post_events_to``: a "processed" event per accepted recipient, request custom args and
+the recipient's own on each, retried until the app takes them) and answer the Email Activity API
+(``GET /v3/messages?query=unique_args['KEY']="VALUE"``) from what it accepted. ``GET /_stats`` gives counts as JSON, which is how a benchmark
 reads a fake that runs in its own process (``run_in_subprocess``) so it does not share the sender's GIL.
 """
 
@@ -17,7 +20,10 @@ import hmac
 import json
 import multiprocessing
 import os
+import re
 import secrets
+import time
+import urllib.parse
 import socket
 import struct
 import threading
@@ -27,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -36,8 +42,13 @@ from referencing.jsonschema import DRAFT202012
 
 from tests.sendgrid_rules import mail_send_errors
 
+if TYPE_CHECKING:
+    from tests.webhook_signer import Signer
+
 OPENAPI_VARIABLE = "NEWSLETTER_TEST_SENDGRID_OPENAPI"
 MAIL_SEND = "/v3/mail/send"
+ACTIVITY = "/v3/messages"
+ACTIVITY_QUERY = re.compile(r"""^unique_args\['([^'\]]+)'\]="([^"]*)"$""")
 STATS = "/_stats"
 SENDGRID_MAX_BYTES = 30 * 1024 * 1024  # SendGrid's limit on a whole message
 _DOCUMENT_URI = "urn:sendgrid:tsg_mail_v3"
@@ -185,6 +196,13 @@ class FakeSendGrid:
         self._statuses: Counter[int] = Counter()
         self._accepted_personalizations = 0
         self._stopping = threading.Event()
+        self._by_arg: dict[tuple[str, str], list[Delivery]] = {}  # (custom arg, value) -> accepted, for the activity API
+        self.activity_status = 200  # what the Email Activity API answers (403: the account lacks the add-on)
+        self._events: deque[dict[str, Any]] = deque()
+        self._events_ready = threading.Condition(self._lock)
+        self._webhook: tuple[str, Signer] | None = None
+        self._poster: threading.Thread | None = None
+        self.events_posted = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         if validate:
@@ -205,6 +223,10 @@ class FakeSendGrid:
 
     def stop(self) -> None:
         self._stopping.set()  # wakes hanging handlers
+        with self._lock:
+            self._events_ready.notify_all()
+        if self._poster is not None:
+            self._poster.join(timeout=5)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -252,6 +274,46 @@ class FakeSendGrid:
         ``personalizations.<i>.to.0.email`` for each, and nothing in it is accepted (as SendGrid does)."""
         with self._lock:
             self._rejected = {a.lower() for a in addresses}
+
+    def post_events_to(self, url: str, signer: Signer) -> None:
+        """From now on, post a signed "processed" event for every accepted recipient to ``url`` (the
+        app's /webhooks/sendgrid), in batches as SendGrid does, retrying a refused or failed post."""
+        with self._lock:
+            self._webhook = (url, signer)
+        if self._poster is None:
+            self._poster = threading.Thread(target=self._post_events, name="fake-sendgrid-events", daemon=True)
+            self._poster.start()
+
+    def events_pending(self) -> int:
+        with self._lock:
+            return len(self._events)
+
+    def _post_events(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=30) as client:
+            while not self._stopping.is_set():
+                with self._lock:
+                    while not self._events and not self._stopping.is_set():
+                        self._events_ready.wait(0.5)
+                    batch = [self._events[i] for i in range(min(len(self._events), 1000))]
+                    target = self._webhook
+                if not batch or target is None:
+                    continue
+                url, signer = target
+                body = json.dumps(batch).encode()
+                try:
+                    answer = client.post(url, content=body, headers=signer.headers(body))
+                    ok = answer.status_code < 300
+                except httpx.HTTPError:
+                    ok = False
+                if not ok:  # SendGrid retries for 24 hours; here, until the app is back
+                    self._stopping.wait(0.2)
+                    continue
+                with self._lock:
+                    for _ in batch:
+                        self._events.popleft()
+                    self.events_posted += len(batch)
 
     def _script(self, n: int, fault: _Fault) -> None:
         with self._lock:
@@ -332,17 +394,49 @@ class FakeSendGrid:
         deliveries = []
         if self.record:
             categories = list(body.get("categories") or [])
+            request_args = dict(body.get("custom_args") or {})
             for index, p in enumerate(personalizations):
                 to = (p.get("to") or [{}])[0]
                 deliveries.append(Delivery(
                     to=to.get("email", ""), name=to.get("name"), substitutions=dict(p.get("substitutions") or {}),
-                    custom_args=dict(p.get("custom_args") or {}), headers=dict(p.get("headers") or {}),
+                    # As SendGrid merges them: the request's custom args, then the personalization's.
+                    custom_args={**request_args, **(p.get("custom_args") or {})}, headers=dict(p.get("headers") or {}),
                     categories=categories, subject=p.get("subject") or body.get("subject"),
                     message_id=message_id, index=index,
                 ))
+        now = int(time.time())
         with self._lock:
             self._deliveries.extend(deliveries)
             self._accepted_personalizations += len(personalizations)
+            for delivery in deliveries:
+                for key, value in delivery.custom_args.items():
+                    self._by_arg.setdefault((key, str(value)), []).append(delivery)
+            if self._webhook is not None:
+                self._events.extend(
+                    {"email": d.to, "timestamp": now, "event": "processed", "sg_event_id": secrets.token_urlsafe(16),
+                     "sg_message_id": f"{d.message_id}.filterdrecv-fake-1-{d.index}.0", "category": d.categories,
+                     **d.custom_args}
+                    for d in deliveries)
+                self._events_ready.notify_all()
+
+    def _activity(self, authorization: str | None, path: str) -> _Answer:
+        """``GET /v3/messages``: the accepted messages one custom arg names (the only query the app asks)."""
+        expected = f"Bearer {self.api_key}"
+        if not authorization or not hmac.compare_digest(authorization.encode(), expected.encode()):
+            return _error(401, _MESSAGES[401])
+        if self.activity_status != 200:
+            return _error(self.activity_status, "access forbidden")
+        params = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+        match = ACTIVITY_QUERY.match((params.get("query") or [""])[0])
+        if match is None:
+            return _error(400, "invalid query")
+        limit = int((params.get("limit") or ["10"])[0])
+        with self._lock:
+            found = list(self._by_arg.get((match.group(1), match.group(2)), []))[:limit]
+        return _Answer(200, {"messages": [
+            {"from_email": "newsletter@example.com", "msg_id": f"{d.message_id}.filterdrecv-fake-1-{d.index}.0",
+             "subject": d.subject, "to_email": d.to, "status": "processed", "opens_count": 0, "clicks_count": 0,
+             "last_event_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())} for d in found]})
 
     def _finish(self, answer: _Answer, body: Any, content_type: str | None, raw: bytes) -> _Answer:
         with self._lock:
@@ -393,6 +487,8 @@ def _handler_for(fake: FakeSendGrid) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             if self.path.split("?")[0] == STATS:
                 self._send(_Answer(200, fake.stats()))
+            elif self.path.split("?")[0] == ACTIVITY:
+                self._send(fake._activity(self.headers.get("Authorization"), self.path))
             else:
                 self._send(_error(404, _MESSAGES[404]))
 

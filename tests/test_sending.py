@@ -145,9 +145,9 @@ def test_unknown_outcome_is_held_not_resent_and_staff_can_settle_it(db: Database
     dispatcher(settings, db, transport).run_until_idle()
     assert counts(db, issue_id) == {"unknown": 3} and transport.delivered == []
     with db.session() as s:
-        ((batch_id, rows, error),) = ledger.unknown_batches(s, issue_id)
+        ((batch_id, rows, error, *_),) = ledger.unknown_batches(s, issue_id)
         assert rows == 3 and "read timeout" in error
-        assert ledger.resolve_unknown(s, batch_id, sent=True, now=NOW) == 3
+        assert ledger.resolve_unknown(s, batch_id, sent=True, now=NOW, evidence="staff") == 3
     assert counts(db, issue_id) == {"submitted": 3}
 
 
@@ -157,8 +157,8 @@ def test_a_batch_queued_again_goes_out_even_after_its_issue_finished(db: Databas
     dispatcher(settings, db, transport).run_until_idle()
     with db.session() as s:
         assert s.get(Issue, issue_id).status == "sent"  # nothing left on its way: the send is over
-        ((batch_id, _, _),) = ledger.unknown_batches(s, issue_id)
-        assert ledger.resolve_unknown(s, batch_id, sent=False, now=NOW) == 3  # staff: --resend
+        ((batch_id, _, _, *_),) = ledger.unknown_batches(s, issue_id)
+        assert ledger.resolve_unknown(s, batch_id, sent=False, now=NOW, evidence="staff") == 3  # staff: --resend
     dispatcher(settings, db, transport).run_until_idle()
     assert sorted(transport.delivered) == [f"reader{n}@example.org" for n in range(3)]
     assert counts(db, issue_id) == {"submitted": 3}
@@ -196,7 +196,7 @@ def test_a_dead_workers_rows_are_held_as_unknown_only_if_their_request_began(db:
     with db.session() as s:  # worker A claimed two rows, marked its request begun, and died
         a = ledger.claim(s, worker="A", limit=2, now=NOW, lease=timedelta(minutes=5), transport="x")
     with db.session() as s:
-        ledger.begin_request(s, a.batch_id)
+        ledger.begin_request(s, a.batch_id, NOW)
     with db.session() as s:  # worker C claimed two rows and died waiting for its pace slot
         c = ledger.claim(s, worker="C", limit=2, now=NOW, lease=timedelta(minutes=5), transport="x")
     with db.session() as s:  # two more rows, claimed by a version that set no batch at claim time
@@ -402,7 +402,7 @@ def test_the_providers_answer_settles_a_batch_recovery_took_for_lost(db: Databas
     with db.session() as s:
         got = ledger.claim(s, worker="A", limit=10, now=NOW, lease=timedelta(minutes=5), transport="x")
     with db.session() as s:  # its request left, and took longer than the lease
-        ledger.begin_request(s, got.batch_id)
+        ledger.begin_request(s, got.batch_id, NOW)
     with db.session() as s:
         assert ledger.recover_expired(s, NOW + timedelta(minutes=6)) == (0, 3)
     with db.session() as s:  # then worker A's request comes back accepted
@@ -434,7 +434,7 @@ def test_a_worker_alone_recovers_a_dead_workers_rows_and_finishes_the_issue(db: 
     long_ago = datetime.now(timezone.utc) - timedelta(hours=1)
     with db.session() as s:  # a worker claimed two batches an hour ago and died: one request had begun
         began = ledger.claim(s, worker="dead", limit=2, now=long_ago, lease=timedelta(minutes=5), transport="x")
-        ledger.begin_request(s, began.batch_id)
+        ledger.begin_request(s, began.batch_id, NOW)
         ledger.claim(s, worker="dead", limit=2, now=long_ago, lease=timedelta(minutes=5), transport="x")
     transport = ScriptedTransport()
     stop = threading.Event()

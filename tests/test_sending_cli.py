@@ -82,7 +82,7 @@ def test_pause_resume_and_resolve_from_the_command_line(settings: Settings) -> N
     db = Database.from_settings(settings)
     with db.session() as s:
         s.execute(update(Delivery).where(Delivery.status == "submitted").values(status="unknown"))
-        ((batch_id, rows, _),) = ledger.unknown_batches(s, int(issue))
+        ((batch_id, rows, _, *_),) = ledger.unknown_batches(s, int(issue))
     assert "held as unknown" in run("issues", "status", issue)
     assert f"{rows} deliveries marked submitted" in run("issues", "resolve", str(batch_id), "--sent")
     assert "no deliveries held as unknown" in runner.invoke(app, ["issues", "resolve", str(batch_id), "--sent"]).stderr

@@ -20,7 +20,8 @@ from newsletter.issues import get_issue
 from newsletter.models import SendPause
 from newsletter.sending import ledger, schedule
 from newsletter.sending.dispatch import Dispatcher, SendingStopped, send_all
-from newsletter.sending.progress import batch_line, describe, issue_state, settle_hint
+from newsletter.sending.progress import batch_line, batch_record, describe, issue_state, settle_hint
+from newsletter.sending.reconcile import OperatorNotice, reconcile, request_log
 from newsletter.sending.worker import run_worker
 from newsletter.transports import get_transport
 from subscribers.db import utcnow
@@ -130,7 +131,7 @@ def status(issue_id: int, as_json: Annotated[bool, typer.Option("--json")] = Fal
             "scheduled_at": issue.scheduled_at.isoformat() if issue.scheduled_at else None,
             "local_send_time": issue.local_send_time, "paused_reason": issue.paused_reason,
             "deliveries": {k: counts.get(k, 0) for k in ledger.STATES},
-            "unknown_batches": [{"batch": b, "rows": n, "error": e} for b, n, e in ledger.unknown_batches(session, issue_id)],
+            "unknown_batches": [batch_record(held) for held in ledger.unknown_batches(session, issue_id)],
         }
     if as_json:
         print_json(data)
@@ -141,7 +142,7 @@ def status(issue_id: int, as_json: Annotated[bool, typer.Option("--json")] = Fal
         err.print(f"paused: {data['paused_reason']}", highlight=False)
     print_rows([{"state": k, "count": v} for k, v in data["deliveries"].items()], False, {"state": "state", "count": "count"})
     for batch in data["unknown_batches"]:
-        out.print(batch_line(batch["batch"], batch["rows"], batch["error"]), highlight=False)
+        out.print(batch_line(batch), highlight=False)
 
 
 @issues_app.command("resolve")
@@ -153,7 +154,8 @@ def resolve(
 ) -> None:
     """Settle a batch held as unknown (its request left and no answer came)."""
     with unit_of_work() as (_, session):
-        count = ledger.resolve_unknown(session, batch_id, sent=sent, now=utcnow())
+        count = ledger.resolve_unknown(session, batch_id, sent=sent, now=utcnow(),
+                                       evidence=f"settled by staff: {'sent' if sent else 'queued again'}")
     if not count:
         raise InputError(f"batch {batch_id} has no deliveries held as unknown")
     out.print(f"{count} deliveries marked {'submitted' if sent else 'queued again'}")
@@ -190,21 +192,29 @@ def tick(
     send_too: Annotated[bool, typer.Option("--send/--no-send", help="Also send what is due.")] = True,
 ) -> None:
     """One round of due work as if it were --at: start scheduled issues, recover dead workers' rows,
-    queue due sequence steps, then send what is due (for tests, catch-up and cron)."""
+    queue due sequence steps, send what is due, then reconcile batches held as unknown (and send
+    what that queued again). For tests, catch-up and cron; exits 3 while deliveries stay unknown."""
     settings = get_settings()
     db = open_database(settings)
     now = _at(at)
     with db.session() as session:
         report = run_round(session, settings, now)
     sent = None
-    if send_too:
-        sent = send_all(Dispatcher.pool(settings, db, get_transport(settings), clock=lambda: now))
+    transport = get_transport(settings) if send_too else None
+    if transport is not None:
+        sent = send_all(Dispatcher.pool(settings, db, transport, clock=lambda: now))
+    settled = reconcile(settings, db, now, log_source=request_log(settings, transport) if transport else None,
+                        notify=OperatorNotice(settings, transport) if transport else None)
+    if transport is not None and settled.requeued:
+        assert sent is not None
+        sent.add(send_all(Dispatcher.pool(settings, db, transport, clock=lambda: now)))
     out.print(f"{now.isoformat()}: {report.summary()}"
               + (f"; sent: submitted {sent.submitted}, failed {sent.failed}, unknown {sent.unknown}, "
-                 f"suppressed {sent.suppressed}" if sent else ""),
+                 f"suppressed {sent.suppressed}" if sent else "")
+              + (f"; {settled.summary()}" if settled.busy() else ""),
               highlight=False)
-    # Rows this round left unknown: a dead worker's batches it held, and its own requests unanswered.
-    left = report.issues.held_unknown + (sent.unknown if sent else 0)
+    with db.session() as session:
+        left = ledger.unknown_total(session)
     if left:
         err.print(f"[yellow]warning:[/yellow] {settle_hint(left)}", highlight=False)
         raise typer.Exit(EXIT_UNSETTLED)

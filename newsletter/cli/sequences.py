@@ -88,7 +88,7 @@ def show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) ->
                  **{k: s["deliveries"].get(k, 0) for k in columns}}
                 for s in data["steps"]], False, {k: k for k in ("#", "subject", "delay", "waiting", *columns)})
     for batch in data["unknown_batches"]:
-        out.print(batch_line(batch["batch"], batch["rows"], batch["error"]), highlight=False)
+        out.print(batch_line(batch), highlight=False)
 
 
 def _delay(seconds: int) -> str:

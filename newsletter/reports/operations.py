@@ -173,7 +173,7 @@ def _oldest_due(session: Session, now: datetime) -> dict[str, float]:
 def _unknown(session: Session, now: datetime) -> tuple[int, float]:
     held = ledger.unknown_batches(session)
     since = session.scalar(select(func.min(func.coalesce(SendBatch.finished_at, SendBatch.created_at)))
-                           .where(SendBatch.id.in_([batch for batch, _, _ in held])))
+                           .where(SendBatch.id.in_([batch.batch_id for batch in held])))
     return len(held), max((now - since).total_seconds(), 0.0) if since is not None else 0.0
 
 

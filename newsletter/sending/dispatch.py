@@ -296,10 +296,10 @@ class Dispatcher:
             if wait > 0 and not self._wait_holding(batch_id, ids, wait):
                 return  # stopped while waiting: the untried rows went back to the queue
             with self.db.session() as session:  # committed before the request may leave
-                ledger.begin_request(session, batch_id)
+                marker = ledger.begin_request(session, batch_id, self.clock())
             started = time.perf_counter()
             try:
-                outcome = self.transport.send(Batch(email, recipients, categories))
+                outcome = self.transport.send(Batch(email, recipients, categories, marker))
             except RateLimited as exc:
                 self._not_in_flight(batch_id)
                 wait = MAX_RATE_LIMIT_WAIT if exc.reset_at is None else min(max(exc.reset_at - time.time(), 0.5), MAX_RATE_LIMIT_WAIT)

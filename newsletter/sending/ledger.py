@@ -230,9 +230,13 @@ def release(session: Session, ids: list[int]) -> None:
         )
 
 
-def begin_request(session: Session, batch_id: int) -> None:
-    """Mark, durably and before anything is sent, that this batch's request may now leave."""
-    session.execute(update(SendBatch).where(SendBatch.id == batch_id).values(status=BATCH_REQUESTING))
+def begin_request(session: Session, batch_id: int, now: datetime) -> str | None:
+    """Mark, durably and before anything is sent, that this batch's request may now leave. Returns
+    the batch's marker, which travels with the request."""
+    batch = session.get(SendBatch, batch_id)
+    assert batch is not None
+    batch.status, batch.began_at = BATCH_REQUESTING, now
+    return batch.marker
 
 
 def request_refused(session: Session, batch_id: int) -> None:
@@ -280,6 +284,11 @@ def recover_expired(session: Session, now: datetime) -> tuple[int, int]:
     return requeued, held
 
 
+def unknown_total(session: Session) -> int:
+    """Deliveries held as unknown, of every issue and sequence (a walk of their small partial index)."""
+    return session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "unknown")) or 0
+
+
 def status_counts(session: Session, issue_id: int) -> dict[str, int]:
     rows = session.execute(
         select(Delivery.status, func.count()).where(Delivery.issue_id == issue_id).group_by(Delivery.status)
@@ -301,14 +310,31 @@ def finish_if_done(session: Session, issue: Issue, now: datetime) -> bool:
     return True
 
 
+class HeldBatch(NamedTuple):
+    """A batch with deliveries held as unknown, as staff and reconciliation see it."""
+
+    batch_id: int
+    rows: int  # its deliveries still held as unknown
+    error: str | None  # why it was held
+    held_at: datetime | None
+    marker: str | None
+    evidence: str | None  # what reconciliation found so far
+    checked_at: datetime | None  # when the provider's log was last asked
+    notified_at: datetime | None  # when staff were told it waits for them
+    issue_id: int | None
+    step_id: int | None
+
+
 def unknown_batches(session: Session, issue_id: int | None = None, *,
-                    sequence_id: int | None = None) -> list[tuple[int, int, str | None]]:
-    """(batch id, rows, error) of every batch held as unknown (of one issue, or one sequence's steps)."""
+                    sequence_id: int | None = None) -> list[HeldBatch]:
+    """Every batch with deliveries held as unknown (of one issue, or one sequence's steps), oldest first."""
     query = (
-        select(SendBatch.id, func.count(Delivery.id), SendBatch.error)
+        select(SendBatch.id, func.count(Delivery.id), SendBatch.error,
+               func.coalesce(SendBatch.finished_at, SendBatch.created_at), SendBatch.marker, SendBatch.evidence,
+               SendBatch.checked_at, SendBatch.notified_at, func.min(Delivery.issue_id), func.min(Delivery.step_id))
         .join(Delivery, Delivery.batch_id == SendBatch.id)
         .where(Delivery.status == "unknown")
-        .group_by(SendBatch.id, SendBatch.error)
+        .group_by(SendBatch.id)
         .order_by(SendBatch.id)
     )
     if issue_id is not None:
@@ -316,12 +342,12 @@ def unknown_batches(session: Session, issue_id: int | None = None, *,
     if sequence_id is not None:
         steps = select(SequenceStep.id).where(SequenceStep.sequence_id == sequence_id)
         query = query.where(Delivery.step_id.in_(steps))
-    return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
+    return [HeldBatch._make(row) for row in session.execute(query)]
 
 
-def resolve_unknown(session: Session, batch_id: int, *, sent: bool, now: datetime) -> int:
-    """Staff (or the provider's "processed" events) settle a batch held as unknown: ``sent`` marks it
-    submitted; otherwise its rows are queued again, accepting that some may arrive twice."""
+def resolve_unknown(session: Session, batch_id: int, *, sent: bool, now: datetime, evidence: str) -> int:
+    """Settle a batch held as unknown (staff, or reconciliation on the provider's word): ``sent``
+    marks it submitted; otherwise its rows are queued again. ``evidence`` says why, and is kept."""
     values = (
         {"status": "submitted", "submitted_at": now, "error": None}
         if sent
@@ -338,6 +364,7 @@ def resolve_unknown(session: Session, batch_id: int, *, sent: bool, now: datetim
     batch = session.get(SendBatch, batch_id)
     if batch is not None and count:
         batch.status = "submitted" if sent else "failed"
+        batch.evidence = evidence[:2000]
     return count
 
 
@@ -357,11 +384,37 @@ def resolve_accepted(session: Session, ids: list[int], now: datetime) -> int:
     ).rowcount or 0
     if count:
         touched = select(Delivery.batch_id).where(Delivery.id.in_(ids), Delivery.batch_id.is_not(None))
-        session.execute(
-            update(SendBatch)
-            .where(SendBatch.status == "unknown", SendBatch.id.in_(touched),
-                   ~exists().where(Delivery.batch_id == SendBatch.id, Delivery.status == "unknown"))
-            .values(status="submitted")
-            .execution_options(synchronize_session=False)
-        )
+        count += settle_reported(session, now, session.scalars(
+            select(SendBatch.id).where(SendBatch.status == "unknown", SendBatch.id.in_(touched))).all())
     return count
+
+
+# A row in one of these states was reported on by the provider (or settled by staff as sent).
+REPORTED = ("submitted", "delivered", "bounced", "dropped")
+
+
+def settle_reported(session: Session, now: datetime, batch_ids: list[int] | None = None) -> int:
+    """A provider accepts or refuses a request whole (SendGrid: 202 for every personalization, or an
+    error for all), so one row it reported on proves the batch's request was accepted: the batch's
+    other rows held as unknown become submitted too. ``batch_ids``: only these batches (default:
+    every batch held as unknown). Returns the rows changed."""
+    held = select(SendBatch.id).where(SendBatch.status == "unknown")
+    if batch_ids is not None:
+        if not batch_ids:
+            return 0
+        held = held.where(SendBatch.id.in_(batch_ids))
+    proven = list(session.execute(
+        select(Delivery.batch_id, func.count())
+        .where(Delivery.batch_id.in_(held.scalar_subquery()), Delivery.status.in_(REPORTED))
+        .group_by(Delivery.batch_id)
+    ))
+    changed = 0
+    for batch_id, reported in proven:
+        changed += resolve_unknown(
+            session, batch_id, sent=True, now=now,
+            evidence=f"the provider reported on {reported} of its deliveries, so it accepted the request",
+        )
+        batch = session.get(SendBatch, batch_id)
+        if batch is not None and batch.status == "unknown":  # no row was left unknown (all reported)
+            batch.status = "submitted"
+    return changed

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.models import Delivery, Issue
+from newsletter.sending.ledger import HeldBatch
 
 SENT_WITH_UNKNOWN = "sent_with_unknown"
 
@@ -89,16 +90,31 @@ def settle_hint(unknown: int, *, issue_id: int | None = None, sequence: str | No
     where = (f"'newsletter issues status {issue_id}'" if issue_id is not None
              else f"'newsletter sequences show {_argument(sequence)}'" if sequence is not None
              else "'newsletter issues status ID' (or 'newsletter sequences show NAME')")
-    return (f"{unknown} delivery(ies) held as unknown (the request left and no answer came; nobody knows "
-            f"whether they arrived): {where} lists the batches; settle each with "
+    return (f"{unknown} delivery(ies) held as unknown (the request left and no answer came): the provider's "
+            f"events settle them by themselves; {where} lists the batches still waiting; settle one by hand with "
             "'newsletter issues resolve BATCH --sent' (SendGrid's activity log shows it) or "
             "'newsletter issues resolve BATCH --resend' (accepting possible duplicates)")
 
 
-def batch_line(batch_id: int, rows: int, error: str | None) -> str:
-    """One batch held as unknown, and the two ways to settle it."""
-    return (f"batch {batch_id}: {rows} held as unknown ({error or 'no answer'}); settle with "
-            f"'newsletter issues resolve {batch_id} --sent' or 'newsletter issues resolve {batch_id} --resend'")
+def settle_commands(batch_id: int) -> str:
+    return f"'newsletter issues resolve {batch_id} --sent' or 'newsletter issues resolve {batch_id} --resend'"
+
+
+def batch_record(held: HeldBatch) -> dict[str, Any]:
+    """A batch held as unknown, as every face shows it (JSON as is; text through ``batch_line``)."""
+    return {"batch": held.batch_id, "rows": held.rows, "error": held.error,
+            "held_at": held.held_at.isoformat(timespec="seconds") if held.held_at else None,
+            "evidence": held.evidence, "waits_for_staff": held.notified_at is not None}
+
+
+def batch_line(record: dict[str, Any]) -> str:
+    """One batch held as unknown: since when, why, what reconciliation found, and the two ways to settle it."""
+    since = f" since {record['held_at']}" if record.get("held_at") else ""
+    found = f"; {record['evidence']}" if record.get("evidence") else ""
+    waiting = ("; waits for staff" if record.get("waits_for_staff")
+               else "; waiting for the provider's events, which settle it by themselves")
+    return (f"batch {record['batch']}: {record['rows']} held as unknown{since} ({record['error'] or 'no answer'})"
+            f"{found}{waiting}; settle by hand with {settle_commands(record['batch'])}")
 
 
 def _argument(name: str) -> str:

@@ -12,13 +12,13 @@ from datetime import datetime
 from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.sending.dispatch import Dispatcher, RecordingFailed, SendingStopped
+from newsletter.sending.reconcile import OperatorNotice, reconcile, request_log
 from newsletter.sending.schedule import recover_and_finish
 from newsletter.transports import Transport
 
 log = logging.getLogger("newsletter.worker")
 IDLE_SECONDS = 1.0
 STOPPED_SECONDS = 30.0
-RECOVER_SECONDS = 30.0  # how often an idle worker looks for dead workers' rows (cheap: index probes)
 
 
 def run_worker(settings: Settings, db: Database, transport: Transport, stop: threading.Event,
@@ -28,7 +28,7 @@ def run_worker(settings: Settings, db: Database, transport: Transport, stop: thr
     dispatchers = Dispatcher.pool(settings, db, transport, worker=worker, stop=stop)
     log.info("worker %s started (%s transport, %d in flight)", dispatchers[0].worker.rpartition("/")[0],
              transport.name, len(dispatchers))
-    recovery = _Recovery(db)
+    recovery = _Recovery(settings, db, transport)
     threads = [threading.Thread(target=_loop, args=(d, stop, recovery), name=f"dispatcher-{n}", daemon=True)
                for n, d in enumerate(dispatchers)]
     for thread in threads:
@@ -44,10 +44,14 @@ def run_worker(settings: Settings, db: Database, transport: Transport, stop: thr
 
 
 class _Recovery:
-    """One recovery round per process at most every RECOVER_SECONDS, by whichever thread is idle."""
+    """At most every NEWSLETTER_RECOVER_SECONDS per process, by whichever thread is idle: recover
+    dead workers' rows (cheap: index probes), close finished sends, and reconcile batches held as
+    unknown (``newsletter.sending.reconcile``)."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, settings: Settings, db: Database, transport: Transport) -> None:
+        self.settings, self.db = settings, db
+        self.log_source = request_log(settings, transport)
+        self.notify = OperatorNotice(settings, transport)
         self.lock = threading.Lock()
         self.next_at = 0.0
 
@@ -55,13 +59,16 @@ class _Recovery:
         with self.lock:
             if time.monotonic() < self.next_at:
                 return
-            self.next_at = time.monotonic() + RECOVER_SECONDS
+            self.next_at = time.monotonic() + self.settings.recover_seconds
         with self.db.session() as session:
             report = recover_and_finish(session, clock())
         if report.requeued or report.held_unknown:
             log.warning("recovered a stopped worker's rows: %d queued again, %d held as unknown (their request "
-                        "may have left; 'newsletter issues status ID' lists them)", report.requeued,
-                        report.held_unknown)
+                        "may have left; the provider's events settle them, 'newsletter issues status ID' lists "
+                        "them)", report.requeued, report.held_unknown)
+        settled = reconcile(self.settings, self.db, clock(), log_source=self.log_source, notify=self.notify)
+        if settled.confirmed or settled.requeued:
+            log.info("%s", settled.summary())
 
 
 def _loop(dispatcher: Dispatcher, stop: threading.Event, recovery: _Recovery | None = None) -> None:

@@ -12,6 +12,7 @@ from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound
 from newsletter.models import Delivery, Enrollment, Sequence, SequenceStep
 from newsletter.sending import ledger
+from newsletter.sending.progress import batch_record
 from newsletter.sequences.definition import SequenceDefinition, parse_definition, to_yaml
 from newsletter.sequences.engine import enroll, steps_of
 from newsletter.sequences.install import InstallReport, install
@@ -98,8 +99,8 @@ def summary(session: Session, sequence: Sequence) -> dict[str, Any]:
         ],
         # Held as unknown: the request left and no answer came; settled like an issue's batches.
         "unknown": unknown,
-        "unknown_batches": [{"batch": b, "rows": n, "error": e}
-                            for b, n, e in ledger.unknown_batches(session, sequence_id=sequence.id)] if unknown else [],
+        "unknown_batches": [batch_record(held)
+                            for held in ledger.unknown_batches(session, sequence_id=sequence.id)] if unknown else [],
     }
 
 

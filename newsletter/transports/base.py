@@ -28,6 +28,7 @@ class Batch:
     email: RenderedEmail
     recipients: list[Recipient]
     categories: list[str] = field(default_factory=list)
+    marker: str | None = None  # the ledger batch's marker (SendGrid: a custom arg on every event)
 
 
 @dataclass
@@ -66,6 +67,20 @@ class Transport(Protocol):
     max_batch: int
 
     def send(self, batch: Batch) -> BatchResult: ...
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a provider's own log says of one request, found again by its batch marker."""
+
+    accepted: bool | None  # True: it holds the request's messages; False: it holds none; None: cannot tell
+    detail: str  # one line for staff and the batch's record (no addresses)
+
+
+class RequestLog(Protocol):
+    """A provider log that can be asked about a request (SendGrid's Email Activity API)."""
+
+    def find_request(self, marker: str) -> Evidence: ...
 
 
 # What a transport may raise. The dispatcher owns the policy (retry, split, wait, pause, hold as

@@ -2,7 +2,8 @@
 
 The compiled email goes once per request with its placeholders left in; each personalization carries
 the recipient's ``substitutions`` (SendGrid fills them), ``custom_args`` with the delivery id (echoed
-back in every webhook event), and, for marketing mail, the same List-Unsubscribe headers
+back in every webhook event; the request's own ``custom_args`` carry the batch marker, so the Email
+Activity API can find a request whose answer was lost), and, for marketing mail, the same List-Unsubscribe headers
 ``newsletter.mime`` writes. SendGrid's click/open/subscription tracking is switched off: the product
 tracks first-party, and link rewriting would put SendGrid's domain on every link.
 
@@ -44,6 +45,7 @@ from newsletter.transports.base import (
     Batch,
     BatchResult,
     BatchTooLarge,
+    Evidence,
     OutcomeUnknown,
     RateLimited,
     Recipient,
@@ -57,6 +59,9 @@ MAX_CATEGORIES = 10  # SendGrid's limits on categories
 MAX_CATEGORY_LENGTH = 255
 MAX_MESSAGE_CHARS = 1000  # of a stored error message
 JSON_UTF8 = {"Content-Type": "application/json; charset=utf-8"}
+BATCH_ARG = "send_batch"  # the custom arg naming the ledger batch (its random marker) on every event
+MARKER = re.compile(r"^[0-9a-f]{1,32}$")
+ACTIVITY_LIMIT = 1000  # messages asked for at once; a request holds at most 1000
 
 # "personalizations.3.to.0.email" (and the bracket form, in case) names the fourth recipient.
 _PERSONALIZATION_FIELD = re.compile(r"^personalizations(?:\.|\[)(\d+)")
@@ -180,7 +185,7 @@ class SendGridTransport:
         indexes, sendable, refused = _screen(batch.recipients)
         if not sendable:
             return BatchResult(refused=refused)
-        batch = Batch(batch.email, sendable, batch.categories)
+        batch = Batch(batch.email, sendable, batch.categories, batch.marker)
         body = self.encode_body(self.build_body(batch))
         try:
             # Pre-encoded JSON (orjson: a tenth of json.dumps's time on a 1000-recipient body): with a
@@ -259,7 +264,34 @@ class SendGridTransport:
             body["headers"] = {"List-Id": list_id}
         if categories := sanitise_categories(batch.categories):
             body["categories"] = categories
+        if batch.marker is not None:
+            body["custom_args"] = {BATCH_ARG: batch.marker}
         return body
+
+    def find_request(self, marker: str) -> Evidence:
+        """Ask the Email Activity API (a paid add-on, the key with Email Activity access) for the
+        messages of the request that carried ``marker``: some means SendGrid accepted it (it takes a
+        request whole), none means it never did, given time for its log to catch up."""
+        if not MARKER.match(marker):
+            return Evidence(None, "the batch has no marker SendGrid could be asked about")
+        query = f"unique_args['{BATCH_ARG}']=\"{marker}\""
+        try:
+            response = self._client.client.messages.get(
+                query_params={"query": query, "limit": ACTIVITY_LIMIT}, timeout=self.timeout)
+        except http_errors.HTTPError as error:
+            status = int(error.status_code)
+            why = (" (the API key lacks Email Activity access, or the account lacks the add-on)"
+                   if status in (401, 403) else "")
+            return Evidence(None, f"SendGrid's Email Activity API answered {status}{why}")
+        except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
+            return Evidence(None, f"SendGrid's Email Activity API could not be reached ({_reason(error)})")
+        messages = _activity_messages(response.body)
+        if messages is None or response.status_code != 200:
+            return Evidence(None, f"SendGrid's Email Activity API gave an answer that is not a message list "
+                                  f"({response.status_code})")
+        if messages:
+            return Evidence(True, f"SendGrid's activity log holds {len(messages)} message(s) of this request")
+        return Evidence(False, "SendGrid's activity log holds no message of this request")
 
     @staticmethod
     def encode_body(body: dict[str, Any]) -> str:
@@ -300,6 +332,17 @@ def _errors(body: bytes | str | None) -> list[Mapping[str, Any]]:
         return []
     errors = parsed.get("errors") if isinstance(parsed, dict) else None
     return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _activity_messages(body: bytes | str | None) -> list[Any] | None:
+    """``{"messages": [...]}`` from the Email Activity API; None for any other body (which must
+    never be read as "no message": that would resend an accepted request)."""
+    try:
+        parsed = json.loads(body or b"")
+    except (ValueError, TypeError):
+        return None
+    messages = parsed.get("messages") if isinstance(parsed, dict) else None
+    return messages if isinstance(messages, list) else None
 
 
 def _reset_at(headers: Any) -> float | None:
