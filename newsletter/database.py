@@ -35,7 +35,10 @@ def make_engine(url: str, *, threads: int = 0) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        # How long a statement waits for another connection's write lock before "database is locked"
+        # (the sender then retries with backoff); ``?timeout=`` in the URL overrides the 30 s.
+        busy_timeout = float(parsed.query.get("timeout", 30))
+        engine = create_engine(parsed.difference_update_query(["timeout"]), connect_args={"timeout": busy_timeout})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine

@@ -493,6 +493,36 @@ def test_an_answer_the_database_cannot_take_at_once_is_recorded_when_it_can(
     assert transport.requests == 1  # and never sent twice
 
 
+def test_a_real_write_lock_held_past_the_busy_timeout_is_waited_out(db: Database, settings: Settings) -> None:
+    """Another process holds SQLite's write lock (BEGIN IMMEDIATE) from before the provider answers
+    until 4 s later, past the sender's 1 s busy timeout: the answer is recorded once the lock is
+    free, the rows are not left claimed, and nothing is sent twice."""
+    import sqlite3
+
+    issue_id = started_issue(db, settings, 5)
+    path = db.engine.url.database
+    sending_db = Database(f"sqlite:///{path}?timeout=1")
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    released = threading.Event()
+
+    def hold_the_lock(_batch: object) -> None:
+        holder.execute("BEGIN IMMEDIATE")  # taken while the request is out, so the answer meets it
+
+        def release() -> None:
+            holder.execute("COMMIT")
+            released.set()
+        threading.Timer(4.0, release).start()
+
+    transport = ScriptedTransport(script=[hold_the_lock])
+    started = time.monotonic()
+    Dispatcher(settings, sending_db, transport, clock=lambda: NOW).run_until_idle()
+    waited = time.monotonic() - started
+    holder.close()
+    sending_db.engine.dispose()
+    assert released.is_set() and waited >= 4.0  # it waited for the lock rather than giving up
+    assert counts(db, issue_id) == {"submitted": 5} and transport.requests == 1
+
+
 def test_a_database_that_stays_unwritable_is_one_clear_line(db: Database, settings: Settings) -> None:
     from newsletter.sending.dispatch import RecordingFailed
 

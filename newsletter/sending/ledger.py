@@ -185,6 +185,7 @@ def mark_submitted(session: Session, batch: SendBatch, ids: list[int], message_i
             .execution_options(synchronize_session=False)
         )
     batch.status, batch.provider_message_id, batch.finished_at = "submitted", message_id, now
+    batch.evidence = None  # its own 202: what events said before it came is no longer needed
 
 
 def extend_lease(session: Session, batch_id: int, until: datetime) -> None:
@@ -386,6 +387,16 @@ def resolve_accepted(session: Session, ids: list[int], now: datetime) -> int:
         touched = select(Delivery.batch_id).where(Delivery.id.in_(ids), Delivery.batch_id.is_not(None))
         count += settle_reported(session, now, session.scalars(
             select(SendBatch.id).where(SendBatch.status == "unknown", SendBatch.id.in_(touched))).all())
+        # A request still marked in flight whose every row the provider has reported on: its worker
+        # died before recording the answer (or is about to record it); either way it was accepted.
+        session.execute(
+            update(SendBatch)
+            .where(SendBatch.status.in_(MAY_HAVE_LEFT), SendBatch.id.in_(touched),
+                   ~exists().where(Delivery.batch_id == SendBatch.id, Delivery.status == "claimed"))
+            .values(status="submitted", finished_at=now,
+                    evidence="the provider reported on its deliveries before the worker recorded its answer")
+            .execution_options(synchronize_session=False)
+        )
     return count
 
 
