@@ -1,9 +1,9 @@
 """SendGrid: one v3 Mail Send request per batch, one personalization per recipient.
 
 The compiled email goes once per request with its placeholders left in; each personalization carries
-the recipient's ``substitutions`` (SendGrid fills them), ``custom_args`` with the delivery id (echoed
-back in every webhook event; the request's own ``custom_args`` carry the batch marker, so the Email
-Activity API can find a request whose answer was lost), and, for marketing mail, the same List-Unsubscribe headers
+the recipient's ``substitutions`` (SendGrid fills them), ``custom_args`` with the delivery id and the batch's marker (echoed
+back in every webhook event; the Email Activity API finds a request whose answer was lost by its
+marker), and, for marketing mail, the same List-Unsubscribe headers
 ``newsletter.compose.mime`` writes. SendGrid's click/open/subscription tracking is switched off: the product
 tracks first-party, and link rewriting would put SendGrid's domain on every link.
 
@@ -227,6 +227,8 @@ class SendGridTransport:
             personalization: dict[str, Any] = {"to": [to], "substitutions": recipient.values.as_substitutions()}
             if recipient.delivery_id is not None:
                 personalization["custom_args"] = {"delivery_id": str(recipient.delivery_id)}
+                if batch.marker is not None:  # per personalization: the request-level field is a string
+                    personalization["custom_args"][BATCH_ARG] = batch.marker
             if recipient.unsubscribe_mailto is not None:  # marketing; transactional mail has no list headers
                 headers = {
                     "List-Unsubscribe": list_unsubscribe_header(
@@ -264,8 +266,6 @@ class SendGridTransport:
             body["headers"] = {"List-Id": list_id}
         if categories := sanitise_categories(batch.categories):
             body["categories"] = categories
-        if batch.marker is not None:
-            body["custom_args"] = {BATCH_ARG: batch.marker}
         return body
 
     def find_request(self, marker: str) -> Evidence:
