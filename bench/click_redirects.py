@@ -42,7 +42,7 @@ def main() -> None:
 
     from newsletter.config import get_settings
     from newsletter.database import Database, upgrade
-    from newsletter.links import delivery_token
+    from newsletter.urls import delivery_token
     from newsletter.models import Delivery, Event, Issue, Link
     from newsletter.sending import schedule
     from newsletter.sending.dispatch import Dispatcher

@@ -14,7 +14,7 @@ from newsletter.database import Database
 from newsletter.models import Sequence
 from newsletter.posts import service as post_service
 from newsletter.posts.source import RawSource
-from newsletter.preflight import Finding
+from newsletter.compose.preflight import Finding
 
 DEMO_POST = "demo-post.txt"
 DEMO_SUBJECT = "Small steps for steadier days"

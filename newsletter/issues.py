@@ -10,29 +10,17 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound
-from newsletter.links import recipient_values, unsubscribe_mailto
-from newsletter.mime import build_message
-from newsletter.models import Issue, Post
-from newsletter.personalize import substitute
+from newsletter.compose.compile import check_tracking, compile_email, compiled_of, content_for_post
+from newsletter.compose.mime import build_message
+from newsletter.compose.personalize import substitute
+from newsletter.compose.preflight import Finding, check_email
+from newsletter.compose.render import CompiledEmail
+from newsletter.models import Issue
 from newsletter.posts.service import get_post
-from newsletter.preflight import Finding, check_email
-from newsletter.render import EmailContent, RenderedEmail, RenderError, render_email
-from newsletter.tracking.links import track
-from subscribers.db import utcnow
+from newsletter.urls import recipient_values, unsubscribe_mailto
 
 SAMPLE_RECIPIENT = ("Alex Sample", "alex.sample@example.com")
 SAMPLE_TOKEN = "preview-sample-token"
-
-
-def content_for(post: Post, subject: str, preheader: str) -> EmailContent:
-    return EmailContent(
-        subject=subject,
-        preheader=preheader,
-        title=post.title,
-        blocks=post.blocks,
-        published_at=post.published_at,
-        reading_minutes=post.reading_minutes,
-    )
 
 
 def _clean_line(value: str, what: str) -> str:
@@ -40,15 +28,6 @@ def _clean_line(value: str, what: str) -> str:
     if len(value) > 300:
         raise InputError(f"the {what} is {len(value)} characters; keep it under 300")
     return value
-
-
-TRACKING_MODES = ("full", "anonymous", "off")
-
-
-def check_tracking(mode: str) -> str:
-    if mode not in TRACKING_MODES:
-        raise InputError(f"tracking must be one of {', '.join(TRACKING_MODES)}, not {mode!r}")
-    return mode
 
 
 def create_issue(
@@ -59,13 +38,8 @@ def create_issue(
     tracking = check_tracking(tracking or settings.tracking)
     subject = _clean_line(subject if subject is not None else post.title, "subject")
     preheader = _clean_line(preheader if preheader is not None else post.excerpt, "preheader")[:200]
-    rendered = render_email(content_for(post, subject, preheader), settings)
-    issue = Issue(post=post, subject=subject, preheader=preheader, html=rendered.html, text=rendered.text,
-                  tracking=tracking)
-    session.add(issue)
-    session.flush()
-    issue.html = track(session, rendered.html, base_url=settings.public_base_url, booking_url=settings.booking_url,
-                       mode=issue.tracking, issue_id=issue.id)
+    issue = Issue(post=post, subject=subject, preheader=preheader, tracking=tracking)
+    compile_email(content_for_post(post, subject, preheader), settings, tracking=tracking, session=session, into=issue)
     return issue
 
 
@@ -88,28 +62,15 @@ def list_issues(session: Session, limit: int = 100) -> list[Issue]:
     return list(session.scalars(select(Issue).order_by(Issue.id.desc()).limit(limit)))
 
 
-def rendered_of(issue: Issue) -> RenderedEmail:
-    images = [
-        {"src": b.get("src", ""), "alt": b.get("alt") or ""} for b in issue.post.blocks if b["type"] == "image"
-    ]
-    return RenderedEmail(issue.subject, issue.preheader, issue.html, issue.text, images)
-
-
-def recompile(session: Session, issue: Issue, settings: Settings) -> None:
-    """Compile again from the post (after a template or brand change); only before sending."""
-    rendered = render_email(content_for(issue.post, issue.subject, issue.preheader), settings)
-    issue.html = track(session, rendered.html, base_url=settings.public_base_url, booking_url=settings.booking_url,
-                       mode=issue.tracking, issue_id=issue.id)
-    issue.text, issue.compiled_at = rendered.text, utcnow()
+def recompile(session: Session, issue: Issue, settings: Settings) -> CompiledEmail:
+    """Compile again from the post (after a template, brand or tracking change); only before sending."""
+    return compile_email(content_for_post(issue.post, issue.subject, issue.preheader), settings,
+                         tracking=issue.tracking, session=session, into=issue)
 
 
 def preflight(issue: Issue, settings: Settings) -> list[Finding]:
-    """Re-render from the post (so a broken template is caught), then check the result."""
-    try:
-        rendered = render_email(content_for(issue.post, issue.subject, issue.preheader), settings)
-    except RenderError as exc:
-        return [Finding("error", "template-broken", str(exc))]
-    return check_email(rendered, settings)
+    """Check the issue's stored email: byte for byte the one the transport sends."""
+    return check_email(compiled_of(issue), settings)
 
 
 @dataclass
@@ -125,7 +86,7 @@ def write_preview(issue: Issue, settings: Settings, out_dir: Path) -> PreviewFil
     name, address = SAMPLE_RECIPIENT
     values = recipient_values(settings, SAMPLE_TOKEN, name)
     message = build_message(
-        rendered_of(issue),
+        compiled_of(issue),
         to_email=address,
         to_name=name,
         values=values,

@@ -57,7 +57,7 @@ class Issue(Base):
     """One email made from a post: subject, preheader and the compiled body.
 
     ``html`` and ``text`` are compiled once (Jinja2 -> MJML -> HTML) and hold per-recipient
-    placeholders (see ``newsletter.personalize``); sending only substitutes them.
+    placeholders (see ``newsletter.compose.personalize``); sending only substitutes them.
     """
 
     __tablename__ = "issues"

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
-from newsletter.links import delivery_from_token
+from newsletter import urls
 from newsletter.models import ConfirmationEmail, Delivery, Event
-from newsletter.personalize import RecipientValues, safe_first_name
-from newsletter.render import EmailContent, RenderedEmail, render_email
+from newsletter.compose.personalize import RecipientValues, safe_first_name
+from newsletter.compose.render import EmailContent, CompiledEmail, render_email
 from newsletter.transports import Recipient
 from subscribers import consent
 from subscribers.consent import Proof
@@ -27,29 +27,13 @@ from subscribers.names import clean_name
 from subscribers.lists import all_lists, ensure_list
 from subscribers.models import Contact, MailingList, Subscription
 from subscribers.suppression import is_suppressed
-from subscribers.tokens import Tokens
 
 FORM_ID = "subscribe-page"
 FORM_VERSION = "1"
 
 
-def tokens(settings: Settings) -> Tokens:
-    return Tokens(settings.signing_key())
-
-
 def newsletter_list(session: Session, settings: Settings) -> MailingList:
     return ensure_list(session, settings.default_list, settings.newsletter_name)
-
-
-# Links ------------------------------------------------------------------------------------------
-
-
-def preferences_url(settings: Settings, contact: Contact) -> str:
-    return f"{settings.public_base_url}/preferences/{tokens(settings).make('preferences', c=contact.id)}"
-
-
-def unsubscribe_token(settings: Settings, contact: Contact, mailing_list: MailingList | None) -> str:
-    return tokens(settings).make("unsubscribe", c=contact.id, l=mailing_list.id if mailing_list else 0)
 
 
 # Sign-up ----------------------------------------------------------------------------------------
@@ -141,9 +125,9 @@ class ConfirmationFor:
     list_name: str
 
 
-def confirmation_email(settings: Settings, to: ConfirmationFor) -> tuple[RenderedEmail, Recipient]:
+def confirmation_email(settings: Settings, to: ConfirmationFor) -> tuple[CompiledEmail, Recipient]:
     """The confirmation email and its one recipient, ready for a transport."""
-    link = f"{settings.public_base_url}/confirm/{tokens(settings).make('confirm', s=to.subscription_id)}"
+    link = urls.confirm_url(settings, to.subscription_id)
     content = EmailContent(
         subject=f"Please confirm your subscription to {to.list_name}",
         preheader="One click and you're on the list. If it wasn't you, ignore this email.",
@@ -172,7 +156,7 @@ def _escape(text: str) -> str:
 
 
 def subscription_from_confirm_token(session: Session, settings: Settings, token: str) -> Subscription:
-    data = tokens(settings).read("confirm", token, max_age_seconds=settings.confirm_link_hours * 3600)
+    data = urls.page_tokens(settings).read("confirm", token, max_age_seconds=settings.confirm_link_hours * 3600)
     sub = session.get(Subscription, data.get("s"))
     if sub is None:
         raise NotFound("this confirmation link is no longer valid")
@@ -185,7 +169,7 @@ def confirm_subscription(session: Session, settings: Settings, token: str, proof
 
 def delivery_of(session: Session, settings: Settings, token: str) -> Delivery | None:
     """The delivery a link in a sent email points at (None: not a delivery token)."""
-    delivery_id = delivery_from_token(settings, token)
+    delivery_id = urls.delivery_from_token(settings, token)
     return session.get(Delivery, delivery_id) if delivery_id is not None else None
 
 
@@ -196,7 +180,7 @@ def contact_from_preferences_token(session: Session, settings: Settings, token: 
         if contact is None:
             raise NotFound("this link is no longer valid")
         return contact
-    data = tokens(settings).read("preferences", token)
+    data = urls.page_tokens(settings).read("preferences", token)
     contact = session.get(Contact, data.get("c"))
     if contact is None:
         raise NotFound("this link is no longer valid")
@@ -212,7 +196,7 @@ def unsubscribe_target(session: Session, settings: Settings, token: str) -> tupl
         if contact is None:
             raise NotFound("this link is no longer valid")
         return contact, session.get(MailingList, delivery.list_id) if delivery.list_id else None
-    data = tokens(settings).read("unsubscribe", token)
+    data = urls.page_tokens(settings).read("unsubscribe", token)
     contact = session.get(Contact, data.get("c"))
     if contact is None:
         raise NotFound("this link is no longer valid")

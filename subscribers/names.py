@@ -5,7 +5,7 @@ add``, leads, the bookings webhook: all of them go through ``clean_name``, most 
 ``contacts.upsert_contact``), so a stored name is always plain text on one line: it cannot become a
 new header line in an email, a line break in a CSV export or a 500 from the database.
 
-``plain_line`` is the rule itself; ``newsletter.mime`` applies it again to everything it writes into a
+``plain_line`` is the rule itself; ``newsletter.compose.mime`` applies it again to everything it writes into a
 header (names stored before this rule, subjects, settings), so message building is safe on its own.
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from newsletter.render import EmailContent
+from newsletter.compose.render import EmailContent
 
 BLOCKS = [
     {"type": "paragraph", "html": "Morning light helps set the body clock.<sup>1</sup> Try it for a week."},

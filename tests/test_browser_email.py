@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import Settings
-from newsletter.links import recipient_values
-from newsletter.personalize import substitute
-from newsletter.render import render_email
+from newsletter.urls import recipient_values
+from newsletter.compose.personalize import substitute
+from newsletter.compose.render import render_email
 from tests.emailkit import content
 
 pytestmark = pytest.mark.browser

@@ -7,9 +7,9 @@ import re
 from lxml import html as lxml_html
 
 from newsletter.config import Settings
-from newsletter.links import recipient_values
-from newsletter.personalize import LAYOUT_FIELDS, placeholders_in, substitute
-from newsletter.render import render_email
+from newsletter.urls import recipient_values
+from newsletter.compose.personalize import LAYOUT_FIELDS, placeholders_in, substitute
+from newsletter.compose.render import render_email
 from tests.emailkit import content
 
 

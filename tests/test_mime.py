@@ -9,9 +9,9 @@ from email.parser import BytesHeaderParser
 import pytest
 
 from newsletter.config import Settings
-from newsletter.links import recipient_values, unsubscribe_mailto
-from newsletter.mime import UnsafeHeader, build_message
-from newsletter.render import RenderedEmail, render_email
+from newsletter.urls import recipient_values, unsubscribe_mailto
+from newsletter.compose.mime import UnsafeHeader, build_message
+from newsletter.compose.render import CompiledEmail, render_email
 from tests.emailkit import content
 
 
@@ -68,7 +68,7 @@ ENCODED_CRLF = "=?utf-8?q?x=0D=0ABcc:_evil@example.com?="
 
 
 def _built(settings: Settings, *, subject: str, to_name: str) -> email.message.EmailMessage:
-    rendered = RenderedEmail(subject, "", "<p>Hi %%first_name%%</p>", "Hi %%first_name%%")
+    rendered = CompiledEmail(subject, "", "<p>Hi %%first_name%%</p>", "Hi %%first_name%%")
     return build_message(rendered, to_email="eve@example.org", to_name=to_name,
                          values=recipient_values(settings, "tok", to_name), unsubscribe_mailto=None, settings=settings)
 
@@ -94,6 +94,6 @@ def test_a_header_value_that_would_add_a_header_is_refused(settings: Settings, m
     with pytest.raises(ValueError):
         _built(risky, subject="Hello", to_name="Ana")
     # The last guard holds even if the cleaning of free text were ever skipped.
-    monkeypatch.setattr("newsletter.mime.header_text", lambda text: text or "")
+    monkeypatch.setattr("newsletter.compose.mime.header_text", lambda text: text or "")
     with pytest.raises(UnsafeHeader):
         _built(settings, subject="Hello", to_name=ENCODED_CRLF)

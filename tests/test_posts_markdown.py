@@ -9,7 +9,7 @@ import pytest
 from newsletter.errors import InputError
 from newsletter.posts.blocks import ParsedPost
 from newsletter.posts.markdown import parse_markdown
-from newsletter.plaintext import block_to_text
+from newsletter.compose.plaintext import block_to_text
 
 WITH_FRONT_MATTER = """---
 title: Walking and Mood

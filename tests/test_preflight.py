@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import templating
+from newsletter.compose import templating
 from newsletter.config import Settings
-from newsletter.preflight import GMAIL_CLIP_BYTES, blocking, check_email
-from newsletter.render import RenderError, render_email
+from newsletter.compose.preflight import GMAIL_CLIP_BYTES, blocking, check_email
+from newsletter.compose.render import RenderError, render_email
 from tests.emailkit import content
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from lxml import html as lxml_html
 from sqlalchemy import and_, exists, func, or_, select
 
-from newsletter import optin
+from newsletter import optin, urls
 from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.models import ConfirmationEmail
@@ -91,9 +91,9 @@ def site(live_server: LiveServer, db: Database, settings: Settings) -> Iterator[
         pending = optin.sign_up(s, settings, "pending@example.org", name="Pen", proof=Proof("form"))
         sub = s.get(Subscription, s.get(ConfirmationEmail, pending.confirmation_id).subscription_id)
         links = {
-            "preferences": optin.preferences_url(settings, reader).rsplit("/", 1)[1],
-            "unsubscribe": optin.unsubscribe_token(settings, reader, None),
-            "confirm": optin.tokens(settings).make("confirm", s=sub.id),
+            "preferences": urls.preferences_url(settings, reader).rsplit("/", 1)[1],
+            "unsubscribe": urls.unsubscribe_token(settings, reader, None),
+            "confirm": urls.page_tokens(settings).make("confirm", s=sub.id),
         }
     with httpx.Client(base_url=live_server.url, timeout=TIMEOUT) as client:
         yield client, links

@@ -19,10 +19,10 @@ from pydantic import SecretStr
 from python_http_client import exceptions as http_errors
 
 from newsletter.config import Settings, get_settings
-from newsletter.links import recipient_values, unsubscribe_mailto
-from newsletter.mime import build_message
-from newsletter.personalize import PLACEHOLDERS, substitute
-from newsletter.render import RenderedEmail, render_email
+from newsletter.urls import recipient_values, unsubscribe_mailto
+from newsletter.compose.mime import build_message
+from newsletter.compose.personalize import PLACEHOLDERS, substitute
+from newsletter.compose.render import CompiledEmail, render_email
 from newsletter.transports import OutboxTransport, get_transport
 from newsletter.transports.base import (
     AuthenticationFailed,
@@ -64,10 +64,10 @@ def sg_settings(settings: Settings, fake_sendgrid: FakeSendGrid, monkeypatch: py
     return get_settings()
 
 
-def simple_email() -> RenderedEmail:
+def simple_email() -> CompiledEmail:
     """A small email with every placeholder (rendering the real layout is only needed once)."""
     links = " ".join(PLACEHOLDERS[f] for f in ("unsubscribe_url", "preferences_url", "view_online_url"))
-    return RenderedEmail(
+    return CompiledEmail(
         subject="Small steps for steadier days",
         preheader="A few easy habits.",
         html=f"<p>Hi {PLACEHOLDERS['first_name']},</p><p>{links}</p>",
@@ -88,7 +88,7 @@ def make_recipients(settings: Settings, n: int, *, marketing: bool = True) -> li
     ]
 
 
-def make_batch(settings: Settings, n: int = 3, *, marketing: bool = True, email: RenderedEmail | None = None) -> Batch:
+def make_batch(settings: Settings, n: int = 3, *, marketing: bool = True, email: CompiledEmail | None = None) -> Batch:
     return Batch(email or simple_email(), make_recipients(settings, n, marketing=marketing), ["newsletter", "issue-42"])
 
 
@@ -527,7 +527,7 @@ def test_nothing_in_the_request_can_become_a_header_of_its_own(sg_settings: Sett
     monkeypatch.setenv("NEWSLETTER_FROM_NAME", evil)
     get_settings.cache_clear()
     settings = get_settings()
-    email = RenderedEmail(f"Hello\r\nBcc: evil@example.com {evil}", "", "<p>Hi</p>", "Hi")
+    email = CompiledEmail(f"Hello\r\nBcc: evil@example.com {evil}", "", "<p>Hi</p>", "Hi")
     recipient = make_recipients(settings, 1)[0]
     batch = Batch(email, [Recipient("eve@bücher.example", f"Eve {evil}", recipient.values,
                                     recipient.unsubscribe_mailto, recipient.delivery_id)])

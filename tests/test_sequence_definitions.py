@@ -11,8 +11,8 @@ import pytest
 
 from newsletter.config import Settings
 from newsletter.errors import InputError
-from newsletter.preflight import check_email
-from newsletter.render import render_email
+from newsletter.compose.preflight import check_email
+from newsletter.compose.render import render_email
 from newsletter.sequences import definition as defn_module
 from newsletter.sequences.definition import (
     Condition,

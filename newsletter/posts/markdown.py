@@ -154,15 +154,3 @@ def parse_markdown(text: str, *, source_name: str = "<markdown>", title: str | N
         tags=_as_tags(meta.get("tags")),
         source_format="markdown",
     )
-
-
-def markdown_blocks(text: str, *, source_name: str = "<markdown>") -> tuple[str | None, list[Block]]:
-    """The body of an email written in Markdown (a sequence step): its leading ``# heading`` if it has
-    one, and its blocks. Unlike a post, it needs no title: the step's subject stands in."""
-    md = _renderer()
-    env: dict[str, Any] = {}
-    title, tokens = _take_h1(md.parse(text.replace("\r\n", "\n"), env), md, env)
-    blocks = html_to_blocks(md.renderer.render(tokens, md.options, env))
-    if not blocks:
-        raise InputError(f"{source_name}: the body has no text")
-    return title, blocks

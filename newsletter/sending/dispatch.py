@@ -29,9 +29,9 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.database import Database
-from newsletter.links import DeliveryLinks
+from newsletter.urls import DeliveryLinks
 from newsletter.models import Issue, SendBatch, SendPause, SequenceStep
-from newsletter.render import RenderedEmail
+from newsletter.compose.render import CompiledEmail
 from newsletter.sending import ledger
 from newsletter.sending.confirmations import ConfirmationSender
 from newsletter.sending.ledger import Claimed
@@ -197,12 +197,12 @@ class Dispatcher:
                     issue = session.get(Issue, issue_id)
                     assert issue is not None
                     # The compiled parts only: the post (and its images, a preflight matter) is not loaded per batch.
-                    email = RenderedEmail(issue.subject, issue.preheader, issue.html, issue.text)
+                    email = CompiledEmail(issue.subject, issue.preheader, issue.html, issue.text)
                     categories = [f"issue-{issue_id}"]
                 else:
                     step = session.get(SequenceStep, got.step_id)
                     assert step is not None
-                    email = RenderedEmail(step.subject, step.preheader, step.html, step.text)
+                    email = CompiledEmail(step.subject, step.preheader, step.html, step.text)
                     categories = [f"sequence-{step.sequence_id}"]
         if confirmation is not None:
             try:
@@ -262,7 +262,7 @@ class Dispatcher:
     # Delivering one claimed batch ---------------------------------------------------------------
 
     def _deliver(self, issue_id: int, email, batch_id: int, claimed: list[Claimed], categories: list[str],
-                 result: RoundResult) -> None:  # noqa: ANN001 - RenderedEmail
+                 result: RoundResult) -> None:  # noqa: ANN001 - CompiledEmail
         started = time.perf_counter()
         recipients = []
         sendable: list[Claimed] = []

@@ -36,8 +36,8 @@ from sqlalchemy import update
 from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.models import SendBatch
-from newsletter.personalize import RecipientValues
-from newsletter.render import RenderedEmail
+from newsletter.compose.personalize import RecipientValues
+from newsletter.compose.render import CompiledEmail
 from newsletter.sending import ledger
 from newsletter.sending.ledger import HeldBatch
 from newsletter.sending.progress import settle_commands
@@ -165,7 +165,7 @@ class OperatorNotice:
             f"If the provider's activity log shows this email went to them: newsletter issues resolve {held.batch_id} --sent",
             f"If it does not: newsletter issues resolve {held.batch_id} --resend (some may receive it twice)",
         ]
-        email = RenderedEmail(subject, "", "".join(f"<p>{html.escape(line)}</p>" for line in lines),
+        email = CompiledEmail(subject, "", "".join(f"<p>{html.escape(line)}</p>" for line in lines),
                               "\n\n".join(lines) + "\n")
         values = RecipientValues(first_name="", unsubscribe_url="", preferences_url="", view_online_url="")
         recipient = Recipient(ascii_address(address), None, values, None)

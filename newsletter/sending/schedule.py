@@ -17,7 +17,7 @@ from newsletter.config import Settings
 from newsletter.errors import InputError
 from newsletter.issues import preflight, recompile
 from newsletter.models import Issue
-from newsletter.preflight import blocking
+from newsletter.compose.preflight import blocking
 from newsletter.sending import ledger
 from newsletter.sending.enqueue import enqueue_issue, first_local_instant
 from subscribers.lists import ensure_list, get_list

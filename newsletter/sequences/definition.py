@@ -34,10 +34,11 @@ from pydantic import (
 
 from newsletter import plain_yaml
 from newsletter.errors import InputError
+from newsletter.models import Post
 from newsletter.plain_yaml import PlainLoader
 from newsletter.posts.markdown import parse_markdown
-from newsletter.preflight import health_terms_in
-from newsletter.render import EmailContent
+from newsletter.compose.preflight import health_terms_in
+from newsletter.compose.render import EmailContent
 from subscribers.contacts import clean_tag
 from subscribers.leads import STAGES
 from subscribers.lists import SLUG as LIST_SLUG
@@ -668,21 +669,25 @@ def to_yaml(definition: SequenceDefinition) -> str:
     return yaml.dump(to_data(definition), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=10**6)
 
 
-def step_content(step: Step, *, source: str = "<sequence>", reason: str | None = None) -> EmailContent:
-    """What the layout needs for a Markdown step. The email's heading is the body's first '# '
-    heading when it has one (removed from the body), else the subject. Post steps are rendered from
-    the stored post instead. Raises InputError (prefixed with ``source``) for a body with no text."""
+def step_content(step: Step, *, post: Post | None = None, source: str = "<sequence>",
+                 reason: str | None = None) -> EmailContent:
+    """What the layout needs for a step: a post step's stored post (its title and blocks; no date
+    line, unlike an issue), or a Markdown body, whose first '# ' heading is the email's heading
+    (removed from the body), else the subject. Raises InputError (prefixed with ``source``) for a
+    body with no text, ValueError for a post step given no post."""
     if step.body is None:
-        raise ValueError(f"step {step.key!r} uses post {step.post}; render it from the stored post")
-    has_h1 = any(t.type == "heading_open" and t.tag == "h1" for t in MarkdownIt("commonmark").parse(step.body))
-    # Front matter is always given (empty or with the subject as title) so that a body opening with
-    # '---' (a rule in Markdown) is never read as front matter of its own.
-    front = yaml.safe_dump({} if has_h1 else {"title": step.subject}, allow_unicode=True)
-    post = parse_markdown(f"---\n{'' if has_h1 else front}---\n{step.body}", source_name=source)
-    return EmailContent(
-        subject=step.subject, preheader=step.preheader, title=post.title,
-        blocks=[block.to_dict() for block in post.blocks], reason=reason,
-    )
+        if post is None:
+            raise ValueError(f"step {step.key!r} uses post {step.post}; pass the stored post")
+        title, blocks = post.title, post.blocks
+    else:
+        has_h1 = any(t.type == "heading_open" and t.tag == "h1" for t in MarkdownIt("commonmark").parse(step.body))
+        # Front matter is always given (empty or with the subject as title) so that a body opening with
+        # '---' (a rule in Markdown) is never read as front matter of its own.
+        front = yaml.safe_dump({} if has_h1 else {"title": step.subject}, allow_unicode=True)
+        parsed = parse_markdown(f"---\n{'' if has_h1 else front}---\n{step.body}", source_name=source)
+        title, blocks = parsed.title, [block.to_dict() for block in parsed.blocks]
+    return EmailContent(subject=step.subject, preheader=step.preheader or "", title=title or step.subject,
+                        blocks=blocks, reason=reason)
 
 
 def health_warnings(definition: SequenceDefinition) -> list[str]:

@@ -15,11 +15,9 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.errors import InputError
+from newsletter.compose.compile import compile_email
 from newsletter.models import Enrollment, Post, Sequence, SequenceStep
-from newsletter.posts.markdown import markdown_blocks
-from newsletter.render import EmailContent, render_email
-from newsletter.sequences.definition import SequenceDefinition, Step
-from newsletter.tracking.links import track
+from newsletter.sequences.definition import SequenceDefinition, Step, step_content
 
 
 @dataclass
@@ -41,19 +39,14 @@ def reason_for(sequence: Sequence, settings: Settings) -> str | None:
     return f"You are receiving this because you are in touch with {settings.org_name}."
 
 
-def step_content(session: Session, step: Step, *, where: str, reason: str | None = None) -> EmailContent:
-    if step.post is not None:
-        post = session.get(Post, step.post)
-        if post is None:
-            raise InputError(f"{where}: there is no post {step.post}")
-        title, blocks = post.title, post.blocks
-    else:
-        heading, parsed = markdown_blocks(step.body or "", source_name=where)
-        title, blocks = heading or step.subject, [b.to_dict() for b in parsed]
-    return EmailContent(
-        subject=step.subject, preheader=step.preheader or "", title=title or step.subject, blocks=blocks,
-        reason=reason,
-    )
+def stored_post(session: Session, step: Step, where: str) -> Post | None:
+    """A post step's post (None for a Markdown step); InputError when it is not there."""
+    if step.post is None:
+        return None
+    post = session.get(Post, step.post)
+    if post is None:
+        raise InputError(f"{where}: there is no post {step.post}")
+    return post
 
 
 def install(session: Session, settings: Settings, definition: SequenceDefinition, *, now: datetime,
@@ -73,28 +66,23 @@ def install(session: Session, settings: Settings, definition: SequenceDefinition
     old_last = max((s.position for s in existing.values() if s.active), default=None)
     for position, step in enumerate(definition.steps, start=1):
         key = step.key or f"step-{position}"
-        content = step_content(session, step, where=f"{definition.name}: step {key}",
+        where = f"{definition.name}: step {key}"
+        content = step_content(step, post=stored_post(session, step, where), source=where,
                                reason=reason_for(sequence, settings))
-        rendered = render_email(content, settings)
         row = existing.pop(key, None)
+        before = None if row is None else (row.subject, row.preheader, row.text, row.delay_seconds, row.condition,
+                                           row.position, row.active)
         if row is None:
             row = SequenceStep(sequence_id=sequence.id, key=key)
-            session.add(row)
-            report.added.append(key)
-        elif (row.subject, row.preheader, row.text, row.delay_seconds, row.condition, row.position, row.active) != (
-            step.subject, step.preheader or "", rendered.text, int(step.delay.total_seconds()),
-            step.condition.model_dump(exclude_none=True) if step.condition else None, position, True,
-        ):
-            report.changed.append(key)
         row.position, row.active = position, True
         row.delay_seconds = int(step.delay.total_seconds())
         row.subject, row.preheader = step.subject, step.preheader or ""
         row.condition = step.condition.model_dump(exclude_none=True) if step.condition else None
-        row.html, row.text = rendered.html, rendered.text
-        session.flush()  # the step's id names its links
-        row.html = track(session, rendered.html, base_url=settings.public_base_url, booking_url=settings.booking_url,
-                         mode=sequence.tracking, step_id=row.id)
-        row.text, row.compiled_at = rendered.text, now
+        compile_email(content, settings, tracking=sequence.tracking, session=session, into=row, now=now)
+        if before is None:
+            report.added.append(key)
+        elif before != (row.subject, row.preheader, row.text, row.delay_seconds, row.condition, row.position, True):
+            report.changed.append(key)
     for gone in existing.values():
         if gone.active:
             gone.active = False

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from newsletter.compose.compile import check_tracking
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound
 from newsletter.models import Delivery, Enrollment, Sequence, SequenceStep
@@ -58,8 +59,6 @@ def set_status(sequence: Sequence, status: str) -> None:
 
 def set_tracking(session: Session, settings: Settings, sequence: Sequence, mode: str, now: datetime) -> None:
     """Change a sequence's tracking: its steps are compiled again (emails already sent keep theirs)."""
-    from newsletter.issues import check_tracking
-
     sequence.tracking = check_tracking(mode)
     install(session, settings, parse_definition(sequence.definition, source=sequence.name), now=now)
 

@@ -20,7 +20,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
-from newsletter.links import ANONYMOUS_TOKEN, delivery_from_token, url_id
+from newsletter.urls import ANONYMOUS_TOKEN, delivery_from_token, pixel_email, url_id
 from newsletter.models import Delivery, Event, Issue, Link, Sequence, SequenceStep
 from newsletter.sending import ledger
 from newsletter.tracking.machines import machine_reason
@@ -34,14 +34,6 @@ class Request:
     method: str
     user_agent: str | None
     ip: str | None
-
-
-def pixel_email(key: str) -> tuple[int | None, int | None] | None:
-    """The email a pixel's key names: ("i12") issue 12, ("s7") sequence step 7; None for anything else."""
-    number = url_id(key[1:]) if key[:1] in ("i", "s") else None
-    if number is None:
-        return None
-    return (number, None) if key[0] == "i" else (None, number)
 
 
 def _mode(session: Session, issue_id: int | None, step_id: int | None) -> str:

@@ -9,9 +9,9 @@ from email.message import EmailMessage
 from typing import Protocol
 
 from newsletter.config import Settings
-from newsletter.mime import build_message
-from newsletter.personalize import RecipientValues
-from newsletter.render import RenderedEmail
+from newsletter.compose.mime import build_message
+from newsletter.compose.personalize import RecipientValues
+from newsletter.compose.render import CompiledEmail
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Recipient:
 
 @dataclass
 class Batch:
-    email: RenderedEmail
+    email: CompiledEmail
     recipients: list[Recipient]
     categories: list[str] = field(default_factory=list)
     marker: str | None = None  # the ledger batch's marker (SendGrid: a custom arg on every event)

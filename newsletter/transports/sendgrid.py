@@ -4,7 +4,7 @@ The compiled email goes once per request with its placeholders left in; each per
 the recipient's ``substitutions`` (SendGrid fills them), ``custom_args`` with the delivery id and the batch's marker (echoed
 back in every webhook event; the Email Activity API finds a request whose answer was lost by its
 marker), and, for marketing mail, the same List-Unsubscribe headers
-``newsletter.mime`` writes. SendGrid's click/open/subscription tracking is switched off: the product
+``newsletter.compose.mime`` writes. SendGrid's click/open/subscription tracking is switched off: the product
 tracks first-party, and link rewriting would put SendGrid's domain on every link.
 
 The body is built as plain dicts rather than with ``sendgrid.helpers.mail``: the helpers build one
@@ -38,7 +38,7 @@ import sendgrid
 from python_http_client import exceptions as http_errors
 
 from newsletter.config import Settings
-from newsletter.mime import header_text, list_id_header, list_unsubscribe_header
+from newsletter.compose.mime import header_text, list_id_header, list_unsubscribe_header
 from newsletter.transports.base import (
     AuthenticationFailed,
     BadRequest,

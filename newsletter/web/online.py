@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from newsletter.links import delivery_values
+from newsletter.urls import delivery_values
 from newsletter.models import Issue
 from newsletter.optin import delivery_of
-from newsletter.personalize import substitute
+from newsletter.compose.personalize import substitute
 from newsletter.web.pages import message
 from subscribers.models import Contact
 

@@ -17,10 +17,9 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from newsletter import optin
+from newsletter import optin, urls
 from newsletter.config import Settings
-from newsletter.links import url_id
-from newsletter.templating import templates_dir
+from newsletter.compose.templating import templates_dir
 from subscribers.consent import FREQUENCIES, Proof
 from subscribers.contacts import UnsupportedAddress, sendable_email
 from subscribers.errors import InputError, NotFound
@@ -165,7 +164,7 @@ def confirm(request: Request, token: str) -> HTMLResponse:
         with state.db.session() as session:
             sub = optin.subscription_from_confirm_token(session, state.settings, token)
             result = optin.confirm_subscription(session, state.settings, token, proof(request, "email_link"))
-            prefs = optin.preferences_url(state.settings, sub.contact)
+            prefs = urls.preferences_url(state.settings, sub.contact)
             list_name = sub.mailing_list.name
     except (InputError, NotFound) as exc:
         return bad_link(request, exc)
@@ -188,7 +187,7 @@ def preferences_page(request: Request, token: str, saved: bool = False) -> HTMLR
             contact = optin.contact_from_preferences_token(session, state.settings, token)
             return render(request, "preferences.html", token=token, choices=optin.preference_choices(session, contact),
                           frequencies=FREQUENCIES, globally_out=contact.status == "unsubscribed", saved=saved,
-                          unsubscribe_all=optin.unsubscribe_token(state.settings, contact, None))
+                          unsubscribe_all=urls.unsubscribe_token(state.settings, contact, None))
     except (InputError, NotFound) as exc:
         return bad_link(request, exc)
 
@@ -200,11 +199,11 @@ async def save_preferences(request: Request, token: str) -> HTMLResponse:
     form = await request.form()
     state = request.app.state
     # List ids are read like ids in URLs (ASCII digits within range): anything else names no list.
-    keep = {list_id for v in form.getlist("list") if (list_id := url_id(str(v))) is not None}
+    keep = {list_id for v in form.getlist("list") if (list_id := urls.url_id(str(v))) is not None}
     frequency = {
         list_id: str(value)
         for key, value in form.items()
-        if key.startswith("frequency-") and (list_id := url_id(key.split("-", 1)[1])) is not None
+        if key.startswith("frequency-") and (list_id := urls.url_id(key.split("-", 1)[1])) is not None
         and value in FREQUENCIES
     }
     link_proof = proof(request, "email_link")
@@ -217,7 +216,7 @@ async def save_preferences(request: Request, token: str) -> HTMLResponse:
                 choices = optin.preference_choices(session, contact)
                 return render(request, "preferences.html", token=token, choices=choices, frequencies=FREQUENCIES,
                               globally_out=contact.status == "unsubscribed", saved=True,
-                              unsubscribe_all=optin.unsubscribe_token(state.settings, contact, None))
+                              unsubscribe_all=urls.unsubscribe_token(state.settings, contact, None))
         except (InputError, NotFound) as exc:
             return bad_link(request, exc)
 
@@ -233,7 +232,7 @@ def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
     try:
         with state.db.session() as session:
             contact, mailing_list = optin.unsubscribe_target(session, state.settings, token)
-            prefs = optin.preferences_url(state.settings, contact)
+            prefs = urls.preferences_url(state.settings, contact)
             list_name = mailing_list.name if mailing_list else None
     except (InputError, NotFound) as exc:
         return bad_link(request, exc)
@@ -251,7 +250,7 @@ async def unsubscribe(request: Request, token: str) -> HTMLResponse:
     def unsubscribe_now() -> tuple[str | None, str]:
         with state.db.session() as session:
             contact, mailing_list = optin.unsubscribe_with_token(session, state.settings, token, link_proof)
-            return (mailing_list.name if mailing_list else None), optin.preferences_url(state.settings, contact)
+            return (mailing_list.name if mailing_list else None), urls.preferences_url(state.settings, contact)
 
     try:
         list_name, prefs = await run_in_threadpool(unsubscribe_now)

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from newsletter.tracking.first_party import Request as Seen
-from newsletter.tracking.first_party import pixel_email, record_click, record_open
+from newsletter.tracking.first_party import record_click, record_open
+from newsletter.urls import pixel_email
 from newsletter.web.pages import message
 from subscribers.db import utcnow
 

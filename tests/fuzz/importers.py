@@ -28,7 +28,7 @@ with atheris.instrument_imports():
     from newsletter.errors import InputError
     from newsletter.posts.html import parse_html
     from newsletter.posts.text import parse_text
-    from newsletter.render import EmailContent, render_email
+    from newsletter.compose.render import EmailContent, render_email
     from tests.test_fuzz_posts import check_email_html, check_post
 
 PARSERS = {"text": parse_text, "html": parse_html}

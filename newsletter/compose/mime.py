@@ -21,8 +21,8 @@ from email.policy import SMTP, compat32
 from email.utils import format_datetime, make_msgid
 
 from newsletter.config import Settings
-from newsletter.personalize import RecipientValues, substitute
-from newsletter.render import RenderedEmail
+from newsletter.compose.personalize import RecipientValues, substitute
+from newsletter.compose.render import CompiledEmail
 from subscribers.contacts import ascii_address
 from subscribers.names import plain_line
 
@@ -46,7 +46,7 @@ def list_unsubscribe_header(https_url: str, mailto_url: str) -> str:
 
 
 def build_message(
-    email: RenderedEmail,
+    email: CompiledEmail,
     *,
     to_email: str,
     to_name: str | None,

@@ -1,7 +1,7 @@
 """Render an email once: Jinja2 fills the MJML layout, mjml-python compiles it, text is derived.
 
 The result still holds per-recipient placeholders; sending only substitutes them
-(``newsletter.personalize``), so a 100,000-recipient issue is compiled exactly once.
+(``newsletter.compose.personalize``), so a 100,000-recipient issue is compiled exactly once.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from jinja2 import TemplateError
 
 from newsletter.config import Settings
 from newsletter.errors import InputError
-from newsletter.personalize import PLACEHOLDERS
+from newsletter.compose.personalize import PLACEHOLDERS
 from newsletter.posts.blocks import Block
-from newsletter.plaintext import block_to_text, reference_to_text
-from newsletter.templating import email_env
+from newsletter.compose.plaintext import block_to_text, reference_to_text
+from newsletter.compose.templating import email_env
 
 LAYOUT = "email/issue.mjml.j2"
 TEXT_LAYOUT = "email/issue.txt.j2"
@@ -46,7 +46,10 @@ class EmailContent:
 
 
 @dataclass
-class RenderedEmail:
+class CompiledEmail:
+    """An email as stored and sent: its HTML and text still hold the per-recipient placeholders
+    (and, when tracked, its links are first-party click URLs and it has the open pixel)."""
+
     subject: str
     preheader: str
     html: str
@@ -98,7 +101,7 @@ def brand_context(settings: Settings) -> dict[str, Any]:
     }
 
 
-def render_email(content: EmailContent, settings: Settings) -> RenderedEmail:
+def render_email(content: EmailContent, settings: Settings) -> CompiledEmail:
     segments, references = _segments(content.blocks)
     context = {
         **brand_context(settings),
@@ -134,4 +137,4 @@ def render_email(content: EmailContent, settings: Settings) -> RenderedEmail:
     images = [
         {"src": b.get("src", ""), "alt": b.get("alt") or ""} for b in content.blocks if b["type"] == "image"
     ]
-    return RenderedEmail(content.subject, content.preheader, html, text.strip() + "\n", images)
+    return CompiledEmail(content.subject, content.preheader, html, text.strip() + "\n", images)

@@ -9,9 +9,9 @@ import re
 from dataclasses import dataclass
 
 from newsletter.config import Settings
-from newsletter.links import recipient_values
-from newsletter.personalize import placeholders_in, substitute
-from newsletter.render import RenderedEmail
+from newsletter.urls import MAX_LEDGER_ID, delivery_values
+from newsletter.compose.personalize import placeholders_in, substitute
+from newsletter.compose.render import CompiledEmail
 
 # Gmail clips messages whose HTML is larger than 102 KB; measured with real links filled in.
 GMAIL_CLIP_BYTES = 102 * 1000
@@ -41,7 +41,7 @@ def health_terms_in(text: str) -> list[str]:
     return sorted({m.group(1).lower() for m in _HEALTH_RE.finditer(text or "")})
 
 
-def check_email(email: RenderedEmail, settings: Settings) -> list[Finding]:
+def check_email(email: CompiledEmail, settings: Settings) -> list[Finding]:
     findings: list[Finding] = []
 
     def error(code: str, message: str) -> None:
@@ -73,8 +73,7 @@ def check_email(email: RenderedEmail, settings: Settings) -> list[Finding]:
         if not image["alt"].strip():
             error("image-alt-missing", f"Image {n} ({image['src'] or 'no source'}) has no alt text.")
 
-    sample = recipient_values(settings, "x" * 22, "Alexandra")
-    size = len(substitute(email.html, sample).encode("utf-8"))
+    size = sent_html_bytes(email, settings)
     if size > GMAIL_CLIP_BYTES:
         error("html-too-large", f"The HTML is {size / 1000:.1f} KB; Gmail clips anything over {GMAIL_CLIP_BYTES // 1000} KB.")
 
@@ -87,6 +86,13 @@ def check_email(email: RenderedEmail, settings: Settings) -> list[Finding]:
                 "shared inboxes, and reveals more than it should. Keep health details inside the email.",
             )
     return findings
+
+
+def sent_html_bytes(email: CompiledEmail, settings: Settings) -> int:
+    """The HTML's size as a recipient gets it: every placeholder filled with a value as long as any
+    real one (the longest delivery token, in every tracked link and the pixel; a long first name)."""
+    sample = delivery_values(settings, MAX_LEDGER_ID, "Alexandra")
+    return len(substitute(email.html, sample).encode("utf-8"))
 
 
 def blocking(findings: list[Finding]) -> list[Finding]:

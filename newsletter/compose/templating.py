@@ -7,8 +7,8 @@ from importlib import resources
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from newsletter.personalize import guard_content
-from newsletter.plaintext import wrap
+from newsletter.compose.personalize import guard_content
+from newsletter.compose.plaintext import wrap
 
 
 def templates_dir() -> str:

@@ -1,7 +1,7 @@
 """Tracked links: rewrite a compiled email's links once, at compile time, to first-party click URLs.
 
-A click URL is ``{base}/c/{token}/{link id}``: the token is the delivery's (a placeholder filled per
-recipient, "anon" under anonymous tracking), never an address; the target is stored in ``links``,
+A click URL (``newsletter.urls.click_url``) carries the delivery's token (a placeholder filled per
+recipient, "anon" under anonymous tracking), never an address, and the link's id; the target is stored in ``links``,
 so the redirect can only ever go where the email pointed.
 """
 
@@ -13,8 +13,10 @@ from html import unescape
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from newsletter.compose.personalize import PLACEHOLDERS
+from newsletter.config import Settings
 from newsletter.models import Link
-from newsletter.personalize import PLACEHOLDERS
+from newsletter.urls import ANONYMOUS_TOKEN, click_url, open_pixel_url, pixel_key
 
 _HREF = re.compile(r'(<a\b[^>]*?\bhref=")(https?://[^"]+)("[^>]*>)(.*?)</a>', re.IGNORECASE | re.DOTALL)
 _TAGS = re.compile(r"<[^>]+>")
@@ -24,15 +26,16 @@ PIXEL = (
 )
 
 
-def track(session: Session, html: str, *, base_url: str, booking_url: str, mode: str,
-          issue_id: int | None = None, step_id: int | None = None) -> str:
+def track_links(session: Session, html: str, settings: Settings, *, mode: str,
+                issue_id: int | None = None, step_id: int | None = None) -> str:
     """Rewrite ``html``'s http(s) links (not our own unsubscribe/preferences/view-online links, which
     are placeholders) and add the open pixel. ``mode`` off returns the html untouched."""
     if mode == "off":
         return html
     session.execute(delete(Link).where(Link.issue_id == issue_id) if issue_id is not None
                     else delete(Link).where(Link.step_id == step_id))
-    token = PLACEHOLDERS["track"] if mode == "full" else "anon"
+    token = PLACEHOLDERS["track"] if mode == "full" else ANONYMOUS_TOKEN
+    base_url, booking_url = settings.public_base_url, settings.booking_url
     position = 0
 
     def rewrite(match: re.Match[str]) -> str:
@@ -44,9 +47,8 @@ def track(session: Session, html: str, *, base_url: str, booking_url: str, mode:
                     is_booking=url == booking_url)
         session.add(link)
         session.flush()
-        return f"{match.group(1)}{base_url}/c/{token}/{link.id}{match.group(3)}{match.group(4)}</a>"
+        return f"{match.group(1)}{click_url(base_url, token, link.id)}{match.group(3)}{match.group(4)}</a>"
 
     html = _HREF.sub(rewrite, html)
-    key = f"i{issue_id}" if issue_id is not None else f"s{step_id}"
-    pixel = PIXEL.format(src=f"{base_url}/o/{token}/{key}.gif")
+    pixel = PIXEL.format(src=open_pixel_url(base_url, token, pixel_key(issue_id, step_id)))
     return html.replace("</body>", pixel + "</body>", 1) if "</body>" in html else html + pixel
