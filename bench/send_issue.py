@@ -4,7 +4,7 @@ For each backend (SQLite always, PostgreSQL with ``--postgres``), audience size 
 database gets N confirmed subscribers (bulk insert, plus 1% suppressions of other addresses so the
 anti-join has work to do). A separate process then does what production does and is measured:
 
-- render:  ``issues.create_issue`` (draft time, not counted end to end) and the re-render and preflight
+- render:  ``issues.create_issue`` (draft time, not counted end to end) and the compile and preflight
            that ``schedule.start_now`` does before enqueueing (counted end to end);
 - enqueue: the one INSERT ... SELECT (``enqueue.enqueue_issue``, timed inside ``start_now``);
 - dispatch: ``Dispatcher.pool`` with NEWSLETTER_SEND_CONCURRENCY=K (what ``newsletter worker`` runs),
@@ -21,7 +21,10 @@ its own (no shared GIL) without validating or recording, and every send is check
 fake, N rows submitted in the ledger.
 
     .venv/bin/python bench/send_issue.py [--contacts 100000 ...] [--million] [--workers 1] [--repeat 3] [--latency-ms 0] \
-        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--skip-sqlite] [--no-tracemalloc]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--skip-sqlite] [--no-tracemalloc] [--baseline REV]
+
+``--baseline REV`` runs REV's own send (exported with git archive) beside this checkout's, runs
+interleaved, and prints both rows: a refactor's before and after in one run.
 """
 
 from __future__ import annotations
@@ -370,8 +373,9 @@ def cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_child(config: dict[str, Any], env: dict[str, str], cwd: Path) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, __file__, "--_send", json.dumps(config)], env=env, cwd=cwd,
+def run_child(config: dict[str, Any], env: dict[str, str], cwd: Path, script: Path = Path(__file__)) -> dict[str, Any]:
+    """One send in a fresh process, by this tree's code or (``script``) another tree's, e.g. a baseline."""
+    done = subprocess.run([sys.executable, str(script), "--_send", json.dumps(config)], env=env, cwd=cwd,
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
@@ -406,39 +410,45 @@ def webhook_key() -> str:
     return Signer().public
 
 
-def measure(backend: str, contacts: int, workers: int, args: argparse.Namespace, fake: Any, folder: Path) -> Row:
+def measure(backend: str, contacts: int, workers: int, args: argparse.Namespace, fake: Any, folder: Path,
+            trees: dict[str, Path]) -> list[Row]:
+    """The timed runs of one configuration, for each tree (this checkout, and a baseline's when given),
+    their runs interleaved so both meet the same machine load."""
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))}
     base_env.update({
         "NEWSLETTER_VAR_DIR": str(folder / "var"), "NEWSLETTER_SECRET_KEY": secrets.token_urlsafe(32),
         "SENDGRID_API_KEY": fake.api_key, "SENDGRID_API_HOST": fake.url, "NEWSLETTER_TRANSPORT": "sendgrid",
         "SENDGRID_WEBHOOK_PUBLIC_KEY": webhook_key(),
     })
-    runs, traced = [], None
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    traced: dict[str, float | None] = {name: None for name in trees}
     plan = [False] * args.repeat + ([True] if args.tracemalloc else [])
     for index, trace in enumerate(plan):
-        with database_url(backend, args.postgres, folder) as url:
-            load_s = prepare(url, contacts)
-            env = {**base_env, "NEWSLETTER_DATABASE_URL": url}
-            fake_cpu = cpu_of(fake._process.pid)
-            result = run_child({"contacts": contacts, "workers": workers, "tracemalloc": trace}, env, folder)
-            result["fake_cpu"] = cpu_of(fake._process.pid) - fake_cpu
-        label = "tracemalloc run" if trace else f"run {index + 1}/{args.repeat}"
-        print(f"  {backend} {contacts:,} x{workers} {label}: loaded in {load_s:.1f} s; start_now "
-              f"{result['start_now']:.2f} s, dispatch {result['dispatch']:.2f} s"
-              + (f", traced peak {result['traced_peak']:.1f} MB" if trace else
-                 f", {contacts / result['end_to_end']:,.0f}/s; CPU s: sender {result['cpu']:.1f}, fake "
-                 f"{result['fake_cpu']:.1f}"
-                 + (f", PostgreSQL {result['db_cpu']:.1f}" if result["db_cpu"] is not None else "")
-                 + f"; ru_maxrss {result['rss_before']:.0f} -> {result['rss_after']:.0f} MB"),
-              flush=True)
-        if result["added"] != contacts:
-            print(f"  note: start_now said {result['added']} recipients were added, not {contacts:,} "
-                  "(the ledger has them all)")
-        if trace:
-            traced = result["traced_peak"]
-        else:
-            runs.append(result)
-    return Row(backend, contacts, workers, runs, traced)
+        for name, script in trees.items():
+            with database_url(backend, args.postgres, folder) as url:
+                load_s = prepare(url, contacts)
+                env = {**base_env, "NEWSLETTER_DATABASE_URL": url}
+                fake_cpu = cpu_of(fake._process.pid)
+                result = run_child({"contacts": contacts, "workers": workers, "tracemalloc": trace}, env, folder, script)
+                result["fake_cpu"] = cpu_of(fake._process.pid) - fake_cpu
+            label = "tracemalloc run" if trace else f"run {index + 1}/{args.repeat}"
+            print(f"  {name} {backend} {contacts:,} x{workers} {label}: loaded in {load_s:.1f} s; start_now "
+                  f"{result['start_now']:.2f} s, dispatch {result['dispatch']:.2f} s"
+                  + (f", traced peak {result['traced_peak']:.1f} MB" if trace else
+                     f", {contacts / result['end_to_end']:,.0f}/s; CPU s: sender {result['cpu']:.1f}, fake "
+                     f"{result['fake_cpu']:.1f}"
+                     + (f", PostgreSQL {result['db_cpu']:.1f}" if result["db_cpu"] is not None else "")
+                     + f"; ru_maxrss {result['rss_before']:.0f} -> {result['rss_after']:.0f} MB"),
+                  flush=True)
+            if result["added"] != contacts:
+                print(f"  note: start_now said {result['added']} recipients were added, not {contacts:,} "
+                      "(the ledger has them all)")
+            if trace:
+                traced[name] = result["traced_peak"]
+            else:
+                runs[name].append(result)
+    return [Row(backend if name == "this" else f"{backend}@{name}", contacts, workers, runs[name], traced[name])
+            for name in trees]
 
 
 def profile(backend: str, contacts: int, args: argparse.Namespace, fake: Any, folder: Path) -> None:
@@ -477,7 +487,7 @@ def report(rows: list[Row]) -> None:
         print(f"{row.backend:<10} {row.contacts:>9,} {row.workers:>2} {e2e:>7.2f} {row.contacts / e2e:>8,.0f} "
               f"{spread:>6.0f}% {cpu:>13} {rss:>9} {traced}  "
               + " ".join(f"{phases[p] / total * 100:>5.1f}%" for p in PHASES))
-    print("\ne2e: start_now (re-render, preflight, INSERT ... SELECT) + dispatch wall time; rcpt/s = contacts / e2e;"
+    print("\ne2e: start_now (compile again, preflight of the stored email, INSERT ... SELECT) + dispatch wall time; rcpt/s = contacts / e2e;"
           "\nspread: (max - min) / median of the runs' rates; CPU s: the send process / the SendGrid fake during"
           " start_now + dispatch\n(/ PostgreSQL's server processes, all of them, the same span); RSS: the send process's resident memory before start_now -> its"
           " peak during\nstart_now + dispatch (VmRSS -> VmHWM reset at the start; ru_maxrss, in the run lines, is"
@@ -485,6 +495,14 @@ def report(rows: list[Row]) -> None:
           " draft's create_issue\n(not in e2e); body: SendGridTransport.build_body; json: SendGridTransport.encode_body"
           " (orjson); http: the rest\nof transport.send (python_http_client and the wait); other: dispatcher time outside its phases"
           " (the per-batch finish_if_done check).")
+
+
+def export_baseline(rev: str, folder: Path) -> Path:
+    """REV's tree (``git archive``) in ``folder``; returns its bench/send_issue.py."""
+    folder.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder / "bench" / "send_issue.py"
 
 
 def main() -> None:
@@ -502,6 +520,9 @@ def main() -> None:
                         help="skip the extra run that traces Python allocations during dispatch")
     parser.add_argument("--profile", type=int, nargs="?", const=30, metavar="TOP",
                         help="one extra single-worker send per backend under cProfile; print the TOP costs")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also run the send of git revision REV (its own code, exported with git archive), "
+                             "interleaved with this checkout's runs: before and after in one run")
     parser.add_argument("--_send", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._send:
@@ -516,11 +537,14 @@ def main() -> None:
     rows: list[Row] = []
     try:
         with tempfile.TemporaryDirectory(prefix="send-bench-") as tmp:
+            trees = {"this": Path(__file__)}
+            if args.baseline:
+                trees[args.baseline] = export_baseline(args.baseline, Path(tmp) / "baseline")
             for backend in backends:
                 worker_counts = sorted(set(args.workers) | ({2} if backend == "postgresql" else set()))
                 for contacts in sizes:
                     for workers in worker_counts:
-                        rows.append(measure(backend, contacts, workers, args, fake, Path(tmp)))
+                        rows.extend(measure(backend, contacts, workers, args, fake, Path(tmp), trees))
                     if args.profile:
                         profile(backend, contacts, args, fake, Path(tmp))
     finally:
