@@ -3,9 +3,9 @@
 It lives in ``subscribers`` (the shared core, beside ``db``) because both packages need it:
 ``subscribers.segments`` counts what "counts as sent" in ``newsletter``'s ledger, and ``subscribers``
 never imports ``newsletter``. Members are ``StrEnum``s, so they compare equal to, and are stored as,
-their values ("queued"; psycopg dumps a ``str`` subclass as a string, never by the member's name);
-``docs/glossary.md`` defines each. The kinds of event (``EventType``) live here too: not states,
-but stored words that both packages read.
+their values: "queued", never "QUEUED" (psycopg dumps a ``str`` subclass as a string, not by the
+member's name; ``tests/test_sending_postgres.py`` shows it). ``docs/glossary.md`` defines each. The
+kinds of event (``EventType``) live here too: not states, but stored words that both packages read.
 
 Queries that must use a partial index (``WHERE status = 'queued'``) spell the state with
 ``sql_literal``: the planner matches a literal, not a bound parameter, to the index's predicate.
