@@ -15,6 +15,7 @@ from newsletter.models import Sequence
 from newsletter.posts import service as post_service
 from newsletter.posts.source import RawSource
 from newsletter.compose.preflight import Finding
+from subscribers.states import SequenceStatus
 
 DEMO_POST = "demo-post.txt"
 DEMO_SUBJECT = "Small steps for steadier days"
@@ -63,7 +64,7 @@ def run_demo(settings: Settings, db: Database, out_dir: Path) -> DemoResult:
         # Let a demo sign-up see the welcome sequence at work (a real install reviews it first).
         welcome = session.scalar(select(Sequence).where(Sequence.name == "Welcome"))
         if welcome is not None:
-            welcome.status = "active"
+            welcome.status = SequenceStatus.ACTIVE
         files = issue_service.write_preview(issue, settings, out_dir)
         assert settings.outbox_dir is not None
         return DemoResult(

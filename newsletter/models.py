@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, TextClause, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from subscribers.db import Base, JSONType, UTCDateTime, utcnow
+from subscribers.db import DELIVERIES_TABLE, EVENTS_TABLE, Base, JSONType, UTCDateTime, utcnow
+from subscribers.states import (BatchStatus, ConfirmationStatus, DeliveryStatus, EnrollmentState, IssueStatus,
+                                SequenceStatus)
 
 
 class Feed(Base):
@@ -67,7 +70,7 @@ class Issue(Base):
     subject: Mapped[str] = mapped_column(String(300))
     preheader: Mapped[str] = mapped_column(String(300), default="")
     # draft -> scheduled -> sending -> sent; or paused (resumable), cancelled (never sends)
-    status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=IssueStatus.DRAFT, index=True)
     list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="RESTRICT"))
     segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="RESTRICT"))
     scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -92,9 +95,17 @@ class Issue(Base):
 # The delivery ledger ------------------------------------------------------------------------------
 
 LedgerId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite's rowid is 64-bit anyway
-_QUEUED = text("status = 'queued'")
-_CLAIMED = text("status = 'claimed'")
-_UNKNOWN = text("status = 'unknown'")
+
+
+def _status_is(state: StrEnum) -> TextClause:
+    """A partial index's predicate, ``status = 'queued'``: the words the migrations wrote."""
+    return text(f"status = '{state}'")
+
+
+_QUEUED = _status_is(DeliveryStatus.QUEUED)
+_CLAIMED = _status_is(DeliveryStatus.CLAIMED)
+_UNKNOWN = _status_is(DeliveryStatus.UNKNOWN)
+_BATCH_UNKNOWN = _status_is(BatchStatus.UNKNOWN)
 _HAS_BATCH = text("batch_id IS NOT NULL")
 _SUBMITTED = text("submitted_at IS NOT NULL")
 _HAS_STEP = text("step_id IS NOT NULL")
@@ -105,12 +116,13 @@ class SendBatch(Base):
     left: if its worker dies, its rows become unknown, never queued again blindly."""
 
     __tablename__ = "send_batches"
-    __table_args__ = (Index("ix_send_batches_unknown", "id", sqlite_where=_UNKNOWN, postgresql_where=_UNKNOWN),)
+    __table_args__ = (Index("ix_send_batches_unknown", "id", sqlite_where=_BATCH_UNKNOWN,
+                                    postgresql_where=_BATCH_UNKNOWN),)
 
     id: Mapped[int] = mapped_column(LedgerId, primary_key=True, autoincrement=True)
     transport: Mapped[str] = mapped_column(String(20))
     worker: Mapped[str] = mapped_column(String(100))
-    status: Mapped[str] = mapped_column(String(20))  # claimed | requesting | submitted | failed | split | unknown
+    status: Mapped[str] = mapped_column(String(20))  # a BatchStatus
     size: Mapped[int] = mapped_column(Integer)
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
@@ -131,13 +143,13 @@ class Delivery(Base):
     """One email to one contact: the ledger row. Unique per (issue, contact), so enqueueing twice,
     a restart or a second worker can never send it twice."""
 
-    __tablename__ = "deliveries"
+    __tablename__ = DELIVERIES_TABLE
     __table_args__ = (
         UniqueConstraint("issue_id", "contact_id", name="uq_deliveries_issue_contact"),
         UniqueConstraint("enrollment_id", "step_id", name="uq_deliveries_enrollment_step"),
         # The queue: partial indexes hold only the rows still to claim (a claim never walks the rows
         # already sent) and the few claimed right now. Queries must spell the status as a literal
-        # (``ledger.QUEUED``) for either database to use them.
+        # (``states.sql_literal``) for either database to use them.
         Index("ix_deliveries_queued_issue", "issue_id", "due_at", "id", sqlite_where=_QUEUED, postgresql_where=_QUEUED),
         Index("ix_deliveries_queued_step", "step_id", "due_at", "id", sqlite_where=_QUEUED, postgresql_where=_QUEUED),
         Index("ix_deliveries_claimed", "issue_id", "lease_expires_at", sqlite_where=_CLAIMED, postgresql_where=_CLAIMED),
@@ -161,7 +173,7 @@ class Delivery(Base):
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"), index=True)
     list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"))
     # queued -> claimed -> submitted -> delivered | bounced | dropped; or failed, unknown, suppressed
-    status: Mapped[str] = mapped_column(String(12))
+    status: Mapped[str] = mapped_column(String(12))  # a DeliveryStatus
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # A send_batches id, deliberately without a foreign key: PostgreSQL would check it row by row,
     # a thousand lookups in every claim (a quarter of the claim's time), for a batch the same
@@ -201,7 +213,8 @@ class SendPause(Base):
 
 # Confirmation emails ------------------------------------------------------------------------------
 
-_SENDING = text("status = 'sending'")
+_CONFIRMATION_QUEUED = _status_is(ConfirmationStatus.QUEUED)
+_CONFIRMATION_SENDING = _status_is(ConfirmationStatus.SENDING)
 
 
 class ConfirmationEmail(Base):
@@ -215,15 +228,17 @@ class ConfirmationEmail(Base):
 
     __tablename__ = "confirmation_emails"
     __table_args__ = (
-        Index("ix_confirmation_emails_queued", "due_at", "id", sqlite_where=_QUEUED, postgresql_where=_QUEUED),
-        Index("ix_confirmation_emails_sending", "lease_expires_at", sqlite_where=_SENDING, postgresql_where=_SENDING),
+        Index("ix_confirmation_emails_queued", "due_at", "id",
+              sqlite_where=_CONFIRMATION_QUEUED, postgresql_where=_CONFIRMATION_QUEUED),
+        Index("ix_confirmation_emails_sending", "lease_expires_at",
+              sqlite_where=_CONFIRMATION_SENDING, postgresql_where=_CONFIRMATION_SENDING),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True)
     # queued -> sending -> sent; or failed (with the reason), unknown (the request left, no answer
     # came), skipped (confirmed, withdrawn or suppressed before it went)
-    status: Mapped[str] = mapped_column(String(12))
+    status: Mapped[str] = mapped_column(String(12))  # a ConfirmationStatus
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
@@ -244,7 +259,7 @@ class Sequence(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    status: Mapped[str] = mapped_column(String(20), default="active")  # active | paused
+    status: Mapped[str] = mapped_column(String(20), default=SequenceStatus.ACTIVE)  # active | paused
     trigger_type: Mapped[str] = mapped_column(String(20))  # list_confirmed | lead_created | tag_added | manual
     trigger_value: Mapped[str | None] = mapped_column(String(100))  # the list slug or the tag
     # The whole definition as loaded (window, goals, reenroll, steps): what `export` writes back.
@@ -291,7 +306,7 @@ class Enrollment(Base):
     sequence_id: Mapped[int] = mapped_column(ForeignKey("sequences.id", ondelete="CASCADE"), index=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
     generation: Mapped[int] = mapped_column(Integer, default=1)
-    state: Mapped[str] = mapped_column(String(20), default="active")  # active | completed | exited
+    state: Mapped[str] = mapped_column(String(20), default=EnrollmentState.ACTIVE)  # active | completed | exited
     next_step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="SET NULL"))
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="SET NULL"))
@@ -309,7 +324,7 @@ class Event(Base):
     """Something reported about a delivery (by the provider or our own open/click endpoints), stored
     once per provider event id. ``machine`` marks opens and clicks we believe no person caused."""
 
-    __tablename__ = "events"
+    __tablename__ = EVENTS_TABLE
     __table_args__ = (
         Index("ix_events_delivery_type", "delivery_id", "type"),
         Index("ix_events_contact_kind_time", "contact_id", "type", "machine", "occurred_at"),
@@ -327,7 +342,7 @@ class Event(Base):
     issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
     step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="SET NULL"))
     link_id: Mapped[int | None] = mapped_column(ForeignKey("links.id", ondelete="SET NULL"))
-    type: Mapped[str] = mapped_column(String(20))
+    type: Mapped[str] = mapped_column(String(20))  # an EventType
     machine: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str] = mapped_column(String(20))  # sendgrid | first_party | staff
     url: Mapped[str | None] = mapped_column(String(2000))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from enum import StrEnum
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -16,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from subscribers.errors import InputError
 from subscribers.models import ConsentEvent, ConsentText, Contact, MailingList, Subscription
-from subscribers.suppression import is_suppressed, suppress
+from subscribers.states import ContactStatus, SubscribeOutcome, SubscriptionStatus
+from subscribers.suppression import SuppressionReason, is_suppressed, suppress
 from subscribers.db import utcnow
 
 METHODS = ("form", "import", "api", "admin", "email_link", "one_click", "provider")
@@ -24,6 +26,15 @@ FREQUENCIES = ("every", "monthly")
 # Resend limit for confirmation emails: a pause between sends and a daily cap per subscription.
 RESEND_PAUSE = timedelta(minutes=2)
 RESEND_DAILY_CAP = 5
+
+
+class ConsentAction(StrEnum):
+    """``consent_events.action``: what the person (or staff, or an import) did."""
+
+    REQUESTED = "requested"
+    CONFIRMED = "confirmed"
+    WITHDRAWN = "withdrawn"
+    FREQUENCY = "frequency"  # the note holds the new one
 
 
 @dataclass
@@ -52,7 +63,8 @@ def consent_text_hash(session: Session, text: str, version: str | None) -> str:
     return digest
 
 
-def record(session: Session, contact: Contact, mailing_list: MailingList | None, action: str, proof: Proof) -> ConsentEvent:
+def record(session: Session, contact: Contact, mailing_list: MailingList | None, action: ConsentAction,
+           proof: Proof) -> ConsentEvent:
     event = ConsentEvent(
         contact_id=contact.id,
         list_id=mailing_list.id if mailing_list else None,
@@ -81,12 +93,12 @@ class Outcome:
     confirmed (now subscribed), already (was subscribed), withdrawn (left earlier; an import does not
     bring them back), suppressed (nothing may be sent)."""
 
-    state: str
+    state: SubscribeOutcome
     subscription: Subscription | None
 
     @property
     def needs_confirmation_email(self) -> bool:
-        return self.state == "pending"
+        return self.state == SubscribeOutcome.PENDING
 
 
 def request_subscription(
@@ -101,22 +113,22 @@ def request_subscription(
     sub = subscription_for(session, contact, mailing_list)
     state = subscribe_outcome(suppressed=suppressed, current=sub.status if sub else None, method=proof.method,
                               confirmed=confirmed, double_opt_in=mailing_list.double_opt_in)
-    if state in ("suppressed", "already", "withdrawn"):
+    if state in (SubscribeOutcome.SUPPRESSED, SubscribeOutcome.ALREADY, SubscribeOutcome.WITHDRAWN):
         return Outcome(state, sub)
     if sub is None:
-        sub = Subscription(contact=contact, mailing_list=mailing_list, status="pending")
+        sub = Subscription(contact=contact, mailing_list=mailing_list, status=SubscriptionStatus.PENDING)
         session.add(sub)
     else:
-        sub.status, sub.unsubscribed_at = "pending", None
+        sub.status, sub.unsubscribed_at = SubscriptionStatus.PENDING, None
     session.flush()
-    record(session, contact, mailing_list, "requested", proof)
-    if state == "confirmed":
+    record(session, contact, mailing_list, ConsentAction.REQUESTED, proof)
+    if state == SubscribeOutcome.CONFIRMED:
         _confirm(session, sub, proof)
     return Outcome(state, sub)
 
 
 def subscribe_outcome(*, suppressed: bool, current: str | None, method: str, confirmed: bool,
-                      double_opt_in: bool) -> str:
+                      double_opt_in: bool) -> SubscribeOutcome:
     """The rules of a subscribe request, in one place: ``request_subscription`` applies them one
     contact at a time, ``csv_import`` to a whole batch in a few statements.
 
@@ -124,36 +136,36 @@ def subscribe_outcome(*, suppressed: bool, current: str | None, method: str, con
     ``Outcome`` state: suppressed | already | withdrawn | confirmed | pending.
     """
     if suppressed:
-        return "suppressed"  # nothing is ever sent to a suppressed address
-    if current == "confirmed":
-        return "already"
-    if current == "unsubscribed" and method == "import":
-        return "withdrawn"  # leaving wins over an old list; the person may come back by themselves
-    return "confirmed" if confirmed or not double_opt_in else "pending"
+        return SubscribeOutcome.SUPPRESSED  # nothing is ever sent to a suppressed address
+    if current == SubscriptionStatus.CONFIRMED:
+        return SubscribeOutcome.ALREADY
+    if current == SubscriptionStatus.UNSUBSCRIBED and method == "import":
+        return SubscribeOutcome.WITHDRAWN  # leaving wins over an old list; the person may come back by themselves
+    return SubscribeOutcome.CONFIRMED if confirmed or not double_opt_in else SubscribeOutcome.PENDING
 
 
 def status_after_confirm(contact_status: str) -> str:
     """A confirmed subscription makes a contact who had unsubscribed active again."""
-    return "active" if contact_status == "unsubscribed" else contact_status
+    return ContactStatus.ACTIVE if contact_status == ContactStatus.UNSUBSCRIBED else contact_status
 
 
 def _confirm(session: Session, sub: Subscription, proof: Proof) -> None:
-    sub.status, sub.confirmed_at = "confirmed", utcnow()
+    sub.status, sub.confirmed_at = SubscriptionStatus.CONFIRMED, utcnow()
     sub.contact.status = status_after_confirm(sub.contact.status)
-    record(session, sub.contact, sub.mailing_list, "confirmed", proof)
+    record(session, sub.contact, sub.mailing_list, ConsentAction.CONFIRMED, proof)
     session.flush()
 
 
-def confirm(session: Session, sub: Subscription, proof: Proof) -> str:
+def confirm(session: Session, sub: Subscription, proof: Proof) -> SubscribeOutcome:
     """The person pressed the confirm button. Returns confirmed | already | withdrawn | suppressed."""
     if is_suppressed(session, sub.contact.email):
-        return "suppressed"
-    if sub.status == "confirmed":
-        return "already"
-    if sub.status == "unsubscribed":  # an old link after leaving: leaving wins
-        return "withdrawn"
+        return SubscribeOutcome.SUPPRESSED
+    if sub.status == SubscriptionStatus.CONFIRMED:
+        return SubscribeOutcome.ALREADY
+    if sub.status == SubscriptionStatus.UNSUBSCRIBED:  # an old link after leaving: leaving wins
+        return SubscribeOutcome.WITHDRAWN
     _confirm(session, sub, proof)
-    return "confirmed"
+    return SubscribeOutcome.CONFIRMED
 
 
 def may_send_confirmation(sub: Subscription, now: datetime | None = None) -> bool:
@@ -181,16 +193,16 @@ def unsubscribe(
     changed = False
     subs = [s for s in contact.subscriptions if mailing_list is None or s.list_id == mailing_list.id]
     for sub in subs:
-        if sub.status != "unsubscribed":
-            sub.status, sub.unsubscribed_at = "unsubscribed", utcnow()
-            record(session, contact, sub.mailing_list, "withdrawn", proof)
+        if sub.status != SubscriptionStatus.UNSUBSCRIBED:
+            sub.status, sub.unsubscribed_at = SubscriptionStatus.UNSUBSCRIBED, utcnow()
+            record(session, contact, sub.mailing_list, ConsentAction.WITHDRAWN, proof)
             changed = True
     if mailing_list is None:
-        if contact.status != "unsubscribed":
-            contact.status = "unsubscribed"
-            record(session, contact, None, "withdrawn", proof)
+        if contact.status != ContactStatus.UNSUBSCRIBED:
+            contact.status = ContactStatus.UNSUBSCRIBED
+            record(session, contact, None, ConsentAction.WITHDRAWN, proof)
             changed = True
-        suppress(session, contact.email, "unsubscribed", note=f"via {proof.method}")
+        suppress(session, contact.email, SuppressionReason.UNSUBSCRIBED, note=f"via {proof.method}")
     session.flush()
     return changed
 
@@ -201,7 +213,7 @@ def set_frequency(session: Session, sub: Subscription, frequency: str, proof: Pr
     if sub.frequency == frequency:
         return False
     sub.frequency = frequency
-    record(session, sub.contact, sub.mailing_list, "frequency", Proof(proof.method, note=frequency))
+    record(session, sub.contact, sub.mailing_list, ConsentAction.FREQUENCY, Proof(proof.method, note=frequency))
     session.flush()
     return True
 

@@ -64,7 +64,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from subscribers import suppression
-from subscribers.consent import status_after_confirm, subscribe_outcome
+from subscribers.consent import ConsentAction, status_after_confirm, subscribe_outcome
 from subscribers.contacts import check_timezone, clean_tag, sendable_email
 from subscribers.csv_cells import SafeWriter, original_cell
 from subscribers.csv_encoding import Encoding, NotInEncoding, detect_encoding, given_encoding
@@ -80,6 +80,7 @@ from subscribers.models import (
     Subscription,
     Suppression,
 )
+from subscribers.states import ContactStatus, SubscribeOutcome, SubscriptionStatus
 
 # Header spellings, compared after lower-casing and folding spaces, '_' and '-' to one space.
 ALIASES = {
@@ -527,7 +528,8 @@ class _Writes:
 
     contact_updates: list[dict[str, Any]] = field(default_factory=list)
     tags: list[tuple[int, str]] = field(default_factory=list)  # (contact id, tag)
-    new_subscriptions: dict[str, list[int]] = field(default_factory=lambda: {"pending": [], "confirmed": []})
+    new_subscriptions: dict[str, list[int]] = field(
+        default_factory=lambda: {SubscriptionStatus.PENDING: [], SubscriptionStatus.CONFIRMED: []})
     subscriptions_to_confirm: list[int] = field(default_factory=list)  # pending ones, by subscription id
     requested: list[int] = field(default_factory=list)  # contact ids getting a "requested" event
     confirmed: list[int] = field(default_factory=list)  # ... and a "confirmed" one
@@ -555,7 +557,7 @@ def _write(session: Session, job: _Job, batch: _Batch, seen: set[int]) -> dict[s
         sub = subscriptions.get(found.id) if found is not None else None
         state = subscribe_outcome(suppressed=digest in suppressed, current=sub.status if sub else None,
                                   method="import", confirmed=job.confirmed, double_opt_in=job.double_opt_in)
-        if state in ("suppressed", "withdrawn"):
+        if state in (SubscribeOutcome.SUPPRESSED, SubscribeOutcome.WITHDRAWN):
             kind = f"{state}_skipped"  # nothing about them is written
         elif found is None:
             kind = "added"
@@ -566,13 +568,13 @@ def _write(session: Session, job: _Job, batch: _Batch, seen: set[int]) -> dict[s
         counts["duplicates" if _fingerprint(digest) in seen else kind] += 1
     if new_rows:
         _insert_contacts(session, job, writes, new_rows, now)
-    counts["pending"] = len(writes.new_subscriptions["pending"])
+    counts["pending"] = len(writes.new_subscriptions[SubscriptionStatus.PENDING])
     counts["confirmed"] = len(writes.confirmed)
     _flush(session, job, writes, now)
     return dict(counts)
 
 
-def _update_existing(job: _Job, writes: _Writes, found: Any, row: _Row, sub: Any, state: str,
+def _update_existing(job: _Job, writes: _Writes, found: Any, row: _Row, sub: Any, state: SubscribeOutcome,
                      have_tags: set[str], now: datetime) -> bool:
     """Gather the changes to a known contact; True when anything changes."""
     values: dict[str, Any] = {}
@@ -582,23 +584,23 @@ def _update_existing(job: _Job, writes: _Writes, found: Any, row: _Row, sub: Any
         values["timezone"] = row.timezone
     if row.custom and (merged := {**(found.custom_fields or {}), **row.custom}) != found.custom_fields:
         values["custom_fields"] = merged
-    if state == "confirmed" and (status := status_after_confirm(found.status)) != found.status:
+    if state == SubscribeOutcome.CONFIRMED and (status := status_after_confirm(found.status)) != found.status:
         values["status"] = status
     if values:
         writes.contact_updates.append({"id": found.id, "updated_at": now, **values})
     new_tags = row.tags - have_tags
     writes.tags.extend((found.id, tag) for tag in sorted(new_tags))
     # Import idempotency: a subscription already pending stays as it is, with no second request.
-    changes_subscription = state == "confirmed" or (state == "pending" and sub is None)
+    changes_subscription = state == SubscribeOutcome.CONFIRMED or (state == SubscribeOutcome.PENDING and sub is None)
     if changes_subscription:
         _subscribe(writes, found.id, sub.id if sub else None, state)
     return bool(values or new_tags or changes_subscription)
 
 
-def _insert_contacts(session: Session, job: _Job, writes: _Writes, new_rows: list[tuple[_Row, str]],
+def _insert_contacts(session: Session, job: _Job, writes: _Writes, new_rows: list[tuple[_Row, SubscribeOutcome]],
                      now: datetime) -> None:
     contacts = Contact.__table__
-    constant = {"status": "active", "source": "import", "created_at": now, "updated_at": now}
+    constant = {"status": ContactStatus.ACTIVE, "source": "import", "created_at": now, "updated_at": now}
     values = [(row.email, row.digest, row.name, row.timezone or job.default_timezone, row.custom)
               for row, _ in new_rows]
     columns = ("email", "email_hash", "name", "timezone", "custom_fields")
@@ -664,15 +666,15 @@ def _executemany(session: Session, table: Any, constant: dict[str, Any], columns
     session.connection().exec_driver_sql(str(compiled), params)
 
 
-def _subscribe(writes: _Writes, contact_id: int, sub_id: int | None, state: str) -> None:
+def _subscribe(writes: _Writes, contact_id: int, sub_id: int | None, state: SubscribeOutcome) -> None:
     """What ``request_subscription`` does for ``state``: a pending subscription and a "requested"
     event, then for "confirmed" the confirmation and its event."""
     if sub_id is None:
         writes.new_subscriptions[state].append(contact_id)
-    elif state == "confirmed":
+    elif state == SubscribeOutcome.CONFIRMED:
         writes.subscriptions_to_confirm.append(sub_id)
     writes.requested.append(contact_id)
-    if state == "confirmed":
+    if state == SubscribeOutcome.CONFIRMED:
         writes.confirmed.append(contact_id)
 
 
@@ -685,21 +687,23 @@ def _flush(session: Session, job: _Job, writes: _Writes, now: datetime) -> None:
     for state, ids in writes.new_subscriptions.items():
         if ids:
             rows, contact_id = _id_rows(session, ids)
-            confirmed_at = literal(now if state == "confirmed" else None, subscriptions.c.confirmed_at.type)
+            confirmed_at = literal(now if state == SubscriptionStatus.CONFIRMED else None,
+                                   subscriptions.c.confirmed_at.type)
             session.execute(insert(subscriptions).from_select(
                 ["contact_id", "list_id", "status", "frequency", "confirmation_sends", "created_at", "confirmed_at"],
-                select(contact_id, literal(job.list_id), literal(state), literal("every"), literal(0),
+                select(contact_id, literal(job.list_id), literal(state, subscriptions.c.status.type), literal("every"),
+                       literal(0),
                        literal(now, subscriptions.c.created_at.type), confirmed_at).select_from(rows)))
     for chunk in _chunks(writes.subscriptions_to_confirm):
         session.execute(update(subscriptions).where(subscriptions.c.id.in_(chunk))
-                        .values(status="confirmed", confirmed_at=now, unsubscribed_at=None))
+                        .values(status=SubscriptionStatus.CONFIRMED, confirmed_at=now, unsubscribed_at=None))
     # "requested" before "confirmed", as request_subscription records them.
-    for action, ids in (("requested", writes.requested), ("confirmed", writes.confirmed)):
+    for action, ids in ((ConsentAction.REQUESTED, writes.requested), (ConsentAction.CONFIRMED, writes.confirmed)):
         if ids:
             rows, contact_id = _id_rows(session, ids)
             session.execute(insert(events).from_select(
                 ["contact_id", "list_id", "action", "method", "note", "at"],
-                select(contact_id, literal(job.list_id), literal(action), literal("import"),
+                select(contact_id, literal(job.list_id), literal(action, events.c.action.type), literal("import"),
                        literal(job.consent_note, events.c.note.type), literal(now, events.c.at.type))
                 .select_from(rows)))
 

@@ -22,6 +22,11 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+# Tables of ``newsletter`` that ``subscribers.segments`` reads (engagement) without importing it: their
+# one spelling, which ``newsletter.models`` names them by too.
+DELIVERIES_TABLE = "deliveries"
+EVENTS_TABLE = "events"
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)

@@ -27,7 +27,7 @@ from subscribers.db import utcnow
 from subscribers.errors import InputError, NotFound
 from subscribers.models import Booking, Contact, Lead, LeadStageChange
 from subscribers.names import clean_name
-from subscribers.suppression import reason_for
+from subscribers.suppression import SuppressionReason, reason_for
 
 STAGES = ("new", "contacted", "booked", "attended", "lost")
 SOURCES = ("web_form", "phone", "referral", "campaign", "import")
@@ -251,7 +251,7 @@ def add_lead(
 
 
 def _erased(session: Session, email: str) -> bool:
-    return reason_for(session, normalise_email(email)) == "erased"
+    return reason_for(session, normalise_email(email)) == SuppressionReason.ERASED
 
 
 def _set_first_touch(lead: Lead, source: str, utm: dict[str, str]) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, Unique
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from subscribers.db import Base, JSONType, UTCDateTime, utcnow
+from subscribers.states import ContactStatus
 
 
 class Installation(Base):
@@ -34,7 +35,7 @@ class Contact(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64))
     custom_fields: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    status: Mapped[str] = mapped_column(String(20), default="active")  # active | unsubscribed | bounced | complained
+    status: Mapped[str] = mapped_column(String(20), default=ContactStatus.ACTIVE)  # a ContactStatus
     source: Mapped[str] = mapped_column(String(20))  # form | import | api | admin | lead
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
@@ -90,7 +91,7 @@ class Subscription(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), index=True)
-    status: Mapped[str] = mapped_column(String(20))  # pending | confirmed | unsubscribed
+    status: Mapped[str] = mapped_column(String(20))  # a SubscriptionStatus: pending | confirmed | unsubscribed
     frequency: Mapped[str] = mapped_column(String(20), default="every")  # every | monthly
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)

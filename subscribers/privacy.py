@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from subscribers.consent import history
 from subscribers.contacts import contact_summary, find_contact, normalise_email
 from subscribers.models import Booking, ConsentEvent, ConsentText, Contact, Erasure, Lead, Suppression
-from subscribers.suppression import address_hash, suppress
+from subscribers.suppression import SuppressionReason, address_hash, suppress
 from subscribers.traces import ErasedPerson, scrub_mentions
 
 # Called with the person before their contact row is deleted, inside the erasure's transaction.
@@ -98,7 +98,7 @@ def erase(session: Session, email: str, *, also: Sequence[ErasureStep]) -> bool:
     person = erased_person(session, address, contact)
     for step in also:
         step(session, person)
-    suppress(session, address, "erased", keep_address=False)
+    suppress(session, address, SuppressionReason.ERASED, keep_address=False)
     if contact is not None:
         lead_ids = list(session.scalars(select(Lead.id).where(Lead.contact_id == contact.id)))
         for booking in session.scalars(select(Booking).where(Booking.lead_id.in_(lead_ids))):

@@ -53,7 +53,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from subscribers.contacts import SOURCES, check_timezone, clean_tag
-from subscribers.db import UTCDateTime, utcnow
+from subscribers.db import DELIVERIES_TABLE, EVENTS_TABLE, UTCDateTime, utcnow
 from subscribers.errors import InputError, NotFound
 from subscribers.leads import STAGES as LEAD_STAGES
 from subscribers.lists import SLUG
@@ -65,12 +65,11 @@ from subscribers.models import (
     Segment,
     Subscription,
 )
+from subscribers.states import COUNTS_AS_SENT, ENGAGEMENT, ContactStatus, EventType, SubscriptionStatus
 from subscribers.suppression import not_suppressed
 
 Definition = dict[str, Any]
 
-SUBSCRIPTION_STATUSES = ("pending", "confirmed", "unsubscribed")
-CONTACT_STATUSES = ("active", "unsubscribed", "bounced", "complained")
 FIELD_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "contains", "exists")
 WINDOW_KEYS = ("after", "before", "within_days", "older_than_days")
 # Leaf keys and the keys allowed beside them in the same mapping.
@@ -82,11 +81,11 @@ CONDITIONS: dict[str, tuple[str, ...]] = {
     "engaged": (), "opened": (), "clicked": (), "never_opened": (),
 }
 # Engagement reads the delivery ledger and its events, tables the sending side owns; they are named
-# here (not imported), so this package still never imports ``newsletter``.
-_EVENTS = table("events", column("contact_id", Integer), column("type", String), column("machine", Boolean),
+# here (not imported), so this package still never imports ``newsletter`` (``tests/test_segments.py``
+# checks these columns against the real tables).
+_EVENTS = table(EVENTS_TABLE, column("contact_id", Integer), column("type", String), column("machine", Boolean),
                 column("occurred_at", UTCDateTime()))
-_DELIVERIES = table("deliveries", column("contact_id", Integer), column("status", String))
-SENT = ("submitted", "delivered", "bounced", "dropped")
+_DELIVERIES = table(DELIVERIES_TABLE, column("contact_id", Integer), column("status", String))
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
@@ -156,7 +155,7 @@ class _Checker:
     def _list(self, node: Mapping[str, Any], path: str, depth: int) -> Definition:
         out: Definition = {"list": self._slug(node["list"], path)}
         if "status" in node:
-            out["status"] = self._choices(node["status"], _sibling(path, "status"), SUBSCRIPTION_STATUSES)
+            out["status"] = self._choices(node["status"], _sibling(path, "status"), tuple(SubscriptionStatus))
         return out
 
     def _tag(self, node: Mapping[str, Any], path: str, depth: int) -> Definition:
@@ -197,7 +196,7 @@ class _Checker:
         return {"created": self._window(node["created"], path)}
 
     def _status(self, node: Mapping[str, Any], path: str, depth: int) -> Definition:
-        return {"status": self._choices(node["status"], path, CONTACT_STATUSES)}
+        return {"status": self._choices(node["status"], path, tuple(ContactStatus))}
 
     def _source(self, node: Mapping[str, Any], path: str, depth: int) -> Definition:
         return {"source": self._choices(node["source"], path, SOURCES)}
@@ -469,7 +468,7 @@ def _window(column: Any, spec: Mapping[str, Any], now: datetime) -> list[ColumnE
 
 def _confirmed(node: Definition, now: datetime) -> ColumnElement[bool]:
     spec = node["confirmed"]
-    where = [Subscription.status == "confirmed", *_window(Subscription.confirmed_at, spec, now)]
+    where = [Subscription.status == SubscriptionStatus.CONFIRMED, *_window(Subscription.confirmed_at, spec, now)]
     if "list" in spec:
         where.append(_list_of(spec["list"]))
     return _related(*where, table=Subscription)
@@ -483,15 +482,15 @@ def _human(kinds: tuple[str, ...], spec: Mapping[str, Any], now: datetime) -> Co
 
 def _never_opened(node: Definition, now: datetime) -> ColumnElement[bool]:
     """Was sent at least one email and never opened or clicked one (as a person)."""
-    sent = _related(_DELIVERIES.c.status.in_(SENT), table=_DELIVERIES)
-    return and_(sent, not_(_human(("open", "click"), {}, now)))
+    sent = _related(_DELIVERIES.c.status.in_(COUNTS_AS_SENT), table=_DELIVERIES)
+    return and_(sent, not_(_human(ENGAGEMENT, {}, now)))
 
 
 _COMPILERS: dict[str, Callable[[Definition, datetime], ColumnElement[bool]]] = {
     "all": lambda n, now: and_(*(_compile(c, now) for c in n["all"])),
     "any": lambda n, now: or_(*(_compile(c, now) for c in n["any"])),
     "not": lambda n, now: not_(_compile(n["not"], now)),
-    "list": lambda n, now: _related(_list_of(n["list"]), _is(Subscription.status, n.get("status", "confirmed")),
+    "list": lambda n, now: _related(_list_of(n["list"]), _is(Subscription.status, n.get("status", SubscriptionStatus.CONFIRMED)),
                                     table=Subscription),
     "tag": lambda n, now: _related(ContactTag.tag == n["tag"], table=ContactTag),
     "tags_any": lambda n, now: _related(_is(ContactTag.tag, n["tags_any"]), table=ContactTag),
@@ -504,9 +503,9 @@ _COMPILERS: dict[str, Callable[[Definition, datetime], ColumnElement[bool]]] = {
     "source": lambda n, now: _is(Contact.source, n["source"]),
     "field": lambda n, now: FieldTest(n["field"], n["op"], n["value"]),
     # a click implies the email was opened (images may have been off)
-    "engaged": lambda n, now: _human(("open", "click"), n["engaged"], now),
-    "opened": lambda n, now: _human(("open", "click"), n["opened"], now),
-    "clicked": lambda n, now: _human(("click",), n["clicked"], now),
+    "engaged": lambda n, now: _human(ENGAGEMENT, n["engaged"], now),
+    "opened": lambda n, now: _human(ENGAGEMENT, n["opened"], now),
+    "clicked": lambda n, now: _human((EventType.CLICK,), n["clicked"], now),
     "never_opened": _never_opened,
 }
 

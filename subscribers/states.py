@@ -3,10 +3,15 @@
 It lives in ``subscribers`` (the shared core, beside ``db``) because both packages need it:
 ``subscribers.segments`` counts what "counts as sent" in ``newsletter``'s ledger, and ``subscribers``
 never imports ``newsletter``. Members are ``StrEnum``s, so they compare equal to, and are stored as,
-their values ("queued"); ``docs/glossary.md`` defines each.
+their values: "queued", never "QUEUED" (psycopg dumps a ``str`` subclass as a string, not by the
+member's name; ``tests/test_sending_postgres.py`` shows it). ``docs/glossary.md`` defines each. The
+kinds of event (``EventType``) live here too: not states, but stored words that both packages read.
 
 Queries that must use a partial index (``WHERE status = 'queued'``) spell the state with
 ``sql_literal``: the planner matches a literal, not a bound parameter, to the index's predicate.
+Compared with a column, a member takes the column's type; standing alone (a ``CASE`` branch, a
+``literal()``), give it the column's type (``literal(state, Delivery.status.type)``) or pass
+``.value``: SQLAlchemy types a ``str`` as String but leaves an ``Enum`` member untyped.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ class IssueStatus(StrEnum):
 # Derived, never stored: a send that is over with deliveries held as unknown ("sent, N unknown").
 SENT_WITH_UNKNOWN = "sent_with_unknown"
 SCHEDULABLE = (IssueStatus.DRAFT, IssueStatus.SCHEDULED, IssueStatus.CANCELLED)
+PAUSABLE = (IssueStatus.SENDING, IssueStatus.SCHEDULED)
 RECOMPILABLE = (IssueStatus.DRAFT, IssueStatus.SCHEDULED)  # nothing has been queued yet
 
 
@@ -121,6 +127,28 @@ class SubscribeOutcome(StrEnum):
 
 # An import stores an outcome as the subscription's status: the two spellings must stay one.
 assert SubscribeOutcome.PENDING == SubscriptionStatus.PENDING and SubscribeOutcome.CONFIRMED == SubscriptionStatus.CONFIRMED
+
+
+class EventType(StrEnum):
+    """``events.type``: what was reported about a delivery. SendGrid's event names; our own open,
+    click and unsubscribe endpoints record the same ones."""
+
+    PROCESSED = "processed"
+    DEFERRED = "deferred"
+    DELIVERED = "delivered"
+    BOUNCE = "bounce"  # a hard bounce
+    BLOCKED = "blocked"  # what SendGrid reports as a bounce of another type (a soft one): stored apart
+    DROPPED = "dropped"
+    OPEN = "open"
+    CLICK = "click"
+    SPAMREPORT = "spamreport"
+    UNSUBSCRIBE = "unsubscribe"
+    GROUP_UNSUBSCRIBE = "group_unsubscribe"
+    GROUP_RESUBSCRIBE = "group_resubscribe"
+
+
+# Someone (or a machine) read the email: ``events.machine`` tells which.
+ENGAGEMENT = (EventType.OPEN, EventType.CLICK)
 
 
 def sql_literal(state: StrEnum) -> ColumnClause[str]:

@@ -7,6 +7,7 @@ stays suppressed although the address itself is gone; SQL matches ``contacts.ema
 from __future__ import annotations
 
 import hashlib
+from enum import StrEnum
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
@@ -14,7 +15,20 @@ from sqlalchemy.sql import ColumnElement
 
 from subscribers.models import Contact, Installation, Suppression
 
-REASONS = ("unsubscribed", "hard_bounce", "spam_complaint", "invalid_address", "manual", "erased")
+
+
+class SuppressionReason(StrEnum):
+    """``suppressions.reason``: why an address may not be mailed."""
+
+    UNSUBSCRIBED = "unsubscribed"
+    HARD_BOUNCE = "hard_bounce"
+    SPAM_COMPLAINT = "spam_complaint"
+    INVALID_ADDRESS = "invalid_address"  # the provider refused it
+    MANUAL = "manual"  # staff
+    ERASED = "erased"  # the person asked to be forgotten: never lifted
+
+
+REASONS = tuple(SuppressionReason)
 _salts: dict[str, str] = {}  # per database URL; the salt never changes once made
 
 
@@ -71,7 +85,7 @@ def lift(session: Session, email: str) -> bool:
     row = session.scalar(select(Suppression).where(Suppression.email_hash == address_hash(session, email)))
     if row is None:
         return False
-    if row.reason == "erased":
+    if row.reason == SuppressionReason.ERASED:
         raise ValueError("this address was erased at the person's request; it cannot be un-suppressed")
     session.delete(row)
     session.flush()

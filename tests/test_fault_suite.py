@@ -33,6 +33,7 @@ from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.models import Issue, SendBatch
 from newsletter.sending import ledger, schedule
+from subscribers.states import MAY_HAVE_LEFT, BatchStatus
 from tests.liveserver import serving
 from tests.sendgrid_fake import FakeSendGrid
 from tests.sendkit import add_audience, make_issue
@@ -108,9 +109,9 @@ def kill_and_settle(db: Database, settings: Settings, database_url: str, *, work
                 with db.session() as s:  # what the dead worker had in hand (worker ids hold the pid)
                     mine = SendBatch.worker.like(f"%:{running[victim].pid}:%")
                     figures.in_flight += s.scalar(select(func.count()).where(mine, SendBatch.status.in_(
-                        ledger.MAY_HAVE_LEFT))) or 0
+                        MAY_HAVE_LEFT))) or 0
                     figures.not_begun += s.scalar(select(func.count()).where(
-                        mine, SendBatch.status == ledger.BATCH_CLAIMED)) or 0
+                        mine, SendBatch.status == BatchStatus.CLAIMED)) or 0
                 figures.unknown_seen = max(figures.unknown_seen, unknown_rows(db, issue_id))
                 running[victim] = start_worker(env, tmp_path)
             deadline = time.monotonic() + SETTLE_SECONDS

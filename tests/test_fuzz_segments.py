@@ -25,6 +25,7 @@ from subscribers import segments
 from subscribers.contacts import SOURCES
 from subscribers.errors import InputError
 from subscribers.leads import STAGES
+from subscribers.states import ContactStatus, SubscriptionStatus
 from tests.fuzzing import fuzz_settings, time_limit
 from tests.test_segments import NOW, Population, postgres_population, sqlite_population_in
 
@@ -86,12 +87,12 @@ def field_tests(draw: st.DrawFn) -> dict[str, Any]:
 
 leaves = st.one_of(
     st.builds(lambda slug, status: {"list": slug, **status}, st.sampled_from(LISTS),
-              st.one_of(st.just({}), one_or_many(list(segments.SUBSCRIPTION_STATUSES)).map(lambda s: {"status": s}))),
+              st.one_of(st.just({}), one_or_many([s.value for s in SubscriptionStatus]).map(lambda s: {"status": s}))),
     st.sampled_from(TAGS).map(lambda t: {"tag": t}),
     st.lists(st.sampled_from(TAGS), min_size=1, max_size=4).map(lambda t: {"tags_any": t}),
     st.lists(st.sampled_from(TAGS), min_size=1, max_size=4).map(lambda t: {"tags_all": t}),
     one_or_many(list(STAGES)).map(lambda s: {"lead_stage": s}),
-    one_or_many(list(segments.CONTACT_STATUSES)).map(lambda s: {"status": s}),
+    one_or_many([s.value for s in ContactStatus]).map(lambda s: {"status": s}),
     one_or_many(ZONES).map(lambda z: {"timezone": z}),
     one_or_many(list(SOURCES)).map(lambda s: {"source": s}),
     windows().map(lambda w: {"created": w}),

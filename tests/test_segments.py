@@ -290,6 +290,19 @@ def test_related_rows_are_semi_joins_chosen_per_dialect() -> None:
             dialect=mysql.dialect()))
 
 
+def test_engagement_tables_are_the_sending_sides_own() -> None:
+    """Segments name the ledger's and the events' tables without importing ``newsletter``: each column
+    they read must exist on the real table, with the same kind of value."""
+    from newsletter.models import Delivery, Event
+
+    for light, model in ((segments._DELIVERIES, Delivery), (segments._EVENTS, Event)):
+        real = model.__table__
+        assert light.name == real.name
+        for column in light.c:
+            assert column.name in real.c, f"{real.name}.{column.name}"
+            assert column.type.python_type is real.c[column.name].type.python_type, f"{real.name}.{column.name}"
+
+
 def test_saved_segments_create_replace_list_count_delete(sqlite_population: Population) -> None:
     with sqlite_population.db.session() as s:
         saved = segments.save_segment(s, "vip-la", {"all": [{"tag": "vip"}, field("clinic", "eq", "LA")]},

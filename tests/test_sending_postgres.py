@@ -8,7 +8,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, insert, select, text, update
 
 from newsletter import erasure
 from newsletter.config import Settings
@@ -19,6 +19,7 @@ from newsletter.sending.dispatch import Dispatcher
 from newsletter.sending.pacing import Pacer
 from subscribers.consent import Proof, unsubscribe
 from subscribers.contacts import find_contact
+from subscribers.states import BatchStatus, DeliveryStatus, IssueStatus
 from subscribers.suppression import suppress
 from tests.sendkit import ScriptedTransport, add_audience, make_issue
 
@@ -140,3 +141,26 @@ def test_postgresql_connections_killed_mid_send_are_weather(postgres_db: Databas
     with postgres_db.session() as s:
         assert ledger.status_counts(s, issue_id) == {"submitted": 30}
     assert transport.requests == 3 and len(transport.delivered) == len(set(transport.delivered)) == 30
+
+
+def test_a_state_member_is_stored_as_its_value(postgres_db: Database, settings: Settings) -> None:
+    """psycopg 3 dumps a plain Enum by its name; the states are StrEnums, so they go as their values
+    ('queued', never 'QUEUED'), whether written through the ORM or a Core insert or update."""
+    issue_id = make_issue(postgres_db, settings)
+    add_audience(postgres_db, 2)
+    with postgres_db.session() as s:
+        s.get(Issue, issue_id).status = IssueStatus.SCHEDULED  # the ORM
+        batch = SendBatch(transport="x", worker="w", status=BatchStatus.CLAIMED, size=0)
+        s.add(batch)
+        s.flush()
+        s.execute(insert(Delivery).values(issue_id=issue_id, contact_id=find_contact(s, "reader0@example.org").id,
+                                          status=DeliveryStatus.QUEUED, due_at=NOW))  # a Core insert
+        s.execute(update(SendBatch).where(SendBatch.id == batch.id).values(status=BatchStatus.SPLIT))  # a Core update
+        batch_id = batch.id
+    with postgres_db.session() as s:
+        stored = s.execute(text("SELECT (SELECT status FROM issues WHERE id = :i), "
+                                "(SELECT status FROM deliveries WHERE issue_id = :i), "
+                                "(SELECT status FROM send_batches WHERE id = :b)"), {"i": issue_id, "b": batch_id}).one()
+        assert tuple(stored) == ("scheduled", "queued", "split")
+        # ... and a member as a bound parameter matches the stored value.
+        assert s.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == DeliveryStatus.QUEUED)) == 1

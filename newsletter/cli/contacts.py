@@ -21,6 +21,8 @@ from subscribers.consent import Proof, history
 from subscribers.contacts import contact_summary, get_contact, normalise_email
 from subscribers.lists import ensure_list, get_list
 from subscribers.models import Contact, Subscription
+from subscribers.states import ConfirmationStatus, SubscribeOutcome, SubscriptionStatus
+from subscribers.suppression import SuppressionReason
 
 contacts_app = typer.Typer(help="Contacts: add, list, show, import, export, erase.", no_args_is_help=True)
 
@@ -56,18 +58,18 @@ def add(
             email_note = f"the confirmation email is queued, not sent: {exc}"
         else:
             email_note = {
-                "sent": "a confirmation email was sent",
-                "queued": f"the confirmation email is queued ({error}); a dispatcher (serve, worker) will retry it",
+                ConfirmationStatus.SENT: "a confirmation email was sent",
+                ConfirmationStatus.QUEUED: f"the confirmation email is queued ({error}); a dispatcher (serve, worker) will retry it",
             }.get(status, f"the confirmation email was not sent ({status}: {error})")
     messages = {
-        "pending": f"added; {email_note}",
-        "confirmed": "added and subscribed",
-        "already": "already subscribed",
-        "withdrawn": "not subscribed: this person unsubscribed earlier",
-        "suppressed": "not added: the address is on the suppression list",
+        SubscribeOutcome.PENDING: f"added; {email_note}",
+        SubscribeOutcome.CONFIRMED: "added and subscribed",
+        SubscribeOutcome.ALREADY: "already subscribed",
+        SubscribeOutcome.WITHDRAWN: "not subscribed: this person unsubscribed earlier",
+        SubscribeOutcome.SUPPRESSED: "not added: the address is on the suppression list",
     }
     out.print(f"{messages[result.state]} ({mailing_list.slug})", highlight=False)
-    if result.state == "suppressed":
+    if result.state == SubscribeOutcome.SUPPRESSED:
         raise typer.Exit(1)
 
 
@@ -75,7 +77,7 @@ def add(
 @friendly_errors
 def list_(
     list_slug: Annotated[Optional[str], typer.Option("--list", help="Only subscribers of this list.")] = None,
-    status: Annotated[Optional[str], typer.Option(help="With --list: pending | confirmed | unsubscribed.")] = None,
+    status: Annotated[Optional[str], typer.Option(help=f"With --list: {' | '.join(SubscriptionStatus)}.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 100,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -122,7 +124,8 @@ def show(email: str, as_json: Annotated[bool, typer.Option("--json")] = False) -
 @contacts_app.command("suppress")
 @friendly_errors
 def suppress_(
-    email: str, reason: Annotated[str, typer.Option(help="manual | hard_bounce | spam_complaint | unsubscribed")] = "manual",
+    email: str,
+    reason: Annotated[str, typer.Option(help="manual | hard_bounce | spam_complaint | unsubscribed")] = SuppressionReason.MANUAL,
 ) -> None:
     """Put an address on the suppression list: no path will mail it."""
     with unit_of_work() as (_, session):

@@ -25,6 +25,7 @@ from newsletter.sending.reconcile import OperatorNotice, reconcile, request_log
 from newsletter.sending.worker import run_worker
 from newsletter.transports import get_transport
 from subscribers.db import utcnow
+from subscribers.states import DeliveryStatus
 
 sending_app = typer.Typer(help="The send path as a whole: resume after a stop.", no_args_is_help=True)
 
@@ -78,7 +79,7 @@ def send(
     with db.session() as session:
         issue = get_issue(session, issue_id)
         added = schedule.start_now(session, settings, issue, utcnow(), list_slug=list_slug, segment=segment)
-        queued = ledger.status_counts(session, issue_id).get("queued", 0)
+        queued = ledger.status_counts(session, issue_id).get(DeliveryStatus.QUEUED, 0)
     out.print(f"issue {issue_id}: {added} recipient(s) enqueued", highlight=False)
     if queue or not queued:
         return
@@ -127,10 +128,10 @@ def status(issue_id: int, as_json: Annotated[bool, typer.Option("--json")] = Fal
         issue = get_issue(session, issue_id)
         counts = ledger.status_counts(session, issue_id)
         data = {
-            "id": issue.id, **describe(issue.status, counts.get("unknown", 0)).as_dict(),
+            "id": issue.id, **describe(issue.status, counts.get(DeliveryStatus.UNKNOWN, 0)).as_dict(),
             "scheduled_at": issue.scheduled_at.isoformat() if issue.scheduled_at else None,
             "local_send_time": issue.local_send_time, "paused_reason": issue.paused_reason,
-            "deliveries": {k: counts.get(k, 0) for k in ledger.STATES},
+            "deliveries": {state.value: counts.get(state, 0) for state in DeliveryStatus},
             "unknown_batches": [batch_record(held) for held in ledger.unknown_batches(session, issue_id)],
         }
     if as_json:
@@ -158,7 +159,7 @@ def resolve(
                                        evidence=f"settled by staff: {'sent' if sent else 'queued again'}")
     if not count:
         raise InputError(f"batch {batch_id} has no deliveries held as unknown")
-    out.print(f"{count} deliveries marked {'submitted' if sent else 'queued again'}")
+    out.print(f"{count} deliveries marked {DeliveryStatus.SUBMITTED if sent else 'queued again'}")
 
 
 @sending_app.command("resume")

@@ -13,6 +13,7 @@ from newsletter.sending.progress import batch_line
 from newsletter.sequences import service
 from newsletter.sequences.definition import health_warnings, load_yaml
 from subscribers.db import utcnow
+from subscribers.states import DeliveryStatus, EnrollmentState, SequenceStatus
 
 sequences_app = typer.Typer(help="Sequences: drips for new subscribers and leads.", no_args_is_help=True)
 
@@ -65,10 +66,10 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     if as_json:
         print_json(rows)
         return
+    states = [state.value for state in EnrollmentState]  # a column each: how many enrolments are in it
     print_rows([{"name": r["name"], "status": r["status"], "trigger": f"{r['trigger']['type']} {r['trigger']['value'] or ''}".strip(),
-                 "steps": len(r["steps"]), "active": r["enrollments"]["active"],
-                 "completed": r["enrollments"]["completed"], "exited": r["enrollments"]["exited"]} for r in rows],
-               False, {k: k for k in ("name", "status", "trigger", "steps", "active", "completed", "exited")})
+                 "steps": len(r["steps"]), **{state: r["enrollments"][state] for state in states}} for r in rows],
+               False, {k: k for k in ("name", "status", "trigger", "steps", *states)})
 
 
 @sequences_app.command("show")
@@ -83,7 +84,8 @@ def show(name: str, as_json: Annotated[bool, typer.Option("--json")] = False) ->
     out.print(f"[bold]{data['name']}[/bold] ({data['status']}); trigger {data['trigger']['type']} "
               f"{data['trigger']['value'] or ''}; window {data['window']}; goals {data['goals']}", highlight=False)
     out.print(f"enrolments: {data['enrollments']}", highlight=False)
-    columns = ("submitted", "delivered", "failed", "unknown", "suppressed")
+    columns = tuple(state.value for state in (DeliveryStatus.SUBMITTED, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED,
+                                              DeliveryStatus.UNKNOWN, DeliveryStatus.SUPPRESSED))
     print_rows([{"#": s["position"], "subject": s["subject"], "delay": _delay(s["delay_seconds"]), "waiting": s["waiting"],
                  **{k: s["deliveries"].get(k, 0) for k in columns}}
                 for s in data["steps"]], False, {k: k for k in ("#", "subject", "delay", "waiting", *columns)})
@@ -101,7 +103,7 @@ def _delay(seconds: int) -> str:
 def pause(name: str) -> None:
     """Hold everyone where they are."""
     with unit_of_work() as (_, session):
-        service.set_status(service.get_sequence(session, name), "paused")
+        service.set_status(service.get_sequence(session, name), SequenceStatus.PAUSED)
     out.print(f"sequence {name!r} paused")
 
 
@@ -110,7 +112,7 @@ def pause(name: str) -> None:
 def resume(name: str) -> None:
     """Carry on: steps that came due meanwhile go out inside the send window."""
     with unit_of_work() as (_, session):
-        service.set_status(service.get_sequence(session, name), "active")
+        service.set_status(service.get_sequence(session, name), SequenceStatus.ACTIVE)
     out.print(f"sequence {name!r} resumed")
 
 

@@ -52,11 +52,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from newsletter.errors import NotFound
 from newsletter.models import Attribution, Delivery, Event, Issue, Link, Sequence, SequenceStep
 from newsletter.sending.progress import IssueState, describe
+from subscribers.states import COUNTS_AS_SENT, ENGAGEMENT, ON_ITS_WAY, DeliveryStatus, EventType
 
-SENT = ("submitted", "delivered", "bounced", "dropped")
-PENDING = ("queued", "claimed")
-UNSUBSCRIBE = ("unsubscribe", "group_unsubscribe")
-ENGAGEMENT = ("open", "click")
 TOP_LINKS = 10
 
 HUMAN = Event.machine.is_(False)
@@ -163,18 +160,20 @@ def is_booking_click(url: ColumnElement[str | None]) -> ColumnElement[bool]:
 # Each kind of event a delivery can have, as one bit. A delivery's events fold into one integer, the
 # SUM of its distinct bits (an OR, since each bit is counted once): one cheap pass over the events,
 # read in index order, instead of one aggregate per figure. ``&`` works on SQLite and PostgreSQL.
+# Opens and clicks get a bit each for human and machine; the other kinds counted (``_PLAIN``) one bit.
 BITS = {name: 1 << n for n, name in enumerate((
-    "delivered", "bounce", "dropped", "human_open", "machine_open", "human_click", "machine_click",
-    "unsubscribe", "group_unsubscribe", "spamreport"))}
-_PLAIN = ("delivered", "bounce", "dropped", "unsubscribe", "group_unsubscribe", "spamreport")
+    EventType.DELIVERED, EventType.BOUNCE, EventType.DROPPED, "human_open", "machine_open", "human_click",
+    "machine_click", EventType.UNSUBSCRIBE, EventType.GROUP_UNSUBSCRIBE, EventType.SPAMREPORT))}
+_PLAIN = (EventType.DELIVERED, EventType.BOUNCE, EventType.DROPPED, EventType.UNSUBSCRIBE, EventType.GROUP_UNSUBSCRIBE,
+          EventType.SPAMREPORT)
 
 
 def _event_bit() -> ColumnElement[int]:
     return case(
-        ((Event.type == "open") & HUMAN, BITS["human_open"]),
-        (Event.type == "open", BITS["machine_open"]),
-        ((Event.type == "click") & HUMAN, BITS["human_click"]),
-        (Event.type == "click", BITS["machine_click"]),
+        ((Event.type == EventType.OPEN) & HUMAN, BITS["human_open"]),
+        (Event.type == EventType.OPEN, BITS["machine_open"]),
+        ((Event.type == EventType.CLICK) & HUMAN, BITS["human_click"]),
+        (Event.type == EventType.CLICK, BITS["machine_click"]),
         *((Event.type == name, BITS[name]) for name in _PLAIN),
         else_=0,  # processed, deferred, blocked...: the row still says the provider saw the email
     )
@@ -206,21 +205,21 @@ def _stats_rows(session: Session, scope: Scope, ids: list[int]) -> dict[int, Ema
     opened = ("human_open", "machine_open", "human_click", "machine_click")
     bookings = select(func.count()).select_from(Attribution).where(scope.attribution == key).scalar_subquery()
     figures = {
-        "recipients": count_if(status != "suppressed"),
-        "sent": count_if(status.in_(SENT) | ((status == "unknown") & seen)),
-        "delivered": count_if((status == "delivered") | had("delivered", *opened)),
-        "bounced": count_if((status == "bounced") | had("bounce")),
-        "dropped": count_if((status == "dropped") | had("dropped")),
-        "pending": count_if(status.in_(PENDING)),
-        "failed": count_if(status == "failed"),
-        "unknown": count_if((status == "unknown") & ~seen),
-        "suppressed": count_if(status == "suppressed"),
+        "recipients": count_if(status != DeliveryStatus.SUPPRESSED),
+        "sent": count_if(status.in_(COUNTS_AS_SENT) | ((status == DeliveryStatus.UNKNOWN) & seen)),
+        "delivered": count_if((status == DeliveryStatus.DELIVERED) | had(EventType.DELIVERED, *opened)),
+        "bounced": count_if((status == DeliveryStatus.BOUNCED) | had(EventType.BOUNCE)),
+        "dropped": count_if((status == DeliveryStatus.DROPPED) | had(EventType.DROPPED)),
+        "pending": count_if(status.in_(ON_ITS_WAY)),
+        "failed": count_if(status == DeliveryStatus.FAILED),
+        "unknown": count_if((status == DeliveryStatus.UNKNOWN) & ~seen),
+        "suppressed": count_if(status == DeliveryStatus.SUPPRESSED),
         "unique_opens": count_if(had("human_open", "human_click")),
         "machine_opens": count_if(had("machine_open")),
         "unique_clicks": count_if(had("human_click")),
         "machine_clicks": count_if(had("machine_click")),
-        "unsubscribes": count_if(had("unsubscribe", "group_unsubscribe")),
-        "complaints": count_if(had("spamreport")),
+        "unsubscribes": count_if(had(EventType.UNSUBSCRIBE, EventType.GROUP_UNSUBSCRIBE)),
+        "complaints": count_if(had(EventType.SPAMREPORT)),
         "anonymous_opens": literal(0),
         "anonymous_clicks": literal(0),
         "bookings": bookings,
@@ -254,7 +253,7 @@ def _link_rows(session: Session, scope: Scope, ids: list[int]) -> dict[int, list
                func.count().label("clicks"))
         .select_from(Event)
         .outerjoin(Link, Link.id == Event.link_id)
-        .where(key.in_(ids), Event.type == "click", HUMAN)
+        .where(key.in_(ids), Event.type == EventType.CLICK, HUMAN)
         .group_by(key, target)
     )
     found: dict[int, list[LinkStats]] = {}
@@ -372,7 +371,7 @@ def has_sent_delivery(contact_id: ColumnElement[int | None]) -> ColumnElement[bo
     provider_saw = exists().where(Event.delivery_id == Delivery.id)
     return exists().where(
         Delivery.contact_id == contact_id,
-        Delivery.status.in_(SENT) | ((Delivery.status == "unknown") & provider_saw),
+        Delivery.status.in_(COUNTS_AS_SENT) | ((Delivery.status == DeliveryStatus.UNKNOWN) & provider_saw),
     )
 
 

@@ -28,6 +28,7 @@ from newsletter.errors import InputError
 from newsletter.models import Event, Link
 from newsletter.reports.email_stats import HUMAN, flag, is_booking_click, without_jit
 from subscribers.models import Booking, Contact, Lead
+from subscribers.states import EventType
 
 DEFAULT_DAYS = 14
 WARM_LINKS = 3
@@ -93,7 +94,7 @@ def _clicks(session: Session, since: datetime, now: datetime) -> dict[int, list[
         .join(Event, Event.contact_id == Lead.contact_id)
         .outerjoin(Link, Link.id == Event.link_id)
         .where(Lead.stage.in_(NOT_BOOKED), ~booked_since_enquiry,
-               Event.type == "click", HUMAN, Event.occurred_at >= since, Event.occurred_at <= now)
+               Event.type == EventType.CLICK, HUMAN, Event.occurred_at >= since, Event.occurred_at <= now)
         .group_by(Lead.id, target)
     )
     found: dict[int, list[ClickedLink]] = {}

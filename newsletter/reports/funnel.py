@@ -45,6 +45,7 @@ from newsletter.models import Attribution, Enrollment, Issue, Sequence, Sequence
 from newsletter.reports.email_stats import flag, has_human_engagement, has_sent_delivery, rate, without_jit
 from subscribers.leads import BOOKED_OR_LATER, SOURCES
 from subscribers.models import Booking, Lead, LeadStageChange
+from subscribers.states import EventType
 
 STAGES = ("leads", "emailed", "engaged", "booked", "attended")
 
@@ -199,8 +200,8 @@ def _bookings_by_email(session: Session, since: datetime | None, until: datetime
     if source is not None:
         conditions.append(Booking.source == source)
     counts = (func.count().label("bookings"),
-              func.sum(case((Attribution.kind == "click", 1), else_=0)).label("by_click"),
-              func.sum(case((Attribution.kind == "open", 1), else_=0)).label("by_open"))
+              func.sum(case((Attribution.kind == EventType.CLICK, 1), else_=0)).label("by_click"),
+              func.sum(case((Attribution.kind == EventType.OPEN, 1), else_=0)).label("by_open"))
     issues = (select(Issue.id, Issue.subject, *counts)
               .join(Attribution, Attribution.issue_id == Issue.id)
               .join(Booking, Booking.id == Attribution.booking_id)

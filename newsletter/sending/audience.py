@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from newsletter.models import Issue
 from subscribers.models import Contact, Segment, Subscription
 from subscribers.segments import compile_filter
+from subscribers.states import ContactStatus, SubscriptionStatus
 from subscribers.suppression import not_suppressed
 
 
@@ -18,7 +19,7 @@ def audience(session: Session, issue: Issue, *columns) -> Select:  # noqa: ANN00
         select(*columns)
         .select_from(Contact)
         .join(Subscription, (Subscription.contact_id == Contact.id) & (Subscription.list_id == issue.list_id))
-        .where(Subscription.status == "confirmed", Contact.status == "active", not_suppressed())
+        .where(Subscription.status == SubscriptionStatus.CONFIRMED, Contact.status == ContactStatus.ACTIVE, not_suppressed())
     )
     if issue.segment_id is not None:
         segment = session.get(Segment, issue.segment_id)

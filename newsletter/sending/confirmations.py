@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import literal_column, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
@@ -47,12 +47,10 @@ from newsletter.transports.base import (
 )
 from subscribers.db import utcnow
 from subscribers.models import Subscription
+from subscribers.states import ConfirmationStatus, SubscriptionStatus, sql_literal
 from subscribers.suppression import is_suppressed
 
 log = logging.getLogger("newsletter.confirmations")
-# Literals, not bound parameters, so either database can use the partial indexes (see ledger.QUEUED).
-QUEUED = literal_column("'queued'")
-SENDING = literal_column("'sending'")
 MAX_BACKOFF = timedelta(hours=1)
 RATE_LIMIT_WAIT = timedelta(minutes=1)  # when a 429 names no reset time
 CATEGORIES = ["confirmation"]
@@ -72,7 +70,8 @@ def claim(session: Session, *, worker: str, now: datetime, lease: timedelta,
     sending are held as unknown first. A row with nothing left to confirm is skipped, not sent."""
     recover_expired(session, now)
     pick = (select(ConfirmationEmail.id)
-            .where(ConfirmationEmail.status == QUEUED, ConfirmationEmail.due_at <= now)
+            # A literal, not a bound parameter, so either database can use the partial index.
+            .where(ConfirmationEmail.status == sql_literal(ConfirmationStatus.QUEUED), ConfirmationEmail.due_at <= now)
             .order_by(ConfirmationEmail.due_at, ConfirmationEmail.id))
     if only is not None:
         pick = pick.where(ConfirmationEmail.id.in_(list(only)))
@@ -83,12 +82,12 @@ def claim(session: Session, *, worker: str, now: datetime, lease: timedelta,
         assert row is not None
         sub = session.get(Subscription, row.subscription_id)
         assert sub is not None  # the foreign key cascades: an erased contact's rows are gone
-        if sub.status != "pending":
-            row.status, row.error = "skipped", f"not sent: the subscription is {sub.status} now"
+        if sub.status != SubscriptionStatus.PENDING:
+            row.status, row.error = ConfirmationStatus.SKIPPED, f"not sent: the subscription is {sub.status} now"
         elif is_suppressed(session, sub.contact.email):
-            row.status, row.error = "skipped", "not sent: the address is suppressed"
+            row.status, row.error = ConfirmationStatus.SKIPPED, "not sent: the address is suppressed"
         else:
-            row.status, row.claimed_by, row.attempts = "sending", worker, row.attempts + 1
+            row.status, row.claimed_by, row.attempts = ConfirmationStatus.SENDING, worker, row.attempts + 1
             row.lease_expires_at = now + lease
             session.flush()
             return Claimed(row.id, row.attempts, ConfirmationFor(sub.id, sub.contact.email, sub.contact.name,
@@ -102,8 +101,9 @@ def recover_expired(session: Session, now: datetime) -> int:
     left, so they are held as unknown, never sent again. Returns how many."""
     return session.execute(
         update(ConfirmationEmail)
-        .where(ConfirmationEmail.status == SENDING, ConfirmationEmail.lease_expires_at < now)
-        .values(status="unknown", lease_expires_at=None,
+        .where(ConfirmationEmail.status == sql_literal(ConfirmationStatus.SENDING),
+               ConfirmationEmail.lease_expires_at < now)
+        .values(status=ConfirmationStatus.UNKNOWN, lease_expires_at=None,
                 error="the dispatcher stopped while this email's request may have been in flight; not sent again")
         .execution_options(synchronize_session=False)
     ).rowcount or 0
@@ -150,7 +150,8 @@ class ConfirmationSender:
             email, recipient = confirmation_email(self.settings, claimed.to)
         except Exception as exc:  # noqa: BLE001 - a broken template must not leave the row claimed
             log.exception("confirmation email %s could not be rendered", claimed.id)
-            return self._finish(claimed, "failed", error=f"the email could not be rendered ({type(exc).__name__})")
+            return self._finish(claimed, ConfirmationStatus.FAILED,
+                                error=f"the email could not be rendered ({type(exc).__name__})")
         wait = self.pacer.reserve(1) if self.pacer else 0.0
         if wait > 0:
             self.sleep(wait)
@@ -162,31 +163,35 @@ class ConfirmationSender:
             return self._requeue(claimed, max(reset, self.clock()), str(exc), count_attempt=False)
         except TemporaryFailure as exc:
             if claimed.attempts > self.settings.send_retries:
-                return self._finish(claimed, "failed", error=f"gave up after {claimed.attempts} attempts: {exc}")
+                return self._finish(claimed, ConfirmationStatus.FAILED,
+                                    error=f"gave up after {claimed.attempts} attempts: {exc}")
             backoff = min(timedelta(seconds=30 * 2 ** (claimed.attempts - 1)), MAX_BACKOFF)
             return self._requeue(claimed, self.clock() + backoff * (0.5 + random.random()), str(exc))
         except OutcomeUnknown as exc:
             log.error("confirmation email %s: outcome unknown (%s); not sent again", claimed.id, exc)
-            return self._finish(claimed, "unknown", error=str(exc))
+            return self._finish(claimed, ConfirmationStatus.UNKNOWN, error=str(exc))
         except AuthenticationFailed:
             self._requeue(claimed, self.clock(), None, count_attempt=False)
             raise
         except (BadRequest, BatchTooLarge) as exc:
-            return self._finish(claimed, "failed", error=f"refused by the provider: {exc}")
+            return self._finish(claimed, ConfirmationStatus.FAILED, error=f"refused by the provider: {exc}")
         if 0 in outcome.accepted:
-            return self._finish(claimed, "sent", message_id=outcome.accepted[0] or None)
-        return self._finish(claimed, "failed", error=outcome.refused.get(0, "refused by the transport"))
+            return self._finish(claimed, ConfirmationStatus.SENT, message_id=outcome.accepted[0] or None)
+        return self._finish(claimed, ConfirmationStatus.FAILED,
+                            error=outcome.refused.get(0, "refused by the transport"))
 
-    def _finish(self, claimed: Claimed, status: str, *, error: str | None = None,
+    def _finish(self, claimed: Claimed, status: ConfirmationStatus, *, error: str | None = None,
                 message_id: str | None = None) -> str:
-        # "unknown" too: the lease ran out and the row was held as unknown, but the answer came after all.
-        held = ("sending", "unknown") if status == "sent" else ("sending",)
+        # Unknown too: the lease ran out and the row was held as unknown, but the answer came after all.
+        sending, unknown = ConfirmationStatus.SENDING, ConfirmationStatus.UNKNOWN
+        held = (sending, unknown) if status == ConfirmationStatus.SENT else (sending,)
         with self.db.session() as session:
             session.execute(
                 update(ConfirmationEmail)
                 .where(ConfirmationEmail.id == claimed.id, ConfirmationEmail.status.in_(held))
                 .values(status=status, error=error[:2000] if error else None, lease_expires_at=None,
-                        provider_message_id=message_id, sent_at=self.clock() if status == "sent" else None)
+                        provider_message_id=message_id,
+                        sent_at=self.clock() if status == ConfirmationStatus.SENT else None)
             )
         return status
 
@@ -195,11 +200,11 @@ class ConfirmationSender:
         with self.db.session() as session:
             session.execute(
                 update(ConfirmationEmail)
-                .where(ConfirmationEmail.id == claimed.id, ConfirmationEmail.status == "sending")
-                .values(status="queued", due_at=due, claimed_by=None, lease_expires_at=None,
+                .where(ConfirmationEmail.id == claimed.id, ConfirmationEmail.status == ConfirmationStatus.SENDING)
+                .values(status=ConfirmationStatus.QUEUED, due_at=due, claimed_by=None, lease_expires_at=None,
                         error=error[:2000] if error else None,
                         attempts=ConfirmationEmail.attempts - (0 if count_attempt else 1))
             )
         if error:
             log.warning("confirmation email %s: %s; retry at %s", claimed.id, error, due.isoformat(timespec="seconds"))
-        return "queued"
+        return ConfirmationStatus.QUEUED

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from newsletter.models import Delivery, Issue
 from newsletter.sending.audience import audience
 from subscribers.models import Contact
+from subscribers.states import DeliveryStatus
 
 # The earliest zone on Earth is UTC+14: a local-time send can start that far ahead of UTC.
 EARLIEST_OFFSET = timedelta(hours=14)
@@ -57,7 +58,8 @@ def enqueue_issue(session: Session, issue: Issue, now: datetime) -> int:
             )
     rows = audience(
         session, issue,
-        literal(issue.id), Contact.id, literal(issue.list_id), literal("queued"), due, literal(0),
+        literal(issue.id), Contact.id, literal(issue.list_id), literal(DeliveryStatus.QUEUED, Delivery.status.type), due,
+        literal(0),
         literal(now, Delivery.created_at.type),
     )
     statement = (

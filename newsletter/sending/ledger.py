@@ -7,27 +7,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import and_, case, exists, func, literal_column, or_, select, update
+from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from newsletter.models import Delivery, Enrollment, Issue, SendBatch, Sequence, SequenceStep
 from subscribers import suppression
 from subscribers.models import Contact, Subscription, Suppression
+from subscribers.states import (COUNTS_AS_SENT, IN_REQUEST, MAY_HAVE_LEFT, ON_ITS_WAY, BatchStatus, ContactStatus,
+                                DeliveryStatus, EnrollmentState, IssueStatus, SequenceStatus, SubscriptionStatus,
+                                sql_literal)
+from subscribers.suppression import SuppressionReason
 
-# Statuses as SQL literals, not bound parameters: the planner (SQLite's always, PostgreSQL's for a
-# prepared statement's generic plan) can only use a partial index ``WHERE status = 'queued'`` when
-# the query says so in the same words.
-QUEUED = literal_column("'queued'")
-CLAIMED = literal_column("'claimed'")
-# Every state a delivery can be in (docs/glossary.md): on its way, with the provider, or settled.
-STATES = ("queued", "claimed", "submitted", "delivered", "bounced", "dropped", "failed", "unknown", "suppressed")
-# A batch is "claimed" until its request begins, and "requesting" from the moment it may leave (that
-# mark is committed before the first byte goes out): after a crash only a requesting batch can have
-# reached the provider, so only its rows are held as unknown; a claimed one's rows are queued again.
-# "sending" is what batches were called before the two were told apart: it may have left.
-BATCH_CLAIMED, BATCH_REQUESTING = "claimed", "requesting"
-MAY_HAVE_LEFT = (BATCH_REQUESTING, "sending")
+# Queued and claimed are spelled as SQL literals (``sql_literal``), not bound parameters: the planner
+# (SQLite's always, PostgreSQL's for a prepared statement's generic plan) can only use a partial index
+# ``WHERE status = 'queued'`` when the query says so in the same words.
+# A batch is claimed until its request begins, and requesting from the moment it may leave (that
+# mark is committed before the first byte goes out): after a crash only a batch that may have left
+# (``MAY_HAVE_LEFT``) can have reached the provider, so only its rows are held as unknown; a claimed
+# one's rows are queued again.
 
 
 class Claimed(NamedTuple):  # a tuple: made a thousand at a time, straight from the result rows
@@ -59,7 +57,7 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
     The rows get their batch in the claim itself, so the batch is committed with the claim. It stays
     "claimed" until ``begin_request`` marks the moment its request may leave: if the worker dies
     before that, recovery queues the rows again; after it, recovery holds them as unknown."""
-    queued = Delivery.status == QUEUED
+    queued = Delivery.status == sql_literal(DeliveryStatus.QUEUED)
     first = _next_due(session, now, only_issue)
     if first is None:
         return Claim(None, [])
@@ -81,7 +79,7 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         chosen = Delivery.id.in_(select(picked.c.id))
     else:
         chosen = Delivery.id.in_(candidates.scalar_subquery())
-    batch = SendBatch(transport=transport, worker=worker, status=BATCH_CLAIMED, size=0)
+    batch = SendBatch(transport=transport, worker=worker, status=BatchStatus.CLAIMED, size=0)
     session.add(batch)
     session.flush()
     # Suppression is checked again in the same statement: whoever unsubscribed, bounced or was
@@ -89,21 +87,23 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
     claimed = session.execute(
         update(Delivery)
         .where(chosen)  # the pick already holds only queued rows
-        .values(status=case((_skip_now(), "suppressed"), else_="claimed"), claimed_by=worker, batch_id=batch.id,
+        # .value: a bare str is typed String (an Enum member would go untyped, without ::VARCHAR).
+        .values(status=case((_skip_now(), DeliveryStatus.SUPPRESSED.value), else_=DeliveryStatus.CLAIMED.value),
+                claimed_by=worker, batch_id=batch.id,
                 lease_expires_at=now + lease, attempts=Delivery.attempts + 1)
         .execution_options(synchronize_session=False)
     ).rowcount
     rows = list(map(Claimed._make, session.execute(
         select(Delivery.id, Contact.id, Contact.email, Contact.name)
         .join(Contact, Contact.id == Delivery.contact_id)
-        .where(Delivery.batch_id == batch.id, Delivery.status == CLAIMED)
+        .where(Delivery.batch_id == batch.id, Delivery.status == sql_literal(DeliveryStatus.CLAIMED))
         .order_by(Delivery.id)
     ))) if claimed else []
     suppressed = claimed - len(rows)
     if suppressed:  # rare: the skipped rows are not in the request
         session.execute(
             update(Delivery)
-            .where(Delivery.batch_id == batch.id, Delivery.status == "suppressed")
+            .where(Delivery.batch_id == batch.id, Delivery.status == DeliveryStatus.SUPPRESSED)
             .values(batch_id=None, lease_expires_at=None)
             .execution_options(synchronize_session=False)
         )
@@ -121,16 +121,17 @@ def _next_due(session: Session, now: datetime, only_issue: int | None) -> tuple[
     never a walk over the queued rows themselves, however many there are."""
 
     def earliest(group: ColumnElement[bool]):  # noqa: ANN202 - a scalar subquery
-        return select(func.min(Delivery.due_at)).where(group, Delivery.status == QUEUED, Delivery.due_at <= now).scalar_subquery()
+        queued = Delivery.status == sql_literal(DeliveryStatus.QUEUED)
+        return select(func.min(Delivery.due_at)).where(group, queued, Delivery.due_at <= now).scalar_subquery()
 
-    issues = select(Issue.id, earliest(Delivery.issue_id == Issue.id)).where(Issue.status == "sending")
+    issues = select(Issue.id, earliest(Delivery.issue_id == Issue.id)).where(Issue.status == IssueStatus.SENDING)
     candidates = [(due, 0, issue_id, None) for issue_id, due in session.execute(
         issues if only_issue is None else issues.where(Issue.id == only_issue)) if due is not None]
     if only_issue is None:
         steps = (
             select(SequenceStep.id, earliest(Delivery.step_id == SequenceStep.id))
             .join(Sequence, Sequence.id == SequenceStep.sequence_id)
-            .where(Sequence.status == "active")
+            .where(Sequence.status == SequenceStatus.ACTIVE)
         )
         candidates += [(due, 1, None, step_id) for step_id, due in session.execute(steps) if due is not None]
     if not candidates:
@@ -145,14 +146,15 @@ def _skip_now() -> ColumnElement[bool]:
     still_subscribed = exists().where(
         Subscription.contact_id == Delivery.contact_id,
         Subscription.list_id == Delivery.list_id,
-        Subscription.status == "confirmed",
+        Subscription.status == SubscriptionStatus.CONFIRMED,
     )
     left_list = and_(Delivery.list_id.is_not(None), ~still_subscribed)
-    enrollment_over = exists().where(Enrollment.id == Delivery.enrollment_id, Enrollment.state == "exited")
+    enrollment_over = exists().where(Enrollment.id == Delivery.enrollment_id,
+                                     Enrollment.state == EnrollmentState.EXITED)
     # One look at the contact (it exists: erasure sets contact_id NULL) for both of its reasons.
     contact_out = exists().where(
         Contact.id == Delivery.contact_id,
-        or_(Contact.status != "active", exists().where(Suppression.email_hash == Contact.email_hash)),
+        or_(Contact.status != ContactStatus.ACTIVE, exists().where(Suppression.email_hash == Contact.email_hash)),
     )
     return or_(Delivery.contact_id.is_(None), left_list, enrollment_over, contact_out)
 
@@ -160,7 +162,7 @@ def _skip_now() -> ColumnElement[bool]:
 def open_batch(session: Session, ids: list[int], *, transport: str, worker: str) -> SendBatch:
     """Move claimed rows into a new batch of their own (a split of a refused batch); like any batch it
     is marked requesting only when its request begins."""
-    batch = SendBatch(transport=transport, worker=worker, status=BATCH_CLAIMED, size=len(ids))
+    batch = SendBatch(transport=transport, worker=worker, status=BatchStatus.CLAIMED, size=len(ids))
     session.add(batch)
     session.flush()
     session.execute(
@@ -177,14 +179,15 @@ def mark_submitted(session: Session, batch: SendBatch, ids: list[int], message_i
         whole_batch = len(ids) == batch.size  # every row of the request accepted: no 1000-item IN list
         # Unknown too: recovery took the request for lost (the lease ran out), the provider's 202 says
         # otherwise. A row a webhook has already moved on (delivered, say) is left as it is.
-        in_request = Delivery.status.in_(("claimed", "unknown"))
+        in_request = Delivery.status.in_(IN_REQUEST)
         session.execute(
             update(Delivery)
             .where(Delivery.batch_id == batch.id if whole_batch else Delivery.id.in_(ids), in_request)
-            .values(status="submitted", provider_message_id=message_id, submitted_at=now, lease_expires_at=None)
+            .values(status=DeliveryStatus.SUBMITTED, provider_message_id=message_id, submitted_at=now,
+                    lease_expires_at=None)
             .execution_options(synchronize_session=False)
         )
-    batch.status, batch.provider_message_id, batch.finished_at = "submitted", message_id, now
+    batch.status, batch.provider_message_id, batch.finished_at = BatchStatus.SUBMITTED, message_id, now
     batch.evidence = None  # its own 202: what events said before it came is no longer needed
 
 
@@ -192,7 +195,7 @@ def extend_lease(session: Session, batch_id: int, until: datetime) -> None:
     """Keep a batch's claim through a long wait before its request (pace, rate limit, backoff)."""
     session.execute(
         update(Delivery)
-        .where(Delivery.batch_id == batch_id, Delivery.status == CLAIMED)
+        .where(Delivery.batch_id == batch_id, Delivery.status == sql_literal(DeliveryStatus.CLAIMED))
         .values(lease_expires_at=until)
         .execution_options(synchronize_session=False)
     )
@@ -201,7 +204,8 @@ def extend_lease(session: Session, batch_id: int, until: datetime) -> None:
 def mark_failed(session: Session, ids: list[int], reason: str) -> None:
     if ids:
         session.execute(
-            update(Delivery).where(Delivery.id.in_(ids)).values(status="failed", error=reason[:2000], lease_expires_at=None)
+            update(Delivery).where(Delivery.id.in_(ids))
+            .values(status=DeliveryStatus.FAILED, error=reason[:2000], lease_expires_at=None)
         )
 
 
@@ -209,16 +213,17 @@ def suppress_refused(session: Session, addresses: list[str], message: str) -> No
     """Addresses the provider refused as invalid go on the suppression list, with its words (which
     name no address: the transport scrubs them), so the next send does not carry them again."""
     for address in addresses:
-        suppression.suppress(session, address, "invalid_address", note=f"refused by the provider: {message}"[:2000])
+        suppression.suppress(session, address, SuppressionReason.INVALID_ADDRESS,
+                             note=f"refused by the provider: {message}"[:2000])
 
 
 def mark_unknown(session: Session, batch: SendBatch, reason: str, now: datetime) -> None:
     session.execute(
         update(Delivery)
-        .where(Delivery.batch_id == batch.id, Delivery.status == "claimed")
-        .values(status="unknown", error=reason[:2000], lease_expires_at=None)
+        .where(Delivery.batch_id == batch.id, Delivery.status == DeliveryStatus.CLAIMED)
+        .values(status=DeliveryStatus.UNKNOWN, error=reason[:2000], lease_expires_at=None)
     )
-    batch.status, batch.error, batch.finished_at = "unknown", reason[:2000], now
+    batch.status, batch.error, batch.finished_at = BatchStatus.UNKNOWN, reason[:2000], now
 
 
 def release(session: Session, ids: list[int]) -> None:
@@ -227,7 +232,8 @@ def release(session: Session, ids: list[int]) -> None:
         session.execute(
             update(Delivery)
             .where(Delivery.id.in_(ids))
-            .values(status="queued", claimed_by=None, lease_expires_at=None, batch_id=None, attempts=Delivery.attempts - 1)
+            .values(status=DeliveryStatus.QUEUED, claimed_by=None, lease_expires_at=None, batch_id=None,
+                    attempts=Delivery.attempts - 1)
         )
 
 
@@ -236,33 +242,33 @@ def begin_request(session: Session, batch_id: int, now: datetime) -> str | None:
     the batch's marker, which travels with the request."""
     batch = session.get(SendBatch, batch_id)
     assert batch is not None
-    batch.status, batch.began_at = BATCH_REQUESTING, now
+    batch.status, batch.began_at = BatchStatus.REQUESTING, now
     return batch.marker
 
 
 def request_refused(session: Session, batch_id: int) -> None:
     """The provider answered without taking the batch (a 429, a 5xx, a refused connection): until the
     next attempt begins, its request is not in flight."""
-    session.execute(update(SendBatch).where(SendBatch.id == batch_id).values(status=BATCH_CLAIMED))
+    session.execute(update(SendBatch).where(SendBatch.id == batch_id).values(status=BatchStatus.CLAIMED))
 
 
 def recover_expired(session: Session, now: datetime) -> tuple[int, int]:
     """After a worker died: rows it claimed whose request never began go back to the queue; rows
     whose request may have left are held as unknown (never resent blindly). Returns (requeued, held
     unknown)."""
-    expired = and_(Delivery.status == CLAIMED, Delivery.lease_expires_at < now)
-    never_began = select(SendBatch.id).where(SendBatch.status == BATCH_CLAIMED).scalar_subquery()
+    expired = and_(Delivery.status == sql_literal(DeliveryStatus.CLAIMED), Delivery.lease_expires_at < now)
+    never_began = select(SendBatch.id).where(SendBatch.status == BatchStatus.CLAIMED).scalar_subquery()
     requeued = session.execute(
         update(Delivery)
         .where(expired, or_(Delivery.batch_id.is_(None), Delivery.batch_id.in_(never_began)))
-        .values(status="queued", claimed_by=None, lease_expires_at=None, batch_id=None)
+        .values(status=DeliveryStatus.QUEUED, claimed_by=None, lease_expires_at=None, batch_id=None)
         .execution_options(synchronize_session=False)
     ).rowcount or 0
     if requeued:
         session.execute(
             update(SendBatch)
-            .where(SendBatch.status == BATCH_CLAIMED, ~exists().where(Delivery.batch_id == SendBatch.id))
-            .values(status="failed", error="the worker stopped before this batch's request began; its rows "
+            .where(SendBatch.status == BatchStatus.CLAIMED, ~exists().where(Delivery.batch_id == SendBatch.id))
+            .values(status=BatchStatus.FAILED, error="the worker stopped before this batch's request began; its rows "
                                            "were queued again", finished_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -270,7 +276,7 @@ def recover_expired(session: Session, now: datetime) -> tuple[int, int]:
     held = session.execute(
         update(Delivery)
         .where(expired, Delivery.batch_id.in_(in_flight))
-        .values(status="unknown", error="the worker stopped while this batch's request was in flight",
+        .values(status=DeliveryStatus.UNKNOWN, error="the worker stopped while this batch's request was in flight",
                 lease_expires_at=None)
         .execution_options(synchronize_session=False)
     ).rowcount or 0
@@ -278,8 +284,9 @@ def recover_expired(session: Session, now: datetime) -> tuple[int, int]:
         session.execute(
             update(SendBatch)
             .where(SendBatch.status.in_(MAY_HAVE_LEFT),
-                   ~exists().where(Delivery.batch_id == SendBatch.id, Delivery.status == "claimed"))
-            .values(status="unknown", error="the worker stopped while this request was in flight", finished_at=now)
+                   ~exists().where(Delivery.batch_id == SendBatch.id, Delivery.status == DeliveryStatus.CLAIMED))
+            .values(status=BatchStatus.UNKNOWN, error="the worker stopped while this request was in flight",
+                    finished_at=now)
             .execution_options(synchronize_session=False)
         )
     return requeued, held
@@ -287,7 +294,8 @@ def recover_expired(session: Session, now: datetime) -> tuple[int, int]:
 
 def unknown_total(session: Session) -> int:
     """Deliveries held as unknown, of every issue and sequence (a walk of their small partial index)."""
-    return session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "unknown")) or 0
+    held = Delivery.status == DeliveryStatus.UNKNOWN
+    return session.scalar(select(func.count()).select_from(Delivery).where(held)) or 0
 
 
 def status_counts(session: Session, issue_id: int) -> dict[str, int]:
@@ -299,15 +307,15 @@ def status_counts(session: Session, issue_id: int) -> dict[str, int]:
 
 def finish_if_done(session: Session, issue: Issue, now: datetime) -> bool:
     """An issue that is sending is sent once none of its rows are still on their way."""
-    if issue.status != "sending":
+    if issue.status != IssueStatus.SENDING:
         return False
     mine = Delivery.issue_id == issue.id
     # Probes of the small partial indexes, not a count over every row the issue has; one statement,
     # so one snapshot (a row going from claimed back to queued is seen in one state or the other).
-    on_their_way = or_(exists().where(mine, Delivery.status == QUEUED), exists().where(mine, Delivery.status == CLAIMED))
+    on_their_way = or_(*(exists().where(mine, Delivery.status == sql_literal(state)) for state in ON_ITS_WAY))
     if session.scalar(select(on_their_way)):
         return False
-    issue.status, issue.finished_at = "sent", now
+    issue.status, issue.finished_at = IssueStatus.SENT, now
     return True
 
 
@@ -334,7 +342,7 @@ def unknown_batches(session: Session, issue_id: int | None = None, *,
                func.coalesce(SendBatch.finished_at, SendBatch.created_at), SendBatch.marker, SendBatch.evidence,
                SendBatch.checked_at, SendBatch.notified_at, func.min(Delivery.issue_id), func.min(Delivery.step_id))
         .join(Delivery, Delivery.batch_id == SendBatch.id)
-        .where(Delivery.status == "unknown")
+        .where(Delivery.status == DeliveryStatus.UNKNOWN)
         .group_by(SendBatch.id)
         .order_by(SendBatch.id)
     )
@@ -350,21 +358,22 @@ def resolve_unknown(session: Session, batch_id: int, *, sent: bool, now: datetim
     """Settle a batch held as unknown (staff, or reconciliation on the provider's word): ``sent``
     marks it submitted; otherwise its rows are queued again. ``evidence`` says why, and is kept."""
     values = (
-        {"status": "submitted", "submitted_at": now, "error": None}
+        {"status": DeliveryStatus.SUBMITTED, "submitted_at": now, "error": None}
         if sent
-        else {"status": "queued", "batch_id": None, "claimed_by": None, "error": None}
+        else {"status": DeliveryStatus.QUEUED, "batch_id": None, "claimed_by": None, "error": None}
     )
-    held = and_(Delivery.batch_id == batch_id, Delivery.status == "unknown")
+    held = and_(Delivery.batch_id == batch_id, Delivery.status == DeliveryStatus.UNKNOWN)
     issue_ids = list(session.scalars(select(Delivery.issue_id).where(held, Delivery.issue_id.is_not(None)).distinct()))
     count = session.execute(update(Delivery).where(held).values(**values)).rowcount or 0
     if count and not sent and issue_ids:
         # An issue that finished meanwhile sends again, and only what was queued again.
         session.execute(
-            update(Issue).where(Issue.id.in_(issue_ids), Issue.status == "sent").values(status="sending", finished_at=None)
+            update(Issue).where(Issue.id.in_(issue_ids), Issue.status == IssueStatus.SENT)
+            .values(status=IssueStatus.SENDING, finished_at=None)
         )
     batch = session.get(SendBatch, batch_id)
     if batch is not None and count:
-        batch.status = "submitted" if sent else "failed"
+        batch.status = BatchStatus.SUBMITTED if sent else BatchStatus.FAILED
         batch.evidence = evidence[:2000]
     return count
 
@@ -376,32 +385,29 @@ def resolve_accepted(session: Session, ids: list[int], now: datetime) -> int:
     batch held as unknown with no unknown row left becomes submitted too. Returns the rows changed."""
     if not ids:
         return 0
-    in_request = or_(Delivery.status == "unknown", and_(Delivery.status == "claimed", Delivery.batch_id.is_not(None)))
+    in_request = or_(Delivery.status == DeliveryStatus.UNKNOWN,
+                     and_(Delivery.status == DeliveryStatus.CLAIMED, Delivery.batch_id.is_not(None)))
     count = session.execute(
         update(Delivery)
         .where(Delivery.id.in_(ids), in_request)
-        .values(status="submitted", submitted_at=now, error=None, lease_expires_at=None)
+        .values(status=DeliveryStatus.SUBMITTED, submitted_at=now, error=None, lease_expires_at=None)
         .execution_options(synchronize_session=False)
     ).rowcount or 0
     if count:
         touched = select(Delivery.batch_id).where(Delivery.id.in_(ids), Delivery.batch_id.is_not(None))
         count += settle_reported(session, now, session.scalars(
-            select(SendBatch.id).where(SendBatch.status == "unknown", SendBatch.id.in_(touched))).all())
+            select(SendBatch.id).where(SendBatch.status == BatchStatus.UNKNOWN, SendBatch.id.in_(touched))).all())
         # A request still marked in flight whose every row the provider has reported on: its worker
         # died before recording the answer (or is about to record it); either way it was accepted.
         session.execute(
             update(SendBatch)
             .where(SendBatch.status.in_(MAY_HAVE_LEFT), SendBatch.id.in_(touched),
-                   ~exists().where(Delivery.batch_id == SendBatch.id, Delivery.status == "claimed"))
-            .values(status="submitted", finished_at=now,
+                   ~exists().where(Delivery.batch_id == SendBatch.id, Delivery.status == DeliveryStatus.CLAIMED))
+            .values(status=BatchStatus.SUBMITTED, finished_at=now,
                     evidence="the provider reported on its deliveries before the worker recorded its answer")
             .execution_options(synchronize_session=False)
         )
     return count
-
-
-# A row in one of these states was reported on by the provider (or settled by staff as sent).
-REPORTED = ("submitted", "delivered", "bounced", "dropped")
 
 
 def settle_reported(session: Session, now: datetime, batch_ids: list[int] | None = None) -> int:
@@ -409,14 +415,15 @@ def settle_reported(session: Session, now: datetime, batch_ids: list[int] | None
     error for all), so one row it reported on proves the batch's request was accepted: the batch's
     other rows held as unknown become submitted too. ``batch_ids``: only these batches (default:
     every batch held as unknown). Returns the rows changed."""
-    held = select(SendBatch.id).where(SendBatch.status == "unknown")
+    held = select(SendBatch.id).where(SendBatch.status == BatchStatus.UNKNOWN)
     if batch_ids is not None:
         if not batch_ids:
             return 0
         held = held.where(SendBatch.id.in_(batch_ids))
     proven = list(session.execute(
         select(Delivery.batch_id, func.count())
-        .where(Delivery.batch_id.in_(held.scalar_subquery()), Delivery.status.in_(REPORTED))
+        # Reported on by the provider (or settled by staff as sent).
+        .where(Delivery.batch_id.in_(held.scalar_subquery()), Delivery.status.in_(COUNTS_AS_SENT))
         .group_by(Delivery.batch_id)
     ))
     changed = 0
@@ -426,6 +433,6 @@ def settle_reported(session: Session, now: datetime, batch_ids: list[int] | None
             evidence=f"the provider reported on {reported} of its deliveries, so it accepted the request",
         )
         batch = session.get(SendBatch, batch_id)
-        if batch is not None and batch.status == "unknown":  # no row was left unknown (all reported)
-            batch.status = "submitted"
+        if batch is not None and batch.status == BatchStatus.UNKNOWN:  # no row was left unknown (all reported)
+            batch.status = BatchStatus.SUBMITTED
     return changed

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.models import Delivery
-from newsletter.sending.ledger import CLAIMED
+from subscribers.states import DeliveryStatus, sql_literal
 
 
 DAILY_BUDGET_LOCK = 0x6E6C6462  # a PostgreSQL advisory lock key of this project's own ("nldb")
@@ -49,5 +49,6 @@ class Pacer:
             session.execute(select(func.pg_advisory_xact_lock(DAILY_BUDGET_LOCK)))
         sent = session.scalar(select(func.count()).where(Delivery.submitted_at > now - timedelta(days=1))) or 0
         # Rows claimed by other dispatchers are about to go too.
-        in_flight = session.scalar(select(func.count()).where(Delivery.status == CLAIMED)) or 0
+        claimed = Delivery.status == sql_literal(DeliveryStatus.CLAIMED)
+        in_flight = session.scalar(select(func.count()).where(claimed)) or 0
         return max(self.per_day - sent - in_flight, 0)

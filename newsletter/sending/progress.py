@@ -23,8 +23,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.models import Delivery, Issue
 from newsletter.sending.ledger import HeldBatch
-
-SENT_WITH_UNKNOWN = "sent_with_unknown"
+from subscribers.states import SENT_WITH_UNKNOWN, DeliveryStatus, IssueStatus
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class IssueState:
 
     @property
     def state(self) -> str:
-        return SENT_WITH_UNKNOWN if self.status == "sent" and self.unknown else self.status
+        return SENT_WITH_UNKNOWN if self.status == IssueStatus.SENT and self.unknown else self.status
 
     @property
     def label(self) -> str:
@@ -68,7 +67,7 @@ def unknown_counts(session: Session, issue_ids: Iterable[int]) -> dict[int, int]
         return {}
     rows = session.execute(
         select(Delivery.issue_id, func.count())
-        .where(Delivery.issue_id.in_(ids), Delivery.status == "unknown")
+        .where(Delivery.issue_id.in_(ids), Delivery.status == DeliveryStatus.UNKNOWN)
         .group_by(Delivery.issue_id)
     )
     return {issue_id: count for issue_id, count in rows}

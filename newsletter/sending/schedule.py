@@ -22,6 +22,7 @@ from newsletter.sending import ledger
 from newsletter.sending.enqueue import enqueue_issue, first_local_instant
 from subscribers.lists import ensure_list, get_list
 from subscribers.segments import get_segment
+from subscribers.states import PAUSABLE, SCHEDULABLE, IssueStatus
 
 
 def parse_when(text: str, zone: str) -> datetime:
@@ -53,7 +54,7 @@ def schedule_issue(
 
     With ``local_time`` the issue goes out at ``at``'s wall-clock time in each recipient's own zone,
     on ``at``'s date; otherwise everyone gets it at ``at``."""
-    if issue.status not in ("draft", "scheduled", "cancelled"):
+    if issue.status not in SCHEDULABLE:
         raise InputError(f"issue {issue.id} is {issue.status}; only a draft or scheduled issue can be scheduled")
     recompile(session, issue, settings)  # the brand or template may have changed since the draft was made
     errors = blocking(preflight(issue, settings))
@@ -72,28 +73,28 @@ def schedule_issue(
         issue.scheduled_at = max(first_local_instant(wall.date(), time(wall.hour, wall.minute)), now)
     else:
         issue.local_send_time, issue.schedule_timezone, issue.scheduled_at = None, zone, at
-    issue.status, issue.paused_reason = "scheduled", None
+    issue.status, issue.paused_reason = IssueStatus.SCHEDULED, None
     return issue
 
 
 def cancel(issue: Issue) -> None:
-    if issue.status != "scheduled":
+    if issue.status != IssueStatus.SCHEDULED:
         raise InputError(f"issue {issue.id} is {issue.status}; only a scheduled issue can be cancelled "
                          "(pause one that is sending)")
-    issue.status, issue.scheduled_at = "draft", None
+    issue.status, issue.scheduled_at = IssueStatus.DRAFT, None
 
 
 def pause(issue: Issue, reason: str = "paused by staff") -> None:
-    if issue.status not in ("sending", "scheduled"):
+    if issue.status not in PAUSABLE:
         raise InputError(f"issue {issue.id} is {issue.status}; only a scheduled or sending issue can be paused")
-    issue.status, issue.paused_reason = "paused", reason
+    issue.status, issue.paused_reason = IssueStatus.PAUSED, reason
 
 
 def resume(session: Session, issue: Issue, now: datetime) -> None:
     """Carry on where it stopped: only rows still queued go out; nothing already sent is resent."""
-    if issue.status != "paused":
+    if issue.status != IssueStatus.PAUSED:
         raise InputError(f"issue {issue.id} is {issue.status}, not paused")
-    issue.status = "sending" if issue.enqueued_at else "scheduled"
+    issue.status = IssueStatus.SENDING if issue.enqueued_at else IssueStatus.SCHEDULED
     issue.paused_reason = None
     ledger.finish_if_done(session, issue, now)
 
@@ -101,16 +102,16 @@ def resume(session: Session, issue: Issue, now: datetime) -> None:
 def start_now(session: Session, settings: Settings, issue: Issue, now: datetime, *,
               list_slug: str | None = None, segment: str | None = None) -> int:
     """Schedule for now and enqueue at once. Returns the number of recipients added."""
-    if issue.status in ("draft", "cancelled", "scheduled"):
+    if issue.status in SCHEDULABLE:
         schedule_issue(session, settings, issue, at=now, now=now, zone="UTC", list_slug=list_slug, segment=segment)
-    if issue.status != "scheduled":
+    if issue.status != IssueStatus.SCHEDULED:
         raise InputError(f"issue {issue.id} is {issue.status}")
     return begin_sending(session, issue, now)
 
 
 def begin_sending(session: Session, issue: Issue, now: datetime) -> int:
     added = enqueue_issue(session, issue, now)
-    issue.status = "sending"
+    issue.status = IssueStatus.SENDING
     ledger.finish_if_done(session, issue, now)  # an empty audience is sent at once
     return added
 
@@ -127,7 +128,7 @@ def due_work(session: Session, now: datetime) -> TickReport:
     """One round of what is due: start scheduled issues, recover dead workers' rows, close finished sends."""
     report = TickReport()
     for issue in session.scalars(
-        select(Issue).where(Issue.status == "scheduled", Issue.scheduled_at <= now).order_by(Issue.scheduled_at)
+        select(Issue).where(Issue.status == IssueStatus.SCHEDULED, Issue.scheduled_at <= now).order_by(Issue.scheduled_at)
     ):
         begin_sending(session, issue, now)
         report.started.append(issue.id)
@@ -141,7 +142,7 @@ def recover_and_finish(session: Session, now: datetime, report: TickReport | Non
     ``newsletter worker`` must not leave an issue "sending" for ever."""
     report = report or TickReport()
     report.requeued, report.held_unknown = ledger.recover_expired(session, now)
-    for issue in session.scalars(select(Issue).where(Issue.status == "sending")):
+    for issue in session.scalars(select(Issue).where(Issue.status == IssueStatus.SENDING)):
         if ledger.finish_if_done(session, issue, now):
             report.finished.append(issue.id)
     return report

@@ -38,9 +38,10 @@ from newsletter.errors import InputError
 from newsletter.models import Delivery, Enrollment, Event, Lease, Sequence, SequenceStep
 from newsletter.sequences.windows import Window
 from subscribers.models import Booking, Contact, ContactTag, Lead, MailingList, Subscription, Suppression
+from subscribers.states import (ENGAGEMENT, MAY_STILL_ARRIVE, ContactStatus, DeliveryStatus, EnrollmentState, EventType,
+                                SequenceStatus, SubscriptionStatus)
 
 CHUNK = 1000
-ACTIVE_DELIVERY = ("queued", "claimed", "submitted", "delivered", "unknown")
 
 
 def steps_of(session: Session, sequence: Sequence) -> list[SequenceStep]:
@@ -69,7 +70,7 @@ def enroll(session: Session, sequence: Sequence, contact: Contact, now: datetime
         select(Enrollment).where(Enrollment.sequence_id == sequence.id, Enrollment.contact_id == contact.id)
         .order_by(Enrollment.generation.desc())
     ).first()
-    if previous is not None and previous.state == "active":
+    if previous is not None and previous.state == EnrollmentState.ACTIVE:
         raise InputError("this contact is already going through the sequence")
     if previous is not None and not sequence.definition.get("reenroll"):
         raise InputError("this contact went through the sequence before and it does not allow enrolling again")
@@ -78,7 +79,7 @@ def enroll(session: Session, sequence: Sequence, contact: Contact, now: datetime
         raise InputError(f"sequence {sequence.name!r} has no active steps")
     enrollment = Enrollment(
         sequence_id=sequence.id, contact_id=contact.id, generation=(previous.generation + 1) if previous else 1,
-        state="active", next_step_id=steps[0].id, enrolled_at=now, source=source,
+        state=EnrollmentState.ACTIVE, next_step_id=steps[0].id, enrolled_at=now, source=source,
         next_due_at=window_of(sequence).next_open(now + timedelta(seconds=steps[0].delay_seconds), contact.timezone),
     )
     session.add(enrollment)
@@ -93,7 +94,7 @@ def _trigger_candidates(sequence: Sequence):  # noqa: ANN202 - a Select
         return (
             select(Subscription.contact_id, Subscription.confirmed_at)
             .join(MailingList, MailingList.id == Subscription.list_id)
-            .where(MailingList.slug == sequence.trigger_value, Subscription.status == "confirmed",
+            .where(MailingList.slug == sequence.trigger_value, Subscription.status == SubscriptionStatus.CONFIRMED,
                    Subscription.confirmed_at >= since)
         )
     if sequence.trigger_type == "lead_created":
@@ -108,7 +109,7 @@ def _trigger_candidates(sequence: Sequence):  # noqa: ANN202 - a Select
 def enroll_triggered(session: Session, now: datetime) -> int:
     """Enrol everyone whose trigger fired and who is not yet (or, if allowed, no longer) enrolled."""
     added = 0
-    for sequence in session.scalars(select(Sequence).where(Sequence.status == "active")):
+    for sequence in session.scalars(select(Sequence).where(Sequence.status == SequenceStatus.ACTIVE)):
         candidates = _trigger_candidates(sequence)
         if candidates is None:
             continue
@@ -121,14 +122,16 @@ def enroll_triggered(session: Session, now: datetime) -> int:
         mine = (Enrollment.sequence_id == sequence.id, Enrollment.contact_id == candidate)
         if sequence.definition.get("reenroll"):
             # again only when none is active and the trigger fired after the previous enrolment began
-            blocked = exists().where(*mine, or_(Enrollment.state == "active", Enrollment.enrolled_at >= when))
+            blocked = exists().where(*mine, or_(Enrollment.state == EnrollmentState.ACTIVE,
+                                                Enrollment.enrolled_at >= when))
         else:
             blocked = exists().where(*mine)
         generation = select(func.coalesce(func.max(Enrollment.generation), 0)).where(*mine).scalar_subquery()
         found = session.execute(
             select(candidate, Contact.timezone, generation)
             .join(Contact, Contact.id == candidate)
-            .where(~blocked, Contact.status == "active", ~exists().where(Suppression.email_hash == Contact.email_hash))
+            .where(~blocked, Contact.status == ContactStatus.ACTIVE,
+                   ~exists().where(Suppression.email_hash == Contact.email_hash))
         ).all()
         steps = steps_of(session, sequence) if found else []
         if not steps:
@@ -136,7 +139,7 @@ def enroll_triggered(session: Session, now: datetime) -> int:
         window, first = window_of(sequence), steps[0]
         rows = [
             {"sequence_id": sequence.id, "contact_id": contact_id, "generation": generation + 1,
-             "state": "active", "next_step_id": first.id, "enrolled_at": now, "source": "trigger",
+             "state": EnrollmentState.ACTIVE, "next_step_id": first.id, "enrolled_at": now, "source": "trigger",
              "next_due_at": window.next_open(now + timedelta(seconds=first.delay_seconds), zone)}
             for contact_id, zone, generation in found
         ]
@@ -168,13 +171,13 @@ def _goal_clause(goal: dict, sequence: Sequence):  # noqa: ANN202 - a SQL condit
     if kind == "tag":
         return exists().where(ContactTag.contact_id == contact, ContactTag.tag == goal["tag"])
     if kind == "clicked":
-        return exists().where(Event.contact_id == contact, Event.type == "click", Event.machine.is_(False),
+        return exists().where(Event.contact_id == contact, Event.type == EventType.CLICK, Event.machine.is_(False),
                               Event.url == goal["url"], Event.occurred_at >= Enrollment.enrolled_at)
     if kind == "unsubscribed":
-        left = [exists().where(Contact.id == contact, Contact.status != "active")]
+        left = [exists().where(Contact.id == contact, Contact.status != ContactStatus.ACTIVE)]
         if sequence.trigger_type == "list_confirmed":
             left.append(exists().where(
-                Subscription.contact_id == contact, Subscription.status == "unsubscribed",
+                Subscription.contact_id == contact, Subscription.status == SubscriptionStatus.UNSUBSCRIBED,
                 Subscription.list_id.in_(select(MailingList.id).where(MailingList.slug == sequence.trigger_value)),
             ))
         return or_(*left)
@@ -185,15 +188,15 @@ def _end_at_goals(session: Session, sequence: Sequence, now: datetime, *scope: C
     """End the active enrolments of ``sequence`` (narrowed by ``scope``) whose goal is met, or whose
     address is suppressed."""
     suppressed = exists().where(Contact.id == Enrollment.contact_id, Suppression.email_hash == Contact.email_hash)
-    goals = [(g, _goal_clause(g, sequence)) for g in sequence.definition.get("goals", [])]
-    goals.append(({"type": "suppressed"}, suppressed))
+    # (why it ends, the condition)
+    reasons = [(f"goal: {g['type']}", _goal_clause(g, sequence)) for g in sequence.definition.get("goals", [])]
+    reasons.append(("address suppressed", suppressed))
     ended = 0
-    for goal, clause in goals:
+    for reason, clause in reasons:
         ended += session.execute(
             update(Enrollment)
-            .where(Enrollment.sequence_id == sequence.id, Enrollment.state == "active", clause, *scope)
-            .values(state="exited", exit_reason=f"goal: {goal['type']}" if goal["type"] != "suppressed"
-                    else "address suppressed", finished_at=now, next_due_at=None)
+            .where(Enrollment.sequence_id == sequence.id, Enrollment.state == EnrollmentState.ACTIVE, clause, *scope)
+            .values(state=EnrollmentState.EXITED, exit_reason=reason, finished_at=now, next_due_at=None)
             .execution_options(synchronize_session=False)
         ).rowcount or 0
     return ended
@@ -235,9 +238,9 @@ def end_on_booking(session: Session, result) -> None:  # noqa: ANN001 - subscrib
     check_goals(session, result.booking.recorded_at, contact_id=contact_id)
     session.execute(
         update(Delivery)
-        .where(Delivery.status == "queued", Delivery.enrollment_id.in_(
-            select(Enrollment.id).where(Enrollment.contact_id == contact_id, Enrollment.state == "exited")))
-        .values(status="suppressed", error="the enrolment ended (goal reached) before this step went out")
+        .where(Delivery.status == DeliveryStatus.QUEUED, Delivery.enrollment_id.in_(select(Enrollment.id).where(
+            Enrollment.contact_id == contact_id, Enrollment.state == EnrollmentState.EXITED)))
+        .values(status=DeliveryStatus.SUPPRESSED, error="the enrolment ended (goal reached) before this step went out")
         .execution_options(synchronize_session=False)
     )
 
@@ -259,7 +262,7 @@ def process_due(session: Session, settings: Settings, now: datetime) -> DueRepor
     """One round: enrol by triggers, end enrolments whose goal is met (those due now; all of them at
     most hourly), queue every due step."""
     report = DueReport(enrolled=enroll_triggered(session, now))
-    sequences = {s.id: s for s in session.scalars(select(Sequence).where(Sequence.status == "active"))}
+    sequences = {s.id: s for s in session.scalars(select(Sequence).where(Sequence.status == SequenceStatus.ACTIVE))}
     if goal_sweep_due(session, now):
         report.exited += check_goals(session, now)
     else:  # whoever is due is checked now, so a goal reached since the last sweep stops the step
@@ -271,7 +274,8 @@ def process_due(session: Session, settings: Settings, now: datetime) -> DueRepor
     # any is moved on, so a step due again at once (delay 0) waits for the next round, as before.
     due = sorted(session.scalars(
         select(Enrollment.id)
-        .where(Enrollment.state == "active", Enrollment.next_due_at <= now, Enrollment.sequence_id.in_(list(sequences)))
+        .where(Enrollment.state == EnrollmentState.ACTIVE, Enrollment.next_due_at <= now,
+               Enrollment.sequence_id.in_(list(sequences)))
     ))
     if not due:
         return report
@@ -336,12 +340,12 @@ class _Tick:
         """Wait for ``following``, or complete when there is none. next_due_at is the same for
         everyone in a zone, so it is worked out once per round (most of the Python time a row otherwise)."""
         if following is None:
-            return None, None, "completed", self.now
+            return None, None, EnrollmentState.COMPLETED, self.now
         delay = self.steps[following].delay_seconds
         key = (sequence_id, delay, zone)
         if key not in self._due_at:
             self._due_at[key] = self.windows[sequence_id].next_open(self.now + timedelta(seconds=delay), zone)
-        return following, self._due_at[key], "active", None
+        return following, self._due_at[key], EnrollmentState.ACTIVE, None
 
     def process(self, enrollment_ids: list[int]) -> None:
         """One chunk of due enrolments."""
@@ -363,7 +367,7 @@ class _Tick:
             select(Delivery.contact_id, Delivery.due_at, Delivery.status)
             .where(self.among(Delivery.contact_id, contact_ids), Delivery.due_at > now - cap, Delivery.due_at <= now)
         ) if cap else ():
-            if status in ACTIVE_DELIVERY:
+            if status in MAY_STILL_ARRIVE:
                 last_mail[contact_id] = max(due_at, last_mail.get(contact_id, due_at))
         # Tags and engagement only matter to steps with a condition: read them only then.
         tags = defaultdict(set)
@@ -372,13 +376,13 @@ class _Tick:
                 select(ContactTag.contact_id, ContactTag.tag).where(self.among(ContactTag.contact_id, contact_ids))
             ):
                 tags[contact_id].add(tag)
-        engaged = defaultdict(set)  # enrolment id -> {"open", "click"} by a person on its previous step
+        engaged = defaultdict(set)  # enrolment id -> {open, click} by a person on its previous step
         if any(c.get("opened_previous") or c.get("clicked_previous") for c in conditions):
             for enrollment_id, kind in session.execute(
                 select(Delivery.enrollment_id, Event.type).join(Event, Event.delivery_id == Delivery.id)
                 .join(Enrollment, and_(Enrollment.id == Delivery.enrollment_id,
                                        Enrollment.last_step_id == Delivery.step_id))
-                .where(self.among(Delivery.enrollment_id, enrollment_ids), Event.type.in_(("open", "click")),
+                .where(self.among(Delivery.enrollment_id, enrollment_ids), Event.type.in_(ENGAGEMENT),
                        Event.machine.is_(False))
             ):
                 engaged[enrollment_id].add(kind)
@@ -395,7 +399,7 @@ class _Tick:
             last = last_mail.get(contact_id)
             if contact_id in self.mailed_now or (last is not None and now - last < cap):
                 later = self.windows[sequence_id].next_open((last if last is not None else now) + cap, zone)
-                changes[(step.id, later, "active", None, None)].append(enrollment_id)
+                changes[(step.id, later, EnrollmentState.ACTIVE, None, None)].append(enrollment_id)
                 report.postponed += 1
                 continue
             sent = _condition_met(step.condition, engaged[enrollment_id], tags[contact_id])
@@ -419,7 +423,8 @@ class _Tick:
         list_id = self.lists.get(sequence.trigger_value) if sequence.trigger_type == "list_confirmed" else None
         when = literal(self.now, Delivery.due_at.type)
         rows = select(Enrollment.id, literal(step_id, Integer()), Enrollment.contact_id, literal(list_id, Integer()),
-                      literal("queued"), when, literal(0), when).where(self.among(Enrollment.id, enrollment_ids))
+                      literal(DeliveryStatus.QUEUED, Delivery.status.type), when, literal(0), when
+                      ).where(self.among(Enrollment.id, enrollment_ids))
         self.session.execute(_dialect_insert(self.session, Delivery).from_select(
             ["enrollment_id", "step_id", "contact_id", "list_id", "status", "due_at", "attempts", "created_at"], rows,
         ).on_conflict_do_nothing(index_elements=["enrollment_id", "step_id"]))
@@ -453,9 +458,9 @@ def _condition_met(condition: dict | None, engaged: set[str], tags: set[str]) ->
     if not condition:
         return True
     if condition.get("opened_previous"):
-        return bool(engaged & {"open", "click"})  # a click implies the email was opened
+        return bool(engaged & set(ENGAGEMENT))  # a click implies the email was opened
     if condition.get("clicked_previous"):
-        return "click" in engaged
+        return EventType.CLICK in engaged
     if condition.get("has_tag"):
         return condition["has_tag"].strip().lower() in tags
     return True
@@ -472,7 +477,7 @@ def skip_removed_steps(session: Session, settings: Settings, sequence: Sequence,
     them on to the next active step (a removed step is never sent)."""
     removed = select(SequenceStep.id).where(SequenceStep.sequence_id == sequence.id, SequenceStep.active.is_(False))
     session.execute(
-        update(Enrollment).where(Enrollment.sequence_id == sequence.id, Enrollment.state == "active",
+        update(Enrollment).where(Enrollment.sequence_id == sequence.id, Enrollment.state == EnrollmentState.ACTIVE,
                                  Enrollment.next_step_id.in_(removed))
         .values(next_due_at=now).execution_options(synchronize_session=False)
     )

@@ -19,6 +19,7 @@ from newsletter.sequences.engine import enroll, steps_of
 from newsletter.sequences.install import InstallReport, install
 from newsletter.sequences.library import shipped_definitions
 from subscribers.contacts import get_contact
+from subscribers.states import DeliveryStatus, EnrollmentState, SequenceStatus
 
 
 def get_sequence(session: Session, name: str) -> Sequence:
@@ -41,7 +42,7 @@ def install_shipped(session: Session, settings: Settings, now: datetime) -> list
     for definition in shipped_definitions():
         if session.scalar(select(Sequence.id).where(Sequence.name == definition.name)) is None:
             report = install(session, settings, definition, now=now)
-            report.sequence.status = "paused"
+            report.sequence.status = SequenceStatus.PAUSED
             added.append(definition.name)
     return added
 
@@ -50,7 +51,7 @@ def export(sequence: Sequence) -> str:
     return to_yaml(parse_definition(sequence.definition, source=f"sequence {sequence.name!r}"))
 
 
-def set_status(sequence: Sequence, status: str) -> None:
+def set_status(sequence: Sequence, status: SequenceStatus) -> None:
     """Pausing holds every enrolment where it is; resuming carries on (inside the send window)."""
     if sequence.status == status:
         raise InputError(f"sequence {sequence.name!r} is already {status}")
@@ -81,19 +82,20 @@ def summary(session: Session, sequence: Sequence) -> dict[str, Any]:
         per_step.setdefault(step_id, {})[status] = count
     waiting = dict(session.execute(
         select(Enrollment.next_step_id, func.count())
-        .where(Enrollment.sequence_id == sequence.id, Enrollment.state == "active").group_by(Enrollment.next_step_id)
+        .where(Enrollment.sequence_id == sequence.id, Enrollment.state == EnrollmentState.ACTIVE)
+        .group_by(Enrollment.next_step_id)
     ).all())
     definition = sequence.definition
-    unknown = sum(counts.get("unknown", 0) for counts in per_step.values())
+    unknown = sum(counts.get(DeliveryStatus.UNKNOWN, 0) for counts in per_step.values())
     return {
         "name": sequence.name, "status": sequence.status,
         "trigger": {"type": sequence.trigger_type, "value": sequence.trigger_value},
         "window": definition.get("window"), "goals": definition.get("goals", []), "reenroll": definition.get("reenroll"),
-        "enrollments": {k: states.get(k, 0) for k in ("active", "completed", "exited")},
+        "enrollments": {state.value: states.get(state, 0) for state in EnrollmentState},
         "steps": [
             {"position": s.position, "key": s.key, "subject": s.subject, "delay_seconds": s.delay_seconds,
              "waiting": waiting.get(s.id, 0), "deliveries": per_step.get(s.id, {}),
-             "unknown": per_step.get(s.id, {}).get("unknown", 0)}
+             "unknown": per_step.get(s.id, {}).get(DeliveryStatus.UNKNOWN, 0)}
             for s in steps_of(session, sequence)
         ],
         # Held as unknown: the request left and no answer came; settled like an issue's batches.

@@ -15,6 +15,8 @@ import ipaddress
 import re
 from datetime import datetime, timedelta
 
+from subscribers.states import EventType
+
 APPLE_PROXY = ipaddress.ip_network("17.0.0.0/8")
 # The exact user agent Apple's privacy proxy sends (no Version/Safari tokens, unlike Safari itself).
 APPLE_MPP_AGENT = re.compile(r"^Mozilla/5\.0 \(Macintosh; Intel Mac OS X [\d_]+\) AppleWebKit/[\d.]+ \(KHTML, like Gecko\)$")
@@ -42,10 +44,10 @@ def machine_reason(*, method: str, user_agent: str | None, ip: str | None, kind:
                 return "Apple Mail Privacy Protection"
         except ValueError:
             pass
-    if APPLE_MPP_AGENT.match(agent) and kind == "open":
+    if APPLE_MPP_AGENT.match(agent) and kind == EventType.OPEN:
         return "Apple Mail Privacy Protection"
     if SCANNERS.search(agent):
         return "known scanner or proxy"
-    if kind == "click" and submitted_at is not None and now is not None and now - submitted_at < TOO_SOON:
+    if kind == EventType.CLICK and submitted_at is not None and now is not None and now - submitted_at < TOO_SOON:
         return "clicked within seconds of sending"
     return None

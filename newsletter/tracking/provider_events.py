@@ -61,14 +61,13 @@ from subscribers.consent import Proof, unsubscribe
 from subscribers.contacts import normalise_email
 from subscribers.errors import InputError
 from subscribers.models import Contact, Suppression
-from subscribers.suppression import address_hash
+from subscribers.states import ENGAGEMENT, IN_REQUEST, ContactStatus, DeliveryStatus, EventType
+from subscribers.suppression import SuppressionReason, address_hash
 
 SOURCE = "sendgrid"
-# SendGrid's delivery and engagement events; anything else is rejected by name.
-EVENT_TYPES = frozenset({
-    "processed", "deferred", "delivered", "bounce", "dropped", "open", "click",
-    "spamreport", "unsubscribe", "group_unsubscribe", "group_resubscribe",
-})
+# SendGrid's delivery and engagement events; anything else is rejected by name. (Blocked is what a
+# bounce that is not hard is stored as, never a name SendGrid posts.)
+EVENT_TYPES = frozenset(EventType) - {EventType.BLOCKED}
 MAX_EVENT_ID = 100  # events.provider_event_id
 MAX_REASON = 500
 MAX_URL = 2000
@@ -77,10 +76,12 @@ LATEST_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
 
 # Address effects, strongest first: when one address gets several in a batch, the first one wins
 # the suppression's reason (as ``suppression.suppress`` keeps the first reason it is given).
-HARD_BOUNCE, COMPLAINT, UNSUBSCRIBED = "hard_bounce", "spam_complaint", "unsubscribed"
+HARD_BOUNCE, COMPLAINT, UNSUBSCRIBED = (SuppressionReason.HARD_BOUNCE, SuppressionReason.SPAM_COMPLAINT,
+                                       SuppressionReason.UNSUBSCRIBED)
 _STRENGTH = {COMPLAINT: 0, HARD_BOUNCE: 1, UNSUBSCRIBED: 2}
-_CONTACT_STATUS = {COMPLAINT: "complained", HARD_BOUNCE: "bounced"}
-_EVENT_EFFECT = {"spamreport": COMPLAINT, "unsubscribe": UNSUBSCRIBED, "group_unsubscribe": UNSUBSCRIBED}
+_CONTACT_STATUS = {COMPLAINT: ContactStatus.COMPLAINED, HARD_BOUNCE: ContactStatus.BOUNCED}
+_EVENT_EFFECT = {EventType.SPAMREPORT: COMPLAINT, EventType.UNSUBSCRIBE: UNSUBSCRIBED,
+                 EventType.GROUP_UNSUBSCRIBE: UNSUBSCRIBED}
 # SendGrid's drop reasons that say something about the address ("Bounced Address", "Invalid",
 # "Unsubscribed Address", "Spam Reporting Address"); others ("Recipient List over Package Quota",
 # "Invalid SMTPAPI header", "Spam Content") are about the message or the account.
@@ -181,21 +182,21 @@ def parse_event(index: int, raw: Any) -> _Item | str:
     prefix = message_id.split(".", 1)[0] if isinstance(message_id, str) and message_id else None
     item = _Item(index, event_id, kind, epoch, _delivery_ref(raw.get("delivery_id")), prefix or None, email)
     addresses = [email] if email else []
-    if kind == "bounce":
-        if raw.get("type") == "bounce":
+    if kind == EventType.BOUNCE:
+        if raw.get("type") == "bounce":  # SendGrid's bounce type, hard (or "blocked")
             item.effect = HARD_BOUNCE
         else:
-            item.type = "blocked"
+            item.type = EventType.BLOCKED
         item.reason = _reason(" ".join(str(raw[k]) for k in ("status", "reason") if raw.get(k)), addresses)
-    elif kind == "dropped":
+    elif kind == EventType.DROPPED:
         item.reason = _reason(raw.get("reason"), addresses)
         item.effect = drop_effect(item.reason)
-    elif kind == "deferred":
+    elif kind == EventType.DEFERRED:
         item.reason = _reason(raw.get("response"), addresses)
-    elif kind == "open":
+    elif kind == EventType.OPEN:
         item.machine = raw.get("sg_machine_open") in (True, "true", 1)
         item.reason = "sg_machine_open" if item.machine else None
-    elif kind == "click":
+    elif kind == EventType.CLICK:
         item.url = _url(raw.get("url"))
     else:
         item.effect = _EVENT_EFFECT.get(kind)
@@ -289,7 +290,7 @@ def _fill(item: _Item, row: Any) -> None:
 def _minimise(session: Session, items: list[_Item]) -> None:
     """Opens and clicks of an email tracked anonymously (or not at all) keep only which email they
     were about, as the first-party pixel and redirect do."""
-    engagement = [item for item in items if item.type in ("open", "click") and item.delivery_id is not None]
+    engagement = [item for item in items if item.type in ENGAGEMENT and item.delivery_id is not None]
     issue_ids = {item.issue_id for item in engagement if item.issue_id is not None}
     step_ids = {item.step_id for item in engagement if item.issue_id is None and item.step_id is not None}
     if not issue_ids and not step_ids:
@@ -378,14 +379,15 @@ def _stamp_processor(dialect: Any) -> Any:
 
 def _apply_ledger(session: Session, new: list[_Item], now: datetime) -> None:
     """Delivery states, one UPDATE per kind; the WHERE clauses make each a forward-only move."""
-    in_flight = [i.delivery_id for i in new if i.status in ("unknown", "claimed") and i.delivery_id is not None]
+    in_flight = [i.delivery_id for i in new if i.status in IN_REQUEST and i.delivery_id is not None]
     ledger.resolve_accepted(session, sorted(set(in_flight)), now)
     # (event type, new status, the statuses it may move from): a delivered event never undoes a
     # bounce or a drop; a late (asynchronous) bounce does override "delivered".
-    moves = (("delivered", "delivered", ("submitted",)),
-             ("bounce", "bounced", ("submitted", "delivered")),
-             ("dropped", "dropped", ("submitted",)))
-    open_states = ("unknown", "claimed", "submitted", "delivered")
+    moves = ((EventType.DELIVERED, DeliveryStatus.DELIVERED, (DeliveryStatus.SUBMITTED,)),
+             (EventType.BOUNCE, DeliveryStatus.BOUNCED, (DeliveryStatus.SUBMITTED, DeliveryStatus.DELIVERED)),
+             (EventType.DROPPED, DeliveryStatus.DROPPED, (DeliveryStatus.SUBMITTED,)))
+    # Rows an event may still move on: not settled as bounced or dropped (nor failed, queued or suppressed).
+    open_states = (DeliveryStatus.UNKNOWN, DeliveryStatus.CLAIMED, DeliveryStatus.SUBMITTED, DeliveryStatus.DELIVERED)
     for kind, target, sources in moves:
         ids = {i.delivery_id for i in new if i.type == kind and i.status in open_states}
         if ids:
@@ -438,8 +440,9 @@ def _address(session: Session, item: _Item, contact: Contact | None) -> tuple[st
 
 def _contact_status(before: str, effect: str) -> str:
     """complained outranks bounced, which outranks unsubscribed: a weaker event never hides a stronger one."""
-    rank = {"active": 0, "unsubscribed": 1, "bounced": 2, "complained": 3}
-    wanted = _CONTACT_STATUS.get(effect, "unsubscribed")
+    rank = {ContactStatus.ACTIVE: 0, ContactStatus.UNSUBSCRIBED: 1, ContactStatus.BOUNCED: 2,
+            ContactStatus.COMPLAINED: 3}
+    wanted = _CONTACT_STATUS.get(effect, ContactStatus.UNSUBSCRIBED)
     return wanted if rank[wanted] >= rank.get(before, 0) else before
 
 
