@@ -18,6 +18,7 @@ from newsletter.compose.render import CompiledEmail
 from newsletter.models import Issue
 from newsletter.posts.service import get_post
 from newsletter.urls import recipient_values, unsubscribe_mailto
+from subscribers.states import RECOMPILABLE
 
 SAMPLE_RECIPIENT = ("Alex Sample", "alex.sample@example.com")
 SAMPLE_TOKEN = "preview-sample-token"
@@ -45,7 +46,7 @@ def create_issue(
 
 def set_tracking(session: Session, settings: Settings, issue: Issue, mode: str) -> None:
     """Change an unsent issue's tracking; its links are compiled again."""
-    if issue.status not in ("draft", "scheduled"):
+    if issue.status not in RECOMPILABLE:
         raise InputError(f"issue {issue.id} is {issue.status}: tracking can change only before sending")
     issue.tracking = check_tracking(mode)
     recompile(session, issue, settings)

@@ -27,6 +27,7 @@ from subscribers.names import clean_name
 from subscribers.lists import all_lists, ensure_list
 from subscribers.models import Contact, MailingList, Subscription
 from subscribers.suppression import is_suppressed
+from subscribers.states import ConfirmationStatus, SubscribeOutcome, SubscriptionStatus
 
 FORM_ID = "subscribe-page"
 FORM_VERSION = "1"
@@ -75,7 +76,7 @@ def sign_up(
     address = sendable_email(email)
     name = clean_name(name)  # checked for every address alike, known or not
     if is_suppressed(session, address):
-        return SignUp("suppressed", None)
+        return SignUp(SubscribeOutcome.SUPPRESSED, None)
     mailing_list = mailing_list or newsletter_list(session, settings)
     contact = find_contact(session, address) if proof.method == "form" else None
     if contact is None:
@@ -85,7 +86,7 @@ def sign_up(
             name=name, tags=tags,
         ).contact
     outcome = consent.request_subscription(session, contact, mailing_list, proof, confirmed=confirmed)
-    queued = queue_confirmation(session, outcome.subscription) if outcome.state == "pending" else None
+    queued = queue_confirmation(session, outcome.subscription) if outcome.state == SubscribeOutcome.PENDING else None
     return SignUp(outcome.state, queued)
 
 
@@ -98,7 +99,7 @@ def resend_confirmation(session: Session, email: str) -> list[int]:
         return []
     if contact is None or is_suppressed(session, contact.email):
         return []
-    queued = (queue_confirmation(session, sub) for sub in contact.subscriptions if sub.status == "pending")
+    queued = (queue_confirmation(session, sub) for sub in contact.subscriptions if sub.status == SubscriptionStatus.PENDING)
     return [confirmation_id for confirmation_id in queued if confirmation_id is not None]
 
 
@@ -109,7 +110,7 @@ def queue_confirmation(session: Session, sub: Subscription) -> int | None:
         return None
     now = utcnow()
     consent.mark_confirmation_sent(sub, now)
-    row = ConfirmationEmail(subscription_id=sub.id, status="queued", due_at=now, attempts=0)
+    row = ConfirmationEmail(subscription_id=sub.id, status=ConfirmationStatus.QUEUED, due_at=now, attempts=0)
     session.add(row)
     session.flush()
     return row.id
@@ -225,7 +226,7 @@ def preference_choices(session: Session, contact: Contact) -> list[ListChoice]:
     """Every list the contact is or was on (lists they never joined are not offered here)."""
     by_list = {sub.list_id: sub for sub in contact.subscriptions}
     return [
-        ListChoice(lst, by_list[lst.id].status == "confirmed", by_list[lst.id].frequency)
+        ListChoice(lst, by_list[lst.id].status == SubscriptionStatus.CONFIRMED, by_list[lst.id].frequency)
         for lst in all_lists(session)
         if lst.id in by_list
     ]
@@ -239,10 +240,10 @@ def save_preferences(
     address, and the page shows the consent text (a globally unsubscribed address stays out)."""
     for sub in list(contact.subscriptions):
         if sub.list_id not in keep:
-            if sub.status != "unsubscribed":
+            if sub.status != SubscriptionStatus.UNSUBSCRIBED:
                 consent.unsubscribe(session, contact, sub.mailing_list, proof)
             continue
-        if sub.status != "confirmed":
+        if sub.status != SubscriptionStatus.CONFIRMED:
             consent.request_subscription(session, contact, sub.mailing_list, proof, confirmed=True)
-        if sub.status == "confirmed" and sub.list_id in frequency:
+        if sub.status == SubscriptionStatus.CONFIRMED and sub.list_id in frequency:
             consent.set_frequency(session, sub, frequency[sub.list_id], proof)

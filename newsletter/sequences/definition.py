@@ -13,6 +13,7 @@ a sequence has been exported and loaded back its keys stay put. Give keys by han
 """
 
 import re
+from enum import StrEnum
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -51,7 +52,19 @@ DEFAULT_TEMPLATE = "default"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 TRIGGER_TYPES = ("list_confirmed", "lead_created", "tag_added", "manual")
-GOAL_TYPES = ("booking", "lead_stage", "unsubscribed", "tag", "clicked")
+
+
+class GoalType(StrEnum):
+    """What ends an enrolment when reached (``Goal.type``)."""
+
+    BOOKING = "booking"
+    LEAD_STAGE = "lead_stage"
+    UNSUBSCRIBED = "unsubscribed"
+    TAG = "tag"
+    CLICKED = "clicked"
+
+
+GOAL_TYPES = tuple(GoalType)
 
 MAX_NAME = 100
 MAX_SUBJECT = 150
@@ -265,7 +278,9 @@ class Goal(_Strict):
     """Reaching a goal ends the enrolment at once. ``stage`` goes with lead_stage, ``tag`` with tag,
     ``url`` (absolute http/https, matched against clicked links) with clicked."""
 
-    type: Literal["booking", "lead_stage", "unsubscribed", "tag", "clicked"]
+    model_config = ConfigDict(use_enum_values=True)  # stored and written back as its plain value
+
+    type: GoalType
     stage: str | None = None
     tag: str | None = None
     url: str | None = None
@@ -523,7 +538,7 @@ def _describe(error: dict[str, Any]) -> str:
         return _MISSING.get(str(field), "this field is required")
     if kind in ("value_error", "assertion_error"):
         return str(error["ctx"]["error"])
-    if kind == "literal_error":
+    if kind in ("literal_error", "enum"):  # a Literal field, or a StrEnum one (goal types)
         return f"{given!r} is not one of {error['ctx']['expected']}"
     if kind == "too_short":
         if field == "days":

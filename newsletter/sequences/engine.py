@@ -37,6 +37,7 @@ from newsletter.config import Settings
 from newsletter.errors import InputError
 from newsletter.models import Delivery, Enrollment, Event, Lease, Sequence, SequenceStep
 from newsletter.sequences.windows import Window
+from newsletter.sequences.definition import GoalType
 from subscribers.models import Booking, Contact, ContactTag, Lead, MailingList, Subscription, Suppression
 from subscribers.states import (ENGAGEMENT, MAY_STILL_ARRIVE, ContactStatus, DeliveryStatus, EnrollmentState, EventType,
                                 SequenceStatus, SubscriptionStatus)
@@ -163,17 +164,17 @@ GOAL_SWEEP_EVERY = timedelta(hours=1)
 def _goal_clause(goal: dict, sequence: Sequence):  # noqa: ANN202 - a SQL condition on Enrollment
     contact = Enrollment.contact_id
     kind = goal["type"]
-    if kind == "booking":
+    if kind == GoalType.BOOKING:
         return exists().where(Lead.contact_id == contact, Booking.lead_id == Lead.id,
                               Booking.recorded_at >= Enrollment.enrolled_at)
-    if kind == "lead_stage":
+    if kind == GoalType.LEAD_STAGE:
         return exists().where(Lead.contact_id == contact, Lead.stage == goal["stage"])
-    if kind == "tag":
+    if kind == GoalType.TAG:
         return exists().where(ContactTag.contact_id == contact, ContactTag.tag == goal["tag"])
-    if kind == "clicked":
+    if kind == GoalType.CLICKED:
         return exists().where(Event.contact_id == contact, Event.type == EventType.CLICK, Event.machine.is_(False),
                               Event.url == goal["url"], Event.occurred_at >= Enrollment.enrolled_at)
-    if kind == "unsubscribed":
+    if kind == GoalType.UNSUBSCRIBED:
         left = [exists().where(Contact.id == contact, Contact.status != ContactStatus.ACTIVE)]
         if sequence.trigger_type == "list_confirmed":
             left.append(exists().where(

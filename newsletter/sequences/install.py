@@ -18,6 +18,7 @@ from newsletter.errors import InputError
 from newsletter.compose.compile import compile_email
 from newsletter.models import Enrollment, Post, Sequence, SequenceStep
 from newsletter.sequences.definition import SequenceDefinition, Step, step_content
+from subscribers.states import EnrollmentState, SequenceStatus
 
 
 @dataclass
@@ -54,7 +55,7 @@ def install(session: Session, settings: Settings, definition: SequenceDefinition
     sequence = session.scalar(select(Sequence).where(Sequence.name == definition.name))
     created = sequence is None
     if sequence is None:
-        sequence = Sequence(name=definition.name, status="active", triggers_since=now, tracking=settings.tracking)
+        sequence = Sequence(name=definition.name, status=SequenceStatus.ACTIVE, triggers_since=now, tracking=settings.tracking)
         session.add(sequence)
     sequence.trigger_type = definition.trigger.type
     sequence.trigger_value = definition.trigger.list or definition.trigger.tag
@@ -108,13 +109,13 @@ def reopen_completed(session: Session, settings: Settings, sequence: Sequence, o
     first = new_steps[0]
     rows = session.execute(
         select(Enrollment.id, Enrollment.contact_id).where(
-            Enrollment.sequence_id == sequence.id, Enrollment.state == "completed", Enrollment.exit_reason.is_(None)
+            Enrollment.sequence_id == sequence.id, Enrollment.state == EnrollmentState.COMPLETED, Enrollment.exit_reason.is_(None)
         )
     ).all()
     for enrollment_id, contact_id in rows:
         session.execute(
             update(Enrollment).where(Enrollment.id == enrollment_id).values(
-                state="active", finished_at=None, next_step_id=first.id,
+                state=EnrollmentState.ACTIVE, finished_at=None, next_step_id=first.id,
                 next_due_at=first_due(session, sequence, contact_id, first, now),
             )
         )

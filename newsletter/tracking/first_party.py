@@ -24,6 +24,7 @@ from newsletter.urls import ANONYMOUS_TOKEN, delivery_from_token, pixel_email, u
 from newsletter.models import Delivery, Event, Issue, Link, Sequence, SequenceStep
 from newsletter.sending import ledger
 from newsletter.tracking.machines import machine_reason
+from subscribers.states import IN_REQUEST
 
 ALL_AT_ONCE = timedelta(seconds=5)  # a person does not click three links of one email in five seconds
 ALL_AT_ONCE_LINKS = 3
@@ -120,7 +121,7 @@ def _settle(session: Session, delivery: Delivery | None, now: datetime) -> None:
     """A genuine token came back from the email itself (a person, their mail client or a scanner
     fetched it): so the provider accepted the request. A row held as unknown is settled as submitted,
     as a provider event would settle it, and staff are not asked to resolve (or resend) it."""
-    if delivery is not None and delivery.status in ("unknown", "claimed"):
+    if delivery is not None and delivery.status in IN_REQUEST:
         ledger.resolve_accepted(session, [delivery.id], now)
 
 

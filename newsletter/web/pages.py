@@ -25,6 +25,7 @@ from subscribers.contacts import UnsupportedAddress, sendable_email
 from subscribers.errors import InputError, NotFound
 from subscribers.names import MAX_NAME, clean_name
 from subscribers.tokens import LinkExpired
+from subscribers.states import ContactStatus, SubscribeOutcome
 
 router = APIRouter()
 templates = Jinja2Templates(directory=f"{templates_dir()}/web")
@@ -168,7 +169,7 @@ def confirm(request: Request, token: str) -> HTMLResponse:
             list_name = sub.mailing_list.name
     except (InputError, NotFound) as exc:
         return bad_link(request, exc)
-    if result in ("confirmed", "already"):
+    if result in (SubscribeOutcome.CONFIRMED, SubscribeOutcome.ALREADY):
         return render(request, "confirmed.html", list_name=list_name, preferences_url=prefs)
     return message(request, "This subscription was cancelled",
                    "You unsubscribed after asking to join, so we have not added you. "
@@ -186,7 +187,7 @@ def preferences_page(request: Request, token: str, saved: bool = False) -> HTMLR
         with state.db.session() as session:
             contact = optin.contact_from_preferences_token(session, state.settings, token)
             return render(request, "preferences.html", token=token, choices=optin.preference_choices(session, contact),
-                          frequencies=FREQUENCIES, globally_out=contact.status == "unsubscribed", saved=saved,
+                          frequencies=FREQUENCIES, globally_out=contact.status == ContactStatus.UNSUBSCRIBED, saved=saved,
                           unsubscribe_all=urls.unsubscribe_token(state.settings, contact, None))
     except (InputError, NotFound) as exc:
         return bad_link(request, exc)
@@ -215,7 +216,7 @@ async def save_preferences(request: Request, token: str) -> HTMLResponse:
                 optin.save_preferences(session, contact, keep=keep, frequency=frequency, proof=link_proof)
                 choices = optin.preference_choices(session, contact)
                 return render(request, "preferences.html", token=token, choices=choices, frequencies=FREQUENCIES,
-                              globally_out=contact.status == "unsubscribed", saved=True,
+                              globally_out=contact.status == ContactStatus.UNSUBSCRIBED, saved=True,
                               unsubscribe_all=urls.unsubscribe_token(state.settings, contact, None))
         except (InputError, NotFound) as exc:
             return bad_link(request, exc)
