@@ -52,6 +52,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from newsletter.errors import NotFound
 from newsletter.models import Attribution, Delivery, Event, Issue, Link, Sequence, SequenceStep
 from newsletter.sending.progress import IssueState, describe
+from subscribers.db import is_postgresql
 
 SENT = ("submitted", "delivered", "bounced", "dropped")
 PENDING = ("queued", "claimed")
@@ -136,7 +137,7 @@ def without_jit(session: Session) -> None:
     """PostgreSQL only: no JIT compilation for the rest of this transaction (SET LOCAL). The reports
     are index probes whose estimated cost (an EXISTS per lead) passes ``jit_above_cost``; compiling
     them took longer than running them (half a second on the funnel, see bench/reports.py)."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         session.execute(text("SET LOCAL jit = off"))
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.sql import ColumnElement
 
 from newsletter.models import Delivery, Enrollment, Issue, SendBatch, Sequence, SequenceStep
 from subscribers import suppression
+from subscribers.db import is_postgresql
 from subscribers.models import Contact, Subscription, Suppression
 
 # Statuses as SQL literals, not bound parameters: the planner (SQLite's always, PostgreSQL's for a
@@ -73,7 +74,7 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         .order_by(Delivery.due_at, Delivery.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         # The classic queue: concurrent workers lock disjoint rows and never wait for each other.
         # MATERIALIZED: the locked pick is made once (as a plain IN subquery PostgreSQL may run it
         # again per row, and SKIP LOCKED would then hand out more than ``limit`` rows).
