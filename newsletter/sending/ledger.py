@@ -173,6 +173,14 @@ def open_batch(session: Session, ids: list[int], *, transport: str, worker: str)
     return batch
 
 
+def close_batch(session: Session, batch_id: int, status: str, error: str | None, now: datetime) -> None:
+    """A batch is over: its final status, why (``error``, kept short enough to store) and when. The one
+    way a single batch is closed; its rows are marked by the caller."""
+    batch = session.get(SendBatch, batch_id)
+    assert batch is not None
+    batch.status, batch.error, batch.finished_at = status, None if error is None else error[:2000], now
+
+
 def mark_submitted(session: Session, batch: SendBatch, ids: list[int], message_id: str | None, now: datetime) -> None:
     if ids:
         whole_batch = len(ids) == batch.size  # every row of the request accepted: no 1000-item IN list
@@ -219,7 +227,7 @@ def mark_unknown(session: Session, batch: SendBatch, reason: str, now: datetime)
         .where(Delivery.batch_id == batch.id, Delivery.status == "claimed")
         .values(status="unknown", error=reason[:2000], lease_expires_at=None)
     )
-    batch.status, batch.error, batch.finished_at = "unknown", reason[:2000], now
+    close_batch(session, batch.id, "unknown", reason, now)
 
 
 def release(session: Session, ids: list[int]) -> None:
