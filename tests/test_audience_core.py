@@ -139,8 +139,8 @@ def test_tokens_are_signed_per_purpose_and_expire() -> None:
 class _CheckingTransport(MemoryTransport):
     """Notes, as the confirmation goes out, whether another thread can already read the sign-up."""
 
-    def __init__(self, db: Database) -> None:
-        super().__init__()
+    def __init__(self, settings: Settings, db: Database) -> None:
+        super().__init__(settings)
         self.db, self.seen_by_others = db, []
 
     def send(self, batch):  # noqa: ANN001, ANN201
@@ -156,17 +156,16 @@ class _CheckingTransport(MemoryTransport):
 
 def test_the_confirmation_goes_after_the_sign_up_is_stored_and_never_for_a_rolled_back_one(
         db: Database, settings: Settings) -> None:
-    MemoryTransport.sent.clear()
-    transport = _CheckingTransport(db)
+    transport = _CheckingTransport(settings, db)
     with pytest.raises(RuntimeError), db.session() as s:
         assert optin.sign_up(s, settings, "ana@example.org", name="Ana", proof=Proof("form")).email_queued
         raise RuntimeError("the request failed after the sign-up")
     assert Dispatcher(settings, db, transport).run_until_idle().confirmations == 0
-    assert MemoryTransport.sent == []  # rolled back: nothing stored, nothing queued, nothing sent
+    assert transport.sent == []  # rolled back: nothing stored, nothing queued, nothing sent
     with db.session() as s:
         optin.sign_up(s, settings, "ana@example.org", name="Ana", proof=Proof("form"))
-    assert MemoryTransport.sent == []  # queued with the sign-up; a dispatcher sends it
+    assert transport.sent == []  # queued with the sign-up; a dispatcher sends it
     assert Dispatcher(settings, db, transport).run_until_idle().confirmations == 1
     # While the email was sent the database was free, and the pending subscription already stored.
     assert transport.seen_by_others == ["pending"]
-    assert [m["To"].addresses[0].addr_spec for m in MemoryTransport.sent] == ["ana@example.org"]
+    assert [m["To"].addresses[0].addr_spec for m in transport.sent] == ["ana@example.org"]
