@@ -221,7 +221,7 @@ def goal_sweep_due(session: Session, now: datetime) -> bool:
         return True
     created = session.execute(  # RETURNING, as psycopg reports no rowcount for this INSERT
         insert_ignoring_conflicts(session, Lease).values(name=GOAL_SWEEP_LEASE, holder="goal sweep",
-                                               expires_at=now + GOAL_SWEEP_EVERY)
+                                                         expires_at=now + GOAL_SWEEP_EVERY)
         .on_conflict_do_nothing(index_elements=["name"]).returning(Lease.name)
     ).first()
     return created is not None

@@ -442,5 +442,5 @@ def _suppress_all(session: Session, rows: Iterable[tuple[str, str | None, str]])
     values = [{"email_hash": h, "email": a, "reason": r, "note": "via SendGrid"} for h, a, r in rows]
     if not values:
         return
-    statement = insert_ignoring_conflicts(session, Suppression.__table__)  # type: ignore[arg-type]
+    statement = insert_ignoring_conflicts(session, Suppression.__table__)
     session.execute(statement.on_conflict_do_nothing(index_elements=["email_hash"]), values)
