@@ -23,6 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from newsletter.bootstrap import wire
 from newsletter.config import Settings, get_settings
 from newsletter.database import Database
 from newsletter.posts import service as post_service
@@ -83,6 +84,7 @@ def main(settings: Settings | None = None, db: Database | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per job run
     settings = settings or get_settings()
+    wire(settings)
     db = db or Database.from_settings(settings)
     holder = holder_id()
     scheduler = build_scheduler(settings, db, holder=holder)

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.config import Settings
+from subscribers.db import is_postgresql
 
 
 POOL_SIZE = 5  # SQLAlchemy's default: connections a process keeps open besides its sending threads
@@ -131,7 +132,7 @@ class Database:
         # is free: SQLite's busy handler would make them sleep and poll (1, 2, 5 … 100 ms).
         self._writer = threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
         reading: dict[str, object] = {READ_ONLY: True}
-        if self.engine.dialect.name == "postgresql":
+        if is_postgresql(self.engine):
             reading.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         self._snapshots = sessionmaker(self.engine.execution_options(**reading))
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from subscribers.errors import InputError, NotFound
-from subscribers.models import Contact, ContactTag
+from subscribers.models import Contact, ContactTag, Subscription
 from subscribers.names import clean_name
 from subscribers.suppression import address_hash
 
@@ -155,8 +155,17 @@ def upsert_contact(
     return ContactChange(contact, created, changed)
 
 
-def list_contacts(session: Session, *, limit: int = 100, offset: int = 0) -> list[Contact]:
-    return list(session.scalars(select(Contact).order_by(Contact.id).limit(limit).offset(offset)))
+def list_contacts(session: Session, *, list_id: int | None = None, status: str | None = None,
+                  limit: int = 100, offset: int = 0) -> list[Contact]:
+    """Contacts, newest first; with ``list_id`` only those with a subscription to that list, and with
+    ``status`` too only those whose subscription is in that state (it has no meaning without a list)."""
+    query = select(Contact).order_by(Contact.id.desc()).limit(limit).offset(offset)
+    if list_id is not None:
+        membership = select(Subscription.contact_id).where(Subscription.list_id == list_id)
+        if status:
+            membership = membership.where(Subscription.status == status)
+        query = query.where(Contact.id.in_(membership))
+    return list(session.scalars(query))
 
 
 def contact_summary(contact: Contact) -> dict[str, Any]:

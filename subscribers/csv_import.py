@@ -70,7 +70,7 @@ from subscribers.csv_cells import SafeWriter, original_cell
 from subscribers.csv_encoding import Encoding, NotInEncoding, detect_encoding, given_encoding
 from subscribers.csv_reading import CsvFile, Record
 from subscribers.names import clean_name
-from subscribers.db import utcnow
+from subscribers.db import is_postgresql, utcnow
 from subscribers.errors import InputError
 from subscribers.lists import ensure_list
 from subscribers.models import (
@@ -502,7 +502,7 @@ def _commit(engine: Engine, job: _Job, batch: _Batch, seen: set[int]) -> dict[st
     for attempt in range(1, RETRIES + 1):
         try:
             with Session(engine) as session, session.begin():
-                if session.get_bind().dialect.name == "postgresql":
+                if is_postgresql(session):
                     # contacts grows from empty during an import; a plan cached while it was tiny
                     # (a full scan per look-up) would be kept for every later batch (measured: 5x slower).
                     session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
@@ -625,7 +625,7 @@ def _insert_rows(session: Session, table: Any, constant: dict[str, Any], columns
     save, only SQLAlchemy's per-row bookkeeping); returns None, as executemany returns no rows.
     """
     constant = {**_python_defaults(table, {*columns, *constant}), **constant}
-    if session.get_bind().dialect.name != "postgresql":
+    if not is_postgresql(session):
         _executemany(session, table, constant, columns, rows)
         return None
     arrays = [bindparam(f"column_{i}", [row[i] for row in rows], type_=ARRAY(table.c[name].type))
@@ -722,7 +722,7 @@ def _python_defaults(table: Any, given: set[str]) -> dict[str, Any]:
 def _id_rows(session: Session, ids: Sequence[int]) -> tuple[Any, Any]:
     """A FROM clause with one row per id, sent as a single parameter: no look-up in contacts and
     no long IN list for a planner to misjudge. The product runs on SQLite (JSON1) and PostgreSQL."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         rows = func.unnest(bindparam("ids", list(ids), type_=ARRAY(Integer))).table_valued("id").render_derived()
         return rows, rows.c.id
     rows = func.json_each(bindparam("ids", json.dumps(list(ids)))).table_valued("value")

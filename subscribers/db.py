@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime, MetaData
+from typing import Any
+
+from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
@@ -61,3 +64,19 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# Dialect helpers: the project runs on SQLite and PostgreSQL, and where their SQL differs the choice
+# is made here, once.
+
+
+def is_postgresql(where: Session | Engine | Connection) -> bool:
+    """Whether ``where`` (a session, an engine or a connection) talks to PostgreSQL (else SQLite)."""
+    bind = where.get_bind() if isinstance(where, Session) else where
+    return bind.dialect.name == "postgresql"
+
+
+def insert_ignoring_conflicts(session: Session, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """The backend's own INSERT for ``table`` (a table or a mapped class), the construct that has
+    ``on_conflict_do_nothing`` (``INSERT … ON CONFLICT DO NOTHING`` on both backends)."""
+    return (postgresql if is_postgresql(session) else sqlite).insert(table)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.bootstrap import unwire, wire
 from newsletter.config import Settings, get_settings
 from newsletter.database import Database, upgrade
 from tests import pgschema
@@ -46,6 +47,22 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _listeners_unwired_after() -> Iterator[None]:
+    """Whatever a test wired (the CLI and ``create_app`` wire where they start) ends with it: no test
+    relies on another having started the CLI or the app before it."""
+    yield
+    unwire()
+
+
+@pytest.fixture
+def wired(settings: Settings) -> Settings:
+    """The booking listeners wired as a process wires them at start (``newsletter.bootstrap.wire``),
+    for a test that records bookings in-process, through neither the CLI nor the web app."""
+    wire(settings)
+    return settings
 
 
 @pytest.fixture

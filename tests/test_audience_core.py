@@ -13,7 +13,7 @@ from newsletter.database import Database
 from newsletter.sending.dispatch import Dispatcher
 from newsletter.transports.memory import MemoryTransport
 from subscribers.consent import Proof, confirm, history, request_subscription, unsubscribe, set_frequency
-from subscribers.contacts import normalise_email, upsert_contact
+from subscribers.contacts import list_contacts, normalise_email, upsert_contact
 from subscribers.errors import InputError
 from subscribers.lists import ensure_list
 from subscribers.models import Contact, Subscription, Suppression
@@ -139,8 +139,8 @@ def test_tokens_are_signed_per_purpose_and_expire() -> None:
 class _CheckingTransport(MemoryTransport):
     """Notes, as the confirmation goes out, whether another thread can already read the sign-up."""
 
-    def __init__(self, db: Database) -> None:
-        super().__init__()
+    def __init__(self, settings: Settings, db: Database) -> None:
+        super().__init__(settings)
         self.db, self.seen_by_others = db, []
 
     def send(self, batch):  # noqa: ANN001, ANN201
@@ -156,17 +156,37 @@ class _CheckingTransport(MemoryTransport):
 
 def test_the_confirmation_goes_after_the_sign_up_is_stored_and_never_for_a_rolled_back_one(
         db: Database, settings: Settings) -> None:
-    MemoryTransport.sent.clear()
-    transport = _CheckingTransport(db)
+    transport = _CheckingTransport(settings, db)
     with pytest.raises(RuntimeError), db.session() as s:
         assert optin.sign_up(s, settings, "ana@example.org", name="Ana", proof=Proof("form")).email_queued
         raise RuntimeError("the request failed after the sign-up")
     assert Dispatcher(settings, db, transport).run_until_idle().confirmations == 0
-    assert MemoryTransport.sent == []  # rolled back: nothing stored, nothing queued, nothing sent
+    assert transport.sent == []  # rolled back: nothing stored, nothing queued, nothing sent
     with db.session() as s:
         optin.sign_up(s, settings, "ana@example.org", name="Ana", proof=Proof("form"))
-    assert MemoryTransport.sent == []  # queued with the sign-up; a dispatcher sends it
+    assert transport.sent == []  # queued with the sign-up; a dispatcher sends it
     assert Dispatcher(settings, db, transport).run_until_idle().confirmations == 1
     # While the email was sent the database was free, and the pending subscription already stored.
     assert transport.seen_by_others == ["pending"]
-    assert [m["To"].addresses[0].addr_spec for m in MemoryTransport.sent] == ["ana@example.org"]
+    assert [m["To"].addresses[0].addr_spec for m in transport.sent] == ["ana@example.org"]
+
+
+def test_list_contacts_newest_first_by_list_and_subscription_status(db: Database) -> None:
+    with db.session() as s:
+        newsletter, other = ensure_list(s, "newsletter"), ensure_list(s, "other")
+        for email, mailing_list, confirmed in (("a@example.org", newsletter, True), ("b@example.org", None, False),
+                                               ("c@example.org", newsletter, False), ("d@example.org", other, True)):
+            contact = upsert_contact(s, email, default_timezone="UTC", source="admin").contact
+            if mailing_list is not None:
+                request_subscription(s, contact, mailing_list, Proof("admin"), confirmed=confirmed)
+        s.flush()
+
+        def emails(contacts: list[Contact]) -> list[str]:
+            return [c.email for c in contacts]
+
+        assert emails(list_contacts(s)) == ["d@example.org", "c@example.org", "b@example.org", "a@example.org"]
+        assert emails(list_contacts(s, limit=2, offset=1)) == ["c@example.org", "b@example.org"]
+        assert emails(list_contacts(s, list_id=newsletter.id)) == ["c@example.org", "a@example.org"]
+        assert emails(list_contacts(s, list_id=newsletter.id, status="confirmed")) == ["a@example.org"]
+        assert emails(list_contacts(s, list_id=newsletter.id, status="pending")) == ["c@example.org"]
+        assert len(list_contacts(s, status="confirmed")) == 4  # a status means nothing without a list

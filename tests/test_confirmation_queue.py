@@ -107,10 +107,21 @@ def test_a_claimed_email_is_never_sent_twice_even_when_its_dispatcher_dies(db: D
 
 
 def test_two_dispatchers_send_one_queued_email_once(db: Database, settings: Settings) -> None:
-    MemoryTransport.sent.clear()
     queue_one(db, settings)
-    totals = send_all(Dispatcher.pool(settings, db, MemoryTransport(settings), count=2))
-    assert totals.confirmations == 1 and len(MemoryTransport.sent) == 1
+    transport = MemoryTransport(settings)
+    totals = send_all(Dispatcher.pool(settings, db, transport, count=2))
+    assert totals.confirmations == 1 and len(transport.sent) == 1
+
+
+def test_each_memory_transport_keeps_only_what_it_was_given(db: Database, settings: Settings) -> None:
+    first, second = MemoryTransport(settings), MemoryTransport(settings)
+    queue_one(db, settings, "sam@example.org")
+    Dispatcher(settings, db, first).run_until_idle()
+    queue_one(db, settings, "kim@example.org")
+    Dispatcher(settings, db, second).run_until_idle()
+    assert [m["To"].addresses[0].addr_spec for m in first.sent] == ["sam@example.org"]
+    assert [m["To"].addresses[0].addr_spec for m in second.sent] == ["kim@example.org"]
+    assert MemoryTransport(settings).sent == []
 
 
 def test_failures_are_retried_with_backoff_and_recorded(db: Database, settings: Settings) -> None:
@@ -197,12 +208,12 @@ def test_nothing_is_sent_once_confirmed_and_an_erased_contacts_email_is_gone(db:
 
 @pytest.mark.postgres
 def test_concurrent_dispatchers_on_postgresql_send_each_email_once(postgres_db: Database, settings: Settings) -> None:
-    MemoryTransport.sent.clear()
     for n in range(12):
         queue_one(postgres_db, settings, f"reader{n}@example.org")
-    totals = send_all(Dispatcher.pool(settings, postgres_db, MemoryTransport(settings), count=4))
+    transport = MemoryTransport(settings)
+    totals = send_all(Dispatcher.pool(settings, postgres_db, transport, count=4))
     assert totals.confirmations == 12
-    addresses = sorted(m["To"].addresses[0].addr_spec for m in MemoryTransport.sent)
+    addresses = sorted(m["To"].addresses[0].addr_spec for m in transport.sent)
     assert addresses == sorted(f"reader{n}@example.org" for n in range(12))
     with postgres_db.session() as s:
         assert set(s.scalars(select(ConfirmationEmail.status))) == {"sent"}

@@ -21,7 +21,7 @@ from newsletter.database import Database
 from newsletter.models import Delivery, Issue, SendBatch
 from newsletter.sending import ledger, schedule
 from newsletter.sending.dispatch import Dispatcher
-from newsletter.transports import MemoryTransport, get_transport
+from newsletter.transports import MemoryTransport, Transport, get_transport
 from subscribers.lists import ensure_list
 from subscribers.models import Contact, Installation, Subscription
 from subscribers.suppression import hash_with_salt
@@ -61,13 +61,13 @@ def transport_name(request: pytest.FixtureRequest, settings: Settings, monkeypat
         yield "sendgrid", fake
 
 
-def received(name: str, settings: Settings, fake: FakeSendGrid | None) -> dict[str, str | None]:
+def received(transport: Transport, settings: Settings, fake: FakeSendGrid | None) -> dict[str, str | None]:
     """Address -> display name of every email the transport let out, checking each header block."""
     if fake is not None:
         assert len(fake.requests) == 1  # the good recipients went in one request
         return {d.to: d.name for d in fake.deliveries}
-    if name == "memory":
-        raws = [m.as_bytes() for m in MemoryTransport.sent]
+    if isinstance(transport, MemoryTransport):
+        raws = [m.as_bytes() for m in transport.sent]
     else:
         assert settings.outbox_dir is not None
         raws = [p.read_bytes() for p in settings.outbox_dir.glob("*.eml")]
@@ -84,13 +84,13 @@ def test_one_recipients_bad_data_fails_that_recipient_alone(db: Database, settin
                                                              transport_name: tuple[str, FakeSendGrid | None]) -> None:
     name, fake = transport_name
     settings = get_settings().model_copy(update={"transport": name})
-    MemoryTransport.sent.clear()
     issue_id = make_issue(db, settings)
     add_audience(db, 2)  # reader0@example.org and reader1@example.org
     add_legacy_contacts(db)
     with db.session() as s:
         schedule.start_now(s, settings, s.get(Issue, issue_id), datetime.now(timezone.utc))
-    total = Dispatcher(settings, db, get_transport(settings)).run_until_idle()
+    transport = get_transport(settings)
+    total = Dispatcher(settings, db, transport).run_until_idle()
 
     assert (total.submitted, total.failed, total.unknown) == (4, 1, 0)
     with db.session() as s:
@@ -99,7 +99,7 @@ def test_one_recipients_bad_data_fails_that_recipient_alone(db: Database, settin
         assert s.get(Issue, issue_id).status == "sent"
         assert [b.status for b in s.scalars(select(SendBatch))] == ["submitted"]
     assert "before the @" in error and "josé" not in error  # a clear reason, without the address
-    assert received(name, settings, fake) == {
+    assert received(transport, settings, fake) == {
         "reader0@example.org": "Reader 0",
         "reader1@example.org": "Reader 1",
         "crlf@example.org": "Eve Bcc: evil@example.com",

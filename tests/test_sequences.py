@@ -101,7 +101,9 @@ def loaded(db: Database, settings: Settings) -> Database:
     return db
 
 
-def test_thirty_days_every_step_once_inside_its_window_in_each_zone(loaded: Database, settings: Settings) -> None:
+def test_thirty_days_every_step_once_inside_its_window_in_each_zone(loaded: Database, settings: Settings,
+                                                                   wired: Settings) -> None:
+    # wired: a booking ends nurture at once, as in a process that started (CLI, web app, scheduler)
     db = loaded
     recorder = Recorder()
     people(db, settings, START)

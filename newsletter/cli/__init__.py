@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from newsletter.bootstrap import wire
 from newsletter.cli import contacts_io, sending, system  # noqa: F401 - these register commands on groups
 from newsletter.cli.contacts import contacts_app
 from newsletter.cli.feeds import feeds_app
@@ -16,8 +17,23 @@ from newsletter.cli.posts import posts_app
 from newsletter.cli.reports import report_app
 from newsletter.cli.segments import segments_app
 from newsletter.cli.sequences import sequences_app
+from newsletter.config import get_settings
 
 app = typer.Typer(help="Email newsletter and lead-nurture pipeline for clinics.", no_args_is_help=True)
+
+
+@app.callback()
+def _start() -> None:
+    # Where the CLI's process starts, before any command: the listeners (a booking is attributed
+    # and ends nurture, whichever command records it). Settings that do not load are left for the
+    # command to report in its own words (and --help still works); a command never runs without them.
+    try:
+        settings = get_settings()
+    except ValueError:
+        return
+    wire(settings)
+
+
 app.registered_commands += system.app.registered_commands
 app.command("worker")(sending.friendly_errors(sending.worker))
 app.command("tick")(sending.friendly_errors(sending.tick))

@@ -16,8 +16,8 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.orm import Session
 
+from newsletter.bootstrap import open_database
 from newsletter.config import Settings, get_settings
-from newsletter.database import Database, current_revision, head_revision, upgrade
 from newsletter.errors import InputError, NotFound
 from newsletter.reports.output import print_whole
 from newsletter.sending.dispatch import RecordingFailed, SendingStopped
@@ -45,29 +45,6 @@ def friendly_errors(func: F) -> F:
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def prepare(settings: Settings, db: Database) -> tuple[str | None, str, list[str]]:
-    """Create or upgrade the schema, and put in the sequences the product ships (paused) if missing.
-    Returns (revision before, revision after, sequences added)."""
-    from newsletter.sequences.service import install_shipped
-    from subscribers.db import utcnow
-
-    before, after = upgrade(db.engine)
-    with db.session() as session:
-        added = install_shipped(session, settings, utcnow())
-    return before, after, added
-
-
-def open_database(settings: Settings) -> Database:
-    """A fresh database is created on first use; an older schema must be upgraded with ``init``."""
-    db = Database.from_settings(settings)
-    current, head = current_revision(db.engine), head_revision(db.engine)
-    if current is None:
-        prepare(settings, db)
-    elif current != head:
-        raise InputError(f"the database is at revision {current}, the code needs {head}: run 'newsletter init'")
-    return db
 
 
 @contextmanager

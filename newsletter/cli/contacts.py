@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from sqlalchemy import select
 
 from newsletter import erasure, optin
 from newsletter.cli.common import friendly_errors, open_database, out, print_json, print_rows, unit_of_work
@@ -18,9 +17,8 @@ from newsletter.transports import get_transport
 from newsletter.transports.base import AuthenticationFailed
 from subscribers import privacy, suppression
 from subscribers.consent import Proof, history
-from subscribers.contacts import contact_summary, get_contact, normalise_email
+from subscribers.contacts import contact_summary, get_contact, list_contacts, normalise_email
 from subscribers.lists import ensure_list, get_list
-from subscribers.models import Contact, Subscription
 from subscribers.states import ConfirmationStatus, SubscribeOutcome, SubscriptionStatus
 from subscribers.suppression import SuppressionReason
 
@@ -83,13 +81,8 @@ def list_(
 ) -> None:
     """List contacts, newest first."""
     with unit_of_work() as (_, session):
-        query = select(Contact).order_by(Contact.id.desc()).limit(limit)
-        if list_slug:
-            membership = select(Subscription.contact_id).where(Subscription.list_id == get_list(session, list_slug).id)
-            if status:
-                membership = membership.where(Subscription.status == status)
-            query = query.where(Contact.id.in_(membership))
-        rows = [contact_summary(c) for c in session.scalars(query)]
+        list_id = get_list(session, list_slug).id if list_slug else None
+        rows = [contact_summary(c) for c in list_contacts(session, list_id=list_id, status=status, limit=limit)]
     print_rows(rows, as_json, {"id": "id", "email": "email", "name": "name", "status": "status",
                                "tags": "tags", "added": "created_at"})
 

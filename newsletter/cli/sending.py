@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy import update
 
 from newsletter.cli.common import (EXIT_UNSETTLED, err, friendly_errors, open_database, out, print_json, print_rows,
                                    unit_of_work)
@@ -17,11 +16,11 @@ from newsletter.config import get_settings
 from newsletter.due import run_round
 from newsletter.errors import InputError
 from newsletter.issues import get_issue
-from newsletter.models import SendPause
 from newsletter.sending import ledger, schedule
 from newsletter.sending.dispatch import Dispatcher, SendingStopped, send_all
 from newsletter.sending.progress import batch_line, batch_record, describe, issue_state, settle_hint
 from newsletter.sending.reconcile import OperatorNotice, reconcile, request_log
+from newsletter.sending.stops import lift_stop
 from newsletter.sending.worker import run_worker
 from newsletter.transports import get_transport
 from subscribers.db import utcnow
@@ -167,7 +166,7 @@ def resolve(
 def sending_resume() -> None:
     """Lift a stop of all sending (after fixing SENDGRID_API_KEY)."""
     with unit_of_work() as (_, session):
-        lifted = session.execute(update(SendPause).where(SendPause.active.is_(True)).values(active=False)).rowcount
+        lifted = lift_stop(session)
     out.print("sending resumed" if lifted else "sending was not stopped")
 
 

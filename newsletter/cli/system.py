@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli.common import friendly_errors, open_database, out, prepare
+from newsletter.bootstrap import prepare
+from newsletter.cli.common import friendly_errors, open_database, out
 from newsletter.config import get_settings
 from newsletter.database import Database
 

@@ -18,7 +18,7 @@ from mdit_py_plugins.footnote import footnote_plugin
 
 from newsletter import plain_yaml
 from newsletter.errors import InputError
-from newsletter.posts.blocks import MAX_TITLE_CHARS, Block, ParsedPost, excerpt_from, inline_text, xml_text
+from newsletter.posts.blocks import MAX_TITLE_CHARS, ParsedPost, excerpt_from, inline_text, xml_text
 from newsletter.posts.html import absolute_url, html_to_blocks
 from newsletter.posts.text import parse_date
 

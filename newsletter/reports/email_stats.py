@@ -53,6 +53,7 @@ from newsletter.errors import NotFound
 from newsletter.models import Attribution, Delivery, Event, Issue, Link, Sequence, SequenceStep
 from newsletter.sending.progress import IssueState, describe
 from subscribers.states import COUNTS_AS_SENT, ENGAGEMENT, ON_ITS_WAY, DeliveryStatus, EventType
+from subscribers.db import is_postgresql
 
 TOP_LINKS = 10
 
@@ -133,7 +134,7 @@ def without_jit(session: Session) -> None:
     """PostgreSQL only: no JIT compilation for the rest of this transaction (SET LOCAL). The reports
     are index probes whose estimated cost (an EXISTS per lead) passes ``jit_above_cost``; compiling
     them took longer than running them (half a second on the funnel, see bench/reports.py)."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         session.execute(text("SET LOCAL jit = off"))
 
 

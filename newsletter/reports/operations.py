@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from newsletter.database import Database
 from newsletter.models import Delivery, Event, Issue, Lease, SendBatch, SendPause, Sequence, SequenceStep
 from newsletter.sending import ledger
+from newsletter.sending.stops import active_stop
 from newsletter.tracking import provider_events
 from subscribers.db import utcnow
 from subscribers.states import DeliveryStatus, EventType, IssueStatus, SequenceStatus, sql_literal
@@ -136,8 +137,7 @@ def figures(session: Session, now: datetime) -> OperationsFigures:
         webhook_newest_received_at=received_at,
         leases=[LeaseFigure(name, holder, (expires - now).total_seconds())
                 for name, holder, expires in session.execute(select(Lease.name, Lease.holder, Lease.expires_at))],
-        sending_stopped=session.scalar(
-            select(SendPause.id).where(SendPause.active.is_(True), SendPause.issue_id.is_(None)).limit(1)) is not None,
+        sending_stopped=active_stop(session) is not None,
         issues={status: count for status, count in session.execute(
             select(Issue.status, func.count()).group_by(Issue.status))},
     )

@@ -45,7 +45,7 @@ from newsletter.transports.base import (
     RateLimited,
     TemporaryFailure,
 )
-from subscribers.db import utcnow
+from subscribers.db import is_postgresql, utcnow
 from subscribers.models import Subscription
 from subscribers.states import ConfirmationStatus, SubscriptionStatus, sql_literal
 from subscribers.suppression import is_suppressed
@@ -75,7 +75,7 @@ def claim(session: Session, *, worker: str, now: datetime, lease: timedelta,
             .order_by(ConfirmationEmail.due_at, ConfirmationEmail.id))
     if only is not None:
         pick = pick.where(ConfirmationEmail.id.in_(list(only)))
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         pick = pick.with_for_update(skip_locked=True)  # concurrent dispatchers take different rows
     while (row_id := session.scalar(pick.limit(1))) is not None:
         row = session.get(ConfirmationEmail, row_id)

@@ -20,8 +20,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Any, Literal, NamedTuple, NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -30,13 +31,13 @@ from sqlalchemy.orm import Session
 from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.urls import DeliveryLinks
-from newsletter.models import Issue, SendBatch, SendPause, SequenceStep
+from newsletter.models import Issue, SendBatch, SequenceStep
 from newsletter.compose.render import CompiledEmail
-from newsletter.sending import ledger
+from newsletter.sending import ledger, stops
 from newsletter.sending.confirmations import ConfirmationSender
-from newsletter.sending.ledger import Claimed
+from newsletter.sending.ledger import Claim, Claimed
 from newsletter.sending.pacing import Pacer
-from newsletter.transports import Batch, Recipient, Transport
+from newsletter.transports import Batch, BatchResult, Recipient, Transport
 from newsletter.transports.base import (
     AuthenticationFailed,
     BadRequest,
@@ -44,10 +45,12 @@ from newsletter.transports.base import (
     OutcomeUnknown,
     RateLimited,
     TemporaryFailure,
+    TransportError,
     refusal,
 )
 from subscribers.contacts import ascii_address
 from subscribers.db import utcnow
+from subscribers.states import BatchStatus, IssueStatus
 
 log = logging.getLogger("newsletter.dispatch")
 MAX_RATE_LIMIT_WAIT = 120.0  # seconds; a reset further away than this is waited for in steps
@@ -83,19 +86,51 @@ class RoundResult:
         self.confirmations += other.confirmations
 
 
+class EmailRef(NamedTuple):
+    """The email a batch carries: an issue, or a step of a sequence (the circuit breaker's key)."""
+
+    kind: Literal["issue", "step"]
+    id: int
+
+    @classmethod
+    def of(cls, claim: Claim) -> EmailRef:
+        if claim.issue_id is not None:
+            return cls("issue", claim.issue_id)
+        assert claim.step_id is not None
+        return cls("step", claim.step_id)
+
+
 @dataclass
 class _Breaker:
     """Counts failed batches in a row per email; shared by a process's dispatcher threads."""
 
     threshold: int
-    failures: dict[int, int] = field(default_factory=dict)
+    failures: dict[EmailRef, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, issue_id: int, ok: bool) -> bool:
-        """Returns True when the issue has now failed ``threshold`` batches in a row."""
+    def record(self, ref: EmailRef, ok: bool) -> bool:
+        """Returns True when the email has now failed ``threshold`` batches in a row."""
         with self.lock:
-            self.failures[issue_id] = 0 if ok else self.failures.get(issue_id, 0) + 1
-            return self.failures[issue_id] >= self.threshold
+            self.failures[ref] = 0 if ok else self.failures.get(ref, 0) + 1
+            return self.failures[ref] >= self.threshold
+
+
+@dataclass
+class _Job:
+    """One batch on its way: the email, the rows and recipients it carries, the round it counts in."""
+
+    ref: EmailRef
+    email: CompiledEmail
+    batch_id: int
+    claimed: list[Claimed]
+    recipients: list[Recipient]  # claimed[i] is recipients[i]
+    categories: list[str]
+    result: RoundResult
+    attempts: int = 0  # temporary failures so far
+
+    @cached_property
+    def ids(self) -> list[int]:
+        return [c.delivery_id for c in self.claimed]
 
 
 GC_FIRST_GENERATION = 20_000  # allocations between young-generation collections (Python's default: 700)
@@ -212,9 +247,8 @@ class Dispatcher:
             return RoundResult(confirmations=1)
         result = RoundResult(issue_id=issue_id, suppressed=got.suppressed)
         self.timings["claim"] += time.perf_counter() - started
-        breaker_key = issue_id if issue_id is not None else -(got.step_id or 0)
         if got.batch_id is not None:
-            self._deliver(breaker_key, email, got.batch_id, claimed, categories, result)
+            self._deliver(EmailRef.of(got), email, got.batch_id, claimed, categories, result)
         if issue_id is not None and len(claimed) + got.suppressed < limit:  # the queue may be drained now
             with self.db.session() as session:
                 issue = session.get(Issue, issue_id)
@@ -224,20 +258,21 @@ class Dispatcher:
 
     @staticmethod
     def _check_not_stopped(session: Session) -> None:
-        pause = session.scalar(select(SendPause).where(SendPause.active.is_(True), SendPause.issue_id.is_(None)))
-        if pause is not None:
-            raise SendingStopped(pause.reason)
+        stop = stops.active_stop(session)
+        if stop is not None:
+            raise SendingStopped(stop.reason)
 
     def _stop_all_sending(self, exc: AuthenticationFailed, *, batch_id: int | None = None,
-                          ids: list[int] | None = None) -> None:
+                          ids: list[int] | None = None) -> NoReturn:
         """The provider refused the API key: give the rows back untried, stop every sender."""
         with self.db.session() as session:
             if ids:
                 ledger.release(session, ids)
-            if batch_id is not None:
-                session.get(SendBatch, batch_id).status = "failed"
-            session.add(SendPause(reason=f"Sending stopped: {exc}. Fix SENDGRID_API_KEY, then run "
-                                         "'newsletter sending resume'."))
+            if batch_id is not None:  # counted once, by the stop, as the provider's refusal (reports.operations)
+                ledger.close_batch(session, batch_id, BatchStatus.FAILED,
+                                   f"stopped before sending: {exc}; rows queued again", self.clock())
+            stops.stop_all_sending(session, f"Sending stopped: {exc}. Fix SENDGRID_API_KEY, then run "
+                                            "'newsletter sending resume'.")
         raise SendingStopped(str(exc)) from None
 
     def run_until_idle(self, *, on_progress: Callable[[RoundResult], None] | None = None) -> RoundResult:
@@ -256,13 +291,13 @@ class Dispatcher:
     def _close_finished(self) -> None:
         """Mark issues whose last batch just went out as sent (the scheduler does this too)."""
         with self.db.session() as session:
-            for issue in session.scalars(select(Issue).where(Issue.status == "sending")):
+            for issue in session.scalars(select(Issue).where(Issue.status == IssueStatus.SENDING)):
                 ledger.finish_if_done(session, issue, self.clock())
 
     # Delivering one claimed batch ---------------------------------------------------------------
 
-    def _deliver(self, issue_id: int, email, batch_id: int, claimed: list[Claimed], categories: list[str],
-                 result: RoundResult) -> None:  # noqa: ANN001 - CompiledEmail
+    def _deliver(self, ref: EmailRef, email: CompiledEmail, batch_id: int, claimed: list[Claimed],
+                 categories: list[str], result: RoundResult) -> None:
         started = time.perf_counter()
         recipients = []
         sendable: list[Claimed] = []
@@ -283,87 +318,123 @@ class Dispatcher:
                     ledger.mark_failed(session, ids, reason)
             result.failed += len(claimed) - len(sendable)
             if not sendable:
-                self._close(batch_id, "failed", "no recipient of this batch could be sent")
+                self._close(batch_id, BatchStatus.FAILED, "no recipient of this batch could be sent")
                 return
-        self._send(issue_id, email, batch_id, sendable, recipients, categories, result)
+        self._send(_Job(ref, email, batch_id, sendable, recipients, categories, result))
 
-    def _send(self, issue_id: int, email, batch_id: int, claimed: list[Claimed], recipients: list[Recipient],
-              categories: list[str], result: RoundResult) -> None:  # noqa: ANN001
-        ids = [c.delivery_id for c in claimed]
-        attempt = 0
-        wait = self.pacer.reserve(len(recipients))
-        while True:
-            if wait > 0 and not self._wait_holding(batch_id, ids, wait):
+    def _send(self, job: _Job) -> None:
+        """See one batch through: wait for its pace slot, send it and record the answer. A refusal's
+        handler says whether to send it again (after how many seconds) or that it is done with."""
+        wait: float | None = self.pacer.reserve(len(job.recipients))
+        while wait is not None:
+            if wait > 0 and not self._wait_holding(job.batch_id, job.ids, wait):
                 return  # stopped while waiting: the untried rows went back to the queue
-            with self.db.session() as session:  # committed before the request may leave
-                marker = ledger.begin_request(session, batch_id, self.clock())
-            started = time.perf_counter()
             try:
-                outcome = self.transport.send(Batch(email, recipients, categories, marker))
-            except RateLimited as exc:
-                self._not_in_flight(batch_id)
-                wait = MAX_RATE_LIMIT_WAIT if exc.reset_at is None else min(max(exc.reset_at - time.time(), 0.5), MAX_RATE_LIMIT_WAIT)
-                log.warning("rate limited by the provider; waiting %.1f s", wait)
-                continue
-            except TemporaryFailure as exc:
-                self._not_in_flight(batch_id)
-                attempt += 1
-                if attempt > self.settings.send_retries:
-                    self._failed(issue_id, batch_id, ids, f"gave up after {attempt} attempts: {exc}", result)
-                    return
-                wait = min(2 ** attempt, 60) * (0.5 + random.random())  # exponential backoff, full jitter
-                log.warning("batch %s: %s; retry %d in %.1f s", batch_id, exc, attempt, wait)
-                wait += self.pacer.reserve(len(recipients))  # the retry is paced like any request
-                continue
-            except OutcomeUnknown as exc:
-                def held(session: Session) -> None:
-                    ledger.mark_unknown(session, session.get(SendBatch, batch_id), str(exc), self.clock())
-                self._record(batch_id, held)
-                result.unknown += len(ids)
-                log.error("batch %s: outcome unknown (%s); held for resolution, not resent", batch_id, exc)
+                outcome = self._request(job)
+            except TransportError as exc:
+                wait = self._on_refusal(job, exc)
+            else:
+                self._on_answer(job, outcome)
                 return
-            except AuthenticationFailed as exc:
-                self._stop_all_sending(exc, batch_id=batch_id, ids=ids)
-            except BatchTooLarge:
-                self._split(issue_id, email, batch_id, claimed, recipients, categories, result, "too large")
-                return
-            except BadRequest as exc:
-                if exc.recipients:
-                    bad = sorted(i for i in exc.recipients if i < len(claimed))
-                    keep = [i for i in range(len(claimed)) if i not in exc.recipients]
-                    with self.db.session() as session:
-                        ledger.mark_failed(session, [claimed[i].delivery_id for i in bad], f"refused by the provider: {exc}")
-                        ledger.suppress_refused(session, [claimed[i].email for i in sorted(exc.invalid_addresses)], str(exc))
-                    result.failed += len(bad)
-                    if keep:
-                        self._resend(issue_id, email, [claimed[i] for i in keep], [recipients[i] for i in keep],
-                                     categories, result)
-                    self._close(batch_id, "failed" if not keep else "split", str(exc))
-                    return
-                if len(claimed) == 1:
-                    self._failed(issue_id, batch_id, ids, f"refused by the provider: {exc}", result, count_breaker=False)
-                    return
-                self._split(issue_id, email, batch_id, claimed, recipients, categories, result, str(exc))
-                return
-            finally:
-                self.timings["send"] += time.perf_counter() - started
-            started = time.perf_counter()
-            accepted = [claimed[i].delivery_id for i in sorted(outcome.accepted)]
-            message_id = next(iter(outcome.accepted.values()), None)
 
-            def answered(session: Session) -> None:
-                batch = session.get(SendBatch, batch_id)
-                ledger.mark_submitted(session, batch, accepted, message_id, self.clock())
-                for index, reason in outcome.refused.items():
-                    ledger.mark_failed(session, [claimed[index].delivery_id], reason)
-                if not accepted:
-                    batch.status, batch.error = "failed", "every recipient of this batch was refused"
-            self._record(batch_id, answered)
-            self.timings["record"] += time.perf_counter() - started
-            result.submitted += len(outcome.accepted)
-            result.failed += len(outcome.refused)
-            self.breaker.record(issue_id, ok=True)
-            return
+    def _request(self, job: _Job) -> BatchResult:
+        """One provider request for the batch, marked durably as possibly gone before it leaves."""
+        with self.db.session() as session:  # committed before the request may leave
+            marker = ledger.begin_request(session, job.batch_id, self.clock())
+        started = time.perf_counter()
+        try:
+            return self.transport.send(Batch(job.email, job.recipients, job.categories, marker))
+        finally:
+            self.timings["send"] += time.perf_counter() - started
+
+    def _on_refusal(self, job: _Job, exc: TransportError) -> float | None:
+        """The policy for each way a provider can refuse (this module's docstring): seconds to wait
+        before the batch is sent again, or None when it is done with."""
+        match exc:
+            case RateLimited():
+                return self._on_rate_limited(job, exc)
+            case TemporaryFailure():
+                return self._on_temporary_failure(job, exc)
+            case OutcomeUnknown():
+                return self._on_outcome_unknown(job, exc)
+            case AuthenticationFailed():
+                self._stop_all_sending(exc, batch_id=job.batch_id, ids=job.ids)
+            case BatchTooLarge():
+                return self._split(job, "too large")
+            case BadRequest():
+                return self._on_bad_request(job, exc)
+        raise exc  # a transport error this policy does not know: not ours to guess
+
+    def _on_rate_limited(self, job: _Job, exc: RateLimited) -> float:
+        """429: the same batch again once the provider's limit resets."""
+        self._not_in_flight(job.batch_id)
+        wait = (MAX_RATE_LIMIT_WAIT if exc.reset_at is None
+                else min(max(exc.reset_at - time.time(), 0.5), MAX_RATE_LIMIT_WAIT))
+        log.warning("rate limited by the provider; waiting %.1f s", wait)
+        return wait
+
+    def _on_temporary_failure(self, job: _Job, exc: TemporaryFailure) -> float | None:
+        """5xx or no connection: retried with backoff, then the batch fails with the error."""
+        self._not_in_flight(job.batch_id)
+        job.attempts += 1
+        if job.attempts > self.settings.send_retries:
+            self._failed(job, f"gave up after {job.attempts} attempts: {exc}")
+            return None
+        wait = min(2 ** job.attempts, 60) * (0.5 + random.random())  # exponential backoff, full jitter
+        log.warning("batch %s: %s; retry %d in %.1f s", job.batch_id, exc, job.attempts, wait)
+        return wait + self.pacer.reserve(len(job.recipients))  # the retry is paced like any request
+
+    def _on_outcome_unknown(self, job: _Job, exc: OutcomeUnknown) -> None:
+        """The request left and no answer came: held as unknown, never resent blindly."""
+        def held(session: Session) -> None:
+            ledger.mark_unknown(session, session.get(SendBatch, job.batch_id), str(exc), self.clock())
+        self._record(job.batch_id, held)
+        job.result.unknown += len(job.claimed)
+        log.error("batch %s: outcome unknown (%s); held for resolution, not resent", job.batch_id, exc)
+
+    def _on_bad_request(self, job: _Job, exc: BadRequest) -> None:
+        """400: fail the recipients the provider blamed; when it named none, split the batch to find them."""
+        if exc.recipients:
+            self._drop_blamed(job, exc)
+        elif len(job.claimed) == 1:
+            self._failed(job, f"refused by the provider: {exc}", count_breaker=False)
+        else:
+            self._split(job, str(exc))
+
+    def _drop_blamed(self, job: _Job, exc: BadRequest) -> None:
+        """Fail the recipients the provider named (their refused addresses go on the suppression list)
+        and send the others as a batch of their own."""
+        claimed = job.claimed
+        bad = sorted(i for i in exc.recipients if i < len(claimed))
+        keep = [i for i in range(len(claimed)) if i not in exc.recipients]
+        with self.db.session() as session:
+            ledger.mark_failed(session, [claimed[i].delivery_id for i in bad], f"refused by the provider: {exc}")
+            ledger.suppress_refused(session, [claimed[i].email for i in sorted(exc.invalid_addresses)], str(exc))
+        job.result.failed += len(bad)
+        if keep:
+            self._resend(job, [claimed[i] for i in keep], [job.recipients[i] for i in keep])
+        self._close(job.batch_id, BatchStatus.SPLIT if keep else BatchStatus.FAILED, str(exc))
+
+    def _on_answer(self, job: _Job, outcome: BatchResult) -> None:
+        """The provider took the request: record who it accepted and who it refused."""
+        started = time.perf_counter()
+        claimed = job.claimed
+        accepted = [claimed[i].delivery_id for i in sorted(outcome.accepted)]
+        message_id = next(iter(outcome.accepted.values()), None)
+
+        def answered(session: Session) -> None:
+            now = self.clock()
+            ledger.mark_submitted(session, session.get(SendBatch, job.batch_id), accepted, message_id, now)
+            for index, reason in outcome.refused.items():
+                ledger.mark_failed(session, [claimed[index].delivery_id], reason)
+            if not accepted:
+                ledger.close_batch(session, job.batch_id, BatchStatus.FAILED,
+                                   "every recipient of this batch was refused", now)
+        self._record(job.batch_id, answered)
+        self.timings["record"] += time.perf_counter() - started
+        job.result.submitted += len(outcome.accepted)
+        job.result.failed += len(outcome.refused)
+        self.breaker.record(job.ref, ok=True)
 
     def _record(self, batch_id: int, write: Callable[[Session], None]) -> None:
         """Write what the provider answered. A database that cannot take the write (SQLite locked past
@@ -412,47 +483,44 @@ class Dispatcher:
             return True
         with self.db.session() as session:
             ledger.release(session, ids)
-            batch = session.get(SendBatch, batch_id)
-            batch.status, batch.error, batch.finished_at = "failed", "stopped before sending; rows queued again", self.clock()
+            ledger.close_batch(session, batch_id, BatchStatus.FAILED, "stopped before sending; rows queued again",
+                               self.clock())
         log.info("batch %s: stopped before sending; its rows are queued again", batch_id)
         return False
 
-    def _split(self, issue_id: int, email, batch_id: int, claimed: list[Claimed], recipients: list[Recipient],
-               categories: list[str], result: RoundResult, why: str) -> None:  # noqa: ANN001
+    def _split(self, job: _Job, why: str) -> None:
         """Send each half as its own request (each its own batch row) to find what was refused."""
-        half = len(claimed) // 2
-        self._close(batch_id, "split", why)
+        half = len(job.claimed) // 2
+        self._close(job.batch_id, BatchStatus.SPLIT, why)
         for part in (slice(0, half), slice(half, None)):
-            self._resend(issue_id, email, claimed[part], recipients[part], categories, result)
+            self._resend(job, job.claimed[part], job.recipients[part])
 
-    def _resend(self, issue_id: int, email, claimed: list[Claimed], recipients: list[Recipient],
-                categories: list[str], result: RoundResult) -> None:  # noqa: ANN001
+    def _resend(self, job: _Job, claimed: list[Claimed], recipients: list[Recipient]) -> None:
+        """Part of ``job``'s batch as a batch of its own, sent like any other."""
         with self.db.session() as session:
             batch = ledger.open_batch(session, [c.delivery_id for c in claimed], transport=self.transport.name,
                                       worker=self.worker)
             batch_id = batch.id
-        self._send(issue_id, email, batch_id, claimed, recipients, categories, result)
+        self._send(_Job(job.ref, job.email, batch_id, claimed, recipients, job.categories, job.result))
 
-    def _close(self, batch_id: int, status: str, error: str) -> None:
+    def _close(self, batch_id: int, status: BatchStatus, error: str) -> None:
         with self.db.session() as session:
-            batch = session.get(SendBatch, batch_id)
-            batch.status, batch.error, batch.finished_at = status, error[:2000], self.clock()
+            ledger.close_batch(session, batch_id, status, error, self.clock())
 
-    def _failed(self, issue_id: int, batch_id: int, ids: list[int], reason: str, result: RoundResult,
-                *, count_breaker: bool = True) -> None:
+    def _failed(self, job: _Job, reason: str, *, count_breaker: bool = True) -> None:
+        """The batch failed as a whole; a run of such batches pauses its issue (the circuit breaker)."""
         with self.db.session() as session:
-            ledger.mark_failed(session, ids, reason)
-            batch = session.get(SendBatch, batch_id)
-            batch.status, batch.error, batch.finished_at = "failed", reason[:2000], self.clock()
-            if count_breaker and self.breaker.record(issue_id, ok=False) and issue_id > 0:
-                issue = session.get(Issue, issue_id)
-                issue.status = "paused"
+            ledger.mark_failed(session, job.ids, reason)
+            ledger.close_batch(session, job.batch_id, BatchStatus.FAILED, reason, self.clock())
+            if count_breaker and self.breaker.record(job.ref, ok=False) and job.ref.kind == "issue":
+                issue = session.get(Issue, job.ref.id)
+                issue.status = IssueStatus.PAUSED
                 issue.paused_reason = (
                     f"Paused after {self.breaker.threshold} failed batches in a row; last error: {reason}. "
-                    f"Run 'newsletter issues resume {issue_id}' when the cause is fixed."
+                    f"Run 'newsletter issues resume {job.ref.id}' when the cause is fixed."
                 )
-                log.error("issue %s paused by the circuit breaker: %s", issue_id, reason)
-        result.failed += len(ids)
+                log.error("issue %s paused by the circuit breaker: %s", job.ref.id, reason)
+        job.result.failed += len(job.claimed)
 
 
 def send_all(dispatchers: list[Dispatcher], *, on_progress: Callable[[RoundResult], None] | None = None) -> RoundResult:

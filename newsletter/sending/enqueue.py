@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, insert, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import case, literal
 from sqlalchemy.orm import Session
 
 from newsletter.models import Delivery, Issue
 from newsletter.sending.audience import audience
+from subscribers.db import insert_ignoring_conflicts
 from subscribers.models import Contact
 from subscribers.states import DeliveryStatus
 
@@ -32,15 +32,6 @@ def local_instant(day: date, at: time, zone: str) -> datetime:
 def first_local_instant(day: date, at: time) -> datetime:
     """When the first time zone reaches ``day`` ``at``: the moment to enqueue a local-time send."""
     return datetime.combine(day, at, tzinfo=timezone.utc) - EARLIEST_OFFSET
-
-
-def _insert(session: Session):  # noqa: ANN202 - dialect-specific Insert
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(Delivery)
-    if dialect == "sqlite":
-        return sqlite.insert(Delivery)
-    return insert(Delivery)
 
 
 def enqueue_issue(session: Session, issue: Issue, now: datetime) -> int:
@@ -63,7 +54,7 @@ def enqueue_issue(session: Session, issue: Issue, now: datetime) -> int:
         literal(now, Delivery.created_at.type),
     )
     statement = (
-        _insert(session)
+        insert_ignoring_conflicts(session, Delivery)
         .from_select(
             ["issue_id", "contact_id", "list_id", "status", "due_at", "attempts", "created_at"], rows
         )
@@ -74,7 +65,3 @@ def enqueue_issue(session: Session, issue: Issue, now: datetime) -> int:
     if issue.enqueued_at is None:
         issue.enqueued_at = now
     return added
-
-
-def audience_size(session: Session, issue: Issue) -> int:
-    return session.scalar(select(func.count()).select_from(audience(session, issue, Contact.id).subquery())) or 0

@@ -13,6 +13,7 @@ from sqlalchemy.sql import ColumnElement
 
 from newsletter.models import Delivery, Enrollment, Issue, SendBatch, Sequence, SequenceStep
 from subscribers import suppression
+from subscribers.db import is_postgresql
 from subscribers.models import Contact, Subscription, Suppression
 from subscribers.states import (COUNTS_AS_SENT, IN_REQUEST, MAY_HAVE_LEFT, ON_ITS_WAY, BatchStatus, ContactStatus,
                                 DeliveryStatus, EnrollmentState, IssueStatus, SequenceStatus, SubscriptionStatus,
@@ -71,7 +72,7 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         .order_by(Delivery.due_at, Delivery.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         # The classic queue: concurrent workers lock disjoint rows and never wait for each other.
         # MATERIALIZED: the locked pick is made once (as a plain IN subquery PostgreSQL may run it
         # again per row, and SKIP LOCKED would then hand out more than ``limit`` rows).
@@ -174,6 +175,14 @@ def open_batch(session: Session, ids: list[int], *, transport: str, worker: str)
     return batch
 
 
+def close_batch(session: Session, batch_id: int, status: str, error: str | None, now: datetime) -> None:
+    """A batch is over: its final status, why (``error``, kept short enough to store) and when. The one
+    way a single batch is closed; its rows are marked by the caller."""
+    batch = session.get(SendBatch, batch_id)
+    assert batch is not None
+    batch.status, batch.error, batch.finished_at = status, None if error is None else error[:2000], now
+
+
 def mark_submitted(session: Session, batch: SendBatch, ids: list[int], message_id: str | None, now: datetime) -> None:
     if ids:
         whole_batch = len(ids) == batch.size  # every row of the request accepted: no 1000-item IN list
@@ -223,7 +232,7 @@ def mark_unknown(session: Session, batch: SendBatch, reason: str, now: datetime)
         .where(Delivery.batch_id == batch.id, Delivery.status == DeliveryStatus.CLAIMED)
         .values(status=DeliveryStatus.UNKNOWN, error=reason[:2000], lease_expires_at=None)
     )
-    batch.status, batch.error, batch.finished_at = BatchStatus.UNKNOWN, reason[:2000], now
+    close_batch(session, batch.id, BatchStatus.UNKNOWN, reason, now)
 
 
 def release(session: Session, ids: list[int]) -> None:

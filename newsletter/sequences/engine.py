@@ -30,7 +30,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
@@ -38,6 +37,7 @@ from newsletter.errors import InputError
 from newsletter.models import Delivery, Enrollment, Event, Lease, Sequence, SequenceStep
 from newsletter.sequences.windows import Window
 from newsletter.sequences.definition import GoalType
+from subscribers.db import insert_ignoring_conflicts, is_postgresql
 from subscribers.models import Booking, Contact, ContactTag, Lead, MailingList, Subscription, Suppression
 from subscribers.states import (ENGAGEMENT, MAY_STILL_ARRIVE, ContactStatus, DeliveryStatus, EnrollmentState, EventType,
                                 SequenceStatus, SubscriptionStatus)
@@ -224,8 +224,8 @@ def goal_sweep_due(session: Session, now: datetime) -> bool:
     if taken:
         return True
     created = session.execute(  # RETURNING, as psycopg reports no rowcount for this INSERT
-        _dialect_insert(session, Lease).values(name=GOAL_SWEEP_LEASE, holder="goal sweep",
-                                               expires_at=now + GOAL_SWEEP_EVERY)
+        insert_ignoring_conflicts(session, Lease).values(name=GOAL_SWEEP_LEASE, holder="goal sweep",
+                                                         expires_at=now + GOAL_SWEEP_EVERY)
         .on_conflict_do_nothing(index_elements=["name"]).returning(Lease.name)
     ).first()
     return created is not None
@@ -327,7 +327,7 @@ class _Tick:
                 self.first[sequence_id] = step_id
         self.lists = dict(session.execute(select(MailingList.slug, MailingList.id)).all())
         self._due_at: dict[tuple[int, int, str], datetime] = {}
-        self.postgres = session.get_bind().dialect.name == "postgresql"
+        self.postgres = is_postgresql(session)
 
     def among(self, column: ColumnElement[int], values: Collection[int]) -> ColumnElement[bool]:
         """``column IN values``; on PostgreSQL ``= ANY(array)``: one parameter, where a thousand cost
@@ -426,7 +426,7 @@ class _Tick:
         rows = select(Enrollment.id, literal(step_id, Integer()), Enrollment.contact_id, literal(list_id, Integer()),
                       literal(DeliveryStatus.QUEUED, Delivery.status.type), when, literal(0), when
                       ).where(self.among(Enrollment.id, enrollment_ids))
-        self.session.execute(_dialect_insert(self.session, Delivery).from_select(
+        self.session.execute(insert_ignoring_conflicts(self.session, Delivery).from_select(
             ["enrollment_id", "step_id", "contact_id", "list_id", "status", "due_at", "attempts", "created_at"], rows,
         ).on_conflict_do_nothing(index_elements=["enrollment_id", "step_id"]))
 
@@ -465,12 +465,6 @@ def _condition_met(condition: dict | None, engaged: set[str], tags: set[str]) ->
     if condition.get("has_tag"):
         return condition["has_tag"].strip().lower() in tags
     return True
-
-
-def _dialect_insert(session: Session, table: type) -> postgresql.Insert | sqlite.Insert:
-    """The backend's INSERT, which has ON CONFLICT DO NOTHING on both SQLite and PostgreSQL."""
-    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return module.insert(table)
 
 
 def skip_removed_steps(session: Session, settings: Settings, sequence: Sequence, now: datetime) -> None:

@@ -49,16 +49,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, any_, cast, column, func, literal, select, table, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, selectinload
-from sqlalchemy.sql.expression import TableClause
 
 from newsletter.models import Delivery, Event, Issue, Sequence, SequenceStep
 from newsletter.sending import ledger
 from newsletter.transports.sendgrid import scrub
 from subscribers.consent import Proof, unsubscribe
 from subscribers.contacts import normalise_email
+from subscribers.db import insert_ignoring_conflicts, is_postgresql
 from subscribers.errors import InputError
 from subscribers.models import Contact, Suppression
 from subscribers.states import ENGAGEMENT, IN_REQUEST, ContactStatus, DeliveryStatus, EventType
@@ -277,7 +276,7 @@ def _match(session: Session, items: list[_Item]) -> None:
 def _among(session: Session, column: ColumnElement[int], ids: Iterable[int]) -> ColumnElement[bool]:
     """``column IN ids`` with the ids as one bound value (a JSON array read by json_each on SQLite,
     an array on PostgreSQL): an IN list binds, and SQLAlchemy processes, each of 1000 ids separately."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return column == any_(literal(sorted(ids), ARRAY(BigInteger)))
     values = func.json_each(json.dumps(sorted(ids))).table_valued("value")
     return column.in_(select(values.c.value))
@@ -308,12 +307,6 @@ def _minimise(session: Session, items: list[_Item]) -> None:
 # Storing ----------------------------------------------------------------------------------------
 
 
-def _insert_ignoring_conflicts(session: Session, table: TableClause) -> postgresql.Insert | sqlite.Insert:
-    """INSERT … ON CONFLICT needs the dialect's own construct (the project runs on these two)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
-
 # The columns a provider event fills, and the events table with just those (untyped: PostgreSQL's
 # arrays carry the types; SQLite gets values already processed, each distinct timestamp once through
 # the column's own type, so a 1000-row insert runs no type processor per value).
@@ -327,7 +320,7 @@ _SQLITE_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 def _insert(session: Session, items: list[_Item], now: datetime) -> set[str]:
     """Insert the batch (one statement; on SQLite one per 2520 rows); returns the provider ids that were new."""
     dialect = session.get_bind().dialect
-    postgres = dialect.name == "postgresql"
+    postgres = is_postgresql(session)
     to_db = (lambda value: value) if postgres else _stamp_processor(dialect)
     stamps = {epoch: to_db(datetime.fromtimestamp(epoch, tz=timezone.utc)) for epoch in {i.epoch for i in items}}
     recorded = to_db(now)
@@ -344,7 +337,7 @@ def _insert(session: Session, items: list[_Item], now: datetime) -> set[str]:
     arrays = [cast(list(values), ARRAY(types[name].type)) for name, values in zip(_WRITTEN, zip(*rows))]
     source = func.unnest(*arrays).table_valued(*_WRITTEN).render_derived()
     statement = (
-        _insert_ignoring_conflicts(session, _EVENT_ROWS)
+        insert_ignoring_conflicts(session, _EVENT_ROWS)
         .from_select(list(_WRITTEN), select(*source.c))
         .on_conflict_do_nothing(index_elements=["provider_event_id"])
         .returning(_EVENT_ROWS.c.provider_event_id)
@@ -452,5 +445,5 @@ def _suppress_all(session: Session, rows: Iterable[tuple[str, str | None, str]])
     values = [{"email_hash": h, "email": a, "reason": r, "note": "via SendGrid"} for h, a, r in rows]
     if not values:
         return
-    statement = _insert_ignoring_conflicts(session, Suppression.__table__)  # type: ignore[arg-type]
+    statement = insert_ignoring_conflicts(session, Suppression.__table__)
     session.execute(statement.on_conflict_do_nothing(index_elements=["email_hash"]), values)

@@ -8,6 +8,7 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
+from newsletter.bootstrap import wire
 from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.web import bookings_webhook, metrics, online, pages, tracking
@@ -35,7 +36,9 @@ class SecurityHeaders(BaseHTTPMiddleware):
 
 def create_app(settings: Settings, db: Database) -> FastAPI:
     """The app holds no transport: no answer it gives waits for the email provider (confirmation
-    emails are queued, and the dispatchers send them)."""
+    emails are queued, and the dispatchers send them). Making it wires the listeners (a booking the
+    webhook records is attributed and ends nurture)."""
+    wire(settings)
     warn_if_unsigned(settings)
     app = FastAPI(title=settings.org_name, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings

@@ -3,7 +3,7 @@
 JSON ``{"email", "external_id", "booked_for"?, "name"?, "phone"?}``, signed with HMAC-SHA256 of the raw
 body under NEWSLETTER_BOOKINGS_WEBHOOK_SECRET in ``X-Signature: sha256=<hex>``. Idempotent by
 external id: a retried delivery records nothing twice. The booking moves the lead to booked, ends its
-nurture sequences and is attributed (booking listeners, see ``newsletter/__init__.py``).
+nurture sequences and is attributed (booking listeners, wired by ``newsletter.bootstrap.wire``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from newsletter.config import Settings
-from newsletter.web.webhook_body import Refused, parse_json, read_capped
+from newsletter.web.webhook_body import BodyCheck, Refused, receive_json
 from subscribers.errors import InputError
 from subscribers.leads import ErasedAddress, parse_datetime, record_booking
 
@@ -35,23 +34,28 @@ async def bookings(request: Request) -> JSONResponse:
     settings: Settings = request.app.state.settings
     if settings.bookings_webhook_secret is None:
         return JSONResponse({"error": "the bookings webhook is not configured"}, status_code=404)
-    try:
-        body = await read_capped(request, settings.webhook_max_bytes)
-        expected = signature_for(settings.bookings_webhook_secret.get_secret_value(), body)
+    secret = settings.bookings_webhook_secret.get_secret_value()
+    db = request.app.state.db
+
+    def signature() -> BodyCheck:
         given = request.headers.get("x-signature", "").encode("latin-1")  # headers arrive as latin-1: bytes again
-        if not hmac.compare_digest(expected.encode(), given):
-            raise Refused(403, "bad or missing X-Signature")
-        email, external_id, when = _fields(parse_json(body))
+
+        def check(body: bytes) -> None:
+            if not hmac.compare_digest(signature_for(secret, body).encode(), given):
+                raise Refused(403, "bad or missing X-Signature")
+
+        return check
+
+    def store(data: Any) -> dict[str, Any]:  # in a worker thread: blocking database work off the event loop
+        email, external_id, when = _fields(data)
         booked_for = parse_datetime(when, "booked_for") if when else None
-        db = request.app.state.db
+        with db.session() as session:
+            result = record_booking(session, email, booked_for=booked_for, origin="api",
+                                    external_id=external_id, default_timezone=settings.default_timezone)
+            return {"booking": result.booking.id, "created": result.created}
 
-        def store() -> dict[str, Any]:  # in a worker thread: blocking database work off the event loop
-            with db.session() as session:
-                result = record_booking(session, email, booked_for=booked_for, origin="api",
-                                        external_id=external_id, default_timezone=settings.default_timezone)
-                return {"booking": result.booking.id, "created": result.created}
-
-        answer = await run_in_threadpool(store)
+    try:
+        answer = await receive_json(request, settings.webhook_max_bytes, signature=signature, handle=store)
     except Refused as refused:
         return JSONResponse({"error": refused.detail}, status_code=refused.status)
     except ErasedAddress:

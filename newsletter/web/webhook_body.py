@@ -1,8 +1,10 @@
-"""Reading a webhook's body: capped in size, and parsed as strict JSON of bounded depth.
+"""Reading a webhook's body: capped in size, verified, and parsed as strict JSON of bounded depth.
 
-One home for both webhooks, so hostile input gets the same clear 400 or 413 everywhere. The body is
-read raw (a signature covers its exact bytes) and counted as it arrives, so a client that sends no
-Content-Length (chunked) cannot get past the cap either.
+One home for both webhooks (``receive_json``), so hostile input gets the same clear 400, 403 or 413
+everywhere, in the same order: the declared length, then the headers, then the body, read raw (a
+signature covers its exact bytes) and counted as it arrives, so a client that sends no
+Content-Length (chunked) cannot get past the cap either. Verifying, parsing and what the route then
+does with the data are CPU and database work, done in one worker thread, off the event loop.
 
 orjson parses strictly (RFC 8259): NaN and Infinity, numbers that overflow a double, lone surrogates
 (which no database can store), invalid UTF-8, a byte-order mark and trailing data are all refused, with
@@ -13,12 +15,15 @@ a few levels. Duplicate keys keep the last value, as the standard library does.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 MAX_DEPTH = 20
+T = TypeVar("T")
 
 
 class Refused(Exception):
@@ -41,9 +46,31 @@ def check_length(request: Request, limit: int) -> None:
         raise Refused(413, f"the body is larger than {limit} bytes")
 
 
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it is larger than ``limit`` bytes."""
+BodyCheck = Callable[[bytes], None]  # checks the raw body (a signature over its bytes); raises Refused
+
+
+async def receive_json(request: Request, limit: int, *, signature: Callable[[], BodyCheck],
+                       handle: Callable[[Any], T]) -> T:
+    """What ``handle`` makes of the body's JSON, once the post is known to be fit. In order: a
+    declared length above ``limit`` is refused (413) before anything else; ``signature()`` reads the
+    headers, and may refuse the post, before its body is read, and returns the check of the raw body;
+    the body is read, refused (413) as soon as it passes ``limit``; then, in a worker thread, the
+    check runs, the body is parsed (400) and ``handle`` gets the data. Each step refuses with
+    ``Refused``; ``handle`` may raise what its route answers."""
     check_length(request, limit)
+    check = signature()
+    body = await _read_capped(request, limit)
+
+    def work() -> T:
+        check(body)
+        return handle(parse_json(body))
+
+    return await run_in_threadpool(work)
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it is larger than ``limit`` bytes (the declared
+    length was checked before)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
