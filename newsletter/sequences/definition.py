@@ -51,7 +51,16 @@ DEFAULT_TEMPLATE = "default"
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-TRIGGER_TYPES = ("list_confirmed", "lead_created", "tag_added", "manual")
+class TriggerType(StrEnum):
+    """What enrols a contact (``Trigger.type``, stored as ``sequences.trigger_type``)."""
+
+    LIST_CONFIRMED = "list_confirmed"
+    LEAD_CREATED = "lead_created"
+    TAG_ADDED = "tag_added"
+    MANUAL = "manual"  # staff enrol by hand
+
+
+TRIGGER_TYPES = tuple(TriggerType)
 
 
 class GoalType(StrEnum):
@@ -187,7 +196,9 @@ class Trigger(_Strict):
     """What enrols a contact. ``list`` names a list (its slug) for list_confirmed; ``tag`` names the
     tag for tag_added; the other types take neither."""
 
-    type: Literal["list_confirmed", "lead_created", "tag_added", "manual"]
+    model_config = ConfigDict(use_enum_values=True)  # stored and written back as its plain value
+
+    type: TriggerType
     list: str | None = None
     tag: str | None = None
 
@@ -205,7 +216,7 @@ class Trigger(_Strict):
 
     @model_validator(mode="after")
     def _fields_fit_type(self) -> "Trigger":
-        needed = {"list_confirmed": "list", "tag_added": "tag"}.get(self.type)
+        needed = {TriggerType.LIST_CONFIRMED: "list", TriggerType.TAG_ADDED: "tag"}.get(self.type)
         if needed and getattr(self, needed) is None:
             example = "newsletter" if needed == "list" else "NAME"
             raise ValueError(f"a {self.type} trigger needs {needed}: (e.g. {needed}: {example})")

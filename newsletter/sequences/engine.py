@@ -36,7 +36,7 @@ from newsletter.config import Settings
 from newsletter.errors import InputError
 from newsletter.models import Delivery, Enrollment, Event, Lease, Sequence, SequenceStep
 from newsletter.sequences.windows import Window
-from newsletter.sequences.definition import GoalType
+from newsletter.sequences.definition import GoalType, TriggerType
 from subscribers.db import insert_ignoring_conflicts, is_postgresql
 from subscribers.models import Booking, Contact, ContactTag, Lead, MailingList, Subscription, Suppression
 from subscribers.states import (ENGAGEMENT, MAY_STILL_ARRIVE, ContactStatus, DeliveryStatus, EnrollmentState, EventType,
@@ -64,7 +64,7 @@ def first_due(session: Session, sequence: Sequence, contact_id: int, step: Seque
 # Enrolment ----------------------------------------------------------------------------------------
 
 
-def enroll(session: Session, sequence: Sequence, contact: Contact, now: datetime, *, source: str = "manual") -> Enrollment:
+def enroll(session: Session, sequence: Sequence, contact: Contact, now: datetime, *, source: str = TriggerType.MANUAL) -> Enrollment:
     """Enrol one contact (staff, or a trigger). Refuses a second active enrolment, and a new one
     after a finished one unless the sequence allows re-enrolment."""
     previous = session.scalars(
@@ -91,16 +91,16 @@ def enroll(session: Session, sequence: Sequence, contact: Contact, now: datetime
 def _trigger_candidates(sequence: Sequence):  # noqa: ANN202 - a Select
     """Contacts whose trigger happened since the sequence started listening, as (contact id, when)."""
     since = sequence.triggers_since
-    if sequence.trigger_type == "list_confirmed":
+    if sequence.trigger_type == TriggerType.LIST_CONFIRMED:
         return (
             select(Subscription.contact_id, Subscription.confirmed_at)
             .join(MailingList, MailingList.id == Subscription.list_id)
             .where(MailingList.slug == sequence.trigger_value, Subscription.status == SubscriptionStatus.CONFIRMED,
                    Subscription.confirmed_at >= since)
         )
-    if sequence.trigger_type == "lead_created":
+    if sequence.trigger_type == TriggerType.LEAD_CREATED:
         return select(Lead.contact_id, Lead.requested_at).where(Lead.requested_at >= since)
-    if sequence.trigger_type == "tag_added":
+    if sequence.trigger_type == TriggerType.TAG_ADDED:
         return select(ContactTag.contact_id, ContactTag.added_at).where(
             ContactTag.tag == sequence.trigger_value, ContactTag.added_at >= since
         )
@@ -176,7 +176,7 @@ def _goal_clause(goal: dict, sequence: Sequence):  # noqa: ANN202 - a SQL condit
                               Event.url == goal["url"], Event.occurred_at >= Enrollment.enrolled_at)
     if kind == GoalType.UNSUBSCRIBED:
         left = [exists().where(Contact.id == contact, Contact.status != ContactStatus.ACTIVE)]
-        if sequence.trigger_type == "list_confirmed":
+        if sequence.trigger_type == TriggerType.LIST_CONFIRMED:
             left.append(exists().where(
                 Subscription.contact_id == contact, Subscription.status == SubscriptionStatus.UNSUBSCRIBED,
                 Subscription.list_id.in_(select(MailingList.id).where(MailingList.slug == sequence.trigger_value)),
@@ -421,7 +421,7 @@ class _Tick:
         """Put ``step_id`` in the ledger for these enrolments: one INSERT ... SELECT (its parameters
         are the ids, not eight values a row); the unique (enrolment, step) makes a repeat a no-op."""
         sequence = self.sequences[self.steps[step_id].sequence_id]
-        list_id = self.lists.get(sequence.trigger_value) if sequence.trigger_type == "list_confirmed" else None
+        list_id = self.lists.get(sequence.trigger_value) if sequence.trigger_type == TriggerType.LIST_CONFIRMED else None
         when = literal(self.now, Delivery.due_at.type)
         rows = select(Enrollment.id, literal(step_id, Integer()), Enrollment.contact_id, literal(list_id, Integer()),
                       literal(DeliveryStatus.QUEUED, Delivery.status.type), when, literal(0), when

@@ -17,7 +17,7 @@ from newsletter.config import Settings
 from newsletter.errors import InputError
 from newsletter.compose.compile import compile_email
 from newsletter.models import Enrollment, Post, Sequence, SequenceStep
-from newsletter.sequences.definition import SequenceDefinition, Step, step_content
+from newsletter.sequences.definition import SequenceDefinition, Step, TriggerType, step_content
 from subscribers.states import EnrollmentState, SequenceStatus
 
 
@@ -33,9 +33,9 @@ class InstallReport:
 
 def reason_for(sequence: Sequence, settings: Settings) -> str | None:
     """The footer's "why you get this": a lead asked about a consultation, not for the newsletter."""
-    if sequence.trigger_type == "list_confirmed":
+    if sequence.trigger_type == TriggerType.LIST_CONFIRMED:
         return None  # the layout's default: you subscribed to the newsletter
-    if sequence.trigger_type == "lead_created":
+    if sequence.trigger_type == TriggerType.LEAD_CREATED:
         return f"You are receiving this because you asked {settings.org_name} about a consultation."
     return f"You are receiving this because you are in touch with {settings.org_name}."
 

@@ -14,7 +14,7 @@ from newsletter.errors import InputError, NotFound
 from newsletter.models import Delivery, Enrollment, Sequence, SequenceStep
 from newsletter.sending import ledger
 from newsletter.sending.progress import batch_record
-from newsletter.sequences.definition import SequenceDefinition, parse_definition, to_yaml
+from newsletter.sequences.definition import SequenceDefinition, TriggerType, parse_definition, to_yaml
 from newsletter.sequences.engine import enroll, steps_of
 from newsletter.sequences.install import InstallReport, install
 from newsletter.sequences.library import shipped_definitions
@@ -65,7 +65,7 @@ def set_tracking(session: Session, settings: Settings, sequence: Sequence, mode:
 
 
 def enroll_contact(session: Session, sequence: Sequence, email: str, now: datetime) -> Enrollment:
-    return enroll(session, sequence, get_contact(session, email), now, source="manual")
+    return enroll(session, sequence, get_contact(session, email), now, source=TriggerType.MANUAL)
 
 
 def summary(session: Session, sequence: Sequence) -> dict[str, Any]:

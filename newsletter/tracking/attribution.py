@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.models import Attribution, Event
+from subscribers.states import EventType
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Attribute:
             return
         booked = result.booking.recorded_at
         since = booked - timedelta(days=self.days)
-        for kind in ("click", "open"):
+        for kind in (EventType.CLICK, EventType.OPEN):  # a click is the stronger evidence
             event = session.scalars(
                 select(Event)
                 .where(Event.contact_id == result.lead.contact_id, Event.type == kind, Event.machine.is_(False),

@@ -24,7 +24,7 @@ from newsletter.urls import ANONYMOUS_TOKEN, delivery_from_token, pixel_email, u
 from newsletter.models import Delivery, Event, Issue, Link, Sequence, SequenceStep
 from newsletter.sending import ledger
 from newsletter.tracking.machines import machine_reason
-from subscribers.states import IN_REQUEST
+from subscribers.states import IN_REQUEST, EventType
 
 ALL_AT_ONCE = timedelta(seconds=5)  # a person does not click three links of one email in five seconds
 ALL_AT_ONCE_LINKS = 3
@@ -82,9 +82,9 @@ def record_open(session: Session, settings: Settings, token: str, key: str, requ
     if bound is None:
         return False  # a forged or foreign token, or no tracking: nothing to count
     delivery = bound.delivery if mode == "full" else None
-    reason = machine_reason(method=request.method, user_agent=request.user_agent, ip=request.ip, kind="open")
+    reason = machine_reason(method=request.method, user_agent=request.user_agent, ip=request.ip, kind=EventType.OPEN)
     session.add(Event(delivery_id=delivery.id if delivery else None, contact_id=delivery.contact_id if delivery else None,
-                      issue_id=issue_id, step_id=step_id, type="open", machine=reason is not None, reason=reason,
+                      issue_id=issue_id, step_id=step_id, type=EventType.OPEN, machine=reason is not None, reason=reason,
                       source="first_party", occurred_at=now))
     _settle(session, delivery, now)
     return True
@@ -105,10 +105,10 @@ def record_click(session: Session, settings: Settings, token: str, link_id: str,
     if mode == "off":
         return link.url  # tracking was turned off since: still take the reader where the email pointed
     delivery = bound.delivery if mode == "full" else None
-    reason = machine_reason(method=request.method, user_agent=request.user_agent, ip=request.ip, kind="click",
+    reason = machine_reason(method=request.method, user_agent=request.user_agent, ip=request.ip, kind=EventType.CLICK,
                             submitted_at=delivery.submitted_at if delivery else None, now=now)
     session.add(Event(delivery_id=delivery.id if delivery else None, contact_id=delivery.contact_id if delivery else None,
-                      issue_id=link.issue_id, step_id=link.step_id, link_id=link.id, url=link.url, type="click",
+                      issue_id=link.issue_id, step_id=link.step_id, link_id=link.id, url=link.url, type=EventType.CLICK,
                       machine=reason is not None, reason=reason, source="first_party", occurred_at=now))
     session.flush()
     if delivery is not None and reason is None:
@@ -127,7 +127,7 @@ def _settle(session: Session, delivery: Delivery | None, now: datetime) -> None:
 
 def _label_all_at_once(session: Session, delivery_id: int, now: datetime) -> None:
     """A scanner opens every link of an email in a burst: relabel such a burst as machine clicks."""
-    recent = (Event.delivery_id == delivery_id, Event.type == "click", Event.occurred_at >= now - ALL_AT_ONCE)
+    recent = (Event.delivery_id == delivery_id, Event.type == EventType.CLICK, Event.occurred_at >= now - ALL_AT_ONCE)
     links = session.scalar(select(func.count(func.distinct(Event.link_id))).where(*recent)) or 0
     if links >= ALL_AT_ONCE_LINKS:
         session.execute(update(Event).where(*recent).values(machine=True, reason="clicked every link at once")
