@@ -1,4 +1,5 @@
-"""Issues: an email made from a post. Create (compiled once), list, show, preflight and preview."""
+"""Issues: an email made from a post. Create (compiled once), edit, list, show, preflight, preview and
+test emails."""
 
 from __future__ import annotations
 
@@ -17,11 +18,21 @@ from newsletter.compose.preflight import Finding, check_email
 from newsletter.compose.render import CompiledEmail
 from newsletter.models import Issue
 from newsletter.posts.service import get_post
-from newsletter.urls import recipient_values, unsubscribe_mailto
+from newsletter.urls import TEST_TOKEN, test_values, unsubscribe_mailto
 from subscribers.states import RECOMPILABLE
 
 SAMPLE_RECIPIENT = ("Alex Sample", "alex.sample@example.com")
-SAMPLE_TOKEN = "preview-sample-token"
+MAX_INTRO = 2000
+TEST_SUBJECT_PREFIX = "[Test] "
+
+
+def _clean_intro(value: str) -> str:
+    """Paragraphs of plain text: lines joined, blank lines kept as paragraph breaks."""
+    paragraphs = [" ".join(p.split()) for p in value.replace("\r\n", "\n").split("\n\n")]
+    intro = "\n\n".join(p for p in paragraphs if p)
+    if len(intro) > MAX_INTRO:
+        raise InputError(f"the intro note is {len(intro)} characters; keep it under {MAX_INTRO}")
+    return intro
 
 
 def _clean_line(value: str, what: str) -> str:
@@ -33,14 +44,16 @@ def _clean_line(value: str, what: str) -> str:
 
 def create_issue(
     session: Session, settings: Settings, post_id: int, subject: str | None = None, preheader: str | None = None,
-    tracking: str | None = None,
+    tracking: str | None = None, intro: str = "",
 ) -> Issue:
     post = get_post(session, post_id)
     tracking = check_tracking(tracking or settings.tracking)
     subject = _clean_line(subject if subject is not None else post.title, "subject")
     preheader = _clean_line(preheader if preheader is not None else post.excerpt, "preheader")[:200]
-    issue = Issue(post=post, subject=subject, preheader=preheader, tracking=tracking)
-    compile_email(content_for_post(post, subject, preheader), settings, tracking=tracking, session=session, into=issue)
+    intro = _clean_intro(intro)
+    issue = Issue(post=post, subject=subject, preheader=preheader, intro=intro, tracking=tracking)
+    compile_email(content_for_post(post, subject, preheader, intro), settings, tracking=tracking, session=session,
+                  into=issue)
     return issue
 
 
@@ -63,9 +76,25 @@ def list_issues(session: Session, limit: int = 100) -> list[Issue]:
     return list(session.scalars(select(Issue).order_by(Issue.id.desc()).limit(limit)))
 
 
+def edit_issue(session: Session, settings: Settings, issue: Issue, *, subject: str | None = None,
+               preheader: str | None = None, intro: str | None = None) -> Issue:
+    """Change an unsent issue's subject, preheader or intro note; it is compiled again. Every value
+    is checked before any is stored."""
+    if issue.status not in RECOMPILABLE:
+        raise InputError(f"issue {issue.id} is {issue.status}: it can be edited only before sending")
+    subject = _clean_line(subject, "subject") if subject is not None else issue.subject
+    if not subject:
+        raise InputError("the subject is empty; every issue needs one")
+    preheader = _clean_line(preheader, "preheader")[:200] if preheader is not None else issue.preheader
+    intro = _clean_intro(intro) if intro is not None else issue.intro
+    issue.subject, issue.preheader, issue.intro = subject, preheader, intro
+    recompile(session, issue, settings)
+    return issue
+
+
 def recompile(session: Session, issue: Issue, settings: Settings) -> CompiledEmail:
     """Compile again from the post (after a template, brand or tracking change); only before sending."""
-    return compile_email(content_for_post(issue.post, issue.subject, issue.preheader), settings,
+    return compile_email(content_for_post(issue.post, issue.subject, issue.preheader, issue.intro), settings,
                          tracking=issue.tracking, session=session, into=issue)
 
 
@@ -85,17 +114,29 @@ def write_preview(issue: Issue, settings: Settings, out_dir: Path) -> PreviewFil
     """issue.html, issue.txt and issue.eml exactly as a sample recipient would receive them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     name, address = SAMPLE_RECIPIENT
-    values = recipient_values(settings, SAMPLE_TOKEN, name)
+    preview = preview_parts(issue, settings)
     message = build_message(
         compiled_of(issue),
         to_email=address,
         to_name=name,
-        values=values,
-        unsubscribe_mailto=unsubscribe_mailto(settings, SAMPLE_TOKEN),
+        values=test_values(settings, name),
+        unsubscribe_mailto=unsubscribe_mailto(settings, TEST_TOKEN),
         settings=settings,
     )
     files = PreviewFiles(out_dir / "issue.html", out_dir / "issue.txt", out_dir / "issue.eml")
-    files.html.write_text(substitute(issue.html, values), encoding="utf-8")
-    files.text.write_text(substitute(issue.text, values), encoding="utf-8")
+    files.html.write_text(preview.html, encoding="utf-8")
+    files.text.write_text(preview.text, encoding="utf-8")
     files.eml.write_bytes(message.as_bytes())
     return files
+
+
+@dataclass(frozen=True)
+class Preview:
+    html: str
+    text: str
+
+
+def preview_parts(issue: Issue, settings: Settings) -> Preview:
+    """The stored email's HTML and text as a sample recipient gets them; its links work and count nothing."""
+    values = test_values(settings, SAMPLE_RECIPIENT[0])
+    return Preview(substitute(issue.html, values), substitute(issue.text, values))

@@ -81,6 +81,11 @@ class Issue(Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     paused_reason: Mapped[str | None] = mapped_column(Text)
+    # A note from the team, shown above the post (plain text).
+    intro: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Who let an issue that waited for approval go out ("user 3"), and when.
+    approved_by: Mapped[str | None] = mapped_column(String(100))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # First-party tracking: full (per recipient), anonymous (aggregate counts only) or off.
     tracking: Mapped[str] = mapped_column(String(10), default="full")
     html: Mapped[str] = mapped_column(Text)
@@ -238,6 +243,35 @@ class ConfirmationEmail(Base):
     subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True)
     # queued -> sending -> sent; or failed (with the reason), unknown (the request left, no answer
     # came), skipped (confirmed, withdrawn or suppressed before it went)
+    status: Mapped[str] = mapped_column(String(12))  # a ConfirmationStatus
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+_TEST_QUEUED = _status_is(ConfirmationStatus.QUEUED)
+
+
+class TestEmail(Base):
+    """A test copy of an issue for a staff address: queued by "send a test" and sent by a dispatcher
+    like a confirmation email (same states, same at-most-once lease). It is not in the delivery
+    ledger and its links carry ``urls.TEST_TOKEN``, so it is never counted in the issue's results."""
+
+    __test__ = False  # not a pytest test class
+    __tablename__ = "test_emails"
+    __table_args__ = (
+        Index("ix_test_emails_queued", "due_at", "id", sqlite_where=_TEST_QUEUED, postgresql_where=_TEST_QUEUED),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
+    to_email: Mapped[str] = mapped_column(String(320))
+    requested_by: Mapped[str] = mapped_column(String(100))  # "user 3", "cli"
     status: Mapped[str] = mapped_column(String(12))  # a ConfirmationStatus
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -10,7 +10,8 @@ working.
   pixel, the List-Unsubscribe mailto): a signed delivery id (HMAC-SHA256 in itsdangerous's ``Signer``
   format). Nothing is stored, and one signature per recipient serves all the links, so making them is
   cheap on the sending hot path (``DeliveryLinks``). Under anonymous tracking, clicks and opens carry
-  ``ANONYMOUS_TOKEN`` instead: counts, nobody's.
+  ``ANONYMOUS_TOKEN`` instead: counts, nobody's. Test emails and previews carry ``TEST_TOKEN``:
+  their links work and nothing is counted.
 - **Page tokens** (``subscribers.tokens``), for links made on a page or in the confirmation email: a
   signed contact or subscription id with a salt per purpose, so a preferences token never confirms;
   confirmation links expire.
@@ -39,6 +40,7 @@ UNSUBSCRIBE, PREFERENCES, VIEW_ONLINE, CONFIRM, CLICK, OPEN = "/u/", "/preferenc
 MAX_ID = 2**31 - 1
 MAX_LEDGER_ID = 2**63 - 1
 ANONYMOUS_TOKEN = "anon"  # the token of emails under anonymous tracking: counts, nobody's
+TEST_TOKEN = "test"  # the token of test emails and previews: links work, nothing is counted
 
 
 def url_id(text: str, *, largest: int = MAX_ID) -> int | None:
@@ -61,15 +63,24 @@ def unsubscribe_mailto(settings: Settings, token: str) -> str:
     return f"mailto:{settings.unsubscribe_email}?subject=unsubscribe-{token}"
 
 
-def recipient_values(settings: Settings, token: str, name: str | None) -> RecipientValues:
-    """The personal values of an email whose links carry ``token`` (a preview's sample token)."""
+def recipient_values(settings: Settings, token: str, name: str | None, track: str = ANONYMOUS_TOKEN) -> RecipientValues:
+    """The personal values of an email whose links carry ``token``."""
     base = settings.public_base_url
     return RecipientValues(
         first_name=safe_first_name(name),
         unsubscribe_url=unsubscribe_url(settings, token),
         preferences_url=f"{base}{PREFERENCES}{token}",
         view_online_url=f"{base}{VIEW_ONLINE}{token}",
+        track=track,
     )
+
+
+def test_values(settings: Settings, name: str | None) -> RecipientValues:
+    """The personal values of a test email or a preview: every link carries ``TEST_TOKEN``."""
+    return recipient_values(settings, TEST_TOKEN, name, track=TEST_TOKEN)
+
+
+test_values.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when a test imports it
 
 
 def click_url(base_url: str, token: str, link_id: int) -> str:

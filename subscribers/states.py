@@ -63,9 +63,12 @@ MAY_HAVE_LEFT = (BatchStatus.REQUESTING, BatchStatus.SENDING)
 
 
 class IssueStatus(StrEnum):
-    """``issues.status``: draft -> scheduled -> sending -> sent; or paused (resumable), cancelled."""
+    """``issues.status``: draft -> scheduled -> sending -> sent; or paused (resumable), cancelled.
+    With approval required (``NEWSLETTER_ISSUE_APPROVAL``), an issue a marketing user schedules is
+    awaiting_approval until an admin approves it (then scheduled); it never sends before."""
 
     DRAFT = "draft"
+    AWAITING_APPROVAL = "awaiting_approval"
     SCHEDULED = "scheduled"
     SENDING = "sending"
     SENT = "sent"
@@ -75,9 +78,10 @@ class IssueStatus(StrEnum):
 
 # Derived, never stored: a send that is over with deliveries held as unknown ("sent, N unknown").
 SENT_WITH_UNKNOWN = "sent_with_unknown"
-SCHEDULABLE = (IssueStatus.DRAFT, IssueStatus.SCHEDULED, IssueStatus.CANCELLED)
+SCHEDULABLE = (IssueStatus.DRAFT, IssueStatus.AWAITING_APPROVAL, IssueStatus.SCHEDULED, IssueStatus.CANCELLED)
 PAUSABLE = (IssueStatus.SENDING, IssueStatus.SCHEDULED)
-RECOMPILABLE = (IssueStatus.DRAFT, IssueStatus.SCHEDULED)  # nothing has been queued yet
+RECOMPILABLE = (IssueStatus.DRAFT, IssueStatus.AWAITING_APPROVAL, IssueStatus.SCHEDULED)  # nothing queued yet
+CANCELLABLE = (IssueStatus.AWAITING_APPROVAL, IssueStatus.SCHEDULED)  # back to draft
 
 
 class ConfirmationStatus(StrEnum):

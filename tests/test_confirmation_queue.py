@@ -14,7 +14,7 @@ from newsletter import erasure, optin
 from newsletter.config import Settings, get_settings
 from newsletter.database import Database
 from newsletter.models import ConfirmationEmail, SendPause
-from newsletter.sending import confirmations
+from newsletter.sending.confirmations import ConfirmationSender
 from newsletter.sending.dispatch import Dispatcher, SendingStopped, send_all
 from newsletter.transports import MemoryTransport
 from newsletter.transports.base import AuthenticationFailed, OutcomeUnknown, RateLimited, TemporaryFailure
@@ -76,7 +76,7 @@ def test_forms_answer_alike_and_no_provider_request_happens_inside_one(
             assert new.status_code == known.status_code == again.status_code == nobody.status_code == 200
             assert new.text == known.text and again.text == nobody.text
             result = server.send_queued()  # what serve's dispatchers do in the background
-        assert result.confirmations == 1
+        assert result.one_offs == 1
         assert [(d.to, d.categories) for d in fake.deliveries] == [("new@example.org", ["confirmation"])]
     with db.session() as s:
         (sent,) = s.scalars(select(ConfirmationEmail))
@@ -96,11 +96,11 @@ def test_a_claimed_email_is_never_sent_twice_even_when_its_dispatcher_dies(db: D
     confirmation_id = queue_one(db, settings)
     clock = Clock()
     with db.session() as s:  # a dispatcher claims it, sends, and dies before recording the answer
-        assert confirmations.claim(s, worker="gone", now=clock.now, lease=timedelta(seconds=300)) is not None
+        assert ConfirmationSender(settings, db, ScriptedTransport(), worker="gone").claim(s, clock.now) is not None
     transport = ScriptedTransport()
-    assert Dispatcher(settings, db, transport, clock=clock).run_until_idle().confirmations == 0  # its lease holds
+    assert Dispatcher(settings, db, transport, clock=clock).run_until_idle().one_offs == 0  # its lease holds
     clock.now += timedelta(seconds=301)
-    assert Dispatcher(settings, db, transport, clock=clock).run_until_idle().confirmations == 0
+    assert Dispatcher(settings, db, transport, clock=clock).run_until_idle().one_offs == 0
     assert transport.requests == 0  # held as unknown, not sent again blindly
     held = row(db, confirmation_id)
     assert held.status == "unknown" and "not sent again" in (held.error or "")
@@ -110,7 +110,7 @@ def test_two_dispatchers_send_one_queued_email_once(db: Database, settings: Sett
     queue_one(db, settings)
     transport = MemoryTransport(settings)
     totals = send_all(Dispatcher.pool(settings, db, transport, count=2))
-    assert totals.confirmations == 1 and len(transport.sent) == 1
+    assert totals.one_offs == 1 and len(transport.sent) == 1
 
 
 def test_each_memory_transport_keeps_only_what_it_was_given(db: Database, settings: Settings) -> None:
@@ -130,7 +130,7 @@ def test_failures_are_retried_with_backoff_and_recorded(db: Database, settings: 
     transport = ScriptedTransport(script=[raises(TemporaryFailure("SendGrid server error (503)")),
                                           raises(TemporaryFailure("SendGrid server error (502)"))])
     dispatcher = Dispatcher(settings, db, transport, clock=clock, sleep=lambda _: None)
-    assert dispatcher.run_once().confirmations == 1
+    assert dispatcher.run_once().one_offs == 1
     first = row(db, confirmation_id)
     assert (first.status, first.attempts, first.error) == ("queued", 1, "SendGrid server error (503)")
     assert timedelta(seconds=15) <= first.due_at - clock.now <= timedelta(seconds=45)  # 30 s, with jitter
@@ -161,8 +161,8 @@ def test_it_gives_up_after_the_retries_and_says_why(db: Database, settings: Sett
 def test_an_unknown_outcome_is_held_and_never_resent(db: Database, settings: Settings) -> None:
     confirmation_id = queue_one(db, settings)
     transport = ScriptedTransport(script=[raises(OutcomeUnknown("no answer from SendGrid"))])
-    assert Dispatcher(settings, db, transport).run_until_idle().confirmations == 1
-    assert Dispatcher(settings, db, transport).run_until_idle().confirmations == 0
+    assert Dispatcher(settings, db, transport).run_until_idle().one_offs == 1
+    assert Dispatcher(settings, db, transport).run_until_idle().one_offs == 0
     held = row(db, confirmation_id)
     assert (held.status, held.error, transport.requests) == ("unknown", "no answer from SendGrid", 1)
 
@@ -212,7 +212,7 @@ def test_concurrent_dispatchers_on_postgresql_send_each_email_once(postgres_db: 
         queue_one(postgres_db, settings, f"reader{n}@example.org")
     transport = MemoryTransport(settings)
     totals = send_all(Dispatcher.pool(settings, postgres_db, transport, count=4))
-    assert totals.confirmations == 12
+    assert totals.one_offs == 12
     addresses = sorted(m["To"].addresses[0].addr_spec for m in transport.sent)
     assert addresses == sorted(f"reader{n}@example.org" for n in range(12))
     with postgres_db.session() as s:

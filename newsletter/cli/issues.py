@@ -43,12 +43,30 @@ def issues_create(
     subject: Annotated[str | None, typer.Option(help="Subject line; default the post's title.")] = None,
     preheader: Annotated[str | None, typer.Option(help="Preview text; default the post's excerpt.")] = None,
     tracking: Annotated[str | None, typer.Option(help="full | anonymous (counts only) | off; default NEWSLETTER_TRACKING.")] = None,
+    intro: Annotated[str, typer.Option(help="A note above the post (plain text; a blank line starts a paragraph).")] = "",
 ) -> None:
     """Make a draft issue from a post. Prints its id, then the preflight's findings."""
     with unit_of_work() as (settings, session):
-        issue = issue_service.create_issue(session, settings, post, subject, preheader, tracking)
+        issue = issue_service.create_issue(session, settings, post, subject, preheader, tracking, intro)
         findings = issue_service.preflight(issue, settings)
     print(issue.id)
+    _print_findings(findings)
+
+
+@issues_app.command("edit")
+@friendly_errors
+def issues_edit(
+    issue_id: int,
+    subject: Annotated[str | None, typer.Option(help="New subject line.")] = None,
+    preheader: Annotated[str | None, typer.Option(help="New preview text.")] = None,
+    intro: Annotated[str | None, typer.Option(help="A note above the post (plain text; a blank line starts a paragraph; '' removes it).")] = None,
+) -> None:
+    """Change a draft or scheduled issue's subject, preheader or intro note; it is compiled again."""
+    with unit_of_work() as (settings, session):
+        issue = issue_service.edit_issue(session, settings, issue_service.get_issue(session, issue_id),
+                                         subject=subject, preheader=preheader, intro=intro)
+        findings = issue_service.preflight(issue, settings)
+    out.print(f"issue {issue_id} updated", highlight=False)
     _print_findings(findings)
 
 

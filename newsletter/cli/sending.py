@@ -17,14 +17,16 @@ from newsletter.due import run_round
 from newsletter.errors import InputError
 from newsletter.issues import get_issue
 from newsletter.sending import ledger, schedule
-from newsletter.sending.dispatch import Dispatcher, SendingStopped, send_all
+from newsletter.sending.dispatch import Dispatcher, SendingStopped, default_worker_id, send_all
 from newsletter.sending.progress import batch_line, batch_record, describe, issue_state, settle_hint
 from newsletter.sending.reconcile import OperatorNotice, reconcile, request_log
 from newsletter.sending.stops import lift_stop
+from newsletter.sending.test_emails import TestEmailSender, queue_test_emails
+from newsletter.transports.base import AuthenticationFailed
 from newsletter.sending.worker import run_worker
 from newsletter.transports import get_transport
 from subscribers.db import utcnow
-from subscribers.states import DeliveryStatus
+from subscribers.states import ConfirmationStatus, DeliveryStatus
 
 sending_app = typer.Typer(help="The send path as a whole: resume after a stop.", no_args_is_help=True)
 
@@ -97,6 +99,39 @@ def send(
     if not state.settled:  # "sent" would be false: nobody knows whether these recipients got it
         err.print(f"[yellow]warning:[/yellow] {settle_hint(state.unknown, issue_id=issue_id)}", highlight=False)
         raise typer.Exit(EXIT_UNSETTLED)
+
+
+@issues_app.command("test")
+@friendly_errors
+def send_test(
+    issue_id: int,
+    to: Annotated[str, typer.Option("--to", help="Addresses for the test copy, separated by commas.")],
+) -> None:
+    """Send a test copy ("[Test] " subject, never counted in results) to staff addresses now."""
+    settings = get_settings()
+    db = open_database(settings)
+    with db.session() as session:
+        rows = queue_test_emails(session, settings, get_issue(session, issue_id), to, requested_by="cli", now=utcnow())
+        ids = {row.id: row.to_email for row in rows}
+    sender = TestEmailSender(settings, db, get_transport(settings), worker=default_worker_id())
+    try:
+        results = sender.send_queued(ids)
+    except AuthenticationFailed as exc:
+        raise InputError(f"the test is queued, not sent: {exc}") from None
+    for row_id, (state, error) in results.items():
+        line = "sent" if state == ConfirmationStatus.SENT else f"{state}" + (f" ({error})" if error else "")
+        out.print(f"{ids[row_id]}: {line}", highlight=False)
+
+
+@issues_app.command("approve")
+@friendly_errors
+def approve(issue_id: int) -> None:
+    """Approve an issue that waits for approval: it goes out as scheduled."""
+    with unit_of_work() as (_, session):
+        issue = get_issue(session, issue_id)
+        schedule.approve(issue, approved_by="cli", now=utcnow())
+        state = issue_state(session, issue).label
+    out.print(f"issue {issue_id} is {state}", highlight=False)
 
 
 @issues_app.command("pause")

@@ -28,10 +28,11 @@ def check_tracking(mode: str) -> str:
     return mode
 
 
-def content_for_post(post: Post, subject: str, preheader: str) -> EmailContent:
-    """An issue's content: the post's title and blocks, with its date and reading time as the meta line."""
+def content_for_post(post: Post, subject: str, preheader: str, intro: str = "") -> EmailContent:
+    """An issue's content: the post's title and blocks, with its date and reading time as the meta
+    line, and the team's intro note above the post."""
     return EmailContent(subject=subject, preheader=preheader, title=post.title, blocks=post.blocks,
-                        published_at=post.published_at, reading_minutes=post.reading_minutes)
+                        published_at=post.published_at, reading_minutes=post.reading_minutes, intro=intro)
 
 
 def compile_email(content: EmailContent, settings: Settings, *, tracking: str = "off", session: Session | None = None,

@@ -43,6 +43,7 @@ class EmailContent:
     transactional: bool = False
     cta: dict[str, str] | None = None  # label, url, lead; default: the booking button
     greeting: bool = True
+    intro: str = ""  # an issue's note from the team, plain text, before the post (paragraphs split on blank lines)
 
 
 @dataclass
@@ -116,6 +117,7 @@ def render_email(content: EmailContent, settings: Settings) -> CompiledEmail:
         "references": references,
         "transactional": content.transactional,
         "greeting": content.greeting,
+        "intro": [p.strip() for p in content.intro.split("\n\n") if p.strip()],
     }
     if content.cta:
         context["cta"] = content.cta

@@ -35,6 +35,9 @@ from newsletter.models import Issue, SendBatch, SequenceStep
 from newsletter.compose.render import CompiledEmail
 from newsletter.sending import ledger, stops
 from newsletter.sending.confirmations import ConfirmationSender
+from newsletter.sending.one_off import Claimed as OneOffClaimed
+from newsletter.sending.one_off import OneOffSender
+from newsletter.sending.test_emails import TestEmailSender
 from newsletter.sending.ledger import Claim, Claimed
 from newsletter.sending.pacing import Pacer
 from newsletter.transports import Batch, BatchResult, Recipient, Transport
@@ -72,18 +75,18 @@ class RoundResult:
     failed: int = 0
     unknown: int = 0
     suppressed: int = 0
-    confirmations: int = 0  # confirmation emails handled (sent, failed, queued again for later)
+    one_offs: int = 0  # confirmation and test emails handled (sent, failed, queued again for later)
 
     @property
     def handled(self) -> int:
-        return self.submitted + self.failed + self.unknown + self.suppressed + self.confirmations
+        return self.submitted + self.failed + self.unknown + self.suppressed + self.one_offs
 
     def add(self, other: RoundResult) -> None:
         self.submitted += other.submitted
         self.failed += other.failed
         self.unknown += other.unknown
         self.suppressed += other.suppressed
-        self.confirmations += other.confirmations
+        self.one_offs += other.one_offs
 
 
 class EmailRef(NamedTuple):
@@ -179,9 +182,12 @@ class Dispatcher:
         self.stop = stop or threading.Event()  # set: finish the request in hand, start no other
         self.batch_size = min(settings.batch_size, transport.max_batch)
         self.links = DeliveryLinks(settings)
-        # Confirmation emails come first: a person is waiting for theirs (``issues send ID`` sends only its issue).
-        self.confirmations = ConfirmationSender(settings, db, transport, worker=self.worker, clock=clock,
-                                                sleep=self.sleep, pacer=self.pacer)
+        # One-off emails come first: a person is waiting for a confirmation, staff for a test
+        # (``issues send ID`` sends only its issue).
+        self.one_offs: list[OneOffSender] = [
+            kind(settings, db, transport, worker=self.worker, clock=clock, sleep=self.sleep, pacer=self.pacer)
+            for kind in (ConfirmationSender, TestEmailSender)
+        ]
         # Seconds spent per phase, for benchmarks: claim, build (recipient values), send (transport:
         # request building and HTTP), record (ledger updates).
         self.timings: dict[str, float] = {"claim": 0.0, "build": 0.0, "send": 0.0, "record": 0.0}
@@ -212,8 +218,8 @@ class Dispatcher:
         started = time.perf_counter()
         with self.db.session() as session:
             self._check_not_stopped(session)
-            confirmation = self.confirmations.claim(session, now) if self.only_issue is None else None
-            if confirmation is None:
+            one_off = self._claim_one_off(session, now) if self.only_issue is None else None
+            if one_off is None:
                 limit = self.batch_size
                 room = self.pacer.room_today(session, now)
                 if room is not None:
@@ -239,12 +245,13 @@ class Dispatcher:
                     assert step is not None
                     email = CompiledEmail(step.subject, step.preheader, step.html, step.text)
                     categories = [f"sequence-{step.sequence_id}"]
-        if confirmation is not None:
+        if one_off is not None:
+            sender, claimed_one = one_off
             try:
-                self.confirmations.deliver(confirmation)
+                sender.deliver(claimed_one)
             except AuthenticationFailed as exc:
                 self._stop_all_sending(exc)
-            return RoundResult(confirmations=1)
+            return RoundResult(one_offs=1)
         result = RoundResult(issue_id=issue_id, suppressed=got.suppressed)
         self.timings["claim"] += time.perf_counter() - started
         if got.batch_id is not None:
@@ -255,6 +262,13 @@ class Dispatcher:
                 assert issue is not None
                 ledger.finish_if_done(session, issue, self.clock())
         return result
+
+    def _claim_one_off(self, session: Session, now: datetime) -> tuple[OneOffSender, OneOffClaimed] | None:
+        for sender in self.one_offs:
+            claimed = sender.claim(session, now)
+            if claimed is not None:
+                return sender, claimed
+        return None
 
     @staticmethod
     def _check_not_stopped(session: Session) -> None:

@@ -22,7 +22,7 @@ from newsletter.sending import ledger
 from newsletter.sending.enqueue import enqueue_issue, first_local_instant
 from subscribers.lists import ensure_list, get_list
 from subscribers.segments import get_segment
-from subscribers.states import PAUSABLE, SCHEDULABLE, IssueStatus
+from subscribers.states import CANCELLABLE, PAUSABLE, SCHEDULABLE, IssueStatus
 
 
 def parse_when(text: str, zone: str) -> datetime:
@@ -49,11 +49,13 @@ def schedule_issue(
     local_time: bool = False,
     list_slug: str | None = None,
     segment: str | None = None,
+    needs_approval: bool = False,
 ) -> Issue:
     """Schedule (or reschedule) a draft or scheduled issue. The preflight must pass first.
 
     With ``local_time`` the issue goes out at ``at``'s wall-clock time in each recipient's own zone,
-    on ``at``'s date; otherwise everyone gets it at ``at``."""
+    on ``at``'s date; otherwise everyone gets it at ``at``. With ``needs_approval`` (see
+    ``approval_needed``) it waits for an admin's ``approve`` and cannot send before."""
     if issue.status not in SCHEDULABLE:
         raise InputError(f"issue {issue.id} is {issue.status}; only a draft or scheduled issue can be scheduled")
     recompile(session, issue, settings)  # the brand or template may have changed since the draft was made
@@ -73,12 +75,26 @@ def schedule_issue(
         issue.scheduled_at = max(first_local_instant(wall.date(), time(wall.hour, wall.minute)), now)
     else:
         issue.local_send_time, issue.schedule_timezone, issue.scheduled_at = None, zone, at
-    issue.status, issue.paused_reason = IssueStatus.SCHEDULED, None
+    issue.status = IssueStatus.AWAITING_APPROVAL if needs_approval else IssueStatus.SCHEDULED
+    issue.paused_reason, issue.approved_by, issue.approved_at = None, None, None
     return issue
 
 
+def approval_needed(settings: Settings, *, is_admin: bool) -> bool:
+    """With ``NEWSLETTER_ISSUE_APPROVAL``, what anyone but an admin schedules waits for an admin."""
+    return settings.issue_approval and not is_admin
+
+
+def approve(issue: Issue, *, approved_by: str, now: datetime) -> None:
+    """An admin lets an issue that waits for approval go out as it was scheduled (at once, if that
+    time has passed: the scheduler picks it up on its next round)."""
+    if issue.status != IssueStatus.AWAITING_APPROVAL:
+        raise InputError(f"issue {issue.id} is {issue.status}; only an issue awaiting approval can be approved")
+    issue.status, issue.approved_by, issue.approved_at = IssueStatus.SCHEDULED, approved_by, now
+
+
 def cancel(issue: Issue) -> None:
-    if issue.status != IssueStatus.SCHEDULED:
+    if issue.status not in CANCELLABLE:
         raise InputError(f"issue {issue.id} is {issue.status}; only a scheduled issue can be cancelled "
                          "(pause one that is sending)")
     issue.status, issue.scheduled_at = IssueStatus.DRAFT, None

@@ -20,7 +20,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
-from newsletter.urls import ANONYMOUS_TOKEN, delivery_from_token, pixel_email, url_id
+from newsletter.urls import ANONYMOUS_TOKEN, TEST_TOKEN, delivery_from_token, pixel_email, url_id
 from newsletter.models import Delivery, Event, Issue, Link, Sequence, SequenceStep
 from newsletter.sending import ledger
 from newsletter.tracking.machines import machine_reason
@@ -74,7 +74,7 @@ def record_open(session: Session, settings: Settings, token: str, key: str, requ
     """The pixel was fetched. ``key`` names the email ("i12" an issue, "s7" a step). Records an open
     only for a token of that email under tracking; returns whether it did."""
     email = pixel_email(key)
-    if email is None:
+    if email is None or token == TEST_TOKEN:  # a test email or a preview: never counted
         return False
     issue_id, step_id = email
     mode = _mode(session, issue_id, step_id)
@@ -98,6 +98,8 @@ def record_click(session: Session, settings: Settings, token: str, link_id: str,
     link = session.get(Link, number) if number is not None else None
     if link is None:
         return None
+    if token == TEST_TOKEN:
+        return link.url  # a test email or a preview: the link works, nothing is counted
     mode = _mode(session, link.issue_id, link.step_id)
     bound = _bind(session, settings, token, link.issue_id, link.step_id, mode)
     if bound is None:
