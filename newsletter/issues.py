@@ -17,7 +17,7 @@ from newsletter.compose.personalize import substitute
 from newsletter.compose.preflight import Finding, check_email
 from newsletter.compose.render import CompiledEmail
 from newsletter.models import Issue
-from newsletter.posts.service import get_post
+from newsletter.posts.service import get_post, update_post
 from newsletter.urls import TEST_TOKEN, test_values, unsubscribe_mailto
 from subscribers.states import RECOMPILABLE
 
@@ -90,6 +90,18 @@ def edit_issue(session: Session, settings: Settings, issue: Issue, *, subject: s
     issue.subject, issue.preheader, issue.intro = subject, preheader, intro
     recompile(session, issue, settings)
     return issue
+
+
+def edit_post(session: Session, settings: Settings, post_id: int, *, title: str | None = None,
+              excerpt: str | None = None, labels: tuple[str, str] = ("--title", "--excerpt")) -> list[Issue]:
+    """Change a post's title or excerpt; its issues that have not been sent yet are compiled again, so
+    their previews show what will go out. Returns those issues."""
+    post = update_post(get_post(session, post_id), title=title, excerpt=excerpt,
+                       title_label=labels[0], excerpt_label=labels[1])
+    drafts = list(session.scalars(select(Issue).where(Issue.post_id == post.id, Issue.status.in_(RECOMPILABLE))))
+    for issue in drafts:
+        recompile(session, issue, settings)
+    return drafts
 
 
 def recompile(session: Session, issue: Issue, settings: Settings) -> CompiledEmail:

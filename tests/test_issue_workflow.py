@@ -141,3 +141,22 @@ def test_the_preview_links_carry_the_test_token(db: Database, settings: Settings
         preview = issue_service.preview_parts(issue_service.get_issue(s, issue_id), settings)
     assert f"/c/{TEST_TOKEN}/" in preview.html and "%%" not in preview.html and "%%" not in preview.text
     assert f"/u/{TEST_TOKEN}" in preview.html
+
+
+def test_editing_a_post_recompiles_its_unsent_issues_only(db: Database, settings: Settings) -> None:
+    draft_id = make_issue(db, settings)
+    add_audience(db, 1)
+    with db.session() as s:
+        post_id = issue_service.get_issue(s, draft_id).post_id
+        sent = issue_service.create_issue(s, settings, post_id, "Already out", "x")
+        schedule.start_now(s, settings, sent, NOW)
+        sent_html = sent.html
+    with db.session() as s:
+        with pytest.raises(InputError, match="title holds a control character"):
+            issue_service.edit_post(s, settings, post_id, title="Bad\x07title", excerpt="kept?", labels=("title", "excerpt"))
+        assert issue_service.get_issue(s, draft_id).post.excerpt != "kept?"
+        drafts = issue_service.edit_post(s, settings, post_id, title="Small steps, steady days", excerpt="")
+        assert [i.id for i in drafts] == [draft_id]
+        assert "Small steps, steady days" in issue_service.get_issue(s, draft_id).html
+        assert issue_service.get_issue(s, sent.id).html == sent_html
+        assert issue_service.get_issue(s, draft_id).post.excerpt == ""

@@ -9,6 +9,7 @@ import typer
 
 from newsletter.cli.common import err, friendly_errors, out, print_json, print_rows, unit_of_work
 from newsletter.errors import InputError
+from newsletter import issues as issue_service
 from newsletter.posts import service as post_service
 
 posts_app = typer.Typer(help="Import and inspect posts.", no_args_is_help=True)
@@ -53,6 +54,20 @@ def posts_import(
         print(post.id)
         if not result.created:
             err.print(f"(already imported as post {post.id}: {post.title})", highlight=False)
+
+
+@posts_app.command("edit")
+@friendly_errors
+def posts_edit(
+    post_id: int,
+    title: Annotated[str | None, typer.Option("--title", help="The post's new title.")] = None,
+    excerpt: Annotated[str | None, typer.Option("--excerpt", help="The post's new excerpt ('' clears it).")] = None,
+) -> None:
+    """Change a post's title or excerpt; its unsent issues are compiled again."""
+    with unit_of_work() as (settings, session):
+        drafts = issue_service.edit_post(session, settings, post_id, title=title, excerpt=excerpt)
+    again = f"; issues compiled again: {', '.join(str(i.id) for i in drafts)}" if drafts else ""
+    out.print(f"post {post_id} updated{again}", highlight=False)
 
 
 @posts_app.command("list")

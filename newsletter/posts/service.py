@@ -120,6 +120,19 @@ def get_post(session: Session, post_id: int) -> Post:
     return post
 
 
+def update_post(post: Post, *, title: str | None = None, excerpt: str | None = None,
+                title_label: str = "--title", excerpt_label: str = "--excerpt") -> Post:
+    """Staff's own title or excerpt for a post (both checked before either is stored). Its content
+    hash stays that of the import, so importing the same source again still finds this post."""
+    new_title = given_text(title, title_label, MAX_TITLE_CHARS)
+    new_excerpt = given_text(excerpt, excerpt_label, MAX_EXCERPT_CHARS) if excerpt is not None and excerpt.strip() else None
+    if new_title is not None:
+        post.title = new_title
+    if excerpt is not None:
+        post.excerpt = new_excerpt or ""
+    return post
+
+
 def list_posts(session: Session, limit: int = 100) -> list[Post]:
     return list(session.scalars(select(Post).order_by(Post.id.desc()).limit(limit)))
 
