@@ -160,3 +160,19 @@ def test_editing_a_post_recompiles_its_unsent_issues_only(db: Database, settings
         assert "Small steps, steady days" in issue_service.get_issue(s, draft_id).html
         assert issue_service.get_issue(s, sent.id).html == sent_html
         assert issue_service.get_issue(s, draft_id).post.excerpt == ""
+
+
+def test_the_live_audience_count_is_what_enqueueing_adds(db: Database, settings: Settings) -> None:
+    from newsletter.sending.audience import audience_size
+    from subscribers.lists import get_list
+    from subscribers.suppression import SuppressionReason, suppress
+
+    issue_id = make_issue(db, settings)
+    add_audience(db, 5)
+    with db.session() as s:
+        suppress(s, "reader0@example.org", SuppressionReason.MANUAL)
+    with db.session() as s:
+        newsletter = get_list(s, "newsletter")
+        assert audience_size(s, newsletter.id) == 4
+        added = schedule.start_now(s, settings, issue_service.get_issue(s, issue_id), NOW)
+        assert added == 4
