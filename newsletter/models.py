@@ -222,7 +222,23 @@ _CONFIRMATION_QUEUED = _status_is(ConfirmationStatus.QUEUED)
 _CONFIRMATION_SENDING = _status_is(ConfirmationStatus.SENDING)
 
 
-class ConfirmationEmail(Base):
+class OneOffQueue:
+    """The columns of a one-off email's row (``newsletter.sending.one_off``): queued -> sending ->
+    sent; or failed (with the reason), unknown (the request left, no answer came), skipped (nothing
+    left to send when its turn came)."""
+
+    status: Mapped[str] = mapped_column(String(12))  # a ConfirmationStatus
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ConfirmationEmail(OneOffQueue, Base):
     """A double opt-in confirmation email to send: queued in the same transaction as the sign-up (or
     the request for a new link) and sent by a dispatcher, never inside the web request, so every
     answer to the public forms takes the same path whether or not the address is known. Sent at
@@ -241,23 +257,12 @@ class ConfirmationEmail(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True)
-    # queued -> sending -> sent; or failed (with the reason), unknown (the request left, no answer
-    # came), skipped (confirmed, withdrawn or suppressed before it went)
-    status: Mapped[str] = mapped_column(String(12))  # a ConfirmationStatus
-    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    claimed_by: Mapped[str | None] = mapped_column(String(100))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    provider_message_id: Mapped[str | None] = mapped_column(String(200))
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 _TEST_QUEUED = _status_is(ConfirmationStatus.QUEUED)
 
 
-class TestEmail(Base):
+class TestEmail(OneOffQueue, Base):
     """A test copy of an issue for a staff address: queued by "send a test" and sent by a dispatcher
     like a confirmation email (same states, same at-most-once lease). It is not in the delivery
     ledger and its links carry ``urls.TEST_TOKEN``, so it is never counted in the issue's results."""
@@ -272,15 +277,6 @@ class TestEmail(Base):
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
     to_email: Mapped[str] = mapped_column(String(320))
     requested_by: Mapped[str] = mapped_column(String(100))  # "user 3", "cli"
-    status: Mapped[str] = mapped_column(String(12))  # a ConfirmationStatus
-    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    claimed_by: Mapped[str | None] = mapped_column(String(100))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    provider_message_id: Mapped[str | None] = mapped_column(String(200))
-    error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 # Sequences ----------------------------------------------------------------------------------------
