@@ -139,7 +139,7 @@ def test_no_evidence_holds_the_batch_for_staff_told_once_by_log_and_email(
     assert "waits for staff" in text and f"issues resolve {batch.id} --resend" in text
     # Staff settle it; the record says who did.
     assert CliRunner().invoke(app, ["issues", "resolve", str(batch.id), "--sent"]).exit_code == 0
-    assert counts(db, issue_id) == {"submitted": 3} and the_batch(db).evidence == "settled by staff: sent"
+    assert counts(db, issue_id) == {"submitted": 3} and the_batch(db).evidence == "settled by staff (cli): sent"
 
 
 def test_the_resend_policy_queues_a_batch_without_evidence_after_the_wait(

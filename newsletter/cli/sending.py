@@ -189,10 +189,7 @@ def resolve(
 ) -> None:
     """Settle a batch held as unknown (its request left and no answer came)."""
     with unit_of_work() as (_, session):
-        count = ledger.resolve_unknown(session, batch_id, sent=sent, now=utcnow(),
-                                       evidence=f"settled by staff: {'sent' if sent else 'queued again'}")
-    if not count:
-        raise InputError(f"batch {batch_id} has no deliveries held as unknown")
+        count = ledger.settle_by_staff(session, batch_id, sent=sent, now=utcnow(), who="staff (cli)")
     out.print(f"{count} deliveries marked {DeliveryStatus.SUBMITTED if sent else 'queued again'}")
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
+from newsletter.errors import InputError
 from newsletter.models import Delivery, Enrollment, Issue, SendBatch, Sequence, SequenceStep
 from subscribers import suppression
 from subscribers.db import is_postgresql
@@ -384,6 +385,16 @@ def resolve_unknown(session: Session, batch_id: int, *, sent: bool, now: datetim
     if batch is not None and count:
         batch.status = BatchStatus.SUBMITTED if sent else BatchStatus.FAILED
         batch.evidence = evidence[:2000]
+    return count
+
+
+def settle_by_staff(session: Session, batch_id: int, *, sent: bool, now: datetime, who: str = "staff") -> int:
+    """A person settles a batch held as unknown: ``sent`` after checking the provider's activity log,
+    or queue it again accepting possible duplicates. Raises InputError when nothing is held."""
+    count = resolve_unknown(session, batch_id, sent=sent, now=now,
+                            evidence=f"settled by {who}: {'sent' if sent else 'queued again'}")
+    if not count:
+        raise InputError(f"batch {batch_id} has no deliveries held as unknown")
     return count
 
 
