@@ -176,3 +176,17 @@ def test_the_live_audience_count_is_what_enqueueing_adds(db: Database, settings:
         assert audience_size(s, newsletter.id) == 4
         added = schedule.start_now(s, settings, issue_service.get_issue(s, issue_id), NOW)
         assert added == 4
+
+
+def test_pasted_or_uploaded_content_is_imported_under_the_size_limit(db: Database, settings: Settings) -> None:
+    from newsletter.posts import service as post_service
+
+    small = settings.model_copy(update={"max_post_bytes": 100})
+    with pytest.raises(InputError, match=r"notes.md: is 101 bytes; posts are limited to 100 \(NEWSLETTER_MAX_POST_BYTES\)"):
+        post_service.given_bytes("notes.md", b"x" * 101, small)
+    raw = post_service.given_bytes("pasted text", "# Winter walks\n\nShort days, *good* habits.\n".encode(), settings)
+    with db.session() as s:
+        post = post_service.import_post(s, raw, "markdown").post
+        assert post.title == "Winter walks" and post.excerpt.startswith("Short days")
+    with pytest.raises(InputError, match="pasted text: is empty"):
+        post_service.parse(post_service.given_bytes("pasted text", b"  \n", settings), "text")

@@ -81,6 +81,15 @@ def read(source: str, settings: Settings, stdin: BinaryIO | None = None) -> RawS
                        allow=AllowList.parse(settings.fetch_allow_hosts))
 
 
+def given_bytes(name: str, data: bytes, settings: Settings, content_type: str | None = None) -> RawSource:
+    """Content handed over whole (a file uploaded to the staff app, text pasted into it), under the
+    same size limit as any other source; ``name`` is what messages call it."""
+    if len(data) > settings.max_post_bytes:
+        raise InputError(f"{name}: is {len(data):,} bytes; posts are limited to {settings.max_post_bytes:,} "
+                         "(NEWSLETTER_MAX_POST_BYTES)")
+    return RawSource(name=name, data=data, content_type=content_type, url=None)
+
+
 def given_text(value: str | None, option: str, limit: int) -> str | None:
     """A title or excerpt typed by staff: one line of text, or a clear error naming the option."""
     if value is None:
