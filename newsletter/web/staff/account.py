@@ -21,8 +21,9 @@ ACCOUNT = "/staff/account"
 
 def _account_page(request: Request, staff: Staff, status: int = 200, **context: object) -> Response:
     settings = request.app.state.settings
+    context.setdefault("errors", {})
     return page(request, staff, "staff/account.html", status, user=staff.user,
-                totp_required=totp.required_for(staff.user, settings), errors={}, **context)
+                totp_required=totp.required_for(staff.user, settings), **context)
 
 
 @router.get(ACCOUNT)

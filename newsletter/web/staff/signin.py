@@ -54,9 +54,10 @@ def _form(request: Request, status: int = 200, *, email: str = "", next_value: s
 
 @router.get("/staff/sign-in")
 async def sign_in_form(request: Request, next: str = "") -> Response:
-    if await auth.current_staff(request) is not None:
-        return RedirectResponse(auth.safe_next(next), status_code=303)
-    return _form(request, next_value=next)
+    # Shown to a signed-in user too (to sign in as someone else): the new session replaces theirs.
+    staff = await auth.current_staff(request)
+    notice = f"You are signed in as {staff.user.email}. Signing in again ends that session." if staff else None
+    return _form(request, next_value=next, notice=notice)
 
 
 def _signed_in(request: Request, started: sessions.Started, next_value: str) -> Response:
