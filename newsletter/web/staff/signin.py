@@ -101,7 +101,8 @@ async def sign_in(request: Request, email: str = Form(""), password: str = Form(
     if result.outcome is Outcome.REFUSED or result.started is None:
         return _form(request, 400, email=email, next_value=next, errors={"password": REFUSED})
     if result.outcome is Outcome.NEEDS_CODE:
-        target = CODE_PATH + (f"?next={quote(auth.safe_next(next), safe='/')}" if next else "")
+        back = auth.safe_next(next)
+        target = CODE_PATH + (f"?next={quote(back, safe='/')}" if back != auth.HOME else "")
         response = RedirectResponse(target, status_code=303)
         auth.set_cookie(response, request, SESSION, result.started.token)
         return response
