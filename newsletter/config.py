@@ -174,6 +174,18 @@ class Settings(BaseSettings):
     confirm_link_hours: int = Field(72, ge=1, description="How long a confirmation link stays valid.")
     public_form_limit_per_hour: int = Field(20, ge=1, description="Public form posts allowed per client per hour.")
 
+    # Staff app
+    staff_idle_minutes: int = Field(30, ge=1, le=24 * 60, description="A staff session ends after this many minutes "
+                                    "without a request (it ends after 12 hours whatever happens).")
+    require_2fa: bool = Field(False, description="Admins must sign in with a TOTP code as well: an admin without one "
+                              "is sent to set it up before any other page (the contact list reveals health interest).")
+    issue_approval: bool = Field(False, description="An issue a marketing user schedules waits for an admin's approval "
+                                 "before it can send.")
+    signin_max_failures: int = Field(5, ge=1, description="Failed staff sign-ins allowed per account in 15 minutes; "
+                                     "then that account's sign-in waits.")
+    signin_client_max_failures: int = Field(20, ge=1, description="Failed staff sign-ins allowed per client address "
+                                            "in 15 minutes, whichever accounts they name.")
+
     # Scheduler
     feed_poll_minutes: int = Field(30, ge=1, description="How often the scheduler polls feeds.")
     scheduler_interval_seconds: int = Field(5, ge=1, description="How often the scheduler looks for due work.")

@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from newsletter import issues as issue_service
 from newsletter.config import Settings
@@ -15,11 +16,18 @@ from newsletter.models import Sequence
 from newsletter.posts import service as post_service
 from newsletter.posts.source import RawSource
 from newsletter.compose.preflight import Finding
+from newsletter.staff import users as staff_users
+from newsletter.staff.roles import Role
 from subscribers.states import SequenceStatus
 
 DEMO_POST = "demo-post.txt"
 DEMO_SUBJECT = "Small steps for steadier days"
 DEMO_PREHEADER = "A few easy habits our team talks about most, and how to start this week."
+# The demo's staff login: fixed and printed, so it is only ever made in a database that has no
+# other staff user (a demo run against a real install must not open a door with a known password).
+DEMO_STAFF_EMAIL = "demo@clinic.example"
+DEMO_STAFF_PASSWORD = "demo-password-not-for-production"
+STAFF_URL = "http://127.0.0.1:8000/staff/"
 
 
 @dataclass
@@ -31,6 +39,7 @@ class DemoResult:
     findings: list[Finding]
     database: str
     outbox: Path
+    staff_login: bool  # whether the demo admin exists (made now or by an earlier run)
 
     def summary(self) -> str:
         lines = [
@@ -47,7 +56,13 @@ class DemoResult:
             "Sign up on the public pages once 'newsletter serve' runs (make demo starts it): "
             "http://127.0.0.1:8000/subscribe",
             f"The confirmation email lands in {self.outbox.resolve()}/ as an .eml file; its button confirms you.",
+            "",
         ]
+        if self.staff_login:
+            lines.append(f"Staff app: {STAFF_URL}  (sign in as {DEMO_STAFF_EMAIL}, password {DEMO_STAFF_PASSWORD})")
+        else:
+            lines.append(f"Staff app: {STAFF_URL}  (this database has staff users of its own, so no demo login "
+                         "was made: sign in with yours, or add one with 'newsletter users add EMAIL --role admin')")
         return "\n".join(lines)
 
 
@@ -66,8 +81,19 @@ def run_demo(settings: Settings, db: Database, out_dir: Path) -> DemoResult:
         if welcome is not None:
             welcome.status = SequenceStatus.ACTIVE
         files = issue_service.write_preview(issue, settings, out_dir)
+        staff_login = _demo_admin(session)
         assert settings.outbox_dir is not None
         return DemoResult(
             post.id, post.title, issue.id, files, findings, db.engine.url.render_as_string(hide_password=True),
-            settings.outbox_dir,
+            settings.outbox_dir, staff_login,
         )
+
+
+def _demo_admin(session: Session) -> bool:
+    """Make the demo admin if missing, and only in a database with no other staff user."""
+    if staff_users.find(session, DEMO_STAFF_EMAIL) is not None:
+        return True
+    if staff_users.list_users(session):
+        return False
+    staff_users.add_user(session, DEMO_STAFF_EMAIL, Role.ADMIN, DEMO_STAFF_PASSWORD, actor="demo")
+    return True

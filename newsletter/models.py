@@ -411,3 +411,8 @@ class Attribution(Base):
     step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="SET NULL"), index=True)
     kind: Mapped[str] = mapped_column(String(10))  # click | open
     event_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# Staff access keeps its tables beside its services; importing them here puts them on the shared
+# metadata wherever the models are (one Alembic history, one schema check).
+from newsletter.staff import models as _staff_models  # noqa: E402,F401

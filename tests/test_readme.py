@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_configuration_table_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, re.MULTILINE))
+    documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", readme, re.MULTILINE))
     expected = {str(f.validation_alias or f"NEWSLETTER_{name.upper()}") for name, f in Settings.model_fields.items()}
     assert documented == expected
 

@@ -17,6 +17,7 @@ from newsletter.cli.posts import posts_app
 from newsletter.cli.reports import report_app
 from newsletter.cli.segments import segments_app
 from newsletter.cli.sequences import sequences_app
+from newsletter.cli.users import users_app
 from newsletter.config import get_settings
 
 app = typer.Typer(help="Email newsletter and lead-nurture pipeline for clinics.", no_args_is_help=True)
@@ -46,6 +47,7 @@ app.add_typer(leads_app, name="leads")
 app.add_typer(sequences_app, name="sequences")
 app.add_typer(sending.sending_app, name="sending")
 app.add_typer(report_app, name="report")
+app.add_typer(users_app, name="users")
 
 if __name__ == "__main__":
     app()

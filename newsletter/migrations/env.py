@@ -3,6 +3,7 @@
 from alembic import context
 
 import newsletter.models  # noqa: F401 - registers tables on the shared metadata
+import newsletter.staff.models  # noqa: F401
 import subscribers.models  # noqa: F401
 from subscribers.db import Base
 

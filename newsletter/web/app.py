@@ -15,6 +15,12 @@ from newsletter.web import bookings_webhook, metrics, online, pages, tracking
 from newsletter.web.ratelimit import RateLimiter
 from newsletter.web.sendgrid_webhook import router as sendgrid_webhook_router
 from newsletter.web.sendgrid_webhook import warn_if_unsigned
+from newsletter.web.staff import account as staff_account
+from newsletter.web.staff import audit as staff_audit
+from newsletter.web.staff import auth as staff_auth
+from newsletter.web.staff import home as staff_home
+from newsletter.web.staff import signin as staff_signin
+from newsletter.web.staff import users as staff_users
 
 # Tokens travel in URLs: never let them leak to other sites through the Referer header.
 SECURITY_HEADERS = {
@@ -24,12 +30,22 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
+# The staff app runs its own first-party script (no inline script, nothing from another host) and
+# frames its own issue previews; QR codes and charts are inline SVG or data: images.
+STAFF_SECURITY_HEADERS = {
+    **SECURITY_HEADERS,
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
+    "img-src 'self' data:; frame-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'",
+}
+STAFF_PREFIX = "/staff"
 
 
 class SecurityHeaders(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next):  # type: ignore[no-untyped-def]
         response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
+        staff = request.url.path == STAFF_PREFIX or request.url.path.startswith(STAFF_PREFIX + "/")
+        for name, value in (STAFF_SECURITY_HEADERS if staff else SECURITY_HEADERS).items():
             response.headers.setdefault(name, value)
         return response
 
@@ -51,6 +67,10 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.include_router(tracking.router)
     app.include_router(bookings_webhook.router)
     app.include_router(metrics.router)
+    staff_auth.install(app)
+    for staff_router in (staff_signin.router, staff_home.router, staff_account.router, staff_audit.router,
+                         staff_users.router):
+        app.include_router(staff_router)
 
     @app.exception_handler(HTTPException)
     async def not_found(request: Request, exc: HTTPException) -> Response:

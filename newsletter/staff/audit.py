@@ -1,0 +1,113 @@
+"""The audit log: who did what, when, for every sensitive action, whichever face it came through.
+
+Append only. This module has no way to change or remove an entry, and the database refuses UPDATE
+and DELETE on ``audit_log`` (triggers of migration 0010). An entry never holds a contact's data:
+``target`` names what was acted on by kind and number ("issue 3", "user 2"); ``detail`` is short
+text written by the code, never text someone typed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from math import ceil
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from newsletter.staff.models import AuditEntry, StaffUser
+from subscribers.db import utcnow
+
+CLI = "cli"  # the actor of a command typed at a terminal
+UNKNOWN_ACCOUNT = "unknown account"  # a failed sign-in for an address no user has: what was typed is not kept
+PAGE_SIZE = 50
+
+
+class AuditAction(StrEnum):
+    SIGN_IN = "sign_in"
+    SIGN_IN_FAILED = "sign_in_failed"
+    SIGN_OUT = "sign_out"
+    EXPORT = "export"
+    ERASE = "erase"
+    IMPORT = "import"
+    SEND = "send"
+    SEND_TEST = "send_test"
+    SCHEDULE = "schedule"
+    CANCEL = "cancel"
+    PAUSE = "pause"
+    RESUME = "resume"
+    APPROVE = "approve"
+    SETTINGS_CHANGED = "settings_changed"
+    ROLE_CHANGED = "role_changed"
+    USER_ADDED = "user_added"
+    USER_DISABLED = "user_disabled"
+    PASSWORD_RESET = "password_reset"
+    TOTP_ENABLED = "totp_enabled"
+    TOTP_DISABLED = "totp_disabled"
+    API_TOKEN_CREATED = "api_token_created"
+    API_TOKEN_REVOKED = "api_token_revoked"
+    POST_IMPORTED = "post_imported"
+    ISSUE_CREATED = "issue_created"
+    ISSUE_EDITED = "issue_edited"
+
+
+Actor = StaffUser | str  # a staff user, or CLI / another fixed label
+
+
+def record(session: Session, actor: Actor, action: AuditAction, target: str | None = None,
+           detail: str | None = None, *, at: datetime | None = None) -> AuditEntry:
+    """Append one entry, in the caller's transaction: the entry and the action commit together."""
+    entry = AuditEntry(
+        at=at or utcnow(),
+        actor=actor.email if isinstance(actor, StaffUser) else actor,
+        actor_user_id=actor.id if isinstance(actor, StaffUser) else None,
+        action=AuditAction(action).value,
+        target=target,
+        detail=detail,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    action: AuditAction | None = None
+    actor: str | None = None
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[AuditEntry]
+    page: int
+    pages: int
+    total: int
+
+
+def entries(session: Session, filters: AuditFilter = AuditFilter(), page: int = 1,
+            per_page: int = PAGE_SIZE) -> AuditPage:
+    """Entries matching ``filters``, newest first, one page of them."""
+    conditions = []
+    if filters.action is not None:
+        conditions.append(AuditEntry.action == filters.action.value)
+    if filters.actor:
+        conditions.append(AuditEntry.actor == filters.actor)
+    if filters.since is not None:
+        conditions.append(AuditEntry.at >= filters.since)
+    if filters.until is not None:
+        conditions.append(AuditEntry.at < filters.until)
+    total = session.scalar(select(func.count()).select_from(AuditEntry).where(*conditions)) or 0
+    pages = max(1, ceil(total / per_page))
+    page = min(max(1, page), pages)
+    rows = session.scalars(select(AuditEntry).where(*conditions)
+                           .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+                           .offset((page - 1) * per_page).limit(per_page)).all()
+    return AuditPage(list(rows), page, pages, total)
+
+
+def actors(session: Session) -> list[str]:
+    """Every actor the log names (to filter by): staff addresses, "cli", "unknown account"."""
+    return list(session.scalars(select(AuditEntry.actor).distinct().order_by(AuditEntry.actor)))
