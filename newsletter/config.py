@@ -93,9 +93,6 @@ class Settings(BaseSettings):
     )
 
     # Tracking and webhooks
-    issue_approval: bool = Field(
-        False, description="Issues that a marketing user schedules wait for an admin's approval before they can send."
-    )
     test_send_limit: int = Field(5, ge=1, le=20, description="Addresses one test send may go to.")
     tracking: str = Field("full", description="Default first-party tracking of new issues and sequences: full | anonymous | off.")
     sendgrid_webhook_public_key: SecretStr | None = Field(

@@ -12,7 +12,7 @@ import subscribers.db
 
 
 revision = '0011'
-down_revision = '0009'  # becomes '0010' when staff access lands
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
