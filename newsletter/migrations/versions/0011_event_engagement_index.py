@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision = '0011'
-down_revision = '0009'  # DEV ONLY: becomes '0010' at merge
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
