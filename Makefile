@@ -19,12 +19,14 @@ demo: $(STAMP)
 	$(BIN)/newsletter demo
 	$(BIN)/newsletter serve
 
-# Browser tests drive Debian's chromium; scripts/ensure-chromium installs it when it can.
+# Browser tests drive Debian's chromium; scripts/ensure-chromium installs it when it can. The
+# accessibility checks inject axe-core, fetched from the npm registry (sha512-verified) into .cache/.
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 browser:
 	@sh scripts/ensure-chromium
+	@$(PYTHON) scripts/fetch-axe
 
 clean:
 	rm -rf $(VENV) var

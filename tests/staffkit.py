@@ -17,10 +17,9 @@ from newsletter.database import Database
 from newsletter.staff import totp as staff_totp
 from newsletter.staff.roles import Role
 from newsletter.staff.users import add_user, get
+from tests.a11y import assert_accessible, shoot  # noqa: F401 - one home for screenshots and the axe check; page tests import them from here too
 
 ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-WIDTHS = {"phone": 390, "desktop": 1280}
 PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -108,22 +107,6 @@ def browser_sign_in(page: Any, base_url: str, login: Login, *, next_path: str = 
         page.keyboard.type(login.code())
         page.keyboard.press("Enter")
     page.wait_for_url(f"{base_url}{next_path}")
-
-
-def shoot(page: Any, name: str) -> list[Path]:
-    """Screenshots of the whole page at 390 and 1280 px: test-artifacts/screenshots/NAME-phone.png
-    and NAME-desktop.png. The window is put back to the size it had."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    size = page.viewport_size
-    paths = []
-    for label, width in WIDTHS.items():
-        page.set_viewport_size({"width": width, "height": 900})
-        path = SCREENSHOTS / f"{name}-{label}.png"
-        page.screenshot(path=str(path), full_page=True)
-        paths.append(path)
-    if size:
-        page.set_viewport_size(size)
-    return paths
 
 
 def no_horizontal_scroll(page: Any) -> bool:

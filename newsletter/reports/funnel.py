@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, case, exists, func, select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import InputError
@@ -116,6 +116,15 @@ class FunnelReport:
 def _email_dict(e: EmailBookings) -> dict[str, Any]:
     return {f"{e.kind}_id": e.id, "name": e.name, "subject": e.subject, "bookings": e.bookings,
             "by_click": e.by_click, "by_open": e.by_open}
+
+
+def ever_booked() -> ColumnElement[bool]:
+    """The SQL form of **booked** above, for a query over ``Lead``: a booking, or a stage that is or ever
+    was booked or attended (``_figures`` reads the same three facts per lead). Both probes are by
+    index (bookings by lead, stage changes by lead)."""
+    return (Lead.stage.in_(BOOKED_OR_LATER)
+            | exists().where(Booking.lead_id == Lead.id)
+            | exists().where(LeadStageChange.lead_id == Lead.id, LeadStageChange.to_stage.in_(BOOKED_OR_LATER)))
 
 
 def _window(column: Any, since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:

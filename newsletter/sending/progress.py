@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.models import Delivery, Issue
+from newsletter.sending import ledger
 from newsletter.sending.ledger import HeldBatch
-from subscribers.states import SENT_WITH_UNKNOWN, DeliveryStatus, IssueStatus
+from subscribers.states import ON_ITS_WAY, SENT_WITH_UNKNOWN, DeliveryStatus, IssueStatus
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,43 @@ def issue_states(session: Session, issues: Iterable[Issue]) -> dict[int, IssueSt
 
 def issue_state(session: Session, issue: Issue) -> IssueState:
     return issue_states(session, [issue])[issue.id]
+
+
+@dataclass(frozen=True)
+class SendProgress:
+    """How far an issue's send has gone, from its ledger rows by status (``ledger.status_counts``):
+    ``recipients`` are the rows not suppressed, ``waiting`` those still queued or claimed, ``handled``
+    the rest (submitted, delivered, bounced, dropped, failed or held as unknown)."""
+
+    state: IssueState
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def recipients(self) -> int:
+        return sum(n for status, n in self.counts.items() if status != DeliveryStatus.SUPPRESSED)
+
+    @property
+    def waiting(self) -> int:
+        return sum(self.counts.get(status, 0) for status in ON_ITS_WAY)
+
+    @property
+    def handled(self) -> int:
+        return self.recipients - self.waiting
+
+    @property
+    def percent(self) -> int:
+        """Whole percent handled, rounded down: 100 only once nothing is waiting."""
+        return self.handled * 100 // self.recipients if self.recipients else 100
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.state.as_dict(), "recipients": self.recipients, "waiting": self.waiting,
+                "handled": self.handled, "percent": self.percent, "counts": dict(self.counts)}
+
+
+def send_progress(session: Session, issue: Issue) -> SendProgress:
+    """The progress of one issue's send (one grouped count of its ledger rows), with its state."""
+    counts = ledger.status_counts(session, issue.id) if issue.enqueued_at is not None else {}
+    return SendProgress(describe(issue.status, counts.get(DeliveryStatus.UNKNOWN, 0)), counts)
 
 
 def settle_hint(unknown: int, *, issue_id: int | None = None, sequence: str | None = None) -> str:

@@ -1,0 +1,216 @@
+"""A staff-sized history, loaded in bulk: what the staff pages are timed against.
+
+``fill(db, now=...)`` writes, into a migrated empty database (SQLite file or PostgreSQL schema):
+
+- 100,000 contacts over two years, each on the newsletter list (confirmed, some pending, some
+  unsubscribed lately) with the consent event that put them there;
+- 40 weekly issues (the newest still sending, a quarter of its rows queued) and one scheduled, with
+  four links each (one the booking button): 25,000 deliveries each, 1,000,000 in all;
+- their events: delivered, bounces, human and machine opens and clicks, unsubscribes, complaints
+  (about 1.6 events per delivery);
+- 10,000 leads at every stage with their stage changes, bookings for the booked and attended, most
+  of them credited to a delivery the lead clicked.
+
+Rows are made in Python in chunks and written with COPY (PostgreSQL) or executemany in one
+transaction (SQLite), never through the ORM row by row; it is deterministic (seeded). On SQLite it
+takes about a minute.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench.common import write_rows
+from newsletter.database import Database
+
+NOW = datetime(2026, 11, 18, 15, 0, tzinfo=UTC)
+CHUNK = 100_000
+BOOK = "https://clinic.example/book"
+
+
+@dataclass(frozen=True)
+class Size:
+    contacts: int = 100_000
+    issues: int = 40
+    per_issue: int = 25_000  # deliveries per issue: issues x per_issue deliveries in all
+    leads: int = 10_000
+    links: int = 4  # per issue, the last one the booking button
+
+
+COLUMNS = {
+    "lists": "id, slug, name, description, double_opt_in, created_at",
+    "contacts": "id, email, email_hash, name, timezone, custom_fields, status, source, created_at, updated_at",
+    "subscriptions": "id, contact_id, list_id, status, frequency, created_at, confirmed_at, unsubscribed_at, "
+                     "confirmation_sends",
+    "consent_events": "contact_id, list_id, action, method, note, at",
+    "posts": "id, title, excerpt, source_format, tags, blocks, reading_minutes, content_hash, created_at",
+    "issues": "id, post_id, subject, preheader, status, list_id, scheduled_at, schedule_timezone, enqueued_at, "
+              "finished_at, tracking, html, text, compiled_at, created_at, updated_at",
+    "links": "id, issue_id, position, url, label, is_booking",
+    "leads": "id, contact_id, preferred_contact, requested_at, source, stage, created_at, updated_at",
+    "lead_stage_changes": "lead_id, from_stage, to_stage, by, at",
+    "deliveries": "id, issue_id, contact_id, list_id, status, due_at, attempts, created_at, submitted_at",
+    "events": "delivery_id, contact_id, issue_id, link_id, type, machine, source, url, occurred_at, recorded_at",
+    "bookings": "id, lead_id, booked_for, recorded_at, origin, source",
+    "attributions": "booking_id, delivery_id, issue_id, kind, event_at",
+}
+# Tables whose ids the rows carry: PostgreSQL's sequences are moved past them afterwards.
+WITH_IDS = ("lists", "contacts", "subscriptions", "posts", "issues", "links", "leads", "deliveries", "bookings")
+STAGES = ["new", "contacted", "booked", "attended", "lost"]
+STAGE_WEIGHTS = [55, 22, 10, 6, 7]
+SOURCES = ["web_form"] * 5 + ["phone"] * 2 + ["referral", "campaign", "import"]
+
+
+def _status(rnd: random.Random) -> str:
+    r = rnd.random()
+    return ("delivered" if r < 0.94 else "bounced" if r < 0.965 else "submitted" if r < 0.985
+            else "dropped" if r < 0.99 else "suppressed" if r < 0.995 else "failed")
+
+
+def generate(size: Size, now: datetime) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+    """(table, rows) in foreign-key order, at most CHUNK rows at a time."""
+    rnd = random.Random(14)
+    two_years = 730 * 86400
+    created = [now - timedelta(seconds=rnd.randrange(60, two_years)) for _ in range(size.contacts)]
+    yield "lists", [(1, "newsletter", "The Limbic Letter", "", True, now - timedelta(days=800))]
+    contacts, subscriptions, consents = [], [], []
+    for i, at in enumerate(created, start=1):
+        r = rnd.random()
+        status = "pending" if r < 0.03 else "unsubscribed" if r < 0.11 else "confirmed"
+        confirmed = at + timedelta(hours=1) if status != "pending" and at + timedelta(hours=1) < now else None
+        left = (now - timedelta(seconds=rnd.randrange(1, min(365 * 86400, int((now - at).total_seconds())))))\
+            if status == "unsubscribed" else None
+        contacts.append((i, f"reader{i}@example.org", f"h{i}", None, "America/Los_Angeles", "{}",
+                         "unsubscribed" if left else "active", "import", at, at))
+        subscriptions.append((i, i, 1, status, "every", at, confirmed, left, 1))
+        consents.append((i, 1, "confirmed" if confirmed else "requested", "form", None, confirmed or at))
+    yield "contacts", contacts
+    yield "subscriptions", subscriptions
+    yield "consent_events", consents
+    del contacts, subscriptions, consents
+
+    # Weekly issues, the newest still sending, one more scheduled for next week.
+    started = {k: now - timedelta(weeks=size.issues - k, hours=-1 if k == size.issues else 0)
+               for k in range(1, size.issues + 1)}
+    started[size.issues] = now - timedelta(hours=2)
+    total = size.issues + 1
+    yield "posts", [(k, f"Post {k}", "", "text", "[]", "[]", 3, f"p{k}", now - timedelta(weeks=total - k + 1))
+                    for k in range(1, total + 1)]
+    issues = []
+    for k in range(1, total + 1):
+        at = started.get(k, now + timedelta(days=6))
+        status = "sent" if k < size.issues else "sending" if k == size.issues else "scheduled"
+        issues.append((k, k, f"Issue {k}", "", status, 1, at, "America/Los_Angeles", at if k <= size.issues else None,
+                       at + timedelta(hours=1) if status == "sent" else None, "full", "<p/>", "x", at, at, at))
+    yield "issues", issues
+    links = [((k - 1) * size.links + p, k, p, BOOK if p == size.links else f"https://clinic.example/{k}/{p}",
+              "Book a consultation" if p == size.links else f"Link {p}", p == size.links)
+             for k in range(1, total + 1) for p in range(1, size.links + 1)]
+    yield "links", links
+
+    # Leads: contacts 1..leads, made in the last year.
+    lead_at = {n: now - timedelta(seconds=rnd.randrange(3600, 365 * 86400)) for n in range(1, size.leads + 1)}
+    stage = {n: rnd.choices(STAGES, STAGE_WEIGHTS)[0] for n in lead_at}
+    source = {n: rnd.choice(SOURCES) for n in lead_at}
+    yield "leads", [(n, n, "email", at, source[n], stage[n], at, at) for n, at in lead_at.items()]
+    booked_at = {n: min(now - timedelta(minutes=1), lead_at[n] + timedelta(hours=rnd.randrange(1, 21 * 24)))
+                 for n in lead_at if stage[n] in ("booked", "attended")}
+    changes = [(n, None, "new", "api", at) for n, at in lead_at.items()]
+    changes += [(n, "new", "booked", "booking", at) for n, at in booked_at.items()]
+    changes += [(n, "booked", "attended", "staff", at + timedelta(days=3)) for n, at in booked_at.items()
+                if stage[n] == "attended"]
+    changes += [(n, "new", stage[n], "staff", lead_at[n] + timedelta(days=1)) for n in lead_at
+                if stage[n] in ("contacted", "lost")]
+    yield "lead_stage_changes", changes
+
+    # The ledger and its events, streamed; a lead's last human click before booking is remembered.
+    deliveries: list[tuple[Any, ...]] = []
+    events: list[tuple[Any, ...]] = []
+    last_click: dict[int, tuple[int, int, datetime]] = {}
+    n = 0
+    for k in range(1, size.issues + 1):
+        at = started[k]
+        sending = k == size.issues
+        offset = (k * 7919) % size.contacts
+        for j in range(size.per_issue):
+            n += 1
+            contact = (offset + j) % size.contacts + 1
+            status = "queued" if sending and j >= size.per_issue * 3 // 4 else _status(rnd)
+            sent = status in ("delivered", "bounced", "submitted", "dropped")
+            submitted = at + timedelta(seconds=j * 3600 // size.per_issue) if sent else None
+            deliveries.append((n, k, contact, 1, status, at, 1 if status != "queued" else 0, at, submitted))
+            if submitted is None:
+                continue
+            seen = submitted + timedelta(minutes=1)
+            kind = {"delivered": "delivered", "bounced": "bounce", "dropped": "dropped"}.get(status)
+            if kind:
+                events.append((n, contact, k, None, kind, False, "sendgrid", None, seen, seen))
+            if status != "delivered":
+                continue
+            if rnd.random() < 0.25:  # Apple Mail Privacy Protection fetches the pixel at once
+                events.append((n, contact, k, None, "open", True, "first_party", None, seen, seen))
+            if rnd.random() < 0.35:
+                read = min(now, submitted + timedelta(seconds=rnd.randrange(60, 5 * 86400)))
+                for _ in range(1 + (rnd.random() < 0.3)):  # some read it twice
+                    events.append((n, contact, k, None, "open", False, "first_party", None, read, read))
+                r = rnd.random()
+                if r < 0.12:
+                    position = rnd.randrange(1, size.links + 1)
+                    link_id = (k - 1) * size.links + position
+                    url = links[link_id - 1][3]
+                    events.append((n, contact, k, link_id, "click", False, "first_party", url, read, read))
+                    if contact in booked_at and read < booked_at[contact]:
+                        last_click[contact] = (n, k, read)
+                elif r < 0.125:
+                    events.append((n, contact, k, None, "unsubscribe", False, "first_party", None, read, read))
+                elif r < 0.1255:
+                    events.append((n, contact, k, None, "spamreport", False, "sendgrid", None, read, read))
+            if rnd.random() < 0.02:  # a link scanner follows a link
+                link_id = (k - 1) * size.links + 1
+                events.append((n, contact, k, link_id, "click", True, "first_party", links[link_id - 1][3], seen, seen))
+            if len(deliveries) >= CHUNK:
+                yield "deliveries", deliveries
+                yield "events", events
+                deliveries, events = [], []
+    yield "deliveries", deliveries
+    yield "events", events
+
+    bookings, attributions = [], []
+    for booking_id, (lead, at) in enumerate(sorted(booked_at.items()), start=1):
+        bookings.append((booking_id, lead, at + timedelta(days=5), at, "api", source[lead]))
+        if lead in last_click:
+            delivery, issue, clicked = last_click[lead]
+            attributions.append((booking_id, delivery, issue, "click", clicked))
+    yield "bookings", bookings
+    yield "attributions", attributions
+
+
+def fill(db: Database, *, now: datetime = NOW, size: Size = Size()) -> dict[str, int]:
+    """Load the history into ``db`` (migrated and empty). Returns the rows written per table."""
+    postgres = db.engine.dialect.name == "postgresql"
+    counts: dict[str, int] = {}
+    raw = db.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if not postgres:
+            cursor.execute("PRAGMA cache_size = -500000")  # 500 MB for this load only
+            cursor.execute("BEGIN")  # one transaction, not one per row
+        for table, rows in generate(size, now):
+            counts[table] = counts.get(table, 0) + len(rows)
+            if rows:
+                write_rows(cursor, table, COLUMNS[table], rows, postgres=postgres)
+        if postgres:
+            for table in WITH_IDS:
+                cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                               f"coalesce((SELECT max(id) FROM {table}), 0) + 1, false)")
+        raw.commit()
+    finally:
+        raw.close()
+    if postgres:  # autovacuum would do this on a live server
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+    return counts
