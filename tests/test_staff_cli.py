@@ -4,6 +4,7 @@ init never makes a user; the demo makes its admin only where no staff user exist
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -111,3 +112,36 @@ def test_the_demo_leaves_a_real_install_without_a_known_password(settings: Setti
     assert not result.staff_login and DEMO_STAFF_PASSWORD not in result.summary()
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(StaffUser)) == 1
+
+
+def test_each_sensitive_command_writes_exactly_one_audit_entry_and_no_contact_data(
+        settings: Settings, db: Database, tmp_path) -> None:  # noqa: ANN001
+    from tests.sendkit import add_audience
+
+    add_audience(db, 2)
+    steps: list[tuple[list[str], tuple[str, str | None]]] = [
+        (["posts", "import", str(Path(__file__).parents[1] / "newsletter" / "samples" / "demo-post.txt")], ("post_imported", "post 1")),
+        (["posts", "edit", "1", "--title", "Small steps"], ("post_edited", "post 1")),
+        (["issues", "create", "--post", "1"], ("issue_created", "issue 1")),
+        (["issues", "edit", "1", "--intro", "Hello"], ("issue_edited", "issue 1")),
+        (["issues", "test", "1", "--to", "editor@clinic.example"], ("send_test", "issue 1")),
+        (["issues", "schedule", "1", "--at", "2030-01-01 09:00", "--tz", "UTC"], ("schedule", "issue 1")),
+        (["issues", "schedule", "1", "--cancel"], ("cancel", "issue 1")),
+        (["issues", "send", "1", "--queue"], ("send", "issue 1")),
+        (["issues", "pause", "1"], ("pause", "issue 1")),
+        (["issues", "resume", "1"], ("resume", "issue 1")),
+        (["contacts", "export", str(tmp_path / "all.csv")], ("export", None)),
+        (["contacts", "export-one", "reader0@example.org", "--out", str(tmp_path / "one.json")], ("export", None)),
+        (["contacts", "erase", "reader1@example.org", "--yes"], ("erase", None)),
+    ]
+    csv = tmp_path / "in.csv"
+    csv.write_text("email,name\nnew.reader@example.org,New Reader\n", encoding="utf-8")
+    steps.append((["contacts", "import", str(csv), "--list", "newsletter"], ("import", "list newsletter")))
+    for args, expected in steps:
+        before = len(audit_of(db))
+        run(*args)
+        entries = audit_of(db)
+        assert [(actor, action, target) for actor, action, target in entries[before:]] == [("cli", *expected)], args
+    with db.session() as s:
+        details = " ".join(e.detail or "" for e in s.scalars(select(AuditEntry)))
+    assert "@" not in details and "reader" not in details.lower()

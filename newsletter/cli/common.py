@@ -21,6 +21,8 @@ from newsletter.config import Settings, get_settings
 from newsletter.errors import InputError, NotFound
 from newsletter.reports.output import print_whole
 from newsletter.sending.dispatch import RecordingFailed, SendingStopped
+from newsletter.staff import audit as audit_log
+from newsletter.staff.audit import AuditAction
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -53,6 +55,11 @@ def unit_of_work() -> Iterator[tuple[Settings, Session]]:
     db = open_database(settings)
     with db.session() as session:
         yield settings, session
+
+
+def audited(session: Session, action: AuditAction, target: str | None = None, detail: str | None = None) -> None:
+    """The audit entry of a sensitive command, in the command's own transaction (actor "cli")."""
+    audit_log.record(session, audit_log.CLI, action, target, detail)
 
 
 def print_json(data: Any) -> None:

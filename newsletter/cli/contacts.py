@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from newsletter import erasure, optin
-from newsletter.cli.common import friendly_errors, open_database, out, print_json, print_rows, unit_of_work
+from newsletter.cli.common import audited, friendly_errors, open_database, out, print_json, print_rows, unit_of_work
+from newsletter.staff.audit import AuditAction
 from newsletter.config import get_settings
 from newsletter.errors import InputError, NotFound
 from newsletter.sending.confirmations import ConfirmationSender
@@ -144,6 +145,8 @@ def export_one(
     """Everything stored about one person, as JSON (a subject access request)."""
     with unit_of_work() as (_, session):
         data = privacy.export_personal_data(session, email)
+        if data is not None:
+            audited(session, AuditAction.EXPORT, None, "one person's data (subject access request)")
     if data is None:
         raise NotFound("nothing is stored about that address")
     if out_file:
@@ -165,6 +168,7 @@ def erase(
         typer.confirm("Erase this contact and all their data? This cannot be undone", abort=True)
     with unit_of_work() as (settings, session):
         result = erasure.erase(session, settings, email)
+        audited(session, AuditAction.ERASE, None, "a contact erased" if result.erased else "an address suppressed by hash")
     out.print("erased" if result.erased else "no contact held that address; it is now suppressed by hash")
     if not result.wal_truncated:
         out.print("note: another process was reading the database, so its write-ahead log (-wal file) still "

@@ -16,9 +16,11 @@ from rich.progress import (
 from rich.markup import escape
 from rich.table import Column, Table
 
+from newsletter.staff.audit import AuditAction
 from newsletter.cli.common import (
     err,
     friendly_errors,
+    audited,
     open_database,
     out,
     print_json,
@@ -86,6 +88,9 @@ def contacts_import(
             raise typer.Exit(130) from None
         except InputError as exc:  # a file broken half-way: the note says what is imported already
             raise InputError(" ".join([str(exc), *getattr(exc, "__notes__", [])])) from None
+    with unit_of_work() as (_, session):  # the import commits in its own transactions, as it goes
+        audited(session, AuditAction.IMPORT, f"list {list_slug}" if list_slug else None,
+                f"{summary.rows} CSV rows: {summary.added} added, {summary.updated} updated, {summary.rejected} rejected")
     if as_json:
         print_json(summary.as_dict())
     else:
@@ -129,6 +134,8 @@ def contacts_export(
     with unit_of_work() as (_, session):
         where = segment_filter(session, segment) if segment else None
         summary = export_csv(session, file, list_slug=list_slug, where=where, include_suppressed=include_suppressed)
+        audited(session, AuditAction.EXPORT, f"list {list_slug}" if list_slug else None,
+                f"{summary.rows} contacts to CSV" + (f", segment {segment}" if segment else ""))
     if as_json:
         print_json({"path": str(summary.path), "rows": summary.rows, "columns": summary.columns})
     else:

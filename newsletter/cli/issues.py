@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from newsletter import issues as issue_service
-from newsletter.cli.common import friendly_errors, out, print_json, print_rows, unit_of_work
+from newsletter.cli.common import audited, friendly_errors, out, print_json, print_rows, unit_of_work
+from newsletter.staff.audit import AuditAction
 from newsletter.sending.progress import IssueState, issue_state, issue_states
 
 issues_app = typer.Typer(help="Issues: emails made from posts.", no_args_is_help=True)
@@ -48,6 +49,7 @@ def issues_create(
     """Make a draft issue from a post. Prints its id, then the preflight's findings."""
     with unit_of_work() as (settings, session):
         issue = issue_service.create_issue(session, settings, post, subject, preheader, tracking, intro)
+        audited(session, AuditAction.ISSUE_CREATED, f"issue {issue.id}")
         findings = issue_service.preflight(issue, settings)
     print(issue.id)
     _print_findings(findings)
@@ -65,6 +67,7 @@ def issues_edit(
     with unit_of_work() as (settings, session):
         issue = issue_service.edit_issue(session, settings, issue_service.get_issue(session, issue_id),
                                          subject=subject, preheader=preheader, intro=intro)
+        audited(session, AuditAction.ISSUE_EDITED, f"issue {issue_id}")
         findings = issue_service.preflight(issue, settings)
     out.print(f"issue {issue_id} updated", highlight=False)
     _print_findings(findings)

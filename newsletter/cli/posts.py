@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from newsletter.cli.common import err, friendly_errors, out, print_json, print_rows, unit_of_work
+from newsletter.cli.common import audited, err, friendly_errors, out, print_json, print_rows, unit_of_work
+from newsletter.staff.audit import AuditAction
 from newsletter.errors import InputError
 from newsletter import issues as issue_service
 from newsletter.posts import service as post_service
@@ -48,6 +49,8 @@ def posts_import(
         raw = post_service.read(source, settings, stdin=sys.stdin.buffer)
         result = post_service.import_post(session, raw, fmt, title=title, excerpt=excerpt)
         post = result.post
+        if result.created:
+            audited(session, AuditAction.POST_IMPORTED, f"post {post.id}")
     if as_json:
         print_json({**post_summary(post), "created": result.created, "blocks": post.blocks})
     else:
@@ -66,6 +69,7 @@ def posts_edit(
     """Change a post's title or excerpt; its unsent issues are compiled again."""
     with unit_of_work() as (settings, session):
         drafts = issue_service.edit_post(session, settings, post_id, title=title, excerpt=excerpt)
+        audited(session, AuditAction.POST_EDITED, f"post {post_id}")
     again = f"; issues compiled again: {', '.join(str(i.id) for i in drafts)}" if drafts else ""
     out.print(f"post {post_id} updated{again}", highlight=False)
 

@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from newsletter.cli.common import (EXIT_UNSETTLED, err, friendly_errors, open_database, out, print_json, print_rows,
-                                   unit_of_work)
+from newsletter.cli.common import (EXIT_UNSETTLED, audited, err, friendly_errors, open_database, out, print_json,
+                                   print_rows, unit_of_work)
+from newsletter.staff.audit import AuditAction
 from newsletter.cli.issues import issues_app
 from newsletter.config import get_settings
 from newsletter.due import run_round
@@ -53,6 +54,7 @@ def schedule_(
         issue = get_issue(session, issue_id)
         if cancel:
             schedule.cancel(issue)
+            audited(session, AuditAction.CANCEL, f"issue {issue_id}")
             out.print(f"issue {issue_id}: schedule cancelled; it is a draft again")
             return
         if not at:
@@ -61,6 +63,8 @@ def schedule_(
         when = schedule.parse_when(at, zone)
         schedule.schedule_issue(session, settings, issue, at=when, now=utcnow(), zone=zone, local_time=local_time,
                                 list_slug=list_slug, segment=segment)
+        audited(session, AuditAction.SCHEDULE, f"issue {issue_id}",
+                f"{'local time ' if local_time else ''}{when.isoformat()} {zone}")
         what = (f"at {when:%H:%M} in each recipient's own time zone on {when:%Y-%m-%d}" if local_time
                 else f"at {when.isoformat()} ({zone})")
         out.print(f"issue {issue_id} scheduled {what}", highlight=False)
@@ -80,6 +84,7 @@ def send(
     with db.session() as session:
         issue = get_issue(session, issue_id)
         added = schedule.start_now(session, settings, issue, utcnow(), list_slug=list_slug, segment=segment)
+        audited(session, AuditAction.SEND, f"issue {issue_id}", f"{added} recipients")
         queued = ledger.status_counts(session, issue_id).get(DeliveryStatus.QUEUED, 0)
     out.print(f"issue {issue_id}: {added} recipient(s) enqueued", highlight=False)
     if queue or not queued:
@@ -112,6 +117,7 @@ def send_test(
     db = open_database(settings)
     with db.session() as session:
         rows = queue_test_emails(session, settings, get_issue(session, issue_id), to, requested_by="cli", now=utcnow())
+        audited(session, AuditAction.SEND_TEST, f"issue {issue_id}", f"{len(rows)} addresses")
         ids = {row.id: row.to_email for row in rows}
     sender = TestEmailSender(settings, db, get_transport(settings), worker=default_worker_id())
     try:
@@ -130,6 +136,7 @@ def approve(issue_id: int) -> None:
     with unit_of_work() as (_, session):
         issue = get_issue(session, issue_id)
         schedule.approve(issue, approved_by="cli", now=utcnow())
+        audited(session, AuditAction.APPROVE, f"issue {issue_id}")
         state = issue_state(session, issue).label
     out.print(f"issue {issue_id} is {state}", highlight=False)
 
@@ -140,6 +147,7 @@ def pause(issue_id: int) -> None:
     """Pause a scheduled or sending issue; batches already in flight finish."""
     with unit_of_work() as (_, session):
         schedule.pause(get_issue(session, issue_id))
+        audited(session, AuditAction.PAUSE, f"issue {issue_id}")
     out.print(f"issue {issue_id} paused")
 
 
@@ -150,6 +158,7 @@ def resume(issue_id: int) -> None:
     with unit_of_work() as (_, session):
         issue = get_issue(session, issue_id)
         schedule.resume(session, issue, utcnow())
+        audited(session, AuditAction.RESUME, f"issue {issue_id}")
         state = issue_state(session, issue).label
     out.print(f"issue {issue_id} is {state}", highlight=False)
 
