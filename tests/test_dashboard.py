@@ -283,3 +283,12 @@ def luminance(colour: str) -> float:
 def test_chart_colours_meet_wcag_aa_on_white() -> None:
     for colour in (charts.TEXT, charts.MUTED, *charts.SERIES):
         assert (1.05 / (luminance(colour) + 0.05)) >= 4.5, colour
+
+
+def test_chart_axes_count_in_whole_steps() -> None:
+    from newsletter.reports.charts import whole_ticks
+
+    assert whole_ticks(0) == [0, 1]
+    assert whole_ticks(3) == [0, 1, 2, 3, 4]
+    assert whole_ticks(37) == [0, 10, 20, 30, 40]
+    assert whole_ticks(25_000) == [0, 5000, 10000, 15000, 20000, 25000, 30000]

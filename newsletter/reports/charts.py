@@ -62,6 +62,14 @@ def _number(n: int | float | None) -> str:
     return "" if n is None else f"{round(n):,}"
 
 
+def whole_ticks(top: int, most: int = 6) -> list[int]:
+    """Axis labels for counts: whole numbers from 0 past ``top``, at most ``most`` of them (pygal's own
+    would repeat "1" and "2" between 0 and 3)."""
+    steps = (m * 10 ** e for e in range(0, 19) for m in (1, 2, 5))  # 1, 2, 5, 10, 20, 50, ...
+    step = next(st for st in steps if top // st < most)
+    return list(range(0, top + step + 1, step)) if top else [0, 1]
+
+
 def _config(**options: object) -> dict[str, object]:
     return {"style": STYLE, "js": [], "disable_xml_declaration": True, "no_prefix": False,
             "show_legend": True, "legend_at_bottom": True, "legend_at_bottom_columns": 3,
@@ -108,7 +116,8 @@ def engagement_chart(weeks: list[WeekEngagement]) -> Chart:
                        f"by a person. Opens and clicks by machines (mail privacy proxies, link scanners) are left out.")
     else:
         description = "No weeks to show."
-    chart = pygal.Line(**_config(dots_size=4, include_x_axis=True))
+    top = max((max(w.sent, w.human_opens, w.human_clicks) for w in weeks), default=0)
+    chart = pygal.Line(**_config(dots_size=4, include_x_axis=True, y_labels=whole_ticks(top)))
     chart.x_labels = labels
     chart.add("Sent", [w.sent for w in weeks], stroke_style={"width": 3})
     chart.add("Opened by a person", [w.human_opens for w in weeks], stroke_style={"width": 3, "dasharray": "9, 5"})
@@ -128,7 +137,8 @@ def funnel_chart(funnel: LeadFunnel) -> Chart:
     description = (f"{funnel.leads:,} leads by their stage now: {stages}. {funnel.booked:,} have ever booked a "
                    f"consultation, {funnel.booked_by_email:,} of them credited to an email.")
     # Narrower than the line chart: drawn at a phone's width, its labels stay legible.
-    chart = pygal.HorizontalBar(**_config(show_legend=False, width=520, height=40 + 44 * len(bars)))
+    chart = pygal.HorizontalBar(**_config(show_legend=False, width=520, height=40 + 44 * len(bars),
+                                          y_labels=whole_ticks(max((n for _, n in bars), default=0))))
     drawn = bars[::-1]  # pygal draws the first bar at the bottom: the stages read top down
     chart.x_labels = [label for label, _ in drawn]
     chart.add("Leads", [{"value": n, "color": SERIES[3] if label == "Ever booked" else SERIES[0]}
