@@ -27,6 +27,7 @@ from newsletter.bootstrap import wire
 from newsletter.config import Settings, get_settings
 from newsletter.database import Database
 from newsletter.posts import service as post_service
+from newsletter.reports.snapshots import refresh_figures
 from newsletter.sending import leader
 from newsletter.due import Round, run_round
 from subscribers.db import utcnow
@@ -68,6 +69,15 @@ def poll_feeds(settings: Settings, db: Database, holder: str) -> int | None:
     return new
 
 
+def refresh_report_figures(settings: Settings, db: Database, holder: str) -> int | None:
+    """Keep the figures of recent issues fresh for the pages that list them (leader only)."""
+    now = utcnow()
+    with db.session() as session:
+        if leader.holder_of(session, LEASE, now) != holder:
+            return None
+        return refresh_figures(session, now)
+
+
 def build_scheduler(settings: Settings, db: Database, *, background: bool = False,
                     holder: str | None = None) -> BaseScheduler:
     holder = holder or holder_id()
@@ -77,6 +87,8 @@ def build_scheduler(settings: Settings, db: Database, *, background: bool = Fals
                       seconds=settings.scheduler_interval_seconds, next_run_time=utcnow(), **common)
     scheduler.add_job(poll_feeds, "interval", args=(settings, db, holder), id="poll_feeds",
                       minutes=settings.feed_poll_minutes, next_run_time=utcnow() + timedelta(seconds=5), **common)
+    scheduler.add_job(refresh_report_figures, "interval", args=(settings, db, holder), id="report_figures",
+                      minutes=1, next_run_time=utcnow() + timedelta(seconds=10), **common)
     return scheduler
 
 

@@ -43,7 +43,7 @@ def functions() -> dict[str, Callable[[Session], str]]:
                 + "".join(f", {i.progress.percent}% of {i.progress.recipients:,}" for i in o.sending))
 
     def recent(s: Session) -> str:
-        issues = dashboard.recent_issues(s)
+        issues = dashboard.recent_issues(s, NOW)
         return ", ".join(f"#{i.issue_id} {i.stats.sent:,} sent/{i.stats.unique_opens:,} opens" for i in issues[:2]) + " ..."
 
     def month(s: Session) -> str:

@@ -415,6 +415,18 @@ class Attribution(Base):
     event_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class IssueFigures(Base):
+    """An issue's report figures as last computed (``newsletter.reports.snapshots``): pages that list
+    several issues read these instead of folding every delivery's events on each request. The
+    scheduler refreshes those of recent issues every few minutes; ``computed_at`` says how fresh."""
+
+    __tablename__ = "issue_figures"
+
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    figures: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
 # Staff access keeps its tables beside its services; importing them here puts them on the shared
 # metadata wherever the models are (one Alembic history, one schema check).
 from newsletter.staff import models as _staff_models  # noqa: E402,F401

@@ -93,7 +93,7 @@ def history(db: Database, wired: Settings) -> dict[str, int]:
 
 def test_recent_issues_match_what_was_sent_opened_and_booked(db: Database, history: dict[str, int]) -> None:
     with db.session() as s:
-        [recent] = dashboard.recent_issues(s)
+        [recent] = dashboard.recent_issues(s, NOW)
         report = issue_report(s, history["issue"])
     assert recent.issue_id == history["issue"] and recent.started_at == SENT
     assert recent.state.label == "sent"
@@ -170,7 +170,7 @@ def test_outgoing_shows_scheduled_and_sending_with_progress(db: Database, settin
     with db.session() as s:
         done = dashboard.outgoing(s)
         assert done.sending == [] and [i.issue_id for i in done.scheduled] == [later]
-        assert [i.issue_id for i in dashboard.recent_issues(s)] == [sending]
+        assert [i.issue_id for i in dashboard.recent_issues(s, NOW)] == [sending]
 
 
 def set_times(db: Database, model, column: str, times: dict[int, datetime]) -> None:
@@ -292,3 +292,18 @@ def test_chart_axes_count_in_whole_steps() -> None:
     assert whole_ticks(3) == [0, 1, 2, 3, 4]
     assert whole_ticks(37) == [0, 10, 20, 30, 40]
     assert whole_ticks(25_000) == [0, 5000, 10000, 15000, 20000, 25000, 30000]
+
+
+def test_kept_figures_are_refreshed_once_they_are_old(db: Database, history: dict[str, int]) -> None:
+    from datetime import timedelta
+
+    from newsletter.reports.snapshots import MAX_AGE, figures_of, refresh_figures
+
+    issue_id = history["issue"]
+    with db.session() as s:
+        first = figures_of(s, [issue_id], NOW)[issue_id]  # none kept yet: computed and kept
+        assert first.computed_at == NOW
+        assert first.stats.as_dict() == issue_report(s, issue_id).stats.as_dict()
+        assert refresh_figures(s, NOW + MAX_AGE - timedelta(seconds=1)) == 0  # still fresh
+        assert refresh_figures(s, NOW + MAX_AGE + timedelta(seconds=1)) == 1
+        assert figures_of(s, [issue_id], NOW)[issue_id].computed_at == NOW + MAX_AGE + timedelta(seconds=1)

@@ -76,7 +76,7 @@ def test_two_schedulers_never_both_act(settings: Settings, db: Database) -> None
 def test_scheduler_jobs_never_overlap_themselves(settings: Settings, db: Database) -> None:
     sched = scheduler.build_scheduler(settings, db, holder="h")
     jobs = {job.id: job for job in sched.get_jobs()}
-    assert set(jobs) == {"due_work", "poll_feeds"}
+    assert set(jobs) == {"due_work", "poll_feeds", "report_figures"}
     assert all(job.max_instances == 1 and job.coalesce for job in jobs.values())
     assert jobs["due_work"].trigger.interval.total_seconds() == settings.scheduler_interval_seconds
     assert jobs["poll_feeds"].trigger.interval.total_seconds() == settings.feed_poll_minutes * 60

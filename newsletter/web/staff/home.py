@@ -36,7 +36,7 @@ def home(request: Request, staff: Staff = Depends(Require(Area.HOME))) -> Respon
     issues_too = may(staff.user.role, Area.ISSUES)
     with request.app.state.db.session() as session:
         outgoing = dashboard.outgoing(session) if issues_too else None
-        recent = dashboard.recent_issues(session) if issues_too else []
+        recent = dashboard.recent_issues(session, now) if issues_too else []
         weeks = dashboard.engagement_by_week(session, zone=zone, now=now) if issues_too else []
         month = dashboard.month_comparison(session, zone=zone, now=now)
         funnel = dashboard.lead_funnel(session)

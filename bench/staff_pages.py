@@ -1,0 +1,135 @@
+"""Server time per staff page at 100,000 contacts and 1,000,000 deliveries (median and p95), next to a
+floor measured in the same run.
+
+Fills a fresh database with ``bench.staff_data.fill`` (SQLite in a temp folder; PostgreSQL in a schema
+of its own with --postgres), signs an admin in, then GETs every staff page --repeat times through the
+real ASGI app in this process (Starlette's TestClient: no network, so the time is the server's:
+routing, the queries, the template). Pages with an id in their path are asked for with the newest
+issue or post. The floor is ``/healthz``, the cheapest answer the app gives. Nothing here is a test:
+timings depend on the machine; the issue's target is every page under 300 ms.
+
+    .venv/bin/python bench/staff_pages.py [--repeat 20] [--postgres URL] [--skip-sqlite] [--sqlite-path FILE --reuse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from bench.common import postgres_database
+from bench.staff_data import fill
+from newsletter.config import Settings
+from newsletter.database import Database, upgrade
+from newsletter.models import Issue, Post
+from newsletter.staff.models import StaffUser
+from newsletter.staff.roles import Role
+from newsletter.staff.users import add_user
+from newsletter.web.app import create_app
+from newsletter.web.staff.routes import staff_routes
+
+PASSWORD = "bench-password-long-enough-1"
+SKIP = re.compile(r"sign-in|sign-out|\.json$|/static/")  # forms' targets and machine endpoints, not pages
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def pages(app, db: Database) -> list[str]:  # noqa: ANN001
+    with db.session() as s:
+        ids = {"issue_id": s.scalar(select(func.max(Issue.id))), "post_id": s.scalar(select(func.max(Post.id))),
+               "id": s.scalar(select(func.max(Issue.id)))}
+    found = []
+    for route in staff_routes(app):
+        if "GET" not in route.methods or SKIP.search(route.path):
+            continue
+        path = route.path
+        for name in re.findall(r"{(\w+)}", path):
+            value = ids.get(name) or (ids["post_id"] if "post" in path else ids["issue_id"])
+            path = path.replace("{" + name + "}", str(value))
+        found.append(path)
+    return sorted(set(found))
+
+
+def sign_in(client: TestClient) -> None:
+    form = client.get("/staff/sign-in").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+    answer = client.post("/staff/sign-in", data={"email": "bench@clinic.example", "password": PASSWORD,
+                                                 "csrf_token": token}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text[:300]
+
+
+def run(db: Database, url: str, backend: str, repeat: int, reuse: bool) -> None:
+    upgrade(db.engine)
+    if not reuse:
+        started = time.perf_counter()
+        counts = fill(db)
+        print(f"\n{backend}: {counts['contacts']:,} contacts, {counts['deliveries']:,} deliveries, "
+              f"{counts['events']:,} events (built in {time.perf_counter() - started:.0f} s)")
+    with db.session() as s:
+        if not s.scalar(select(func.count()).select_from(StaffUser)):
+            add_user(s, "bench@clinic.example", Role.ADMIN, password=PASSWORD)
+    settings = Settings(database_url=url, var_dir=Path(tempfile.mkdtemp(prefix="staff-pages-")),
+                        secret_key="b" * 48, public_form_limit_per_hour=10_000)
+    app = create_app(settings, db)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        sign_in(client)
+        targets = ["/healthz", *pages(app, db)]
+        print(f"{backend}; {repeat} requests per page (after one unmeasured)")
+        print(f"{'page':<40} {'status':>6} {'median ms':>10} {'p95 ms':>8}  {'x floor':>8}")
+        floor = None
+        for path in targets:
+            timings, status = [], 0
+            for n in range(repeat + 1):
+                started = time.perf_counter()
+                answer = client.get(path, follow_redirects=False)
+                elapsed = (time.perf_counter() - started) * 1000
+                status = answer.status_code
+                if n:
+                    timings.append(elapsed)
+            median = statistics.median(timings)
+            floor = floor or median
+            mark = "" if median < 300 else "  over 300 ms"
+            print(f"{path:<40} {status:>6} {median:>10.1f} {p95(timings):>8.1f}  {median / floor:>8.0f}{mark}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--postgres", metavar="URL")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--sqlite-path", type=Path)
+    parser.add_argument("--reuse", action="store_true", help="with --sqlite-path: time an existing database")
+    args = parser.parse_args()
+    print("reproduce: .venv/bin/python bench/staff_pages.py " + " ".join(sys.argv[1:]))
+    if not args.skip_sqlite:
+        folder = tempfile.TemporaryDirectory(prefix="staff-pages-")
+        path = args.sqlite_path or Path(folder.name) / "bench.db"
+        reuse = args.reuse and path.exists()
+        if path.exists() and not reuse:
+            path.unlink()
+        url = f"sqlite:///{path}"
+        db = Database(url)
+        try:
+            run(db, url, "SQLite", args.repeat, reuse)
+        finally:
+            db.engine.dispose()
+            folder.cleanup()
+    if args.postgres:
+        with postgres_database(args.postgres, "bench_staff_pages") as db:
+            run(db, db.engine.url.render_as_string(hide_password=False), "PostgreSQL", args.repeat, False)
+
+
+if __name__ == "__main__":
+    main()
