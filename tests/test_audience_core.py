@@ -160,12 +160,12 @@ def test_the_confirmation_goes_after_the_sign_up_is_stored_and_never_for_a_rolle
     with pytest.raises(RuntimeError), db.session() as s:
         assert optin.sign_up(s, settings, "ana@example.org", name="Ana", proof=Proof("form")).email_queued
         raise RuntimeError("the request failed after the sign-up")
-    assert Dispatcher(settings, db, transport).run_until_idle().confirmations == 0
+    assert Dispatcher(settings, db, transport).run_until_idle().one_offs == 0
     assert transport.sent == []  # rolled back: nothing stored, nothing queued, nothing sent
     with db.session() as s:
         optin.sign_up(s, settings, "ana@example.org", name="Ana", proof=Proof("form"))
     assert transport.sent == []  # queued with the sign-up; a dispatcher sends it
-    assert Dispatcher(settings, db, transport).run_until_idle().confirmations == 1
+    assert Dispatcher(settings, db, transport).run_until_idle().one_offs == 1
     # While the email was sent the database was free, and the pending subscription already stored.
     assert transport.seen_by_others == ["pending"]
     assert [m["To"].addresses[0].addr_spec for m in transport.sent] == ["ana@example.org"]
