@@ -50,6 +50,8 @@ class AuditAction(StrEnum):
     POST_IMPORTED = "post_imported"
     ISSUE_CREATED = "issue_created"
     ISSUE_EDITED = "issue_edited"
+    POST_EDITED = "post_edited"
+    FEED_ADDED = "feed_added"
 
 
 Actor = StaffUser | str  # a staff user, or CLI / another fixed label
