@@ -20,7 +20,7 @@ from newsletter.models import Feed, Post
 from newsletter.posts.addresses import AllowList
 from newsletter.posts.blocks import ParsedPost, reading_minutes
 from newsletter.posts.feed import parse_feed
-from newsletter.posts.source import RawSource, parse_post, read_source
+from newsletter.posts.source import RawSource, check_bytes, parse_post, read_source
 from newsletter.posts.blocks import MAX_TITLE_CHARS
 from subscribers.db import utcnow
 
@@ -89,6 +89,7 @@ def given_bytes(name: str, data: bytes, settings: Settings, content_type: str | 
     if len(data) > settings.max_post_bytes:
         raise InputError(f"{name}: is {len(data):,} bytes; posts are limited to {settings.max_post_bytes:,} "
                          "(NEWSLETTER_MAX_POST_BYTES)")
+    check_bytes(name, data)  # empty or binary: refused as a file or a page would be
     return RawSource(name=name, data=data, content_type=content_type, url=None)
 
 

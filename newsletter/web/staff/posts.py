@@ -55,10 +55,12 @@ def _post_id(value: str) -> int:
     return number
 
 
-def _loaded_post(request: Request, value: str) -> Post:
+def _loaded_post(request: Request, value: str) -> tuple[Post, str | None]:
+    """The post a path names (else the 404 page) and the name of the feed it came from, if any."""
     try:
         with request.app.state.db.session() as session:
-            return post_service.get_post(session, _post_id(value))
+            post = post_service.get_post(session, _post_id(value))
+            return post, (post.feed.title or post.feed.url) if post.feed else None
     except NotFound:
         raise HTTPException(404) from None
 
@@ -247,11 +249,12 @@ def poll_one(request: Request, feed_id: str, staff: Staff = Depends(marketing)) 
 # One post ------------------------------------------------------------------------------------------
 
 
-def _post_page(request: Request, staff: Staff, post: Post, status: int = 200,
+def _post_page(request: Request, staff: Staff, loaded: tuple[Post, str | None], status: int = 200,
                values: dict[str, str] | None = None, errors: dict[str, str] | None = None) -> Response:
+    post, feed_name = loaded
     shown = values or {"title": post.title, "excerpt": post.excerpt}
     return page(request, staff, "staff/posts/post.html", status, post=post, values=shown, errors=errors or {},
-                feed_name=(post.feed.title or post.feed.url) if post.feed else None)
+                feed_name=feed_name)
 
 
 @router.get(POSTS + "/{post_id}")
@@ -261,7 +264,7 @@ def post_page(request: Request, post_id: str, staff: Staff = Depends(marketing))
 
 @router.get(POSTS + "/{post_id}/email")
 def post_email(request: Request, post_id: str, staff: Staff = Depends(marketing)) -> Response:
-    post = _loaded_post(request, post_id)
+    post, _ = _loaded_post(request, post_id)
     try:
         html = post_email_html(post, request.app.state.settings)
     except InputError as exc:  # a template that does not compile: say so inside the frame
@@ -272,7 +275,8 @@ def post_email(request: Request, post_id: str, staff: Staff = Depends(marketing)
 @router.post(POSTS + "/{post_id}/edit")
 def edit_post(request: Request, post_id: str, title: str = Form(""), excerpt: str = Form(""),
               staff: Staff = Depends(marketing)) -> Response:
-    post = _loaded_post(request, post_id)
+    loaded = _loaded_post(request, post_id)
+    post = loaded[0]
     values = {"title": title, "excerpt": excerpt}
     errors: dict[str, str] = {}
     if not title.strip():
@@ -289,7 +293,7 @@ def edit_post(request: Request, post_id: str, title: str = Form(""), excerpt: st
         except InputError as exc:
             errors["title"] = str(exc)
     if errors:
-        return _post_page(request, staff, post, 400, values, errors)
+        return _post_page(request, staff, loaded, 400, values, errors)
     again = {0: "No unsent issue uses it.", 1: "1 unsent issue made from it was compiled again."}.get(
         len(drafts), f"{len(drafts)} unsent issues made from it were compiled again.")
     return redirect(request, f"{POSTS}/{post.id}", f"Post {post.id} saved. {again}")
