@@ -48,9 +48,9 @@ class AuditAction(StrEnum):
     API_TOKEN_CREATED = "api_token_created"
     API_TOKEN_REVOKED = "api_token_revoked"
     POST_IMPORTED = "post_imported"
+    POST_EDITED = "post_edited"
     ISSUE_CREATED = "issue_created"
     ISSUE_EDITED = "issue_edited"
-    POST_EDITED = "post_edited"
     FEED_ADDED = "feed_added"
 
 
