@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from math import ceil
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,7 +20,7 @@ from newsletter.models import Feed, Post
 from newsletter.posts.addresses import AllowList
 from newsletter.posts.blocks import ParsedPost, reading_minutes
 from newsletter.posts.feed import parse_feed
-from newsletter.posts.source import RawSource, parse_post, read_source
+from newsletter.posts.source import RawSource, check_bytes, parse_post, read_source
 from newsletter.posts.blocks import MAX_TITLE_CHARS
 from subscribers.db import utcnow
 
@@ -87,6 +89,7 @@ def given_bytes(name: str, data: bytes, settings: Settings, content_type: str | 
     if len(data) > settings.max_post_bytes:
         raise InputError(f"{name}: is {len(data):,} bytes; posts are limited to {settings.max_post_bytes:,} "
                          "(NEWSLETTER_MAX_POST_BYTES)")
+    check_bytes(name, data)  # empty or binary: refused as a file or a page would be
     return RawSource(name=name, data=data, content_type=content_type, url=None)
 
 
@@ -158,8 +161,7 @@ class PollResult:
 
 
 def add_feed(session: Session, url: str) -> tuple[Feed, bool]:
-    if not url.startswith(("http://", "https://")):
-        raise InputError(f"feed URL must start with http:// or https://, not {url!r}")
+    check_web_url(url, "feed URL")
     feed = session.scalar(select(Feed).where(Feed.url == url))
     if feed is not None:
         return feed, False
@@ -210,12 +212,74 @@ def poll_feed(session: Session, feed: Feed, settings: Settings, fetched: RawSour
 def poll_all(db: Database, settings: Settings) -> list[PollResult]:
     """Poll every feed: each fetched with no transaction open, then stored in a transaction of its own."""
     with db.session() as session:
-        feeds = [(feed.id, feed.url) for feed in list_feeds(session)]
-    results = []
-    for feed_id, url in feeds:
-        fetched = fetch_feed(url, settings)
-        with db.session() as session:
-            feed = session.get(Feed, feed_id)
-            if feed is not None:  # not removed meanwhile
-                results.append(poll_feed(session, feed, settings, fetched))
-    return results
+        feed_ids = [feed.id for feed in list_feeds(session)]
+    return [result for feed_id in feed_ids if (result := poll_one(db, settings, feed_id)) is not None]
+
+
+def poll_one(db: Database, settings: Settings, feed_id: int) -> PollResult | None:
+    """Poll one feed: fetched with no transaction open, then stored in a transaction of its own.
+    None when there is no such feed (or it was removed meanwhile)."""
+    with db.session() as session:
+        feed = session.get(Feed, feed_id)
+        url = feed.url if feed is not None else None
+    if url is None:
+        return None
+    fetched = fetch_feed(url, settings)
+    with db.session() as session:
+        feed = session.get(Feed, feed_id)
+        return poll_feed(session, feed, settings, fetched) if feed is not None else None
+
+
+# Sources given by URL (the staff app's import and feed forms) ---------------------------------
+
+
+def check_web_url(url: str, what: str = "URL") -> str:
+    """An http or https URL, or an error naming ``what``: a form's URL field must never reach the
+    file reader that ``read`` also is (a path typed there would read this machine's files)."""
+    if not url.lower().startswith(("http://", "https://")):
+        raise InputError(f"{what} must start with http:// or https://, not {url!r}")
+    return url
+
+
+def read_url(url: str, settings: Settings) -> RawSource:
+    """A post's page fetched by URL (http or https only), under the same checks as the CLI's."""
+    return read(check_web_url(url.strip()), settings)
+
+
+def add_feed_polled(db: Database, settings: Settings, url: str,
+                    on_added: Callable[[Session, Feed], None] | None = None) -> PollResult:
+    """Add a feed and import its entries, as ``feeds add`` does: a URL that gives no feed (or cannot
+    be fetched) is refused and nothing is stored. The fetch happens before any transaction opens;
+    ``on_added`` runs in the transaction that adds a new feed (the audit entry commits with it)."""
+    url = check_web_url(url.strip(), "feed URL")
+    fetched = fetch_feed(url, settings)
+    with db.session() as session:
+        feed, created = add_feed(session, url)
+        result = poll_feed(session, feed, settings, fetched)
+        if result.error:
+            raise InputError(f"{result.error}; the feed was not added" if created else result.error)
+        if created and on_added is not None:
+            on_added(session, feed)
+        return result
+
+
+# Pages of posts (the staff app's list) -------------------------------------------------------
+
+POSTS_PER_PAGE = 50
+
+
+@dataclass(frozen=True)
+class PostPage:
+    posts: list[Post]
+    page: int
+    pages: int
+    total: int
+
+
+def posts_page(session: Session, page: int = 1, per_page: int = POSTS_PER_PAGE) -> PostPage:
+    """One page of posts, newest first; a page past the end gives the last one."""
+    total = session.scalar(select(func.count()).select_from(Post)) or 0
+    pages = max(1, ceil(total / per_page))
+    page = min(max(1, page), pages)
+    rows = session.scalars(select(Post).order_by(Post.id.desc()).offset((page - 1) * per_page).limit(per_page))
+    return PostPage(list(rows), page, pages, total)

@@ -57,7 +57,8 @@ class RawSource:
     url: str | None  # final URL after redirects, for resolving relative links
 
 
-def _check_bytes(name: str, data: bytes) -> None:
+def check_bytes(name: str, data: bytes) -> None:
+    """Refuse what cannot be a post whatever its format: nothing but blanks (or a BOM), or binary."""
     if not data.strip() or data.strip() in _UTF_BOMS:
         raise InputError(f"{name}: is empty")
     if b"\x00" in data and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -109,14 +110,14 @@ def read_source(source: str, *, stdin: BinaryIO | None = None, max_bytes: int = 
     if source == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
         data = read_capped(stream.read, "<stdin>", max_bytes)
-        _check_bytes("<stdin>", data)
+        check_bytes("<stdin>", data)
         return RawSource(name="<stdin>", data=data, content_type=None, url=None)
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source):
         fetched = fetch(source, max_bytes=max_bytes, timeout=timeout, allow=allow)
-        _check_bytes(source, fetched.data)
+        check_bytes(source, fetched.data)
         return RawSource(name=source, data=fetched.data, content_type=fetched.content_type, url=fetched.url)
     data = _read_file(source, max_bytes)
-    _check_bytes(source, data)
+    check_bytes(source, data)
     return RawSource(name=source, data=data, content_type=None, url=None)
 
 

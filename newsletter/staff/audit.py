@@ -51,6 +51,7 @@ class AuditAction(StrEnum):
     POST_EDITED = "post_edited"
     ISSUE_CREATED = "issue_created"
     ISSUE_EDITED = "issue_edited"
+    FEED_ADDED = "feed_added"
 
 
 Actor = StaffUser | str  # a staff user, or CLI / another fixed label

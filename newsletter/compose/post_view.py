@@ -1,0 +1,22 @@
+"""A post as it will appear in an email, before any issue exists: rendered the way an issue made
+from it would be (same layout, blocks, footer), untracked, and filled with a preview's values so no
+placeholder shows and no link counts anything. Nothing is stored."""
+
+from __future__ import annotations
+
+from newsletter.compose.compile import content_for_post
+from newsletter.compose.personalize import substitute
+from newsletter.compose.render import render_email
+from newsletter.config import Settings
+from newsletter.models import Post
+from newsletter.urls import test_values
+
+PREVIEW_NAME = "Alex"  # the first name the greeting shows
+PREHEADER_CHARS = 200  # what an issue keeps of the excerpt it takes as its preheader
+
+
+def post_email_html(post: Post, settings: Settings) -> str:
+    """The HTML of an email made from ``post`` with its title as subject and its excerpt as
+    preheader (what a new issue starts with), personalised for a preview."""
+    content = content_for_post(post, post.title, " ".join(post.excerpt.split())[:PREHEADER_CHARS])
+    return substitute(render_email(content, settings).html, test_values(settings, PREVIEW_NAME))
