@@ -46,7 +46,7 @@ def test_double_opt_in_round_trip(live_server: LiveServer, db: Database) -> None
         assert answer.status_code == 200 and "Check your inbox" in answer.text
         assert live_server.emails() == []  # queued in the sign-up's transaction, not sent by the request
 
-        assert live_server.send_queued().confirmations == 1  # what serve's dispatchers do in the background
+        assert live_server.send_queued().one_offs == 1  # what serve's dispatchers do in the background
         (confirmation,) = live_server.emails()
         assert confirmation["To"].addresses[0].addr_spec == "Reader@example.org"
         assert confirmation["List-Unsubscribe"] is None  # transactional: no list headers
