@@ -12,6 +12,7 @@ import pytest
 
 from newsletter.posts.service import given_bytes, import_post
 from newsletter.staff.roles import Role
+from tests.a11y import SCREENSHOTS, WIDTHS
 from tests.liveserver import LiveServer
 from tests.staffkit import assert_accessible, browser_sign_in, make_user, no_horizontal_scroll, shoot
 
@@ -24,6 +25,15 @@ def _visit(page, name: str) -> None:  # noqa: ANN001
     assert_accessible(page)
     page.set_viewport_size({"width": 390, "height": 900})
     assert no_horizontal_scroll(page), f"{name} scrolls sideways at 390 px"
+    previews = page.locator(".previews")
+    if previews.count():
+        # Chromium paints a sandboxed (out-of-process) frame only once it has been on screen: show the
+        # frames first, and keep a picture of them on their own too.
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": 900})
+            previews.scroll_into_view_if_needed()
+            page.wait_for_timeout(200)
+            previews.screenshot(path=str(SCREENSHOTS / f"{name}-preview-{width}.png"))
     shoot(page, name)
 
 
