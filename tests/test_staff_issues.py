@@ -183,13 +183,14 @@ def test_a_new_issue_form_keeps_what_was_typed_with_each_error_beside_its_field(
     assert field_error(answer.text, "tracking").startswith("Tracking must be one of full, anonymous, off")
     assert 'value="Kept &lt;as typed&gt;"' in answer.text and "I" * 2001 + "</textarea>" in answer.text
     assert f'value="{"S" * 301}"' in answer.text
-    for post in ("99999", "abc", "1" * 20):
+    for post in ("99999", "abc", "1" * 20, "\uff11"):
         answer = marketing.post("/staff/issues/new", data={**typed, "post": post, "subject": "Fine", "intro": "",
                                                            "tracking": "full"})
         assert answer.status_code == 400, post
         assert "choose one from the list" in field_error(answer.text, "post")
-    assert marketing.get("/staff/issues/new?post=99999").status_code == 400
-    assert marketing.get("/staff/issues/new?post=x%00y").status_code == 400
+    for query in ("99999", "x%00y", "1" * 20, "%EF%BC%91"):  # missing, control character, too long, a full-width digit
+        answer = marketing.get(f"/staff/issues/new?post={query}")
+        assert answer.status_code == 400 and "choose one from the list" in field_error(answer.text, "post"), query
     with live_server.db.session() as s:
         assert s.scalar(select(func.count()).select_from(Issue)) == 0
     assert audit_rows(live_server.db, AuditAction.ISSUE_CREATED) == []
@@ -260,7 +261,7 @@ def test_the_preview_route_has_a_csp_without_scripts_and_no_placeholders(live_se
 
 def test_missing_and_mangled_issue_ids_are_the_404_page(marketing: httpx.Client) -> None:
     for path in ("/staff/issues/999", "/staff/issues/abc", "/staff/issues/999/preview.html",
-                 "/staff/issues/" + "9" * 30):
+                 "/staff/issues/" + "9" * 30, "/staff/issues/%EF%BC%91"):
         assert marketing.get(path).status_code == 404, path
     token = csrf_of(marketing.get("/staff/issues").text)
     assert marketing.post("/staff/issues/999/edit", data={"csrf_token": token, "subject": "x"}).status_code == 404

@@ -74,6 +74,12 @@ def test_field_errors_name_each_field_and_accept_good_values() -> None:
         "intro": "The intro note is 2001 characters; keep it under 2000.",
         "tracking": "Tracking must be one of full, anonymous, off, not 'loud'.",
     }
+    assert issue_service.field_errors(subject="a\x00b", preheader="x\x1by", intro="ok\n\nfine\x07") == {
+        "subject": "The subject holds a control character; give plain text.",
+        "preheader": "The preheader holds a control character; give plain text.",
+        "intro": "The intro note holds a control character; give plain text.",
+    }
+    assert issue_service.field_errors(subject="Tabs\tand\r\nlines", preheader="", intro="a\r\n\r\nb\tc") == {}
     # Not given (a new issue takes the post's title and excerpt): not checked.
     assert issue_service.field_errors(subject=None, preheader=None, intro="") == {}
 

@@ -38,9 +38,15 @@ PREVIEW_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' da
 
 def _id(value: str) -> int:
     """A number from a path or form; anything else is a page that does not exist."""
-    if not value.isdigit() or len(value) > 12:
+    number = _number(value)
+    if number is None:
         raise HTTPException(404)
-    return int(value)
+    return number
+
+
+def _number(value: str) -> int | None:
+    """A post or issue number as typed or linked; None for anything else (too long for the database too)."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 12 else None
 
 
 def _issue(session: Session, issue_id: str) -> Issue:
@@ -77,10 +83,10 @@ def _new_page(request: Request, staff: Staff, values: dict[str, str], errors: di
     settings = request.app.state.settings
     with request.app.state.db.session() as session:
         options = _post_options(session)
-        chosen = None
-        if values["post"].isdigit() and "post" not in errors:
+        chosen, number = None, _number(values["post"])
+        if number is not None and "post" not in errors:
             try:
-                chosen = get_post(session, int(values["post"]))
+                chosen = get_post(session, number)
             except NotFound:
                 errors["post"] = f"There is no post {values['post']}; choose one from the list."
         if chosen is not None and str(chosen.id) not in {value for value, _ in options}:
@@ -97,12 +103,13 @@ def new_issue_page(request: Request, post: str = "", staff: Staff = Depends(mark
     post = post.strip()
     values = {"post": post, "subject": "", "preheader": "", "intro": "", "tracking": request.app.state.settings.tracking}
     errors: dict[str, str] = {}
-    if post and not post.isdigit():
+    number = _number(post)
+    if post and number is None:
         errors["post"] = f"{post!r} is not a post number; choose one from the list."
-    elif post:
+    elif number is not None:
         with request.app.state.db.session() as session:
             try:
-                chosen = get_post(session, int(post))
+                chosen = get_post(session, number)
                 values["subject"], values["preheader"] = chosen.title, chosen.excerpt[:200]
             except NotFound:
                 errors["post"] = f"There is no post {post}; choose one from the list."
@@ -120,7 +127,7 @@ def create_issue(request: Request, post: str = Form(""), subject: str = Form("")
                                         tracking=tracking)
     if not values["post"]:
         errors["post"] = "Choose the post the issue is made from."
-    elif not values["post"].isdigit() or len(values["post"]) > 12:
+    elif _number(values["post"]) is None:
         errors["post"] = f"{values['post']!r} is not a post number; choose one from the list."
     if errors:
         return _new_page(request, staff, values, errors)
