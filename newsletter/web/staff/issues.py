@@ -78,8 +78,7 @@ def _post_options(session: Session) -> list[tuple[str, str]]:
     return [("", "Choose a post")] + [(str(p.id), f"{p.title} (post {p.id})") for p in list_posts(session, RECENT_POSTS)]
 
 
-def _new_page(request: Request, staff: Staff, values: dict[str, str], errors: dict[str, str],
-              status: int = 200) -> Response:
+def _new_page(request: Request, staff: Staff, values: dict[str, str], errors: dict[str, str]) -> Response:
     settings = request.app.state.settings
     with request.app.state.db.session() as session:
         options = _post_options(session)
@@ -90,12 +89,11 @@ def _new_page(request: Request, staff: Staff, values: dict[str, str], errors: di
             except NotFound:
                 errors["post"] = f"There is no post {values['post']}; choose one from the list."
         if chosen is not None and str(chosen.id) not in {value for value, _ in options}:
-            options.append((str(chosen.id), f"{chosen.title} (post {chosen.id})"))
-        context: dict[str, Any] = {"post_title": chosen.title if chosen else None}
-    return page(request, staff, "staff/issues/new.html", 400 if errors and status == 200 else status,
+            options.append((str(chosen.id), f"{chosen.title} (post {chosen.id})"))  # an older post, linked to
+    return page(request, staff, "staff/issues/new.html", 400 if errors else 200,
                 values=values, errors=errors, post_options=options,
                 tracking_options=[(m, issue_service.TRACKING_LABELS[m]) for m in TRACKING_MODES],
-                default_tracking=settings.tracking, **context)
+                default_tracking=settings.tracking)
 
 
 @router.get(ISSUES + "/new")
