@@ -3,6 +3,7 @@ test emails."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from newsletter.errors import InputError, NotFound
 from newsletter.compose.compile import check_tracking, compile_email, compiled_of, content_for_post
 from newsletter.compose.mime import build_message
 from newsletter.compose.personalize import substitute
-from newsletter.compose.preflight import Finding, check_email
+from newsletter.compose.preflight import CheckResult, Finding, check_email
+from newsletter.compose.preflight import checklist as preflight_checklist
 from newsletter.compose.render import CompiledEmail
 from newsletter.models import Issue
 from newsletter.posts.service import get_post, update_post
@@ -30,6 +32,7 @@ def _clean_intro(value: str) -> str:
     """Paragraphs of plain text: lines joined, blank lines kept as paragraph breaks."""
     paragraphs = [" ".join(p.split()) for p in value.replace("\r\n", "\n").split("\n\n")]
     intro = "\n\n".join(p for p in paragraphs if p)
+    _refuse_control_characters(intro.replace("\n", ""), "intro note")
     if len(intro) > MAX_INTRO:
         raise InputError(f"the intro note is {len(intro)} characters; keep it under {MAX_INTRO}")
     return intro
@@ -37,6 +40,7 @@ def _clean_intro(value: str) -> str:
 
 def _clean_line(value: str, what: str) -> str:
     value = " ".join(value.split())
+    _refuse_control_characters(value, what)
     if len(value) > 300:
         raise InputError(f"the {what} is {len(value)} characters; keep it under 300")
     return value
@@ -152,3 +156,59 @@ def preview_parts(issue: Issue, settings: Settings) -> Preview:
     """The stored email's HTML and text as a sample recipient gets them; its links work and count nothing."""
     values = test_values(settings, SAMPLE_RECIPIENT[0])
     return Preview(substitute(issue.html, values), substitute(issue.text, values))
+
+
+# For the staff pages: what may change, each field's problem, the checklist ---------------------------
+
+TRACKING_LABELS = {
+    "full": "Full: opens and clicks per reader",
+    "anonymous": "Anonymous: totals only, no one's own opens or clicks",
+    "off": "Off: no open pixel, links go straight to their site",
+}
+
+
+def editable(issue: Issue) -> bool:
+    """Whether the subject, preheader and intro note may still change (nothing queued yet)."""
+    return issue.status in RECOMPILABLE
+
+
+def field_errors(*, subject: str | None, preheader: str | None, intro: str,
+                 tracking: str | None = None) -> dict[str, str]:
+    """Each value's problem, by field name, as a sentence (empty when all may be stored): the same
+    checks ``create_issue`` and ``edit_issue`` make, one field at a time, so a form can show each
+    error beside its own field. None: not given (a new issue takes the post's title or excerpt)."""
+    checks: dict[str, Callable[[], object]] = {"intro": lambda: _clean_intro(intro)}
+    if subject is not None:
+        checks["subject"] = lambda: _clean_line(subject, "subject") or _raise("the subject is empty; every issue needs one")
+    if preheader is not None:
+        checks["preheader"] = lambda: _clean_line(preheader, "preheader")
+    if tracking is not None:
+        checks["tracking"] = lambda: check_tracking(tracking)
+    errors = {}
+    for name, check in checks.items():
+        try:
+            check()
+        except InputError as exc:
+            errors[name] = sentence(str(exc))
+    return errors
+
+
+def _raise(message: str) -> str:
+    raise InputError(message)
+
+
+def sentence(message: str) -> str:
+    """A service's message ("the subject is empty; …") as a sentence shown beside a field."""
+    message = message[:1].upper() + message[1:]
+    return message if message.endswith(".") else message + "."
+
+
+def checklist(issue: Issue, settings: Settings) -> list[CheckResult]:
+    """The preflight as a checklist: every check with its result, passing ones too."""
+    return preflight_checklist(preflight(issue, settings))
+
+
+def _refuse_control_characters(value: str, what: str) -> None:
+    # A NUL or another control character is never meant, and PostgreSQL refuses NUL in text.
+    if any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value):
+        raise InputError(f"the {what} holds a control character; give plain text")

@@ -97,3 +97,57 @@ def sent_html_bytes(email: CompiledEmail, settings: Settings) -> int:
 
 def blocking(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.level == "error"]
+
+
+# The checklist staff read: every check by name with its result, passing ones too ---------------------
+
+PASS, WARNING, ERROR = "pass", "warning", "error"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of ``check_email`` as people name it; ``codes``: the findings it can report."""
+
+    name: str
+    codes: tuple[str, ...]
+
+
+# The one home of the checks' names; every code ``check_email`` reports belongs to exactly one.
+CHECKS: tuple[Check, ...] = (
+    Check("Subject present and short enough for a phone", ("subject-missing", "subject-long")),
+    Check("Preheader present", ("preheader-missing",)),
+    Check("Unsubscribe link in the HTML and text parts", ("unsubscribe-missing",)),
+    Check("Postal address in the HTML and text parts", ("postal-address-missing",)),
+    Check("Every image has alt text", ("image-alt-missing",)),
+    Check(f"HTML under Gmail's {GMAIL_CLIP_BYTES // 1000} KB clipping limit", ("html-too-large",)),
+    Check("No health words in the subject or preheader", ("health-words-in-subject", "health-words-in-preheader")),
+)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    result: str  # PASS | WARNING | ERROR: the worst finding of the check, or PASS when it found none
+    findings: tuple[Finding, ...]
+
+    @property
+    def label(self) -> str:
+        """The result in words (never only a colour or an icon)."""
+        return {PASS: "Passed", WARNING: "Warning", ERROR: "Error"}[self.result]
+
+
+def checklist(findings: list[Finding]) -> list[CheckResult]:
+    """Every check with its result, in the order of ``CHECKS``. A finding whose code no check names
+    (a check added without a name) still shows, under its own code, so nothing is hidden."""
+    results = []
+    for check in (*CHECKS, *_unnamed(findings)):
+        mine = tuple(f for f in findings if f.code in check.codes)
+        worst = ERROR if any(f.level == ERROR for f in mine) else WARNING if mine else PASS
+        results.append(CheckResult(check.name, worst, mine))
+    return results
+
+
+def _unnamed(findings: list[Finding]) -> list[Check]:
+    named = {code for check in CHECKS for code in check.codes}
+    codes = dict.fromkeys(f.code for f in findings if f.code not in named)
+    return [Check(code, (code,)) for code in codes]

@@ -93,3 +93,19 @@ class TestEmailSender(OneOffSender):
 
 
 test_emails_of.__test__ = False  # type: ignore[attr-defined]
+
+
+def status_text(row: TestEmail) -> str:
+    """A test email's state in words for staff: whether it went, and why not when it did not."""
+    status = ConfirmationStatus(row.status)
+    if status is ConfirmationStatus.QUEUED:
+        return f"queued, to be tried again: {row.error}" if row.error else "queued: a dispatcher sends it shortly"
+    if status is ConfirmationStatus.SENDING:
+        return "sending"
+    if status is ConfirmationStatus.SENT:
+        return "sent"
+    if status is ConfirmationStatus.FAILED:
+        return f"failed: {row.error or 'no reason was given'}"
+    if status is ConfirmationStatus.UNKNOWN:
+        return "unknown: the request left and no answer came; check your inbox, or send another test"
+    return f"not sent: {row.error or 'nothing left to send'}"

@@ -19,6 +19,7 @@ from newsletter.web.staff import account as staff_account
 from newsletter.web.staff import audit as staff_audit
 from newsletter.web.staff import auth as staff_auth
 from newsletter.web.staff import home as staff_home
+from newsletter.web.staff import issues as staff_issues
 from newsletter.web.staff import posts as staff_posts
 from newsletter.web.staff import signin as staff_signin
 from newsletter.web.staff import users as staff_users
@@ -71,7 +72,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     staff_auth.install(app)
     for staff_router in (staff_signin.router, staff_home.router, staff_account.router, staff_audit.router,
                          staff_users.router,
-                         staff_posts.router):
+                         staff_posts.router, staff_issues.router):
         app.include_router(staff_router)
 
     @app.exception_handler(HTTPException)
