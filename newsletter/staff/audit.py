@@ -50,6 +50,7 @@ class AuditAction(StrEnum):
     POST_IMPORTED = "post_imported"
     ISSUE_CREATED = "issue_created"
     ISSUE_EDITED = "issue_edited"
+    BATCH_SETTLED = "batch_settled"  # a batch held as unknown, settled by a person (marked sent or queued again)
 
 
 Actor = StaffUser | str  # a staff user, or CLI / another fixed label
