@@ -203,13 +203,13 @@ def results(request: Request, issue_id: str, staff: Staff = Depends(issues_area)
 def settle(request: Request, issue_id: str, batch_id: str, outcome: str = Form(""),
            staff: Staff = Depends(issues_area)) -> Response:
     back = f"/staff/issues/{issue_id}/results"
-    if outcome not in ("sent", "resend") or not batch_id.isdigit() or len(batch_id) > 12:
-        return redirect(request, back, "Nothing changed: choose one of the two ways to settle the batch.", error=True)
     sent = outcome == "sent"
     try:
         with request.app.state.db.session() as session:
-            count = actions.settle_batch_by_staff(session, _issue(session, issue_id), int(batch_id), staff.user,
-                                                  sent=sent, now=utcnow())
+            issue = _issue(session, issue_id)
+            if outcome not in ("sent", "resend") or not batch_id.isdigit() or len(batch_id) > 12:
+                raise InputError("choose one of the two ways to settle the batch")
+            count = actions.settle_batch_by_staff(session, issue, int(batch_id), staff.user, sent=sent, now=utcnow())
     except InputError as exc:
         return redirect(request, back, f"Nothing changed: {exc}.", error=True)
     what = "marked sent" if sent else "queued again: the dispatchers send them"
