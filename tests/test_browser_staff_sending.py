@@ -173,3 +173,32 @@ def test_send_now_through_the_confirm_page_and_settle_a_held_batch(browser, live
     _check(page, "staff-issue-results-settled")
     assert elsewhere == []
     context.close()
+
+
+def test_without_javascript_the_count_is_updated_by_the_button(browser, live_server: LiveServer) -> None:  # noqa: ANN001
+    db, settings = live_server.db, live_server.settings
+    issue_id = make_issue(db, settings)
+    add_audience(db, 3)
+    add_audience(db, 2, list_slug="clinic-news", start=100)
+    login = make_user(db, "mia@clinic.example", Role.MARKETING)
+    context = browser.new_context(viewport={"width": 390, "height": 900}, java_script_enabled=False)
+    page = context.new_page()
+    send = f"/staff/issues/{issue_id}/send"
+    browser_sign_in(page, live_server.url, login, next_path=send)
+    page.select_option("#list", label="Clinic News")
+    expect(page.locator("#audience-count")).to_contain_text("Newsletter: 3 people")  # nothing asks the server
+    page.get_by_role("button", name="Update count").click()
+    page.wait_for_url(f"**{send}?list=*")
+    expect(page.locator("#audience-count")).to_contain_text("Clinic News: 2 people")
+    expect(page.locator("#schedule-form .audience-summary")).to_contain_text("Clinic News: 2 people")
+    shoot(page, "staff-issue-send-no-js")  # axe cannot run with scripts off; the same page passed it above
+    page.get_by_role("button", name="Send now…").click()
+    expect(page.locator("#confirm-audience")).to_contain_text("Clinic News: 2 people")
+    page.get_by_role("button", name="Yes, send now").click()
+    page.wait_for_url(live_server.url + send)
+    expect(page.locator("#progress-summary")).to_contain_text("0 of 2 handled")  # the figures at load
+    live_server.send_queued()
+    page.reload()
+    expect(page.locator("#progress-summary")).to_contain_text("2 of 2 handled (100%)")
+    shoot(page, "staff-issue-sent-no-js")
+    context.close()

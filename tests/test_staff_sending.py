@@ -263,13 +263,16 @@ def test_schedule_cancel_pause_resume_and_send_now_each_write_one_audit_entry(se
         confirm = c.get(f"{send}/confirm", params={"list": "", "segment": ""})
         assert confirm.status_code == 200 and "3 people" in confirm.text and "Yes, send now" in confirm.text
         assert status_of(db, issue_id) == "scheduled"
+        wrong = c.post(f"/staff/issues/{issue_id}/send-now", data={"csrf_token": csrf_of(confirm.text),
+                                                                   "list_id": "999", "segment_id": ""})
+        assert wrong.status_code == 400 and "there is no list 999" in wrong.text and status_of(db, issue_id) == "scheduled"
         sent = c.post(f"/staff/issues/{issue_id}/send-now", data={"csrf_token": csrf_of(confirm.text),
                                                                   "list_id": "", "segment_id": ""})
         assert sent.status_code == 303 and status_of(db, issue_id) == "sending"
         assert "sending to 3 people" in c.get(send).text
         # A repeated post (a double click) changes nothing and is not audited again.
         again = post(c, send, f"/staff/issues/{issue_id}/send-now")
-        assert again.status_code == 400 and "Not scheduled" not in again.text and "sending" in again.text
+        assert again.status_code == 400 and "Not sent: issue" in again.text and "is sending" in again.text
         refused = post(c, send, f"/staff/issues/{issue_id}/cancel")
         assert refused.status_code == 303 and "Nothing changed" in c.get(send).text
     actions = [(action, actor) for action, actor, _ in audit_of(db, issue_id)]

@@ -149,7 +149,8 @@ def send_now(request: Request, issue_id: str, list_id: str = Form(""), segment_i
                                               list_id=list_id, segment_id=segment_id, now=utcnow())
     except InputError as exc:
         return _send_page(request, staff, issue_id, 400, list_id=list_id, segment_id=segment_id,
-                          errors={exc.field if isinstance(exc, actions.FieldError) else "form": str(exc)})
+                          errors={exc.field if isinstance(exc, actions.FieldError) else "form": str(exc)},
+                          template="staff/issue_sending/confirm.html")
     if added is None:
         return redirect(request, send_path(issue_id), f"Issue {issue_id} waits for an admin's approval; "
                         "it goes out once approved.")
