@@ -63,7 +63,7 @@ def schedule_issue(
     if errors:
         raise InputError("the preflight failed: " + "; ".join(f.message for f in errors)
                          + f" (see 'newsletter issues preflight {issue.id}')")
-    if at < now and not local_time:
+    if in_the_past(at, now, local_time=local_time):
         raise InputError(f"{at.isoformat()} is in the past; use 'newsletter issues send {issue.id}' to send now")
     issue.list_id = (get_list(session, list_slug) if list_slug else ensure_list(session, settings.default_list, settings.newsletter_name)).id
     issue.segment_id = get_segment(session, segment).id if segment else None
@@ -162,3 +162,9 @@ def recover_and_finish(session: Session, now: datetime, report: TickReport | Non
         if ledger.finish_if_done(session, issue, now):
             report.finished.append(issue.id)
     return report
+
+
+def in_the_past(at: datetime, now: datetime, *, local_time: bool) -> bool:
+    """A time that has passed cannot be scheduled (send now instead). At each contact's local time,
+    ``at``'s date may still lie ahead in other zones, so only the send path's own start is clamped."""
+    return at < now and not local_time

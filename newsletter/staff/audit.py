@@ -52,6 +52,7 @@ class AuditAction(StrEnum):
     ISSUE_CREATED = "issue_created"
     ISSUE_EDITED = "issue_edited"
     FEED_ADDED = "feed_added"
+    BATCH_SETTLED = "batch_settled"  # a batch held as unknown, settled by a person (marked sent or queued again)
 
 
 Actor = StaffUser | str  # a staff user, or CLI / another fixed label

@@ -1,0 +1,35 @@
+"""An issue's results as the staff Results page shows them: the report (``email_stats.issue_report``),
+whether anonymous counts belong on it, and the batches held as unknown that wait to be settled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from newsletter.models import Issue
+from newsletter.reports.email_stats import IssueReport, issue_report
+from newsletter.sending import ledger
+from newsletter.sending.progress import batch_record
+
+ANONYMOUS = "anonymous"  # the tracking mode whose opens and clicks keep no person (compose.compile.TRACKING_MODES)
+
+
+@dataclass(frozen=True)
+class IssueResults:
+    report: IssueReport
+    tracking: str
+    held: list[dict[str, Any]]  # ``progress.batch_record`` of each batch held as unknown, oldest first
+
+    @property
+    def show_anonymous(self) -> bool:
+        """Anonymous counts are shown when tracking was anonymous (or some were recorded anyway, e.g.
+        before tracking was changed): otherwise they would only be a column of zeros."""
+        stats = self.report.stats
+        return self.tracking == ANONYMOUS or bool(stats.anonymous_opens or stats.anonymous_clicks)
+
+
+def issue_results(session: Session, issue: Issue) -> IssueResults:
+    return IssueResults(issue_report(session, issue.id), issue.tracking,
+                        [batch_record(held) for held in ledger.unknown_batches(session, issue.id)])
