@@ -4,6 +4,7 @@ figures, this month's counts and two server-drawn charts; each role sees what it
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -77,4 +78,26 @@ def test_clinic_staff_see_the_month_and_the_funnel_but_no_issues(browser, live_s
     assert "Last issues" not in text and "Winter walks" not in text and "Engagement by week" not in text
     assert_accessible(page)
     shoot(page, "staff-home-clinic")
+    context.close()
+
+
+def test_a_send_in_progress_moves_on_the_home_page_without_a_reload(browser, live_server: LiveServer) -> None:  # noqa: ANN001
+    settings, db = live_server.settings, live_server.db
+    issue_id = make_issue(db, settings, "Small steps for steadier days")
+    add_audience(db, 3)
+    with db.session() as s:
+        schedule.start_now(s, settings, issue_service.get_issue(s, issue_id), utcnow())  # queued, not sent yet
+    login = make_user(db, "ana@clinic.example", Role.MARKETING)
+    context = browser.new_context(viewport={"width": 390, "height": 900})
+    page = context.new_page()
+    browser_sign_in(page, live_server.url, login)
+    sending = page.locator("li.sending")
+    assert "0 of 3 handled (0%)" in sending.inner_text()
+    assert_accessible(page)
+    shoot(page, "staff-home-sending")
+    live_server.send_queued()  # the dispatchers send it meanwhile
+    from playwright.sync_api import expect
+
+    expect(sending.locator(".progress-text")).to_have_text(re.compile(r"^3 of 3 handled \(100%\)"), timeout=15_000)
+    expect(sending.locator("progress")).to_have_js_property("value", 3)
     context.close()
