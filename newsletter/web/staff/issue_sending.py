@@ -62,21 +62,22 @@ def _send_page(request: Request, staff: Staff, issue_id: str, status: int = 200,
             audience = actions.choose_audience(session, settings, issue)
             status = max(status, 400)
         lists, segments = actions.audience_options(session)
-        context = {
-            "issue": issue,
-            "state": issue_state(session, issue),
-            "progress": send_progress(session, issue),
-            "actions": actions.actions_for(issue, settings, staff.user),
-            "when": actions.schedule_text(issue, settings),
-            "audience": audience,
-            "lists": lists,
-            "segments": segments,
-        }
-        return page(request, staff, template, status, **context, statuses=list(DeliveryStatus),
-                    zone_options=[(z, z.replace("_", " ")) for z in actions.time_zones()],
-                    list_options=[(str(m.id), m.name) for m in lists],
-                    segment_options=[("", "Everyone on the list")] + [(str(g.id), g.name) for g in segments], values=values or actions.schedule_defaults(issue, settings, utcnow()), errors=errors,
-                    poll_seconds=POLL_SECONDS)
+        return page(
+            request, staff, template, status,
+            issue=issue,
+            state=issue_state(session, issue),
+            progress=send_progress(session, issue),
+            statuses=list(DeliveryStatus),
+            actions=actions.actions_for(issue, settings, staff.user),
+            when=actions.schedule_text(issue, settings),
+            audience=audience,
+            list_options=[(str(m.id), m.name) for m in lists],
+            segment_options=[("", "Everyone on the list")] + [(str(g.id), g.name) for g in segments],
+            zone_options=[(z, z.replace("_", " ")) for z in actions.time_zones()],
+            values=values or actions.schedule_defaults(issue, settings, utcnow()),
+            errors=errors,
+            poll_seconds=POLL_SECONDS,
+        )
 
 
 @router.get(BASE + "/send")
