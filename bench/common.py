@@ -57,3 +57,17 @@ def captured(db: Database) -> Iterator[list[tuple[str, Any]]]:
         yield seen
     finally:
         event.remove(db.engine, "before_cursor_execute", keep)
+
+
+def explain(db: Database, statement: str, parameters: Any) -> str:
+    """The database's plan for one captured statement, indented for printing."""
+    raw = db.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if db.engine.dialect.name == "sqlite":
+            cursor.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            return "\n".join(f"    {row[3]}" for row in cursor.fetchall())
+        cursor.execute(f"EXPLAIN {statement}", parameters)
+        return "\n".join(f"    {row[0]}" for row in cursor.fetchall())
+    finally:
+        raw.close()

@@ -21,14 +21,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.common import captured, postgres_database
+from bench.common import captured, explain, postgres_database
 from bench.staff_data import NOW, fill
 from newsletter.database import Database, upgrade
 from newsletter.reports import dashboard
@@ -63,19 +62,6 @@ def functions() -> dict[str, Callable[[Session], str]]:
             "floor: count(*) deliveries": lambda s: f"{s.scalar(text('SELECT count(*) FROM deliveries')):,}",
             "outgoing (scheduled, sending)": outgoing, "recent_issues (5)": recent,
             "month_comparison": month, "engagement_by_week (12)": weeks, "lead_funnel": funnel}
-
-
-def explain(db: Database, statement: str, parameters: Any) -> str:
-    raw = db.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if db.engine.dialect.name == "sqlite":
-            cursor.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            return "\n".join(f"    {row[3]}" for row in cursor.fetchall())
-        cursor.execute(f"EXPLAIN {statement}", parameters)
-        return "\n".join(f"    {row[0]}" for row in cursor.fetchall())
-    finally:
-        raw.close()
 
 
 def p95(values: list[float]) -> float:

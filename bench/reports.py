@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.common import captured, postgres_database
+from bench.common import captured, explain, postgres_database
 from newsletter.database import Database, upgrade
 from newsletter.reports.email_stats import issue_report, sequence_report
 from newsletter.reports.follow_up import follow_up_report
@@ -288,19 +288,6 @@ def reports(plan: Plan) -> dict[str, Callable[[Session], tuple[str, dict[str, An
         "funnel (90 days, web_form)": funnel(since=NOW - timedelta(days=90), source="web_form"),
         "follow-up (14 days)": follow_up,
     }
-
-
-def explain(db: Database, statement: str, parameters: Any) -> str:
-    raw = db.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if db.engine.dialect.name == "sqlite":
-            cursor.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            return "\n".join(f"    {row[3]}" for row in cursor.fetchall())
-        cursor.execute(f"EXPLAIN {statement}", parameters)
-        return "\n".join(f"    {row[0]}" for row in cursor.fetchall())
-    finally:
-        raw.close()
 
 
 def time_reports(db: Database, plan: Plan, repeat: int, plans: bool) -> list[tuple[str, float, str, dict[str, Any]]]:

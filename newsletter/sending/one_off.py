@@ -23,6 +23,7 @@ claimed_by, lease_expires_at, provider_message_id, error, sent_at.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -61,7 +62,7 @@ class Claimed:
     to: Any  # what ``compose`` needs, read when the row was claimed
 
 
-class OneOffSender:
+class OneOffSender(ABC):
     """Sends one kind of one-off email through a transport; one per kind per dispatcher thread.
     A kind says which table (``model``), what to send (``prepare``: skip it, or what to compose)
     and how (``compose``)."""
@@ -83,12 +84,13 @@ class OneOffSender:
 
     # What a kind decides ---------------------------------------------------------------------------
 
+    @abstractmethod
     def prepare(self, session: Session, row: Any) -> tuple[str | None, Any]:
         """``(reason, None)`` to skip this row (it is not sent), else ``(None, what compose needs)``."""
-        raise NotImplementedError(f"{type(self).__name__} must say what it sends")
 
+    @abstractmethod
     def compose(self, to: Any) -> tuple[CompiledEmail, Recipient]:
-        raise NotImplementedError(f"{type(self).__name__} must say how it composes")
+        """The email and its one recipient, from what ``prepare`` returned."""
 
     # The queue ---------------------------------------------------------------------------------------
 
