@@ -7,7 +7,7 @@ from enum import StrEnum
 
 class Role(StrEnum):
     ADMIN = "admin"          # users, settings, the audit log, and everything else
-    MARKETING = "marketing"  # posts, issues, sequences, contacts, reports
+    MARKETING = "marketing"  # posts, issues, sequences, contacts and segments, reports
     CLINIC = "clinic"        # leads, bookings and follow-up: contact details of leads only
 
 
@@ -16,6 +16,7 @@ class Area(StrEnum):
     POSTS = "posts"
     ISSUES = "issues"
     CONTACTS = "contacts"
+    SEQUENCES = "sequences"
     REPORTS = "reports"
     LEADS = "leads"
     AUDIT = "audit"
@@ -28,6 +29,7 @@ AREA_ROLES: dict[Area, frozenset[Role]] = {
     Area.POSTS: frozenset({Role.ADMIN, Role.MARKETING}),
     Area.ISSUES: frozenset({Role.ADMIN, Role.MARKETING}),
     Area.CONTACTS: frozenset({Role.ADMIN, Role.MARKETING}),
+    Area.SEQUENCES: frozenset({Role.ADMIN, Role.MARKETING}),
     Area.REPORTS: frozenset({Role.ADMIN, Role.MARKETING}),
     Area.LEADS: frozenset({Role.ADMIN, Role.CLINIC}),
     Area.AUDIT: frozenset({Role.ADMIN}),

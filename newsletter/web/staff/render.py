@@ -36,7 +36,9 @@ AREA_PAGES = [
     AreaPage(Area.POSTS, "Posts", "/staff/posts", "Import posts by URL, file or paste, and follow the feeds."),
     AreaPage(Area.ISSUES, "Issues", "/staff/issues", "Make issues from posts, preview, test, schedule and read "
              "their results."),
-    AreaPage(Area.CONTACTS, "Contacts", "/staff/contacts", "The audience: lists, segments, imports and exports."),
+    AreaPage(Area.CONTACTS, "Contacts", "/staff/contacts", "The audience: search, timelines, imports and exports."),
+    AreaPage(Area.CONTACTS, "Segments", "/staff/segments", "Groups of contacts by a definition, with their count."),
+    AreaPage(Area.SEQUENCES, "Sequences", "/staff/sequences", "Drips: steps, their figures, pause, resume and enrol."),
     AreaPage(Area.REPORTS, "Reports", "/staff/reports", "Figures for issues, sequences and the lead funnel."),
     AreaPage(Area.LEADS, "Leads", "/staff/leads", "People who asked for a consultation: follow-up and bookings."),
     AreaPage(Area.AUDIT, "Audit log", "/staff/audit", "Who did what and when: sign-ins, sends, exports, changes."),
