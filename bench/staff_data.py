@@ -9,7 +9,10 @@
 - their events: delivered, bounces, human and machine opens and clicks, unsubscribes, complaints
   (about 1.6 events per delivery);
 - 10,000 leads at every stage with their stage changes, bookings for the booked and attended, most
-  of them credited to a delivery the lead clicked.
+  of them credited to a delivery the lead clicked;
+- names, custom fields and tags on the contacts, and a saved segment;
+- with ``fill_sequences``: the shipped sequences, every lead enrolled in the consultation follow-up
+  with the steps it has had sent (about 25,000 step deliveries) and their opens and clicks.
 
 Rows are made in Python in chunks and written with COPY (PostgreSQL) or executemany in one
 transaction (SQLite), never through the ORM row by row; it is deterministic (seeded). On SQLite it
@@ -44,6 +47,10 @@ class Size:
 COLUMNS = {
     "lists": "id, slug, name, description, double_opt_in, created_at",
     "contacts": "id, email, email_hash, name, timezone, custom_fields, status, source, created_at, updated_at",
+    "contact_tags": "contact_id, tag, added_at",
+    "segments": "name, description, definition, created_at, updated_at",
+    "enrollments": "id, sequence_id, contact_id, generation, state, next_step_id, next_due_at, last_step_id, "
+                   "last_sent_at, enrolled_at, finished_at, source",
     "subscriptions": "id, contact_id, list_id, status, frequency, created_at, confirmed_at, unsubscribed_at, "
                      "confirmation_sends",
     "consent_events": "contact_id, list_id, action, method, note, at",
@@ -63,6 +70,9 @@ WITH_IDS = ("lists", "contacts", "subscriptions", "posts", "issues", "links", "l
 STAGES = ["new", "contacted", "booked", "attended", "lost"]
 STAGE_WEIGHTS = [55, 22, 10, 6, 7]
 SOURCES = ["web_form"] * 5 + ["phone"] * 2 + ["referral", "campaign", "import"]
+FIRST = ["Ana", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hugo", "Iris", "Jon", "Kemi", "Luis"]
+LAST = ["Alvarez", "Brown", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Huang", "Ito", "Jones", "Khan"]
+TAGS = ["event-2026", "webinar", "referral-partner", "spanish", "north-clinic"]
 
 
 def _status(rnd: random.Random) -> str:
@@ -77,21 +87,29 @@ def generate(size: Size, now: datetime) -> Iterator[tuple[str, list[tuple[Any, .
     two_years = 730 * 86400
     created = [now - timedelta(seconds=rnd.randrange(60, two_years)) for _ in range(size.contacts)]
     yield "lists", [(1, "newsletter", "The Limbic Letter", "", True, now - timedelta(days=800))]
-    contacts, subscriptions, consents = [], [], []
+    contacts, subscriptions, consents, tags = [], [], [], []
     for i, at in enumerate(created, start=1):
         r = rnd.random()
         status = "pending" if r < 0.03 else "unsubscribed" if r < 0.11 else "confirmed"
         confirmed = at + timedelta(hours=1) if status != "pending" and at + timedelta(hours=1) < now else None
         left = (now - timedelta(seconds=rnd.randrange(1, min(365 * 86400, int((now - at).total_seconds())))))\
             if status == "unsubscribed" else None
-        contacts.append((i, f"reader{i}@example.org", f"h{i}", None, "America/Los_Angeles", "{}",
+        name = f"{rnd.choice(FIRST)} {rnd.choice(LAST)}" if rnd.random() < 0.8 else None
+        fields = '{"clinic": "%s"}' % rnd.choice(["north", "south"]) if rnd.random() < 0.5 else "{}"
+        contacts.append((i, f"reader{i}@example.org", f"h{i}", name, "America/Los_Angeles", fields,
                          "unsubscribed" if left else "active", "import", at, at))
+        if rnd.random() < 0.3:
+            tags.append((i, rnd.choice(TAGS), at))
         subscriptions.append((i, i, 1, status, "every", at, confirmed, left, 1))
         consents.append((i, 1, "confirmed" if confirmed else "requested", "form", None, confirmed or at))
     yield "contacts", contacts
     yield "subscriptions", subscriptions
     yield "consent_events", consents
-    del contacts, subscriptions, consents
+    yield "contact_tags", tags
+    yield "segments", [("engaged-north", "Confirmed readers of the north clinic who opened lately",
+                        '{"all": [{"list": "newsletter"}, {"field": "clinic", "op": "eq", "value": "north"}, '
+                        '{"opened": {"within_days": 90}}]}', now, now)]
+    del contacts, subscriptions, consents, tags
 
     # Weekly issues, the newest still sending, one more scheduled for next week.
     started = {k: now - timedelta(weeks=size.issues - k, hours=-1 if k == size.issues else 0)
@@ -210,7 +228,67 @@ def fill(db: Database, *, now: datetime = NOW, size: Size = Size()) -> dict[str,
         raw.commit()
     finally:
         raw.close()
+    counts.update(fill_sequences(db, now=now, size=size))
     if postgres:  # autovacuum would do this on a live server
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE")
     return counts
+
+
+def fill_sequences(db: Database, *, now: datetime = NOW, size: Size = Size()) -> dict[str, int]:
+    """The shipped sequences (installed as the demo does), every lead enrolled in the consultation
+    follow-up at its own point, the steps it was sent as deliveries with their opens and clicks."""
+    from sqlalchemy import func, select
+
+    from newsletter.config import Settings
+    from newsletter.models import Delivery, Sequence, SequenceStep
+    from newsletter.sequences.service import install_shipped
+
+    settings = Settings(database_url=db.engine.url.render_as_string(hide_password=False), secret_key="s" * 48)
+    with db.session() as s:
+        install_shipped(s, settings, now - timedelta(days=400))
+    with db.session() as s:
+        sequence_id = s.scalar(select(Sequence.id).where(Sequence.trigger_type == "lead_created"))
+        steps = list(s.execute(select(SequenceStep.id, SequenceStep.delay_seconds)
+                               .where(SequenceStep.sequence_id == sequence_id).order_by(SequenceStep.position)))
+        first_id = (s.scalar(select(func.max(Delivery.id))) or 0) + 1
+    rnd = random.Random(15)
+    enrollments, deliveries, events = [], [], []
+    n = first_id
+    for lead in range(1, size.leads + 1):
+        enrolled = now - timedelta(seconds=rnd.randrange(3600, 365 * 86400))
+        sent = rnd.randrange(0, len(steps) + 1)
+        at, last = enrolled, None
+        for step_id, delay in steps[:sent]:
+            at = at + timedelta(seconds=delay)
+            if at >= now:
+                break
+            deliveries.append((n, None, lead, None, "delivered", at, 1, at, at, lead, step_id))
+            events.append((n, lead, None, None, "delivered", False, "sendgrid", None, at, at))
+            if rnd.random() < 0.4:
+                events.append((n, lead, None, None, "open", False, "first_party", None, at, at))
+                if rnd.random() < 0.15:
+                    events.append((n, lead, None, None, "click", False, "first_party", BOOK, at, at))
+            last, n = step_id, n + 1
+        done = last == steps[-1][0]
+        following = None if done else steps[[s for s, _ in steps].index(last) + 1 if last else 0]
+        enrollments.append((lead, sequence_id, lead, 1, "completed" if done else "active",
+                            following[0] if following else None, (at + timedelta(seconds=following[1]))
+                            if following else None, last, at if last else None, enrolled, at if done else None,
+                            "trigger"))
+    postgres = db.engine.dialect.name == "postgresql"
+    raw = db.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        write_rows(cursor, "enrollments", COLUMNS["enrollments"], enrollments, postgres=postgres)
+        write_rows(cursor, "deliveries", COLUMNS["deliveries"] + ", enrollment_id, step_id", deliveries,
+                   postgres=postgres)
+        write_rows(cursor, "events", COLUMNS["events"], events, postgres=postgres)
+        if postgres:
+            for table in ("enrollments", "deliveries"):
+                cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                               f"coalesce((SELECT max(id) FROM {table}), 0) + 1, false)")
+        raw.commit()
+    finally:
+        raw.close()
+    return {"enrollments": len(enrollments), "step deliveries": len(deliveries), "step events": len(events)}
