@@ -243,10 +243,14 @@ def at_start(settings: Settings) -> Settings:
 
 # Checking and saving ----------------------------------------------------------------------------------
 
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 _PYDANTIC_PHRASES: dict[str, Callable[[dict[str, Any]], str]] = {
-    "greater_than_equal": lambda c: f"Give a number of {c['ge']} or more.",
-    "greater_than": lambda c: f"Give a number greater than {c['gt']}.",
-    "less_than_equal": lambda c: f"Give a number of {c['le']} or less.",
+    "greater_than_equal": lambda c: f"Give a number of {_number(c['ge'])} or more.",
+    "greater_than": lambda c: f"Give a number greater than {_number(c['gt'])}.",
+    "less_than_equal": lambda c: f"Give a number of {_number(c['le'])} or less.",
     "int_parsing": lambda c: "Give a whole number, such as 500.",
     "int_from_float": lambda c: "Give a whole number, such as 500.",
     "float_parsing": lambda c: "Give a number, such as 10 or 2.5.",
@@ -355,14 +359,17 @@ def check(settings: Settings, submitted: dict[str, str]) -> dict[str, Any]:
             raw[name] = _raw(FIELDS[name], text)
         except ValueError as exc:
             errors[name] = str(exc)
-    given = _given(settings, frozenset(raw))
-    given.update({_key(n): v for n, v in raw.items()})
-    try:
-        checked = type(settings).model_validate(given)
-    except ValidationError as error:
-        for name, message in _fields_of(error).items():
-            errors.setdefault(name if name in raw else next(iter(raw)), message)
-        checked = None
+    checked = None
+    while checked is None and set(raw) - set(errors):
+        # Without the fields refused so far, so that every field gets its own sentence at once.
+        given = _given(settings, frozenset(raw))
+        given.update({_key(n): v for n, v in raw.items() if n not in errors})
+        try:
+            checked = type(settings).model_validate(given)
+        except ValidationError as error:
+            for name, message in _fields_of(error).items():
+                errors.setdefault(name if name in raw and name not in errors else
+                                  next(n for n in raw if n not in errors), message)
     values: dict[str, Any] = {}
     for name in raw:
         if name in errors or checked is None:
