@@ -482,6 +482,8 @@ class FieldState:
 
     @property
     def text(self) -> str:
+        if isinstance(self.value, float):
+            return f"{self.value:g}"  # 0, 2.5: not 0.0
         return "" if self.value is None else str(self.value)
 
 

@@ -28,12 +28,16 @@ def _settings_page(request: Request, staff: Staff, status: int = 200, *, typed: 
     with request.app.state.db.session() as session:
         states = stored_settings.field_states(session, settings)
     values = {name: state.text for name, state in states.items()}
+    # A logo is shown only when it is on this app's own host: no staff page asks another site for anything.
+    logo = states["logo_url"].text
+    own = str(request.base_url).rstrip("/") + "/"
     values.update(typed or {})
     return page(request, staff, "staff/settings/settings.html", status, sections=stored_settings.SECTIONS,
                 states=states, values=values, errors=errors or {}, flash=flash, flash_error=bool(flash),
                 wins={n: stored_settings.environment_wins(n, s.value) for n, s in states.items()
                       if s.source == "environment"},
-                audit_link=f"/staff/audit?action={AuditAction.SETTINGS_CHANGED.value}")
+                audit_link=f"/staff/audit?action={AuditAction.SETTINGS_CHANGED.value}",
+                logo_on_this_host=bool(logo) and logo.startswith(own))
 
 
 def settings_in_use(request: Request) -> Settings:
