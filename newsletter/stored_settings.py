@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from newsletter.config import Settings, use_settings, variable_of
 from newsletter.database import Database
 from newsletter.errors import InputError
-from newsletter.issues import recompile
+from newsletter.issues import TRACKING_LABELS, recompile, refuse_control_characters, sentence
 from newsletter.models import Issue
 from newsletter.staff import audit
 from newsletter.staff.models import StaffUser, StoredSetting
@@ -86,11 +86,8 @@ SECTIONS: tuple[Section, ...] = (
     )),
     Section("tracking", "Tracking", "The first-party tracking new issues and sequences start with; each "
             "issue can still choose its own.", (
-        FieldSpec("tracking", "Tracking of new issues", "choice", "new issues use", choices=(
-            ("full", "Full: opens and clicks per reader"),
-            ("anonymous", "Anonymous: totals only, no one's own opens or clicks"),
-            ("off", "Off: no open pixel, links go straight to their site"),
-        )),
+        FieldSpec("tracking", "Tracking of new issues", "choice", "new issues use",
+                  choices=tuple(TRACKING_LABELS.items())),
     )),
     Section("limits", "Send limits", "How fast emails go out, so a new provider account is not flooded "
             "(0: no limit), and how often one contact may get marketing email.", (
@@ -269,14 +266,8 @@ def _fields_of(error: ValidationError) -> dict[str, str]:
         phrase = _PYDANTIC_PHRASES.get(problem["type"])
         message = phrase(problem.get("ctx") or {}) if phrase else problem["msg"].removeprefix("Value error, ")
         message = message.removeprefix(variable_of(name)).lstrip(": ") if name else message
-        found.setdefault(name, _sentence(message))
+        found.setdefault(name, sentence(message))
     return found
-
-
-def _sentence(message: str) -> str:
-    message = message.strip()
-    message = message[:1].upper() + message[1:]
-    return message if message.endswith(".") else message + "."
 
 
 def relative_luminance(colour: str) -> float:
@@ -296,8 +287,10 @@ def contrast_with_white(colour: str) -> float:
 def _clean_text(name: str, value: str) -> str:
     value = ", ".join(p.strip().strip(",").strip() for p in value.splitlines() if p.strip()) \
         if name == "postal_address" else " ".join(value.split())
-    if any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value):
-        raise ValueError("Give plain text, without control characters.")
+    try:
+        refuse_control_characters(value, FIELDS[name].label.lower())
+    except InputError as exc:
+        raise ValueError(sentence(str(exc))) from None
     if len(value) > MAX_TEXT.get(name, 200):
         raise ValueError(f"Keep it under {MAX_TEXT.get(name, 200)} characters (it is {len(value)}).")
     return value
@@ -326,13 +319,13 @@ def _deliverability(spec: FieldSpec, value: Any) -> Any:
         try:
             return sendable_email(value)
         except (InputError, ValueError) as exc:
-            raise ValueError(_sentence(str(exc))) from None
+            raise ValueError(sentence(str(exc))) from None
     if spec.name == "reply_to":
         name, address = parseaddr(value)
         try:
             checked = sendable_email(address or value)
         except (InputError, ValueError) as exc:
-            raise ValueError(_sentence(str(exc))) from None
+            raise ValueError(sentence(str(exc))) from None
         return f"{name} <{checked}>" if name else checked
     if spec.name == "accent_colour":
         ratio = contrast_with_white(value)

@@ -132,6 +132,20 @@ def test_each_change_is_audited_and_an_unchanged_value_writes_nothing(db: Databa
     assert [(e.actor, e.target, e.detail) for e in entries] == [("ada@clinic.example", "setting rate_per_day", "0 -> 500")]
 
 
+@pytest.mark.postgres
+def test_stored_values_round_trip_on_postgres(postgres_db: Database, settings: Settings) -> None:
+    save(postgres_db, settings, reply_to="Care team <care@clinic.example>", rate_per_second="2.5",
+         rate_per_day="1000", accent_colour="#1f5f5b")
+    save(postgres_db, settings, reply_to="")  # cleared: stored as none, not the default's absence
+    with postgres_db.session() as s:
+        applied = stored_settings.in_session(s, settings)
+        assert s.get(StoredSetting, "reply_to").value is None  # type: ignore[union-attr]
+    assert (applied.reply_to, applied.rate_per_second, applied.rate_per_day, applied.accent_colour) == \
+        (None, 2.5, 1000, "#1f5f5b")
+    live = LiveSettings(settings, postgres_db, every=0)
+    assert live.current().rate_per_day == 1000 and live.current() is live.current()  # rebuilt only on a change
+
+
 # Every process applies them -------------------------------------------------------------------------------
 
 
