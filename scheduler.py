@@ -28,6 +28,7 @@ from newsletter.config import Settings, get_settings
 from newsletter.database import Database
 from newsletter.posts import service as post_service
 from newsletter.reports.snapshots import refresh_figures
+from newsletter import stored_settings
 from newsletter.sending import leader
 from newsletter.due import Round, run_round
 from subscribers.db import utcnow
@@ -47,7 +48,8 @@ def run_due_work(settings: Settings, db: Database, holder: str, now: datetime | 
     with db.session() as session:
         if not leader.acquire(session, LEASE, holder, now, ttl):
             return None
-        report = run_round(session, settings, now)
+        # What staff saved on the settings page applies from this round (one small query).
+        report = run_round(session, stored_settings.in_session(session, settings), now)
     if report.busy():
         log.info("due work: %s", report.summary())
     return report

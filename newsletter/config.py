@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from subscribers.errors import InputError
@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="NEWSLETTER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
+    # Settings with the values staff saved applied (newsletter.stored_settings) remember which fields
+    # the environment set: those win over stored values, and a rebuilt copy must still know them.
+    _pinned: frozenset[str] | None = PrivateAttr(default=None)
 
     # Storage
     var_dir: Path = Field(Path("var"), description="Folder for the embedded database and outbox.")
@@ -335,12 +338,35 @@ class Settings(BaseSettings):
 
 
 @lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The settings every process starts from; a bad value is a ``SettingsError`` of one line."""
+def environment_settings() -> Settings:
+    """The settings the environment (and ``.env``) gives; a bad value is a ``SettingsError`` of one line."""
     try:
         return Settings()
     except ValidationError as error:
         raise SettingsError(describe(error)) from None
+
+
+_in_use: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The settings every process starts from: the environment's, or, once the process start has
+    applied the values staff saved (``use_settings``; the CLI does at every command), those."""
+    return _in_use or environment_settings()
+
+
+def use_settings(settings: Settings | None) -> None:
+    """What ``get_settings`` returns from now on in this process (None: the environment's again)."""
+    global _in_use
+    _in_use = settings
+
+
+def _forget() -> None:
+    environment_settings.cache_clear()
+    use_settings(None)
+
+
+get_settings.cache_clear = _forget  # type: ignore[attr-defined]  # tests start each run afresh
 
 
 def describe(error: ValidationError) -> str:
@@ -349,12 +375,13 @@ def describe(error: ValidationError) -> str:
     parts = []
     for problem in error.errors(include_url=False, include_input=False):
         message = problem["msg"].removeprefix("Value error, ")
-        variable = _variable(problem["loc"][0]) if problem["loc"] else None
+        variable = variable_of(problem["loc"][0]) if problem["loc"] else None
         parts.append(message if variable is None or variable in message else f"{variable}: {message}")
     return "; ".join(parts)
 
 
-def _variable(name: object) -> str:
+def variable_of(name: object) -> str:
+    """The environment variable that sets field ``name`` (NEWSLETTER_ORG_NAME, SENDGRID_API_KEY)."""
     field = Settings.model_fields.get(str(name))
     if field is None:
         return str(name).upper()  # already an alias such as SENDGRID_API_KEY

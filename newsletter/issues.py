@@ -32,7 +32,7 @@ def _clean_intro(value: str) -> str:
     """Paragraphs of plain text: lines joined, blank lines kept as paragraph breaks."""
     paragraphs = [" ".join(p.split()) for p in value.replace("\r\n", "\n").split("\n\n")]
     intro = "\n\n".join(p for p in paragraphs if p)
-    _refuse_control_characters(intro.replace("\n", ""), "intro note")
+    refuse_control_characters(intro.replace("\n", ""), "intro note")
     if len(intro) > MAX_INTRO:
         raise InputError(f"the intro note is {len(intro)} characters; keep it under {MAX_INTRO}")
     return intro
@@ -40,7 +40,7 @@ def _clean_intro(value: str) -> str:
 
 def _clean_line(value: str, what: str) -> str:
     value = " ".join(value.split())
-    _refuse_control_characters(value, what)
+    refuse_control_characters(value, what)
     if len(value) > 300:
         raise InputError(f"the {what} is {len(value)} characters; keep it under 300")
     return value
@@ -208,7 +208,7 @@ def checklist(issue: Issue, settings: Settings) -> list[CheckResult]:
     return preflight_checklist(preflight(issue, settings))
 
 
-def _refuse_control_characters(value: str, what: str) -> None:
+def refuse_control_characters(value: str, what: str) -> None:
     # A NUL or another control character is never meant, and PostgreSQL refuses NUL in text.
     if any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value):
         raise InputError(f"the {what} holds a control character; give plain text")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from newsletter import stored_settings
 from newsletter.bootstrap import wire
 from newsletter.cli import contacts_io, sending, system  # noqa: F401 - these register commands on groups
 from newsletter.cli.contacts import contacts_app
@@ -28,11 +29,12 @@ def _start() -> None:
     # Where the CLI's process starts, before any command: the listeners (a booking is attributed
     # and ends nurture, whichever command records it). Settings that do not load are left for the
     # command to report in its own words (and --help still works); a command never runs without them.
+    # From here ``get_settings`` returns them with the values staff saved on the settings page applied.
     try:
         settings = get_settings()
     except ValueError:
         return
-    wire(settings)
+    wire(stored_settings.at_start(settings))  # what staff saved in the app, for every command
 
 
 app.registered_commands += system.app.registered_commands

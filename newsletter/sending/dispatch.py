@@ -38,6 +38,7 @@ from newsletter.sending.confirmations import ConfirmationSender
 from newsletter.sending.one_off import Claimed as OneOffClaimed
 from newsletter.sending.one_off import OneOffSender
 from newsletter.sending.test_emails import TestEmailSender
+from newsletter.stored_settings import LiveSettings
 from newsletter.sending.ledger import Claim, Claimed
 from newsletter.sending.pacing import Pacer
 from newsletter.transports import Batch, BatchResult, Recipient, Transport
@@ -169,8 +170,11 @@ class Dispatcher:
         pacer: Pacer | None = None,
         breaker: _Breaker | None = None,
         stop: threading.Event | None = None,
+        live: LiveSettings | None = None,
     ) -> None:
         self.only_issue = only_issue
+        # What staff saved on the settings page (send limits, sender, ...) applies from the next round.
+        self.live = live or LiveSettings(settings, db)
         self.settings = settings
         self.db = db
         self.transport = transport
@@ -206,8 +210,9 @@ class Dispatcher:
         sleep = sleep or stop.wait  # a stop cuts every wait short
         pacer = Pacer(settings.rate_per_second, settings.rate_per_day)
         breaker = _Breaker(settings.breaker_threshold)
+        live = options.pop("live", None) or LiveSettings(settings, db)
         return [cls(settings, db, transport, worker=f"{prefix}/{n}", sleep=sleep, pacer=pacer, breaker=breaker,
-                    stop=stop, **options) for n in range(count)]
+                    stop=stop, live=live, **options) for n in range(count)]
 
     # One round ----------------------------------------------------------------------------------
 
@@ -217,6 +222,7 @@ class Dispatcher:
         now = self.clock()
         started = time.perf_counter()
         with self.db.session() as session:
+            self._use(self.live.current(session))
             self._check_not_stopped(session)
             one_off = self._claim_one_off(session, now) if self.only_issue is None else None
             if one_off is None:
@@ -262,6 +268,19 @@ class Dispatcher:
                 assert issue is not None
                 ledger.finish_if_done(session, issue, self.clock())
         return result
+
+    def _use(self, settings: Settings) -> None:
+        """Apply settings staff changed (``LiveSettings`` rebuilds them only on a change): the pacing
+        budget shared by the pool, the links' unsubscribe address, the senders' and the transport's."""
+        if settings is self.settings:
+            return
+        self.settings = settings
+        self.pacer.per_second, self.pacer.per_day = settings.rate_per_second, settings.rate_per_day
+        self.links = DeliveryLinks(settings)
+        for sender in self.one_offs:
+            sender.settings = settings
+        if hasattr(self.transport, "settings"):
+            self.transport.settings = settings
 
     def _claim_one_off(self, session: Session, now: datetime) -> tuple[OneOffSender, OneOffClaimed] | None:
         for sender in self.one_offs:

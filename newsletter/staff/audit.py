@@ -9,11 +9,10 @@ text written by the code, never text someone typed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import StrEnum
-from math import ceil
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.staff.models import AuditEntry, StaffUser
@@ -83,16 +82,40 @@ class AuditFilter:
 
 
 @dataclass(frozen=True)
+class Cursor:
+    """Where a page of the log starts: just older than the entry (at, id). Keyset paging: each page
+    is an index range, however long the log grows (no OFFSET, no count of every entry)."""
+
+    at: datetime
+    id: int
+
+    def __str__(self) -> str:
+        return f"{self.at.strftime('%Y%m%dT%H%M%S.%f')}-{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor | None:
+        """A cursor from a page link; None for anything else (the newest page is shown)."""
+        stamp, _, number = text.partition("-")
+        if not number.isdigit() or len(number) > 18:
+            return None
+        try:
+            at = datetime.strptime(stamp, "%Y%m%dT%H%M%S.%f").replace(tzinfo=timezone.utc)
+        except ValueError:
+            return None
+        return cls(at, int(number))
+
+
+@dataclass(frozen=True)
 class AuditPage:
     entries: list[AuditEntry]
-    page: int
-    pages: int
-    total: int
+    older: Cursor | None  # where the next, older page starts (None: this is the last)
+    first: bool  # the newest entries matching the filter
 
 
-def entries(session: Session, filters: AuditFilter = AuditFilter(), page: int = 1,
+def entries(session: Session, filters: AuditFilter = AuditFilter(), before: Cursor | None = None,
             per_page: int = PAGE_SIZE) -> AuditPage:
-    """Entries matching ``filters``, newest first, one page of them."""
+    """Entries matching ``filters``, newest first: the ``per_page`` just older than ``before``. Each
+    filter is served by an index: (action, at), (actor, at) or (at)."""
     conditions = []
     if filters.action is not None:
         conditions.append(AuditEntry.action == filters.action.value)
@@ -102,15 +125,20 @@ def entries(session: Session, filters: AuditFilter = AuditFilter(), page: int = 
         conditions.append(AuditEntry.at >= filters.since)
     if filters.until is not None:
         conditions.append(AuditEntry.at < filters.until)
-    total = session.scalar(select(func.count()).select_from(AuditEntry).where(*conditions)) or 0
-    pages = max(1, ceil(total / per_page))
-    page = min(max(1, page), pages)
-    rows = session.scalars(select(AuditEntry).where(*conditions)
-                           .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
-                           .offset((page - 1) * per_page).limit(per_page)).all()
-    return AuditPage(list(rows), page, pages, total)
+    if before is not None:
+        # (at, id) < (before.at, before.id), with a plain range on ``at`` for the index to use.
+        conditions.append(and_(AuditEntry.at <= before.at,
+                               or_(AuditEntry.at < before.at, AuditEntry.id < before.id)))
+    rows = list(session.scalars(select(AuditEntry).where(*conditions)
+                                .order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(per_page + 1)))
+    older = Cursor(rows[per_page - 1].at, rows[per_page - 1].id) if len(rows) > per_page else None
+    return AuditPage(rows[:per_page], older, before is None)
 
 
 def actors(session: Session) -> list[str]:
-    """Every actor the log names (to filter by): staff addresses, "cli", "unknown account"."""
-    return list(session.scalars(select(AuditEntry.actor).distinct().order_by(AuditEntry.actor)))
+    """Every actor the log may name (to filter by): staff addresses (from the small users table, not
+    a scan of the log), then the fixed labels of the CLI, the system and unknown accounts."""
+    from newsletter.staff.users import SYSTEM  # users records through this module: imported when asked
+
+    people = list(session.scalars(select(StaffUser.email).order_by(StaffUser.email)))
+    return people + [CLI, SYSTEM, UNKNOWN_ACCOUNT]

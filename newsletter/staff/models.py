@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from subscribers.db import Base, UTCDateTime, utcnow
+from subscribers.db import Base, JSONType, UTCDateTime, utcnow
 
 
 class StaffUser(Base):
@@ -82,3 +83,15 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(40))
     target: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class StoredSetting(Base):
+    """A setting staff saved on the settings page (newsletter.stored_settings): one row per setting,
+    its value as JSON. The environment still wins over it; the audit log keeps each change."""
+
+    __tablename__ = "stored_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    updated_by: Mapped[str] = mapped_column(String(320))  # a staff user's address, or "cli"
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -65,6 +65,8 @@ def refusal(exc: Exception) -> str:
 class Transport(Protocol):
     name: str
     max_batch: int
+    # The From and Reply-To come from these; a dispatcher replaces them when staff change a setting.
+    settings: Settings
 
     def send(self, batch: Batch) -> BatchResult: ...
 

@@ -172,10 +172,14 @@ class SendGridTransport:
         if not re.match(r"^https?://[^/\s]+", host):
             raise ValueError("SENDGRID_API_HOST must be an absolute http(s) URL")
         self.settings = settings
-        self._from = {"email": ascii_address(settings.from_email), "name": header_text(settings.from_name)}
+        self._sender(settings)  # an address that cannot travel is refused at start
         self.timeout = settings.sendgrid_timeout
         self._key = settings.sendgrid_api_key.get_secret_value()
         self._client = sendgrid.SendGridAPIClient(self._key, host=host)
+
+    @staticmethod
+    def _sender(settings: Settings) -> dict[str, str]:
+        return {"email": ascii_address(settings.from_email), "name": header_text(settings.from_name)}
 
     def send(self, batch: Batch) -> BatchResult:
         if not batch.recipients:
@@ -247,7 +251,7 @@ class SendGridTransport:
         content = [{"type": kind, "value": value} for kind, value in parts if value]  # SendGrid refuses ""
         body: dict[str, Any] = {
             "personalizations": personalizations,
-            "from": dict(self._from),
+            "from": self._sender(settings),
             "subject": header_text(email.subject),
             "content": content,
             "tracking_settings": {

@@ -11,7 +11,9 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from newsletter.bootstrap import wire
 from newsletter.config import Settings
 from newsletter.database import Database
+from newsletter.stored_settings import LiveSettings
 from newsletter.web import bookings_webhook, metrics, online, pages, tracking
+from newsletter.web.live_settings import AppliedSettings
 from newsletter.web.ratelimit import RateLimiter
 from newsletter.web.sendgrid_webhook import router as sendgrid_webhook_router
 from newsletter.web.sendgrid_webhook import warn_if_unsigned
@@ -21,6 +23,7 @@ from newsletter.web.staff import auth as staff_auth
 from newsletter.web.staff import home as staff_home
 from newsletter.web.staff import issues as staff_issues
 from newsletter.web.staff import posts as staff_posts
+from newsletter.web.staff import settings as staff_settings
 from newsletter.web.staff import issue_sending as staff_issue_sending
 from newsletter.web.staff import static as staff_static
 from newsletter.web.staff import signin as staff_signin
@@ -61,10 +64,12 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     wire(settings)
     warn_if_unsigned(settings)
     app = FastAPI(title=settings.org_name, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.settings = settings
     app.state.db = db
+    app.state.live_settings = LiveSettings(settings, db)  # what staff saved applies within seconds
+    app.state.settings = settings
     app.state.limiter = RateLimiter(settings.public_form_limit_per_hour, 3600)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(AppliedSettings, live=app.state.live_settings, state=app.state)
     app.include_router(pages.router)
     app.include_router(online.router)
     app.include_router(sendgrid_webhook_router)
@@ -73,7 +78,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.include_router(metrics.router)
     staff_auth.install(app)
     for staff_router in (staff_signin.router, staff_home.router, staff_account.router, staff_audit.router,
-                         staff_users.router,
+                         staff_users.router, staff_settings.router,
                          staff_posts.router, staff_issues.router, staff_issue_sending.router, staff_static.router):
         app.include_router(staff_router)
 
