@@ -107,7 +107,8 @@ def funnel(request: Request, staff: Staff = Depends(clinic)) -> Response:
     zone = request.app.state.settings.default_timezone
     with request.app.state.db.session() as session:
         report = funnel_report(session, zone=zone)
-    chart_list = [charts.funnel_groups_chart("Leads by source", report.by_source, "source"),
+    sources = {name.replace("_", " "): figures for name, figures in report.by_source.items()}
+    chart_list = [charts.funnel_groups_chart("Leads by source", sources, "source"),
                   charts.funnel_groups_chart("Leads by month", report.by_month, "month")]
     return page(request, staff, "staff/leads/funnel.html", report=report, charts=chart_list, **_common(request))
 
