@@ -19,13 +19,10 @@ from newsletter.staff.roles import Role
 from subscribers.models import Booking, Lead
 from tests.leadskit import booking_click, plain_contact, web_lead
 from tests.liveserver import LiveServer
-from tests.staffkit import Login, csrf_of, make_user, sign_in
+from tests.staffkit import Login, csrf_of, make_user, post_form, sign_in
+from tests.test_staff_posts import client, error_of
 
 LEADS = "/staff/leads"
-
-
-def client(server: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=server.url, follow_redirects=False, timeout=30)
 
 
 @pytest.fixture
@@ -40,25 +37,12 @@ def http(live_server: LiveServer, clinic: Login) -> Iterator[httpx.Client]:
         yield c
 
 
-def post(c: httpx.Client, page: str, action: str, data: dict[str, str]) -> httpx.Response:
-    return c.post(action, data={**data, "csrf_token": csrf_of(c.get(page).text)})
-
-
 def audits(db: Database) -> list[tuple[str, str | None, str | None, str]]:
     with db.session() as s:
         rows = s.execute(select(AuditEntry.action, AuditEntry.target, AuditEntry.detail, AuditEntry.actor)
                          .where(AuditEntry.action.in_(("lead_stage_changed", "booking_recorded")))
                          .order_by(AuditEntry.id)).all()
     return [tuple(r) for r in rows]  # type: ignore[misc]
-
-
-def error_of(html: str, field_id: str) -> str:
-    tag = re.search(rf'<(?:input|select)[^>]*\bid="{field_id}"[^>]*>', html, re.S)
-    assert tag, f"no field #{field_id}"
-    assert 'aria-invalid="true"' in tag.group(0) and f"{field_id}-error" in tag.group(0), tag.group(0)
-    found = re.search(rf'<p class="error" id="{field_id}-error">(.*?)</p>', html, re.S)
-    assert found, f"no error beside #{field_id}"
-    return found.group(1)
 
 
 def lead_row(db: Database, contact_id: int) -> Lead:
@@ -146,15 +130,15 @@ def test_the_board_has_a_column_per_stage_newest_first_with_more(live_server: Li
 def test_moving_a_lead_is_audited_and_a_bad_stage_is_an_error_beside_the_field(
         live_server: LiveServer, db: Database, http: httpx.Client, clinic: Login) -> None:
     lead = web_lead(db, "ivy@example.org", "Ivy Park")
-    moved = post(http, LEADS, f"{LEADS}/{lead}/stage", {"stage": "contacted", "back": "board"})
+    moved = post_form(http, LEADS, f"{LEADS}/{lead}/stage", {"stage": "contacted", "back": "board"})
     assert moved.status_code == 303 and moved.headers["location"] == LEADS
     board = http.get(LEADS).text
     assert "Lead moved from New to Contacted." in board
     column = board.split('id="col-contacted"')[1].split("</section>")[0]
     assert "Ivy Park" in column
-    again = post(http, LEADS, f"{LEADS}/{lead}/stage", {"stage": "contacted", "back": "lead"})
+    again = post_form(http, LEADS, f"{LEADS}/{lead}/stage", {"stage": "contacted", "back": "lead"})
     assert again.headers["location"] == f"{LEADS}/{lead}"
-    bad = post(http, LEADS, f"{LEADS}/{lead}/stage", {"stage": "cured", "back": "board"})
+    bad = post_form(http, LEADS, f"{LEADS}/{lead}/stage", {"stage": "cured", "back": "board"})
     assert bad.status_code == 400
     assert "stage must be one of new, contacted, booked, attended, lost" in error_of(bad.text, f"stage-{lead}")
     assert lead_row(db, lead).stage == "contacted"
@@ -170,7 +154,7 @@ def test_recording_a_booking_in_the_clinic_time_zone(live_server: LiveServer, db
     page = f"{LEADS}/{lead}"
     zone = live_server.settings.default_timezone
     assert f"In {zone}" in http.get(page).text
-    answer = post(http, page, f"{page}/bookings", {"date": "2031-07-01", "time": "15:30", "external_id": "cal-1"})
+    answer = post_form(http, page, f"{page}/bookings", {"date": "2031-07-01", "time": "15:30", "external_id": "cal-1"})
     assert answer.status_code == 303 and answer.headers["location"] == page
     from zoneinfo import ZoneInfo
     expected = datetime(2031, 7, 1, 15, 30, tzinfo=ZoneInfo(zone)).astimezone(UTC)
@@ -178,12 +162,12 @@ def test_recording_a_booking_in_the_clinic_time_zone(live_server: LiveServer, db
     assert "Booking 1 recorded." in http.get(page).text
     assert lead_row(db, lead).stage == "booked"
     # The same external id again (a double click, a replayed form) is the same booking.
-    again = post(http, page, f"{page}/bookings", {"date": "2031-07-01", "time": "15:30", "external_id": "cal-1"})
+    again = post_form(http, page, f"{page}/bookings", {"date": "2031-07-01", "time": "15:30", "external_id": "cal-1"})
     assert again.status_code == 303
     assert "was recorded before; nothing changed" in http.get(page).text
     # Without an external id, the same lead at the same time is the same consultation too.
     for _ in range(2):
-        post(http, page, f"{page}/bookings", {"date": "2031-07-08", "time": "16:00", "external_id": ""})
+        post_form(http, page, f"{page}/bookings", {"date": "2031-07-08", "time": "16:00", "external_id": ""})
     assert len(bookings(db)) == 2
     assert [a[0] for a in audits(db)] == ["booking_recorded", "booking_recorded"]
 
@@ -201,7 +185,7 @@ def test_booking_errors_are_beside_their_field_and_keep_the_values(
         words: str) -> None:
     lead = web_lead(db, "ivy@example.org", "Ivy Park")
     page = f"{LEADS}/{lead}"
-    answer = post(http, page, f"{page}/bookings", {"external_id": "", **values})
+    answer = post_form(http, page, f"{page}/bookings", {"external_id": "", **values})
     assert answer.status_code == 400
     assert words in error_of(answer.text, field)
     assert f'value="{values["date"]}"' in answer.text
@@ -210,8 +194,8 @@ def test_booking_errors_are_beside_their_field_and_keep_the_values(
 
 def test_an_external_id_of_another_lead_is_refused(live_server: LiveServer, db: Database, http: httpx.Client) -> None:
     ivy, jo = web_lead(db, "ivy@example.org", "Ivy Park"), web_lead(db, "jo@example.org", "Jo Lin")
-    post(http, f"{LEADS}/{ivy}", f"{LEADS}/{ivy}/bookings", {"date": "2031-07-01", "time": "09:00", "external_id": "c-9"})
-    answer = post(http, f"{LEADS}/{jo}", f"{LEADS}/{jo}/bookings",
+    post_form(http, f"{LEADS}/{ivy}", f"{LEADS}/{ivy}/bookings", {"date": "2031-07-01", "time": "09:00", "external_id": "c-9"})
+    answer = post_form(http, f"{LEADS}/{jo}", f"{LEADS}/{jo}/bookings",
                   {"date": "2031-07-02", "time": "09:00", "external_id": "c-9"})
     assert answer.status_code == 400
     assert "already used by a booking of another lead" in error_of(answer.text, "external_id")
@@ -232,7 +216,7 @@ def test_follow_up_says_why_and_a_booking_takes_them_off(live_server: LiveServer
     assert "weekday mornings" in html and "America/Chicago" in html and "Phone call" in html
     funnel = http.get(f"{LEADS}/funnel").text
     assert re.search(r'id="total-booked"><strong>0<', funnel)
-    post(http, f"{LEADS}/{lead}", f"{LEADS}/{lead}/bookings", {"date": "2031-07-01", "time": "09:00"})
+    post_form(http, f"{LEADS}/{lead}", f"{LEADS}/{lead}/bookings", {"date": "2031-07-01", "time": "09:00"})
     assert "Ivy Park" not in http.get(f"{LEADS}/follow-up").text
     funnel = http.get(f"{LEADS}/funnel").text
     assert re.search(r'id="total-booked"><strong>1<', funnel)
