@@ -127,26 +127,28 @@ def _details(session: Session, lead_ids: list[int]) -> dict[int, Any]:
     return rows
 
 
-def _emails(session: Session, lead_ids: list[int], since: datetime, now: datetime) -> dict[tuple[int, str], str]:
+def _emails(session: Session, lead_of: dict[int, int], since: datetime, now: datetime) -> dict[tuple[int, str], str]:
     """(lead, link target) -> the email its latest human click in the window was in; only for the
-    warm leads, whose clicks in the window are few, read by index (contact, type, machine, time)."""
+    warm leads (``lead_of``: contact id -> lead id), read by their contacts' index (contact, type,
+    machine, time)."""
     target = func.coalesce(Link.url, Event.url, literal(""))
+    contacts = sorted(lead_of)
     found: dict[tuple[int, str], tuple[datetime, str]] = {}
-    for start in range(0, len(lead_ids), _CHUNK):
-        chunk = lead_ids[start:start + _CHUNK]
-        query = (select(Lead.id, target.label("url"), Event.occurred_at, Issue.subject, Sequence.name, SequenceStep.key)
-                 .join(Event, Event.contact_id == Lead.contact_id)
+    for start in range(0, len(contacts), _CHUNK):
+        chunk = contacts[start:start + _CHUNK]
+        query = (select(Event.contact_id, target.label("url"), Event.occurred_at, Issue.subject, Sequence.name,
+                        SequenceStep.key)
                  .outerjoin(Link, Link.id == Event.link_id)
                  .outerjoin(Issue, Issue.id == Event.issue_id)
                  .outerjoin(SequenceStep, SequenceStep.id == Event.step_id)
                  .outerjoin(Sequence, Sequence.id == SequenceStep.sequence_id)
-                 .where(Lead.id.in_(chunk), Event.type == EventType.CLICK, HUMAN,
+                 .where(Event.contact_id.in_(chunk), Event.type == EventType.CLICK, HUMAN,
                         Event.occurred_at >= since, Event.occurred_at <= now))
-        for lead_id, url, at, subject, sequence, step in session.execute(query):
+        for contact_id, url, at, subject, sequence, step in session.execute(query):
             name = subject or (f"{sequence} / {step}" if sequence else "")
-            seen = found.get((lead_id, url))
-            if seen is None or at > seen[0]:
-                found[(lead_id, url)] = (at, name)
+            key = (lead_of[contact_id], url)
+            if key not in found or at > found[key][0]:
+                found[key] = (at, name)
     return {key: name for key, (_, name) in found.items()}
 
 
@@ -159,7 +161,7 @@ def follow_up_report(session: Session, *, now: datetime, days: int = DEFAULT_DAY
     warm = {lead_id: links for lead_id, links in clicks.items()
             if any(c.is_booking for c in links) or len(links) >= WARM_LINKS}
     details = _details(session, sorted(warm))
-    emails = _emails(session, sorted(warm), since, now)
+    emails = _emails(session, {d.contact_id: lead_id for lead_id, d in details.items()}, since, now)
     leads = []
     for lead_id, links in warm.items():
         d = details[lead_id]

@@ -53,11 +53,17 @@ def lead_emails(session: Session, contact_id: int, *, limit: int = RECENT_EMAILS
         .group_by(Event.delivery_id))} if ids else {}
     last_links: dict[int, str] = {}
     if figures:
-        clicked = (select(Event.delivery_id, Event.occurred_at, func.coalesce(func.nullif(Link.label, ""), Link.url, Event.url))
+        # By (delivery, type): only these few emails' clicks. The machine flag is read, not filtered
+        # in SQL, and there is no ORDER BY: either would steer the planner to the (type, machine,
+        # time) index, every person's clicks.
+        clicked = (select(Event.delivery_id, Event.occurred_at, Event.id, Event.machine,
+                          func.coalesce(func.nullif(Link.label, ""), Link.url, Event.url))
                    .outerjoin(Link, Link.id == Event.link_id)
-                   .where(Event.delivery_id.in_(list(figures)), is_click, HUMAN).order_by(Event.occurred_at))
-        for delivery_id, _, label in session.execute(clicked):
-            last_links[delivery_id] = label or ""  # in time order: the last one stays
+                   .where(Event.delivery_id.in_(list(figures)), is_click))
+        latest: dict[int, tuple[datetime, int]] = {}
+        for delivery_id, at, event_id, machine, label in session.execute(clicked):
+            if not machine and (delivery_id not in latest or (at, event_id) > latest[delivery_id]):
+                latest[delivery_id], last_links[delivery_id] = (at, event_id), label or ""
     emails = []
     for d in deliveries:
         name = d.subject if d.subject is not None else (
