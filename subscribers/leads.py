@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, selectinload
 
@@ -500,8 +500,8 @@ def leads_in_stage(session: Session, stage: str, *, after: int | None = None, li
         mark = session.execute(select(Lead.requested_at, Lead.id).where(Lead.id == after)).first()
         if mark is None:
             raise NotFound(f"lead {after} does not exist")
-        query = query.where(or_(Lead.requested_at < mark.requested_at,
-                                and_(Lead.requested_at == mark.requested_at, Lead.id < mark.id)))
+        # A row value: both databases then start the walk down the index at the mark.
+        query = query.where(tuple_(Lead.requested_at, Lead.id) < tuple_(mark.requested_at, mark.id))
     rows = list(session.scalars(query.order_by(Lead.requested_at.desc(), Lead.id.desc()).limit(limit + 1)))
     more = rows[limit - 1].id if len(rows) > limit else None
     return StagePage(stage, rows[:limit], more)
