@@ -33,6 +33,7 @@ from bench.staff_data import fill
 from newsletter.config import Settings
 from newsletter.database import Database, upgrade
 from newsletter.models import Issue, Post
+from subscribers.models import Lead
 from subscribers.states import IssueStatus
 from newsletter.staff.models import StaffUser
 from newsletter.staff.roles import Role
@@ -52,10 +53,16 @@ def p95(values: list[float]) -> float:
 def pages(app, db: Database) -> list[str]:  # noqa: ANN001
     with db.session() as s:
         ids = {"issue_id": s.scalar(select(func.max(Issue.id))), "post_id": s.scalar(select(func.max(Post.id))),
-               "id": s.scalar(select(func.max(Issue.id)))}
+               "id": s.scalar(select(func.max(Issue.id))),
+               # A lead's contact (a contact too): the Leads pages answer 404 for contacts who are not leads.
+               "contact_id": s.scalar(select(Lead.contact_id).order_by(Lead.id.desc()).limit(1))}
+        # The board's "more" page, deep in the biggest column (a keyset page, never an OFFSET).
+        deep = s.scalar(select(Lead.id).where(Lead.stage == "new").order_by(Lead.requested_at).limit(1))
     with db.session() as s:  # the heaviest page: a sent issue's results, computed live
         sent = s.scalar(select(func.max(Issue.id)).where(Issue.status == IssueStatus.SENT))
     found = [f"/staff/issues/{sent}/results", f"/staff/issues/{sent}"] if sent else []
+    if deep:
+        found.append(f"/staff/leads?stage=new&after={deep}")
     for route in staff_routes(app):
         if "GET" not in route.methods or SKIP.search(route.path):
             continue

@@ -15,10 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, selectinload
 
@@ -48,6 +49,14 @@ BOOKED_OR_LATER = ("booked", "attended")
 
 _PHONE_PUNCTUATION = re.compile(r"[\s\-.()/]")
 _PHONE = re.compile(r"^\+?\d{7,15}$")  # E.164 allows at most 15 digits
+
+
+class FieldError(InputError):
+    """Bad input in one named part of a form (``field``: "date", "time"), so a page shows it there."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ErasedAddress(NotFound):
@@ -128,6 +137,37 @@ def parse_datetime(text: str, what: str) -> datetime:
         value.astimezone(UTC)
     except OverflowError:
         raise InputError(f"{what} {text[:60]!r} is outside the years 1 to 9999 in UTC") from None
+    return value
+
+
+def local_datetime(day: str, clock: str, zone: str, what: str) -> datetime:
+    """A date and a time of day typed in ``zone`` (a staff form's two fields), as an aware date-time.
+    A time that a daylight-saving change skips (02:30 on the night clocks go forward) does not exist
+    and is refused rather than moved; of a time that happens twice (the night they go back), the
+    first is meant (``fold`` 0)."""
+    if not day.strip():
+        raise FieldError("date", f"{what}: enter the date")
+    if not clock.strip():
+        raise FieldError("time", f"{what}: enter the time of day")
+    try:
+        on = date.fromisoformat(day.strip())
+    except ValueError:
+        raise FieldError("date", f"{what}: {day[:30]!r} is not a date such as 2025-03-04") from None
+    try:
+        at = time.fromisoformat(clock.strip())
+    except ValueError:
+        raise FieldError("time", f"{what}: {clock[:30]!r} is not a time of day such as 15:30") from None
+    if at.tzinfo is not None:
+        raise FieldError("time", f"{what}: give the time without an offset; it is read in {zone}")
+    tz = ZoneInfo(zone)
+    value = datetime.combine(on, at, tzinfo=tz)
+    try:
+        back = value.astimezone(UTC).astimezone(tz)
+    except OverflowError:
+        raise FieldError("date", f"{what}: {day[:30]!r} is outside the years 1 to 9999 in UTC") from None
+    if back.replace(tzinfo=None) != value.replace(tzinfo=None):
+        raise FieldError("time", f"{what}: {on.isoformat()} {at.isoformat('minutes')} does not exist in {zone} "
+                         "(the clocks skip it for daylight saving time)")
     return value
 
 
@@ -428,6 +468,43 @@ def list_leads(
     if limit < 1:
         raise InputError(f"limit must be at least 1, not {limit}")
     return list(session.scalars(query.order_by(Lead.requested_at.desc(), Lead.id.desc()).limit(limit)))
+
+
+def lead_of_contact(session: Session, contact_id: int) -> Lead:
+    """The lead of contact ``contact_id``; NotFound when that contact is not a lead (or does not exist):
+    staff pages about leads never show a contact who did not ask for a consultation."""
+    lead = session.scalar(select(Lead).where(Lead.contact_id == contact_id)
+                          .options(selectinload(Lead.contact), selectinload(Lead.stage_changes)))
+    if lead is None:
+        raise NotFound(f"contact {contact_id} is not a lead")
+    return lead
+
+
+@dataclass
+class StagePage:
+    """Leads in one stage, newest enquiry first; ``after`` continues the list (keyset: a lead id)."""
+
+    stage: str
+    leads: list[Lead]
+    after: int | None  # None: nothing more
+
+
+def leads_in_stage(session: Session, stage: str, *, after: int | None = None, limit: int = 10) -> StagePage:
+    """One page of a stage's leads, in ``list_leads``' order (requested_at, id, both descending), read
+    from the index (stage, requested_at, id): never an OFFSET, never a count of the stage."""
+    _one_of(stage, STAGES, "stage")
+    if limit < 1:
+        raise InputError(f"limit must be at least 1, not {limit}")
+    query = select(Lead).options(selectinload(Lead.contact)).where(Lead.stage == stage)
+    if after is not None:
+        mark = session.execute(select(Lead.requested_at, Lead.id).where(Lead.id == after)).first()
+        if mark is None:
+            raise NotFound(f"lead {after} does not exist")
+        # A row value: both databases then start the walk down the index at the mark.
+        query = query.where(tuple_(Lead.requested_at, Lead.id) < tuple_(mark.requested_at, mark.id))
+    rows = list(session.scalars(query.order_by(Lead.requested_at.desc(), Lead.id.desc()).limit(limit + 1)))
+    more = rows[limit - 1].id if len(rows) > limit else None
+    return StagePage(stage, rows[:limit], more)
 
 
 def _iso(value: datetime | None) -> str | None:

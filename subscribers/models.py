@@ -141,6 +141,8 @@ class Lead(Base):
     """A contact who asked for a consultation. Holds contact details only, never health details."""
 
     __tablename__ = "leads"
+    # The staff board: a stage's newest enquiries first, paged by keyset (migration 0016).
+    __table_args__ = (Index("ix_leads_stage_requested", "stage", "requested_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), unique=True)

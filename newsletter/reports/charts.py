@@ -28,6 +28,7 @@ from lxml import etree
 from pygal.style import Style
 
 from newsletter.reports.dashboard import LeadFunnel, WeekEngagement
+from newsletter.reports.funnel import Funnel
 
 SVG_NS = "http://www.w3.org/2000/svg"
 FONTS = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
@@ -145,3 +146,26 @@ def funnel_chart(funnel: LeadFunnel) -> Chart:
                         for label, n in drawn])
     svg = self_contained(chart.render(is_unicode=True), title, description)
     return Chart(svg, title, description, ["Stage", "Leads"], [[label, n] for label, n in bars])
+
+
+# The funnel figures drawn per group: (label, Funnel attribute), each bar's series told apart by colour.
+FUNNEL_BARS = (("Leads", "leads"), ("Engaged", "engaged"), ("Booked", "booked"))
+
+
+def funnel_groups_chart(title: str, groups: dict[str, Funnel], what: str) -> Chart:
+    """Bars per group (a source, a month): leads, engaged and booked side by side. ``what`` names a
+    group in the description ("source", "month")."""
+    parts = "; ".join(f"{name}: " + ", ".join(f"{getattr(f, attr):,} {label.lower()}" for label, attr in FUNNEL_BARS)
+                      for name, f in groups.items())
+    description = (f"Leads, leads who engaged with an email and leads who booked, by {what}. {parts}."
+                   if groups else f"No leads to show by {what}.")
+    top = max((f.leads for f in groups.values()), default=0)
+    chart = pygal.Bar(**_config(width=520, height=360, y_labels=whole_ticks(top), legend_at_bottom_columns=3,
+                                x_label_rotation=0 if len(groups) < 5 else 30))
+    chart.x_labels = list(groups)
+    for label, attr in FUNNEL_BARS:
+        chart.add(label, [getattr(f, attr) for f in groups.values()])
+    svg = self_contained(chart.render(is_unicode=True), title, description)
+    columns = [what.capitalize(), *(label for label, _ in FUNNEL_BARS)]
+    rows: list[list[str | int]] = [[name, *(getattr(f, attr) for _, attr in FUNNEL_BARS)] for name, f in groups.items()]
+    return Chart(svg, title, description, columns, rows)

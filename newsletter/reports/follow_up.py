@@ -9,8 +9,9 @@ Definitions:
   (``Link.is_booking``, or a click whose URL a booking button points at: provider clicks carry only
   the URL), or human clicks on at least 3 distinct links (distinct targets, over all emails).
   Machine clicks (link scanners) never count, so a scanner cannot make anyone look warm.
-- **shown**: name, email, phone, preferred contact method, source, stage, the last human click and
-  what was clicked (the booking button first, then the most recent), newest last click first.
+- **shown**: name, email, phone, preferred contact method and time, time zone, source, stage, the
+  last human click and what was clicked (the booking button first, then the most recent) in which
+  email (the issue's subject, or "sequence / step"), newest last click first.
 
 This list is for clinic staff, so it shows addresses and phone numbers; nothing here logs them.
 """
@@ -25,7 +26,7 @@ from sqlalchemy import exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import InputError
-from newsletter.models import Event, Link
+from newsletter.models import Event, Issue, Link, Sequence, SequenceStep
 from newsletter.reports.email_stats import HUMAN, flag, is_booking_click, without_jit
 from subscribers.models import Booking, Contact, Lead
 from subscribers.states import EventType
@@ -45,6 +46,7 @@ class ClickedLink:
     is_booking: bool
     clicks: int
     last_at: datetime
+    email: str = ""  # the email of the latest of these clicks: an issue's subject, or "sequence / step"
 
 
 @dataclass
@@ -60,6 +62,14 @@ class WarmLead:
     booking_click: bool
     links_clicked: int
     clicked: list[ClickedLink] = field(default_factory=list)
+    contact_id: int | None = None
+    timezone: str | None = None
+    requested_time: str | None = None  # a window ("weekday_mornings") or a UTC ISO date-time
+
+    @property
+    def reason(self) -> ClickedLink:
+        """Why they are warm: the booking button if they clicked it, else their latest click."""
+        return self.clicked[0]
 
     @property
     def clicked_text(self) -> str:
@@ -109,11 +119,37 @@ def _details(session: Session, lead_ids: list[int]) -> dict[int, Any]:
     for start in range(0, len(lead_ids), _CHUNK):
         chunk = lead_ids[start:start + _CHUNK]
         for row in session.execute(
-            select(Lead.id, Contact.name, Contact.email, Lead.phone, Lead.preferred_contact, Lead.source, Lead.stage)
+            select(Lead.id, Contact.name, Contact.email, Lead.phone, Lead.preferred_contact, Lead.source, Lead.stage,
+                   Lead.contact_id, Contact.timezone, Lead.requested_time)
             .join(Contact, Contact.id == Lead.contact_id).where(Lead.id.in_(chunk))
         ):
             rows[row.id] = row
     return rows
+
+
+def _emails(session: Session, lead_of: dict[int, int], since: datetime, now: datetime) -> dict[tuple[int, str], str]:
+    """(lead, link target) -> the email its latest human click in the window was in; only for the
+    warm leads (``lead_of``: contact id -> lead id), read by their contacts' index (contact, type,
+    machine, time)."""
+    target = func.coalesce(Link.url, Event.url, literal(""))
+    contacts = sorted(lead_of)
+    found: dict[tuple[int, str], tuple[datetime, str]] = {}
+    for start in range(0, len(contacts), _CHUNK):
+        chunk = contacts[start:start + _CHUNK]
+        query = (select(Event.contact_id, target.label("url"), Event.occurred_at, Issue.subject, Sequence.name,
+                        SequenceStep.key)
+                 .outerjoin(Link, Link.id == Event.link_id)
+                 .outerjoin(Issue, Issue.id == Event.issue_id)
+                 .outerjoin(SequenceStep, SequenceStep.id == Event.step_id)
+                 .outerjoin(Sequence, Sequence.id == SequenceStep.sequence_id)
+                 .where(Event.contact_id.in_(chunk), Event.type == EventType.CLICK, HUMAN,
+                        Event.occurred_at >= since, Event.occurred_at <= now))
+        for contact_id, url, at, subject, sequence, step in session.execute(query):
+            name = subject or (f"{sequence} / {step}" if sequence else "")
+            key = (lead_of[contact_id], url)
+            if key not in found or at > found[key][0]:
+                found[key] = (at, name)
+    return {key: name for key, (_, name) in found.items()}
 
 
 def follow_up_report(session: Session, *, now: datetime, days: int = DEFAULT_DAYS) -> FollowUpReport:
@@ -125,13 +161,17 @@ def follow_up_report(session: Session, *, now: datetime, days: int = DEFAULT_DAY
     warm = {lead_id: links for lead_id, links in clicks.items()
             if any(c.is_booking for c in links) or len(links) >= WARM_LINKS}
     details = _details(session, sorted(warm))
+    emails = _emails(session, {d.contact_id: lead_id for lead_id, d in details.items()}, since, now)
     leads = []
     for lead_id, links in warm.items():
         d = details[lead_id]
+        for link in links:
+            link.email = emails.get((lead_id, link.url), "")
         links.sort(key=lambda c: (not c.is_booking, -c.last_at.timestamp(), c.url))
         leads.append(WarmLead(
             lead_id, d.name, d.email, d.phone, d.preferred_contact, d.source, d.stage,
             last_click_at=max(c.last_at for c in links), booking_click=any(c.is_booking for c in links),
-            links_clicked=len(links), clicked=links))
+            links_clicked=len(links), clicked=links, contact_id=d.contact_id, timezone=d.timezone,
+            requested_time=d.requested_time))
     leads.sort(key=lambda lead: (lead.last_click_at, lead.lead_id), reverse=True)
     return FollowUpReport(days, since, leads)

@@ -23,7 +23,8 @@ lead can book without being emailed (a phone enquiry booked on the call), so ``b
 - **median hours to book**: over the booked leads of the cohort, from the lead's creation to its
   first booking (the earliest of its first booking's ``recorded_at`` and its first stage change to
   booked or attended); a booking recorded before the lead row existed (an import) counts as 0.
-- **by source**: the same figures per lead source; **by sequence**: per sequence, over the cohort's
+- **by source**: the same figures per lead source; **by month**: per calendar month of the lead's
+  creation, in the time zone given (the clinic's), oldest first; **by sequence**: per sequence, over the cohort's
   leads ever enrolled in it (a lead in two sequences counts in both).
 - **bookings per email**: bookings recorded in [since, until) (of the source given, by the source
   the booking keeps, which survives erasure), counted per issue and per step they are attributed
@@ -36,6 +37,7 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, case, exists, func, select
 from sqlalchemy.orm import Session
@@ -101,12 +103,14 @@ class FunnelReport:
     by_source: dict[str, Funnel]
     by_sequence: dict[str, Funnel]
     bookings_by_email: list[EmailBookings]
+    by_month: dict[str, Funnel] = field(default_factory=dict)  # "2026-12" -> figures, oldest first
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "since": self.since, "until": self.until, "source": self.source,
             "total": self.total.as_dict(),
             "by_source": {name: f.as_dict() for name, f in self.by_source.items()},
+            "by_month": {name: f.as_dict() for name, f in self.by_month.items()},
             "by_sequence": {name: f.as_dict() for name, f in self.by_sequence.items()},
             "bookings_by_issue": [_email_dict(e) for e in self.bookings_by_email if e.kind == "issue"],
             "bookings_by_step": [_email_dict(e) for e in self.bookings_by_email if e.kind == "step"],
@@ -189,12 +193,17 @@ def _sequences_of(session: Session, cohort: list[ColumnElement[bool]]) -> dict[i
 LeadFigures = tuple[tuple[int, ...], float | None]
 
 
-def _figures(row: Any) -> LeadFigures:
-    moments = [m for m in (row.first_booking, row.first_booked_stage) if m is not None]
-    booked = bool(moments) or row.stage in BOOKED_OR_LATER
-    hours = max(0.0, (min(moments) - row.created_at).total_seconds() / 3600) if moments else None
-    return (1, int(bool(row.emailed)), int(bool(row.engaged)), int(booked), int(bool(row.attended)),
-            int(bool(row.attributed))), hours
+def _figures(stage: str, created_at: datetime, emailed: Any, engaged: Any, first_booking: datetime | None,
+             first_booked_stage: datetime | None, attended: Any, attributed: Any) -> LeadFigures:
+    """Called once per lead of the cohort: kept to plain comparisons (no lists, no min of a list)."""
+    if first_booking is None and first_booked_stage is None:
+        booked, hours = stage in BOOKED_OR_LATER, None
+    else:
+        first = (first_booked_stage if first_booking is None else first_booking if first_booked_stage is None
+                 else min(first_booking, first_booked_stage))
+        booked, hours = True, max(0.0, (first - created_at).total_seconds() / 3600)
+    return (1, 1 if emailed else 0, 1 if engaged else 0, 1 if booked else 0, 1 if attended else 0,
+            1 if attributed else 0), hours
 
 
 def _funnel(members: list[LeadFigures]) -> Funnel:
@@ -228,7 +237,7 @@ def _bookings_by_email(session: Session, since: datetime | None, until: datetime
 
 
 def funnel_report(session: Session, *, since: datetime | None = None, until: datetime | None = None,
-                  source: str | None = None) -> FunnelReport:
+                  source: str | None = None, zone: str = "UTC") -> FunnelReport:
     if source is not None and source not in SOURCES:
         raise InputError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
     if since is not None and until is not None and since >= until:
@@ -238,15 +247,21 @@ def funnel_report(session: Session, *, since: datetime | None = None, until: dat
     sequences = _sequences_of(session, cohort)
     everyone: list[LeadFigures] = []
     by_source: dict[str, list[LeadFigures]] = {}
+    by_month: dict[tuple[int, int], list[LeadFigures]] = {}
+    tz = ZoneInfo(zone)
     by_sequence: dict[str, list[LeadFigures]] = {}
-    for row in _lead_rows(session, cohort):  # one row per lead (never per delivery)
-        figures = _figures(row)
+    # One row per lead (never per delivery), unpacked: this loop runs for every lead of the cohort.
+    for lead_id, lead_source, stage, created_at, *facts in _lead_rows(session, cohort):
+        figures = _figures(stage, created_at, *facts)
         everyone.append(figures)
-        by_source.setdefault(row.source, []).append(figures)
-        for name in sequences.get(row.id, []):
+        by_source.setdefault(lead_source, []).append(figures)
+        local = created_at.astimezone(tz)  # (year, month) is five times cheaper than formatting each
+        by_month.setdefault((local.year, local.month), []).append(figures)
+        for name in sequences.get(lead_id, ()):
             by_sequence.setdefault(name, []).append(figures)
     biggest_first = sorted(by_source, key=lambda name: (-len(by_source[name]), name))
     return FunnelReport(since, until, source, _funnel(everyone),
                         {name: _funnel(by_source[name]) for name in biggest_first},
                         {name: _funnel(by_sequence[name]) for name in sorted(by_sequence)},
-                        _bookings_by_email(session, since, until, source))
+                        _bookings_by_email(session, since, until, source),
+                        {f"{year:04d}-{month:02d}": _funnel(by_month[(year, month)]) for year, month in sorted(by_month)})

@@ -51,6 +51,8 @@ class AuditAction(StrEnum):
     ISSUE_CREATED = "issue_created"
     ISSUE_EDITED = "issue_edited"
     FEED_ADDED = "feed_added"
+    LEAD_STAGE_CHANGED = "lead_stage_changed"
+    BOOKING_RECORDED = "booking_recorded"
     BATCH_SETTLED = "batch_settled"  # a batch held as unknown, settled by a person (marked sent or queued again)
 
 

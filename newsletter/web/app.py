@@ -22,6 +22,7 @@ from newsletter.web.staff import audit as staff_audit
 from newsletter.web.staff import auth as staff_auth
 from newsletter.web.staff import home as staff_home
 from newsletter.web.staff import issues as staff_issues
+from newsletter.web.staff import leads as staff_leads
 from newsletter.web.staff import posts as staff_posts
 from newsletter.web.staff import settings as staff_settings
 from newsletter.web.staff import issue_sending as staff_issue_sending
@@ -79,7 +80,8 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     staff_auth.install(app)
     for staff_router in (staff_signin.router, staff_home.router, staff_account.router, staff_audit.router,
                          staff_users.router, staff_settings.router,
-                         staff_posts.router, staff_issues.router, staff_issue_sending.router, staff_static.router):
+                         staff_posts.router, staff_issues.router, staff_issue_sending.router, staff_static.router,
+                         staff_leads.router):
         app.include_router(staff_router)
 
     @app.exception_handler(HTTPException)
