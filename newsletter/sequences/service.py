@@ -1,7 +1,9 @@
-"""Staff operations on sequences: load, export, list, show with per-step counts, pause, resume, enrol."""
+"""Staff operations on sequences: load, export, list, show with per-step counts, pause, resume, enrol;
+and the figures the staff pages show (per sequence, and per step)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +14,7 @@ from newsletter.compose.compile import check_tracking
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound
 from newsletter.models import Delivery, Enrollment, Sequence, SequenceStep
+from newsletter.reports.email_stats import STEP, EmailStats, StepReport, sequence_report, stats_for, without_jit
 from newsletter.sending import ledger
 from newsletter.sending.progress import batch_record
 from newsletter.sequences.definition import SequenceDefinition, TriggerType, parse_definition, to_yaml
@@ -27,6 +30,13 @@ def get_sequence(session: Session, name: str) -> Sequence:
     if sequence is None:
         names = ", ".join(session.scalars(select(Sequence.name).order_by(Sequence.name))) or "none yet"
         raise NotFound(f"there is no sequence {name!r} (sequences: {names})")
+    return sequence
+
+
+def sequence_by_id(session: Session, sequence_id: int) -> Sequence:
+    sequence = session.get(Sequence, sequence_id)
+    if sequence is None:
+        raise NotFound(f"there is no sequence {sequence_id}")
     return sequence
 
 
@@ -107,3 +117,83 @@ def summary(session: Session, sequence: Sequence) -> dict[str, Any]:
 
 def all_sequences(session: Session) -> list[Sequence]:
     return list(session.scalars(select(Sequence).order_by(Sequence.name)))
+
+
+# Figures for the staff pages -------------------------------------------------------------------------
+
+
+@dataclass
+class SequenceFigures:
+    """One line of the sequences list: its active steps, enrolments by state, and totals over every
+    email it sent (removed steps too)."""
+
+    sequence: Sequence
+    steps: int
+    enrollments: dict[str, int]
+    totals: EmailStats
+
+
+def _enrollment_states(session: Session, *where: Any) -> dict[int, dict[str, int]]:
+    """Enrolments per sequence and state, one grouped query (index on sequence_id)."""
+    found: dict[int, dict[str, int]] = {}
+    for sequence_id, state, count in session.execute(
+            select(Enrollment.sequence_id, Enrollment.state, func.count()).where(*where)
+            .group_by(Enrollment.sequence_id, Enrollment.state)):
+        found.setdefault(sequence_id, {})[state] = count
+    return {sid: {state.value: states.get(state, 0) for state in EnrollmentState} for sid, states in found.items()}
+
+
+def overview(session: Session) -> list[SequenceFigures]:
+    """Every sequence with its figures: three set-based queries and the step reports' two, however
+    many sequences, enrolments and deliveries there are."""
+    sequences = all_sequences(session)
+    states = _enrollment_states(session)
+    steps = session.execute(select(SequenceStep.id, SequenceStep.sequence_id, SequenceStep.active)).all()
+    without_jit(session)
+    per_step = stats_for(session, STEP, [step_id for step_id, _, _ in steps])
+    totals: dict[int, EmailStats] = {s.id: EmailStats() for s in sequences}
+    active: dict[int, int] = {}
+    for step_id, sequence_id, is_active in steps:
+        totals.setdefault(sequence_id, EmailStats()).add(per_step[step_id])
+        active[sequence_id] = active.get(sequence_id, 0) + int(bool(is_active))
+    empty = {state.value: 0 for state in EnrollmentState}
+    return [SequenceFigures(s, active.get(s.id, 0), states.get(s.id, empty), totals[s.id]) for s in sequences]
+
+
+@dataclass
+class StepFigures:
+    """An active step as its sequence's page shows it: the row, how many wait for it, its figures."""
+
+    row: SequenceStep
+    waiting: int
+    stats: EmailStats
+
+
+@dataclass
+class SequenceView:
+    sequence: Sequence
+    enrollments: dict[str, int]
+    steps: list[StepFigures]  # the active steps, in order
+    removed: list[StepReport]  # steps removed by an edit: never sent again, their figures kept
+    totals: EmailStats
+
+
+def waiting_per_step(session: Session, sequence: Sequence) -> dict[int, int]:
+    """Active enrolments per step they wait for."""
+    return dict(session.execute(  # type: ignore[arg-type]
+        select(Enrollment.next_step_id, func.count())
+        .where(Enrollment.sequence_id == sequence.id, Enrollment.state == EnrollmentState.ACTIVE)
+        .group_by(Enrollment.next_step_id)
+    ).all())
+
+
+def view(session: Session, sequence: Sequence) -> SequenceView:
+    """A sequence's page: its steps in order with their figures (the sequence report's, set-based)."""
+    report = sequence_report(session, sequence)
+    rows = {row.id: row for row in session.scalars(select(SequenceStep).where(SequenceStep.sequence_id == sequence.id))}
+    waiting = waiting_per_step(session, sequence)
+    states = _enrollment_states(session, Enrollment.sequence_id == sequence.id)
+    return SequenceView(
+        sequence, states.get(sequence.id, {state.value: 0 for state in EnrollmentState}),
+        [StepFigures(rows[s.step_id], waiting.get(s.step_id, 0), s.stats) for s in report.steps if s.active],
+        [s for s in report.steps if not s.active], report.totals)

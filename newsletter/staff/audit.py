@@ -52,6 +52,8 @@ class AuditAction(StrEnum):
     ISSUE_CREATED = "issue_created"
     ISSUE_EDITED = "issue_edited"
     FEED_ADDED = "feed_added"
+    SEQUENCE_EDITED = "sequence_edited"  # a step changed, added or removed (loaded as `sequences load` does)
+    ENROLLED = "enrolled"  # a contact enrolled in a sequence by hand
     BATCH_SETTLED = "batch_settled"  # a batch held as unknown, settled by a person (marked sent or queued again)
 
 

@@ -21,6 +21,7 @@ from newsletter.web.staff import auth as staff_auth
 from newsletter.web.staff import home as staff_home
 from newsletter.web.staff import issues as staff_issues
 from newsletter.web.staff import posts as staff_posts
+from newsletter.web.staff import sequences as staff_sequences
 from newsletter.web.staff import issue_sending as staff_issue_sending
 from newsletter.web.staff import static as staff_static
 from newsletter.web.staff import signin as staff_signin
@@ -74,7 +75,8 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     staff_auth.install(app)
     for staff_router in (staff_signin.router, staff_home.router, staff_account.router, staff_audit.router,
                          staff_users.router,
-                         staff_posts.router, staff_issues.router, staff_issue_sending.router, staff_static.router):
+                         staff_posts.router, staff_issues.router, staff_issue_sending.router, staff_static.router,
+                         staff_sequences.router):
         app.include_router(staff_router)
 
     @app.exception_handler(HTTPException)
