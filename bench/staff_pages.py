@@ -5,7 +5,9 @@ Fills a fresh database with ``bench.staff_data.fill`` (SQLite in a temp folder; 
 of its own with --postgres), signs an admin in, then GETs every staff page --repeat times through the
 real ASGI app in this process (Starlette's TestClient: no network, so the time is the server's:
 routing, the queries, the template). Pages with an id in their path are asked for with the newest
-issue or post. The floor is ``/healthz``, the cheapest answer the app gives. Nothing here is a test:
+issue or post, or the newest sequence and its first step (the shipped sequences are installed, as
+the demo has them; this data has no sequence deliveries: bench/reports.py times the sequence figures
+at scale). The floor is ``/healthz``, the cheapest answer the app gives. Nothing here is a test:
 timings depend on the machine; the issue's target is every page under 300 ms.
 The newest issue is asked for (a scheduled one in this data) and the newest sent one's overview and
 results.
@@ -32,13 +34,15 @@ from bench.common import postgres_database
 from bench.staff_data import fill
 from newsletter.config import Settings
 from newsletter.database import Database, upgrade
-from newsletter.models import Issue, Post
+from newsletter.models import Issue, Post, Sequence, SequenceStep
+from newsletter.sequences.service import install_shipped
 from subscribers.states import IssueStatus
 from newsletter.staff.models import StaffUser
 from newsletter.staff.roles import Role
 from newsletter.staff.users import add_user
 from newsletter.web.app import create_app
 from newsletter.web.staff.routes import staff_routes
+from subscribers.db import utcnow
 
 PASSWORD = "bench-password-long-enough-1"
 SKIP = re.compile(r"sign-in|sign-out|\.json$|/static/")  # forms' targets and machine endpoints, not pages
@@ -52,7 +56,10 @@ def p95(values: list[float]) -> float:
 def pages(app, db: Database) -> list[str]:  # noqa: ANN001
     with db.session() as s:
         ids = {"issue_id": s.scalar(select(func.max(Issue.id))), "post_id": s.scalar(select(func.max(Post.id))),
-               "id": s.scalar(select(func.max(Issue.id)))}
+               "id": s.scalar(select(func.max(Issue.id))), "sequence_id": s.scalar(select(func.max(Sequence.id)))}
+        ids["key"] = s.scalar(select(SequenceStep.key).where(SequenceStep.sequence_id == ids["sequence_id"],
+                                                             SequenceStep.active.is_(True))
+                              .order_by(SequenceStep.position).limit(1))
     with db.session() as s:  # the heaviest page: a sent issue's results, computed live
         sent = s.scalar(select(func.max(Issue.id)).where(Issue.status == IssueStatus.SENT))
     found = [f"/staff/issues/{sent}/results", f"/staff/issues/{sent}"] if sent else []
@@ -87,6 +94,8 @@ def run(db: Database, url: str, backend: str, repeat: int, reuse: bool) -> None:
             add_user(s, "bench@clinic.example", Role.ADMIN, password=PASSWORD)
     settings = Settings(database_url=url, var_dir=Path(tempfile.mkdtemp(prefix="staff-pages-")),
                         secret_key="b" * 48, public_form_limit_per_hour=10_000)
+    with db.session() as s:  # the sequence pages need a sequence: the shipped ones, as the demo has
+        install_shipped(s, settings, utcnow())
     app = create_app(settings, db)
     with TestClient(app, base_url="http://127.0.0.1") as client:
         sign_in(client)
