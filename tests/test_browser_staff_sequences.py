@@ -11,28 +11,18 @@ import pytest
 from newsletter.sequences import service
 from newsletter.staff.roles import Role
 from subscribers.db import utcnow
-from tests.a11y import SCREENSHOTS, WIDTHS
 from tests.liveserver import LiveServer
 from tests.sendkit import add_audience
-from tests.staffkit import assert_accessible, browser_sign_in, make_user, no_horizontal_scroll, shoot
+from tests.staffkit import browser_sign_in, make_user
+from tests.test_browser_staff_issues import _visit as visit_issue_page
 
 pytestmark = pytest.mark.browser
 
 
 def _visit(page, name: str) -> None:  # noqa: ANN001
-    """axe, no sideways scroll at 390 px, screenshots (the preview frames on their own too)."""
-    assert_accessible(page)
-    page.set_viewport_size({"width": 390, "height": 900})
-    assert no_horizontal_scroll(page), f"{name} scrolls sideways at 390 px"
-    previews = page.locator(".previews")
-    if previews.count():
-        # Chromium paints a sandboxed frame only once it has been on screen.
-        for width in WIDTHS:
-            page.set_viewport_size({"width": width, "height": 900})
-            previews.scroll_into_view_if_needed()
-            page.wait_for_timeout(200)
-            previews.screenshot(path=str(SCREENSHOTS / f"{name}-preview-{width}.png"))
-    shoot(page, name)
+    """As on the issue pages (axe, no sideways scroll at 390 px, screenshots, the preview frames on
+    their own too), then back to the desktop width the flow is walked at."""
+    visit_issue_page(page, name)
     page.set_viewport_size({"width": 1280, "height": 900})
 
 

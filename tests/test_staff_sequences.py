@@ -20,7 +20,6 @@ from newsletter.models import Enrollment, Sequence, SequenceStep
 from newsletter.sequences import service
 from newsletter.sequences.definition import parse_definition
 from newsletter.staff.audit import AuditAction
-from newsletter.staff.models import AuditEntry
 from newsletter.staff.roles import Role
 from subscribers.contacts import get_contact
 from subscribers.db import utcnow
@@ -28,6 +27,7 @@ from subscribers.states import EnrollmentState, SequenceStatus
 from tests.liveserver import LiveServer
 from tests.sendkit import add_audience
 from tests.staffkit import Login, csrf_of, make_user, post_form, sign_in
+from tests.test_staff_issues import audit_rows, field_error
 
 BASE = "/staff/sequences"
 
@@ -38,21 +38,6 @@ def install(server: LiveServer) -> dict[str, int]:
         service.install_shipped(s, server.settings, utcnow())
     with server.db.session() as s:
         return dict(s.execute(select(Sequence.name, Sequence.id)).all())  # type: ignore[arg-type]
-
-
-def audit_rows(db: Database, action: AuditAction) -> list[AuditEntry]:
-    with db.session() as s:
-        return list(s.scalars(select(AuditEntry).where(AuditEntry.action == action.value).order_by(AuditEntry.id)))
-
-
-def field_error(html: str, name: str) -> str:
-    """The error shown beside field ``name``, after checking that the field points at it."""
-    match = re.search(rf'<(?:input|textarea|select)[^>]*\bid="{name}"[^>]*>', html)
-    assert match, f"no field {name}"
-    assert 'aria-invalid="true"' in match.group(0) and f"{name}-error" in match.group(0), match.group(0)
-    error = re.search(rf'<p class="error" id="{name}-error">([^<]*)</p>', html)
-    assert error, f"no error beside {name}"
-    return unescape(error.group(1))
 
 
 def stored_steps(db: Database, sequence_id: int) -> list[tuple[str, bool]]:
