@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from html import unescape
 
@@ -26,7 +27,7 @@ from subscribers.db import utcnow
 from subscribers.states import EnrollmentState, SequenceStatus
 from tests.liveserver import LiveServer
 from tests.sendkit import add_audience
-from tests.staffkit import Login, csrf_of, make_user, post_form, sign_in
+from tests.staffkit import csrf_of, make_user, post_form, sign_in
 from tests.test_staff_issues import audit_rows, field_error
 
 BASE = "/staff/sequences"
@@ -61,15 +62,17 @@ def step_form(db: Database, sequence_id: int, key: str, **changes: str) -> dict[
     return {**values, **changes}
 
 
-@pytest.fixture
-def people(db: Database) -> dict[Role, Login]:
-    return {role: make_user(db, f"{role.value}@clinic.example", role) for role in Role}
+@contextmanager
+def signed_in(server: LiveServer, role: Role) -> Iterator[httpx.Client]:
+    """A client signed in as a new user of ``role``."""
+    with httpx.Client(base_url=server.url, follow_redirects=False, timeout=30) as c:
+        sign_in(c, make_user(server.db, f"{role.value}@clinic.example", role))
+        yield c
 
 
 @pytest.fixture
-def marketing(live_server: LiveServer, people: dict[Role, Login]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server.url, follow_redirects=False, timeout=30) as c:
-        sign_in(c, people[Role.MARKETING])
+def marketing(live_server: LiveServer) -> Iterator[httpx.Client]:
+    with signed_in(live_server, Role.MARKETING) as c:
         yield c
 
 
@@ -78,8 +81,7 @@ def welcome(live_server: LiveServer) -> int:
     return install(live_server)["Welcome"]
 
 
-def test_clinic_staff_cannot_open_the_sequence_pages(live_server: LiveServer, people: dict[Role, Login],
-                                                     welcome: int) -> None:
+def test_clinic_staff_cannot_open_the_sequence_pages(live_server: LiveServer, welcome: int) -> None:
     pages = [BASE, f"{BASE}/{welcome}", f"{BASE}/{welcome}/steps/welcome", f"{BASE}/{welcome}/steps/welcome/preview.html",
              f"{BASE}/{welcome}/new-step"]
     forms = [f"{BASE}/{welcome}/pause", f"{BASE}/{welcome}/resume", f"{BASE}/{welcome}/enrol",
@@ -88,8 +90,7 @@ def test_clinic_staff_cannot_open_the_sequence_pages(live_server: LiveServer, pe
         for path in pages + forms:
             answer = anonymous.get(path) if path in pages else anonymous.post(path, data={"csrf_token": "x"})
             assert answer.status_code == 303 and answer.headers["location"].startswith("/staff/sign-in"), path
-    with httpx.Client(base_url=live_server.url, follow_redirects=False, timeout=30) as clinic:
-        sign_in(clinic, people[Role.CLINIC])
+    with signed_in(live_server, Role.CLINIC) as clinic:
         assert 'href="/staff/sequences"' not in clinic.get("/staff/").text
         token = csrf_of(clinic.get("/staff/account").text)
         for path in pages:
@@ -97,8 +98,7 @@ def test_clinic_staff_cannot_open_the_sequence_pages(live_server: LiveServer, pe
             assert answer.status_code == 403 and "not for your role" in answer.text, path
         for path in forms:
             assert clinic.post(path, data={"csrf_token": token, "email": "x@example.org"}).status_code == 403, path
-    with httpx.Client(base_url=live_server.url, follow_redirects=False, timeout=30) as admin:
-        sign_in(admin, people[Role.ADMIN])
+    with signed_in(live_server, Role.ADMIN) as admin:
         assert admin.get(BASE).status_code == 200
         assert 'href="/staff/sequences"' in admin.get("/staff/").text
     assert definition_of(live_server.db, welcome)["steps"][0]["subject"] == "Welcome, and thank you for joining us"
