@@ -14,17 +14,19 @@ from html import unescape
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from newsletter.database import Database
-from newsletter.models import Enrollment, Sequence, SequenceStep
+from newsletter.models import Delivery, Enrollment, Sequence, SequenceStep, StepFigures
+from newsletter.reports.snapshots import MAX_AGE, refresh_figures
 from newsletter.sequences import service
 from newsletter.sequences.definition import parse_definition
+from newsletter.sequences.engine import process_due
 from newsletter.staff.audit import AuditAction
 from newsletter.staff.roles import Role
 from subscribers.contacts import get_contact
 from subscribers.db import utcnow
-from subscribers.states import EnrollmentState, SequenceStatus
+from subscribers.states import DeliveryStatus, EnrollmentState, SequenceStatus
 from tests.liveserver import LiveServer
 from tests.sendkit import add_audience
 from tests.staffkit import csrf_of, make_user, post_form, sign_in
@@ -305,3 +307,31 @@ def test_enrolling_by_address(live_server: LiveServer, marketing: httpx.Client, 
     [entry] = audit_rows(live_server.db, AuditAction.ENROLLED)
     assert entry.target == f"sequence {welcome}" and entry.detail == f"contact {contact}, by hand"
     assert "example.org" not in (entry.detail or "")
+
+
+def test_step_figures_are_kept_and_refreshed(live_server: LiveServer, marketing: httpx.Client, welcome: int) -> None:
+    """The pages read each step's kept figures (computed once, then refreshed with the issues' by the
+    scheduler's minute job), so a visit never folds every delivery's events."""
+    add_audience(live_server.db, 2)
+    with live_server.db.session() as s:
+        sequence = s.get(Sequence, welcome)
+        sequence.status = SequenceStatus.ACTIVE  # type: ignore[union-attr]
+        due = [service.enroll_contact(s, sequence, f"reader{n}@example.org", utcnow()).next_due_at  # type: ignore[arg-type]
+               for n in range(2)]
+    with live_server.db.session() as s:
+        process_due(s, live_server.settings, max(d for d in due if d))
+    live_server.send_queued()
+    first = marketing.get(f"{BASE}/{welcome}").text
+    row = re.search(r'steps/welcome">.*?</tr>', first, re.S)
+    assert row and re.findall(r'<td class="num">(\d+)</td>', row.group(0))[:2] == ["0", "2"]  # waiting, sent
+    assert "Email figures as of" in first
+    with live_server.db.session() as s:
+        kept = s.scalars(select(StepFigures)).all()
+        assert len(kept) == 3 and {k.figures["sent"] for k in kept} == {2, 0}
+        step = s.scalar(select(SequenceStep.id).where(SequenceStep.key == "welcome"))
+        s.execute(update(Delivery).where(Delivery.step_id == step).values(status=DeliveryStatus.FAILED))
+    assert marketing.get(BASE).text.count('<td class="num">2</td>') >= 1  # still the kept figure
+    with live_server.db.session() as s:
+        every_step = s.scalar(select(func.count()).select_from(SequenceStep))  # the list read them all
+        assert refresh_figures(s, utcnow() + MAX_AGE + timedelta(seconds=1)) == every_step
+        assert s.get(StepFigures, step).figures["sent"] == 0  # type: ignore[union-attr]

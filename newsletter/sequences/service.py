@@ -14,7 +14,8 @@ from newsletter.compose.compile import check_tracking
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound
 from newsletter.models import Delivery, Enrollment, Sequence, SequenceStep
-from newsletter.reports.email_stats import STEP, EmailStats, StepReport, sequence_report, stats_for, without_jit
+from newsletter.reports.email_stats import EmailStats
+from newsletter.reports.snapshots import step_figures_of
 from newsletter.sending import ledger
 from newsletter.sending.progress import batch_record
 from newsletter.sequences.definition import SequenceDefinition, TriggerType, parse_definition, to_yaml
@@ -125,12 +126,13 @@ def all_sequences(session: Session) -> list[Sequence]:
 @dataclass
 class SequenceFigures:
     """One line of the sequences list: its active steps, enrolments by state, and totals over every
-    email it sent (removed steps too)."""
+    email it sent (removed steps too), as of ``computed_at`` (None: nothing to count yet)."""
 
     sequence: Sequence
     steps: int
     enrollments: dict[str, int]
     totals: EmailStats
+    computed_at: datetime | None
 
 
 def _enrollment_states(session: Session, *where: Any) -> dict[int, dict[str, int]]:
@@ -143,26 +145,32 @@ def _enrollment_states(session: Session, *where: Any) -> dict[int, dict[str, int
     return {sid: {state.value: states.get(state, 0) for state in EnrollmentState} for sid, states in found.items()}
 
 
-def overview(session: Session) -> list[SequenceFigures]:
-    """Every sequence with its figures: three set-based queries and the step reports' two, however
-    many sequences, enrolments and deliveries there are."""
+def _no_enrollments() -> dict[str, int]:
+    return {state.value: 0 for state in EnrollmentState}
+
+
+def overview(session: Session, now: datetime) -> list[SequenceFigures]:
+    """Every sequence with its figures: a grouped query for the enrolments and the steps' kept
+    figures (``reports.snapshots``: folding every delivery's events on each visit would cost most
+    of a second at 100,000 sequence deliveries)."""
     sequences = all_sequences(session)
     states = _enrollment_states(session)
     steps = session.execute(select(SequenceStep.id, SequenceStep.sequence_id, SequenceStep.active)).all()
-    without_jit(session)
-    per_step = stats_for(session, STEP, [step_id for step_id, _, _ in steps])
+    kept = step_figures_of(session, [step_id for step_id, _, _ in steps], now)
     totals: dict[int, EmailStats] = {s.id: EmailStats() for s in sequences}
+    computed: dict[int, datetime] = {}
     active: dict[int, int] = {}
     for step_id, sequence_id, is_active in steps:
-        totals.setdefault(sequence_id, EmailStats()).add(per_step[step_id])
+        totals.setdefault(sequence_id, EmailStats()).add(kept[step_id].stats)
+        computed[sequence_id] = min(computed.get(sequence_id, now), kept[step_id].computed_at)
         active[sequence_id] = active.get(sequence_id, 0) + int(bool(is_active))
-    empty = {state.value: 0 for state in EnrollmentState}
-    return [SequenceFigures(s, active.get(s.id, 0), states.get(s.id, empty), totals[s.id]) for s in sequences]
+    return [SequenceFigures(s, active.get(s.id, 0), states.get(s.id, _no_enrollments()), totals[s.id],
+                            computed.get(s.id)) for s in sequences]
 
 
 @dataclass
 class StepFigures:
-    """An active step as its sequence's page shows it: the row, how many wait for it, its figures."""
+    """A step as its sequence's page shows it: the row, how many wait for it, its figures."""
 
     row: SequenceStep
     waiting: int
@@ -174,8 +182,9 @@ class SequenceView:
     sequence: Sequence
     enrollments: dict[str, int]
     steps: list[StepFigures]  # the active steps, in order
-    removed: list[StepReport]  # steps removed by an edit: never sent again, their figures kept
+    removed: list[StepFigures]  # steps removed by an edit: never sent again, their figures kept
     totals: EmailStats
+    computed_at: datetime | None  # when the oldest of these figures was computed
 
 
 def waiting_per_step(session: Session, sequence: Sequence) -> dict[int, int]:
@@ -187,13 +196,17 @@ def waiting_per_step(session: Session, sequence: Sequence) -> dict[int, int]:
     ).all())
 
 
-def view(session: Session, sequence: Sequence) -> SequenceView:
-    """A sequence's page: its steps in order with their figures (the sequence report's, set-based)."""
-    report = sequence_report(session, sequence)
-    rows = {row.id: row for row in session.scalars(select(SequenceStep).where(SequenceStep.sequence_id == sequence.id))}
+def view(session: Session, sequence: Sequence, now: datetime) -> SequenceView:
+    """A sequence's page: its steps in order with their (kept) figures and who waits for each."""
+    rows = list(session.scalars(select(SequenceStep).where(SequenceStep.sequence_id == sequence.id)
+                                .order_by(SequenceStep.position, SequenceStep.id)))
+    kept = step_figures_of(session, [row.id for row in rows], now)
     waiting = waiting_per_step(session, sequence)
+    steps = [StepFigures(row, waiting.get(row.id, 0), kept[row.id].stats) for row in rows]
+    totals = EmailStats()
+    for item in steps:
+        totals.add(item.stats)
     states = _enrollment_states(session, Enrollment.sequence_id == sequence.id)
-    return SequenceView(
-        sequence, states.get(sequence.id, {state.value: 0 for state in EnrollmentState}),
-        [StepFigures(rows[s.step_id], waiting.get(s.step_id, 0), s.stats) for s in report.steps if s.active],
-        [s for s in report.steps if not s.active], report.totals)
+    return SequenceView(sequence, states.get(sequence.id, _no_enrollments()),
+                        [s for s in steps if s.row.active], [s for s in steps if not s.row.active], totals,
+                        min((f.computed_at for f in kept.values()), default=None))

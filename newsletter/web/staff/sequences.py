@@ -77,7 +77,7 @@ def _with_warnings(message: str, warnings: list[str]) -> str:
 @router.get(SEQUENCES)
 def sequences_page(request: Request, staff: Staff = Depends(marketing)) -> Response:
     with request.app.state.db.session() as session:
-        rows = service.overview(session)
+        rows = service.overview(session, utcnow())
     return page(request, staff, "staff/sequences/list.html", rows=rows, active=SequenceStatus.ACTIVE)
 
 
@@ -88,7 +88,7 @@ def _sequence_page(request: Request, staff: Staff, sequence_id: str, status: int
                    values: dict[str, str] | None = None, errors: dict[str, str] | None = None) -> Response:
     with request.app.state.db.session() as session:
         sequence = _sequence(session, sequence_id)
-        data = service.view(session, sequence)
+        data = service.view(session, sequence, utcnow())
     return page(request, staff, "staff/sequences/sequence.html", status, view=data, sequence=data.sequence,
                 definition=sequence.definition, delay_of=editing.delay_of, active=SequenceStatus.ACTIVE,
                 values=values or {"email": ""}, errors=errors or {})
