@@ -153,7 +153,9 @@ def _step_context(session: Session, sequence: Sequence, key: str) -> dict[str, A
         step = definition.steps[editing.step_index(definition, key)]
     except NotFound:
         raise HTTPException(404) from None
-    row = next(s for s in steps_of(session, sequence) if s.key == key)
+    row = next((s for s in steps_of(session, sequence) if s.key == key), None)
+    if row is None:
+        raise HTTPException(404)
     return {"definition": definition, "step": step, "row": row,
             "waiting": service.waiting_per_step(session, sequence).get(row.id, 0),
             "warnings": editing.step_warnings(sequence, key)}
@@ -194,12 +196,11 @@ def save_step(request: Request, sequence_id: str, key: str, delay: str = Form(""
               condition_tag: str = Form(""), staff: Staff = Depends(marketing)) -> Response:
     form = _typed(delay, subject, preheader, body, condition, condition_tag, key)
     settings = request.app.state.settings
+    index = 0
     try:
         with request.app.state.db.session() as session:
             sequence = _sequence(session, sequence_id)
             context = _step_context(session, sequence, key)
-            if context["step"].post is not None:
-                form.body = None  # a post step's body is its post: edited on the Posts pages
             index = editing.step_index(context["definition"], key)
             edit = editing.edit_step(session, settings, sequence, key, form, utcnow(), context["waiting"])
             audit.record(session, staff.user, AuditAction.SEQUENCE_EDITED, target(sequence),
