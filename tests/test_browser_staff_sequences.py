@@ -1,7 +1,7 @@
 """The sequence flow as marketing staff walk it in chromium on a real uvicorn server: open the shipped
 Welcome sequence (installed as the demo installs it), open a step, make a mistake and see it beside
 its field, edit the step's subject and body, save, and see the preview frames and the plain-text part
-show the new text; then resume the sequence and enrol a contact by address. Every page visited is
+show the new text; then resume the sequence, enrol a contact by address and add a step. Every page visited is
 checked with axe and kept as screenshots at 390 and 1280 px; no request leaves for another host."""
 
 from __future__ import annotations
@@ -112,5 +112,19 @@ def test_edit_a_sequence_step_and_preview_it(browser, live_server: LiveServer) -
     assert page.get_by_role("status").inner_text().strip().startswith("Enrolled. The first step is due")
     assert page.locator("dl.figures div", has_text="Enrolled now").locator("dd").inner_text() == "1"
     _visit(page, "staff-sequence-enrolled")
+
+    # Add a step at the end: the form, then the new step's own page with its preview.
+    page.get_by_role("link", name="Add a step").click()
+    page.wait_for_url("**/new-step")
+    assert page.get_by_label("Where").input_value() == ""  # at the end
+    _visit(page, "staff-sequence-new-step")
+    page.get_by_label("Key").fill("check-in")
+    page.get_by_label("Delay").fill("3d")
+    page.get_by_label("Subject", exact=True).fill("Checking in")
+    page.get_by_label("Body (Markdown)").fill("How are the reads going? Reply and tell us.")
+    page.get_by_role("button", name="Add the step").click()
+    page.wait_for_url("**/steps/check-in")
+    assert page.get_by_role("status").inner_text().strip().startswith("Saved: step check-in added.")
+    assert page.frame_locator('iframe[title$="at phone width"]').get_by_text("How are the reads going?").is_visible()
     assert elsewhere == []
     context.close()
