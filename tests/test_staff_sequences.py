@@ -30,7 +30,7 @@ from subscribers.states import DeliveryStatus, EnrollmentState, SequenceStatus
 from tests.liveserver import LiveServer
 from tests.sendkit import add_audience
 from tests.staffkit import csrf_of, make_user, post_form, sign_in
-from tests.test_staff_issues import audit_rows, field_error
+from tests.test_staff_issues import audit_rows, field_error, make_post
 
 BASE = "/staff/sequences"
 
@@ -174,8 +174,19 @@ def test_validation_errors_are_shown_beside_their_field_and_nothing_changes(
     answer = post_form(marketing, first, first, step_form(live_server.db, welcome, "welcome", condition="opened_previous"))
     assert answer.status_code == 400
     assert field_error(answer.text, "condition") == "the first step has no previous step to have opened or clicked"
+    answer = post_form(marketing, url, url, step_form(live_server.db, welcome, "reader-favorites",
+                                                      condition="has_tag", condition_tag=""))
+    assert answer.status_code == 400 and field_error(answer.text, "condition_tag")
     assert definition_of(live_server.db, welcome) == before
     assert audit_rows(live_server.db, AuditAction.SEQUENCE_EDITED) == []
+    # Right, a condition on a tag is stored as load stores it.
+    answer = post_form(marketing, url, url, step_form(live_server.db, welcome, "reader-favorites",
+                                                      condition="has_tag", condition_tag="Readers"))
+    assert answer.status_code == 303
+    with live_server.db.session() as s:
+        assert s.scalar(select(SequenceStep.condition).where(SequenceStep.key == "reader-favorites")) == {
+            "has_tag": "readers"}
+    assert "if they have the tag “readers”" in marketing.get(f"{BASE}/{welcome}").text
 
 
 def test_health_words_are_warned_about_as_the_cli_does(live_server: LiveServer, marketing: httpx.Client,
@@ -335,3 +346,20 @@ def test_step_figures_are_kept_and_refreshed(live_server: LiveServer, marketing:
         every_step = s.scalar(select(func.count()).select_from(SequenceStep))  # the list read them all
         assert refresh_figures(s, utcnow() + MAX_AGE + timedelta(seconds=1)) == every_step
         assert s.get(StepFigures, step).figures["sent"] == 0  # type: ignore[union-attr]
+
+
+def test_a_post_step_keeps_its_post_when_edited(live_server: LiveServer, marketing: httpx.Client) -> None:
+    post_id = make_post(live_server)
+    with live_server.db.session() as s:
+        definition = parse_definition({"name": "Posts", "trigger": {"type": "manual"}, "steps": [
+            {"key": "read", "delay": 0, "subject": "A read for you", "post": post_id}]}, source="test")
+        sequence_id = service.load(s, live_server.settings, definition, utcnow()).sequence.id
+    url = f"{BASE}/{sequence_id}/steps/read"
+    page = marketing.get(url).text
+    assert f"This step sends post {post_id}." in page and 'id="body"' not in page
+    answer = post_form(marketing, url, url, {"delay": "1d", "subject": "A walk for you", "preheader": "",
+                                             "condition": "", "condition_tag": ""})
+    assert answer.status_code == 303
+    [step] = definition_of(live_server.db, sequence_id)["steps"]
+    assert step["post"] == post_id and step["body"] is None and step["subject"] == "A walk for you"
+    assert "Why a Daily Walk Helps Your Mood" in marketing.get(url + "/preview.html").text
