@@ -5,7 +5,9 @@ Fills a fresh database with ``bench.staff_data.fill`` (SQLite in a temp folder; 
 of its own with --postgres), signs an admin in, then GETs every staff page --repeat times through the
 real ASGI app in this process (Starlette's TestClient: no network, so the time is the server's:
 routing, the queries, the template). Pages with an id in their path are asked for with the newest
-issue or post. The floor is ``/healthz``, the cheapest answer the app gives. Nothing here is a test:
+issue or post, or the newest sequence and its first step (the shipped sequences are installed, as
+the demo has them; this data has no sequence deliveries: bench/reports.py times the sequence figures
+at scale). The floor is ``/healthz``, the cheapest answer the app gives. Nothing here is a test:
 timings depend on the machine; the issue's target is every page under 300 ms.
 The newest issue is asked for (a scheduled one in this data) and the newest sent one's overview and
 results.
@@ -32,7 +34,7 @@ from bench.common import postgres_database
 from bench.staff_data import fill
 from newsletter.config import Settings
 from newsletter.database import Database, upgrade
-from newsletter.models import Issue, Post
+from newsletter.models import Issue, Post, Sequence, SequenceStep
 from subscribers.models import Lead
 from subscribers.states import IssueStatus
 from newsletter.staff.models import StaffUser
@@ -53,9 +55,12 @@ def p95(values: list[float]) -> float:
 def pages(app, db: Database) -> list[str]:  # noqa: ANN001
     with db.session() as s:
         ids = {"issue_id": s.scalar(select(func.max(Issue.id))), "post_id": s.scalar(select(func.max(Post.id))),
-               "id": s.scalar(select(func.max(Issue.id))),
+               "id": s.scalar(select(func.max(Issue.id))), "sequence_id": s.scalar(select(func.max(Sequence.id))),
                # A lead's contact (a contact too): the Leads pages answer 404 for contacts who are not leads.
                "contact_id": s.scalar(select(Lead.contact_id).order_by(Lead.id.desc()).limit(1))}
+        ids["key"] = s.scalar(select(SequenceStep.key).where(SequenceStep.sequence_id == ids["sequence_id"],
+                                                             SequenceStep.active.is_(True))
+                              .order_by(SequenceStep.position).limit(1))
         # The board's "more" page, deep in the biggest column (a keyset page, never an OFFSET).
         deep = s.scalar(select(Lead.id).where(Lead.stage == "new").order_by(Lead.requested_at).limit(1))
     with db.session() as s:  # the heaviest page: a sent issue's results, computed live

@@ -18,7 +18,7 @@ from newsletter.compose.personalize import substitute
 from newsletter.compose.preflight import CheckResult, Finding, check_email
 from newsletter.compose.preflight import checklist as preflight_checklist
 from newsletter.compose.render import CompiledEmail
-from newsletter.models import Issue
+from newsletter.models import Issue, SequenceStep
 from newsletter.posts.service import get_post, update_post
 from newsletter.urls import TEST_TOKEN, test_values, unsubscribe_mailto
 from subscribers.states import RECOMPILABLE
@@ -152,10 +152,11 @@ class Preview:
     text: str
 
 
-def preview_parts(issue: Issue, settings: Settings) -> Preview:
-    """The stored email's HTML and text as a sample recipient gets them; its links work and count nothing."""
+def preview_parts(email: Issue | SequenceStep, settings: Settings) -> Preview:
+    """A stored email's (an issue's or a sequence step's) HTML and text as a sample recipient gets
+    them; its links work and count nothing."""
     values = test_values(settings, SAMPLE_RECIPIENT[0])
-    return Preview(substitute(issue.html, values), substitute(issue.text, values))
+    return Preview(substitute(email.html, values), substitute(email.text, values))
 
 
 # For the staff pages: what may change, each field's problem, the checklist ---------------------------

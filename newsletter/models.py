@@ -427,6 +427,17 @@ class IssueFigures(Base):
     figures: Mapped[dict[str, Any]] = mapped_column(JSONType)
 
 
+class StepFigures(Base):
+    """A sequence step's report figures as last computed (``newsletter.reports.snapshots``), for the
+    sequence pages; refreshed with the issues' figures. ``computed_at`` says how fresh."""
+
+    __tablename__ = "step_figures"
+
+    step_id: Mapped[int] = mapped_column(ForeignKey("sequence_steps.id", ondelete="CASCADE"), primary_key=True)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    figures: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
 # Staff access keeps its tables beside its services; importing them here puts them on the shared
 # metadata wherever the models are (one Alembic history, one schema check).
 from newsletter.staff import models as _staff_models  # noqa: E402,F401

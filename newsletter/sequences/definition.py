@@ -524,7 +524,7 @@ _KINDS = {str: "text", int: "a number", float: "a number", bool: "true/false", l
           dict: "a mapping", type(None): "nothing"}
 
 
-def _path(loc: tuple[Any, ...]) -> str:
+def path_text(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -568,12 +568,22 @@ def _describe(error: dict[str, Any]) -> str:
     return str(error["msg"])
 
 
-def _problems(exc: ValidationError) -> list[str]:
-    lines = []
-    for error in exc.errors():
-        where = _path(tuple(error["loc"]))
-        lines.append(f"{where}: {_describe(error)}" if where else _describe(error))
-    return lines
+Problem = tuple[tuple[Any, ...], str]  # where (a path like ("steps", 1, "subject"); () for the whole) and what
+
+
+def _problems(exc: ValidationError) -> list[Problem]:
+    return [(tuple(error["loc"]), _describe(error)) for error in exc.errors()]
+
+
+class DefinitionError(InputError):
+    """A definition that does not validate. The message names ``source`` and each problem's path,
+    one per line (what the CLI prints); ``problems`` keeps them by place too, so a form can show each
+    one beside its own field."""
+
+    def __init__(self, source: str, problems: list[Problem], message: str | None = None) -> None:
+        self.problems = problems
+        super().__init__(message or "\n".join(
+            f"{source}: {path_text(loc)}: {text}" if loc else f"{source}: {text}" for loc, text in problems))
 
 
 # --- public functions ------------------------------------------------------------------------------
@@ -587,10 +597,15 @@ def parse_definition(data: Any, *, source: str) -> SequenceDefinition:
     try:
         definition = SequenceDefinition.model_validate(data)
     except ValidationError as exc:
-        raise InputError("\n".join(f"{source}: {line}" for line in _problems(exc))) from None
+        raise DefinitionError(source, _problems(exc)) from None
     for n, step in enumerate(definition.steps):
         if step.body is not None:
-            step_content(step, source=f"{source}: steps[{n}].body")
+            where = f"{source}: steps[{n}].body"
+            try:
+                step_content(step, source=where)
+            except InputError as exc:
+                text = str(exc).removeprefix(f"{where}: ")
+                raise DefinitionError(source, [(("steps", n, "body"), text)], str(exc)) from None
     return definition
 
 

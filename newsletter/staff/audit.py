@@ -53,6 +53,8 @@ class AuditAction(StrEnum):
     FEED_ADDED = "feed_added"
     LEAD_STAGE_CHANGED = "lead_stage_changed"
     BOOKING_RECORDED = "booking_recorded"
+    SEQUENCE_EDITED = "sequence_edited"  # a step changed, added or removed (loaded as `sequences load` does)
+    ENROLLED = "enrolled"  # a contact enrolled in a sequence by hand
     BATCH_SETTLED = "batch_settled"  # a batch held as unknown, settled by a person (marked sent or queued again)
 
 

@@ -25,6 +25,7 @@ from newsletter.web.staff import issues as staff_issues
 from newsletter.web.staff import leads as staff_leads
 from newsletter.web.staff import posts as staff_posts
 from newsletter.web.staff import settings as staff_settings
+from newsletter.web.staff import sequences as staff_sequences
 from newsletter.web.staff import issue_sending as staff_issue_sending
 from newsletter.web.staff import static as staff_static
 from newsletter.web.staff import signin as staff_signin
@@ -81,7 +82,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     for staff_router in (staff_signin.router, staff_home.router, staff_account.router, staff_audit.router,
                          staff_users.router, staff_settings.router,
                          staff_posts.router, staff_issues.router, staff_issue_sending.router, staff_static.router,
-                         staff_leads.router):
+                         staff_leads.router, staff_sequences.router):
         app.include_router(staff_router)
 
     @app.exception_handler(HTTPException)

@@ -1,7 +1,7 @@
 """stored settings: the settings staff change on the settings page (the environment still wins)
 
 Revision ID: 0018
-Revises: 0013
+Revises: 0017
 Create Date: 2026-12-06
 """
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ import subscribers.db
 
 
 revision = '0018'
-down_revision = '0013'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 
