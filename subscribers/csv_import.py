@@ -72,7 +72,7 @@ from subscribers.csv_reading import CsvFile, Record
 from subscribers.names import clean_name
 from subscribers.db import is_postgresql, utcnow
 from subscribers.errors import InputError
-from subscribers.lists import ensure_list
+from subscribers.lists import check_slug, ensure_list
 from subscribers.models import (
     ConsentEvent,
     Contact,
@@ -131,6 +131,10 @@ class ImportSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "report_path": str(self.report_path)}
+
+    def counts_line(self) -> str:
+        """The counts for the audit log (no contact data)."""
+        return f"{self.rows} CSV rows: {self.added} added, {self.updated} updated, {self.rejected} rejected"
 
     def resume_note(self, path: Path) -> str:
         if self.rows == 0:  # rows count committed batches only
@@ -224,6 +228,14 @@ def import_csv(
     return summary
 
 
+def check_options(*, list_slug: str, default_timezone: str, confirmed: bool = False,
+                  consent_note: str | None = None, tags: Sequence[str] = ()) -> None:
+    """The checks ``import_csv`` makes of its settings before it reads the file, for a caller that
+    runs it later (in the background) and wants the error now."""
+    check_slug(list_slug)
+    _Job.checked(default_timezone, confirmed, consent_note, tags, 1, 0)
+
+
 @dataclass
 class _Job:
     """The import's settings, checked before anything is read or stored."""
@@ -289,12 +301,14 @@ class CsvPreview:
     rows: int
 
 
-def preview_csv(path: Path, *, encoding: str | None = None, mapping: Mapping[str, str] | None = None) -> CsvPreview:
+def preview_csv(path: Path, *, encoding: str | None = None, mapping: Mapping[str, str] | None = None,
+                need_email: bool = True) -> CsvPreview:
     """Read the file as ``import_csv`` would (the same checks, so a file it would refuse is refused
-    here with the same message) and describe it. Stores nothing."""
+    here with the same message) and describe it. Stores nothing. ``need_email`` False: a file with
+    no column taken for the email yet is described all the same (its mapping is still to be chosen)."""
     given = given_encoding(encoding) if encoding is not None else None
     sample: list[list[str]] = []
-    read_as, columns = _check_file(path, given, mapping, sample)
+    read_as, columns = _check_file(path, given, mapping, sample, need_email)
     with CsvFile(path, read_as) as source:
         headers = [original_cell(cell.strip()).strip() for cell in source.header.cells]
     return CsvPreview(read_as.name, read_as.describe(), columns.delimiter, headers, list(columns.fields),
@@ -327,7 +341,7 @@ def header_key(header: str) -> str:
 
 
 def _check_file(path: Path, given: Encoding | None, mapping: Mapping[str, str] | None = None,
-                sample: list[list[str]] | None = None) -> tuple[Encoding, _Columns]:
+                sample: list[list[str]] | None = None, need_email: bool = True) -> tuple[Encoding, _Columns]:
     """Read the whole file once before anything is stored, so that a file broken anywhere (a quote
     never closed, a NUL, a line of megabytes, a value in a column with no name, a byte its encoding
     cannot read) is refused whole with the line and column of the break: staff then fix the file
@@ -337,7 +351,7 @@ def _check_file(path: Path, given: Encoding | None, mapping: Mapping[str, str] |
     try:
         encoding = given or detect_encoding(path)
         try:
-            return encoding, _check_rows(path, encoding, mapping, sample)
+            return encoding, _check_rows(path, encoding, mapping, sample, need_email)
         except NotInEncoding as exc:
             if not encoding.ascii_sample:
                 raise
@@ -347,15 +361,15 @@ def _check_file(path: Path, given: Encoding | None, mapping: Mapping[str, str] |
             encoding = detect_encoding(path, also_at=exc.offset)
             if encoding.how == "utf-8":
                 raise exc from None
-            return encoding, _check_rows(path, encoding, mapping, sample)
+            return encoding, _check_rows(path, encoding, mapping, sample, need_email)
     except InputError as exc:
         raise InputError(f"{exc}; nothing was imported") from None
 
 
 def _check_rows(path: Path, encoding: Encoding, mapping: Mapping[str, str] | None = None,
-                sample: list[list[str]] | None = None) -> _Columns:
+                sample: list[list[str]] | None = None, need_email: bool = True) -> _Columns:
     with CsvFile(path, encoding) as source:
-        columns = _map_columns(source, mapping)
+        columns = _map_columns(source, mapping, need_email)
         rows = 0
         for record in source.records():
             if any(cell.strip() for cell in record.cells):
@@ -404,7 +418,7 @@ def check_field(header: str, field_name: str) -> str:
                      f"{', '.join((*ROLES, CUSTOM, CUSTOM + ':NAME', IGNORE))}")
 
 
-def _map_columns(source: CsvFile, mapping: Mapping[str, str] | None = None) -> _Columns:
+def _map_columns(source: CsvFile, mapping: Mapping[str, str] | None = None, need_email: bool = True) -> _Columns:
     path, line, headers = source.path, source.header.first_line, source.header.cells
     if any(_looks_like_address(header) for header in headers):  # before any message names a header
         raise InputError(f"{path} line {line}: the first row looks like data, not a header (it holds an email "
@@ -440,7 +454,7 @@ def _map_columns(source: CsvFile, mapping: Mapping[str, str] | None = None) -> _
                 what = f"are both named {_shown(key)}" if key == given else f"would both be the field {_shown(key)}"
                 raise InputError(f"{path} line {line}: columns {twin + 1} and {index + 1} {what}; rename one")
             custom.append((index, key))
-    if "email" not in known:
+    if "email" not in known and need_email:
         found = ", ".join(_shown(h) for h in headers[:10]) + (", …" if len(headers) > 10 else "")
         raise InputError(f"{path} line {line}: no email column (looked for 'email', 'e-mail' or 'email address'); "
                          f"the header line has: {found or 'none'}")

@@ -704,3 +704,17 @@ def contacts(session: Session, definition_or_name: str | Mapping[str, Any], *, m
     where = _where(session, definition_or_name, mailable_only, now)
     return list(session.scalars(select(Contact).where(where).order_by(Contact.id).limit(limit)))
 
+
+
+def count_many(session: Session, definitions: Sequence[Mapping[str, Any]], *, mailable_only: bool = True,
+               now: datetime | None = None) -> list[int]:
+    """The counts of several definitions in ONE statement, a single pass over contacts
+    (``count(CASE WHEN <segment> THEN 1 END)`` per definition): a page listing every saved segment
+    with its count costs one scan, not one per segment."""
+    if not definitions:
+        return []
+    now = now or utcnow()
+    stmt = select(*(func.count(case((compile_filter(d, now=now), 1))) for d in definitions)).select_from(Contact)
+    if mailable_only:
+        stmt = stmt.where(not_suppressed())
+    return [int(value or 0) for value in session.execute(stmt).one()]

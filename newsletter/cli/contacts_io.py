@@ -95,7 +95,7 @@ def contacts_import(
             raise InputError(" ".join([str(exc), *getattr(exc, "__notes__", [])])) from None
     with unit_of_work() as (_, session):  # the import commits in its own transactions, as it goes
         audited(session, AuditAction.IMPORT, f"list {list_slug}" if list_slug else None,
-                f"{summary.rows} CSV rows: {summary.added} added, {summary.updated} updated, {summary.rejected} rejected")
+                summary.counts_line())
     if as_json:
         print_json(summary.as_dict())
     else:

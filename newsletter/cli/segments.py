@@ -21,7 +21,7 @@ from newsletter.cli.common import (
     print_rows,
     unit_of_work,
 )
-from newsletter import plain_yaml
+from newsletter.staff.segment_builder import parse_text
 from newsletter.errors import InputError
 from subscribers import segments as segment_service
 
@@ -50,16 +50,13 @@ def load_definition(file: Path | None, text: str | None) -> Any:
 def _parse(where: str, raw: str, *, as_json: bool) -> Any:
     """JSON, or YAML read as plain data (YAML is a superset of JSON, so stdin may be either)."""
     try:
-        return json.loads(raw) if as_json else plain_yaml.load(raw)
+        return json.loads(raw) if as_json else parse_text(raw)
     except json.JSONDecodeError as exc:
         raise InputError(f"{where}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"{where}: not valid YAML{at}: {problem}") from None
     except RecursionError:  # the JSON decoder recurses once per bracket
         raise InputError(f"{where}: nested too deeply to be a segment definition") from None
+    except ValueError as exc:  # parse_text's one-line reason
+        raise InputError(f"{where}: {exc}") from None
 
 
 @segments_app.command("save")

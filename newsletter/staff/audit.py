@@ -53,6 +53,8 @@ class AuditAction(StrEnum):
     FEED_ADDED = "feed_added"
     LEAD_STAGE_CHANGED = "lead_stage_changed"
     BOOKING_RECORDED = "booking_recorded"
+    SEGMENT_SAVED = "segment_saved"
+    SEGMENT_DELETED = "segment_deleted"
     BATCH_SETTLED = "batch_settled"  # a batch held as unknown, settled by a person (marked sent or queued again)
 
 
