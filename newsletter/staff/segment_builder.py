@@ -132,10 +132,14 @@ def definition_of(match: str, rows: list[Row]) -> Definition:
     return {match if match in MATCHES else "all": [_node(i, row) for i, row in enumerate(rows)]}
 
 
-def row_of(message: str) -> int | None:
-    """The row a validator's message is about, from its path (``all[2]...``)."""
+def row_of(message: str) -> tuple[int, str] | None:
+    """The row a validator's message is about, from its path (``all[2]...``), and the message
+    without the path to the row (shown beside the row, which says which it is)."""
     found = _PATH_ROW.match(message)
-    return int(found.group(1)) if found else None
+    if not found:
+        return None
+    rest = message[found.end():].lstrip(".")
+    return int(found.group(1)), rest[4:] if rest.startswith("not.") else rest
 
 
 def rows_of(definition: Mapping[str, Any]) -> tuple[str, list[Row]] | None:

@@ -75,14 +75,18 @@ def _check(form: Builder) -> None:
     except builder.RowError as exc:
         form.row_errors[exc.index] = str(exc)
     except (InputError, ValueError) as exc:
-        message = _sentence(str(exc))
-        row = builder.row_of(str(exc)) if form.mode == "rows" else None
-        if row is not None and row < len(form.rows):
-            form.row_errors[row] = message
-        else:
-            form.errors["definition"] = message
+        _place_error(form, str(exc))
     if form.definition is not None and form.mode == "rows":
         form.text = builder.as_text(form.definition)  # to go on in the advanced text
+
+
+def _place_error(form: Builder, message: str) -> None:
+    """Beside the row the message's path names, else beside the definition text."""
+    found = builder.row_of(message) if form.mode == "rows" else None
+    if found is not None and found[0] < len(form.rows):
+        form.row_errors[found[0]] = _sentence(found[1])
+    else:
+        form.errors["definition"] = _sentence(message)
 
 
 def _sentence(text: str) -> str:
@@ -178,11 +182,7 @@ async def _post(request: Request, staff: Staff, segment: Segment | None) -> Resp
         if "segment name" in str(exc):
             form.errors["name"] = message
         else:
-            row = builder.row_of(str(exc).split(": ", 1)[-1]) if form.mode == "rows" else None
-            if row is not None and row < len(form.rows):
-                form.row_errors[row] = message
-            else:
-                form.errors["definition"] = message
+            _place_error(form, str(exc))
         return _builder_page(request, staff, form, segment, 400)
     return redirect(request, SEGMENTS, f"Segment {form.name} saved." if segment else f"Segment {form.name} made.")
 
