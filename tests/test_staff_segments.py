@@ -20,7 +20,7 @@ from newsletter.staff.roles import Role
 from subscribers import segments
 from subscribers.contacts import upsert_contact
 from subscribers.lists import ensure_list
-from subscribers.models import Contact, ContactTag, Segment, Subscription
+from subscribers.models import ContactTag, Segment, Subscription
 from subscribers.states import SubscriptionStatus
 from tests.liveserver import LiveServer
 from tests.staffkit import Login, csrf_of, make_user, sign_in
