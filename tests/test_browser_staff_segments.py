@@ -66,6 +66,8 @@ def test_build_a_segment_and_see_its_count(browser: Any, live_server: LiveServer
     page.locator("#key-1").fill("clinic")
     page.locator("#value-1").fill("LA")
     _count_becomes(page, "2 mailable contacts")
+    assert page.locator("#value-1-hint").inner_text() == "the value to compare with"  # follows the condition
+    assert "field: clinic" in page.locator("#definition").input_value()  # the rows as the definition text
     sample = page.locator("#segment-sample tr").all_inner_texts()
     assert len(sample) == 2 and "p0@example.com" in sample[0] and "Person 1" in sample[1]
 

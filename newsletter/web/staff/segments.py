@@ -10,6 +10,7 @@ nothing. Saves and deletes are audited.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +109,7 @@ def _builder_page(request: Request, staff: Staff, form: Builder, segment: Segmen
         form.rows = [builder.Row()]
     return page(request, staff, "staff/segments/edit.html", status, form=form, segment=segment, counted=counted,
                 kinds=builder.KINDS, ops=builder.OPS,
+                hints_json=json.dumps({kind: hint for kind, (_, _, hint) in builder.KINDS.items()}),
                 action=f"{SEGMENTS}/{segment.id}" if segment else f"{SEGMENTS}/new")
 
 

@@ -9,6 +9,8 @@
   var url = form.getAttribute("data-count-url");
   var count = document.getElementById("segment-count");
   var sample = document.getElementById("segment-sample");
+  var hints = JSON.parse(form.getAttribute("data-hints") || "{}");
+  var text = document.getElementById("definition");
   var timer = null;
   var asked = 0;
 
@@ -52,6 +54,7 @@
         if (mine !== asked) { return; }
         if (answer.ok) {
           count.textContent = answer.body.text;
+          if (form.elements.namedItem("mode").value === "rows") { text.value = answer.body.definition; }
           showSample(answer.body.sample);
         } else {
           count.textContent = problem(answer.body);
@@ -68,6 +71,18 @@
     timer = window.setTimeout(update, 400);
   }
 
-  form.addEventListener("input", later);
+  // The value's hint follows the condition chosen.
+  form.addEventListener("change", function (event) {
+    var match = /^kind-(\d+)$/.exec(event.target.id || "");
+    var hint = match && document.getElementById("value-" + match[1] + "-hint");
+    if (hint) { hint.textContent = hints[event.target.value] || ""; }
+  });
+  form.addEventListener("input", function (event) {
+    if (event.target !== text) { later(); }
+  });
+  text.addEventListener("input", function () {
+    document.getElementById("mode-text").checked = true;  // typing the text means using it
+    later();
+  });
   form.addEventListener("change", later);
 })();
