@@ -118,8 +118,14 @@ def test_count_without_javascript_then_save_edit_and_delete(live_server: LiveSer
     saved = http.post(SEGMENTS + "/new", data=rows_form(token, *VIP_LA, action="save", name="la-confirmed",
                                                         description="Confirmed, LA clinic"))
     assert saved.status_code == 303 and saved.headers["location"] == SEGMENTS
-    listing = http.get(SEGMENTS).text
-    assert re.search(r'la-confirmed</a></th>\s*<td>2</td>', listing)
+    listing = http.get(SEGMENTS).text  # drawn at once; the count comes from counts.json
+    assert re.search(r'la-confirmed</a></th>\s*<td class="count" data-segment="\d+">counting…</td>', listing)
+    assert "/staff/static/segment-counts.js" in listing and "/staff/segments?counts=now" in listing
+    counts = http.get(SEGMENTS + "/counts.json").json()
+    assert list(counts.values()) == [{"count": 2, "text": "2"}]
+    listing = http.get(SEGMENTS).text  # now known: no script needed
+    assert re.search(r'la-confirmed</a></th>\s*<td class="count" data-segment="\d+">2</td>', listing)
+    assert "segment-counts.js" not in listing
     with live_server.db.session() as s:
         segment = s.scalar(select(Segment).where(Segment.name == "la-confirmed"))
         assert segment is not None and segment.definition == {"all": [{"list": "newsletter", "status": "confirmed"},
@@ -135,7 +141,9 @@ def test_count_without_javascript_then_save_edit_and_delete(live_server: LiveSer
     assert edit.status_code == 200 and 'value="clinic"' in edit.text and "2 mailable contacts" in edit.text
     changed = http.post(f"{SEGMENTS}/{segment_id}", data=rows_form(token, *VIP_LA, match="any", action="save"))
     assert changed.status_code == 303
-    assert re.search(r'la-confirmed</a></th>\s*<td>5</td>', http.get(SEGMENTS).text)
+    # Without JavaScript: the link counts them all before the page is drawn (the changed one anew).
+    assert re.search(r'la-confirmed</a></th>\s*<td class="count" data-segment="\d+">5</td>',
+                     http.get(SEGMENTS + "?counts=now").text)
 
     # The advanced text: a nested definition the rows cannot hold, then it opens as text.
     text = "any:\n  - all: [{tag: vip}, {field: clinic, value: SF}]\n  - {lead_stage: booked}\n"

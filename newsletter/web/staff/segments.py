@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from newsletter.errors import InputError
 from newsletter.staff import audit
 from newsletter.staff import segment_builder as builder
+from newsletter.staff import segment_counts
 from newsletter.staff.audit import AuditAction
 from newsletter.staff.roles import Area
 from newsletter.urls import url_id
@@ -117,13 +118,22 @@ def _builder_page(request: Request, staff: Staff, form: Builder, segment: Segmen
 
 
 @router.get(SEGMENTS)
-def segments_list(request: Request, staff: Staff = Depends(contacts)) -> Response:
+def segments_list(request: Request, counts: str = Query(""), staff: Staff = Depends(contacts)) -> Response:
     with request.app.state.db.session() as session:
         saved = segment_service.list_segments(session)
-        counts = segment_service.count_many(session, [s.definition for s in saved])
-        rows = [{"id": s.id, "name": s.name, "description": s.description, "count": n,
-                 "updated_at": s.updated_at} for s, n in zip(saved, counts, strict=True)]
-    return page(request, staff, "staff/segments/list.html", rows=rows)
+        numbers = segment_counts.count_all(session, saved) if counts == "now" else segment_counts.known(saved)
+        rows = [{"id": s.id, "name": s.name, "description": s.description, "count": numbers.get(s.id),
+                 "updated_at": s.updated_at} for s in saved]
+    return page(request, staff, "staff/segments/list.html", rows=rows,
+                counting=any(row["count"] is None for row in rows))
+
+
+@router.get(SEGMENTS + "/counts.json")
+def segments_counts(request: Request, staff: Staff = Depends(contacts)) -> Response:
+    """Every saved segment's count, by id (the list page's script fills its cells with them)."""
+    with request.app.state.db.session() as session:
+        numbers = segment_counts.count_all(session, segment_service.list_segments(session))
+    return JSONResponse({str(k): {"count": v, "text": f"{v:,}"} for k, v in numbers.items()})
 
 
 # Building, counting, saving ----------------------------------------------------------------------
