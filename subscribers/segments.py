@@ -53,7 +53,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from subscribers.contacts import SOURCES, check_timezone, clean_tag
-from subscribers.db import DELIVERIES_TABLE, EVENTS_TABLE, UTCDateTime, is_postgresql, utcnow
+from subscribers.db import DELIVERIES_TABLE, EVENTS_TABLE, UTCDateTime, utcnow
 from subscribers.errors import InputError, NotFound
 from subscribers.leads import STAGES as LEAD_STAGES
 from subscribers.lists import SLUG
@@ -705,20 +705,3 @@ def contacts(session: Session, definition_or_name: str | Mapping[str, Any], *, m
     return list(session.scalars(select(Contact).where(where).order_by(Contact.id).limit(limit)))
 
 
-
-def count_many(session: Session, definitions: Sequence[Mapping[str, Any]], *, mailable_only: bool = True,
-               now: datetime | None = None) -> list[int]:
-    """The counts of several definitions, as cheaply as each backend allows (measured with
-    bench/segment_pages.py at 100,000 contacts). SQLite: ONE statement, a single pass over contacts
-    (``count(CASE WHEN <segment> THEN 1 END)`` per definition), which runs each IN (subquery) once:
-    a third faster than one count each. PostgreSQL: one ``count`` each, since under CASE its EXISTS
-    become per-row subplans instead of the semi-joins it plans for a WHERE (50% slower together)."""
-    if not definitions:
-        return []
-    now = now or utcnow()
-    if is_postgresql(session):
-        return [count(session, d, mailable_only=mailable_only, now=now) for d in definitions]
-    stmt = select(*(func.count(case((compile_filter(d, now=now), 1))) for d in definitions)).select_from(Contact)
-    if mailable_only:
-        stmt = stmt.where(not_suppressed())
-    return [int(value or 0) for value in session.execute(stmt).one()]

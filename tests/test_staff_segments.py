@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from newsletter.database import Database
 from newsletter.staff import segment_builder as builder
+from newsletter.staff import segment_counts
 from newsletter.staff.models import AuditEntry
 from newsletter.staff.roles import Role
 from subscribers import segments
@@ -212,21 +213,15 @@ def test_clinic_staff_cannot_open_segments(live_server: LiveServer, db: Database
         assert answer.status_code == 403 and "p0@example.com" not in answer.text
 
 
-def test_count_many_is_one_statement_and_agrees_with_count(db: Database) -> None:
+def test_list_counts_are_kept_until_the_segment_changes(db: Database) -> None:
     audience(db)
-    definitions = [{"tag": "vip"}, {"list": "newsletter", "status": "confirmed"}, {"never_opened": True},
-                   {"not": {"field": "clinic", "op": "eq", "value": "LA"}}]
-    statements: list[str] = []
-    from sqlalchemy import event
-
-    def seen(conn, cursor, statement, *args):  # noqa: ANN001, ANN002
-        statements.append(statement)
-
     with db.session() as s:
-        event.listen(db.engine, "before_cursor_execute", seen)
-        try:
-            many = segments.count_many(s, definitions)
-        finally:
-            event.remove(db.engine, "before_cursor_execute", seen)
-        assert many == [segments.count(s, d) for d in definitions] == [4, 3, 0, 2]  # never_opened: nobody here was sent anything
-    assert len([q for q in statements if "count(" in q]) == 1
+        vip = segments.save_segment(s, "vip", {"tag": "vip"})
+        assert segment_counts.known([vip]) == {}
+        assert segment_counts.count_all(s, [vip]) == {vip.id: 4}
+        s.add(ContactTag(contact_id=6, tag="vip"))  # a fifth: the kept count stays until FRESH has passed
+        s.flush()
+        assert segment_counts.known([vip]) == {vip.id: 4} and segment_counts.count_all(s, [vip]) == {vip.id: 4}
+        vip = segments.save_segment(s, "vip", {"tags_any": ["vip"]})  # a new definition: counted anew
+        s.flush()
+        assert segment_counts.known([vip]) == {} and segment_counts.count_all(s, [vip]) == {vip.id: 5}

@@ -36,14 +36,14 @@ def known(saved: Sequence[Segment]) -> dict[int, int]:
 
 
 def count_all(session: Session, saved: Sequence[Segment]) -> dict[int, int]:
-    """Every segment's count: the fresh ones kept, the others counted together (``count_many``)."""
+    """Every segment's count: the fresh ones kept, the others counted. (One statement for all of them,
+    ``count(CASE WHEN <segment> ...)`` per segment, measured no faster on SQLite and slower on
+    PostgreSQL, whose EXISTS become per-row subplans under CASE: bench/segment_pages.py.)"""
     have = known(saved)
-    missing = [s for s in saved if s.id not in have]
-    if missing:
-        fresh = segments.count_many(session, [s.definition for s in missing])
-        now = time.monotonic()
-        with _lock:
-            for segment, value in zip(missing, fresh, strict=True):
-                _counts[_key(segment)] = (now, value)
-                have[segment.id] = value
+    for segment in saved:
+        if segment.id not in have:
+            value = segments.count(session, segment.definition)
+            with _lock:
+                _counts[_key(segment)] = (time.monotonic(), value)
+            have[segment.id] = value
     return have
