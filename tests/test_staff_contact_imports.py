@@ -249,3 +249,25 @@ def test_only_the_uploader_sees_the_job_and_clinic_staff_see_nothing(live_server
         assert c.post(job_url, data={"csrf_token": token, "column-0": "email", "list": "x",
                                      "consent": "double_opt_in"}).status_code == 403
     assert contacts(live_server.db) == 0
+
+
+def test_the_cli_takes_the_same_mapping(settings: object, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app
+    from newsletter.database import Database as Db
+
+    path = tmp_path / "c.csv"
+    path.write_text("E-post,Nom,Ville,Notes\nzed@example.com,Zed,Oslo,x\n", encoding="utf-8")
+    runner = CliRunner()
+    refused = runner.invoke(app, ["contacts", "import", str(path), "--list", "news", "--map", "E-post=mail"])
+    assert refused.exit_code == 2 and "'mail' is not a field" in refused.output
+    refused = runner.invoke(app, ["contacts", "import", str(path), "--list", "news", "--map", "email"])
+    assert refused.exit_code == 2 and "write HEADER=FIELD" in refused.output
+    done = runner.invoke(app, ["contacts", "import", str(path), "--list", "news", "--map", "E-post=email",
+                               "--map", "Nom=name", "--map", "Ville=custom:city", "--map", "Notes=ignore"])
+    assert done.exit_code == 0, done.output
+    assert "Ignored columns: Notes." in done.output
+    with Db.from_settings(settings).session() as s:  # type: ignore[arg-type]
+        zed = s.scalar(select(Contact).where(Contact.email == "zed@example.com"))
+        assert zed is not None and zed.name == "Zed" and zed.custom_fields == {"city": "Oslo"}

@@ -15,6 +15,7 @@ import typer
 import yaml
 
 from newsletter.cli.common import (
+    audited,
     friendly_errors,
     out,
     print_json,
@@ -23,6 +24,7 @@ from newsletter.cli.common import (
 )
 from newsletter.staff.segment_builder import parse_text
 from newsletter.errors import InputError
+from newsletter.staff.audit import AuditAction
 from subscribers import segments as segment_service
 
 segments_app = typer.Typer(help="Segments: saved filters over contacts, counted in SQL.", no_args_is_help=True)
@@ -72,6 +74,7 @@ def segments_save(
     with unit_of_work() as (_settings, session):
         existed = segment_service.find_segment(session, name) is not None
         segment = segment_service.save_segment(session, name, data, description)
+        audited(session, AuditAction.SEGMENT_SAVED, f"segment {segment.id}", "changed" if existed else "created")
         total = segment_service.count(session, segment.definition)
     word = "Replaced" if existed else "Saved"
     out.print(f"{word} segment {name!r}: {total} mailable contact{'s' * (total != 1)}.", highlight=False)
@@ -134,5 +137,7 @@ def segments_count(
 def segments_delete(name: str) -> None:
     """Delete a segment (contacts are not touched)."""
     with unit_of_work() as (_settings, session):
+        segment_id = segment_service.get_segment(session, name).id
         segment_service.delete_segment(session, name)
+        audited(session, AuditAction.SEGMENT_DELETED, f"segment {segment_id}")
     out.print(f"Deleted segment {name!r}.", highlight=False)
