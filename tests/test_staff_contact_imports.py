@@ -112,6 +112,11 @@ def test_upload_map_run_and_read_the_report(live_server: LiveServer, http: httpx
     # A confirmed import needs its note, as the CLI's --confirmed needs --consent-note.
     refused = http.post(job_url, data={**form, "column-0": "email", "consent": "confirmed"})
     assert refused.status_code == 400 and "consent note" in error_of(refused.text, "consent_note")
+    refused = http.post(job_url, data={**form, "column-0": "email", "list": "Spring News"})
+    assert refused.status_code == 400 and "lower-case letters" in error_of(refused.text, "list")
+    refused = http.post(job_url, data={**form, "column-0": "email", "tags": "ok, " + "x" * 101})
+    assert refused.status_code == 400 and "1 to 100 characters" in error_of(refused.text, "tags")
+    assert 'value="Spring News"' not in refused.text and 'id="column-4" name="column-4"' in refused.text
     assert contacts(live_server.db) == 0
 
     started = http.post(job_url, data={**form, "column-0": "email", "tags": "spring-open-day"})
