@@ -26,6 +26,7 @@ from subscribers.csv_import import import_csv, preview_csv
 from subscribers.models import Contact
 from tests.liveserver import LiveServer
 from tests.staffkit import Login, csrf_of, make_user, sign_in
+from tests.test_staff_posts import client
 
 IMPORT = "/staff/contacts/import"
 # A messy file: a BOM, semicolons, mixed-case duplicates, an invalid address, a blank line, a row
@@ -37,10 +38,6 @@ MESSY = ("\ufeffE-post;First name;Surname;Clinic;Notes\r\n"
          "\r\n"
          "cy@example.com;Cy;Chan;NYC;note;extra\r\n"
          "dee@example.com;Dee;Diaz;London;\r\n")
-
-
-def client(server: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=server.url, follow_redirects=False, timeout=30)
 
 
 @pytest.fixture

@@ -25,12 +25,9 @@ from subscribers.models import ContactTag, Segment, Subscription
 from subscribers.states import SubscriptionStatus
 from tests.liveserver import LiveServer
 from tests.staffkit import Login, csrf_of, make_user, sign_in
+from tests.test_staff_posts import client
 
 SEGMENTS = "/staff/segments"
-
-
-def client(server: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=server.url, follow_redirects=False, timeout=30)
 
 
 def audience(db: Database) -> None:
