@@ -704,4 +704,3 @@ def contacts(session: Session, definition_or_name: str | Mapping[str, Any], *, m
     where = _where(session, definition_or_name, mailable_only, now)
     return list(session.scalars(select(Contact).where(where).order_by(Contact.id).limit(limit)))
 
-
