@@ -42,8 +42,8 @@ import os
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
@@ -72,7 +72,7 @@ from subscribers.csv_reading import CsvFile, Record
 from subscribers.names import clean_name
 from subscribers.db import is_postgresql, utcnow
 from subscribers.errors import InputError
-from subscribers.lists import ensure_list
+from subscribers.lists import check_slug, ensure_list
 from subscribers.models import (
     ConsentEvent,
     Contact,
@@ -94,8 +94,11 @@ ALIASES = {
 # Columns that ``csv_export`` writes and the system keeps itself: ignored on import, so that an
 # exported file can be imported again without turning them into custom fields.
 SYSTEM_COLUMNS = ("status", "created_at", "subscription_status", "confirmed_at", "suppressed")
+ROLES = ("email", "name", "first_name", "last_name", "timezone", "tags")  # the fields a column may fill
+CUSTOM, IGNORE = "custom", "ignore"  # a custom field (named by the header, or custom:KEY); not imported
+SAMPLE_ROWS = 5  # rows a preview shows
 TAG_SEPARATORS = re.compile(r"[,;|]")
-SINGLE_LINE = ("email", "name", "first_name", "last_name", "timezone", "tags")  # roles no line break is part of
+SINGLE_LINE = ROLES  # no line break is part of any of them
 # Keys per IN (...) look-up: PostgreSQL plans a full scan for long lists (measured at 100k contacts:
 # 20 ms for one list of 900 keys, 6 ms for ten lists of 100).
 IN_CHUNK = 100
@@ -128,6 +131,10 @@ class ImportSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "report_path": str(self.report_path)}
+
+    def counts_line(self) -> str:
+        """The counts for the audit log (no contact data)."""
+        return f"{self.rows} CSV rows: {self.added} added, {self.updated} updated, {self.rejected} rejected"
 
     def resume_note(self, path: Path) -> str:
         if self.rows == 0:  # rows count committed batches only
@@ -167,6 +174,7 @@ def import_csv(
     start_line: int = 0,
     progress: Callable[[ImportProgress], None] | None = None,
     encoding: str | None = None,
+    mapping: Mapping[str, str] | None = None,
 ) -> ImportSummary:
     """Import contacts from the CSV file at ``path`` and subscribe them to ``list_slug`` (made on
     first use). Takes the engine, not a session: every batch commits in a session of its own.
@@ -177,7 +185,9 @@ def import_csv(
     the person importing knows it; otherwise it is detected (``csv_encoding``), and a file whose
     encoding cannot be told is refused. Bad input in the file's shape (no email column, an empty
     file, no row, a broken quote, binary data, an encoding that cannot be told) raises
-    ``InputError`` naming the file, line and column, before anything is stored.
+    ``InputError`` naming the file, line and column, before anything is stored. ``mapping``: header
+    -> field (``FIELDS``: a role, ``custom``, ``custom:KEY`` or ``ignore``) for the columns whose
+    guess (``ALIASES``, else a custom field named by the header) is not wanted.
     """
     began = time.perf_counter()
     job = _Job.checked(default_timezone, confirmed, consent_note, tags, batch_size, start_line)
@@ -185,7 +195,7 @@ def import_csv(
     report_path = report_path or default_report_path(path)
     if report_path.resolve() == path.resolve():
         raise InputError(f"{path}: the report would overwrite the file being imported; choose another report path")
-    read_as, columns = _check_file(path, given)  # a file broken anywhere is refused before anything is stored
+    read_as, columns = _check_file(path, given, mapping)  # a file broken anywhere is refused before anything is stored
     total_bytes = path.stat().st_size
     with CsvFile(path, read_as) as source:
         with Session(engine) as session, session.begin():
@@ -216,6 +226,14 @@ def import_csv(
             summary.duration_seconds = round(time.perf_counter() - began, 3)
             report.status(_finished_line(summary))
     return summary
+
+
+def check_options(*, list_slug: str, default_timezone: str, confirmed: bool = False,
+                  consent_note: str | None = None, tags: Sequence[str] = ()) -> None:
+    """The checks ``import_csv`` makes of its settings before it reads the file, for a caller that
+    runs it later (in the background) and wants the error now."""
+    check_slug(list_slug)
+    _Job.checked(default_timezone, confirmed, consent_note, tags, 1, 0)
 
 
 @dataclass
@@ -269,6 +287,34 @@ def _finished_line(summary: ImportSummary) -> str:
             f"confirmed {summary.confirmed}; {summary.read_as}")
 
 
+@dataclass(frozen=True)
+class CsvPreview:
+    """What a file looks like to the importer, before anything is stored: for staff to check the
+    columns' fields (``fields``, one per header: the mapping given, else the importer's guess)."""
+
+    encoding: str
+    read_as: str
+    delimiter: str
+    headers: list[str]
+    fields: list[str]
+    sample: list[list[str]]  # the first ``SAMPLE_ROWS`` rows that are not blank
+    rows: int
+
+
+def preview_csv(path: Path, *, encoding: str | None = None, mapping: Mapping[str, str] | None = None,
+                need_email: bool = True) -> CsvPreview:
+    """Read the file as ``import_csv`` would (the same checks, so a file it would refuse is refused
+    here with the same message) and describe it. Stores nothing. ``need_email`` False: a file with
+    no column taken for the email yet is described all the same (its mapping is still to be chosen)."""
+    given = given_encoding(encoding) if encoding is not None else None
+    sample: list[list[str]] = []
+    read_as, columns = _check_file(path, given, mapping, sample, need_email)
+    with CsvFile(path, read_as) as source:
+        headers = [original_cell(cell.strip()).strip() for cell in source.header.cells]
+    return CsvPreview(read_as.name, read_as.describe(), columns.delimiter, headers, list(columns.fields),
+                      sample, columns.rows)
+
+
 # --- reading the file ------------------------------------------------------------------------------
 
 
@@ -284,6 +330,9 @@ class _Columns:
     custom: tuple[tuple[int, str], ...] = ()
     ignored: tuple[str, ...] = ()
     unnamed: tuple[int, ...] = ()
+    fields: tuple[str, ...] = ()  # each column's field, as ``FIELDS`` names it ("" for a column with no name)
+    rows: int = 0  # data rows (blank lines not counted), known after the check pass
+    delimiter: str = ","
 
 
 def header_key(header: str) -> str:
@@ -291,7 +340,8 @@ def header_key(header: str) -> str:
     return " ".join(re.sub(r"[_\-]", " ", header.strip().lower()).split())
 
 
-def _check_file(path: Path, given: Encoding | None) -> tuple[Encoding, _Columns]:
+def _check_file(path: Path, given: Encoding | None, mapping: Mapping[str, str] | None = None,
+                sample: list[list[str]] | None = None, need_email: bool = True) -> tuple[Encoding, _Columns]:
     """Read the whole file once before anything is stored, so that a file broken anywhere (a quote
     never closed, a NUL, a line of megabytes, a value in a column with no name, a byte its encoding
     cannot read) is refused whole with the line and column of the break: staff then fix the file
@@ -301,30 +351,35 @@ def _check_file(path: Path, given: Encoding | None) -> tuple[Encoding, _Columns]
     try:
         encoding = given or detect_encoding(path)
         try:
-            return encoding, _check_rows(path, encoding)
+            return encoding, _check_rows(path, encoding, mapping, sample, need_email)
         except NotInEncoding as exc:
             if not encoding.ascii_sample:
                 raise
+            if sample is not None:
+                sample.clear()
             # The sample was plain ASCII, which proves no encoding: judge again with the bytes found.
             encoding = detect_encoding(path, also_at=exc.offset)
             if encoding.how == "utf-8":
                 raise exc from None
-            return encoding, _check_rows(path, encoding)
+            return encoding, _check_rows(path, encoding, mapping, sample, need_email)
     except InputError as exc:
         raise InputError(f"{exc}; nothing was imported") from None
 
 
-def _check_rows(path: Path, encoding: Encoding) -> _Columns:
+def _check_rows(path: Path, encoding: Encoding, mapping: Mapping[str, str] | None = None,
+                sample: list[list[str]] | None = None, need_email: bool = True) -> _Columns:
     with CsvFile(path, encoding) as source:
-        columns = _map_columns(source)
+        columns = _map_columns(source, mapping, need_email)
         rows = 0
         for record in source.records():
             if any(cell.strip() for cell in record.cells):
                 rows += 1
                 _check_record(source, columns, record)
+                if sample is not None and len(sample) < SAMPLE_ROWS:
+                    sample.append(record.cells)
     if not rows:
         raise InputError(f"{path} line {source.header.last_line}: there is no row after the header line")
-    return columns
+    return replace(columns, rows=rows, delimiter=source.delimiter)
 
 
 def _check_record(source: CsvFile, columns: _Columns, record: Record) -> None:
@@ -344,44 +399,69 @@ def _check_record(source: CsvFile, columns: _Columns, record: Record) -> None:
                 f"break; remove the stray quote (or close it on line {first}), then import again")
 
 
-def _map_columns(source: CsvFile) -> _Columns:
+def _guess(given: str) -> str:
+    """The field a header names by itself: a known spelling, a column the system keeps, else a custom field."""
+    key = header_key(given)
+    if (role := ALIASES.get(key)) is not None:
+        return role
+    return IGNORE if key.replace(" ", "_") in SYSTEM_COLUMNS else CUSTOM
+
+
+def check_field(header: str, field_name: str) -> str:
+    """One mapping target, checked: a role, ``custom``, ``custom:KEY`` or ``ignore``."""
+    value = field_name.strip()
+    if value in ROLES or value in (CUSTOM, IGNORE):
+        return value
+    if value.startswith(CUSTOM + ":") and value[len(CUSTOM) + 1:].strip():
+        return f"{CUSTOM}:{value[len(CUSTOM) + 1:].strip()}"
+    raise InputError(f"column {_shown(header)}: {_shown(field_name)} is not a field; use one of "
+                     f"{', '.join((*ROLES, CUSTOM, CUSTOM + ':NAME', IGNORE))}")
+
+
+def _map_columns(source: CsvFile, mapping: Mapping[str, str] | None = None, need_email: bool = True) -> _Columns:
     path, line, headers = source.path, source.header.first_line, source.header.cells
     if any(_looks_like_address(header) for header in headers):  # before any message names a header
         raise InputError(f"{path} line {line}: the first row looks like data, not a header (it holds an email "
                          "address); add a header row naming the columns, with an email column (e.g. email,name), "
                          "then import again")
+    givens = [original_cell(header.strip()).strip() for header in headers]  # an exported header may carry a formula guard
+    chosen = {header.strip(): check_field(header, value) for header, value in (mapping or {}).items()}
+    if missing := [h for h in chosen if h not in givens]:
+        raise InputError(f"{path} line {line}: the header line has no column {_shown(missing[0])} to map")
     known: dict[str, tuple[int, str]] = {}
     custom: list[tuple[int, str]] = []
     ignored: list[str] = []
     unnamed: list[int] = []
-    for index, header in enumerate(headers):
-        given = original_cell(header.strip()).strip()  # an exported header may carry a formula guard
-        key = header_key(given)
+    fields: list[str] = []
+    for index, given in enumerate(givens):
         if not given:
             unnamed.append(index)  # often a trailing delimiter; refused if a row puts a value in it
+            fields.append("")
             continue
-        role = ALIASES.get(key)
-        if role is not None:
+        role = chosen.get(given) or _guess(given)
+        fields.append(role)
+        if role in ROLES:
             if role in known:
                 other, name = known[role]
                 raise InputError(f"{path} line {line}: columns {other + 1} ({_shown(name)}) and {index + 1} "
                                  f"({_shown(given)}) both hold the {role.replace('_', ' ')}; keep one")
             known[role] = (index, given)
-        elif key.replace(" ", "_") in SYSTEM_COLUMNS:
+        elif role == IGNORE:
             ignored.append(given)
-        elif (twin := next((i for i, name in custom if name == given), None)) is not None:
-            raise InputError(f"{path} line {line}: columns {twin + 1} and {index + 1} are both named "
-                             f"{_shown(given)}; rename one")
         else:
-            custom.append((index, given))
-    if "email" not in known:
+            key = role[len(CUSTOM) + 1:] if role.startswith(CUSTOM + ":") else given
+            if (twin := next((i for i, name in custom if name == key), None)) is not None:
+                what = f"are both named {_shown(key)}" if key == given else f"would both be the field {_shown(key)}"
+                raise InputError(f"{path} line {line}: columns {twin + 1} and {index + 1} {what}; rename one")
+            custom.append((index, key))
+    if "email" not in known and need_email:
         found = ", ".join(_shown(h) for h in headers[:10]) + (", …" if len(headers) > 10 else "")
         raise InputError(f"{path} line {line}: no email column (looked for 'email', 'e-mail' or 'email address'); "
                          f"the header line has: {found or 'none'}")
 
     return _Columns(width=len(headers), index={role: i for role, (i, _) in known.items()},
                     header={role: given for role, (_, given) in known.items()},
-                    custom=tuple(custom), ignored=tuple(ignored), unnamed=tuple(unnamed))
+                    custom=tuple(custom), ignored=tuple(ignored), unnamed=tuple(unnamed), fields=tuple(fields))
 
 
 def _looks_like_address(cell: str) -> bool:

@@ -13,9 +13,14 @@ from subscribers.models import MailingList
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 
 
-def ensure_list(session: Session, slug: str, name: str | None = None, *, double_opt_in: bool = True) -> MailingList:
+def check_slug(slug: str) -> str:
     if not SLUG.match(slug):
         raise InputError(f"list name {slug!r}: use lower-case letters, digits and dashes (e.g. 'newsletter')")
+    return slug
+
+
+def ensure_list(session: Session, slug: str, name: str | None = None, *, double_opt_in: bool = True) -> MailingList:
+    check_slug(slug)
     found = session.scalar(select(MailingList).where(MailingList.slug == slug))
     if found is None:
         found = MailingList(slug=slug, name=name or slug.replace("-", " ").title(), double_opt_in=double_opt_in)

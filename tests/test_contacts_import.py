@@ -502,7 +502,7 @@ def test_cli_imports_with_a_summary_and_json(settings: Settings, tmp_path: Path)
     assert "crm.csv: 2 rows," in output and "File read as UTF-8." in output
     assert re.search(r"│ added\s+│\s+1 │", output) and re.search(r"│ rejected \(see the report\)\s+│\s+1 │", output)
     assert "1 now wait for confirmation, 0 confirmed" in output
-    assert "Ignored columns (kept by the system): status." in output
+    assert "Ignored columns: status." in output
     assert f"Report: {tmp_path / 'crm.report.csv'}" in output
     data = json.loads(invoke("import", str(path), "--list", "patients-news", "--json",
                              "--report", str(tmp_path / "again.csv")))

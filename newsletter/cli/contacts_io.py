@@ -57,6 +57,10 @@ def contacts_import(
         "--start-line", min=0, help="Skip rows up to this line: resumes a stopped import.")] = 0,
     encoding: Annotated[str | None, typer.Option(
         "--encoding", help="The file's encoding (e.g. cp1252, shift_jis, iso-8859-7) [default: detected].")] = None,
+    maps: Annotated[list[str] | None, typer.Option(
+        "--map", metavar="HEADER=FIELD",
+        help="Put a column in a field other than its guess (repeatable): FIELD is email, name, first_name, "
+             "last_name, timezone, tags, custom (a custom field named by the header), custom:NAME, or ignore.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Import contacts from a CSV file and subscribe them to a list.
@@ -80,7 +84,8 @@ def contacts_import(
             summary = import_csv(open_database(settings).engine, file, list_slug=list_slug,
                                  default_timezone=settings.default_timezone, confirmed=confirmed,
                                  consent_note=consent_note, tags=tags or [], report_path=report,
-                                 start_line=start_line, progress=progress, encoding=encoding)
+                                 start_line=start_line, progress=progress, encoding=encoding,
+                                 mapping=_mapping(maps or []))
         except KeyboardInterrupt as exc:
             bar.stop()
             err.print("Stopped.", *map(escape, getattr(exc, "__notes__", [])), escape(f"Rejected rows so far: {report}"),
@@ -90,7 +95,7 @@ def contacts_import(
             raise InputError(" ".join([str(exc), *getattr(exc, "__notes__", [])])) from None
     with unit_of_work() as (_, session):  # the import commits in its own transactions, as it goes
         audited(session, AuditAction.IMPORT, f"list {list_slug}" if list_slug else None,
-                f"{summary.rows} CSV rows: {summary.added} added, {summary.updated} updated, {summary.rejected} rejected")
+                summary.counts_line())
     if as_json:
         print_json(summary.as_dict())
     else:
@@ -99,6 +104,17 @@ def contacts_import(
         err.print(f"[red]error:[/red] {escape(str(file))}: every row was rejected, so nothing was imported; "
                   f"the report says why: {escape(str(summary.report_path))}", highlight=False)
         raise typer.Exit(1)
+
+
+def _mapping(maps: list[str]) -> dict[str, str]:
+    """--map HEADER=FIELD options as a mapping (the last '=' splits: a header may hold one)."""
+    mapping = {}
+    for item in maps:
+        header, sep, field_name = item.rpartition("=")
+        if not sep or not header.strip():
+            raise InputError(f"--map {item!r}: write HEADER=FIELD, e.g. --map 'E-post=email'")
+        mapping[header.strip()] = field_name.strip()
+    return mapping
 
 
 def _print_summary(file: Path, summary: ImportSummary) -> None:
@@ -114,7 +130,7 @@ def _print_summary(file: Path, summary: ImportSummary) -> None:
     out.print(f"Subscriptions: {summary.pending:,} now wait for confirmation, {summary.confirmed:,} confirmed.",
               highlight=False)
     if summary.ignored_columns:
-        out.print(f"Ignored columns (kept by the system): {', '.join(summary.ignored_columns)}.", highlight=False)
+        out.print(f"Ignored columns: {', '.join(summary.ignored_columns)}.", highlight=False)
     out.print(f"File {escape(summary.read_as)}.", highlight=False)
     out.print(f"Report: {summary.report_path}", highlight=False)
 

@@ -15,14 +15,16 @@ import typer
 import yaml
 
 from newsletter.cli.common import (
+    audited,
     friendly_errors,
     out,
     print_json,
     print_rows,
     unit_of_work,
 )
-from newsletter import plain_yaml
+from newsletter.staff.segment_builder import parse_text
 from newsletter.errors import InputError
+from newsletter.staff.audit import AuditAction
 from subscribers import segments as segment_service
 
 segments_app = typer.Typer(help="Segments: saved filters over contacts, counted in SQL.", no_args_is_help=True)
@@ -50,16 +52,13 @@ def load_definition(file: Path | None, text: str | None) -> Any:
 def _parse(where: str, raw: str, *, as_json: bool) -> Any:
     """JSON, or YAML read as plain data (YAML is a superset of JSON, so stdin may be either)."""
     try:
-        return json.loads(raw) if as_json else plain_yaml.load(raw)
+        return json.loads(raw) if as_json else parse_text(raw)
     except json.JSONDecodeError as exc:
         raise InputError(f"{where}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"{where}: not valid YAML{at}: {problem}") from None
     except RecursionError:  # the JSON decoder recurses once per bracket
         raise InputError(f"{where}: nested too deeply to be a segment definition") from None
+    except ValueError as exc:  # parse_text's one-line reason
+        raise InputError(f"{where}: {exc}") from None
 
 
 @segments_app.command("save")
@@ -75,6 +74,7 @@ def segments_save(
     with unit_of_work() as (_settings, session):
         existed = segment_service.find_segment(session, name) is not None
         segment = segment_service.save_segment(session, name, data, description)
+        audited(session, AuditAction.SEGMENT_SAVED, f"segment {segment.id}", "changed" if existed else "created")
         total = segment_service.count(session, segment.definition)
     word = "Replaced" if existed else "Saved"
     out.print(f"{word} segment {name!r}: {total} mailable contact{'s' * (total != 1)}.", highlight=False)
@@ -137,5 +137,7 @@ def segments_count(
 def segments_delete(name: str) -> None:
     """Delete a segment (contacts are not touched)."""
     with unit_of_work() as (_settings, session):
+        segment_id = segment_service.get_segment(session, name).id
         segment_service.delete_segment(session, name)
+        audited(session, AuditAction.SEGMENT_DELETED, f"segment {segment_id}")
     out.print(f"Deleted segment {name!r}.", highlight=False)

@@ -55,6 +55,8 @@ class AuditAction(StrEnum):
     BOOKING_RECORDED = "booking_recorded"
     SEQUENCE_EDITED = "sequence_edited"  # a step changed, added or removed (loaded as `sequences load` does)
     ENROLLED = "enrolled"  # a contact enrolled in a sequence by hand
+    SEGMENT_SAVED = "segment_saved"
+    SEGMENT_DELETED = "segment_deleted"
     BATCH_SETTLED = "batch_settled"  # a batch held as unknown, settled by a person (marked sent or queued again)
 
 

@@ -20,6 +20,8 @@ from newsletter.web.sendgrid_webhook import warn_if_unsigned
 from newsletter.web.staff import account as staff_account
 from newsletter.web.staff import audit as staff_audit
 from newsletter.web.staff import auth as staff_auth
+from newsletter.web.staff import contact_imports as staff_contact_imports
+from newsletter.web.staff import segments as staff_segments
 from newsletter.web.staff import home as staff_home
 from newsletter.web.staff import issues as staff_issues
 from newsletter.web.staff import leads as staff_leads
@@ -82,7 +84,8 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     for staff_router in (staff_signin.router, staff_home.router, staff_account.router, staff_audit.router,
                          staff_users.router, staff_settings.router,
                          staff_posts.router, staff_issues.router, staff_issue_sending.router, staff_static.router,
-                         staff_leads.router, staff_sequences.router):
+                         staff_leads.router, staff_sequences.router, staff_contact_imports.router,
+                         staff_segments.router):
         app.include_router(staff_router)
 
     @app.exception_handler(HTTPException)
