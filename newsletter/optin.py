@@ -60,6 +60,8 @@ def sign_up(
     mailing_list: MailingList | None = None,
     confirmed: bool = False,
     tags: list[str] | None = None,
+    timezone: str | None = None,
+    custom_fields: dict[str, str] | None = None,
 ) -> SignUp:
     """Someone asks to join a list. A suppressed address gets nothing and nothing is stored about it.
 
@@ -83,11 +85,40 @@ def sign_up(
         contact = upsert_contact(
             session, address, default_timezone=settings.default_timezone,
             source="form" if proof.method == "form" else "admin" if proof.method == "admin" else "api",
-            name=name, tags=tags,
+            name=name, tags=tags, timezone=timezone, custom_fields=custom_fields,
         ).contact
     outcome = consent.request_subscription(session, contact, mailing_list, proof, confirmed=confirmed)
     queued = queue_confirmation(session, outcome.subscription) if outcome.state == SubscribeOutcome.PENDING else None
     return SignUp(outcome.state, queued)
+
+
+def add_by_staff(
+    session: Session,
+    settings: Settings,
+    email: str,
+    *,
+    lists: list[MailingList],
+    added_by: str,
+    name: str | None = None,
+    confirmed: bool = False,
+    consent_note: str | None = None,
+    tags: list[str] | None = None,
+    timezone: str | None = None,
+    custom_fields: dict[str, str] | None = None,
+) -> list[tuple[MailingList, SignUp]]:
+    """Staff add a contact and subscribe it to ``lists`` (the CLI's ``contacts add`` and the staff
+    page). ``added_by`` names who ("cli", "staff user 3") and is kept with the consent records.
+    Double opt-in applies unless staff hold proof of opt-in (``confirmed``), which must then be
+    described in ``consent_note`` (kept as the proof). Nothing is stored for a suppressed address."""
+    if not lists:
+        raise InputError("choose at least one list to subscribe them to")
+    note = (consent_note or "").strip() or None
+    if confirmed and note is None:
+        raise InputError("say how this person agreed (it is kept as the proof) to add them as confirmed")
+    proof = Proof("admin", form_id=added_by[:100], note=note)
+    return [(mailing_list, sign_up(session, settings, email, name=name, proof=proof, mailing_list=mailing_list,
+                                   confirmed=confirmed, tags=tags, timezone=timezone, custom_fields=custom_fields))
+            for mailing_list in lists]
 
 
 def resend_confirmation(session: Session, email: str) -> list[int]:

@@ -155,6 +155,68 @@ def upsert_contact(
     return ContactChange(contact, created, changed)
 
 
+def contact_by_id(session: Session, contact_id: int) -> Contact:
+    """The contact with this number (staff pages name contacts by number, never by address)."""
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"there is no contact {contact_id}")
+    return contact
+
+
+def parse_tags(text: str) -> list[str]:
+    """Tags typed as one line, separated by commas, each checked (``clean_tag``)."""
+    return sorted({clean_tag(part) for part in text.split(",") if part.strip()})
+
+
+MAX_FIELD_KEY = 100
+MAX_FIELD_VALUE = 2000
+
+
+def parse_fields(text: str) -> dict[str, str]:
+    """Custom fields typed one per line as ``key: value``; InputError names the line that is wrong.
+    A later line with the same key wins."""
+    fields: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        key, colon, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if not colon or not key:
+            raise InputError(f"line {number}: write a field as 'key: value'")
+        if len(key) > MAX_FIELD_KEY or len(value) > MAX_FIELD_VALUE:
+            raise InputError(f"line {number}: a key has at most {MAX_FIELD_KEY} characters, "
+                             f"a value at most {MAX_FIELD_VALUE}")
+        fields[key] = value
+    return fields
+
+
+def fields_text(fields: dict[str, Any] | None) -> str:
+    """Custom fields as ``parse_fields`` reads them back, one ``key: value`` a line."""
+    return "\n".join(f"{key}: {value}" for key, value in (fields or {}).items())
+
+
+def set_tags(session: Session, contact: Contact, tags: list[str]) -> bool:
+    """Make the contact's tags exactly ``tags``. Tags it keeps keep their ``added_at`` (sequences
+    triggered by a tag read it), so only new ones count as added. Returns whether anything changed."""
+    wanted = {clean_tag(tag) for tag in tags}
+    have = {t.tag: t for t in contact.tags}
+    for tag in set(have) - wanted:
+        contact.tags.remove(have[tag])
+    for tag in sorted(wanted - set(have)):
+        contact.tags.append(ContactTag(tag=tag))
+    session.flush()
+    return wanted != set(have)
+
+
+def set_custom_fields(session: Session, contact: Contact, fields: dict[str, Any]) -> bool:
+    """Replace the contact's custom fields (a key left out is removed). Returns whether they changed."""
+    if fields == (contact.custom_fields or {}):
+        return False
+    contact.custom_fields = dict(fields)
+    session.flush()
+    return True
+
+
 def list_contacts(session: Session, *, list_id: int | None = None, status: str | None = None,
                   limit: int = 100, offset: int = 0) -> list[Contact]:
     """Contacts, newest first; with ``list_id`` only those with a subscription to that list, and with

@@ -80,3 +80,15 @@ def insert_ignoring_conflicts(session: Session, table: Any) -> postgresql.Insert
     """The backend's own INSERT for ``table`` (a table or a mapped class), the construct that has
     ``on_conflict_do_nothing`` (``INSERT … ON CONFLICT DO NOTHING`` on both backends)."""
     return (postgresql if is_postgresql(session) else sqlite).insert(table)
+
+
+def starts_with(session: Session, expression: Any, prefix: str) -> Any:
+    """``expression`` begins with ``prefix``, in a form an index on ``expression`` serves: a range
+    (``>= prefix AND < next``) on SQLite, whose LIKE never uses an index on an expression; LIKE on
+    PostgreSQL, whose index on it is built with ``text_pattern_ops`` (a range would follow the
+    database's collation, which need not sort by code point)."""
+    if is_postgresql(session):
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return expression.like(escaped + "%", escape="\\")
+    following = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return (expression >= prefix) & (expression < following)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from subscribers.db import Base, JSONType, UTCDateTime, utcnow
@@ -48,6 +48,12 @@ class Contact(Base):
     @property
     def tag_names(self) -> list[str]:
         return sorted(t.tag for t in self.tags)
+
+
+# Staff search by the start of an address or a name (``subscribers.contact_search``; migration 0014).
+for _column in ("email", "name"):
+    Index(f"ix_contacts_{_column}_lower", func.lower(Contact.__table__.c[_column]).label(f"{_column}_lower"),
+          postgresql_ops={f"{_column}_lower": "text_pattern_ops"})
 
 
 class ContactTag(Base):

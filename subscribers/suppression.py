@@ -29,6 +29,8 @@ class SuppressionReason(StrEnum):
 
 
 REASONS = tuple(SuppressionReason)
+# What staff may give as the reason: every one but erasure, which only an erasure records.
+STAFF_REASONS = tuple(r for r in SuppressionReason if r != SuppressionReason.ERASED)
 _salts: dict[str, str] = {}  # per database URL; the salt never changes once made
 
 

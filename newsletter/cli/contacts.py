@@ -7,17 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from newsletter import erasure, optin
-from newsletter.cli.common import audited, friendly_errors, open_database, out, print_json, print_rows, unit_of_work
-from newsletter.staff.audit import AuditAction
+from newsletter import contact_records, optin
+from newsletter.cli.common import friendly_errors, open_database, out, print_json, print_rows, unit_of_work
+from newsletter.staff import audit as audit_log
 from newsletter.config import get_settings
 from newsletter.errors import InputError, NotFound
 from newsletter.sending.confirmations import ConfirmationSender
 from newsletter.sending.dispatch import default_worker_id
 from newsletter.transports import get_transport
 from newsletter.transports.base import AuthenticationFailed
-from subscribers import privacy, suppression
-from subscribers.consent import Proof, history
+from subscribers import suppression
+from subscribers.consent import history
 from subscribers.contacts import contact_summary, get_contact, list_contacts, normalise_email
 from subscribers.lists import ensure_list, get_list
 from subscribers.states import ConfirmationStatus, SubscribeOutcome, SubscriptionStatus
@@ -44,10 +44,8 @@ def add(
     db = open_database(settings)
     with db.session() as session:
         mailing_list = ensure_list(session, list_slug) if list_slug else optin.newsletter_list(session, settings)
-        result = optin.sign_up(
-            session, settings, email, name=name, mailing_list=mailing_list,
-            proof=Proof("admin", note=consent_note), confirmed=confirmed, tags=tag,
-        )
+        [(_, result)] = optin.add_by_staff(session, settings, email, lists=[mailing_list], added_by=audit_log.CLI,
+                                           name=name, confirmed=confirmed, consent_note=consent_note, tags=tag)
     email_note = "waiting for confirmation"
     if result.confirmation_id is not None:
         sender = ConfirmationSender(settings, db, get_transport(settings), worker=default_worker_id())
@@ -144,9 +142,7 @@ def export_one(
 ) -> None:
     """Everything stored about one person, as JSON (a subject access request)."""
     with unit_of_work() as (_, session):
-        data = privacy.export_personal_data(session, email)
-        if data is not None:
-            audited(session, AuditAction.EXPORT, None, "one person's data (subject access request)")
+        data = contact_records.export_one(session, email, audit_log.CLI)
     if data is None:
         raise NotFound("nothing is stored about that address")
     if out_file:
@@ -167,8 +163,7 @@ def erase(
     if not yes:
         typer.confirm("Erase this contact and all their data? This cannot be undone", abort=True)
     with unit_of_work() as (settings, session):
-        result = erasure.erase(session, settings, email)
-        audited(session, AuditAction.ERASE, None, "a contact erased" if result.erased else "an address suppressed by hash")
+        result = contact_records.erase(session, settings, email, audit_log.CLI)
     out.print("erased" if result.erased else "no contact held that address; it is now suppressed by hash")
     if not result.wal_truncated:
         out.print("note: another process was reading the database, so its write-ahead log (-wal file) still "

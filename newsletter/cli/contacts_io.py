@@ -16,7 +16,8 @@ from rich.progress import (
 from rich.markup import escape
 from rich.table import Column, Table
 
-from newsletter.staff.audit import AuditAction
+from newsletter import contact_records
+from newsletter.staff.audit import CLI, AuditAction
 from newsletter.cli.common import (
     err,
     friendly_errors,
@@ -29,14 +30,12 @@ from newsletter.cli.common import (
 from newsletter.cli.contacts import contacts_app
 from newsletter.config import get_settings
 from newsletter.errors import InputError
-from subscribers.csv_export import export_csv
 from subscribers.csv_import import (
     ImportProgress,
     ImportSummary,
     default_report_path,
     import_csv,
 )
-from subscribers.segments import segment_filter
 
 
 @contacts_app.command("import")
@@ -148,10 +147,8 @@ def contacts_export(
 ) -> None:
     """Export contacts to a CSV file (readable by its owner only: it holds personal data)."""
     with unit_of_work() as (_, session):
-        where = segment_filter(session, segment) if segment else None
-        summary = export_csv(session, file, list_slug=list_slug, where=where, include_suppressed=include_suppressed)
-        audited(session, AuditAction.EXPORT, f"list {list_slug}" if list_slug else None,
-                f"{summary.rows} contacts to CSV" + (f", segment {segment}" if segment else ""))
+        summary = contact_records.export_contacts(session, file, CLI, list_slug=list_slug, segment=segment,
+                                                  include_suppressed=include_suppressed)
     if as_json:
         print_json({"path": str(summary.path), "rows": summary.rows, "columns": summary.columns})
     else:

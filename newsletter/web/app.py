@@ -19,6 +19,7 @@ from newsletter.web.sendgrid_webhook import router as sendgrid_webhook_router
 from newsletter.web.sendgrid_webhook import warn_if_unsigned
 from newsletter.web.staff import account as staff_account
 from newsletter.web.staff import audit as staff_audit
+from newsletter.web.staff import contacts as staff_contacts
 from newsletter.web.staff import auth as staff_auth
 from newsletter.web.staff import contact_imports as staff_contact_imports
 from newsletter.web.staff import segments as staff_segments
@@ -85,7 +86,8 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
                          staff_users.router, staff_settings.router,
                          staff_posts.router, staff_issues.router, staff_issue_sending.router, staff_static.router,
                          staff_leads.router, staff_sequences.router, staff_contact_imports.router,
-                         staff_segments.router):
+                         staff_segments.router,
+                         staff_contacts.router):  # after contact_imports: /staff/contacts/{id} would take /import
         app.include_router(staff_router)
 
     @app.exception_handler(HTTPException)
