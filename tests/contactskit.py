@@ -51,7 +51,7 @@ def seed_person(db: Database, settings: Settings, email: str = "rosa.marin@examp
                         type=kind, machine=False, source="first_party", occurred_at=sent + timedelta(minutes=minutes)))
         add_lead(s, email, default_timezone=settings.default_timezone, source="web_form", consent_method="form",
                  origin="api", phone="+1 415 555 0100")
-        record_booking(s, email, booked_for=sent + timedelta(days=7), origin="staff", external_id="cal-1",
+        record_booking(s, email, booked_for=sent + timedelta(days=7), origin="staff", external_id=f"cal-{contact.id}",
                        recorded_at=sent + timedelta(hours=2))
         if suppressed:
             suppress(s, email, SuppressionReason.MANUAL, "asked by phone to pause")

@@ -379,7 +379,7 @@ def test_one_persons_data_downloads_as_json_audited(live_server: LiveServer, mar
     assert answer.headers["content-disposition"] == f'attachment; filename="contact-{seeded.contact_id}.json"'
     assert answer.headers["cache-control"] == "no-store" and answer.headers["content-type"].startswith("application/json")
     data = json.loads(answer.text)
-    assert data["contact"]["email"] == seeded.email and data["lead"]["bookings"][0]["external_id"] == "cal-1"
+    assert data["contact"]["email"] == seeded.email and data["lead"]["bookings"][0]["external_id"] == f"cal-{seeded.contact_id}"
     assert data["suppression"]["reason"] == "manual"
     [entry] = audit_rows(live_server.db, AuditAction.EXPORT)
     assert entry.target == f"contact {seeded.contact_id}" and "subject access" in (entry.detail or "")
