@@ -3,8 +3,11 @@ a click, a consultation booked, a suppression), as the send path and the webhook
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+
+import pytest
 
 from sqlalchemy import select
 
@@ -15,6 +18,7 @@ from subscribers.leads import add_lead, record_booking
 from subscribers.states import DeliveryStatus, EventType
 from subscribers.suppression import SuppressionReason, suppress
 from tests.audience import subscriber
+from tests.liveserver import LiveServer, serving
 from tests.sendkit import make_issue
 
 SUBJECT = "Small steps for steadier days"
@@ -56,3 +60,14 @@ def seed_person(db: Database, settings: Settings, email: str = "rosa.marin@examp
         if suppressed:
             suppress(s, email, SuppressionReason.MANUAL, "asked by phone to pause")
         return Seeded(contact.id, email, issue_id)
+
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def serve_on(request: pytest.FixtureRequest, settings: Settings) -> Iterator[LiveServer]:
+    """The body of a test module's server fixture parametrized over ``BACKENDS``: the app on SQLite,
+    then on PostgreSQL (skipped without NEWSLETTER_TEST_POSTGRES_URL)."""
+    database = request.getfixturevalue("db" if request.param == "sqlite" else "postgres_db")
+    with serving(settings, database) as server:
+        yield server

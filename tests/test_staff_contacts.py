@@ -17,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.models import ConfirmationEmail, Delivery
 from newsletter.staff.audit import AuditAction
@@ -30,7 +31,7 @@ from subscribers.segments import save_segment
 from subscribers.states import DeliveryStatus, SubscriptionStatus
 from subscribers.suppression import is_suppressed
 from tests.audience import subscriber
-from tests.contactskit import CLICKED, SUBJECT, seed_person
+from tests.contactskit import BACKENDS, CLICKED, SUBJECT, seed_person, serve_on
 from tests.liveserver import LiveServer
 from tests.sendkit import add_audience
 from tests.staffkit import Login, csrf_of, make_user, sign_in
@@ -52,14 +53,19 @@ def field_error(html: str, name: str) -> str:
     return unescape(error.group(1))
 
 
-@pytest.fixture
-def people(db: Database) -> dict[Role, Login]:
-    return {role: make_user(db, f"{role.value}@clinic.example", role) for role in Role}
+@pytest.fixture(params=BACKENDS)
+def any_server(request: pytest.FixtureRequest, settings: Settings) -> Iterator[LiveServer]:
+    yield from serve_on(request, settings)
 
 
 @pytest.fixture
-def marketing(live_server: LiveServer, people: dict[Role, Login]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_server.url, follow_redirects=False, timeout=30) as c:
+def people(any_server: LiveServer) -> dict[Role, Login]:
+    return {role: make_user(any_server.db, f"{role.value}@clinic.example", role) for role in Role}
+
+
+@pytest.fixture
+def marketing(any_server: LiveServer, people: dict[Role, Login]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=any_server.url, follow_redirects=False, timeout=30) as c:
         sign_in(c, people[Role.MARKETING])
         yield c
 
@@ -79,11 +85,11 @@ def found_ids(html: str) -> list[int]:
 # Access ------------------------------------------------------------------------------------------------
 
 
-def test_clinic_staff_get_403_on_every_contacts_page(live_server: LiveServer, people: dict[Role, Login]) -> None:
-    seeded = seed_person(live_server.db, live_server.settings, suppressed=False)
-    routes = [r for r in staff_routes(live_server.app) if r.path.startswith(CONTACTS)]  # type: ignore[arg-type]
+def test_clinic_staff_get_403_on_every_contacts_page(any_server: LiveServer, people: dict[Role, Login]) -> None:
+    seeded = seed_person(any_server.db, any_server.settings, suppressed=False)
+    routes = [r for r in staff_routes(any_server.app) if r.path.startswith(CONTACTS)]  # type: ignore[arg-type]
     assert len(routes) >= 9
-    with httpx.Client(base_url=live_server.url, follow_redirects=False, timeout=30) as c:
+    with httpx.Client(base_url=any_server.url, follow_redirects=False, timeout=30) as c:
         sign_in(c, people[Role.CLINIC])
         form_token = csrf_of(c.get("/staff/account").text)
         for route in routes:
@@ -95,15 +101,15 @@ def test_clinic_staff_get_403_on_every_contacts_page(live_server: LiveServer, pe
                 assert answer.status_code == 403, (method, path, answer.status_code)
                 assert "not for your role" in answer.text
         assert 'href="/staff/contacts"' not in c.get("/staff/").text
-    with live_server.db.session() as s:  # nothing the refused role posted did anything
+    with any_server.db.session() as s:  # nothing the refused role posted did anything
         assert s.get(Contact, seeded.contact_id) is not None and not is_suppressed(s, seeded.email)
-    assert not audit_rows(live_server.db, AuditAction.EXPORT) and not audit_rows(live_server.db, AuditAction.ERASE)
+    assert not audit_rows(any_server.db, AuditAction.EXPORT) and not audit_rows(any_server.db, AuditAction.ERASE)
 
 
-def test_admin_and_marketing_see_the_page_in_their_navigation(live_server: LiveServer,
+def test_admin_and_marketing_see_the_page_in_their_navigation(any_server: LiveServer,
                                                               people: dict[Role, Login]) -> None:
     for role in (Role.ADMIN, Role.MARKETING):
-        with httpx.Client(base_url=live_server.url, follow_redirects=False, timeout=30) as c:
+        with httpx.Client(base_url=any_server.url, follow_redirects=False, timeout=30) as c:
             sign_in(c, people[role])
             assert 'href="/staff/contacts"' in c.get("/staff/").text
             assert c.get(CONTACTS).status_code == 200
@@ -112,11 +118,11 @@ def test_admin_and_marketing_see_the_page_in_their_navigation(live_server: LiveS
 # Finding contacts ----------------------------------------------------------------------------------------
 
 
-def test_search_by_address_or_name_is_a_post_and_finds_them(live_server: LiveServer, marketing: httpx.Client) -> None:
-    with live_server.db.session() as s:
-        ana = subscriber(s, live_server.settings, "Ana.Lopez@Example.org", name="Ana Lopez").id
-        anabel = subscriber(s, live_server.settings, "anabel@example.net", name="Anabel Ruiz").id
-        other = subscriber(s, live_server.settings, "zed@example.com", name="Zed Ana").id
+def test_search_by_address_or_name_is_a_post_and_finds_them(any_server: LiveServer, marketing: httpx.Client) -> None:
+    with any_server.db.session() as s:
+        ana = subscriber(s, any_server.settings, "Ana.Lopez@Example.org", name="Ana Lopez").id
+        anabel = subscriber(s, any_server.settings, "anabel@example.net", name="Anabel Ruiz").id
+        other = subscriber(s, any_server.settings, "zed@example.com", name="Zed Ana").id
     assert marketing.get(CONTACTS + "/search?q=ana").status_code == 404  # never a GET: the text stays out of URLs
     exact = search(marketing, "ana.lopez@example.org")  # any case: matched by the address hash
     assert exact.status_code == 200 and found_ids(exact.text) == [ana]
@@ -131,12 +137,12 @@ def test_search_by_address_or_name_is_a_post_and_finds_them(live_server: LiveSer
     assert not [link for link in re.findall(r'(?:href|action)="([^"]*)"', page) if "ana" in link.lower()]
 
 
-def test_empty_search_goes_to_the_filters_page_and_filters_are_get_parameters(live_server: LiveServer,
+def test_empty_search_goes_to_the_filters_page_and_filters_are_get_parameters(any_server: LiveServer,
                                                                             marketing: httpx.Client) -> None:
-    with live_server.db.session() as s:
-        a = subscriber(s, live_server.settings, "a@example.org", tags=["vip"]).id
-        b = subscriber(s, live_server.settings, "b@example.org", list_slug="clinic-news").id
-        c = subscriber(s, live_server.settings, "c@example.org", confirmed=False).id
+    with any_server.db.session() as s:
+        a = subscriber(s, any_server.settings, "a@example.org", tags=["vip"]).id
+        b = subscriber(s, any_server.settings, "b@example.org", list_slug="clinic-news").id
+        c = subscriber(s, any_server.settings, "c@example.org", confirmed=False).id
         save_segment(s, "vips", {"tag": "vip"})
     answer = marketing.post(CONTACTS + "/search", data={"csrf_token": token(marketing), "q": " ", "tag": "vip"})
     assert answer.status_code == 303 and answer.headers["location"] == "/staff/contacts?tag=vip"
@@ -150,8 +156,8 @@ def test_empty_search_goes_to_the_filters_page_and_filters_are_get_parameters(li
     assert marketing.get(CONTACTS + "?status=zzz").status_code == 400
 
 
-def test_rows_show_address_name_status_lists_tags_and_added(live_server: LiveServer, marketing: httpx.Client) -> None:
-    seeded = seed_person(live_server.db, live_server.settings)
+def test_rows_show_address_name_status_lists_tags_and_added(any_server: LiveServer, marketing: httpx.Client) -> None:
+    seeded = seed_person(any_server.db, any_server.settings)
     page = marketing.get(CONTACTS).text
     row = page[page.index(f'/staff/contacts/{seeded.contact_id}"'):].split("</tr>")[0]
     for text in (seeded.email, "Rosa Marin", "active", "suppressed", "newsletter: confirmed", "vip",
@@ -159,8 +165,8 @@ def test_rows_show_address_name_status_lists_tags_and_added(live_server: LiveSer
         assert text in row, text
 
 
-def test_keyset_pages_walk_every_contact_once(live_server: LiveServer, marketing: httpx.Client) -> None:
-    add_audience(live_server.db, 120)
+def test_keyset_pages_walk_every_contact_once(any_server: LiveServer, marketing: httpx.Client) -> None:
+    add_audience(any_server.db, 120)
     seen: list[int] = []
     path = CONTACTS
     for _ in range(5):
@@ -184,8 +190,8 @@ def test_keyset_pages_walk_every_contact_once(live_server: LiveServer, marketing
 
 
 def test_the_timeline_shows_consent_deliveries_opens_clicks_bookings_and_suppression(
-        live_server: LiveServer, marketing: httpx.Client) -> None:
-    seeded = seed_person(live_server.db, live_server.settings)
+        any_server: LiveServer, marketing: httpx.Client) -> None:
+    seeded = seed_person(any_server.db, any_server.settings)
     page = unescape(marketing.get(f"{CONTACTS}/{seeded.contact_id}").text)
     timeline = page[page.index('id="timeline"'):page.index("Tags and custom fields")]
     expected = ["Suppressed: no email may be sent", "Consultation booked", f"Clicked a link in issue “{SUBJECT}”",
@@ -199,10 +205,10 @@ def test_the_timeline_shows_consent_deliveries_opens_clicks_bookings_and_suppres
     assert "Lift the suppression" in page and "Rosa Marin" in page
 
 
-def test_a_long_history_is_paged_newest_first(live_server: LiveServer, marketing: httpx.Client) -> None:
-    seeded = seed_person(live_server.db, live_server.settings, suppressed=False)
+def test_a_long_history_is_paged_newest_first(any_server: LiveServer, marketing: httpx.Client) -> None:
+    seeded = seed_person(any_server.db, any_server.settings, suppressed=False)
     start = datetime(2025, 1, 1, tzinfo=timezone.utc)
-    with live_server.db.session() as s:
+    with any_server.db.session() as s:
         s.add_all(Delivery(issue_id=None, contact_id=seeded.contact_id, status=DeliveryStatus.DELIVERED,
                            due_at=start, created_at=start + timedelta(hours=n)) for n in range(250))
     first = marketing.get(f"{CONTACTS}/{seeded.contact_id}").text
@@ -211,7 +217,7 @@ def test_a_long_history_is_paged_newest_first(live_server: LiveServer, marketing
     assert older
     second = marketing.get(unescape(older.group(1))).text
     total = 200 + second.count('<li class="')
-    with live_server.db.session() as s:
+    with any_server.db.session() as s:
         consent = s.scalar(select(func.count()).select_from(ConsentEvent).where(
             ConsentEvent.contact_id == seeded.contact_id))
     assert total == 250 + consent + 1 + 2 + 1 + 1  # deliveries, consent, the issue, open and click, lead, booking
@@ -232,14 +238,14 @@ def test_unknown_and_mangled_ids_are_the_404_page(marketing: httpx.Client) -> No
 # Adding and editing ------------------------------------------------------------------------------------------
 
 
-def test_adding_a_contact_uses_double_opt_in_and_records_the_staff_member(live_server: LiveServer,
+def test_adding_a_contact_uses_double_opt_in_and_records_the_staff_member(any_server: LiveServer,
                                                                           marketing: httpx.Client,
                                                                           people: dict[Role, Login]) -> None:
     answer = marketing.post(CONTACTS + "/new", data={
         "csrf_token": token(marketing, CONTACTS + "/new"), "email": "  Lena@Example.ORG ", "name": "Lena",
         "lists": "newsletter", "timezone": "Europe/Madrid", "tags": "Spring, vip", "fields": "city: Madrid\nreferrer: Dr. Ruiz"})
     assert answer.status_code == 303, answer.text
-    with live_server.db.session() as s:
+    with any_server.db.session() as s:
         contact = find_contact(s, "lena@example.org")
         assert contact is not None and contact.email == "Lena@example.org" and contact.source == "admin"
         assert contact.timezone == "Europe/Madrid" and contact.tag_names == ["spring", "vip"]
@@ -252,12 +258,12 @@ def test_adding_a_contact_uses_double_opt_in_and_records_the_staff_member(live_s
         contact_id = contact.id
     assert answer.headers["location"] == f"{CONTACTS}/{contact_id}"
     assert "waits for the person to confirm" in unescape(marketing.get(answer.headers["location"]).text)
-    [entry] = audit_rows(live_server.db, AuditAction.CONTACT_ADDED)
+    [entry] = audit_rows(any_server.db, AuditAction.CONTACT_ADDED)
     assert entry.actor == "marketing@clinic.example" and entry.target == f"contact {contact_id}"
     assert "Lena" not in (entry.detail or "") and "example" not in (entry.detail or "")
 
 
-def test_adding_as_confirmed_needs_the_proof_and_keeps_it(live_server: LiveServer, marketing: httpx.Client) -> None:
+def test_adding_as_confirmed_needs_the_proof_and_keeps_it(any_server: LiveServer, marketing: httpx.Client) -> None:
     form = {"csrf_token": token(marketing, CONTACTS + "/new"), "email": "max@example.org", "lists": "newsletter",
             "confirmed": "yes", "timezone": "America/New_York"}
     refused = marketing.post(CONTACTS + "/new", data=form)
@@ -265,7 +271,7 @@ def test_adding_as_confirmed_needs_the_proof_and_keeps_it(live_server: LiveServe
     assert 'value="max@example.org"' in refused.text  # what was typed comes back
     added = marketing.post(CONTACTS + "/new", data={**form, "consent_note": "paper form at reception, 2026-11-03"})
     assert added.status_code == 303
-    with live_server.db.session() as s:
+    with any_server.db.session() as s:
         contact = find_contact(s, "max@example.org")
         assert contact and [sub.status for sub in contact.subscriptions] == [SubscriptionStatus.CONFIRMED]
         notes = set(s.scalars(select(ConsentEvent.note).where(ConsentEvent.contact_id == contact.id)))
@@ -273,7 +279,7 @@ def test_adding_as_confirmed_needs_the_proof_and_keeps_it(live_server: LiveServe
         assert not s.scalar(select(func.count()).select_from(ConfirmationEmail))
 
 
-def test_adding_refuses_bad_input_beside_each_field_and_stores_nothing(live_server: LiveServer,
+def test_adding_refuses_bad_input_beside_each_field_and_stores_nothing(any_server: LiveServer,
                                                                        marketing: httpx.Client) -> None:
     form_token = token(marketing, CONTACTS + "/new")
     answer = marketing.post(CONTACTS + "/new", data={"csrf_token": form_token, "email": "not an address",
@@ -288,33 +294,33 @@ def test_adding_refuses_bad_input_beside_each_field_and_stores_nothing(live_serv
     answer = marketing.post(CONTACTS + "/new", data={"csrf_token": form_token, "email": "a@example.org",
                                                      "lists": "no-such-list", "timezone": "UTC"})
     assert answer.status_code == 400 and "no list" in unescape(answer.text)
-    with live_server.db.session() as s:
+    with any_server.db.session() as s:
         assert not s.scalar(select(func.count()).select_from(Contact))
-        subscriber(s, live_server.settings, "gone@example.org")
+        subscriber(s, any_server.settings, "gone@example.org")
         from subscribers.suppression import suppress
         suppress(s, "gone@example.org", "manual")
     answer = marketing.post(CONTACTS + "/new", data={"csrf_token": form_token, "email": "gone@example.org",
                                                      "lists": "newsletter", "timezone": "UTC"})
     assert answer.status_code == 400 and "suppression list" in field_error(answer.text, "email")
-    assert not audit_rows(live_server.db, AuditAction.CONTACT_ADDED)
+    assert not audit_rows(any_server.db, AuditAction.CONTACT_ADDED)
 
 
-def test_editing_tags_and_fields_replaces_them_once_audited(live_server: LiveServer, marketing: httpx.Client) -> None:
-    seeded = seed_person(live_server.db, live_server.settings, suppressed=False)
+def test_editing_tags_and_fields_replaces_them_once_audited(any_server: LiveServer, marketing: httpx.Client) -> None:
+    seeded = seed_person(any_server.db, any_server.settings, suppressed=False)
     page = f"{CONTACTS}/{seeded.contact_id}"
-    with live_server.db.session() as s:
+    with any_server.db.session() as s:
         s.get(Contact, seeded.contact_id).custom_fields = {"city": "Oakland", "old": "x"}
     assert "city: Oakland" in marketing.get(page).text
     answer = marketing.post(page + "/details", data={"csrf_token": token(marketing, page), "tags": "new, Other",
                                                       "fields": "city: Berkeley"})
     assert answer.status_code == 303 and answer.headers["location"] == page
-    with live_server.db.session() as s:
+    with any_server.db.session() as s:
         contact = s.get(Contact, seeded.contact_id)
         assert contact.tag_names == ["new", "other"] and contact.custom_fields == {"city": "Berkeley"}
     again = marketing.post(page + "/details", data={"csrf_token": token(marketing, page), "tags": "new, other",
                                                      "fields": "city: Berkeley"})
     assert "Nothing changed." in marketing.get(again.headers["location"]).text
-    [entry] = audit_rows(live_server.db, AuditAction.CONTACT_EDITED)
+    [entry] = audit_rows(any_server.db, AuditAction.CONTACT_EDITED)
     assert entry.target == f"contact {seeded.contact_id}" and "Berkeley" not in (entry.detail or "")
     bad = marketing.post(page + "/details", data={"csrf_token": token(marketing, page), "tags": "x" * 101,
                                                    "fields": "ok: 1\n: no key"})
@@ -322,26 +328,26 @@ def test_editing_tags_and_fields_replaces_them_once_audited(live_server: LiveSer
     assert "line 2" in field_error(bad.text, "fields") and ": no key" in bad.text
 
 
-def test_suppress_and_unsuppress_are_audited(live_server: LiveServer, marketing: httpx.Client) -> None:
-    seeded = seed_person(live_server.db, live_server.settings, suppressed=False)
+def test_suppress_and_unsuppress_are_audited(any_server: LiveServer, marketing: httpx.Client) -> None:
+    seeded = seed_person(any_server.db, any_server.settings, suppressed=False)
     page = f"{CONTACTS}/{seeded.contact_id}"
     bad = marketing.post(page + "/suppress", data={"csrf_token": token(marketing, page), "reason": "erased"})
     assert bad.status_code == 400 and "Choose a reason" in field_error(bad.text, "reason")
     done = marketing.post(page + "/suppress", data={"csrf_token": token(marketing, page), "reason": "spam_complaint",
                                                      "note": "complained by phone"})
     assert done.status_code == 303
-    with live_server.db.session() as s:
+    with any_server.db.session() as s:
         row = s.scalar(select(Suppression))
         assert row.reason == "spam_complaint" and row.note == "complained by phone"
     assert "reason: spam complaint; note: complained by phone" in unescape(marketing.get(page).text)
     lifted = marketing.post(page + "/unsuppress", data={"csrf_token": token(marketing, page)})
     assert lifted.status_code == 303
-    with live_server.db.session() as s:
+    with any_server.db.session() as s:
         assert not is_suppressed(s, seeded.email)
     again = marketing.post(page + "/unsuppress", data={"csrf_token": token(marketing, page)})
     assert "Not lifted: this contact is not suppressed." in unescape(marketing.get(again.headers["location"]).text)
-    [suppressed] = audit_rows(live_server.db, AuditAction.SUPPRESSED)
-    [unsuppressed] = audit_rows(live_server.db, AuditAction.UNSUPPRESSED)
+    [suppressed] = audit_rows(any_server.db, AuditAction.SUPPRESSED)
+    [unsuppressed] = audit_rows(any_server.db, AuditAction.UNSUPPRESSED)
     assert suppressed.target == unsuppressed.target == f"contact {seeded.contact_id}"
     assert "phone" not in (suppressed.detail or "")
 
@@ -349,30 +355,30 @@ def test_suppress_and_unsuppress_are_audited(live_server: LiveServer, marketing:
 # Erasure and exports --------------------------------------------------------------------------------------------
 
 
-def test_erasure_needs_the_address_typed_exactly(live_server: LiveServer, marketing: httpx.Client) -> None:
-    seeded = seed_person(live_server.db, live_server.settings)
+def test_erasure_needs_the_address_typed_exactly(any_server: LiveServer, marketing: httpx.Client) -> None:
+    seeded = seed_person(any_server.db, any_server.settings)
     page = f"{CONTACTS}/{seeded.contact_id}/erase"
     for typed, message in (("", "Type the contact's address"), ("rosa.marin@example.com", "not this contact's address"),
                            ("ROSA.MARIN@example.org", "not this contact's address")):
         answer = marketing.post(page, data={"csrf_token": token(marketing, page), "confirm_address": typed})
         assert answer.status_code == 400 and message in field_error(answer.text, "confirm_address"), typed
-    with live_server.db.session() as s:
+    with any_server.db.session() as s:
         assert s.get(Contact, seeded.contact_id) is not None
-    assert not audit_rows(live_server.db, AuditAction.ERASE)
+    assert not audit_rows(any_server.db, AuditAction.ERASE)
     done = marketing.post(page, data={"csrf_token": token(marketing, page), "confirm_address": seeded.email})
     assert done.status_code == 303 and done.headers["location"] == CONTACTS
-    with live_server.db.session() as s:
+    with any_server.db.session() as s:
         assert s.get(Contact, seeded.contact_id) is None and is_suppressed(s, seeded.email)
         assert s.scalar(select(Suppression.email)) is None
     assert found_ids(search(marketing, seeded.email).text) == [] and found_ids(search(marketing, "rosa").text) == []
     assert marketing.get(f"{CONTACTS}/{seeded.contact_id}").status_code == 404
-    [entry] = audit_rows(live_server.db, AuditAction.ERASE)
+    [entry] = audit_rows(any_server.db, AuditAction.ERASE)
     assert entry.actor == "marketing@clinic.example" and entry.target == f"contact {seeded.contact_id}"
     assert entry.detail == "a contact erased"
 
 
-def test_one_persons_data_downloads_as_json_audited(live_server: LiveServer, marketing: httpx.Client) -> None:
-    seeded = seed_person(live_server.db, live_server.settings)
+def test_one_persons_data_downloads_as_json_audited(any_server: LiveServer, marketing: httpx.Client) -> None:
+    seeded = seed_person(any_server.db, any_server.settings)
     page = f"{CONTACTS}/{seeded.contact_id}"
     answer = marketing.post(page + "/export", data={"csrf_token": token(marketing, page)})
     assert answer.status_code == 200
@@ -381,16 +387,16 @@ def test_one_persons_data_downloads_as_json_audited(live_server: LiveServer, mar
     data = json.loads(answer.text)
     assert data["contact"]["email"] == seeded.email and data["lead"]["bookings"][0]["external_id"] == f"cal-{seeded.contact_id}"
     assert data["suppression"]["reason"] == "manual"
-    [entry] = audit_rows(live_server.db, AuditAction.EXPORT)
+    [entry] = audit_rows(any_server.db, AuditAction.EXPORT)
     assert entry.target == f"contact {seeded.contact_id}" and "subject access" in (entry.detail or "")
     assert marketing.get(page + "/export").status_code == 405  # a download that is audited is never a GET
 
 
-def test_a_list_or_segment_downloads_as_csv_audited(live_server: LiveServer, marketing: httpx.Client) -> None:
-    with live_server.db.session() as s:
-        subscriber(s, live_server.settings, "a@example.org", tags=["vip"], name="Ann")
-        subscriber(s, live_server.settings, "b@example.org")
-        subscriber(s, live_server.settings, "c@example.org", list_slug="clinic-news", tags=["vip"])
+def test_a_list_or_segment_downloads_as_csv_audited(any_server: LiveServer, marketing: httpx.Client) -> None:
+    with any_server.db.session() as s:
+        subscriber(s, any_server.settings, "a@example.org", tags=["vip"], name="Ann")
+        subscriber(s, any_server.settings, "b@example.org")
+        subscriber(s, any_server.settings, "c@example.org", list_slug="clinic-news", tags=["vip"])
         save_segment(s, "vips", {"tag": "vip"})
     form_token = token(marketing, CONTACTS + "/export")
     missing = marketing.post(CONTACTS + "/export", data={"csrf_token": form_token})
@@ -405,6 +411,6 @@ def test_a_list_or_segment_downloads_as_csv_audited(live_server: LiveServer, mar
     by_segment = marketing.post(CONTACTS + "/export", data={"csrf_token": form_token, "segment": "vips"})
     assert [r["email"] for r in csv.DictReader(io.StringIO(by_segment.content.decode("utf-8-sig")))] == [
         "a@example.org", "c@example.org"]
-    entries = audit_rows(live_server.db, AuditAction.EXPORT)
+    entries = audit_rows(any_server.db, AuditAction.EXPORT)
     assert [(e.target, e.detail) for e in entries] == [("list newsletter", "2 contacts to CSV"),
                                                        (None, "2 contacts to CSV, segment vips")]
