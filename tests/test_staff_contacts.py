@@ -18,10 +18,8 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter.config import Settings
-from newsletter.database import Database
 from newsletter.models import ConfirmationEmail, Delivery
 from newsletter.staff.audit import AuditAction
-from newsletter.staff.models import AuditEntry
 from newsletter.staff.roles import Role
 from newsletter.web.staff.routes import staff_routes
 from subscribers.consent import ConsentAction
@@ -35,22 +33,9 @@ from tests.contactskit import BACKENDS, CLICKED, SUBJECT, seed_person, serve_on
 from tests.liveserver import LiveServer
 from tests.sendkit import add_audience
 from tests.staffkit import Login, csrf_of, make_user, sign_in
+from tests.test_staff_issues import audit_rows, field_error
 
 CONTACTS = "/staff/contacts"
-
-
-def audit_rows(db: Database, action: AuditAction) -> list[AuditEntry]:
-    with db.session() as s:
-        return list(s.scalars(select(AuditEntry).where(AuditEntry.action == action.value).order_by(AuditEntry.id)))
-
-
-def field_error(html: str, name: str) -> str:
-    match = re.search(rf'<(?:input|textarea|select)[^>]*\bid="{name}"[^>]*>', html)
-    assert match, f"no field {name}"
-    assert 'aria-invalid="true"' in match.group(0) and f"{name}-error" in match.group(0), match.group(0)
-    error = re.search(rf'<p class="error" id="{name}-error">([^<]*)</p>', html)
-    assert error, f"no error beside {name}"
-    return unescape(error.group(1))
 
 
 @pytest.fixture(params=BACKENDS)

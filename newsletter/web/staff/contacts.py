@@ -57,6 +57,14 @@ def _contact_id(value: str) -> int:
     return number
 
 
+def _load(session: Any, value: str) -> Contact:
+    """The contact a path names, else the 404 page."""
+    try:
+        return contact_service.contact_by_id(session, _contact_id(value))
+    except NotFound:
+        raise HTTPException(404) from None
+
+
 def _contact_path(contact_id: int) -> str:
     return f"{CONTACTS}/{contact_id}"
 
@@ -267,12 +275,8 @@ def _contact_page(request: Request, staff: Staff, contact_id: str, status: int =
                   older: datetime | None = None, given: dict[str, str] | None = None,
                   errors: dict[str, str] | None = None) -> Response:
     """The contact's page; ``given``: values typed in one of its forms (shown again with ``errors``)."""
-    number = _contact_id(contact_id)
     with request.app.state.db.session() as session:
-        try:
-            contact = contact_service.contact_by_id(session, number)
-        except NotFound:
-            raise HTTPException(404) from None
+        contact = _load(session, contact_id)
         history = timeline(session, contact, at_or_before=older)
         subscriptions = sorted(((s.mailing_list.slug, s.mailing_list.name, s) for s in contact.subscriptions),
                                key=lambda item: item[0])
@@ -294,13 +298,9 @@ def contact_page(request: Request, contact_id: str, older: str = Query(""),
 def _change(request: Request, contact_id: str, act: Any) -> tuple[int, Any]:
     """Run ``act(session, contact)`` in one transaction; (contact number, its result). 404 page for a
     contact that does not exist."""
-    number = _contact_id(contact_id)
     with request.app.state.db.session() as session:
-        try:
-            contact = contact_service.contact_by_id(session, number)
-        except NotFound:
-            raise HTTPException(404) from None
-        return number, act(session, contact)
+        contact = _load(session, contact_id)
+        return contact.id, act(session, contact)
 
 
 @router.post(CONTACTS + "/{contact_id}/details")
@@ -380,12 +380,8 @@ def export_one(request: Request, contact_id: str, staff: Staff = Depends(audienc
 
 def _erase_page(request: Request, staff: Staff, contact_id: str, status: int = 200, typed: str = "",
                 error: str | None = None) -> Response:
-    number = _contact_id(contact_id)
     with request.app.state.db.session() as session:
-        try:
-            contact = contact_service.contact_by_id(session, number)
-        except NotFound:
-            raise HTTPException(404) from None
+        contact = _load(session, contact_id)
         return page(request, staff, "staff/contacts/erase.html", status, contact=contact, typed=typed, error=error)
 
 
