@@ -139,6 +139,17 @@ def _new_page(request: Request, staff: Staff, status: int = 200, values: dict[st
                 lists=lists, default_list=settings.default_list, newsletter_name=settings.newsletter_name)
 
 
+def _tags_and_fields(values: dict[str, Any], errors: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The tags and custom fields typed in a form; a problem goes into ``errors`` beside its field."""
+    parsed: dict[str, Any] = {}
+    for key, parse in (("tags", contact_service.parse_tags), ("fields", contact_service.parse_fields)):
+        try:
+            parsed[key] = parse(values[key])
+        except InputError as exc:
+            errors[key] = f"{exc}."
+    return parsed.get("tags", []), parsed.get("fields", {})
+
+
 @router.get(NEW)
 def new_contact_page(request: Request, staff: Staff = Depends(audience)) -> Response:
     return _new_page(request, staff)
@@ -160,19 +171,7 @@ async def add_contact(request: Request, staff: Staff = Depends(audience)) -> Res
     values["lists"] = [str(v) for v in form.getlist("lists")]
     values["confirmed"] = form.get("confirmed") == "yes"
     errors: dict[str, str] = {}
-    tags: list[str] = []
-    fields: dict[str, str] = {}
-    for key, parse, target in (("tags", contact_service.parse_tags, "tags"),
-                               ("fields", contact_service.parse_fields, "fields")):
-        try:
-            parsed = parse(values[key])
-        except InputError as exc:
-            errors[key] = f"{exc}."
-            continue
-        if target == "tags":
-            tags = parsed  # type: ignore[assignment]
-        else:
-            fields = parsed  # type: ignore[assignment]
+    tags, fields = _tags_and_fields(values, errors)
     if not values["email"]:
         errors["email"] = "Enter the person's email address."
     if not values["lists"]:
@@ -308,18 +307,13 @@ def edit_details(request: Request, contact_id: str, tags: str = Form(""), fields
                  staff: Staff = Depends(audience)) -> Response:
     values = {"tags": tags, "fields": fields}
     errors: dict[str, str] = {}
-    parsed: dict[str, Any] = {}
-    for key, parse in (("tags", contact_service.parse_tags), ("fields", contact_service.parse_fields)):
-        try:
-            parsed[key] = parse(values[key])
-        except InputError as exc:
-            errors[key] = f"{exc}."
+    new_tags, new_fields = _tags_and_fields(values, errors)
     if errors:
         return _contact_page(request, staff, contact_id, 400, given=values, errors=errors)
 
     def save(session: Any, contact: Contact) -> bool:
-        changed = contact_service.set_tags(session, contact, parsed["tags"])
-        changed = contact_service.set_custom_fields(session, contact, parsed["fields"]) or changed
+        changed = contact_service.set_tags(session, contact, new_tags)
+        changed = contact_service.set_custom_fields(session, contact, new_fields) or changed
         if changed:
             audit.record(session, staff.user, AuditAction.CONTACT_EDITED, contact_records.contact_target(contact.id),
                          "tags and custom fields")

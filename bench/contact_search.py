@@ -1,0 +1,126 @@
+"""The contacts pages' queries at 100,000 contacts and 1,000,000 deliveries: the search (an address
+prefix, a whole address, a name prefix, nothing found), filters, a page deep in the keyset walk, and
+the timeline of the contact with the longest history; median time per query and each query's plan.
+
+Fills a database with ``bench.staff_data.fill`` (or reuses one filled by ``bench/staff_pages.py
+--sqlite-path FILE``), gives the contacts names (the bench data has none), then times the service
+functions the pages call. Nothing here is a test: the target is every page under 300 ms.
+
+    .venv/bin/python bench/contact_search.py [--sqlite-path FILE [--reuse]] [--postgres URL] [--repeat 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from bench.common import captured, explain, postgres_database
+from bench.staff_data import fill
+from newsletter.contact_timeline import timeline
+from newsletter.database import Database, upgrade
+from newsletter.models import Delivery
+from subscribers.contact_search import ContactQuery, search_contacts
+from subscribers.models import Contact
+
+NAMES = ["Ana", "Ben", "Carla", "Dev", "Elena", "Farid", "Grace", "Hugo", "Ines", "Jon"]
+
+
+def _name_everyone(db: Database) -> None:
+    with db.session() as s:
+        if s.scalar(select(func.count()).select_from(Contact).where(Contact.name.is_not(None))):
+            return
+        for n, first in enumerate(NAMES):
+            s.execute(text("UPDATE contacts SET name = :name || ' Lopez' WHERE id % 10 = :n"), {"name": first, "n": n})
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE contacts")
+
+
+def _time(db: Database, label: str, work: Callable[[Any], object], repeat: int) -> None:
+    timings = []
+    for n in range(repeat + 1):
+        with db.session() as s:
+            started = time.perf_counter()
+            if n == repeat:
+                with captured(db) as seen:
+                    work(s)
+            else:
+                work(s)
+            if n:
+                timings.append((time.perf_counter() - started) * 1000)
+    median = statistics.median(timings)
+    print(f"\n{label:<52} {median:8.1f} ms{'  over 300 ms' if median >= 300 else ''}")
+    for statement, parameters in seen:
+        if "FROM lists" not in statement.split("WHERE")[0] and "FROM segments" not in statement:  # look-ups by key
+            print(explain(db, statement, parameters))
+
+
+def run(db: Database, backend: str, repeat: int, reuse: bool) -> None:
+    upgrade(db.engine)
+    if not reuse:
+        counts = fill(db)
+        print(f"{backend}: {counts['contacts']:,} contacts, {counts['deliveries']:,} deliveries")
+    _name_everyone(db)
+    with db.session() as s:
+        middle = s.scalar(select(func.max(Contact.id))) // 2
+        heaviest = s.scalar(select(Delivery.contact_id).where(Delivery.contact_id.is_not(None))
+                            .group_by(Delivery.contact_id).order_by(func.count().desc()).limit(1))
+        contact = s.get(Contact, heaviest)
+        address = contact.email
+    print(f"\n{backend}; median of {repeat}")
+    cases: list[tuple[str, ContactQuery, int | None]] = [
+        ("the first page, no filter", ContactQuery(), None),
+        ("a page half-way down", ContactQuery(), middle),
+        ("address prefix 'reader5'", ContactQuery(term="reader5"), None),
+        ("address prefix 'reader12345'", ContactQuery(term="reader12345"), None),
+        ("a whole address", ContactQuery(term=address), None),
+        ("name prefix 'ana lo'", ContactQuery(term="ana lo"), None),
+        ("nothing found 'zzz'", ContactQuery(term="zzz"), None),
+        ("status unsubscribed", ContactQuery(status="unsubscribed"), None),
+        ("list newsletter, status suppressed", ContactQuery(list_slug="newsletter", status="suppressed"), None),
+        ("search 'ana' within list newsletter", ContactQuery(term="ana", list_slug="newsletter"), None),
+    ]
+    for label, query, before in cases:
+        _time(db, label, lambda s, q=query, b=before: search_contacts(s, q, before=b), repeat)
+    _time(db, f"timeline of contact {heaviest}",
+          lambda s: timeline(s, s.get(Contact, heaviest)), repeat)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--postgres", metavar="URL")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--sqlite-path", type=Path)
+    parser.add_argument("--reuse", action="store_true", help="with --sqlite-path: an existing database")
+    args = parser.parse_args()
+    print("reproduce: .venv/bin/python bench/contact_search.py " + " ".join(sys.argv[1:]))
+    if not args.skip_sqlite:
+        folder = tempfile.TemporaryDirectory(prefix="contact-search-")
+        path = args.sqlite_path or Path(folder.name) / "bench.db"
+        reuse = args.reuse and path.exists()
+        if path.exists() and not reuse:
+            path.unlink()
+        db = Database(f"sqlite:///{path}")
+        try:
+            run(db, "SQLite", args.repeat, reuse)
+        finally:
+            db.engine.dispose()
+            folder.cleanup()
+    if args.postgres:
+        with postgres_database(args.postgres, "bench_contact_search") as db:
+            run(db, "PostgreSQL", args.repeat, False)
+
+
+if __name__ == "__main__":
+    main()
