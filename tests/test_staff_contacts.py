@@ -116,6 +116,8 @@ def test_search_by_address_or_name_is_a_post_and_finds_them(any_server: LiveServ
     assert found_ids(search(marketing, "zed").text) == [other]
     assert found_ids(search(marketing, "example.org").text) == []  # a prefix, not a match inside
     assert "No contact matches." in search(marketing, "nobody-like-this").text
+    too_long = search(marketing, "a" * 400)
+    assert too_long.status_code == 400 and "too long" in field_error(too_long.text, "q")
     # The text is kept in the form, never put in a link.
     page = search(marketing, "ana").text
     assert 'id="q" name="q" type="search" value="ana"' in page
