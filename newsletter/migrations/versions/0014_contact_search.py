@@ -1,13 +1,13 @@
 """contact search: indexes on the lower-cased address and name, for prefix search on staff pages
 
 Revision ID: 0014
-Revises: 0018
+Revises: 0013
 Create Date: 2026-12-06
 """
 from alembic import op
 
 revision = '0014'
-down_revision = '0018'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

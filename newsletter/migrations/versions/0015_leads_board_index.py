@@ -1,7 +1,7 @@
 """leads index for the staff leads board
 
-Revision ID: 0016
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-06
 
 The board shows each stage's newest enquiries first and pages on with a keyset (requested_at, id):
@@ -10,8 +10,8 @@ with (stage, requested_at, id) a column is a short walk down the index, never a 
 from alembic import op
 
 
-revision = '0016'
-down_revision = '0013'
+revision = '0015'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 
