@@ -147,7 +147,7 @@ class Lead(Base):
     """A contact who asked for a consultation. Holds contact details only, never health details."""
 
     __tablename__ = "leads"
-    # The staff board: a stage's newest enquiries first, paged by keyset (migration 0016).
+    # The staff board: a stage's newest enquiries first, paged by keyset (migration 0015).
     __table_args__ = (Index("ix_leads_stage_requested", "stage", "requested_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
