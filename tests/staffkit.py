@@ -109,5 +109,18 @@ def browser_sign_in(page: Any, base_url: str, login: Login, *, next_path: str = 
     page.wait_for_url(f"{base_url}{next_path}")
 
 
+def signed_in_page(browser: Any, base_url: str, login: Login, *, next_path: str = "/staff/",
+                   **options: Any) -> tuple[Any, Any, list[str]]:
+    """A desktop-sized browser context signed in as ``login`` (through the real page), its page, and
+    the list of requests that page makes to any other host (which must stay empty)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, **options)
+    page = context.new_page()
+    elsewhere: list[str] = []
+    page.on("request", lambda r: elsewhere.append(r.url)
+            if not r.url.startswith((base_url, "data:", "about:", "blob:")) else None)
+    browser_sign_in(page, base_url, login, next_path=next_path)
+    return context, page, elsewhere
+
+
 def no_horizontal_scroll(page: Any) -> bool:
     return bool(page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"))

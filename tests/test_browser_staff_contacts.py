@@ -14,7 +14,7 @@ from newsletter.config import Settings
 from newsletter.staff.roles import Role
 from tests.contactskit import BACKENDS, CLICKED, SUBJECT, seed_person, serve_on
 from tests.liveserver import LiveServer
-from tests.staffkit import assert_accessible, browser_sign_in, make_user, no_horizontal_scroll, shoot
+from tests.staffkit import assert_accessible, make_user, no_horizontal_scroll, shoot, signed_in_page
 
 pytestmark = pytest.mark.browser
 
@@ -32,12 +32,7 @@ def _visited(page, name: str) -> None:  # noqa: ANN001
 
 def _open(browser, server: LiveServer):  # noqa: ANN001, ANN202
     login = make_user(server.db, "mia@clinic.example", Role.MARKETING)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    elsewhere: list[str] = []
-    page.on("request", lambda r: elsewhere.append(r.url)
-            if not r.url.startswith((server.url, "data:", "about:")) else None)
-    browser_sign_in(page, server.url, login, next_path="/staff/contacts")
+    context, page, elsewhere = signed_in_page(browser, server.url, login, next_path="/staff/contacts")
     return context, page, elsewhere
 
 

@@ -18,7 +18,7 @@ from newsletter.staff import contact_imports as jobs
 from newsletter.staff.roles import Role
 from subscribers.csv_import import import_csv
 from tests.liveserver import LiveServer
-from tests.staffkit import assert_accessible, browser_sign_in, make_user, no_horizontal_scroll, shoot
+from tests.staffkit import assert_accessible, make_user, no_horizontal_scroll, shoot, signed_in_page
 
 pytestmark = pytest.mark.browser
 
@@ -52,12 +52,7 @@ def slow_import(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_import_a_messy_csv_and_read_its_report(browser: Any, live_server: LiveServer, slow_import: None,
                                                  tmp_path: Any) -> None:
     login = make_user(live_server.db, "mia@clinic.example", Role.MARKETING)
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    elsewhere: list[str] = []
-    page.on("request", lambda r: elsewhere.append(r.url)
-            if not r.url.startswith((live_server.url, "data:", "about:", "blob:")) else None)
-    browser_sign_in(page, live_server.url, login, next_path="/staff/contacts/import")
+    context, page, elsewhere = signed_in_page(browser, live_server.url, login, next_path="/staff/contacts/import", accept_downloads=True)
     assert page.get_by_role("heading", level=1).inner_text() == "Import contacts from a CSV file"
     _visited(page, "staff-contacts-import")
 

@@ -16,7 +16,7 @@ from subscribers.db import utcnow
 from subscribers.leads import add_lead, record_booking
 from tests.liveserver import LiveServer
 from tests.sendkit import add_audience, make_issue
-from tests.staffkit import assert_accessible, browser_sign_in, make_user, no_horizontal_scroll, shoot
+from tests.staffkit import assert_accessible, browser_sign_in, make_user, no_horizontal_scroll, shoot, signed_in_page
 
 pytestmark = pytest.mark.browser
 
@@ -41,11 +41,7 @@ def _sent_and_scheduled(live_server: LiveServer) -> None:
 def test_the_home_page_shows_what_goes_out_and_how_it_went(browser, live_server: LiveServer) -> None:  # noqa: ANN001
     _sent_and_scheduled(live_server)
     login = make_user(live_server.db, "ana@clinic.example", Role.MARKETING)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    elsewhere: list[str] = []
-    page.on("request", lambda r: elsewhere.append(r.url) if not r.url.startswith((live_server.url, "data:")) else None)
-    browser_sign_in(page, live_server.url, login)
+    context, page, elsewhere = signed_in_page(browser, live_server.url, login)
     assert page.get_by_role("heading", name="Home", exact=True).is_visible()
     scheduled = page.get_by_role("region", name="Scheduled issues")
     assert "Winter walks" in scheduled.inner_text()

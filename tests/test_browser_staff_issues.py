@@ -14,7 +14,7 @@ from newsletter.posts.service import given_bytes, import_post
 from newsletter.staff.roles import Role
 from tests.a11y import SCREENSHOTS, WIDTHS
 from tests.liveserver import LiveServer
-from tests.staffkit import assert_accessible, browser_sign_in, make_user, no_horizontal_scroll, shoot
+from tests.staffkit import assert_accessible, make_user, no_horizontal_scroll, shoot, signed_in_page
 
 pytestmark = pytest.mark.browser
 WALKING = Path(__file__).parent / "fixtures" / "posts" / "walking-post.txt"
@@ -41,12 +41,7 @@ def test_make_an_issue_preview_it_and_send_a_test(browser, live_server: LiveServ
     login = make_user(live_server.db, "mia@clinic.example", Role.MARKETING)
     with live_server.db.session() as s:
         post_id = import_post(s, given_bytes("walking-post.txt", WALKING.read_bytes(), live_server.settings)).post.id
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    elsewhere: list[str] = []
-    page.on("request", lambda r: elsewhere.append(r.url)
-            if not r.url.startswith((live_server.url, "data:", "about:")) else None)
-    browser_sign_in(page, live_server.url, login, next_path="/staff/issues")
+    context, page, elsewhere = signed_in_page(browser, live_server.url, login, next_path="/staff/issues")
 
     # The list, empty, with its "New issue" button.
     assert page.get_by_role("heading", level=1, name="Issues").is_visible()

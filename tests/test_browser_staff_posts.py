@@ -13,7 +13,7 @@ from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.staff.roles import Role
 from tests.liveserver import LiveServer, serving
-from tests.staffkit import assert_accessible, browser_sign_in, make_user, no_horizontal_scroll, shoot
+from tests.staffkit import assert_accessible, make_user, no_horizontal_scroll, shoot, signed_in_page
 from tests.test_staff_posts import DEMO, DEMO_TITLE
 from tests.test_staff_posts_services import RSS
 from tests.webserver import Site
@@ -35,12 +35,7 @@ def _visited(page, name: str) -> None:  # noqa: ANN001
 
 def test_import_view_edit_and_feeds(browser, server: LiveServer, site: Site) -> None:  # noqa: ANN001
     login = make_user(server.db, "mia@clinic.example", Role.MARKETING)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    elsewhere: list[str] = []
-    page.on("request", lambda r: elsewhere.append(r.url)
-            if not r.url.startswith((server.url, "data:", "about:")) else None)
-    browser_sign_in(page, server.url, login, next_path="/staff/posts")
+    context, page, elsewhere = signed_in_page(browser, server.url, login, next_path="/staff/posts")
     assert page.get_by_role("heading", name="Posts", exact=True).is_visible()
     assert page.get_by_text("No posts yet").is_visible()
     _visited(page, "staff-posts-empty")

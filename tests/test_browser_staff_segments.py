@@ -14,7 +14,7 @@ import pytest
 
 from newsletter.staff.roles import Role
 from tests.liveserver import LiveServer
-from tests.staffkit import assert_accessible, browser_sign_in, make_user, no_horizontal_scroll, shoot
+from tests.staffkit import assert_accessible, make_user, no_horizontal_scroll, shoot, signed_in_page
 from tests.test_staff_segments import audience
 
 pytestmark = pytest.mark.browser
@@ -38,12 +38,7 @@ def _count_becomes(page: Any, text: str, seconds: float = 10) -> None:
 def test_build_a_segment_and_see_its_count(browser: Any, live_server: LiveServer) -> None:
     audience(live_server.db)
     login = make_user(live_server.db, "mia@clinic.example", Role.MARKETING)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    elsewhere: list[str] = []
-    page.on("request", lambda r: elsewhere.append(r.url)
-            if not r.url.startswith((live_server.url, "data:", "about:")) else None)
-    browser_sign_in(page, live_server.url, login, next_path="/staff/segments")
+    context, page, elsewhere = signed_in_page(browser, live_server.url, login, next_path="/staff/segments")
     assert page.get_by_text("No segments yet").is_visible()
     _visited(page, "staff-segments-empty")
 

@@ -13,7 +13,7 @@ from newsletter.staff.roles import Role
 from subscribers.db import utcnow
 from tests.liveserver import LiveServer
 from tests.sendkit import add_audience
-from tests.staffkit import browser_sign_in, make_user
+from tests.staffkit import make_user, signed_in_page
 from tests.test_browser_staff_issues import _visit as visit_issue_page
 
 pytestmark = pytest.mark.browser
@@ -31,12 +31,7 @@ def test_edit_a_sequence_step_and_preview_it(browser, live_server: LiveServer) -
     with live_server.db.session() as s:
         service.install_shipped(s, live_server.settings, utcnow())
     add_audience(live_server.db, 1)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    elsewhere: list[str] = []
-    page.on("request", lambda r: elsewhere.append(r.url)
-            if not r.url.startswith((live_server.url, "data:", "about:")) else None)
-    browser_sign_in(page, live_server.url, login)
+    context, page, elsewhere = signed_in_page(browser, live_server.url, login)
 
     # From the menu to the list, then the Welcome sequence.
     page.get_by_role("link", name="Sequences", exact=True).first.click()

@@ -10,7 +10,7 @@ import pytest
 from newsletter.staff.roles import Role
 from tests.liveserver import LiveServer
 from tests.sendkit import make_issue
-from tests.staffkit import assert_accessible, browser_sign_in, make_user, no_horizontal_scroll, shoot
+from tests.staffkit import assert_accessible, make_user, no_horizontal_scroll, shoot, signed_in_page
 
 pytestmark = pytest.mark.browser
 PURPLE, PURPLE_RGB = "#5a2d82", "rgb(90, 45, 130)"
@@ -33,12 +33,7 @@ def _button_colour(page) -> str:  # noqa: ANN001
 def test_change_the_brand_colour_and_see_it_in_an_issue_preview(browser, live_server: LiveServer) -> None:  # noqa: ANN001
     admin = make_user(live_server.db, "ada@clinic.example", Role.ADMIN)
     issue_id = make_issue(live_server.db, live_server.settings, "Walk with us this winter")
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    elsewhere: list[str] = []
-    page.on("request", lambda r: elsewhere.append(r.url)
-            if not r.url.startswith((live_server.url, "data:", "about:")) else None)
-    browser_sign_in(page, live_server.url, admin, next_path="/staff/settings")
+    context, page, elsewhere = signed_in_page(browser, live_server.url, admin, next_path="/staff/settings")
 
     # The draft's preview before: the default colour.
     page.goto(f"{live_server.url}/staff/issues/{issue_id}")

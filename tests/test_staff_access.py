@@ -21,7 +21,7 @@ from newsletter.database import Database
 from newsletter.staff import audit
 from newsletter.staff.audit import AuditAction, AuditFilter
 from newsletter.staff.models import AuditEntry, SignInAttempt, StaffSession
-from newsletter.staff.roles import Area, Role, may
+from newsletter.staff.roles import Role, may
 from newsletter.web.staff.auth import safe_next
 from newsletter.web.staff.routes import staff_routes
 from tests.liveserver import LiveServer, serving
