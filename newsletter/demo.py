@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from newsletter import issues as issue_service
 from newsletter.config import Settings
 from newsletter.database import Database
+from newsletter.demo_audience import seed_audience
 from newsletter.models import Sequence
 from newsletter.posts import service as post_service
 from newsletter.posts.source import RawSource
@@ -40,6 +41,7 @@ class DemoResult:
     database: str
     outbox: Path
     staff_login: bool  # whether the demo admin exists (made now or by an earlier run)
+    audience: bool = False  # whether the demo contacts, leads and segments were added now
 
     def summary(self) -> str:
         lines = [
@@ -58,6 +60,8 @@ class DemoResult:
             f"The confirmation email lands in {self.outbox.resolve()}/ as an .eml file; its button confirms you.",
             "",
         ]
+        if self.audience:
+            lines.append("Added demo contacts, leads and segments (invented people on example.org) for the staff pages.")
         if self.staff_login:
             lines.append(f"Staff app: {STAFF_URL}  (sign in as {DEMO_STAFF_EMAIL}, password {DEMO_STAFF_PASSWORD})")
         else:
@@ -82,10 +86,11 @@ def run_demo(settings: Settings, db: Database, out_dir: Path) -> DemoResult:
             welcome.status = SequenceStatus.ACTIVE
         files = issue_service.write_preview(issue, settings, out_dir)
         staff_login = _demo_admin(session)
+        audience = seed_audience(session, settings)
         assert settings.outbox_dir is not None
         return DemoResult(
             post.id, post.title, issue.id, files, findings, db.engine.url.render_as_string(hide_password=True),
-            settings.outbox_dir, staff_login,
+            settings.outbox_dir, staff_login, audience,
         )
 
 
