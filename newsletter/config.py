@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     )
 
     # Tracking and webhooks
-    test_send_limit: int = Field(5, ge=1, le=20, description="Addresses one test send may go to.")
+    test_send_limit: int = Field(5, ge=1, le=20, description="The most addresses one test send may go to (from 1 to 20).")
     tracking: str = Field("full", description="Default first-party tracking of new issues and sequences: full | anonymous | off.")
     sendgrid_webhook_public_key: SecretStr | None = Field(
         None, validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY",

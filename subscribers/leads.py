@@ -480,6 +480,11 @@ def lead_of_contact(session: Session, contact_id: int) -> Lead:
     return lead
 
 
+def stage_of_contact(session: Session, contact_id: int) -> str | None:
+    """The stage of contact ``contact_id``'s lead; None when they never asked for a consultation."""
+    return session.scalar(select(Lead.stage).where(Lead.contact_id == contact_id))
+
+
 @dataclass
 class StagePage:
     """Leads in one stage, newest enquiry first; ``after`` continues the list (keyset: a lead id)."""

@@ -133,7 +133,7 @@ def test_moving_a_lead_is_audited_and_a_bad_stage_is_an_error_beside_the_field(
         live_server: LiveServer, db: Database, http: httpx.Client, clinic: Login) -> None:
     lead = web_lead(db, "ivy@example.org", "Ivy Park")
     moved = post_form(http, LEADS, f"{LEADS}/{lead}/stage", {"stage": "contacted", "back": "board"})
-    assert moved.status_code == 303 and moved.headers["location"] == LEADS
+    assert moved.status_code == 303 and moved.headers["location"] == f"{LEADS}#lead-{lead}"  # back at its card
     board = http.get(LEADS).text
     assert "Lead moved from New to Contacted." in board
     column = board.split('id="col-contacted"')[1].split("</section>")[0]
@@ -144,7 +144,7 @@ def test_moving_a_lead_is_audited_and_a_bad_stage_is_an_error_beside_the_field(
     assert bad.status_code == 400
     assert "stage must be one of new, contacted, booked, attended, lost" in error_of(bad.text, f"stage-{lead}")
     assert lead_row(db, lead).stage == "contacted"
-    assert audits(db) == [("lead_stage_changed", f"lead {lead_row(db, lead).id}", "new -> contacted", clinic.email)]
+    assert audits(db) == [("lead_stage_changed", f"lead {lead}", "new -> contacted", clinic.email)]  # the page's number
 
 
 # Bookings ---------------------------------------------------------------------------------------------

@@ -135,7 +135,7 @@ def test_editing_a_step_saves_it_recompiles_and_audits(live_server: LiveServer, 
         service.enroll_contact(s, s.get(Sequence, welcome), "reader0@example.org", utcnow())  # type: ignore[arg-type]
     url = f"{BASE}/{welcome}/steps/welcome"
     page = marketing.get(url)
-    assert "1 contact is waiting for this step." in page.text and "sequences load" in page.text
+    assert "1 contact is waiting for this step." in page.text and "Saving makes the step's email again" in unescape(page.text)
     answer = post_form(marketing, url, url, step_form(live_server.db, welcome, "welcome",
                                                       subject="Welcome to the letter",
                                                       body="# Hello there\n\nA brand new first email.\n"))

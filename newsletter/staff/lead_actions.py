@@ -13,7 +13,9 @@ from subscribers.models import Lead
 
 
 def target(lead: Lead) -> str:
-    return f"lead {lead.id}"
+    """By the number the staff pages use for a lead (its contact's: /staff/leads/N), so an admin
+    reading the audit log finds the lead it names."""
+    return f"lead {lead.contact_id}"
 
 
 def move_stage(session: Session, lead: Lead, stage: str, *, actor: Actor) -> bool:

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 from newsletter import contact_records, optin
 from newsletter.contact_timeline import timeline
 from newsletter.errors import InputError, NotFound
+from newsletter.reports.charts import STAGE_LABELS
 from newsletter.staff import audit
 from newsletter.staff.audit import AuditAction
 from newsletter.staff.roles import Area
@@ -36,6 +37,7 @@ from newsletter.web.staff.render import page, redirect
 from subscribers import contacts as contact_service
 from subscribers import suppression
 from subscribers.contact_search import STATUS_FILTERS, ContactQuery, all_tags, search_contacts
+from subscribers.leads import stage_of_contact
 from subscribers.lists import all_lists, get_list
 from subscribers.models import Contact
 from subscribers.segments import get_segment, list_segments
@@ -217,7 +219,8 @@ def _export_page(request: Request, staff: Staff, status: int = 200, values: dict
     with request.app.state.db.session() as session:
         choices = _choices(session)
     return page(request, staff, "staff/contacts/export.html", status,
-                values=values or {"list": "", "segment": "", "include_suppressed": False},
+                values=values or {"list": request.app.state.settings.default_list, "segment": "",
+                                  "include_suppressed": False},
                 errors=errors or {}, **choices)
 
 
@@ -280,10 +283,12 @@ def _contact_page(request: Request, staff: Staff, contact_id: str, status: int =
         subscriptions = sorted(((s.mailing_list.slug, s.mailing_list.name, s) for s in contact.subscriptions),
                                key=lambda item: item[0])
         suppressed = suppression.reason_for(session, contact.email)
+        lead_stage = stage_of_contact(session, contact.id)
         values = {"tags": ", ".join(contact.tag_names), "fields": contact_service.fields_text(contact.custom_fields),
                   "reason": suppression.SuppressionReason.MANUAL.value, "note": "", **(given or {})}
         return page(request, staff, "staff/contacts/contact.html", status, contact=contact, history=history,
-                    subscriptions=subscriptions, suppressed=suppressed, older=older, values=values,
+                    subscriptions=subscriptions, suppressed=suppressed, lead_stage=lead_stage,
+                    stage_labels=STAGE_LABELS, older=older, values=values,
                     errors=errors or {},
                     reasons=[(r.value, r.value.replace("_", " ")) for r in suppression.STAFF_REASONS])
 

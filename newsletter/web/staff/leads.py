@@ -146,7 +146,8 @@ def move(request: Request, contact_id: str, stage: str = Form(""), back: str = F
         raise HTTPException(404, "no such lead") from None
     except InputError as exc:  # shown beside the stage field of the lead's page
         return _lead_page(request, staff, number, 400, errors={"stage": str(exc)})
-    to = LEADS if back == "board" else f"{LEADS}/{number}"
+    # Back on the board at the lead's card (now in its new column), so the keyboard carries on from there.
+    to = f"{LEADS}#lead-{number}" if back == "board" else f"{LEADS}/{number}"
     labels = charts.STAGE_LABELS
     if not changed:
         return redirect(request, to, f"The lead is already {labels[stage]}.")
