@@ -381,6 +381,8 @@ class Step(_Strict):
     @field_validator("key")
     @classmethod
     def _slug(cls, value: str) -> str:
+        if not value:
+            raise ValueError("a step needs a key: lower-case letters, digits and dashes, e.g. check-in")
         if not _KEY_RE.match(value):
             raise ValueError(f"{value!r} is not a key: use lower-case letters, digits and dashes")
         return value
