@@ -16,6 +16,9 @@ from newsletter.demo import DEMO_STAFF_EMAIL, DEMO_STAFF_PASSWORD, run_demo
 from newsletter.staff.models import AuditEntry, StaffUser
 from newsletter.staff.users import Attempt, Outcome, authenticate
 from newsletter.staff.throttle import Limits
+from subscribers.leads import STAGES
+from subscribers.models import Contact, Lead, Segment
+from tests.leadskit import plain_contact
 
 runner = CliRunner()
 
@@ -103,6 +106,29 @@ def test_the_demo_makes_its_admin_only_where_no_staff_user_exists(settings: Sett
     assert again.staff_login
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(StaffUser)) == 1
+
+
+def test_the_demo_gives_the_staff_pages_an_audience_once_and_only_in_a_database_without_contacts(
+        settings: Settings, db: Database, tmp_path) -> None:  # noqa: ANN001
+    def counts() -> tuple[int, set[str], int]:
+        with db.session() as s:
+            return (s.scalar(select(func.count()).select_from(Contact)) or 0, set(s.scalars(select(Lead.stage))),
+                    s.scalar(select(func.count()).select_from(Segment)) or 0)
+
+    first = run_demo(settings, db, tmp_path / "out")
+    contacts, stages, segments = counts()
+    assert first.audience and "demo contacts, leads and segments" in first.summary()
+    assert contacts >= 10 and stages == set(STAGES) and segments == 2  # every stage of the board has someone
+    again = run_demo(settings, db, tmp_path / "out")
+    assert not again.audience and counts() == (contacts, stages, segments)  # added once
+
+
+def test_the_demo_adds_nobody_to_a_database_with_contacts(settings: Settings, db: Database,
+                                                         tmp_path) -> None:  # noqa: ANN001
+    plain_contact(db)
+    assert not run_demo(settings, db, tmp_path / "out").audience
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Contact)) == 1
 
 
 def test_the_demo_leaves_a_real_install_without_a_known_password(settings: Settings, db: Database,

@@ -217,6 +217,7 @@ def test_unknown_and_mangled_ids_are_the_404_page(marketing: httpx.Client) -> No
                  f"{CONTACTS}/999/erase"):
         answer = marketing.get(path)
         assert answer.status_code == 404 and "This page does not exist" in answer.text, path
+        assert "Back to the staff home" in answer.text, path  # the staff app's own page: a way back
     for action in ("details", "suppress", "unsuppress", "export", "erase"):
         answer = marketing.post(f"{CONTACTS}/999/{action}", data={"csrf_token": form_token, "reason": "manual"})
         assert answer.status_code == 404, action

@@ -108,6 +108,25 @@ def test_the_lead_page_shows_what_a_call_needs_and_nothing_of_the_newsletter(
         assert hidden not in html, hidden
 
 
+
+def test_the_contact_and_lead_pages_link_each_other_for_a_role_that_may_open_both(
+        live_server: LiveServer, db: Database, http: httpx.Client) -> None:
+    lead = web_lead(db, "ivy@example.org", "Ivy Park")
+    reader = plain_contact(db)
+    contact_link, lead_link = f'href="/staff/contacts/{lead}"', f'href="/staff/leads/{lead}"'
+    assert contact_link not in http.get(f"{LEADS}/{lead}").text  # the clinic role may not open contacts
+    with client(live_server) as c:
+        sign_in(c, make_user(db, "ana@clinic.example", Role.ADMIN))
+        assert contact_link in c.get(f"{LEADS}/{lead}").text
+        assert lead_link in c.get(f"/staff/contacts/{lead}").text
+        assert "/staff/leads/" not in c.get(f"/staff/contacts/{reader}").text  # a reader is no lead
+        post_form(c, LEADS, f"{LEADS}/{lead}/stage", {"stage": "contacted", "back": "lead"})
+        assert f'<a href="/staff/leads/{lead}">lead {lead}</a>' in c.get("/staff/audit").text  # the log leads there
+    with client(live_server) as c:
+        sign_in(c, make_user(db, "mia@clinic.example", Role.MARKETING))
+        page = c.get(f"/staff/contacts/{lead}").text
+        assert "stage New" in page and lead_link not in page  # marketing may not open leads
+
 # The board --------------------------------------------------------------------------------------------
 
 

@@ -124,6 +124,7 @@ def test_count_without_javascript_then_save_edit_and_delete(live_server: LiveSer
     listing = http.get(SEGMENTS).text  # now known: no script needed
     assert re.search(r'la-confirmed</a></th>\s*<td class="count" data-segment="\d+">2</td>', listing)
     assert "segment-counts.js" not in listing
+    assert 'href="/staff/contacts?segment=la-confirmed"' in listing  # its contacts, one link away
     with live_server.db.session() as s:
         segment = s.scalar(select(Segment).where(Segment.name == "la-confirmed"))
         assert segment is not None and segment.definition == {"all": [{"list": "newsletter", "status": "confirmed"},

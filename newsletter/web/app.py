@@ -21,6 +21,7 @@ from newsletter.web.staff import account as staff_account
 from newsletter.web.staff import audit as staff_audit
 from newsletter.web.staff import contacts as staff_contacts
 from newsletter.web.staff import auth as staff_auth
+from newsletter.web.staff.render import page as staff_page
 from newsletter.web.staff import contact_imports as staff_contact_imports
 from newsletter.web.staff import segments as staff_segments
 from newsletter.web.staff import home as staff_home
@@ -93,6 +94,8 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def not_found(request: Request, exc: HTTPException) -> Response:
         # A mangled link (a path no route matches) gets a page a person can read, not JSON.
+        if exc.status_code == 404 and request.url.path.startswith("/staff/"):
+            return staff_page(request, None, "staff/not_found.html", 404)  # staff get a way back to their app
         if exc.status_code == 404:
             return pages.message(request, "This page does not exist", "The link may be incomplete: some email "
                                  "programs break long links across lines. Try copying the whole link.", 404)
