@@ -203,7 +203,7 @@ async def add_contact(request: Request, staff: Staff = Depends(audience)) -> Res
             audit.record(session, staff.user, AuditAction.CONTACT_ADDED, contact_records.contact_target(contact.id),
                          f"subscribed to {len(chosen)} list(s)" + (" as confirmed" if values["confirmed"] else ""))
             contact_id = contact.id
-            summary = "; ".join(f"{m.slug}: {OUTCOME_WORDS.get(r.state, r.state)}" for m, r in results)
+            summary = "; ".join(f"{m.name}: {OUTCOME_WORDS.get(r.state, r.state)}" for m, r in results)
     except NotFound as exc:
         return _new_page(request, staff, 400, values, {"lists": f"{exc}."})
     except InputError as exc:
