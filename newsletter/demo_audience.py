@@ -43,6 +43,7 @@ class Enquiry:
     source: str
     phone: str | None = None
     booked_in_days: int | None = None  # a booking this many days from now (negative: in the past)
+    days_ago: int = 0  # when they enquired, so the board and the funnel's months are not all one moment
 
 
 READERS = (
@@ -57,11 +58,13 @@ READERS = (
 )
 ENQUIRIES = (
     Enquiry("jordan.lee@example.org", "Jordan Lee", "new", "web_form", "+1 503 555 0142"),
-    Enquiry("priya.nair@example.org", "Priya Nair", "new", "referral"),
-    Enquiry("maya.okafor@example.org", "Maya Okafor", "contacted", "web_form", "+1 503 555 0117"),
-    Enquiry("omar.farouk@example.org", "Omar Farouk", "booked", "phone", "+1 206 555 0190", booked_in_days=5),
-    Enquiry("sam.rivera@example.org", "Sam Rivera", "attended", "web_form", "+1 503 555 0163", booked_in_days=-9),
-    Enquiry("grace.kim@example.org", "Grace Kim", "lost", "campaign"),
+    Enquiry("priya.nair@example.org", "Priya Nair", "new", "referral", days_ago=2),
+    Enquiry("maya.okafor@example.org", "Maya Okafor", "contacted", "web_form", "+1 503 555 0117", days_ago=6),
+    Enquiry("omar.farouk@example.org", "Omar Farouk", "booked", "phone", "+1 206 555 0190", booked_in_days=5,
+            days_ago=12),
+    Enquiry("sam.rivera@example.org", "Sam Rivera", "attended", "web_form", "+1 503 555 0163", booked_in_days=-9,
+            days_ago=30),
+    Enquiry("grace.kim@example.org", "Grace Kim", "lost", "campaign", days_ago=45),
 )
 PAUSED = "ben.kowalski@example.org"  # asked by phone not to be mailed for a while
 SEGMENTS = (
@@ -85,7 +88,9 @@ def seed_audience(session: Session, settings: Settings) -> bool:
     now = utcnow()
     for enquiry in ENQUIRIES:
         lead = add_lead(session, enquiry.email, default_timezone=zone, source=enquiry.source,
-                        consent_method="form", origin="staff", name=enquiry.name, phone=enquiry.phone).lead
+                        consent_method="form", origin="staff", name=enquiry.name, phone=enquiry.phone,
+                        preferred_contact="phone" if enquiry.phone else None).lead
+        lead.requested_at = now - timedelta(days=enquiry.days_ago)
         if enquiry.booked_in_days is not None:
             record_booking(session, lead, booked_for=now + timedelta(days=enquiry.booked_in_days), origin="staff",
                            external_id=None)
