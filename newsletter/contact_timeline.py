@@ -38,6 +38,7 @@ class Entry:
     kind: str  # consent | delivery | open | click | event | lead | booking | suppression
     title: str
     detail: str = ""
+    about: str | None = None  # the issue or sequence it came from, named as the audit log names it ("issue 3")
 
 
 @dataclass(frozen=True)
@@ -75,18 +76,24 @@ def _email_name(issue_subject: str | None, sequence: str | None, step: str | Non
     return "an email no longer stored"
 
 
+def _about(issue_id: int | None, sequence_id: int | None) -> str | None:
+    return f"issue {issue_id}" if issue_id is not None else f"sequence {sequence_id}" if sequence_id is not None else None
+
+
 def _deliveries(session: Session, contact: Contact, cursor: datetime | None, limit: int) -> list[Entry]:
-    stmt = (select(Delivery, Issue.subject, Sequence.name, SequenceStep.subject)
+    stmt = (select(Delivery, Issue.subject, Sequence.name, SequenceStep.subject, Issue.id, Sequence.id)
             .outerjoin(Issue, Issue.id == Delivery.issue_id)
             .outerjoin(SequenceStep, SequenceStep.id == Delivery.step_id)
             .outerjoin(Sequence, Sequence.id == SequenceStep.sequence_id)
             .where(Delivery.contact_id == contact.id))
     entries = []
-    for delivery, subject, sequence, step in session.execute(_page(stmt, Delivery.created_at, cursor, limit)):
+    for delivery, subject, sequence, step, issue_id, sequence_id in session.execute(
+            _page(stmt, Delivery.created_at, cursor, limit)):
         detail = f"state: {delivery.status}"
         if delivery.submitted_at:
             detail += f", accepted by the provider {delivery.submitted_at:%Y-%m-%d %H:%M} UTC"
-        entries.append(Entry(delivery.created_at, "delivery", f"Email: {_email_name(subject, sequence, step)}", detail))
+        entries.append(Entry(delivery.created_at, "delivery", f"Email: {_email_name(subject, sequence, step)}", detail,
+                             _about(issue_id, sequence_id)))
     return entries
 
 

@@ -190,6 +190,7 @@ def test_the_timeline_shows_consent_deliveries_opens_clicks_bookings_and_suppres
                  "Asked for a consultation"):
         assert text in timeline, text
     assert "Lift the suppression" in page and "Rosa Marin" in page
+    assert f'<a href="/staff/issues/{seeded.issue_id}">Open the issue</a>' in timeline  # where the email came from
 
 
 def test_a_long_history_is_paged_newest_first(any_server: LiveServer, marketing: httpx.Client) -> None:

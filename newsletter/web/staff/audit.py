@@ -32,17 +32,6 @@ def _start_of(day: date | None) -> datetime | None:
     return datetime.combine(day, time(), tzinfo=timezone.utc) if day else None
 
 
-# The staff page of what an entry names ("issue 3" -> /staff/issues/3): the log is read to find the
-# thing itself. An erased contact or a deleted segment answers "not found", which is also true.
-TARGET_PAGES = {"contact": "/staff/contacts/", "lead": "/staff/leads/", "issue": "/staff/issues/",
-                "post": "/staff/posts/", "sequence": "/staff/sequences/", "segment": "/staff/segments/"}
-
-
-def target_page(target: str | None) -> str | None:
-    kind, _, number = (target or "").partition(" ")
-    return TARGET_PAGES[kind] + number if kind in TARGET_PAGES and number.isdigit() else None
-
-
 @router.get("/staff/audit")
 def audit_page(request: Request, action: str = "", actor: str = "", since: str = "", until: str = "",
                before: str = "", staff: Staff = Depends(Require(Area.AUDIT))) -> Response:
@@ -71,4 +60,4 @@ def audit_page(request: Request, action: str = "", actor: str = "", since: str =
                 action_options=[("", "Any action")] + [(a.value, a.value.replace("_", " ")) for a in AuditAction],
                 actor_options=[("", "Anyone")] + [(a, a) for a in actors],
                 values={"action": action, "actor": actor, "since": since, "until": until},
-                errors=errors, page_link=page_link, target_page=target_page)
+                errors=errors, page_link=page_link)

@@ -22,6 +22,19 @@ from newsletter.web.staff.routes import staff_routes
 templates = Jinja2Templates(directory=f"{templates_dir()}/web")
 FLASH = "staff_flash"
 
+# The staff page of a thing named as the audit log names it ("issue 3" -> /staff/issues/3), for links
+# from the log and from a contact's timeline. An erased contact or a deleted segment is "not found".
+THING_PAGES = {"contact": "/staff/contacts/", "lead": "/staff/leads/", "issue": "/staff/issues/",
+               "post": "/staff/posts/", "sequence": "/staff/sequences/", "segment": "/staff/segments/"}
+
+
+def page_of(thing: str | None) -> str | None:
+    kind, _, number = (thing or "").partition(" ")
+    return THING_PAGES[kind] + number if kind in THING_PAGES and number.isdigit() else None
+
+
+templates.env.globals["page_of"] = page_of
+
 
 @dataclass(frozen=True)
 class AreaPage:
