@@ -251,7 +251,7 @@ def test_the_page_saves_a_section_and_shows_errors_beside_fields(live_server: Li
         bad = post_section(c, "limits", {"rate_per_second": "-1", "rate_per_day": "lots",
                                          "frequency_cap_hours": "24", "test_send_limit": "5"})
         assert bad.status_code == 400
-        assert 'aria-describedby="rate_per_second-hint rate_per_second-error" aria-invalid="true"' in bad.text
+        assert 'aria-describedby="rate_per_second-hint rate_per_second-error rate_per_second-source" aria-invalid="true"' in bad.text
         assert '<p class="error" id="rate_per_second-error">Give a number of 0 or more.</p>' in bad.text
         assert '<p class="error" id="rate_per_day-error">Give a whole number, such as 500.</p>' in bad.text
         assert 'value="lots"' in bad.text  # what was typed comes back
@@ -295,6 +295,8 @@ def test_the_page_says_when_the_environment_wins(pinned_server: LiveServer, db: 
     assert wins in page  # in the answer, and beside the field
     assert page.count(wins) == 2 and "(#5a2d82) waits until it is removed" in page
     assert 'id="accent_colour" name="accent_colour" type="text" value="#2b4c7e"' in page  # the value in use
+    # ...and read with the field by a screen reader, with what is in use.
+    assert 'aria-describedby="accent_colour-hint accent_colour-source accent_colour-wins"' in page
     assert pinned_server.app.state.settings.accent_colour == "#2b4c7e"
 
 
