@@ -53,8 +53,9 @@ def test_a_new_lead_is_called_booked_and_counted(browser, live_server: LiveServe
     jo_card = page.locator("li.card", has_text="Jo Lin")
     jo_card.get_by_label("Move to stage").select_option("contacted")
     jo_card.get_by_role("button", name="Move Jo Lin").click()
-    page.wait_for_url(live_server.url + "/staff/leads")
+    page.wait_for_url(live_server.url + "/staff/leads#lead-*")  # back at the card, now in its new column
     assert page.get_by_role("status").inner_text() == "Lead moved from New to Contacted."
+    assert page.evaluate("document.activeElement.textContent").count("Jo Lin")  # the keyboard carries on there
     assert "Jo Lin" in page.get_by_role("region", name="Contacted").inner_text()
 
     # The follow-up list: Ivy, and why.

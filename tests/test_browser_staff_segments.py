@@ -90,7 +90,7 @@ def test_build_a_segment_and_see_its_count(browser: Any, live_server: LiveServer
     _visited(page, "staff-segments-list")
 
     # Open it again: the rows come back with the count; a bad list is shown beside its condition.
-    page.get_by_role("link", name="la-confirmed").click()
+    page.get_by_role("link", name="la-confirmed", exact=True).click()
     assert page.locator("#segment-count").inner_text() == "2 mailable contacts"
     assert page.locator("#key-1").input_value() == "clinic"
     page.locator("#value-0").fill("newsleter")
