@@ -275,7 +275,7 @@ def test_adding_refuses_bad_input_beside_each_field_and_stores_nothing(any_serve
                                                      "timezone": "Mars/Olympus", "fields": "no colon here"})
     assert answer.status_code == 400
     assert "IANA time zone" in field_error(answer.text, "timezone")
-    assert "line 1" in field_error(answer.text, "fields")
+    assert "Line 1" in field_error(answer.text, "fields")
     assert "Choose at least one list." in answer.text
     answer = marketing.post(CONTACTS + "/new", data={"csrf_token": form_token, "email": "not an address",
                                                      "lists": "newsletter", "timezone": "UTC"})
@@ -314,7 +314,7 @@ def test_editing_tags_and_fields_replaces_them_once_audited(any_server: LiveServ
     bad = marketing.post(page + "/details", data={"csrf_token": token(marketing, page), "tags": "x" * 101,
                                                    "fields": "ok: 1\n: no key"})
     assert bad.status_code == 400 and "1 to 100 characters" in field_error(bad.text, "tags")
-    assert "line 2" in field_error(bad.text, "fields") and ": no key" in bad.text
+    assert "Line 2" in field_error(bad.text, "fields") and ": no key" in bad.text
 
 
 def test_suppress_and_unsuppress_are_audited(any_server: LiveServer, marketing: httpx.Client) -> None:

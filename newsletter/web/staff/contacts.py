@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 from newsletter import contact_records, optin
 from newsletter.contact_timeline import timeline
 from newsletter.errors import InputError, NotFound
+from newsletter.issues import sentence
 from newsletter.reports.charts import STAGE_LABELS
 from newsletter.staff import audit
 from newsletter.staff.audit import AuditAction
@@ -95,7 +96,7 @@ def _list_page(request: Request, staff: Staff, query: ContactQuery, before: int 
             listing = search_contacts(session, query, before=before)
         except (InputError, NotFound) as exc:
             listing = None
-            errors["q" if searched and query.term else "filters"] = f"{exc}."
+            errors["q" if searched and query.term else "filters"] = sentence(str(exc))
     return page(request, staff, "staff/contacts/list.html", 400 if errors else 200, query=query, listing=listing,
                 errors=errors, searched=searched, first_page=_filtered_path(query), **choices)
 
@@ -148,7 +149,7 @@ def _tags_and_fields(values: dict[str, Any], errors: dict[str, str]) -> tuple[li
         try:
             parsed[key] = parse(values[key])
         except InputError as exc:
-            errors[key] = f"{exc}."
+            errors[key] = sentence(str(exc))
     return parsed.get("tags", []), parsed.get("fields", {})
 
 
@@ -184,7 +185,7 @@ async def add_contact(request: Request, staff: Staff = Depends(audience)) -> Res
         try:
             contact_service.check_timezone(values["timezone"])
         except InputError as exc:
-            errors["timezone"] = f"{exc}."
+            errors["timezone"] = sentence(str(exc))
     if errors:
         return _new_page(request, staff, 400, values, errors)
     settings = request.app.state.settings
@@ -205,9 +206,9 @@ async def add_contact(request: Request, staff: Staff = Depends(audience)) -> Res
             contact_id = contact.id
             summary = "; ".join(f"{m.name}: {OUTCOME_WORDS.get(r.state, r.state)}" for m, r in results)
     except NotFound as exc:
-        return _new_page(request, staff, 400, values, {"lists": f"{exc}."})
+        return _new_page(request, staff, 400, values, {"lists": sentence(str(exc))})
     except InputError as exc:
-        return _new_page(request, staff, 400, values, {"email": f"{exc}."})
+        return _new_page(request, staff, 400, values, {"email": sentence(str(exc))})
     return redirect(request, _contact_path(contact_id), f"Contact saved. {summary}.")
 
 
@@ -243,7 +244,7 @@ def export_csv(request: Request, list_slug: str = Form("", alias="list"), segmen
                 if value:
                     find(session, value)
             except NotFound as exc:
-                errors[key] = f"{exc}."
+                errors[key] = sentence(str(exc))
     if errors:
         return _export_page(request, staff, 400, values, errors)
     folder = Path(tempfile.mkdtemp(prefix="contacts-export-"))
