@@ -139,7 +139,7 @@ def test_empty_search_goes_to_the_filters_page_and_filters_are_get_parameters(an
     assert found_ids(marketing.get(CONTACTS + "?status=active").text) == [c, b, a]
     assert found_ids(search(marketing, "b@", list="clinic-news").text) == [b]
     unknown = marketing.get(CONTACTS + "?list=nope")
-    assert unknown.status_code == 400 and "there is no list" in unescape(unknown.text)
+    assert unknown.status_code == 400 and "There is no list" in unescape(unknown.text)
     assert marketing.get(CONTACTS + "?status=zzz").status_code == 400
 
 
