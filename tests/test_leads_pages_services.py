@@ -1,6 +1,6 @@
 """The services under the Leads pages, on SQLite and PostgreSQL: a stage's leads paged by keyset, a
 contact's lead (or NotFound), a date and time typed in the clinic's zone (daylight saving changes
-included), the funnel by month in that zone, the follow-up list's reason (which email was clicked),
+included), the funnel by month in that zone, the follow-up list's reason (which email was clicked or opened),
 and the emails sent to a lead with human opens and clicks only."""
 
 from __future__ import annotations
@@ -109,10 +109,34 @@ def test_the_follow_up_reason_names_the_email(any_db: Database) -> None:
                     machine=False, source="sendgrid", occurred_at=now - timedelta(hours=1)))
     with any_db.session() as s:
         report = follow_up_report(s, now=now)
-    assert [(w.name, w.reason.label, w.reason.email, w.timezone, w.requested_time, w.contact_id)
-            for w in report.leads] == [
-        ("Jo", "", "lead-nurture / welcome", "America/Chicago", "weekday_mornings", jo),
-        ("Ivy", "Book a consultation", "Small steps", "America/Chicago", "weekday_mornings", ivy)]
+    assert [(w.name, w.reason.kind, w.reason.links, w.reason.email, w.timezone, w.requested_time, w.contact_id)
+            for w in report.leads] == [  # Jo's provider click carries only the URL: a booking button's
+        ("Jo", "booking_click", [BOOK_URL], "lead-nurture / welcome", "America/Chicago", "weekday_mornings", jo),
+        ("Ivy", "booking_click", ["Book a consultation"], "Small steps", "America/Chicago", "weekday_mornings", ivy)]
+
+
+def test_an_open_is_a_follow_up_reason_and_a_machine_open_is_not(any_db: Database) -> None:
+    ivy, jo = web_lead(any_db, "ivy@example.org", "Ivy"), web_lead(any_db, "jo@example.org", "Jo")
+    now = datetime.now(UTC).replace(microsecond=0)
+    with any_db.session() as s:  # Ivy opened a sequence's step; only Apple's proxy opened Jo's
+        sequence = Sequence(name="lead-nurture", trigger_type="lead_created", definition={})
+        s.add(sequence)
+        s.flush()
+        step = SequenceStep(sequence_id=sequence.id, key="welcome", position=1, delay_seconds=0,
+                            subject="Welcome", html="x", text="x")
+        s.add(step)
+        s.flush()
+        for contact, machine in ((ivy, False), (jo, True)):
+            delivery = Delivery(step_id=step.id, contact_id=contact, status="delivered", due_at=now, submitted_at=now)
+            s.add(delivery)
+            s.flush()
+            s.add(Event(delivery_id=delivery.id, contact_id=contact, step_id=step.id, type="open", machine=machine,
+                        source="first_party", occurred_at=now - timedelta(hours=3)))
+    with any_db.session() as s:
+        report = follow_up_report(s, now=now)
+    assert [(w.name, w.reason.kind, w.reason.email, w.reason.at, w.last_click_at) for w in report.leads] == [
+        ("Ivy", "opened", "lead-nurture / welcome", now - timedelta(hours=3), None)]
+    assert report.leads[0].reason.text("3 hours ago") == "opened “lead-nurture / welcome” 3 hours ago"
 
 
 def test_the_emails_of_a_lead_count_people_not_machines(any_db: Database) -> None:
