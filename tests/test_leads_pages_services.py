@@ -18,7 +18,7 @@ from newsletter.reports.lead_emails import lead_emails
 from subscribers import leads
 from subscribers.errors import InputError, NotFound
 from subscribers.models import Lead
-from tests.leadskit import BOOK_URL, booking_click, plain_contact, web_lead
+from tests.leadskit import BOOK_URL, booking_click, opened, plain_contact, web_lead
 
 LA = "America/Los_Angeles"
 
@@ -153,3 +153,20 @@ def test_the_emails_of_a_lead_count_people_not_machines(any_db: Database) -> Non
     assert [(e.name, e.status, e.opens, e.clicks, e.last_clicked) for e in emails] == [
         ("Small steps", "delivered", 1, 1, "Book a consultation")]
     assert emails[0].sent_at is not None and emails[0].sent_at.tzinfo is not None
+
+
+def test_the_follow_up_list_pages_by_keyset_with_ties_on_the_time(any_db: Database) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    contacts = [web_lead(any_db, f"p{n}@example.org", f"P{n}") for n in range(5)]
+    for n, contact in enumerate(contacts):  # P3 and P4 the latest, at the same moment; then P2, P1, P0
+        opened(any_db, contact, f"Issue {n}", at=now - timedelta(hours=max(0, 3 - n)))
+    seen, after, totals = [], None, set()
+    with any_db.session() as s:
+        while True:
+            report = follow_up_report(s, now=now, limit=2, after=after)
+            seen.append([w.name for w in report.leads])
+            totals.add(report.total)
+            if report.more is None:
+                break
+            after = report.more
+    assert seen == [["P4", "P3"], ["P2", "P1"], ["P0"]] and totals == {5}

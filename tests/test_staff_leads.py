@@ -229,3 +229,21 @@ def test_follow_up_says_why_and_a_booking_takes_them_off(live_server: LiveServer
     assert funnel.count("<svg") == 2 and "<title" in funnel and "<desc" in funnel
     month = datetime.now(UTC).strftime("%Y-%m")
     assert month in funnel and "web form" in funnel
+
+
+def test_follow_up_pages_by_keyset(live_server: LiveServer, db: Database, http: httpx.Client,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("newsletter.web.staff.leads.FOLLOW_UP_PAGE", 2)
+    now = utcnow()
+    for n in range(5):  # Lea0 opened most recently
+        opened(db, web_lead(db, f"lea{n}@example.org", f"Lea{n}"), f"Issue {n}", at=now - timedelta(hours=n + 1))
+    names = re.compile(r"Lea\d")
+    next_page = re.compile(r'href="(/staff/leads/follow-up\?after=[^"]+)" rel="next"')
+    first = http.get(f"{LEADS}/follow-up").text
+    assert names.findall(first) == ["Lea0", "Lea1"] and "5 warm leads; this page shows 2 of them." in first
+    second = http.get(next_page.search(first).group(1)).text  # type: ignore[union-attr]
+    assert names.findall(second) == ["Lea2", "Lea3"] and "Most recent leads" in second
+    third = http.get(next_page.search(second).group(1)).text  # type: ignore[union-attr]
+    assert names.findall(third) == ["Lea4"] and 'rel="next"' not in third
+    nonsense = http.get(f"{LEADS}/follow-up", params={"after": "yesterday"})
+    assert nonsense.status_code == 200 and names.findall(nonsense.text) == ["Lea0", "Lea1"]

@@ -19,8 +19,11 @@ Definitions:
   reason, what was clicked (the booking button first, then the most recent), the last click and
   the last open; most recent activity (any human open or click) first, ties by lead id, newest first.
 
-All of it comes from one statement over the events by contact (index ``contact, type, machine,
-time``), grouped per lead, kind, link and email, plus one read of the warm leads' details.
+How it is read: one statement finds every warm lead and its last activity (human opens and clicks
+in the window, by the events' indexes on kind and time or on contact, kind and time), which gives
+the order and the total; then, for the leads shown only (all of them for the command, a page of
+``limit`` after a ``Cursor`` for the staff page: keyset paging, never an OFFSET), their events by
+contact (index ``contact, type, machine, time``) grouped per kind, link and email, and their details.
 This list is for clinic staff, so it shows addresses and phone numbers; nothing here logs them.
 """
 
@@ -30,12 +33,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, literal, select
+from sqlalchemy import ColumnElement, exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from newsletter.errors import InputError
 from newsletter.models import Event, Issue, Link, Sequence, SequenceStep
 from newsletter.reports.email_stats import HUMAN, flag, is_booking_click, without_jit
+from newsletter.staff.audit import Cursor
 from subscribers.models import Booking, Contact, Lead
 from subscribers.states import EventType
 
@@ -134,9 +138,12 @@ class FollowUpReport:
     days: int
     since: datetime
     leads: list[WarmLead]
+    total: int = 0  # warm leads in all; ``leads`` is the page of them asked for
+    more: Cursor | None = None  # where the next page starts (None: these are the last)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"days": self.days, "since": self.since, "leads": [lead.as_dict() for lead in self.leads]}
+        return {"days": self.days, "since": self.since, "total": self.total,
+                "leads": [lead.as_dict() for lead in self.leads]}
 
 
 @dataclass
@@ -156,48 +163,69 @@ def _email_name(subject: str | None, sequence: str | None, step: str | None) -> 
     return subject or (f"{sequence} / {step}" if sequence else "")
 
 
-def _activity(session: Session, since: datetime, now: datetime) -> dict[int, _Activity]:
-    """Human opens and clicks of not-booked leads in the window, per lead: one statement, grouped
-    per (lead, kind, link target, email), so repeated opens of one email are one row."""
-    target = func.coalesce(Link.url, Event.url, literal(""))
+def _warm(session: Session, since: datetime, now: datetime) -> list[tuple[datetime, int, int]]:
+    """Every warm lead as (last activity, lead id, contact id), most recent first (ties: the newer lead)."""
     booked_since_enquiry = exists().where(Booking.lead_id == Lead.id, Booking.recorded_at >= Lead.requested_at)
     query = (
-        select(Lead.id.label("lead_id"), Event.type, target.label("url"),
-               func.max(func.coalesce(Link.label, "")).label("label"),
-               flag(is_booking_click(Event.url)).label("is_booking"), func.count().label("times"),
-               func.max(Event.occurred_at).label("last_at"), Issue.subject, Sequence.name, SequenceStep.key)
+        select(func.max(Event.occurred_at), Lead.id, Lead.contact_id)
         .select_from(Lead)
         # Events by their contact: an open or click carries it exactly when it carries its delivery
-        # (never under anonymous tracking). Read by index, per lead (contact, type, machine, time).
+        # (never under anonymous tracking).
         .join(Event, Event.contact_id == Lead.contact_id)
-        .outerjoin(Link, Link.id == Event.link_id)
-        .outerjoin(Issue, Issue.id == Event.issue_id)
-        .outerjoin(SequenceStep, SequenceStep.id == Event.step_id)
-        .outerjoin(Sequence, Sequence.id == SequenceStep.sequence_id)
-        .where(Lead.stage.in_(NOT_BOOKED), ~booked_since_enquiry,
-               Event.type.in_(WARMING), HUMAN, Event.occurred_at >= since, Event.occurred_at <= now)
-        .group_by(Lead.id, Event.type, target, Event.issue_id, Event.step_id, Issue.subject, Sequence.name,
-                  SequenceStep.key)
+        .where(Lead.stage.in_(NOT_BOOKED), ~booked_since_enquiry, *_warming(since, now))
+        .group_by(Lead.id, Lead.contact_id)
     )
+    return sorted(((at, lead_id, contact_id) for at, lead_id, contact_id in session.execute(query)), reverse=True)
+
+
+def _warming(since: datetime, now: datetime) -> tuple[ColumnElement[bool], ...]:
+    return Event.type.in_(WARMING), HUMAN, Event.occurred_at >= since, Event.occurred_at <= now
+
+
+def _activity(session: Session, lead_of: dict[int, int], since: datetime, now: datetime) -> dict[int, _Activity]:
+    """The human opens and clicks in the window of the leads shown (``lead_of``: contact id -> lead
+    id), read by their contacts' index and grouped per (contact, kind, link target, email), so
+    repeated opens of one email are one row."""
+    target = func.coalesce(Link.url, Event.url, literal(""))
+    contacts = sorted(lead_of)
     found: dict[int, _Activity] = {}
-    for row in session.execute(query):
-        activity = found.setdefault(row.lead_id, _Activity())
-        email = _email_name(row.subject, row.name, row.key)
-        if row.type == EventType.OPEN:
-            if activity.opened is None or row.last_at > activity.opened[0]:
-                activity.opened = (row.last_at, email)
-            continue
-        link = activity.links.get(row.url)
-        if link is None:
-            activity.links[row.url] = ClickedLink(row.url, row.label or "", bool(row.is_booking), int(row.times),
-                                                  row.last_at, email)
-            continue
-        link.clicks += int(row.times)  # the same target in another email
-        link.label = max(link.label, row.label or "")
-        link.is_booking = link.is_booking or bool(row.is_booking)
-        if row.last_at > link.last_at:
-            link.last_at, link.email = row.last_at, email
+    for start in range(0, len(contacts), _CHUNK):
+        query = (
+            select(Event.contact_id, Event.type, target.label("url"),
+                   func.max(func.coalesce(Link.label, "")).label("label"),
+                   flag(is_booking_click(Event.url)).label("is_booking"), func.count().label("times"),
+                   func.max(Event.occurred_at).label("last_at"), Issue.subject, Sequence.name, SequenceStep.key)
+            .outerjoin(Link, Link.id == Event.link_id)
+            .outerjoin(Issue, Issue.id == Event.issue_id)
+            .outerjoin(SequenceStep, SequenceStep.id == Event.step_id)
+            .outerjoin(Sequence, Sequence.id == SequenceStep.sequence_id)
+            .where(Event.contact_id.in_(contacts[start:start + _CHUNK]), *_warming(since, now))
+            .group_by(Event.contact_id, Event.type, target, Event.issue_id, Event.step_id, Issue.subject,
+                      Sequence.name, SequenceStep.key)
+        )
+        for row in session.execute(query):
+            _fold(found.setdefault(lead_of[row.contact_id], _Activity()), row)
     return found
+
+
+def _fold(activity: _Activity, row: Any) -> None:
+    """One grouped row into its lead's activity: the latest open; per link target, the clicks over
+    all emails and the email of the latest."""
+    email = _email_name(row.subject, row.name, row.key)
+    if row.type == EventType.OPEN:
+        if activity.opened is None or row.last_at > activity.opened[0]:
+            activity.opened = (row.last_at, email)
+        return
+    link = activity.links.get(row.url)
+    if link is None:
+        activity.links[row.url] = ClickedLink(row.url, row.label or "", bool(row.is_booking), int(row.times),
+                                              row.last_at, email)
+        return
+    link.clicks += int(row.times)
+    link.label = max(link.label, row.label or "")
+    link.is_booking = link.is_booking or bool(row.is_booking)
+    if row.last_at > link.last_at:
+        link.last_at, link.email = row.last_at, email
 
 
 def _details(session: Session, lead_ids: list[int]) -> dict[int, Any]:
@@ -213,24 +241,33 @@ def _details(session: Session, lead_ids: list[int]) -> dict[int, Any]:
     return rows
 
 
-def follow_up_report(session: Session, *, now: datetime, days: int = DEFAULT_DAYS) -> FollowUpReport:
+def follow_up_report(session: Session, *, now: datetime, days: int = DEFAULT_DAYS, limit: int | None = None,
+                     after: Cursor | None = None) -> FollowUpReport:
+    """The warm leads, most recent first: all of them, or ``limit`` of them from just after ``after``."""
     if days < 1:
         raise InputError(f"--days must be at least 1, not {days}")
     without_jit(session)
     since = now - timedelta(days=days)
-    warm = _activity(session, since, now)
-    details = _details(session, sorted(warm))
+    warm = _warm(session, since, now)
+    shown = [w for w in warm if after is None or (w[0], w[1]) < (after.at, after.id)]
+    more = None
+    if limit is not None and len(shown) > limit:
+        shown = shown[:limit]
+        more = Cursor(shown[-1][0], shown[-1][1])
+    activity = _activity(session, {contact_id: lead_id for _, lead_id, contact_id in shown}, since, now)
+    details = _details(session, sorted(activity))
     leads = []
-    for lead_id, activity in warm.items():
-        d = details[lead_id]
-        links = sorted(activity.links.values(), key=lambda c: (not c.is_booking, -c.last_at.timestamp(), c.url))
+    for _, lead_id, _ in shown:
+        if lead_id not in activity or lead_id not in details:
+            continue  # erased between the two reads
+        d, seen = details[lead_id], activity[lead_id]
+        links = sorted(seen.links.values(), key=lambda c: (not c.is_booking, -c.last_at.timestamp(), c.url))
         leads.append(WarmLead(
             lead_id, d.name, d.email, d.phone, d.preferred_contact, d.source, d.stage,
-            last_active_at=activity.last_at,
+            last_active_at=seen.last_at,
             last_click_at=max((c.last_at for c in links), default=None),
             booking_click=any(c.is_booking for c in links), links_clicked=len(links), clicked=links,
-            last_opened_at=activity.opened[0] if activity.opened else None,
-            opened_email=activity.opened[1] if activity.opened else "",
+            last_opened_at=seen.opened[0] if seen.opened else None,
+            opened_email=seen.opened[1] if seen.opened else "",
             contact_id=d.contact_id, timezone=d.timezone, requested_time=d.requested_time))
-    leads.sort(key=lambda lead: (lead.last_active_at, lead.lead_id), reverse=True)
-    return FollowUpReport(days, since, leads)
+    return FollowUpReport(days, since, leads, len(warm), more)
