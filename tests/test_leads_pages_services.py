@@ -6,9 +6,11 @@ and the emails sent to a lead with human opens and clicks only."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from newsletter.database import Database
 from newsletter.models import Delivery, Event, Sequence, SequenceStep
@@ -90,23 +92,30 @@ def test_the_funnel_by_month_is_in_the_clinic_time_zone(any_db: Database) -> Non
     assert local.as_dict()["by_month"]["2026-12"]["booked"] == 1
 
 
+def _step_event(s: Session, contact_id: int, now: datetime, **event: Any) -> None:
+    """Step "welcome" of sequence "lead-nurture" (made once) sent to ``contact_id``, and ``event`` about it."""
+    sequence = s.scalar(select(Sequence).where(Sequence.name == "lead-nurture"))
+    if sequence is None:
+        sequence = Sequence(name="lead-nurture", trigger_type="lead_created", definition={})
+        s.add(sequence)
+        s.flush()
+        s.add(SequenceStep(sequence_id=sequence.id, key="welcome", position=1, delay_seconds=0,
+                           subject="Welcome", html="x", text="x"))
+        s.flush()
+    step = s.scalar(select(SequenceStep).where(SequenceStep.sequence_id == sequence.id))
+    delivery = Delivery(step_id=step.id, contact_id=contact_id, status="delivered", due_at=now, submitted_at=now)
+    s.add(delivery)
+    s.flush()
+    s.add(Event(delivery_id=delivery.id, contact_id=contact_id, step_id=step.id, **event))
+
+
 def test_the_follow_up_reason_names_the_email(any_db: Database) -> None:
     ivy, jo = web_lead(any_db, "ivy@example.org", "Ivy"), web_lead(any_db, "jo@example.org", "Jo")
     now = datetime.now(UTC)
     booking_click(any_db, ivy, "Small steps", at=now - timedelta(hours=3))
     with any_db.session() as s:  # Jo clicked the button in a sequence's step
-        sequence = Sequence(name="lead-nurture", trigger_type="lead_created", definition={})
-        s.add(sequence)
-        s.flush()
-        step = SequenceStep(sequence_id=sequence.id, key="welcome", position=1, delay_seconds=0,
-                            subject="Welcome", html="x", text="x")
-        s.add(step)
-        s.flush()
-        delivery = Delivery(step_id=step.id, contact_id=jo, status="delivered", due_at=now, submitted_at=now)
-        s.add(delivery)
-        s.flush()
-        s.add(Event(delivery_id=delivery.id, contact_id=jo, step_id=step.id, url=BOOK_URL, type="click",
-                    machine=False, source="sendgrid", occurred_at=now - timedelta(hours=1)))
+        _step_event(s, jo, now, url=BOOK_URL, type="click", machine=False, source="sendgrid",
+                    occurred_at=now - timedelta(hours=1))
     with any_db.session() as s:
         report = follow_up_report(s, now=now)
     assert [(w.name, w.reason.kind, w.reason.links, w.reason.email, w.timezone, w.requested_time, w.contact_id)
@@ -119,19 +128,9 @@ def test_an_open_is_a_follow_up_reason_and_a_machine_open_is_not(any_db: Databas
     ivy, jo = web_lead(any_db, "ivy@example.org", "Ivy"), web_lead(any_db, "jo@example.org", "Jo")
     now = datetime.now(UTC).replace(microsecond=0)
     with any_db.session() as s:  # Ivy opened a sequence's step; only Apple's proxy opened Jo's
-        sequence = Sequence(name="lead-nurture", trigger_type="lead_created", definition={})
-        s.add(sequence)
-        s.flush()
-        step = SequenceStep(sequence_id=sequence.id, key="welcome", position=1, delay_seconds=0,
-                            subject="Welcome", html="x", text="x")
-        s.add(step)
-        s.flush()
         for contact, machine in ((ivy, False), (jo, True)):
-            delivery = Delivery(step_id=step.id, contact_id=contact, status="delivered", due_at=now, submitted_at=now)
-            s.add(delivery)
-            s.flush()
-            s.add(Event(delivery_id=delivery.id, contact_id=contact, step_id=step.id, type="open", machine=machine,
-                        source="first_party", occurred_at=now - timedelta(hours=3)))
+            _step_event(s, contact, now, type="open", machine=machine, source="first_party",
+                        occurred_at=now - timedelta(hours=3))
     with any_db.session() as s:
         report = follow_up_report(s, now=now)
     assert [(w.name, w.reason.kind, w.reason.email, w.reason.at, w.last_click_at) for w in report.leads] == [
