@@ -196,6 +196,10 @@ class LiveSettings:
     def stale(self) -> bool:
         return self.clock() >= self._next
 
+    def current_or_base(self) -> Settings:
+        """The settings last built (the base until the first look), without looking again."""
+        return self._settings
+
     def current(self, session: Session | None = None) -> Settings:
         return self.refresh(session) if self.stale() else self._settings
 
@@ -204,8 +208,8 @@ class LiveSettings:
         try:
             if session is not None:
                 stored = stored_values(session)
-            else:
-                with self.db.session() as own:
+            else:  # a read beside any writer (SQLite: a deferred BEGIN that never waits for the lock)
+                with self.db.snapshot() as own:
                     stored = stored_values(own)
         except SQLAlchemyError:  # an outage, or a schema not yet upgraded: keep what we have
             log.warning("stored settings could not be read; keeping the settings in use", exc_info=True)
@@ -227,7 +231,7 @@ def at_start(settings: Settings) -> Settings:
         return settings
     db = Database.from_settings(settings)
     try:
-        with db.session() as session:
+        with db.snapshot() as session:
             stored = stored_values(session)
     except SQLAlchemyError:
         return settings

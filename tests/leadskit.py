@@ -1,9 +1,12 @@
-"""Helpers for the Leads pages' tests: a lead made as the website's form makes one, and a person's
-click on an email's "Book a consultation" button (an issue, its delivery to the lead, the event)."""
+"""Helpers for the Leads pages' tests: a lead made as the website's form makes one, a person's
+click on an email's "Book a consultation" button (an issue, its delivery to the lead, the events),
+and an email only opened."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
 
 from newsletter.database import Database
 from newsletter.models import Delivery, Event, Issue, Link, Post
@@ -34,24 +37,37 @@ def plain_contact(db: Database, email: str = "reader@example.org") -> int:
         return contact.id
 
 
+def _sent_issue(s: Session, contact_id: int, subject: str, sent: datetime) -> tuple[Issue, Link, Delivery]:
+    """Issue ``subject`` with its booking button, and its delivery to ``contact_id`` at ``sent``."""
+    post = Post(title=subject, source_format="text", blocks=[], reading_minutes=1, content_hash=f"post-{subject}-{contact_id}")
+    s.add(post)
+    s.flush()
+    issue = Issue(post_id=post.id, subject=subject, status="sent", html="<p>x</p>", text="x")
+    s.add(issue)
+    s.flush()
+    link = Link(issue_id=issue.id, position=1, url=BOOK_URL, label="Book a consultation", is_booking=True)
+    delivery = Delivery(issue_id=issue.id, contact_id=contact_id, status="delivered", due_at=sent,
+                        created_at=sent, submitted_at=sent)
+    s.add_all([link, delivery])
+    s.flush()
+    return issue, link, delivery
+
+
 def booking_click(db: Database, contact_id: int, subject: str = "Small steps for steadier days", *,
                   at: datetime | None = None) -> None:
     """``contact_id`` was sent issue ``subject`` and a person clicked its booking button at ``at``."""
     at = at or utcnow() - timedelta(hours=2)
     with db.session() as s:
-        post = Post(title=subject, source_format="text", blocks=[], reading_minutes=1, content_hash=f"post-{subject}")
-        s.add(post)
-        s.flush()
-        issue = Issue(post_id=post.id, subject=subject, status="sent", html="<p>x</p>", text="x")
-        s.add(issue)
-        s.flush()
-        link = Link(issue_id=issue.id, position=1, url=BOOK_URL, label="Book a consultation", is_booking=True)
-        sent = at - timedelta(hours=1)
-        delivery = Delivery(issue_id=issue.id, contact_id=contact_id, status="delivered", due_at=sent,
-                            created_at=sent, submitted_at=sent)
-        s.add_all([link, delivery])
-        s.flush()
+        issue, link, delivery = _sent_issue(s, contact_id, subject, at - timedelta(hours=1))
         for kind in ("open", "click"):
             s.add(Event(delivery_id=delivery.id, contact_id=contact_id, issue_id=issue.id,
                         link_id=link.id if kind == "click" else None, url=BOOK_URL if kind == "click" else None,
                         type=kind, machine=False, source="first_party", occurred_at=at))
+
+
+def opened(db: Database, contact_id: int, subject: str, *, at: datetime, machine: bool = False) -> None:
+    """``contact_id`` was sent issue ``subject`` and it was opened at ``at`` (by a person, or a machine)."""
+    with db.session() as s:
+        issue, _, delivery = _sent_issue(s, contact_id, subject, at - timedelta(hours=1))
+        s.add(Event(delivery_id=delivery.id, contact_id=contact_id, issue_id=issue.id, type="open", machine=machine,
+                    source="first_party", occurred_at=at))

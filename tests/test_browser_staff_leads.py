@@ -1,7 +1,8 @@
 """The Leads pages in chromium on a real server, as clinic staff would walk them: a new lead from the
-website clicks "Book a consultation" in an email; they appear on the board and on the follow-up list;
-staff move another lead on the board, record the booking on the lead's page, and see the lead leave
-the follow-up list and the funnel's booked figure go up. Every page is checked with axe and kept as
+website clicks "Book a consultation" in an email, another only opens one; they appear on the board
+and on the follow-up list, each with why (a lead only a privacy proxy opened for does not); staff
+move another lead on the board, record the booking on the lead's page, and see the lead leave the
+follow-up list and the funnel's booked figure go up. Every page is checked with axe and kept as
 screenshots at 390 and 1280 px; at 390 px the board's columns stack; no request leaves the app."""
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import pytest
 
 from newsletter.staff.roles import Role
-from tests.leadskit import booking_click, web_lead
+from datetime import timedelta
+
+from subscribers.db import utcnow
+from tests.leadskit import booking_click, opened, web_lead
 from tests.liveserver import LiveServer
 from tests.staffkit import assert_accessible, browser_sign_in, make_user, no_horizontal_scroll, shoot
 
@@ -29,7 +33,10 @@ def test_a_new_lead_is_called_booked_and_counted(browser, live_server: LiveServe
     db = live_server.db
     ivy = web_lead(db, "ivy@example.org", "Ivy Park")  # as the website's form records it
     booking_click(db, ivy, "Small steps for steadier days")  # she clicked the booking button 2 hours ago
-    web_lead(db, "jo@example.org", "Jo Lin", requested_time=None, phone=None)
+    jo = web_lead(db, "jo@example.org", "Jo Lin", requested_time=None, phone=None)
+    opened(db, jo, "Sleep and mood", at=utcnow() - timedelta(hours=1), machine=True)  # Apple's proxy, not Jo
+    rea = web_lead(db, "rea@example.org", "Rea Der", requested_time="weekday_evenings")
+    opened(db, rea, "Sleep and mood", at=utcnow() - timedelta(hours=3))  # she read it
     login = make_user(db, "dr.lee@clinic.example", Role.CLINIC)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -38,9 +45,9 @@ def test_a_new_lead_is_called_booked_and_counted(browser, live_server: LiveServe
             if not r.url.startswith((live_server.url, "data:", "about:")) else None)
     browser_sign_in(page, live_server.url, login, next_path="/staff/leads")
 
-    # The board: both leads in New, newest first.
+    # The board: the leads in New, newest first.
     new = page.get_by_role("region", name="New")
-    assert new.get_by_role("heading", level=3).all_inner_texts() == ["Jo Lin", "Ivy Park"]
+    assert new.get_by_role("heading", level=3).all_inner_texts() == ["Rea Der", "Jo Lin", "Ivy Park"]
     card = page.locator(f"#lead-{ivy}")
     assert "web form" in card.inner_text() and "Phone call" in card.inner_text()
     _visited(page, "staff-leads-board")
@@ -58,12 +65,16 @@ def test_a_new_lead_is_called_booked_and_counted(browser, live_server: LiveServe
     assert page.evaluate("document.activeElement.textContent").count("Jo Lin")  # the keyboard carries on there
     assert "Jo Lin" in page.get_by_role("region", name="Contacted").inner_text()
 
-    # The follow-up list: Ivy, and why.
+    # The follow-up list: Ivy (2 hours ago), then Rea (3 hours ago), and why; not Jo.
     page.get_by_role("navigation", name="Leads pages").get_by_role("link", name="Follow-up").click()
     page.wait_for_url(live_server.url + "/staff/leads/follow-up")
+    assert page.locator("ul.warm h2").all_inner_texts() == ["Ivy Park", "Rea Der"]
     item = page.locator("ul.warm li", has_text="Ivy Park")
     assert "clicked “Book a consultation” in “Small steps for steadier days” 2 hours ago" in item.inner_text()
     assert "weekday mornings" in item.inner_text() and "America/Chicago" in item.inner_text()
+    item = page.locator("ul.warm li", has_text="Rea Der")
+    assert "Why: opened “Sleep and mood” 3 hours ago." in item.inner_text()
+    assert "weekday evenings" in item.inner_text()
     assert "Jo Lin" not in page.locator("main").inner_text()
     _visited(page, "staff-leads-follow-up")
 
@@ -99,7 +110,7 @@ def test_a_new_lead_is_called_booked_and_counted(browser, live_server: LiveServe
 
     # She leaves the follow-up list; the funnel counts her booking.
     page.goto(live_server.url + "/staff/leads/follow-up")
-    assert page.get_by_text("No warm lead to call right now.").is_visible()
+    assert page.locator("ul.warm h2").all_inner_texts() == ["Rea Der"]
     page.goto(live_server.url + "/staff/leads/funnel")
     assert page.locator("#total-booked").inner_text() == "1"
     assert elsewhere == []

@@ -1,14 +1,16 @@
 """The services under the Leads pages, on SQLite and PostgreSQL: a stage's leads paged by keyset, a
 contact's lead (or NotFound), a date and time typed in the clinic's zone (daylight saving changes
-included), the funnel by month in that zone, the follow-up list's reason (which email was clicked),
+included), the funnel by month in that zone, the follow-up list's reason (which email was clicked or opened),
 and the emails sent to a lead with human opens and clicks only."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from newsletter.database import Database
 from newsletter.models import Delivery, Event, Sequence, SequenceStep
@@ -18,7 +20,7 @@ from newsletter.reports.lead_emails import lead_emails
 from subscribers import leads
 from subscribers.errors import InputError, NotFound
 from subscribers.models import Lead
-from tests.leadskit import BOOK_URL, booking_click, plain_contact, web_lead
+from tests.leadskit import BOOK_URL, booking_click, opened, plain_contact, web_lead
 
 LA = "America/Los_Angeles"
 
@@ -90,29 +92,50 @@ def test_the_funnel_by_month_is_in_the_clinic_time_zone(any_db: Database) -> Non
     assert local.as_dict()["by_month"]["2026-12"]["booked"] == 1
 
 
+def _step_event(s: Session, contact_id: int, now: datetime, **event: Any) -> None:
+    """Step "welcome" of sequence "lead-nurture" (made once) sent to ``contact_id``, and ``event`` about it."""
+    sequence = s.scalar(select(Sequence).where(Sequence.name == "lead-nurture"))
+    if sequence is None:
+        sequence = Sequence(name="lead-nurture", trigger_type="lead_created", definition={})
+        s.add(sequence)
+        s.flush()
+        s.add(SequenceStep(sequence_id=sequence.id, key="welcome", position=1, delay_seconds=0,
+                           subject="Welcome", html="x", text="x"))
+        s.flush()
+    step = s.scalar(select(SequenceStep).where(SequenceStep.sequence_id == sequence.id))
+    delivery = Delivery(step_id=step.id, contact_id=contact_id, status="delivered", due_at=now, submitted_at=now)
+    s.add(delivery)
+    s.flush()
+    s.add(Event(delivery_id=delivery.id, contact_id=contact_id, step_id=step.id, **event))
+
+
 def test_the_follow_up_reason_names_the_email(any_db: Database) -> None:
     ivy, jo = web_lead(any_db, "ivy@example.org", "Ivy"), web_lead(any_db, "jo@example.org", "Jo")
     now = datetime.now(UTC)
     booking_click(any_db, ivy, "Small steps", at=now - timedelta(hours=3))
     with any_db.session() as s:  # Jo clicked the button in a sequence's step
-        sequence = Sequence(name="lead-nurture", trigger_type="lead_created", definition={})
-        s.add(sequence)
-        s.flush()
-        step = SequenceStep(sequence_id=sequence.id, key="welcome", position=1, delay_seconds=0,
-                            subject="Welcome", html="x", text="x")
-        s.add(step)
-        s.flush()
-        delivery = Delivery(step_id=step.id, contact_id=jo, status="delivered", due_at=now, submitted_at=now)
-        s.add(delivery)
-        s.flush()
-        s.add(Event(delivery_id=delivery.id, contact_id=jo, step_id=step.id, url=BOOK_URL, type="click",
-                    machine=False, source="sendgrid", occurred_at=now - timedelta(hours=1)))
+        _step_event(s, jo, now, url=BOOK_URL, type="click", machine=False, source="sendgrid",
+                    occurred_at=now - timedelta(hours=1))
     with any_db.session() as s:
         report = follow_up_report(s, now=now)
-    assert [(w.name, w.reason.label, w.reason.email, w.timezone, w.requested_time, w.contact_id)
-            for w in report.leads] == [
-        ("Jo", "", "lead-nurture / welcome", "America/Chicago", "weekday_mornings", jo),
-        ("Ivy", "Book a consultation", "Small steps", "America/Chicago", "weekday_mornings", ivy)]
+    assert [(w.name, w.reason.kind, w.reason.links, w.reason.email, w.timezone, w.requested_time, w.contact_id)
+            for w in report.leads] == [  # Jo's provider click carries only the URL: a booking button's
+        ("Jo", "booking_click", [BOOK_URL], "lead-nurture / welcome", "America/Chicago", "weekday_mornings", jo),
+        ("Ivy", "booking_click", ["Book a consultation"], "Small steps", "America/Chicago", "weekday_mornings", ivy)]
+
+
+def test_an_open_is_a_follow_up_reason_and_a_machine_open_is_not(any_db: Database) -> None:
+    ivy, jo = web_lead(any_db, "ivy@example.org", "Ivy"), web_lead(any_db, "jo@example.org", "Jo")
+    now = datetime.now(UTC).replace(microsecond=0)
+    with any_db.session() as s:  # Ivy opened a sequence's step; only Apple's proxy opened Jo's
+        for contact, machine in ((ivy, False), (jo, True)):
+            _step_event(s, contact, now, type="open", machine=machine, source="first_party",
+                        occurred_at=now - timedelta(hours=3))
+    with any_db.session() as s:
+        report = follow_up_report(s, now=now)
+    assert [(w.name, w.reason.kind, w.reason.email, w.reason.at, w.last_click_at) for w in report.leads] == [
+        ("Ivy", "opened", "lead-nurture / welcome", now - timedelta(hours=3), None)]
+    assert report.leads[0].reason.text("3 hours ago") == "opened “lead-nurture / welcome” 3 hours ago"
 
 
 def test_the_emails_of_a_lead_count_people_not_machines(any_db: Database) -> None:
@@ -129,3 +152,20 @@ def test_the_emails_of_a_lead_count_people_not_machines(any_db: Database) -> Non
     assert [(e.name, e.status, e.opens, e.clicks, e.last_clicked) for e in emails] == [
         ("Small steps", "delivered", 1, 1, "Book a consultation")]
     assert emails[0].sent_at is not None and emails[0].sent_at.tzinfo is not None
+
+
+def test_the_follow_up_list_pages_by_keyset_with_ties_on_the_time(any_db: Database) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    contacts = [web_lead(any_db, f"p{n}@example.org", f"P{n}") for n in range(5)]
+    for n, contact in enumerate(contacts):  # P3 and P4 the latest, at the same moment; then P2, P1, P0
+        opened(any_db, contact, f"Issue {n}", at=now - timedelta(hours=max(0, 3 - n)))
+    seen, after, totals = [], None, set()
+    with any_db.session() as s:
+        while True:
+            report = follow_up_report(s, now=now, limit=2, after=after)
+            seen.append([w.name for w in report.leads])
+            totals.add(report.total)
+            if report.more is None:
+                break
+            after = report.more
+    assert seen == [["P4", "P3"], ["P2", "P1"], ["P0"]] and totals == {5}

@@ -418,16 +418,23 @@ def test_follow_up_lists_warm_leads_newest_first(db: Database, world: dict[str, 
     with db.session() as s:
         report = follow_up_report(s, now=NOW)
     # Lou: three links 6-8 hours ago; Rae: the button 25 hours ago (her old booking predates this enquiry);
-    # Wendy: the button two days ago. Not Bea (booked), Ada (attended), Max (machines only), Tia (two
-    # links), Old (twenty days ago).
+    # Wendy: the button two days ago; Tia: opened and clicked two links 12 days 22 hours ago. Not Bea
+    # (booked), Ada (attended), Jo (booked), Max (machines only), Old (twenty days ago).
     assert [(w.name, w.booking_click, w.links_clicked) for w in report.leads] == [
-        ("Lou", False, 3), ("Rae", True, 1), ("Wendy", True, 1)]
-    lou, _, wendy = report.leads
-    assert lou.last_click_at == NOW - timedelta(hours=6)
+        ("Lou", False, 3), ("Rae", True, 1), ("Wendy", True, 1), ("Tia", False, 2)]
+    lou, rae, wendy, tia = report.leads
+    assert lou.last_click_at == lou.last_active_at == NOW - timedelta(hours=6) and lou.last_opened_at is None
     assert lou.clicked_text == "Article A; Article B; Article C"
+    assert (lou.reason.kind, lou.reason.email, lou.reason.at) == ("clicked", "Sleep and mood", NOW - timedelta(hours=6))
+    assert lou.reason.text() == "clicked 3 links (“Article A”, “Article B”, “Article C”), the latest in “Sleep and mood”"
+    assert rae.reason.text() == "clicked “Book a consultation” in “Sleep and mood”"
     assert (wendy.email, wendy.phone, wendy.preferred_contact, wendy.source, wendy.stage) == (
         "wendy@example.org", "+14155550100", "phone", "campaign", "contacted")
     assert wendy.clicked_text == "Book a consultation"
+    assert (wendy.reason.kind, wendy.reason.email) == ("booking_click", "lead-nurture / welcome")
+    assert tia.last_opened_at == tia.last_click_at == NOW - timedelta(days=13, hours=-2)
+    assert tia.opened_email == "Small steps for steadier days" and tia.clicked[0].clicks == 1
+    assert [(c.label, c.clicks) for c in tia.clicked] == [("Read the study", 1), ("Meet the team", 3)]
 
 
 def test_follow_up_window_is_a_setting(db: Database, world: dict[str, int]) -> None:
@@ -436,7 +443,7 @@ def test_follow_up_window_is_a_setting(db: Database, world: dict[str, int]) -> N
         day = [w.name for w in follow_up_report(s, now=NOW, days=1).leads]
         with pytest.raises(InputError, match="at least 1"):
             follow_up_report(s, now=NOW, days=0)
-    assert month == ["Lou", "Rae", "Wendy", "Old"]  # Old's click of twenty days ago; Tia clicked only two links
+    assert month == ["Lou", "Rae", "Wendy", "Tia", "Old"]  # Old's click of twenty days ago
     assert day == ["Lou"]
 
 
@@ -448,7 +455,122 @@ def test_follow_up_csv_has_the_contact_fields_staff_call_with(db: Database, worl
     rows = list(csv.DictReader(io.StringIO(buffer.getvalue())))
     assert [(r["name"], r["email"], r["phone"], r["booking_click"]) for r in rows] == [
         ("Lou", "lou@example.org", "", "false"), ("Rae", "rae@example.org", "", "true"),
-        ("Wendy", "wendy@example.org", "+14155550100", "true")]
+        ("Wendy", "wendy@example.org", "+14155550100", "true"), ("Tia", "tia@example.org", "", "false")]
+    assert rows[2]["why"] == "clicked “Book a consultation” in “lead-nurture / welcome”"
+    assert rows[2]["why_at"] == rows[2]["last_click_at"] == rows[2]["last_active_at"] == (
+        NOW - timedelta(days=2)).isoformat()
+    assert (rows[3]["opened_email"], rows[3]["last_opened_at"]) == (
+        "Small steps for steadier days", (NOW - timedelta(days=13, hours=-2)).isoformat())
+
+
+def _emailed(w: World, lead: Lead, subject: str) -> tuple[Delivery, Link, Link]:
+    """``lead`` was sent issue ``subject`` a week ago; returns the delivery, its article link and its booking button."""
+    issue = w.issue(subject)
+    article = w.link(1, f"https://clinic.example/{len(subject)}", f"Article of {subject}", issue=issue)
+    button = w.link(2, BOOK, "Book a consultation", issue=issue)
+    return w.delivery(s_contact(w, lead), "delivered", w.ago(7), issue=issue), article, button
+
+
+def test_follow_up_an_open_alone_makes_a_lead_warm(db: Database) -> None:
+    with db.session() as s:
+        w = World(s, NOW)
+        olive = w.lead("Olive", "web_form", w.ago(10), phone="+14155550104")
+        email, _, _ = _emailed(w, olive, "Sleep and mood")
+        w.event(email, "open", w.ago(hours=5))
+        w.event(email, "open", w.ago(hours=3))  # read it again
+        report = follow_up_report(s, now=NOW)
+        output = follow_up_output(report)
+    [lead] = report.leads
+    assert (lead.name, lead.last_active_at, lead.last_opened_at, lead.opened_email) == (
+        "Olive", NOW - timedelta(hours=3), NOW - timedelta(hours=3), "Sleep and mood")
+    assert (lead.last_click_at, lead.booking_click, lead.links_clicked, lead.clicked) == (None, False, 0, [])
+    assert (lead.reason.kind, lead.reason.email, lead.reason.at) == ("opened", "Sleep and mood", NOW - timedelta(hours=3))
+    assert lead.reason.text("3 hours ago") == "opened “Sleep and mood” 3 hours ago"
+    buffer = io.StringIO()
+    write_csv(output.tables, buffer)
+    [row] = csv.DictReader(io.StringIO(buffer.getvalue()))
+    assert (row["why"], row["last_click_at"], row["clicked"], row["links_clicked"], row["booking_click"]) == (
+        "opened “Sleep and mood”", "", "", "0", "false")
+    console = Console(file=io.StringIO(), width=300)
+    write_tables(output, console)
+    assert "opened “Sleep and mood”" in console.file.getvalue()
+    assert output.data["leads"][0]["reason"]["kind"] == "opened"
+
+
+def test_follow_up_machines_never_make_a_lead_warm(db: Database) -> None:
+    with db.session() as s:
+        w = World(s, NOW)
+        proxied = w.lead("Proxied", "web_form", w.ago(10))
+        email, _, _ = _emailed(w, proxied, "Sleep and mood")
+        w.event(email, "open", w.ago(hours=2), machine=True)  # Apple's privacy proxy
+        scanned = w.lead("Scanned", "web_form", w.ago(10))
+        email, article, button = _emailed(w, scanned, "Small steps")
+        for link in (article, button):  # a link scanner follows every link
+            w.event(email, "click", w.ago(hours=1), machine=True, link=link)
+        w.event(email, "click", w.ago(hours=1), machine=True, url=BOOK, source="sendgrid")
+        assert follow_up_report(s, now=NOW).leads == []
+
+
+def test_follow_up_never_lists_a_booked_lead(db: Database) -> None:
+    with db.session() as s:
+        w = World(s, NOW)
+        for name, stage in (("Booked", "booked"), ("Attended", "attended"), ("Lost", "lost")):
+            lead = w.lead(name, "web_form", w.ago(20), stage=stage)
+            email, _, button = _emailed(w, lead, f"Issue for {name}")
+            w.event(email, "open", w.ago(hours=4))
+            w.event(email, "click", w.ago(hours=4), link=button)
+        # Still new in the board's eyes, but a booking was recorded since the enquiry (webhook first).
+        fresh = w.lead("Fresh", "web_form", w.ago(5))
+        email, _, _ = _emailed(w, fresh, "Issue for Fresh")
+        w.event(email, "open", w.ago(hours=2))
+        w.add(Booking(lead_id=fresh.id, recorded_at=w.ago(1), booked_for=NOW + timedelta(days=2), origin="api",
+                      source="web_form"))
+        assert follow_up_report(s, now=NOW).leads == []
+
+
+def test_follow_up_is_ordered_by_latest_activity(db: Database) -> None:
+    with db.session() as s:
+        w = World(s, NOW)
+        leads = {name: w.lead(name, "web_form", w.ago(10)) for name in ("Ann", "Ben", "Cy", "Di", "Ed")}
+        emails = {name: _emailed(w, lead, f"For {name}") for name, lead in leads.items()}
+        w.event(emails["Ann"][0], "click", w.ago(3), link=emails["Ann"][2])  # the button three days ago...
+        w.event(emails["Ann"][0], "open", w.ago(hours=1))  # ...and an open an hour ago
+        w.event(emails["Ben"][0], "open", w.ago(hours=2))
+        w.event(emails["Cy"][0], "click", w.ago(hours=0.5), link=emails["Cy"][1])
+        for name in ("Di", "Ed"):  # the same moment: the newer lead first
+            w.event(emails[name][0], "open", w.ago(1))
+        report = follow_up_report(s, now=NOW)
+    assert [(lead.name, lead.last_active_at) for lead in report.leads] == [
+        ("Cy", NOW - timedelta(minutes=30)), ("Ann", NOW - timedelta(hours=1)), ("Ben", NOW - timedelta(hours=2)),
+        ("Ed", NOW - timedelta(days=1)), ("Di", NOW - timedelta(days=1))]
+
+
+def test_follow_up_reason_is_the_strongest_sign(db: Database) -> None:
+    """A booking click beats a later plain click, which beats a later open."""
+    with db.session() as s:
+        w = World(s, NOW)
+        booker, clicker = w.lead("Booker", "web_form", w.ago(10)), w.lead("Clicker", "web_form", w.ago(10))
+        email, article, button = _emailed(w, booker, "Sleep and mood")
+        later, later_article, _ = _emailed(w, booker, "Small steps")
+        w.event(email, "click", w.ago(3), link=button)
+        w.event(later, "click", w.ago(2), link=later_article)
+        w.event(later, "open", w.ago(hours=1))
+        email, article, _ = _emailed(w, clicker, "What to expect")
+        w.event(email, "click", w.ago(2), link=article)
+        w.event(email, "open", w.ago(hours=1))
+        report = follow_up_report(s, now=NOW)
+    # Both were last active an hour ago: the newer lead first.
+    assert [lead.name for lead in report.leads] == ["Clicker", "Booker"]
+    by_name = {lead.name: lead for lead in report.leads}
+    booker_reason, clicker_reason = by_name["Booker"].reason, by_name["Clicker"].reason
+    assert (booker_reason.kind, booker_reason.email, booker_reason.at) == ("booking_click", "Sleep and mood", NOW - timedelta(days=3))
+    assert booker_reason.text("3 days ago") == (
+        "clicked “Book a consultation” in “Sleep and mood” 3 days ago; 2 links clicked in all")
+    assert by_name["Booker"].clicked_text == "Book a consultation; Article of Small steps"
+    assert (by_name["Booker"].last_active_at, by_name["Booker"].last_opened_at) == (
+        NOW - timedelta(hours=1), NOW - timedelta(hours=1))
+    assert (clicker_reason.kind, clicker_reason.email, clicker_reason.at) == ("clicked", "What to expect", NOW - timedelta(days=2))
+    assert clicker_reason.text("2 days ago") == "clicked “Article of What to expect” in “What to expect” 2 days ago"
 
 
 def test_output_keeps_names_as_text_in_csv_and_tables(db: Database) -> None:
@@ -522,11 +644,15 @@ def test_cli_sequence_funnel_and_follow_up(settings: Settings, db: Database, wor
     assert "Funnel" in run("funnel") and "median h to book" in run("funnel")
 
     warm = json.loads(run("follow-up", "--json"))
-    assert [lead["email"] for lead in warm["leads"]] == ["lou@example.org", "rae@example.org", "wendy@example.org"]
+    assert [lead["email"] for lead in warm["leads"]] == [
+        "lou@example.org", "rae@example.org", "wendy@example.org", "tia@example.org"]
     assert warm["leads"][2]["clicked"][0]["url"] == BOOK and warm["days"] == 14
+    assert warm["leads"][2]["reason"]["kind"] == "booking_click"
     assert [r["name"] for r in csv_blocks(run("follow-up", "--days", "30", "--csv"))[0]] == [
-        "Lou", "Rae", "Wendy", "Old"]
-    assert "Wendy" in run("follow-up")
+        "Lou", "Rae", "Wendy", "Tia", "Old"]
+    table = run("follow-up")
+    assert "Wendy" in table and "opened or clicked in the last 14 days" in table
+    assert "clicked “Book a consultation” in “lead-nurture / welcome”" in table
 
 
 def test_cli_errors_are_one_clear_line(settings: Settings, db: Database) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -16,8 +16,9 @@ from sqlalchemy import select
 from newsletter.database import Database
 from newsletter.staff.models import AuditEntry
 from newsletter.staff.roles import Role
+from subscribers.db import utcnow
 from subscribers.models import Booking, Lead
-from tests.leadskit import booking_click, plain_contact, web_lead
+from tests.leadskit import booking_click, opened, plain_contact, web_lead
 from tests.liveserver import LiveServer
 from tests.staffkit import Login, csrf_of, make_user, post_form, sign_in
 from tests.test_staff_posts import client, error_of
@@ -230,17 +231,40 @@ def test_follow_up_says_why_and_a_booking_takes_them_off(live_server: LiveServer
                                                          http: httpx.Client) -> None:
     lead = web_lead(db, "ivy@example.org", "Ivy Park")
     web_lead(db, "cold@example.org", "Cold Case")
+    reader = web_lead(db, "rea@example.org", "Rea Der")
     booking_click(db, lead, "Small steps for steadier days")
+    opened(db, reader, "Sleep and mood", at=utcnow() - timedelta(hours=3))
     html = http.get(f"{LEADS}/follow-up").text
     assert "Ivy Park" in html and "Cold Case" not in html
+    assert html.index("Ivy Park") < html.index("Rea Der")  # the most recent first
     assert "clicked “Book a consultation” in “Small steps for steadier days” 2 hours ago" in html
+    assert "opened “Sleep and mood” 3 hours ago" in html
     assert "weekday mornings" in html and "America/Chicago" in html and "Phone call" in html
     funnel = http.get(f"{LEADS}/funnel").text
     assert re.search(r'id="total-booked"><strong>0<', funnel)
     post_form(http, f"{LEADS}/{lead}", f"{LEADS}/{lead}/bookings", {"date": "2031-07-01", "time": "09:00"})
-    assert "Ivy Park" not in http.get(f"{LEADS}/follow-up").text
+    html = http.get(f"{LEADS}/follow-up").text
+    assert "Ivy Park" not in html and "Rea Der" in html
     funnel = http.get(f"{LEADS}/funnel").text
     assert re.search(r'id="total-booked"><strong>1<', funnel)
     assert funnel.count("<svg") == 2 and "<title" in funnel and "<desc" in funnel
     month = datetime.now(UTC).strftime("%Y-%m")
     assert month in funnel and "web form" in funnel
+
+
+def test_follow_up_pages_by_keyset(live_server: LiveServer, db: Database, http: httpx.Client,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("newsletter.web.staff.leads.FOLLOW_UP_PAGE", 2)
+    now = utcnow()
+    for n in range(5):  # Lea0 opened most recently
+        opened(db, web_lead(db, f"lea{n}@example.org", f"Lea{n}"), f"Issue {n}", at=now - timedelta(hours=n + 1))
+    names = re.compile(r"Lea\d")
+    next_page = re.compile(r'href="(/staff/leads/follow-up\?after=[^"]+)" rel="next"')
+    first = http.get(f"{LEADS}/follow-up").text
+    assert names.findall(first) == ["Lea0", "Lea1"] and "5 warm leads; this page shows 2 of them." in first
+    second = http.get(next_page.search(first).group(1)).text  # type: ignore[union-attr]
+    assert names.findall(second) == ["Lea2", "Lea3"] and "Most recent leads" in second
+    third = http.get(next_page.search(second).group(1)).text  # type: ignore[union-attr]
+    assert names.findall(third) == ["Lea4"] and 'rel="next"' not in third
+    nonsense = http.get(f"{LEADS}/follow-up", params={"after": "yesterday"})
+    assert nonsense.status_code == 200 and names.findall(nonsense.text) == ["Lea0", "Lea1"]

@@ -87,11 +87,11 @@ def funnel(
 @report_app.command("follow-up")
 @friendly_errors
 def follow_up(
-    days: Annotated[int, typer.Option(help="Look at clicks of the last N days.")] = DEFAULT_DAYS,
+    days: Annotated[int, typer.Option(help="Look at opens and clicks of the last N days.")] = DEFAULT_DAYS,
     as_json: JsonOption = False,
     as_csv: CsvOption = False,
 ) -> None:
-    """Warm leads to call: clicked the booking button (or 3+ links) lately and not booked, newest first."""
+    """Warm leads to call: opened or clicked an email lately, not booked; why, most recent first."""
     with unit_of_work() as (_, session):
         output = follow_up_output(follow_up_report(session, now=utcnow(), days=days))
     _show(output, as_json, as_csv)

@@ -4,7 +4,7 @@
   and machine opens apart, clicks, CTR and CTOR, unsubscribes, complaints, top links, bookings).
 - ``funnel``: leads -> emailed -> engaged -> booked -> attended, by source and by sequence, with the
   bookings attributed to each issue and step.
-- ``follow_up``: leads who clicked the booking button (or several links) lately and have not booked.
+- ``follow_up``: leads who opened or clicked an email lately and have not booked, with why.
 - ``output``: the one rendering of all of them as a table, JSON or CSV.
 
 Each module's docstring defines its figures. Reports only read: ``events`` (SendGrid's webhook and

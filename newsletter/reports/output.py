@@ -243,11 +243,16 @@ def _when(value: datetime | None, default: str) -> str:
 
 
 def follow_up_output(report: FollowUpReport) -> Output:
-    columns = [Column("last click", "last_click_at", "time"), Column("lead", "lead_id", brief=False),
+    columns = [Column("last active", "last_active_at", "time"), Column("lead", "lead_id", brief=False),
                Column("name", "name"), Column("email", "email"), Column("phone", "phone"),
                Column("prefers", "preferred_contact"), Column("source", "source"), Column("stage", "stage"),
+               Column("why", "why"), Column("why at", "why_at", "time", brief=False),
                Column("booking button", "booking_click", "flag"), Column("links", "links_clicked", "count"),
-               Column("clicked", "clicked")]
-    rows = [{**lead.as_dict(), "clicked": lead.clicked_text} for lead in report.leads]
-    return Output(report.as_dict(), [Table(f"Warm leads: clicks in the last {report.days} days, not booked",
-                                           columns, rows)])
+               Column("clicked", "clicked"), Column("last click", "last_click_at", "time"),
+               Column("last opened", "last_opened_at", "time"), Column("opened", "opened_email", brief=False)]
+    rows = []
+    for lead in report.leads:
+        reason = lead.reason
+        rows.append({**lead.as_dict(), "clicked": lead.clicked_text, "why": reason.text(), "why_at": reason.at})
+    return Output(report.as_dict(), [Table(f"Warm leads: opened or clicked in the last {report.days} days, "
+                                           "not booked", columns, rows)])

@@ -16,8 +16,13 @@ class AppliedSettings:
 
     def __init__(self, app: ASGIApp, live: LiveSettings, state: State) -> None:
         self.app, self.live, self.state = app, live, state
+        self.applied = live.current_or_base()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.live.stale():
-            self.state.settings = await run_in_threadpool(self.live.current)
+            settings = await run_in_threadpool(self.live.current)
+            # Only a change of the stored values replaces the app's settings (the same object back
+            # means nothing changed, and whatever else set app.state.settings stands).
+            if settings is not self.applied:
+                self.state.settings = self.applied = settings
         await self.app(scope, receive, send)

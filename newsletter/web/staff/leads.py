@@ -25,6 +25,7 @@ from newsletter.reports.follow_up import follow_up_report
 from newsletter.reports.funnel import funnel_report
 from newsletter.reports.lead_emails import lead_emails
 from newsletter.staff import lead_actions
+from newsletter.staff.audit import Cursor
 from newsletter.staff.roles import Area
 from newsletter.web.staff.auth import Require, Staff
 from newsletter.web.staff.home import local_time
@@ -38,6 +39,7 @@ LEADS = "/staff/leads"
 clinic = Require(Area.LEADS)
 BOARD_COLUMN = 8  # cards per stage on the board; "more" opens the stage alone
 STAGE_PAGE = 50
+FOLLOW_UP_PAGE = 50
 
 
 def _number(value: str | None, what: str) -> int:
@@ -96,10 +98,13 @@ def board(request: Request, stage: str | None = None, after: str | None = None,
 
 
 @router.get(LEADS + "/follow-up")
-def follow_up(request: Request, staff: Staff = Depends(clinic)) -> Response:
+def follow_up(request: Request, after: str = "", staff: Staff = Depends(clinic)) -> Response:
+    """The warm leads, most recent first, a page at a time (``after``: where the page starts)."""
+    start = Cursor.parse(after)  # anything else: the first page
     with request.app.state.db.session() as session:
-        report = follow_up_report(session, now=utcnow())
-    return page(request, staff, "staff/leads/follow_up.html", report=report, **_common(request))
+        report = follow_up_report(session, now=utcnow(), limit=FOLLOW_UP_PAGE, after=start)
+    return page(request, staff, "staff/leads/follow_up.html", report=report, first=start is None,
+                **_common(request))
 
 
 @router.get(LEADS + "/funnel")

@@ -85,4 +85,5 @@
     later();
   });
   form.addEventListener("change", later);
+  if (form.hasAttribute("data-count-on-load")) { update(); }
 })();
