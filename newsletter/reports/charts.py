@@ -155,7 +155,7 @@ FUNNEL_BARS = (("Leads", "leads"), ("Engaged", "engaged"), ("Booked", "booked"))
 def funnel_groups_chart(title: str, groups: dict[str, Funnel], what: str) -> Chart:
     """Bars per group (a source, a month): leads, engaged and booked side by side. ``what`` names a
     group in the description ("source", "month")."""
-    parts = "; ".join(f"{name}: " + ", ".join(f"{getattr(f, attr):,} {label.lower()}" for label, attr in FUNNEL_BARS)
+    parts = "; ".join(f"{name}: " + ", ".join(f"{label.lower()} {getattr(f, attr):,}" for label, attr in FUNNEL_BARS)
                       for name, f in groups.items())
     description = (f"Leads, leads who engaged with an email and leads who booked, by {what}. {parts}."
                    if groups else f"No leads to show by {what}.")
