@@ -90,5 +90,21 @@ def starts_with(session: Session, expression: Any, prefix: str) -> Any:
     if is_postgresql(session):
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return expression.like(escaped + "%", escape="\\")
-    following = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    return (expression >= prefix) & (expression < following)
+    following = _following(prefix)
+    at_least = expression >= prefix
+    return at_least if following is None else at_least & (expression < following)
+
+
+def _following(prefix: str) -> str | None:
+    """The smallest string after every string that starts with ``prefix`` (None: there is none, as
+    for a prefix of U+10FFFF only). The last character goes up by one, past the surrogates (which
+    no string can hold in UTF-8); one that is already the last code point is dropped and the one
+    before it goes up instead."""
+    text = prefix
+    while text:
+        last = ord(text[-1])
+        if last < 0x10FFFF:
+            following = 0xE000 if 0xD800 <= last + 1 <= 0xDFFF else last + 1
+            return text[:-1] + chr(following)
+        text = text[:-1]
+    return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -263,11 +263,11 @@ def export_csv(request: Request, list_slug: str = Form("", alias="list"), segmen
 def _older(value: str) -> datetime | None:
     if not value:
         return None
-    try:
+    try:  # in UTC now: a moment at the edge of the calendar with an offset has no UTC time (a 404-free None)
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        return moment.astimezone(timezone.utc) if moment.tzinfo else None
+    except (ValueError, OverflowError):
         return None
-    return moment if moment.tzinfo else None
 
 
 def _contact_page(request: Request, staff: Staff, contact_id: str, status: int = 200, *,
