@@ -92,3 +92,73 @@ def test_a_timeline_cursor_past_the_calendar(any_server: LiveServer) -> None:
         for older in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "nonsense"):
             answer = c.get(f"/staff/contacts/{seeded.contact_id}", params={"older": older})
             assert answer.status_code == 200, older
+
+
+# Bodies and uploads ---------------------------------------------------------------------------------
+
+
+def _multipart(parts: int, extra: bytes = b"") -> Iterator[bytes]:
+    """A multipart body with one file part of ``parts`` MB, sent without a Content-Length."""
+    yield extra + b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\nemail\n'
+    for _ in range(parts):
+        yield b"a" * (1024 * 1024)
+    yield b"\r\n--XX--\r\n"
+
+
+MULTIPART = {"content-type": "multipart/form-data; boundary=XX"}
+
+
+def test_a_visitor_who_never_signed_in_cannot_make_the_server_store_a_big_body(live_server: LiveServer) -> None:
+    """FastAPI reads a route's form before its guard runs, and Starlette spools file parts to disk: a
+    stranger's 300 MB used to land in the temp folder before the answer "sign in"."""
+    for path in ("/staff/contacts/search", "/staff/posts/import/file", "/staff/sign-in"):
+        answer = httpx.post(live_server.url + path, content=_multipart(8), headers=MULTIPART, timeout=30)
+        assert answer.status_code == 413, path
+        declared = httpx.post(live_server.url + path, content=b"q=" + b"a" * 200_000, timeout=30,
+                              headers={"content-type": "application/x-www-form-urlencoded"})
+        assert declared.status_code == 413, path
+
+
+def test_a_signed_in_upload_is_cut_off_past_the_largest_upload(live_server: LiveServer,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from newsletter.staff import contact_imports as jobs
+    from newsletter.web.staff import body_limit
+    monkeypatch.setattr(jobs, "MAX_UPLOAD_BYTES", 1024 * 1024)
+    monkeypatch.setattr(live_server.settings, "max_post_bytes", 1024 * 1024)
+    assert body_limit.signed_in_bytes(live_server.settings) == 1024 * 1024 + body_limit.FORM_SLACK
+    with signed_in(live_server, Role.MARKETING) as c:
+        token = csrf_of(c.get("/staff/contacts/import").text)
+        field = f'--XX\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'.encode()
+        answer = c.post("/staff/contacts/import", content=_multipart(3, field), headers=MULTIPART)
+        assert answer.status_code == 413
+        small = c.post("/staff/contacts/import", data={"csrf_token": token},
+                       files={"file": ("a.csv", b"email\nana@example.org\n", "text/csv")})
+        assert small.status_code == 303  # under the bound: the page goes on as before
+        assert c.get("/staff/").status_code == 200
+
+
+def test_a_file_of_too_many_columns_is_refused_at_upload(live_server: LiveServer) -> None:
+    """A file of 20,000 columns drew a 20 MB mapping page in 9 s, whose form could not be posted."""
+    from newsletter.staff.contact_imports import MAX_COLUMNS
+    wide = ("email," + ",".join(f"c{n}" for n in range(MAX_COLUMNS)) + "\nana@example.org\n").encode()
+    with signed_in(live_server, Role.MARKETING) as c:
+        token = csrf_of(c.get("/staff/contacts/import").text)
+        answer = c.post("/staff/contacts/import", data={"csrf_token": token}, files={"file": ("a.csv", wide, "text/csv")})
+        assert answer.status_code == 400
+        assert f"has {MAX_COLUMNS + 1} columns, more than the {MAX_COLUMNS} this page can map" in answer.text
+
+
+def test_one_person_may_have_only_a_few_imports_open(live_server: LiveServer) -> None:
+    from newsletter.staff.contact_imports import MAX_OPEN_JOBS
+    with signed_in(live_server, Role.MARKETING) as c:
+        token = csrf_of(c.get("/staff/contacts/import").text)
+
+        def upload() -> httpx.Response:
+            return c.post("/staff/contacts/import", data={"csrf_token": token},
+                          files={"file": ("a.csv", b"email\nana@example.org\n", "text/csv")})
+
+        jobs = [upload().headers["location"] for _ in range(MAX_OPEN_JOBS)]
+        refused = upload()
+        assert refused.status_code == 400 and f"you have {MAX_OPEN_JOBS} imports waiting" in refused.text.replace("You", "you")
+        assert c.post(jobs[0] + "/discard", data={"csrf_token": token}).status_code == 303
+        assert upload().status_code == 303  # one discarded: room for one more
