@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parseaddr
+from email.headerregistry import Address
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -321,12 +322,7 @@ def _deliverability(spec: FieldSpec, value: Any) -> Any:
         except (InputError, ValueError) as exc:
             raise ValueError(sentence(str(exc))) from None
     if spec.name == "reply_to":
-        name, address = parseaddr(value)
-        try:
-            checked = sendable_email(address or value)
-        except (InputError, ValueError) as exc:
-            raise ValueError(sentence(str(exc))) from None
-        return f"{name} <{checked}>" if name else checked
+        return _one_reply_address(value)
     if spec.name == "accent_colour":
         ratio = contrast_with_white(value)
         if ratio < MIN_CONTRAST:
@@ -339,6 +335,29 @@ def _deliverability(spec: FieldSpec, value: Any) -> Any:
                              "(http is refused: mail programs block or warn about insecure images).")
         return value
     return value
+
+
+def _one_reply_address(value: str) -> str:
+    """One address, optionally with a name, written so that the header carries exactly it. Taking
+    ``parseaddr``'s first address and writing ``name <address>`` back stored other addresses than the
+    one checked: ``"Evil, <x@evil.example>" <a@clinic.example>`` became a header with replies to
+    x@evil.example, and a quoted CR LF ``Bcc:`` came out as the Bcc's address."""
+    try:
+        refuse_control_characters(value, "Reply-To address")
+    except InputError as exc:
+        raise ValueError(sentence(str(exc))) from None
+    found = getaddresses([value])
+    if len(found) != 1 or not found[0][1]:
+        raise ValueError("Give one address, such as hello@clinic.example or Clinic <hello@clinic.example>.")
+    name, address = found[0]
+    try:
+        checked = sendable_email(address)
+    except (InputError, ValueError) as exc:
+        raise ValueError(sentence(str(exc))) from None
+    written = str(Address(display_name=name, addr_spec=checked)) if name else checked  # quoted as it needs
+    if [address for _, address in getaddresses([written])] != [checked]:
+        raise ValueError("Give one address, such as hello@clinic.example or Clinic <hello@clinic.example>.")
+    return written
 
 
 def check(settings: Settings, submitted: dict[str, str]) -> dict[str, Any]:

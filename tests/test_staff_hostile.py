@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from email import policy
+from email.message import EmailMessage
 
 import httpx
 import pytest
 
+from newsletter import stored_settings
 from newsletter.config import Settings
 from newsletter.staff.roles import Role
+from newsletter.stored_settings import SettingsRefused
 from subscribers.db import _following
 from subscribers.suppression import is_suppressed
 from tests.contactskit import BACKENDS, seed_person, serve_on
@@ -162,3 +166,30 @@ def test_one_person_may_have_only_a_few_imports_open(live_server: LiveServer) ->
         assert refused.status_code == 400 and f"you have {MAX_OPEN_JOBS} imports waiting" in refused.text.replace("You", "you")
         assert c.post(jobs[0] + "/discard", data={"csrf_token": token}).status_code == 303
         assert upload().status_code == 303  # one discarded: room for one more
+
+
+# Settings -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typed", ['"x\r\nBcc: e@x.example" <a@clinic.example>', "a@clinic.example, e@x.example",
+                                   "a@clinic.example\r\nBcc: e@x.example"])
+def test_a_reply_to_of_more_than_one_address_is_refused(settings: Settings, typed: str) -> None:
+    """``parseaddr`` took the first address it found and the rest was dropped or, quoted, kept: the
+    address checked was not the one the header would carry (the quoted CR LF stored the Bcc's)."""
+    with pytest.raises(SettingsRefused) as refused:
+        stored_settings.check(settings, {"reply_to": typed})
+    assert set(refused.value.errors) == {"reply_to"}
+
+
+@pytest.mark.parametrize(("typed", "stored"), [
+    ('"Evil, <x@evil.example>" <a@clinic.example>', '"Evil, <x@evil.example>" <a@clinic.example>'),
+    ("Dr. Lee <a@clinic.example>", '"Dr. Lee" <a@clinic.example>'),
+    ("José <a@clinic.example>", "José <a@clinic.example>"),
+    ("<a@clinic.example>", "a@clinic.example")])
+def test_a_reply_to_is_stored_as_the_one_address_the_header_carries(settings: Settings, typed: str,
+                                                                     stored: str) -> None:
+    value = stored_settings.check(settings, {"reply_to": typed})["reply_to"]
+    assert value == stored
+    message = EmailMessage(policy=policy.SMTP)
+    message["Reply-To"] = value
+    assert [a.addr_spec for a in message["Reply-To"].addresses] == ["a@clinic.example"]
