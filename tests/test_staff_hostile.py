@@ -5,6 +5,7 @@ wrong (400 or 404), never a 500, and nothing stored."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email import policy
@@ -193,3 +194,20 @@ def test_a_reply_to_is_stored_as_the_one_address_the_header_carries(settings: Se
     message = EmailMessage(policy=policy.SMTP)
     message["Reply-To"] = value
     assert [a.addr_spec for a in message["Reply-To"].addresses] == ["a@clinic.example"]
+
+
+# Sequences ------------------------------------------------------------------------------------------
+
+
+def test_a_delay_past_what_a_timedelta_holds_is_an_error_beside_the_field(live_server: LiveServer) -> None:
+    from newsletter.sequences.definition import parse_duration
+    from tests.test_staff_sequences import install, step_form
+    with pytest.raises(ValueError, match="longer than a year"):
+        parse_duration("99999999999d")  # timedelta raised OverflowError: a 500 on the step page
+    sequence_id = install(live_server)["Welcome"]
+    with signed_in(live_server, Role.MARKETING) as c:
+        page = c.get(f"/staff/sequences/{sequence_id}")
+        key = re.search(rf'href="/staff/sequences/{sequence_id}/steps/([^"/]+)"', page.text).group(1)  # type: ignore[union-attr]
+        form = step_form(live_server.db, sequence_id, key, delay="99999999999d")
+        answer = c.post(f"/staff/sequences/{sequence_id}/steps/{key}", data={**form, "csrf_token": csrf_of(page.text)})
+        assert answer.status_code == 400 and "longer than a year" in answer.text
