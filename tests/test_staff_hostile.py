@@ -211,3 +211,27 @@ def test_a_delay_past_what_a_timedelta_holds_is_an_error_beside_the_field(live_s
         form = step_form(live_server.db, sequence_id, key, delay="99999999999d")
         answer = c.post(f"/staff/sequences/{sequence_id}/steps/{key}", data={**form, "csrf_token": csrf_of(page.text)})
         assert answer.status_code == 400 and "longer than a year" in answer.text
+
+
+# Segments -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("definition", [{"tags_all": [f"t{n}" for n in range(30_000)]},
+                                        {"tags_any": [f"t{n}" for n in range(201)]},
+                                        {"timezone": ["UTC"] * 40_000},
+                                        {"all": [{"tag": "a"}, {"source": ["form"] * 200}]}])
+def test_each_value_of_a_list_counts_towards_the_conditions(definition: dict) -> None:
+    """30,000 tags in tags_all made SQL that SQLite refuses (a 500 after 12 s on the count)."""
+    from subscribers.errors import InputError
+    from subscribers.segments import MAX_CONDITIONS, validate
+    with pytest.raises(InputError, match=f"more than {MAX_CONDITIONS} conditions"):
+        validate(definition)
+    assert validate({"tags_all": [f"t{n}" for n in range(MAX_CONDITIONS)]})  # the bound itself is fine
+
+
+def test_a_count_of_a_huge_list_is_an_error_not_a_500(any_server: LiveServer) -> None:
+    with signed_in(any_server, Role.MARKETING) as c:
+        token = csrf_of(c.get("/staff/segments/new").text)
+        text = '{"tags_all": [' + ", ".join(f'"t{n}"' for n in range(30_000)) + "]}"
+        answer = c.post("/staff/segments/count.json", data={"csrf_token": token, "mode": "text", "definition": text})
+        assert answer.status_code == 400 and "conditions" in answer.json()["error"]
