@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     sendgrid_timeout: float = Field(30.0, gt=0, description="Seconds to wait for SendGrid to answer one request.")
 
     batch_size: int = Field(1000, ge=1, le=1000, description="Recipients per provider request (SendGrid allows 1000).")
-    rate_per_second: float = Field(0, ge=0, description="Most emails sent per second; 0 means no limit.")
+    # Finite: "inf" passed ge=0, and PostgreSQL's JSONB refuses to store Infinity (the settings page's 500).
+    rate_per_second: float = Field(0, ge=0, allow_inf_nan=False,
+                                   description="Most emails sent per second; 0 means no limit.")
     rate_per_day: int = Field(0, ge=0, description="Most emails sent per 24 hours; 0 means no limit.")
     send_retries: int = Field(5, ge=0, description="Retries of a batch after a 5xx or connection error.")
     breaker_threshold: int = Field(5, ge=1, description="Failed batches in a row that pause an issue's send.")

@@ -235,3 +235,23 @@ def test_a_count_of_a_huge_list_is_an_error_not_a_500(any_server: LiveServer) ->
         text = '{"tags_all": [' + ", ".join(f'"t{n}"' for n in range(30_000)) + "]}"
         answer = c.post("/staff/segments/count.json", data={"csrf_token": token, "mode": "text", "definition": text})
         assert answer.status_code == 400 and "conditions" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("typed", ["inf", "1e309", "-inf", "nan"])
+def test_a_rate_must_be_a_finite_number(settings: Settings, typed: str) -> None:
+    with pytest.raises(SettingsRefused) as refused:
+        stored_settings.check(settings, {"rate_per_second": typed})
+    assert set(refused.value.errors) == {"rate_per_second"}
+
+
+def test_an_infinite_rate_is_refused_beside_the_field_on_either_database(any_server: LiveServer) -> None:
+    """PostgreSQL's JSONB refuses Infinity: saving "inf" was a 500 there (SQLite stored it)."""
+    admin = make_user(any_server.db, "admin@clinic.example", Role.ADMIN, with_totp=True)
+    with httpx.Client(base_url=any_server.url, follow_redirects=False, timeout=30) as c:
+        sign_in(c, admin)
+        token = csrf_of(c.get("/staff/settings").text)
+        answer = c.post("/staff/settings/limits", data={"rate_per_second": "inf", "rate_per_day": "0",
+                                                        "frequency_cap_hours": "0", "test_send_limit": "5",
+                                                        "csrf_token": token})
+        assert answer.status_code == 400
+        assert re.search(r'id="rate_per_second-error">Give a number', answer.text)
