@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from subscribers.errors import InputError
 
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+MIN_RATE_PER_SECOND = 0.0003  # about one email an hour
 MIN_SECRET_BYTES = 32
 MAKE_A_SECRET = 'make one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
 SENDGRID_KEY_HOWTO = ("in SendGrid, Settings > Mail Settings > Event Webhook: enable the Signed Event Webhook and copy "
@@ -206,6 +207,16 @@ class Settings(BaseSettings):
     def _colour(cls, value: str) -> str:
         if not HEX_COLOUR.match(value):
             raise ValueError(f"NEWSLETTER_ACCENT_COLOUR must look like #2f6f6a, not {value!r}")
+        return value
+
+    @field_validator("rate_per_second")
+    @classmethod
+    def _rate(cls, value: float) -> float:
+        # A rate near 0 paces a batch of 1,000 past what a timedelta holds (the dispatcher's lease
+        # extension raised OverflowError): slower than one email an hour is not a rate anyone means.
+        if 0 < value < MIN_RATE_PER_SECOND:
+            raise ValueError(f"NEWSLETTER_RATE_PER_SECOND must be 0 (no limit) or at least {MIN_RATE_PER_SECOND:g} "
+                             f"(about one email an hour), not {value:g}")
         return value
 
     @field_validator("fetch_allow_hosts")

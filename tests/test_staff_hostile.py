@@ -255,3 +255,12 @@ def test_an_infinite_rate_is_refused_beside_the_field_on_either_database(any_ser
                                                         "csrf_token": token})
         assert answer.status_code == 400
         assert re.search(r'id="rate_per_second-error">Give a number', answer.text)
+
+
+def test_a_rate_near_zero_is_refused(settings: Settings) -> None:
+    """1e-10 emails a second paced a batch past what a timedelta holds: the dispatcher raised."""
+    with pytest.raises(SettingsRefused) as refused:
+        stored_settings.check(settings, {"rate_per_second": "0.0000000001"})
+    assert "at least 0.0003" in refused.value.errors["rate_per_second"]
+    assert stored_settings.check(settings, {"rate_per_second": "0"}) == {"rate_per_second": 0}
+    assert stored_settings.check(settings, {"rate_per_second": "0.0003"}) == {"rate_per_second": 0.0003}
