@@ -212,8 +212,8 @@ class Settings(BaseSettings):
     @field_validator("rate_per_second")
     @classmethod
     def _rate(cls, value: float) -> float:
-        # A rate near 0 paces a batch of 1,000 past what a timedelta holds (the dispatcher's lease
-        # extension raised OverflowError): slower than one email an hour is not a rate anyone means.
+        # A rate near 0 paces a batch past what a wait can take (1e-10 a second: 10^13 s, and the
+        # dispatcher's wait raised OverflowError): slower than one email an hour is not a rate anyone means.
         if 0 < value < MIN_RATE_PER_SECOND:
             raise ValueError(f"NEWSLETTER_RATE_PER_SECOND must be 0 (no limit) or at least {MIN_RATE_PER_SECOND:g} "
                              f"(about one email an hour), not {value:g}")

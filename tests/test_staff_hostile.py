@@ -258,7 +258,7 @@ def test_an_infinite_rate_is_refused_beside_the_field_on_either_database(any_ser
 
 
 def test_a_rate_near_zero_is_refused(settings: Settings) -> None:
-    """1e-10 emails a second paced a batch past what a timedelta holds: the dispatcher raised."""
+    """1e-10 emails a second paced a batch of 1,000 10^13 s on: past what a wait can take (OverflowError)."""
     with pytest.raises(SettingsRefused) as refused:
         stored_settings.check(settings, {"rate_per_second": "0.0000000001"})
     assert "at least 0.0003" in refused.value.errors["rate_per_second"]
