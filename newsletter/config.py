@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     # Finite: "inf" passed ge=0, and PostgreSQL's JSONB refuses to store Infinity (the settings page's 500).
     rate_per_second: float = Field(0, ge=0, allow_inf_nan=False,
                                    description="Most emails sent per second; 0 means no limit.")
-    rate_per_day: int = Field(0, ge=0, description="Most emails sent per 24 hours; 0 means no limit.")
+    # Upper bounds past any real use: larger values overflowed where they are used (a LIMIT, a timedelta).
+    rate_per_day: int = Field(0, ge=0, le=1_000_000_000, description="Most emails sent per 24 hours; 0 means no limit.")
     send_retries: int = Field(5, ge=0, description="Retries of a batch after a 5xx or connection error.")
     breaker_threshold: int = Field(5, ge=1, description="Failed batches in a row that pause an issue's send.")
     lease_seconds: int = Field(300, ge=10, description="How long a worker's claim on a batch lasts.")
@@ -95,7 +96,7 @@ class Settings(BaseSettings):
     )
 
     frequency_cap_hours: int = Field(
-        24, ge=0, description="At most one marketing email per contact in this many hours: sequence steps wait (0: off)."
+        24, ge=0, le=8760, description="At most one marketing email per contact in this many hours: sequence steps wait (0: off)."
     )
 
     # Tracking and webhooks

@@ -264,3 +264,12 @@ def test_a_rate_near_zero_is_refused(settings: Settings) -> None:
     assert "at least 0.0003" in refused.value.errors["rate_per_second"]
     assert stored_settings.check(settings, {"rate_per_second": "0"}) == {"rate_per_second": 0}
     assert stored_settings.check(settings, {"rate_per_second": "0.0003"}) == {"rate_per_second": 0.0003}
+
+
+@pytest.mark.parametrize(("name", "most"), [("frequency_cap_hours", "8760"), ("rate_per_day", "1000000000")])
+def test_whole_number_settings_have_an_upper_bound(settings: Settings, name: str, most: str) -> None:
+    """10^20 hours was saved, and the sequence engine's timedelta(hours=...) raised every round."""
+    with pytest.raises(SettingsRefused) as refused:
+        stored_settings.check(settings, {name: "99999999999999999999"})
+    assert refused.value.errors[name] == f"Give a number of {most} or less."
+    assert stored_settings.check(settings, {name: most}) == {name: int(most)}
