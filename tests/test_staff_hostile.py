@@ -273,3 +273,26 @@ def test_whole_number_settings_have_an_upper_bound(settings: Settings, name: str
         stored_settings.check(settings, {name: "99999999999999999999"})
     assert refused.value.errors[name] == f"Give a number of {most} or less."
     assert stored_settings.check(settings, {name: most}) == {name: int(most)}
+
+
+# Contacts -------------------------------------------------------------------------------------------
+
+
+def test_typed_tags_and_fields_are_bounded_and_a_long_tag_is_not_echoed_whole(any_server: LiveServer) -> None:
+    """50,000 tags were saved on one contact (then drawn on every page that shows it)."""
+    from subscribers.contacts import MAX_TYPED_FIELDS, MAX_TYPED_TAGS
+    seeded = seed_person(any_server.db, any_server.settings, "ana@example.org", name="Ana", suppressed=False)
+    path = f"/staff/contacts/{seeded.contact_id}/details"
+    with signed_in(any_server, Role.MARKETING) as c:
+        token = csrf_of(c.get("/staff/contacts").text)
+        many_tags = ",".join(f"t{n}" for n in range(MAX_TYPED_TAGS + 1))
+        answer = c.post(path, data={"csrf_token": token, "tags": many_tags, "fields": ""})
+        assert answer.status_code == 400 and f"a contact has at most {MAX_TYPED_TAGS}" in answer.text
+        many_fields = "\n".join(f"k{n}: v" for n in range(MAX_TYPED_FIELDS + 1))
+        answer = c.post(path, data={"csrf_token": token, "tags": "vip", "fields": many_fields})
+        assert answer.status_code == 400 and f"at most {MAX_TYPED_FIELDS} custom fields" in answer.text
+        answer = c.post(path, data={"csrf_token": token, "tags": "a" * 100_000, "fields": ""})
+        error = re.search(r'id="tags-error">(.*?)</p>', answer.text, re.S)
+        assert answer.status_code == 400 and error and len(error.group(1)) < 200  # the field keeps it; the error does not
+        fine = ",".join(f"t{n}" for n in range(MAX_TYPED_TAGS))
+        assert c.post(path, data={"csrf_token": token, "tags": fine, "fields": "k: v"}).status_code == 303
