@@ -296,3 +296,12 @@ def test_typed_tags_and_fields_are_bounded_and_a_long_tag_is_not_echoed_whole(an
         assert answer.status_code == 400 and error and len(error.group(1)) < 200  # the field keeps it; the error does not
         fine = ",".join(f"t{n}" for n in range(MAX_TYPED_TAGS))
         assert c.post(path, data={"csrf_token": token, "tags": fine, "fields": "k: v"}).status_code == 303
+
+
+def test_the_audit_log_until_the_last_day_of_the_calendar(live_server: LiveServer) -> None:
+    admin = make_user(live_server.db, "admin@clinic.example", Role.ADMIN, with_totp=True)
+    with httpx.Client(base_url=live_server.url, follow_redirects=False, timeout=30) as c:
+        sign_in(c, admin)
+        answer = c.get("/staff/audit", params={"until": "9999-12-31"})
+        assert answer.status_code == 400 and "Give a date before 9999-12-31." in answer.text
+        assert c.get("/staff/audit", params={"until": "9999-12-30", "since": "0001-01-01"}).status_code == 200
