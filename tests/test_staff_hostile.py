@@ -305,3 +305,15 @@ def test_the_audit_log_until_the_last_day_of_the_calendar(live_server: LiveServe
         answer = c.get("/staff/audit", params={"until": "9999-12-31"})
         assert answer.status_code == 400 and "Give a date before 9999-12-31." in answer.text
         assert c.get("/staff/audit", params={"until": "9999-12-30", "since": "0001-01-01"}).status_code == 200
+
+
+@pytest.mark.parametrize(("encoding", "said"), [("utf-16", "cannot be read as UTF-16"), ("punycode", "nknown encoding"),
+                                                ("undefined", "nknown encoding"), ("unicode_escape", "nknown encoding")])
+def test_an_encoding_that_is_no_file_encoding_is_an_error_beside_the_field(live_server: LiveServer, encoding: str,
+                                                                          said: str) -> None:
+    """They raised UnicodeError, not a decoding error: a 500 on upload."""
+    with signed_in(live_server, Role.MARKETING) as c:
+        token = csrf_of(c.get("/staff/contacts/import").text)
+        answer = c.post("/staff/contacts/import", data={"csrf_token": token, "encoding": encoding},
+                        files={"file": ("a.csv", b"email\nana@example.org\n", "text/csv")})
+        assert answer.status_code == 400 and said in answer.text
