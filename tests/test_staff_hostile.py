@@ -13,9 +13,12 @@ from email.message import EmailMessage
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from newsletter import stored_settings
 from newsletter.config import Settings
+from newsletter.errors import InputError
+from newsletter.staff.models import AuditEntry
 from newsletter.staff.roles import Role
 from newsletter.stored_settings import SettingsRefused
 from subscribers.db import _following
@@ -317,3 +320,31 @@ def test_an_encoding_that_is_no_file_encoding_is_an_error_beside_the_field(live_
         answer = c.post("/staff/contacts/import", data={"csrf_token": token, "encoding": encoding},
                         files={"file": ("a.csv", b"email\nana@example.org\n", "text/csv")})
         assert answer.status_code == 400 and said in answer.text
+
+
+def test_two_requests_to_run_one_import_run_it_once(live_server: LiveServer) -> None:
+    """A double click (or a replayed form) on "Import" read the job as waiting in both requests and
+    started two threads importing the same file: two audit entries, one saying nothing was added."""
+    import io
+    import threading
+
+    from newsletter.staff import contact_imports as jobs
+    from newsletter.staff.users import get
+    settings = live_server.settings
+    make_user(live_server.db, "mia@clinic.example", Role.MARKETING)
+    with live_server.db.session() as s:
+        user = get(s, "mia@clinic.example")
+        s.expunge(user)
+    rows = ("email\n" + "".join(f"p{n}@example.org\n" for n in range(50))).encode()
+    job, _ = jobs.save_upload(settings, user, io.BytesIO(rows))
+    first, second = jobs.find_job(settings, job.id, user), jobs.find_job(settings, job.id, user)  # both read "mapping"
+    assert first is not None and second is not None
+    options = jobs.RunOptions(list_slug="newsletter", confirmed=False, consent_note="", tags=[],
+                              mapping={"email": "email"})
+    finished = threading.Event()
+    jobs.start(live_server.db, settings, first, user, options, on_done=lambda _: finished.set())
+    with pytest.raises(InputError, match="already started"):
+        jobs.start(live_server.db, settings, second, user, options)
+    assert finished.wait(30)
+    with live_server.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "import")) == 1

@@ -269,6 +269,7 @@ def start(db: Database, settings: Settings, job: ImportJob, user: StaffUser, opt
         raise InputError("only a stopped import whose file is still here can be resumed")
     else:
         job.start_line, job.error = job.last_line, ""
+    _claim(settings, job)
     job.state, job.pid, job.heartbeat = JobState.RUNNING, os.getpid(), time.time()
     _write_state(settings, job)
     thread = threading.Thread(target=_run, args=(db, settings, job, user.id, on_done), daemon=True,
@@ -277,6 +278,18 @@ def start(db: Database, settings: Settings, job: ImportJob, user: StaffUser, opt
         _threads[job.id] = thread
     thread.start()
     return job
+
+
+def _claim(settings: Settings, job: ImportJob) -> None:
+    """Only the first of several requests to start (or resume) the job as it stands runs it, in
+    whatever process: a double click or a replayed form started two threads importing the same file.
+    The claim is a file made with O_EXCL, named for the state the requests read (the line it starts
+    after and the job's last word), so a later resume, of a job that stopped again, claims afresh."""
+    claim = _folder(settings, job.id) / f".claim-{job.last_line if job.start_line else 0}-{job.heartbeat!r}"
+    try:
+        os.close(os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise InputError("this import has already started") from None
 
 
 def _run(db: Database, settings: Settings, job: ImportJob, user_id: int,
