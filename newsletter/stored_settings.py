@@ -39,7 +39,7 @@ from newsletter.models import Issue
 from newsletter.staff import audit
 from newsletter.staff.models import StaffUser, StoredSetting
 from subscribers.contacts import sendable_email
-from subscribers.db import utcnow
+from subscribers.db import serialized, utcnow
 from subscribers.states import RECOMPILABLE
 
 log = logging.getLogger("newsletter.settings")
@@ -47,6 +47,7 @@ MIN_CONTRAST = 4.5  # WCAG 2 AA for normal text: the white text of the email's b
 REFRESH_SECONDS = 2.0
 MAX_TEXT = {"org_name": 200, "newsletter_name": 200, "from_name": 200, "postal_address": 300}
 MAX_URL = 2000
+SETTINGS_LOCK = 0x6E6C7374  # a PostgreSQL advisory lock key of this project's own ("nlst")
 
 
 @dataclass(frozen=True)
@@ -444,6 +445,7 @@ def save(session: Session, settings: Settings, actor: StaffUser | str, submitted
         raise InputError(f"{', '.join(unknown)} cannot be changed here")
     values = check(settings, submitted)
     now = now or utcnow()
+    serialized(session, SETTINGS_LOCK)  # a form sent twice at once inserted the same key twice (a 500)
     rows = stored_rows(session)
     before = effective(settings, {k: r.value for k, r in rows.items()})
     pins = pinned(settings)

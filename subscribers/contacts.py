@@ -156,9 +156,13 @@ def upsert_contact(
     return ContactChange(contact, created, changed)
 
 
-def contact_by_id(session: Session, contact_id: int) -> Contact:
-    """The contact with this number (staff pages name contacts by number, never by address)."""
-    contact = session.get(Contact, contact_id)
+def contact_by_id(session: Session, contact_id: int, *, for_update: bool = False) -> Contact:
+    """The contact with this number (staff pages name contacts by number, never by address).
+    ``for_update``: the row locked until the transaction ends (PostgreSQL; SQLite's writers are serial
+    already), so that two requests changing one contact, such as a form sent twice, run one after the
+    other and the second sees what the first did: together they inserted the same tag twice, or
+    erased the contact twice (a unique violation, a 500, on PostgreSQL)."""
+    contact = session.get(Contact, contact_id, with_for_update=for_update or None, populate_existing=for_update)
     if contact is None:
         raise NotFound(f"there is no contact {contact_id}")
     return contact

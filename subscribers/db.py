@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from typing import Any
 
-from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData
+from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -74,6 +74,14 @@ def is_postgresql(where: Session | Engine | Connection) -> bool:
     """Whether ``where`` (a session, an engine or a connection) talks to PostgreSQL (else SQLite)."""
     bind = where.get_bind() if isinstance(where, Session) else where
     return bind.dialect.name == "postgresql"
+
+
+def serialized(session: Session, key: int) -> None:
+    """Run the rest of this transaction after any other that asked for ``key`` has ended: a
+    PostgreSQL transaction-scoped advisory lock (each statement after it sees what the other
+    committed). SQLite needs none: its writing transactions start one at a time (BEGIN IMMEDIATE)."""
+    if is_postgresql(session):
+        session.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 def insert_ignoring_conflicts(session: Session, table: Any) -> postgresql.Insert | sqlite.Insert:

@@ -348,3 +348,47 @@ def test_two_requests_to_run_one_import_run_it_once(live_server: LiveServer) -> 
     assert finished.wait(30)
     with live_server.db.session() as s:
         assert s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "import")) == 1
+
+
+# A form sent several times at once ------------------------------------------------------------------
+
+
+def _burst(server: LiveServer, client: httpx.Client, path: str, data: dict[str, str], times: int = 6) -> list[int]:
+    """``data`` posted to ``path`` ``times`` times at once, each by its own connection with the same session."""
+    import threading
+    answers: list[int] = []
+    ready = threading.Barrier(times)
+
+    def send() -> None:
+        with httpx.Client(base_url=server.url, cookies=client.cookies, follow_redirects=False, timeout=60) as c:
+            ready.wait()
+            answers.append(c.post(path, data=data).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(answers)
+
+
+def test_a_form_sent_several_times_at_once_is_never_a_500(any_server: LiveServer) -> None:
+    """On PostgreSQL, two requests inserted the same tag, the same stored setting or the same
+    suppression of an erased address: unique violations, 500s (SQLite's writers wait their turn)."""
+    seeded = seed_person(any_server.db, any_server.settings, "ana@example.org", name="Ana", suppressed=False)
+    admin = make_user(any_server.db, "admin@clinic.example", Role.ADMIN, with_totp=True)
+    with httpx.Client(base_url=any_server.url, follow_redirects=False, timeout=30) as c:
+        sign_in(c, admin)
+        token = csrf_of(c.get("/staff/contacts").text)
+        tags = _burst(any_server, c, f"/staff/contacts/{seeded.contact_id}/details",
+                      {"csrf_token": token, "tags": "a, b, c", "fields": "k: v"})
+        assert tags == [303] * 6
+        saved = _burst(any_server, c, "/staff/settings/organisation",
+                       {"csrf_token": token, "org_name": "Calm Clinic", "newsletter_name": "Calm Notes"})
+        assert saved == [303] * 6
+        erased = _burst(any_server, c, f"/staff/contacts/{seeded.contact_id}/erase",
+                        {"csrf_token": token, "confirm_address": "ana@example.org"})
+        assert erased[0] == 303 and set(erased[1:]) <= {303, 404}  # the others find it gone
+    with any_server.db.session() as s:
+        changes = s.scalars(select(AuditEntry.target).where(AuditEntry.action.in_(("settings_changed", "erase")))).all()
+    assert sorted(changes) == ["contact %d" % seeded.contact_id, "setting newsletter_name", "setting org_name"]

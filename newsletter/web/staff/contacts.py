@@ -57,10 +57,10 @@ def _contact_id(value: str) -> int:
     return number
 
 
-def _load(session: Any, value: str) -> Contact:
-    """The contact a path names, else the 404 page."""
+def _load(session: Any, value: str, *, for_update: bool = False) -> Contact:
+    """The contact a path names, else the 404 page (``for_update``: locked for a change)."""
     try:
-        return contact_service.contact_by_id(session, _contact_id(value))
+        return contact_service.contact_by_id(session, _contact_id(value), for_update=for_update)
     except NotFound:
         raise HTTPException(404) from None
 
@@ -298,7 +298,7 @@ def _change(request: Request, contact_id: str, act: Any) -> tuple[int, Any]:
     """Run ``act(session, contact)`` in one transaction; (contact number, its result). 404 page for a
     contact that does not exist."""
     with request.app.state.db.session() as session:
-        contact = _load(session, contact_id)
+        contact = _load(session, contact_id, for_update=True)
         return contact.id, act(session, contact)
 
 
