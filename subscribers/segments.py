@@ -682,7 +682,12 @@ def _list_references(node: Definition, path: str) -> list[tuple[str, str]]:
 
 
 def delete_segment(session: Session, name: str) -> None:
-    session.delete(get_segment(session, name))
+    """NotFound when there is no such segment, also when another transaction deleted it meanwhile:
+    its row is locked first (PostgreSQL), so a second delete waits and then finds nothing."""
+    segment = session.scalar(select(Segment).where(Segment.name == name).with_for_update())
+    if segment is None:
+        raise NotFound(f"there is no segment {name!r}")
+    session.delete(segment)
     session.flush()
 
 

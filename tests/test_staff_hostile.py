@@ -392,3 +392,46 @@ def test_a_form_sent_several_times_at_once_is_never_a_500(any_server: LiveServer
     with any_server.db.session() as s:
         changes = s.scalars(select(AuditEntry.target).where(AuditEntry.action.in_(("settings_changed", "erase")))).all()
     assert sorted(changes) == ["contact %d" % seeded.contact_id, "setting newsletter_name", "setting org_name"]
+
+
+def _burst_each(server: LiveServer, client: httpx.Client, path: str, forms: list[dict[str, str]]) -> list[int]:
+    """Each of ``forms`` posted to ``path`` at once, each by its own connection with the same session."""
+    import threading
+    answers: list[int] = []
+    ready = threading.Barrier(len(forms))
+
+    def send(data: dict[str, str]) -> None:
+        with httpx.Client(base_url=server.url, cookies=client.cookies, follow_redirects=False, timeout=60) as c:
+            ready.wait()
+            answers.append(c.post(path, data=data).status_code)
+
+    threads = [threading.Thread(target=send, args=(form,)) for form in forms]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(answers)
+
+
+def test_sequence_and_segment_changes_at_once_are_neither_lost_nor_a_500(any_server: LiveServer) -> None:
+    """Four steps added at once each read the same definition: all four were told "saved" and audited,
+    and only one was kept. An enrolment sent twice and a segment deleted twice were 500s on PostgreSQL."""
+    from subscribers.segments import save_segment
+    from tests.test_staff_sequences import install
+    sequence_id = install(any_server)["Welcome"]
+    seed_person(any_server.db, any_server.settings, "ana@example.org", name="Ana", suppressed=False)
+    with any_server.db.session() as s:
+        segment_id = save_segment(s, "vips", {"tag": "vip"}).id
+    with signed_in(any_server, Role.MARKETING) as c:
+        token = csrf_of(c.get("/staff/sequences").text)
+        added = _burst_each(any_server, c, f"/staff/sequences/{sequence_id}/new-step",
+                            [{"csrf_token": token, "key": f"extra-{n}", "where": "", "delay": "1d",
+                              "subject": f"Extra {n}", "body": "Hello."} for n in range(4)])
+        assert added == [303] * 4
+        steps = re.findall(rf'href="/staff/sequences/{sequence_id}/steps/([^"/]+)"', c.get(f"/staff/sequences/{sequence_id}").text)
+        assert {f"extra-{n}" for n in range(4)} <= set(steps)
+        enrolled = _burst_each(any_server, c, f"/staff/sequences/{sequence_id}/enrol",
+                               [{"csrf_token": token, "email": "ana@example.org"}] * 4)
+        assert enrolled == [303, 400, 400, 400]
+        deleted = _burst_each(any_server, c, f"/staff/segments/{segment_id}/delete", [{"csrf_token": token}] * 4)
+        assert deleted == [303, 404, 404, 404]
