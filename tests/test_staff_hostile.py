@@ -435,3 +435,17 @@ def test_sequence_and_segment_changes_at_once_are_neither_lost_nor_a_500(any_ser
         assert enrolled == [303, 400, 400, 400]
         deleted = _burst_each(any_server, c, f"/staff/segments/{segment_id}/delete", [{"csrf_token": token}] * 4)
         assert deleted == [303, 404, 404, 404]
+
+
+def test_a_booking_form_sent_several_times_at_once_records_one_booking(any_server: LiveServer) -> None:
+    """Without a booking system id, the same lead and time is the same booking: sent four times at
+    once on PostgreSQL, each request found none and four bookings were stored."""
+    from subscribers.models import Booking
+    lead_id = web_lead(any_server.db, "lee@example.org", "Lee")
+    with signed_in(any_server, Role.CLINIC) as c:
+        token = csrf_of(c.get("/staff/leads").text)
+        answers = _burst_each(any_server, c, f"/staff/leads/{lead_id}/bookings",
+                              [{"csrf_token": token, "date": "2031-02-01", "time": "10:00"}] * 4)
+        assert answers == [303] * 4
+    with any_server.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Booking)) == 1
