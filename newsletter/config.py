@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from subscribers.errors import InputError
 
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+MIN_RATE_PER_SECOND = 0.0003  # about one email an hour
 MIN_SECRET_BYTES = 32
 MAKE_A_SECRET = 'make one with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
 SENDGRID_KEY_HOWTO = ("in SendGrid, Settings > Mail Settings > Event Webhook: enable the Signed Event Webhook and copy "
@@ -61,8 +62,11 @@ class Settings(BaseSettings):
     sendgrid_timeout: float = Field(30.0, gt=0, description="Seconds to wait for SendGrid to answer one request.")
 
     batch_size: int = Field(1000, ge=1, le=1000, description="Recipients per provider request (SendGrid allows 1000).")
-    rate_per_second: float = Field(0, ge=0, description="Most emails sent per second; 0 means no limit.")
-    rate_per_day: int = Field(0, ge=0, description="Most emails sent per 24 hours; 0 means no limit.")
+    # Finite: "inf" passed ge=0, and PostgreSQL's JSONB refuses to store Infinity (the settings page's 500).
+    rate_per_second: float = Field(0, ge=0, allow_inf_nan=False,
+                                   description="Most emails sent per second; 0 means no limit.")
+    # Upper bounds past any real use: larger values overflowed where they are used (a LIMIT, a timedelta).
+    rate_per_day: int = Field(0, ge=0, le=1_000_000_000, description="Most emails sent per 24 hours; 0 means no limit.")
     send_retries: int = Field(5, ge=0, description="Retries of a batch after a 5xx or connection error.")
     breaker_threshold: int = Field(5, ge=1, description="Failed batches in a row that pause an issue's send.")
     lease_seconds: int = Field(300, ge=10, description="How long a worker's claim on a batch lasts.")
@@ -92,7 +96,7 @@ class Settings(BaseSettings):
     )
 
     frequency_cap_hours: int = Field(
-        24, ge=0, description="At most one marketing email per contact in this many hours: sequence steps wait (0: off)."
+        24, ge=0, le=8760, description="At most one marketing email per contact in this many hours: sequence steps wait (0: off)."
     )
 
     # Tracking and webhooks
@@ -204,6 +208,16 @@ class Settings(BaseSettings):
     def _colour(cls, value: str) -> str:
         if not HEX_COLOUR.match(value):
             raise ValueError(f"NEWSLETTER_ACCENT_COLOUR must look like #2f6f6a, not {value!r}")
+        return value
+
+    @field_validator("rate_per_second")
+    @classmethod
+    def _rate(cls, value: float) -> float:
+        # A rate near 0 paces a batch past what a wait can take (1e-10 a second: 10^13 s, and the
+        # dispatcher's wait raised OverflowError): slower than one email an hour is not a rate anyone means.
+        if 0 < value < MIN_RATE_PER_SECOND:
+            raise ValueError(f"NEWSLETTER_RATE_PER_SECOND must be 0 (no limit) or at least {MIN_RATE_PER_SECOND:g} "
+                             f"(about one email an hour), not {value:g}")
         return value
 
     @field_validator("fetch_allow_hosts")

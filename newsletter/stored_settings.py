@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parseaddr
+from email.headerregistry import Address
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from newsletter.models import Issue
 from newsletter.staff import audit
 from newsletter.staff.models import StaffUser, StoredSetting
 from subscribers.contacts import sendable_email
-from subscribers.db import utcnow
+from subscribers.db import serialized, utcnow
 from subscribers.states import RECOMPILABLE
 
 log = logging.getLogger("newsletter.settings")
@@ -46,6 +47,7 @@ MIN_CONTRAST = 4.5  # WCAG 2 AA for normal text: the white text of the email's b
 REFRESH_SECONDS = 2.0
 MAX_TEXT = {"org_name": 200, "newsletter_name": 200, "from_name": 200, "postal_address": 300}
 MAX_URL = 2000
+SETTINGS_LOCK = 0x6E6C7374  # a PostgreSQL advisory lock key of this project's own ("nlst")
 
 
 @dataclass(frozen=True)
@@ -325,12 +327,7 @@ def _deliverability(spec: FieldSpec, value: Any) -> Any:
         except (InputError, ValueError) as exc:
             raise ValueError(sentence(str(exc))) from None
     if spec.name == "reply_to":
-        name, address = parseaddr(value)
-        try:
-            checked = sendable_email(address or value)
-        except (InputError, ValueError) as exc:
-            raise ValueError(sentence(str(exc))) from None
-        return f"{name} <{checked}>" if name else checked
+        return _one_reply_address(value)
     if spec.name == "accent_colour":
         ratio = contrast_with_white(value)
         if ratio < MIN_CONTRAST:
@@ -343,6 +340,29 @@ def _deliverability(spec: FieldSpec, value: Any) -> Any:
                              "(http is refused: mail programs block or warn about insecure images).")
         return value
     return value
+
+
+def _one_reply_address(value: str) -> str:
+    """One address, optionally with a name, written so that the header carries exactly it. Taking
+    ``parseaddr``'s first address and writing ``name <address>`` back stored other addresses than the
+    one checked: ``"Evil, <x@evil.example>" <a@clinic.example>`` became a header with replies to
+    x@evil.example, and a quoted CR LF ``Bcc:`` came out as the Bcc's address."""
+    try:
+        refuse_control_characters(value, "Reply-To address")
+    except InputError as exc:
+        raise ValueError(sentence(str(exc))) from None
+    found = getaddresses([value])
+    if len(found) != 1 or not found[0][1]:
+        raise ValueError("Give one address, such as hello@clinic.example or Clinic <hello@clinic.example>.")
+    name, address = found[0]
+    try:
+        checked = sendable_email(address)
+    except (InputError, ValueError) as exc:
+        raise ValueError(sentence(str(exc))) from None
+    written = str(Address(display_name=name, addr_spec=checked)) if name else checked  # quoted as it needs
+    if [address for _, address in getaddresses([written])] != [checked]:
+        raise ValueError("Give one address, such as hello@clinic.example or Clinic <hello@clinic.example>.")
+    return written
 
 
 def check(settings: Settings, submitted: dict[str, str]) -> dict[str, Any]:
@@ -429,6 +449,7 @@ def save(session: Session, settings: Settings, actor: StaffUser | str, submitted
         raise InputError(f"{', '.join(unknown)} cannot be changed here")
     values = check(settings, submitted)
     now = now or utcnow()
+    serialized(session, SETTINGS_LOCK)  # a form sent twice at once inserted the same key twice (a 500)
     rows = stored_rows(session)
     before = effective(settings, {k: r.value for k, r in rows.items()})
     pins = pinned(settings)

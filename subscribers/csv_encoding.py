@@ -133,11 +133,18 @@ class Encoding:
         return text
 
 
+# Codecs Python reads text with that are no file's encoding: host names, escapes in source code, and
+# one that refuses everything. Named, they raised UnicodeError (not a decoding error) on the first line.
+NOT_FILE_ENCODINGS = frozenset({"undefined", "punycode", "idna", "unicode-escape", "raw-unicode-escape"})
+
+
 def given_encoding(name: str) -> Encoding:
     """The encoding named by the person importing (``--encoding``), checked."""
     try:
         codec = codecs.lookup(name.strip()).name
         io.TextIOWrapper(io.BytesIO(), encoding=codec)  # LookupError for a codec that is not a text encoding
+        if codec in NOT_FILE_ENCODINGS:
+            raise LookupError(codec)
     except LookupError:
         raise InputError(f"unknown encoding {name.strip()!r}: give a name such as utf-8, cp1252 (Windows-1252), "
                          "shift_jis or iso-8859-7") from None

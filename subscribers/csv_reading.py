@@ -68,6 +68,9 @@ class _Lines:
             line = self.text.readline(MAX_LINE + 1)
         except UnicodeDecodeError as exc:
             raise self._not_in_encoding(exc) from None
+        except UnicodeError as exc:  # a codec's own refusal, such as UTF-16 bytes with no byte-order mark
+            raise InputError(f"{self.path} line {self.number + 1}: cannot be read as {label(self.encoding.codec)} "
+                             f"({exc}); save it again as CSV (UTF-8), or name its encoding with --encoding") from None
         if not line:
             self.ended = True
             raise StopIteration

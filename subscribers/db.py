@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from typing import Any
 
-from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData
+from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -76,6 +76,14 @@ def is_postgresql(where: Session | Engine | Connection) -> bool:
     return bind.dialect.name == "postgresql"
 
 
+def serialized(session: Session, key: int) -> None:
+    """Run the rest of this transaction after any other that asked for ``key`` has ended: a
+    PostgreSQL transaction-scoped advisory lock (each statement after it sees what the other
+    committed). SQLite needs none: its writing transactions start one at a time (BEGIN IMMEDIATE)."""
+    if is_postgresql(session):
+        session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
 def insert_ignoring_conflicts(session: Session, table: Any) -> postgresql.Insert | sqlite.Insert:
     """The backend's own INSERT for ``table`` (a table or a mapped class), the construct that has
     ``on_conflict_do_nothing`` (``INSERT … ON CONFLICT DO NOTHING`` on both backends)."""
@@ -90,5 +98,21 @@ def starts_with(session: Session, expression: Any, prefix: str) -> Any:
     if is_postgresql(session):
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return expression.like(escaped + "%", escape="\\")
-    following = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    return (expression >= prefix) & (expression < following)
+    following = _following(prefix)
+    at_least = expression >= prefix
+    return at_least if following is None else at_least & (expression < following)
+
+
+def _following(prefix: str) -> str | None:
+    """The smallest string after every string that starts with ``prefix`` (None: there is none, as
+    for a prefix of U+10FFFF only). The last character goes up by one, past the surrogates (which
+    no string can hold in UTF-8); one that is already the last code point is dropped and the one
+    before it goes up instead."""
+    text = prefix
+    while text:
+        last = ord(text[-1])
+        if last < 0x10FFFF:
+            following = 0xE000 if 0xD800 <= last + 1 <= 0xDFFF else last + 1
+            return text[:-1] + chr(following)
+        text = text[:-1]
+    return None

@@ -386,6 +386,9 @@ def record_booking(
         assert isinstance(email_or_lead, str)
         lead = _lead_for_booking(session, email_or_lead, origin, default_timezone, new_lead_source)
     if booked_for is not None:
+        # The lead's row locked first (PostgreSQL): the same consultation recorded twice at once (a
+        # form sent twice, a webhook retried beside staff) each found none and both were stored.
+        session.execute(select(Lead.id).where(Lead.id == lead.id).with_for_update())
         same = _same_consultation(session, lead, booked_for, external_id)
         if same is not None:
             return _attach_external_id(session, same, lead, external_id)

@@ -111,6 +111,14 @@ class _Checker:
         prefix = f"segment {self.name!r}: " if self.name else ""
         raise InputError(f"{prefix}{path + ': ' if path else ''}{problem}")
 
+    def count_values(self, values: list[Any], path: str) -> None:
+        """Each value of a list beyond the first is a condition more: 30,000 tags in ``tags_all`` made
+        an SQL expression SQLite refuses (a 500 after 12 s), and as many time zones more variables
+        than it binds."""
+        self.conditions += len(values) - 1
+        if self.conditions > MAX_CONDITIONS:
+            self.fail(path, f"more than {MAX_CONDITIONS} conditions in one segment (each value of a list counts)")
+
     def node(self, node: Any, path: str, depth: int = 0) -> Definition:
         if not isinstance(node, Mapping):
             self.fail(path, f"a condition is a mapping such as {{'tag': 'vip'}}, not {_kind_of(node)}")
@@ -268,6 +276,7 @@ class _Checker:
     def _tag_list(self, value: Any, path: str) -> list[str]:
         if not isinstance(value, list) or not value:
             self.fail(path, "needs a non-empty list of tags")
+        self.count_values(value, path)
         return sorted({self._tag_name(tag, f"{path}[{i}]") for i, tag in enumerate(value)})
 
     def _choices(self, value: Any, path: str, allowed: Sequence[str]) -> str | list[str]:
@@ -282,6 +291,7 @@ class _Checker:
         if isinstance(value, list):
             if not value:
                 self.fail(path, "needs a value or a non-empty list of values")
+            self.count_values(value, path)
             return [check(item, f"{path}[{i}]") for i, item in enumerate(value)]
         return check(value, path)
 
@@ -672,7 +682,12 @@ def _list_references(node: Definition, path: str) -> list[tuple[str, str]]:
 
 
 def delete_segment(session: Session, name: str) -> None:
-    session.delete(get_segment(session, name))
+    """NotFound when there is no such segment, also when another transaction deleted it meanwhile:
+    its row is locked first (PostgreSQL), so a second delete waits and then finds nothing."""
+    segment = session.scalar(select(Segment).where(Segment.name == name).with_for_update())
+    if segment is None:
+        raise NotFound(f"there is no segment {name!r}")
+    session.delete(segment)
     session.flush()
 
 

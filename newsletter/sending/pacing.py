@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.models import Delivery
 from subscribers.states import DeliveryStatus, sql_literal
-from subscribers.db import is_postgresql
+from subscribers.db import serialized
 
 
 DAILY_BUDGET_LOCK = 0x6E6C6462  # a PostgreSQL advisory lock key of this project's own ("nldb")
@@ -46,8 +46,7 @@ class Pacer:
         serial already)."""
         if self.per_day <= 0:
             return None
-        if is_postgresql(session):
-            session.execute(select(func.pg_advisory_xact_lock(DAILY_BUDGET_LOCK)))
+        serialized(session, DAILY_BUDGET_LOCK)
         sent = session.scalar(select(func.count()).where(Delivery.submitted_at > now - timedelta(days=1))) or 0
         # Rows claimed by other dispatchers are about to go too.
         claimed = Delivery.status == sql_literal(DeliveryStatus.CLAIMED)

@@ -118,7 +118,10 @@ def parse_duration(value: Any) -> timedelta:
         if match is None or not any(match.groupdict().values()):  # the empty string matches too
             raise ValueError(f"{value!r} is not a duration like 2d, 12h, 30m")
         parts = {unit: int(n or 0) for unit, n in match.groupdict().items()}
-        result = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["m"])
+        try:
+            result = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["m"])
+        except OverflowError:  # past what a timedelta holds (999,999,999 days): far past the longest
+            raise ValueError(f"{value!r} is longer than a year; the longest delay is 52w") from None
     else:
         raise ValueError(f"{value!r} is not a duration like 2d, 12h, 30m")  # noqa: TRY004
     if result < timedelta(0):

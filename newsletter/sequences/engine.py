@@ -67,6 +67,9 @@ def first_due(session: Session, sequence: Sequence, contact_id: int, step: Seque
 def enroll(session: Session, sequence: Sequence, contact: Contact, now: datetime, *, source: str = TriggerType.MANUAL) -> Enrollment:
     """Enrol one contact (staff, or a trigger). Refuses a second active enrolment, and a new one
     after a finished one unless the sequence allows re-enrolment."""
+    # The contact's row locked first (PostgreSQL): two enrolments of one contact at once (a form sent
+    # twice, a trigger beside staff) both read "not enrolled" and one failed on the unique generation.
+    session.execute(select(Contact.id).where(Contact.id == contact.id).with_for_update())
     previous = session.scalars(
         select(Enrollment).where(Enrollment.sequence_id == sequence.id, Enrollment.contact_id == contact.id)
         .order_by(Enrollment.generation.desc())

@@ -34,8 +34,12 @@ def get_sequence(session: Session, name: str) -> Sequence:
     return sequence
 
 
-def sequence_by_id(session: Session, sequence_id: int) -> Sequence:
-    sequence = session.get(Sequence, sequence_id)
+def sequence_by_id(session: Session, sequence_id: int, *, for_update: bool = False) -> Sequence:
+    """``for_update``: the row locked until the transaction ends (PostgreSQL; SQLite's writers are
+    serial already). Every edit reads the definition, changes it and writes it whole: two edits at
+    once (two people adding a step) each read the same definition and the last write lost the other's
+    step, though both were told it was saved and both were audited."""
+    sequence = session.get(Sequence, sequence_id, with_for_update=for_update or None, populate_existing=for_update)
     if sequence is None:
         raise NotFound(f"there is no sequence {sequence_id}")
     return sequence

@@ -49,6 +49,14 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # about 500,000 rows of a typical contacts 
 KEEP = timedelta(days=7)  # a job's folder (its report) is removed this long after it was made
 SILENT = timedelta(minutes=10)  # a running job of another process with no word for this long stopped
 REPORT_ROWS_SHOWN = 500
+# The mapping page draws a choice per column and its form posts a field per column: a file of 20,000
+# columns drew a 20 MB page in 9 s, and past Starlette's 1,000 form fields the mapping could not even
+# be posted. An export has a few dozen columns; more than this is not a contacts file (the CLI,
+# which maps by flags, takes any).
+MAX_COLUMNS = 200
+# Uploads a person may have waiting to be mapped or running at once: each may be MAX_UPLOAD_BYTES on
+# disk for KEEP, and each running one is a thread of the web process.
+MAX_OPEN_JOBS = 5
 CHUNK = 64 * 1024
 ID = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 UPLOAD, REPORT, STATE = "upload.csv", "report.csv", "job.json"
@@ -135,6 +143,9 @@ def save_upload(settings: Settings, user: StaffUser, source: IO[bytes], encoding
     ``MAX_UPLOAD_BYTES``, an empty one or one the importer refuses is removed again and raises
     ``InputError``."""
     _sweep(settings)
+    if len(open_jobs(settings, user)) >= MAX_OPEN_JOBS:
+        raise InputError(f"you have {MAX_OPEN_JOBS} imports waiting to be mapped or running, the most one person "
+                         "may have: run or discard one of them first")
     job = ImportJob(id=secrets.token_urlsafe(24), user_id=user.id, created_at=utcnow().isoformat(), size=0,
                     encoding=encoding or None)
     folder = _folder(settings, job.id)
@@ -144,6 +155,9 @@ def save_upload(settings: Settings, user: StaffUser, source: IO[bytes], encoding
         if job.size == 0:
             raise InputError("the file is empty; choose a CSV file with a header line and rows of contacts")
         shown = _preview(settings, job)
+        if len(shown.headers) > MAX_COLUMNS:
+            raise InputError(f"the file has {len(shown.headers):,} columns, more than the {MAX_COLUMNS} this page can "
+                             "map; remove the columns you do not need, or import it with `newsletter contacts import`")
         job.rows_total = shown.rows
         _write_state(settings, job)
         return job, shown
@@ -192,6 +206,16 @@ def find_job(settings: Settings, job_id: str, user: StaffUser) -> ImportJob | No
     if job is None or job.user_id != user.id:
         return None
     return _as_seen_now(job)
+
+
+def open_jobs(settings: Settings, user: StaffUser) -> list[ImportJob]:
+    """``user``'s jobs waiting to be mapped or running (the folder holds at most ``KEEP`` of jobs)."""
+    root = imports_dir(settings)
+    if not root.is_dir():
+        return []
+    found = (_read_state(settings, folder.name) for folder in root.iterdir() if ID.fullmatch(folder.name))
+    return [job for job in found if job is not None and job.user_id == user.id
+            and _as_seen_now(job).state in (JobState.MAPPING, JobState.RUNNING)]
 
 
 def _as_seen_now(job: ImportJob) -> ImportJob:
@@ -245,6 +269,7 @@ def start(db: Database, settings: Settings, job: ImportJob, user: StaffUser, opt
         raise InputError("only a stopped import whose file is still here can be resumed")
     else:
         job.start_line, job.error = job.last_line, ""
+    _claim(settings, job)
     job.state, job.pid, job.heartbeat = JobState.RUNNING, os.getpid(), time.time()
     _write_state(settings, job)
     thread = threading.Thread(target=_run, args=(db, settings, job, user.id, on_done), daemon=True,
@@ -253,6 +278,18 @@ def start(db: Database, settings: Settings, job: ImportJob, user: StaffUser, opt
         _threads[job.id] = thread
     thread.start()
     return job
+
+
+def _claim(settings: Settings, job: ImportJob) -> None:
+    """Only the first of several requests to start (or resume) the job as it stands runs it, in
+    whatever process: a double click or a replayed form started two threads importing the same file.
+    The claim is a file made with O_EXCL, named for the state the requests read (the line it starts
+    after and the job's last word), so a later resume, of a job that stopped again, claims afresh."""
+    claim = _folder(settings, job.id) / f".claim-{job.last_line if job.start_line else 0}-{job.heartbeat!r}"
+    try:
+        os.close(os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise InputError("this import has already started") from None
 
 
 def _run(db: Database, settings: Settings, job: ImportJob, user_id: int,

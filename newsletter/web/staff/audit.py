@@ -22,10 +22,14 @@ def _day(value: str, name: str, errors: dict[str, str]) -> date | None:
     if not value.strip():
         return None
     try:
-        return date.fromisoformat(value.strip())
+        day = date.fromisoformat(value.strip())
     except ValueError:
         errors[name] = "Give a date like 2026-12-31."
         return None
+    if day == date.max:  # the day after it, where "until" ends, is past the calendar (OverflowError)
+        errors[name] = "Give a date before 9999-12-31."
+        return None
+    return day
 
 
 def _start_of(day: date | None) -> datetime | None:

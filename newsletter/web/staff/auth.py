@@ -29,6 +29,7 @@ from newsletter.staff import sessions
 from newsletter.staff.models import StaffSession, StaffUser
 from newsletter.staff.roles import Area, may
 from newsletter.staff.totp import needs_enrolment
+from newsletter.web.staff.text_input import NulInField, refuse_nul
 from subscribers.db import utcnow
 
 SESSION = "staff_session"
@@ -149,6 +150,7 @@ class Require:
             raise Forbidden(staff)
         if request.method not in SAFE_METHODS:
             await check_csrf(request, staff.csrf, staff)
+        await refuse_nul(request, staff)
         return staff
 
 
@@ -233,3 +235,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(CsrfRefused)
     async def _csrf(request: Request, exc: CsrfRefused) -> Response:
         return page(request, exc.staff, "staff/csrf_refused.html", 403)
+
+    @app.exception_handler(NulInField)
+    async def _nul(request: Request, exc: NulInField) -> Response:
+        return page(request, exc.staff, "staff/bad_text.html", 400, field=exc.field)

@@ -22,13 +22,13 @@ from newsletter.staff import contact_imports as jobs
 from newsletter.staff.contact_imports import ImportJob, JobState, RunOptions
 from newsletter.staff.roles import Area
 from newsletter.web.staff.auth import Require, Staff
+from newsletter.web.staff.body_limit import FORM_SLACK
 from newsletter.web.staff.render import page, redirect
 from subscribers.csv_import import CUSTOM, IGNORE, ROLES, CsvPreview
 from subscribers.lists import all_lists
 
 router = APIRouter()
 IMPORT = "/staff/contacts/import"
-FORM_SLACK = 64 * 1024  # the multipart framing and the other fields around the file
 FIELD_LABELS = {"email": "Email address", "name": "Name (full)", "first_name": "First name",
                 "last_name": "Last name", "timezone": "Time zone", "tags": "Tags"}
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -60,10 +60,10 @@ def _contact_id(value: str) -> int:
     return number
 
 
-def _load(session: Any, value: str) -> Contact:
-    """The contact a path names, else the 404 page."""
+def _load(session: Any, value: str, *, for_update: bool = False) -> Contact:
+    """The contact a path names, else the 404 page (``for_update``: locked for a change)."""
     try:
-        return contact_service.contact_by_id(session, _contact_id(value))
+        return contact_service.contact_by_id(session, _contact_id(value), for_update=for_update)
     except NotFound:
         raise HTTPException(404) from None
 
@@ -267,11 +267,11 @@ def export_csv(request: Request, list_slug: str = Form("", alias="list"), segmen
 def _older(value: str) -> datetime | None:
     if not value:
         return None
-    try:
+    try:  # in UTC now: a moment at the edge of the calendar with an offset has no UTC time (a 404-free None)
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        return moment.astimezone(timezone.utc) if moment.tzinfo else None
+    except (ValueError, OverflowError):
         return None
-    return moment if moment.tzinfo else None
 
 
 def _contact_page(request: Request, staff: Staff, contact_id: str, status: int = 200, *,
@@ -304,7 +304,7 @@ def _change(request: Request, contact_id: str, act: Any) -> tuple[int, Any]:
     """Run ``act(session, contact)`` in one transaction; (contact number, its result). 404 page for a
     contact that does not exist."""
     with request.app.state.db.session() as session:
-        contact = _load(session, contact_id)
+        contact = _load(session, contact_id, for_update=True)
         return contact.id, act(session, contact)
 
 

@@ -27,6 +27,7 @@ from newsletter.reports.lead_emails import lead_emails
 from newsletter.staff import lead_actions
 from newsletter.staff.audit import Cursor
 from newsletter.staff.roles import Area
+from newsletter.urls import url_id
 from newsletter.web.staff.auth import Require, Staff
 from newsletter.web.staff.home import local_time
 from newsletter.web.staff.render import page, redirect
@@ -43,10 +44,12 @@ FOLLOW_UP_PAGE = 50
 
 
 def _number(value: str | None, what: str) -> int:
-    """A numeric id from a path or query (anything else is a 404, never a 500)."""
-    if value is None or not value.isdigit() or len(value) > 12:
+    """A numeric id from a path or query (anything else is a 404, never a 500: ``url_id`` refuses
+    "²", which ``str.isdigit`` takes, and numbers too big for the column, which PostgreSQL refuses)."""
+    number = url_id(value or "")
+    if number is None:
         raise HTTPException(404, f"no such {what}")
-    return int(value)
+    return number
 
 
 def _requested(shown: Callable[[datetime | None], str]) -> Callable[[str | None], str]:

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
-from newsletter.errors import InputError
+from newsletter.errors import InputError, NotFound
 from newsletter.staff import audit
 from newsletter.staff import segment_builder as builder
 from newsletter.staff import segment_counts
@@ -236,7 +236,10 @@ async def update_segment(request: Request, segment_id: str, staff: Staff = Depen
 @router.post(SEGMENTS + "/{segment_id}/delete")
 def delete_segment(request: Request, segment_id: str, staff: Staff = Depends(contacts)) -> Response:
     segment = _segment(request, segment_id)
-    with request.app.state.db.session() as session:
-        segment_service.delete_segment(session, segment.name)
-        audit.record(session, staff.user, AuditAction.SEGMENT_DELETED, target=f"segment {segment.id}")
+    try:
+        with request.app.state.db.session() as session:
+            segment_service.delete_segment(session, segment.name)
+            audit.record(session, staff.user, AuditAction.SEGMENT_DELETED, target=f"segment {segment.id}")
+    except NotFound:  # deleted meanwhile (the form sent twice)
+        raise HTTPException(404) from None
     return redirect(request, SEGMENTS, f"Segment {segment.name} deleted. No contact was changed.")

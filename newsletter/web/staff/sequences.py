@@ -35,12 +35,13 @@ marketing = Require(Area.SEQUENCES)
 AT_END, AT_START = "", "start"  # the "where" choices of a new step besides "after <key>"
 
 
-def _sequence(session: Session, sequence_id: str) -> Sequence:
+def _sequence(session: Session, sequence_id: str, *, for_update: bool = False) -> Sequence:
+    """The sequence a path names, else the 404 page (``for_update``: locked for a change)."""
     number = url_id(sequence_id)
     try:
         if number is None:
             raise NotFound(sequence_id)
-        return service.sequence_by_id(session, number)
+        return service.sequence_by_id(session, number, for_update=for_update)
     except NotFound:
         raise HTTPException(404) from None
 
@@ -105,7 +106,7 @@ def _set_status(request: Request, staff: Staff, sequence_id: str, status: Sequen
                     (AuditAction.RESUME, "resumed: steps that came due meanwhile go out inside the send window"))
     try:
         with request.app.state.db.session() as session:
-            sequence = _sequence(session, sequence_id)
+            sequence = _sequence(session, sequence_id, for_update=True)
             service.set_status(sequence, status)
             audit.record(session, staff.user, action, target(sequence))
             name = sequence.name
@@ -199,7 +200,7 @@ def save_step(request: Request, sequence_id: str, key: str, delay: str = Form(""
     index = 0
     try:
         with request.app.state.db.session() as session:
-            sequence = _sequence(session, sequence_id)
+            sequence = _sequence(session, sequence_id, for_update=True)
             context = _step_context(session, sequence, key)
             index = editing.step_index(context["definition"], key)
             edit = editing.edit_step(session, settings, sequence, key, form, utcnow(), context["waiting"])
@@ -231,7 +232,7 @@ def remove_step(request: Request, sequence_id: str, key: str, staff: Staff = Dep
     settings = request.app.state.settings
     try:
         with request.app.state.db.session() as session:
-            sequence = _sequence(session, sequence_id)
+            sequence = _sequence(session, sequence_id, for_update=True)
             context = _step_context(session, sequence, key)
             edit = editing.remove_step(session, settings, sequence, key, utcnow(), context["waiting"])
             audit.record(session, staff.user, AuditAction.SEQUENCE_EDITED, target(sequence),
@@ -279,7 +280,7 @@ def add_step(request: Request, sequence_id: str, key: str = Form(""), where: str
     settings = request.app.state.settings
     try:
         with request.app.state.db.session() as session:
-            sequence = _sequence(session, sequence_id)
+            sequence = _sequence(session, sequence_id, for_update=True)
             after = where.removeprefix("after:") if where.startswith("after:") else None
             if where not in (AT_END, AT_START) and after is None:
                 raise NotFound(where)
