@@ -4,13 +4,12 @@ floor measured in the same run.
 Fills a fresh database with ``bench.staff_data.fill`` (SQLite in a temp folder; PostgreSQL in a schema
 of its own with --postgres), signs an admin in, then GETs every staff page --repeat times through the
 real ASGI app in this process (Starlette's TestClient: no network, so the time is the server's:
-routing, the queries, the template). Pages with an id in their path are asked for with the newest
-issue or post, or the newest sequence and its first step (the shipped sequences are installed, as
-the demo has them; this data has no sequence deliveries: bench/reports.py times the sequence figures
-at scale). The floor is ``/healthz``, the cheapest answer the app gives. Nothing here is a test:
-timings depend on the machine; the issue's target is every page under 300 ms.
-The newest issue is asked for (a scheduled one in this data) and the newest sent one's overview and
-results.
+routing, the queries, the template). The history ends at the current minute. Pages with an id in
+their path are asked for with the newest issue or post, the newest lead's contact, the saved
+segment, or the consultation follow-up sequence (every lead enrolled, with its step deliveries) and
+its first step. The newest issue is asked for (a scheduled one in this data) and the newest sent
+one's overview and results. The floor is ``/healthz``, the cheapest answer the app gives. Nothing
+here is a test: timings depend on the machine; the target is every page under 300 ms.
 
     .venv/bin/python bench/staff_pages.py [--repeat 20] [--postgres URL] [--skip-sqlite] [--sqlite-path FILE --reuse]
 """
@@ -23,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -97,7 +97,9 @@ def run(db: Database, url: str, backend: str, repeat: int, reuse: bool) -> None:
     upgrade(db.engine)
     if not reuse:
         started = time.perf_counter()
-        counts = fill(db)
+        # History up to this minute: the pages read "this month", the follow-up's last 14 days and
+        # the scheduled issue against the real clock.
+        counts = fill(db, now=datetime.now(UTC).replace(second=0, microsecond=0))
         print(f"\n{backend}: {counts['contacts']:,} contacts, {counts['deliveries']:,} deliveries, "
               f"{counts['events']:,} events (built in {time.perf_counter() - started:.0f} s)")
     with db.session() as s:
