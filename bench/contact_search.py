@@ -3,7 +3,7 @@ prefix, a whole address, a name prefix, nothing found), filters, a page deep in 
 the timeline of the contact with the longest history; median time per query and each query's plan.
 
 Fills a database with ``bench.staff_data.fill`` (or reuses one filled by ``bench/staff_pages.py
---sqlite-path FILE``), gives the contacts names (the bench data has none), then times the service
+--sqlite-path FILE``; its contacts have names, tags and custom fields), then times the service
 functions the pages call. Nothing here is a test: the target is every page under 300 ms.
 
     .venv/bin/python bench/contact_search.py [--sqlite-path FILE [--reuse]] [--postgres URL] [--repeat 10]
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
@@ -31,20 +31,6 @@ from newsletter.database import Database, upgrade
 from newsletter.models import Delivery
 from subscribers.contact_search import ContactQuery, search_contacts
 from subscribers.models import Contact
-
-NAMES = ["Ana", "Ben", "Carla", "Dev", "Elena", "Farid", "Grace", "Hugo", "Ines", "Jon"]
-
-
-def _name_everyone(db: Database) -> None:
-    with db.session() as s:
-        if s.scalar(select(func.count()).select_from(Contact).where(Contact.name.is_not(None))):
-            return
-        for n, first in enumerate(NAMES):
-            s.execute(text("UPDATE contacts SET name = :name || ' Lopez' WHERE id % 10 = :n"), {"name": first, "n": n})
-    if db.engine.dialect.name == "postgresql":
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("ANALYZE contacts")
-
 
 def _time(db: Database, label: str, work: Callable[[Any], object], repeat: int) -> None:
     timings = []
@@ -70,7 +56,6 @@ def run(db: Database, backend: str, repeat: int, reuse: bool) -> None:
     if not reuse:
         counts = fill(db)
         print(f"{backend}: {counts['contacts']:,} contacts, {counts['deliveries']:,} deliveries")
-    _name_everyone(db)
     with db.session() as s:
         middle = s.scalar(select(func.max(Contact.id))) // 2
         heaviest = s.scalar(select(Delivery.contact_id).where(Delivery.contact_id.is_not(None))
@@ -84,7 +69,7 @@ def run(db: Database, backend: str, repeat: int, reuse: bool) -> None:
         ("address prefix 'reader5'", ContactQuery(term="reader5"), None),
         ("address prefix 'reader12345'", ContactQuery(term="reader12345"), None),
         ("a whole address", ContactQuery(term=address), None),
-        ("name prefix 'ana lo'", ContactQuery(term="ana lo"), None),
+        ("name prefix 'ana ga'", ContactQuery(term="ana ga"), None),
         ("nothing found 'zzz'", ContactQuery(term="zzz"), None),
         ("status unsubscribed", ContactQuery(status="unsubscribed"), None),
         ("list newsletter, status suppressed", ContactQuery(list_slug="newsletter", status="suppressed"), None),
