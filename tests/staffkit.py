@@ -5,6 +5,8 @@ desktop width under test-artifacts/screenshots/."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,6 +61,19 @@ def csrf_of(html: str) -> str:
     match = CSRF.search(html)
     assert match, "the page has no CSRF token"
     return match.group(1)
+
+
+def client(server: Any) -> httpx.Client:
+    """An HTTP client of the live app ``server`` that shows each answer as it is (no redirects followed)."""
+    return httpx.Client(base_url=server.url, follow_redirects=False, timeout=30)
+
+
+@contextmanager
+def signed_in(server: Any, login: Login) -> Iterator[httpx.Client]:
+    """A ``client`` of ``server`` signed in as ``login`` through the sign-in form."""
+    with client(server) as c:
+        sign_in(c, login)
+        yield c
 
 
 def sign_in(client: httpx.Client, login: Login, *, code: str | None = None) -> httpx.Response:

@@ -25,13 +25,10 @@ from newsletter.staff.roles import Role, may
 from newsletter.web.staff.auth import safe_next
 from newsletter.web.staff.routes import staff_routes
 from tests.liveserver import LiveServer, serving
-from tests.staffkit import Login, csrf_of, make_user, post_form, sign_in, user_row
+from tests.staffkit import client, csrf_of, Login, make_user, post_form, sign_in, signed_in, user_row
 
 OPEN_ROUTES = {"/staff/sign-in", "/staff/sign-in/code"}  # the only staff routes without Require
 
-
-def client(server: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=server.url, follow_redirects=False, timeout=30)
 
 
 def concrete(path: str, user_id: int = 1) -> str:
@@ -87,8 +84,7 @@ def test_every_staff_route_sends_an_anonymous_user_to_sign_in(live_server: LiveS
 def test_the_wrong_role_gets_403_on_every_route_of_an_area(live_server: LiveServer, people: dict[Role, Login]) -> None:
     checked = 0
     for role, login in people.items():
-        with client(live_server) as c:
-            sign_in(c, login)
+        with signed_in(live_server, login) as c:
             token = csrf_of(c.get("/staff/account").text)
             for route in staff_routes(live_server.app):  # type: ignore[arg-type]
                 area = route.requirement.area if route.requirement else None
@@ -110,14 +106,12 @@ def test_the_wrong_role_gets_403_on_every_route_of_an_area(live_server: LiveServ
 
 def test_navigation_and_home_show_only_what_the_role_may_open(live_server: LiveServer,
                                                                people: dict[Role, Login]) -> None:
-    with client(live_server) as c:
-        sign_in(c, people[Role.CLINIC])
+    with signed_in(live_server, people[Role.CLINIC]) as c:
         home = c.get("/staff/").text
         assert "Signed in as clinic@clinic.example" in home and "Last issues" not in home and "Lead funnel" in home
         assert 'href="/staff/audit"' not in home and 'href="/staff/users"' not in home
         assert 'href="/staff/settings"' not in home
-    with client(live_server) as c:
-        sign_in(c, people[Role.ADMIN])
+    with signed_in(live_server, people[Role.ADMIN]) as c:
         home = c.get("/staff/").text
         assert 'href="/staff/audit"' in home and 'href="/staff/users"' in home
         assert 'href="/staff/settings"' in home
@@ -129,8 +123,7 @@ def test_navigation_and_home_show_only_what_the_role_may_open(live_server: LiveS
 def test_a_post_without_a_valid_csrf_token_is_refused(live_server: LiveServer, people: dict[Role, Login]) -> None:
     admin = people[Role.ADMIN]
     before = audit_counts(live_server.db)
-    with client(live_server) as c:
-        sign_in(c, admin)
+    with signed_in(live_server, admin) as c:
         posted = 0
         for route in staff_routes(live_server.app):  # type: ignore[arg-type]
             if "POST" not in route.methods or route.path in OPEN_ROUTES:
@@ -180,8 +173,7 @@ def test_cookies_are_httponly_lax_and_secure_except_on_plain_http_localhost(live
 def test_sign_in_starts_a_new_session_and_ends_the_one_before(live_server: LiveServer,
                                                              people: dict[Role, Login]) -> None:
     login = people[Role.MARKETING]
-    with client(live_server) as c:
-        sign_in(c, login)
+    with signed_in(live_server, login) as c:
         first = c.cookies["staff_session"]
         sign_in(c, login)
         second = c.cookies["staff_session"]
@@ -232,8 +224,7 @@ def test_idle_time_ends_a_session(settings: Settings, db: Database) -> None:
 
 def test_a_session_ends_after_its_lifetime_however_busy(live_server: LiveServer, people: dict[Role, Login]) -> None:
     login = people[Role.CLINIC]
-    with client(live_server) as c:
-        sign_in(c, login)
+    with signed_in(live_server, login) as c:
         _age_sessions(live_server.db, login.user_id, expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
         assert c.get("/staff/").status_code == 303
 
@@ -352,8 +343,7 @@ def test_totp_enrolment_confirm_and_disable_through_the_account_pages(live_serve
                                                                       people: dict[Role, Login]) -> None:
     login = people[Role.MARKETING]
     before = audit_counts(live_server.db)
-    with client(live_server) as c:
-        sign_in(c, login)
+    with signed_in(live_server, login) as c:
         assert post_form(c, "/staff/account/two-factor", "/staff/account/two-factor/start").status_code == 303
         page = c.get("/staff/account/two-factor").text
         secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)  # type: ignore[union-attr]
@@ -378,11 +368,9 @@ def test_admins_must_enrol_first_when_2fa_is_required(settings: Settings, db: Da
     admin = make_user(db, "adi@clinic.example", Role.ADMIN)
     marketing = make_user(db, "mo@clinic.example", Role.MARKETING)
     with serving(settings.model_copy(update={"require_2fa": True}), db) as server:
-        with client(server) as c:
-            sign_in(c, marketing)
+        with signed_in(server, marketing) as c:
             assert c.get("/staff/").status_code == 200  # required of admins only
-        with client(server) as c:
-            sign_in(c, admin)
+        with signed_in(server, admin) as c:
             for path in ("/staff/", "/staff/users", "/staff/audit"):
                 assert c.get(path).headers["location"] == "/staff/account/two-factor", path
             page = c.get("/staff/account/two-factor")
@@ -433,8 +421,7 @@ def test_each_sensitive_action_writes_exactly_one_audit_entry(live_server: LiveS
 
 def test_unchanged_things_write_nothing(live_server: LiveServer, people: dict[Role, Login]) -> None:
     clinic = people[Role.CLINIC]
-    with client(live_server) as c:
-        sign_in(c, people[Role.ADMIN])
+    with signed_in(live_server, people[Role.ADMIN]) as c:
         before = audit_counts(live_server.db)
         post_form(c, "/staff/users", f"/staff/users/{clinic.user_id}/role", {"role": "clinic"})
         refused = post_form(c, "/staff/users", f"/staff/users/{people[Role.ADMIN].user_id}/role", {"role": "clinic"})
@@ -450,8 +437,7 @@ def test_the_audit_page_filters_by_action_actor_and_date_and_pages(live_server: 
         for day in range(1, 4):
             for n in range(30):
                 audit.record(s, "cli", AuditAction.EXPORT, f"list {n}", at=datetime(2026, 3, day, 12, n, tzinfo=timezone.utc))
-    with client(live_server) as c:
-        sign_in(c, people[Role.ADMIN])
+    with signed_in(live_server, people[Role.ADMIN]) as c:
         whole = c.get("/staff/audit", params={"action": "export"}).text
         assert "The newest entries matching the filter" in whole and whole.count("<tr>") == 1 + 50
         older = re.search(r'href="(/staff/audit\?[^"]+)" rel="next">Older entries', whole)
@@ -510,8 +496,7 @@ def test_staff_pages_have_the_staff_headers(live_server: LiveServer, http: httpx
 
 def test_a_form_keeps_what_was_typed_and_shows_the_error_beside_the_field(live_server: LiveServer,
                                                                           people: dict[Role, Login]) -> None:
-    with client(live_server) as c:
-        sign_in(c, people[Role.ADMIN])
+    with signed_in(live_server, people[Role.ADMIN]) as c:
         answer = post_form(c, "/staff/users", "/staff/users", {"email": "not an address", "role": "clinic"})
         assert answer.status_code == 400
         assert 'value="not an address"' in answer.text

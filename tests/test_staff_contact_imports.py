@@ -25,8 +25,7 @@ from newsletter.staff.roles import Role
 from subscribers.csv_import import import_csv, preview_csv
 from subscribers.models import Contact
 from tests.liveserver import LiveServer
-from tests.staffkit import Login, csrf_of, make_user, sign_in
-from tests.test_staff_posts import client
+from tests.staffkit import csrf_of, Login, make_user, signed_in
 
 IMPORT = "/staff/contacts/import"
 # A messy file: a BOM, semicolons, mixed-case duplicates, an invalid address, a blank line, a row
@@ -47,8 +46,7 @@ def marketing(db: Database) -> Login:
 
 @pytest.fixture
 def http(live_server: LiveServer, marketing: Login) -> Iterator[httpx.Client]:
-    with client(live_server) as c:
-        sign_in(c, marketing)
+    with signed_in(live_server, marketing) as c:
         yield c
 
 
@@ -236,12 +234,10 @@ def test_only_the_uploader_sees_the_job_and_clinic_staff_see_nothing(live_server
     job_url = upload(http, b"email\nx@example.com\n").headers["location"]
     other = make_user(db, "ola@clinic.example", Role.ADMIN)
     clinic = make_user(db, "cal@clinic.example", Role.CLINIC)
-    with client(live_server) as c:
-        sign_in(c, other)
+    with signed_in(live_server, other) as c:
         assert c.get(job_url).status_code == 404 and c.get(job_url + "/progress.json").status_code == 404
         assert c.get(IMPORT).status_code == 200
-    with client(live_server) as c:
-        sign_in(c, clinic)
+    with signed_in(live_server, clinic) as c:
         for path in (IMPORT, job_url, job_url + "/progress.json", job_url + "/report.csv"):
             answer = c.get(path)
             assert answer.status_code == 403 and "not for your role" in answer.text, path

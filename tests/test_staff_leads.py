@@ -20,8 +20,8 @@ from subscribers.db import utcnow
 from subscribers.models import Booking, Lead
 from tests.leadskit import booking_click, opened, plain_contact, web_lead
 from tests.liveserver import LiveServer
-from tests.staffkit import Login, csrf_of, make_user, post_form, sign_in
-from tests.test_staff_posts import client, error_of
+from tests.staffkit import csrf_of, Login, make_user, post_form, signed_in
+from tests.test_staff_posts import error_of
 
 LEADS = "/staff/leads"
 
@@ -33,8 +33,7 @@ def clinic(db: Database) -> Login:
 
 @pytest.fixture
 def http(live_server: LiveServer, clinic: Login) -> Iterator[httpx.Client]:
-    with client(live_server) as c:
-        sign_in(c, clinic)
+    with signed_in(live_server, clinic) as c:
         yield c
 
 
@@ -67,8 +66,7 @@ def test_roles_clinic_sees_leads_only_and_marketing_no_leads(live_server: LiveSe
     marketing = make_user(db, "mia@clinic.example", Role.MARKETING)
     admin = make_user(db, "ana@clinic.example", Role.ADMIN)
     pages = [LEADS, f"{LEADS}/follow-up", f"{LEADS}/funnel", f"{LEADS}/{lead}", f"{LEADS}?stage=new"]
-    with client(live_server) as c:
-        sign_in(c, clinic)
+    with signed_in(live_server, clinic) as c:
         for path in pages:
             assert c.get(path).status_code == 200, path
         # Contacts who are not leads (and the contact pages of leads), issues and the other areas: refused.
@@ -85,12 +83,10 @@ def test_roles_clinic_sees_leads_only_and_marketing_no_leads(live_server: LiveSe
         assert c.post(f"{LEADS}/{reader}/stage", data={"csrf_token": token, "stage": "contacted"}).status_code == 404
         assert c.post(f"{LEADS}/{reader}/bookings", data={"csrf_token": token, "date": "2030-01-02",
                                                           "time": "10:00"}).status_code == 404
-    with client(live_server) as c:
-        sign_in(c, admin)
+    with signed_in(live_server, admin) as c:
         assert c.get(f"{LEADS}/{reader}").status_code == 404  # for every role
         assert c.get(f"{LEADS}/{lead}").status_code == 200
-    with client(live_server) as c:
-        sign_in(c, marketing)
+    with signed_in(live_server, marketing) as c:
         for path in pages:
             assert c.get(path).status_code == 403, path
         assert 'href="/staff/leads"' not in c.get("/staff/").text
@@ -116,15 +112,13 @@ def test_the_contact_and_lead_pages_link_each_other_for_a_role_that_may_open_bot
     reader = plain_contact(db)
     contact_link, lead_link = f'href="/staff/contacts/{lead}"', f'href="/staff/leads/{lead}"'
     assert contact_link not in http.get(f"{LEADS}/{lead}").text  # the clinic role may not open contacts
-    with client(live_server) as c:
-        sign_in(c, make_user(db, "ana@clinic.example", Role.ADMIN))
+    with signed_in(live_server, make_user(db, "ana@clinic.example", Role.ADMIN)) as c:
         assert contact_link in c.get(f"{LEADS}/{lead}").text
         assert lead_link in c.get(f"/staff/contacts/{lead}").text
         assert "/staff/leads/" not in c.get(f"/staff/contacts/{reader}").text  # a reader is no lead
         post_form(c, LEADS, f"{LEADS}/{lead}/stage", {"stage": "contacted", "back": "lead"})
         assert f'<a href="/staff/leads/{lead}">lead {lead}</a>' in c.get("/staff/audit").text  # the log leads there
-    with client(live_server) as c:
-        sign_in(c, make_user(db, "mia@clinic.example", Role.MARKETING))
+    with signed_in(live_server, make_user(db, "mia@clinic.example", Role.MARKETING)) as c:
         page = c.get(f"/staff/contacts/{lead}").text
         assert "stage Contacted" in page and lead_link not in page  # marketing may not open leads
 

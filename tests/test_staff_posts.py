@@ -19,7 +19,7 @@ from newsletter.models import Feed, Post
 from newsletter.staff.models import AuditEntry
 from newsletter.staff.roles import Role
 from tests.liveserver import LiveServer, serving
-from tests.staffkit import Login, csrf_of, make_user, post_form, sign_in
+from tests.staffkit import client, csrf_of, Login, make_user, post_form, sign_in, signed_in
 from tests.test_staff_posts_services import RSS
 from tests.webserver import Site
 
@@ -27,9 +27,6 @@ DEMO = Path(__file__).resolve().parents[1] / "newsletter" / "samples" / "demo-po
 DEMO_TITLE = "Small Steps for Steadier Days"
 IMPORT = "/staff/posts/import"
 
-
-def client(server: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=server.url, follow_redirects=False, timeout=30)
 
 
 @pytest.fixture
@@ -39,8 +36,7 @@ def marketing(db: Database) -> Login:
 
 @pytest.fixture
 def http(live_server: LiveServer, marketing: Login) -> Iterator[httpx.Client]:
-    with client(live_server) as c:
-        sign_in(c, marketing)
+    with signed_in(live_server, marketing) as c:
         yield c
 
 
@@ -93,8 +89,7 @@ def test_anonymous_visitors_are_sent_to_sign_in(live_server: LiveServer) -> None
 def test_clinic_staff_get_403_and_admins_get_in(live_server: LiveServer) -> None:
     clinic = make_user(live_server.db, "cleo@clinic.example", Role.CLINIC)
     admin = make_user(live_server.db, "ada@clinic.example", Role.ADMIN)
-    with client(live_server) as c:
-        sign_in(c, clinic)
+    with signed_in(live_server, clinic) as c:
         token = csrf_of(c.get("/staff/account").text)
         assert 'href="/staff/posts"' not in c.get("/staff/").text
         for path in PAGES:
@@ -103,8 +98,7 @@ def test_clinic_staff_get_403_and_admins_get_in(live_server: LiveServer) -> None
             answer = c.post(path, data={"csrf_token": token, "text": "# T\n\nBody."})
             assert answer.status_code == 403 and "not for your role" in answer.text, path
     assert post_count(live_server.db) == 0
-    with client(live_server) as c:
-        sign_in(c, admin)
+    with signed_in(live_server, admin) as c:
         assert 'href="/staff/posts"' in c.get("/staff/").text
         assert c.get("/staff/posts").status_code == 200
 

@@ -24,8 +24,7 @@ from subscribers.lists import ensure_list
 from subscribers.models import ContactTag, Segment, Subscription
 from subscribers.states import SubscriptionStatus
 from tests.liveserver import LiveServer
-from tests.staffkit import Login, csrf_of, make_user, sign_in
-from tests.test_staff_posts import client
+from tests.staffkit import csrf_of, Login, make_user, signed_in
 
 SEGMENTS = "/staff/segments"
 
@@ -55,8 +54,7 @@ def marketing(db: Database) -> Login:
 
 @pytest.fixture
 def http(live_server: LiveServer, marketing: Login) -> Iterator[httpx.Client]:
-    with client(live_server) as c:
-        sign_in(c, marketing)
+    with signed_in(live_server, marketing) as c:
         yield c
 
 
@@ -206,8 +204,7 @@ def test_a_list_that_does_not_exist_is_refused_on_save(live_server: LiveServer, 
 
 def test_clinic_staff_cannot_open_segments(live_server: LiveServer, db: Database, marketing: Login) -> None:
     clinic = make_user(db, "cal@clinic.example", Role.CLINIC)
-    with client(live_server) as c:
-        sign_in(c, clinic)
+    with signed_in(live_server, clinic) as c:
         for path in (SEGMENTS, SEGMENTS + "/new", SEGMENTS + "/1"):
             assert c.get(path).status_code == 403, path
         token = csrf_of(c.get("/staff/account").text)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from html import unescape
 
@@ -29,7 +29,7 @@ from subscribers.db import utcnow
 from subscribers.states import DeliveryStatus, EnrollmentState, SequenceStatus
 from tests.liveserver import LiveServer
 from tests.sendkit import add_audience
-from tests.staffkit import csrf_of, make_user, post_form, sign_in
+from tests.staffkit import csrf_of, make_user, post_form, signed_in
 from tests.test_staff_issues import audit_rows, field_error, make_post
 
 BASE = "/staff/sequences"
@@ -64,17 +64,14 @@ def step_form(db: Database, sequence_id: int, key: str, **changes: str) -> dict[
     return {**values, **changes}
 
 
-@contextmanager
-def signed_in(server: LiveServer, role: Role) -> Iterator[httpx.Client]:
+def as_new(server: LiveServer, role: Role) -> AbstractContextManager[httpx.Client]:
     """A client signed in as a new user of ``role``."""
-    with httpx.Client(base_url=server.url, follow_redirects=False, timeout=30) as c:
-        sign_in(c, make_user(server.db, f"{role.value}@clinic.example", role))
-        yield c
+    return signed_in(server, make_user(server.db, f"{role.value}@clinic.example", role))
 
 
 @pytest.fixture
 def marketing(live_server: LiveServer) -> Iterator[httpx.Client]:
-    with signed_in(live_server, Role.MARKETING) as c:
+    with as_new(live_server, Role.MARKETING) as c:
         yield c
 
 
@@ -92,7 +89,7 @@ def test_clinic_staff_cannot_open_the_sequence_pages(live_server: LiveServer, we
         for path in pages + forms:
             answer = anonymous.get(path) if path in pages else anonymous.post(path, data={"csrf_token": "x"})
             assert answer.status_code == 303 and answer.headers["location"].startswith("/staff/sign-in"), path
-    with signed_in(live_server, Role.CLINIC) as clinic:
+    with as_new(live_server, Role.CLINIC) as clinic:
         assert 'href="/staff/sequences"' not in clinic.get("/staff/").text
         token = csrf_of(clinic.get("/staff/account").text)
         for path in pages:
@@ -100,7 +97,7 @@ def test_clinic_staff_cannot_open_the_sequence_pages(live_server: LiveServer, we
             assert answer.status_code == 403 and "not for your role" in answer.text, path
         for path in forms:
             assert clinic.post(path, data={"csrf_token": token, "email": "x@example.org"}).status_code == 403, path
-    with signed_in(live_server, Role.ADMIN) as admin:
+    with as_new(live_server, Role.ADMIN) as admin:
         assert admin.get(BASE).status_code == 200
         assert 'href="/staff/sequences"' in admin.get("/staff/").text
     assert definition_of(live_server.db, welcome)["steps"][0]["subject"] == "Welcome, and thank you for joining us"

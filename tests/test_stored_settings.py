@@ -28,7 +28,7 @@ from newsletter.stored_settings import LiveSettings, SettingsRefused
 from subscribers.db import utcnow
 from tests.liveserver import LiveServer, serving
 from tests.sendkit import ScriptedTransport, add_audience, make_issue
-from tests.staffkit import Login, csrf_of, make_user, sign_in
+from tests.staffkit import csrf_of, Login, make_user, signed_in
 
 SETTINGS_PAGE = "/staff/settings"
 
@@ -213,9 +213,6 @@ def test_a_brand_change_recompiles_unsent_issues_only(db: Database, settings: Se
 # The page ------------------------------------------------------------------------------------------------------
 
 
-def client(server: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=server.url, follow_redirects=False, timeout=30)
-
 
 @pytest.fixture
 def people(db: Database) -> dict[Role, Login]:
@@ -229,8 +226,7 @@ def post_section(c: httpx.Client, section: str, data: dict[str, str]) -> httpx.R
 
 def test_only_admins_open_the_settings_page(live_server: LiveServer, people: dict[Role, Login]) -> None:
     for role in (Role.MARKETING, Role.CLINIC):
-        with client(live_server) as c:
-            sign_in(c, people[role])
+        with signed_in(live_server, people[role]) as c:
             assert c.get(SETTINGS_PAGE).status_code == 403
             token = csrf_of(c.get("/staff/").text)
             assert c.post(f"{SETTINGS_PAGE}/brand", data={"accent_colour": "#000000",
@@ -241,8 +237,7 @@ def test_only_admins_open_the_settings_page(live_server: LiveServer, people: dic
 
 def test_the_page_saves_a_section_and_shows_errors_beside_fields(live_server: LiveServer,
                                                                  people: dict[Role, Login]) -> None:
-    with client(live_server) as c:
-        sign_in(c, people[Role.ADMIN])
+    with signed_in(live_server, people[Role.ADMIN]) as c:
         page = c.get(SETTINGS_PAGE).text
         for title in ("Organisation", "Sender", "Postal address", "Brand", "Tracking", "Send limits"):
             assert f">{title}</h2>" in page
@@ -284,8 +279,7 @@ def pinned_server(pinned_colour: Settings, db: Database) -> Iterator[LiveServer]
 
 def test_the_page_says_when_the_environment_wins(pinned_server: LiveServer, db: Database) -> None:
     admin = make_user(db, "ada@clinic.example", Role.ADMIN)
-    with client(pinned_server) as c:
-        sign_in(c, admin)
+    with signed_in(pinned_server, admin) as c:
         page = c.get(SETTINGS_PAGE).text
         assert "from the environment (NEWSLETTER_ACCENT_COLOUR)" in page and 'value="#2b4c7e"' in page
         answer = post_section(c, "brand", {"accent_colour": "#5a2d82", "logo_url": ""})
