@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from newsletter.errors import InputError
 from newsletter.models import Event, Issue, Link, Sequence, SequenceStep
 from newsletter.reports.email_stats import HUMAN, flag, is_booking_click, without_jit
-from newsletter.staff.audit import Cursor
+from newsletter.paging import Cursor
 from subscribers.models import Booking, Contact, Lead
 from subscribers.states import EventType
 

@@ -9,12 +9,13 @@ text written by the code, never text someone typed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from newsletter.paging import Cursor
 from newsletter.staff.models import AuditEntry, StaffUser
 from subscribers.db import utcnow
 
@@ -89,30 +90,6 @@ class AuditFilter:
     actor: str | None = None
     since: datetime | None = None  # inclusive
     until: datetime | None = None  # exclusive
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where a page of the log starts: just older than the entry (at, id). Keyset paging: each page
-    is an index range, however long the log grows (no OFFSET, no count of every entry)."""
-
-    at: datetime
-    id: int
-
-    def __str__(self) -> str:
-        return f"{self.at.strftime('%Y%m%dT%H%M%S.%f')}-{self.id}"
-
-    @classmethod
-    def parse(cls, text: str) -> Cursor | None:
-        """A cursor from a page link; None for anything else (the newest page is shown)."""
-        stamp, _, number = text.partition("-")
-        if not number.isdigit() or len(number) > 18:
-            return None
-        try:
-            at = datetime.strptime(stamp, "%Y%m%dT%H%M%S.%f").replace(tzinfo=timezone.utc)
-        except ValueError:
-            return None
-        return cls(at, int(number))
 
 
 @dataclass(frozen=True)

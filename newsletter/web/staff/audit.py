@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from newsletter.staff import audit as audit_log
-from newsletter.staff.audit import AuditAction, AuditFilter, Cursor
+from newsletter.paging import Cursor
+from newsletter.staff.audit import AuditAction, AuditFilter
 from newsletter.staff.roles import Area
 from newsletter.web.staff.auth import Require, Staff
 from newsletter.web.staff.render import page

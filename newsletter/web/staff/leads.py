@@ -25,7 +25,7 @@ from newsletter.reports.follow_up import follow_up_report
 from newsletter.reports.funnel import funnel_report
 from newsletter.reports.lead_emails import lead_emails
 from newsletter.staff import lead_actions
-from newsletter.staff.audit import Cursor
+from newsletter.paging import Cursor
 from newsletter.staff.roles import Area
 from newsletter.urls import url_id
 from newsletter.web.staff.auth import Require, Staff
