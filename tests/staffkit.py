@@ -137,5 +137,17 @@ def signed_in_page(browser: Any, base_url: str, login: Login, *, next_path: str 
     return context, page, elsewhere
 
 
+def visited(page: Any, name: str) -> None:
+    """What every staff page of a flow must pass: axe-core at the width it is walked at and at 390 px,
+    no page-wide sideways scroll at 390 px, and screenshots at 390 and 1280 px (the viewport is put back)."""
+    size = page.viewport_size or {"width": 1280, "height": 900}
+    assert_accessible(page)
+    page.set_viewport_size({"width": 390, "height": 900})
+    assert no_horizontal_scroll(page), f"{name} scrolls sideways at 390 px"
+    assert_accessible(page)
+    page.set_viewport_size(size)
+    shoot(page, name)
+
+
 def no_horizontal_scroll(page: Any) -> bool:
     return bool(page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"))

@@ -14,7 +14,7 @@ from newsletter.config import Settings
 from newsletter.staff.roles import Role
 from tests.contactskit import BACKENDS, CLICKED, SUBJECT, seed_person, serve_on
 from tests.liveserver import LiveServer
-from tests.staffkit import assert_accessible, make_user, no_horizontal_scroll, shoot, signed_in_page
+from tests.staffkit import make_user, signed_in_page, visited
 
 pytestmark = pytest.mark.browser
 
@@ -23,11 +23,6 @@ pytestmark = pytest.mark.browser
 def any_server(request: pytest.FixtureRequest, settings: Settings) -> Iterator[LiveServer]:
     yield from serve_on(request, settings)
 
-
-def _visited(page, name: str) -> None:  # noqa: ANN001
-    assert_accessible(page)
-    shoot(page, name)
-    assert no_horizontal_scroll(page)
 
 
 def _open(browser, server: LiveServer):  # noqa: ANN001, ANN202
@@ -47,7 +42,7 @@ def test_find_a_contact_and_read_their_timeline(browser, any_server: LiveServer)
     seed_person(any_server.db, any_server.settings, "rob@example.net", name="Rob Stone", suppressed=False)
     context, page, elsewhere = _open(browser, any_server)
     assert page.get_by_role("heading", name="Contacts", exact=True).is_visible()
-    _visited(page, "staff-contacts")
+    visited(page, "staff-contacts")
 
     _search(page, "Rosa")
     assert page.url == any_server.url + "/staff/contacts/search"  # the text is in no URL
@@ -55,7 +50,7 @@ def test_find_a_contact_and_read_their_timeline(browser, any_server: LiveServer)
     assert rows.count() == 1
     assert "suppressed" in rows.first.inner_text() and "newsletter: confirmed" in rows.first.inner_text()
     assert page.get_by_label("Address or name").input_value() == "Rosa"
-    _visited(page, "staff-contacts-search")
+    visited(page, "staff-contacts-search")
 
     page.get_by_role("link", name=seeded.email).click()
     page.wait_for_url(f"{any_server.url}/staff/contacts/{seeded.contact_id}")
@@ -69,7 +64,7 @@ def test_find_a_contact_and_read_their_timeline(browser, any_server: LiveServer)
     assert entries.index("Consultation booked") < entries.index(f"Opened issue “{SUBJECT}”")  # newest first
     assert timeline.get_by_text(CLICKED).is_visible()
     assert timeline.get_by_text("reason: manual; note: asked by phone to pause").is_visible()
-    _visited(page, "staff-contact-timeline")
+    visited(page, "staff-contact-timeline")
 
     # Filters are plain links: the list of one tag.
     page.goto(any_server.url + "/staff/contacts?tag=vip&status=suppressed")
@@ -84,7 +79,7 @@ def test_erase_a_contact_then_find_nothing_of_them(browser, any_server: LiveServ
     page.goto(f"{any_server.url}/staff/contacts/{seeded.contact_id}")
     page.get_by_role("link", name="Erase this contact…").click()
     page.wait_for_url(f"{any_server.url}/staff/contacts/{seeded.contact_id}/erase")
-    _visited(page, "staff-contact-erase")
+    visited(page, "staff-contact-erase")
 
     field = page.get_by_label("Type the contact's address to confirm")
     field.fill("rosa.marin@example.com")
@@ -93,19 +88,19 @@ def test_erase_a_contact_then_find_nothing_of_them(browser, any_server: LiveServ
     assert "not this contact's address" in page.locator("#confirm_address-error").inner_text()
     assert field.get_attribute("aria-invalid") == "true"
     assert field.input_value() == "rosa.marin@example.com"  # kept, to correct
-    _visited(page, "staff-contact-erase-error")
+    visited(page, "staff-contact-erase-error")
 
     field.fill(seeded.email)
     field.press("Enter")
     page.wait_for_url(any_server.url + "/staff/contacts")
     assert "The contact was erased." in page.get_by_role("status").inner_text()
-    _visited(page, "staff-contacts-after-erasure")
+    visited(page, "staff-contacts-after-erasure")
 
     for text in (seeded.email, "Rosa", "rosa.marin@"):
         _search(page, text)
         assert page.get_by_text("No contact matches.").is_visible(), text
     assert seeded.email not in page.content().replace(f'value="{seeded.email}"', "")
-    _visited(page, "staff-contacts-nothing-found")
+    visited(page, "staff-contacts-nothing-found")
     page.goto(f"{any_server.url}/staff/contacts/{seeded.contact_id}")
     assert page.get_by_role("heading", name="This page does not exist").is_visible()
     assert elsewhere == []

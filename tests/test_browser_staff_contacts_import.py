@@ -18,7 +18,7 @@ from newsletter.staff import contact_imports as jobs
 from newsletter.staff.roles import Role
 from subscribers.csv_import import import_csv
 from tests.liveserver import LiveServer
-from tests.staffkit import assert_accessible, make_user, no_horizontal_scroll, shoot, signed_in_page
+from tests.staffkit import make_user, signed_in_page, visited
 
 pytestmark = pytest.mark.browser
 
@@ -31,11 +31,6 @@ MESSY = ("E-post;First name;Last name;Clinic;Notes\r\n"
          "cy@example.com;Cy;Chan;NYC;note;extra\r\n"
          "dee@example.com;Dee;Díaz;London;\r\n").encode("cp1252")
 
-
-def _visited(page: Any, name: str) -> None:
-    assert_accessible(page)
-    shoot(page, name)
-    assert no_horizontal_scroll(page)
 
 
 @pytest.fixture
@@ -54,7 +49,7 @@ def test_import_a_messy_csv_and_read_its_report(browser: Any, live_server: LiveS
     login = make_user(live_server.db, "mia@clinic.example", Role.MARKETING)
     context, page, elsewhere = signed_in_page(browser, live_server.url, login, next_path="/staff/contacts/import", accept_downloads=True)
     assert page.get_by_role("heading", level=1).inner_text() == "Import contacts from a CSV file"
-    _visited(page, "staff-contacts-import")
+    visited(page, "staff-contacts-import")
 
     # An empty file first: refused beside the field.
     empty = tmp_path / "empty.csv"
@@ -63,7 +58,7 @@ def test_import_a_messy_csv_and_read_its_report(browser: Any, live_server: LiveS
     page.get_by_role("button", name="Upload and check the columns").click()
     assert "The file is empty" in page.locator("#file-error").inner_text()
     assert page.locator("#file").get_attribute("aria-invalid") == "true"
-    _visited(page, "staff-contacts-import-error")
+    visited(page, "staff-contacts-import-error")
 
     messy = tmp_path / "Patients export (Excel).csv"
     messy.write_bytes(MESSY)
@@ -78,14 +73,14 @@ def test_import_a_messy_csv_and_read_its_report(browser: Any, live_server: LiveS
     assert page.get_by_role("cell", name="Zoë", exact=True).first.is_visible()  # decoded right: the sample
     assert page.get_by_label("Field for column First name").input_value() == "first_name"
     assert page.get_by_label("Field for column E-post").input_value() == "custom"
-    _visited(page, "staff-contacts-import-map")
+    visited(page, "staff-contacts-import-map")
 
     # Starting as guessed: no email column, said beside the columns; the choices are kept.
     page.get_by_label("Field for column Notes").select_option("ignore")
     page.get_by_role("button", name="Start the import").click()
     assert "no email column" in page.locator("#mapping-error").inner_text()
     assert page.get_by_label("Field for column Notes").input_value() == "ignore"
-    _visited(page, "staff-contacts-import-map-error")
+    visited(page, "staff-contacts-import-map-error")
 
     # Change one mapping with the keyboard: E-post is the email.
     page.get_by_label("Field for column E-post").focus()
@@ -98,7 +93,7 @@ def test_import_a_messy_csv_and_read_its_report(browser: Any, live_server: LiveS
     assert page.get_by_role("heading", level=1).inner_text() == "Importing contacts"
     rows = page.locator("#import-rows")
     assert rows.inner_text().endswith("of 6 rows done")
-    _visited(page, "staff-contacts-import-progress")
+    visited(page, "staff-contacts-import-progress")
     # The script moves the bar as batches commit, then loads the report.
     seen = set()
     for _ in range(200):  # (the page's CSP allows no eval, so no wait_for_function)
@@ -120,7 +115,7 @@ def test_import_a_messy_csv_and_read_its_report(browser: Any, live_server: LiveS
     assert [(r[0], r[2]) for r in lines] == [("5", "not an address"), ("7", "")]
     assert "the row has 6 cells, the header 5" in lines[1][3]
     assert lines[0][3]  # a reason, as the importer words it
-    _visited(page, "staff-contacts-import-report")
+    visited(page, "staff-contacts-import-report")
 
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Download the report (CSV)").click()

@@ -15,18 +15,10 @@ from datetime import timedelta
 from subscribers.db import utcnow
 from tests.leadskit import booking_click, opened, web_lead
 from tests.liveserver import LiveServer
-from tests.staffkit import assert_accessible, browser_sign_in, make_user, no_horizontal_scroll, shoot
+from tests.staffkit import browser_sign_in, make_user, visited
 
 pytestmark = pytest.mark.browser
 
-
-def _visited(page, name: str) -> None:  # noqa: ANN001
-    assert_accessible(page)
-    shoot(page, name)
-    size = page.viewport_size
-    page.set_viewport_size({"width": 390, "height": 900})
-    assert no_horizontal_scroll(page), page.url
-    page.set_viewport_size(size)
 
 
 def test_a_new_lead_is_called_booked_and_counted(browser, live_server: LiveServer) -> None:  # noqa: ANN001
@@ -50,7 +42,7 @@ def test_a_new_lead_is_called_booked_and_counted(browser, live_server: LiveServe
     assert new.get_by_role("heading", level=3).all_inner_texts() == ["Rea Der", "Jo Lin", "Ivy Park"]
     card = page.locator(f"#lead-{ivy}")
     assert "web form" in card.inner_text() and "Phone call" in card.inner_text()
-    _visited(page, "staff-leads-board")
+    visited(page, "staff-leads-board")
     page.set_viewport_size({"width": 390, "height": 900})  # the columns stack
     lefts = {round(page.get_by_role("region", name=n).bounding_box()["x"]) for n in ("New", "Contacted", "Lost")}
     assert len(lefts) == 1
@@ -76,7 +68,7 @@ def test_a_new_lead_is_called_booked_and_counted(browser, live_server: LiveServe
     assert "Why: opened “Sleep and mood” 3 hours ago." in item.inner_text()
     assert "weekday evenings" in item.inner_text()
     assert "Jo Lin" not in page.locator("main").inner_text()
-    _visited(page, "staff-leads-follow-up")
+    visited(page, "staff-leads-follow-up")
 
     # The funnel before: nobody booked.
     page.get_by_role("navigation", name="Leads pages").get_by_role("link", name="Funnel").click()
@@ -84,7 +76,7 @@ def test_a_new_lead_is_called_booked_and_counted(browser, live_server: LiveServe
     assert page.locator("#total-booked").inner_text() == "0"
     assert page.locator("svg[role=img]").count() == 2
     assert page.get_by_role("region", name="Leads by source: the figures").is_visible()
-    _visited(page, "staff-leads-funnel")
+    visited(page, "staff-leads-funnel")
 
     # Ivy's page: record the booking (first without a time: the error sits beside the field).
     page.get_by_role("navigation", name="Leads pages").get_by_role("link", name="Follow-up").click()
@@ -92,12 +84,12 @@ def test_a_new_lead_is_called_booked_and_counted(browser, live_server: LiveServe
     page.wait_for_url(f"{live_server.url}/staff/leads/{ivy}")
     assert page.get_by_text("ivy@example.org").is_visible() and page.get_by_text("+14155550100").is_visible()
     assert page.get_by_role("region", name="Emails with opens and clicks").get_by_text("Small steps for steadier days").is_visible()
-    _visited(page, "staff-leads-lead")
+    visited(page, "staff-leads-lead")
     page.get_by_label("Date of the consultation").fill("2031-07-01")
     page.get_by_role("button", name="Record the booking").click()
     assert page.locator("#time-error").inner_text() == "booking time: enter the time of day"
     assert page.get_by_label("Date of the consultation").input_value() == "2031-07-01"
-    _visited(page, "staff-leads-lead-error")
+    visited(page, "staff-leads-lead-error")
     page.get_by_label("Time of the consultation").fill("15:30")
     page.get_by_label("Booking system id (optional)").fill("cal-77")
     page.get_by_role("button", name="Record the booking").click()
@@ -106,7 +98,7 @@ def test_a_new_lead_is_called_booked_and_counted(browser, live_server: LiveServe
     bookings = page.get_by_role("region", name="Bookings recorded").inner_text()
     assert "Tue 01 Jul 2031, 15:30" in bookings and "cal-77" in bookings
     assert page.locator(f"#stage-{ivy}").input_value() == "booked"
-    _visited(page, "staff-leads-lead-booked")
+    visited(page, "staff-leads-lead-booked")
 
     # She leaves the follow-up list; the funnel counts her booking.
     page.goto(live_server.url + "/staff/leads/follow-up")

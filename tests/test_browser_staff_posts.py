@@ -13,7 +13,7 @@ from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.staff.roles import Role
 from tests.liveserver import LiveServer, serving
-from tests.staffkit import assert_accessible, make_user, no_horizontal_scroll, shoot, signed_in_page
+from tests.staffkit import make_user, no_horizontal_scroll, signed_in_page, visited
 from tests.test_staff_posts import DEMO, DEMO_TITLE
 from tests.test_staff_posts_services import RSS
 from tests.webserver import Site
@@ -27,23 +27,18 @@ def server(loopback_allowed: Settings, db: Database) -> Iterator[LiveServer]:
         yield live
 
 
-def _visited(page, name: str) -> None:  # noqa: ANN001
-    assert_accessible(page)
-    shoot(page, name)
-    assert no_horizontal_scroll(page)
-
 
 def test_import_view_edit_and_feeds(browser, server: LiveServer, site: Site) -> None:  # noqa: ANN001
     login = make_user(server.db, "mia@clinic.example", Role.MARKETING)
     context, page, elsewhere = signed_in_page(browser, server.url, login, next_path="/staff/posts")
     assert page.get_by_role("heading", name="Posts", exact=True).is_visible()
     assert page.get_by_text("No posts yet").is_visible()
-    _visited(page, "staff-posts-empty")
+    visited(page, "staff-posts-empty")
 
     # By upload: a file too large for nothing, then the sample post.
     page.get_by_role("navigation", name="Posts pages").get_by_role("link", name="Import a post").click()
     page.wait_for_url(server.url + "/staff/posts/import")
-    _visited(page, "staff-posts-import")
+    visited(page, "staff-posts-import")
     page.locator("#file").set_input_files(str(DEMO))
     page.locator("#file-excerpt").fill("Small habits that help on hard days.")
     page.get_by_role("button", name="Import the file").click()
@@ -60,7 +55,7 @@ def test_import_view_edit_and_feeds(browser, server: LiveServer, site: Site) -> 
     link = page.get_by_role("link", name="Make an issue from this post")
     assert link.get_attribute("href") == f"/staff/issues/new?post={post_url.rsplit('/', 1)[1]}"
     page.locator("iframe").scroll_into_view_if_needed()  # headless chromium paints a frame once it was in view
-    _visited(page, "staff-post")
+    visited(page, "staff-post")
 
     # Edit the title: an empty one is refused beside the field, then a new one is saved.
     page.locator("#title").fill("")
@@ -68,7 +63,7 @@ def test_import_view_edit_and_feeds(browser, server: LiveServer, site: Site) -> 
     error = page.locator("#title-error")
     assert error.inner_text() == "Give the post a title."
     assert page.locator("#title").get_attribute("aria-invalid") == "true"
-    _visited(page, "staff-post-edit-error")
+    visited(page, "staff-post-edit-error")
     page.locator("#title").fill("Steadier days, one small step at a time")
     page.locator("#title").press("Enter")  # submits the form from the keyboard
     page.wait_for_url(post_url)
@@ -81,7 +76,7 @@ def test_import_view_edit_and_feeds(browser, server: LiveServer, site: Site) -> 
     page.get_by_role("button", name="Import from the address").click()
     assert "must start with http:// or https://" in page.locator("#url-error").inner_text()
     assert page.locator("#url").input_value() == "ftp://blog.example/post"
-    _visited(page, "staff-posts-import-error")
+    visited(page, "staff-posts-import-error")
     walking = site.add("/blog/walking.md", "# Walking, slowly\n\nA short walk each morning helps many of us.\n\n"
                        "## Start small\n\nTen minutes is enough to begin.\n", "text/markdown; charset=utf-8")
     page.locator("#url").fill(walking)
@@ -89,13 +84,13 @@ def test_import_view_edit_and_feeds(browser, server: LiveServer, site: Site) -> 
     page.wait_for_url(f"{server.url}/staff/posts/*")
     assert page.get_by_role("heading", level=1).inner_text() == "Walking, slowly"
     assert page.get_by_text(walking).is_visible()
-    _visited(page, "staff-post-from-url")
+    visited(page, "staff-post-from-url")
 
     # The list, newest first.
     page.goto(server.url + "/staff/posts")
     titles = page.locator("tbody th a").all_inner_texts()
     assert titles == ["Walking, slowly", "Steadier days, one small step at a time"]
-    _visited(page, "staff-posts")
+    visited(page, "staff-posts")
     page.set_viewport_size({"width": 390, "height": 900})
     assert no_horizontal_scroll(page)  # the table scrolls inside its own box
     page.set_viewport_size({"width": 1280, "height": 900})
@@ -103,7 +98,7 @@ def test_import_view_edit_and_feeds(browser, server: LiveServer, site: Site) -> 
     # Feeds: add one, then see a failed poll's error as text.
     page.get_by_role("navigation", name="Posts pages").get_by_role("link", name="Feeds").click()
     page.wait_for_url(server.url + "/staff/posts/feeds")
-    _visited(page, "staff-posts-feeds-empty")
+    visited(page, "staff-posts-feeds-empty")
     page.locator("#url").fill(site.add("/feed.xml", RSS, "application/rss+xml"))
     page.get_by_role("button", name="Add the feed").click()
     page.wait_for_url(server.url + "/staff/posts/feeds")
@@ -114,6 +109,6 @@ def test_import_view_edit_and_feeds(browser, server: LiveServer, site: Site) -> 
     assert "could not be read" in page.get_by_role("status").inner_text()
     assert "404" in page.locator(".feed-error").inner_text()
     assert page.locator(".feed-error").inner_text().startswith("Error:")
-    _visited(page, "staff-posts-feeds")
+    visited(page, "staff-posts-feeds")
     assert elsewhere == []
     context.close()

@@ -14,16 +14,11 @@ import pytest
 
 from newsletter.staff.roles import Role
 from tests.liveserver import LiveServer
-from tests.staffkit import assert_accessible, make_user, no_horizontal_scroll, shoot, signed_in_page
+from tests.staffkit import make_user, signed_in_page, visited
 from tests.test_staff_segments import audience
 
 pytestmark = pytest.mark.browser
 
-
-def _visited(page: Any, name: str) -> None:
-    assert_accessible(page)
-    shoot(page, name)
-    assert no_horizontal_scroll(page)
 
 
 def _count_becomes(page: Any, text: str, seconds: float = 10) -> None:
@@ -40,11 +35,11 @@ def test_build_a_segment_and_see_its_count(browser: Any, live_server: LiveServer
     login = make_user(live_server.db, "mia@clinic.example", Role.MARKETING)
     context, page, elsewhere = signed_in_page(browser, live_server.url, login, next_path="/staff/segments")
     assert page.get_by_text("No segments yet").is_visible()
-    _visited(page, "staff-segments-empty")
+    visited(page, "staff-segments-empty")
 
     page.get_by_role("link", name="Make a segment").click()
     page.wait_for_url(live_server.url + "/staff/segments/new")
-    _visited(page, "staff-segments-new")
+    visited(page, "staff-segments-new")
 
     # First condition: confirmed subscribers of the newsletter. The count follows as it is typed.
     page.locator("#kind-0").select_option("list")
@@ -74,7 +69,7 @@ def test_build_a_segment_and_see_its_count(browser: Any, live_server: LiveServer
     page.locator("#op-1").select_option("eq")
     page.get_by_label("all of the conditions").check()
     _count_becomes(page, "2 mailable contacts")
-    _visited(page, "staff-segments-builder")
+    visited(page, "staff-segments-builder")
 
     page.locator("#name").fill("la-confirmed")
     page.get_by_role("button", name="Save the segment").click()
@@ -87,7 +82,7 @@ def test_build_a_segment_and_see_its_count(browser: Any, live_server: LiveServer
             break
         time.sleep(0.05)
     assert cell.inner_text() == "2"
-    _visited(page, "staff-segments-list")
+    visited(page, "staff-segments-list")
 
     # Open it again: the rows come back with the count; a bad list is shown beside its condition.
     page.get_by_role("link", name="la-confirmed", exact=True).click()
@@ -96,7 +91,7 @@ def test_build_a_segment_and_see_its_count(browser: Any, live_server: LiveServer
     page.locator("#value-0").fill("newsleter")
     page.get_by_role("button", name="Save the segment").click()
     assert "there is no list 'newsleter'" in page.locator("#condition-0-error").inner_text()
-    _visited(page, "staff-segments-error")
+    visited(page, "staff-segments-error")
     assert elsewhere == []
     context.close()
 

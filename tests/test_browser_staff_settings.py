@@ -10,18 +10,11 @@ import pytest
 from newsletter.staff.roles import Role
 from tests.liveserver import LiveServer
 from tests.sendkit import make_issue
-from tests.staffkit import assert_accessible, make_user, no_horizontal_scroll, shoot, signed_in_page
+from tests.staffkit import make_user, shoot, signed_in_page, visited
 
 pytestmark = pytest.mark.browser
 PURPLE, PURPLE_RGB = "#5a2d82", "rgb(90, 45, 130)"
 
-
-def _visit(page, name: str) -> None:  # noqa: ANN001
-    assert_accessible(page)
-    page.set_viewport_size({"width": 390, "height": 900})
-    assert no_horizontal_scroll(page), f"{name} scrolls sideways at 390 px"
-    shoot(page, name)
-    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def _button_colour(page) -> str:  # noqa: ANN001
@@ -46,7 +39,7 @@ def test_change_the_brand_colour_and_see_it_in_an_issue_preview(browser, live_se
         assert page.get_by_role("heading", level=2, name=section).is_visible()
     assert page.locator("#accent_colour-source").inner_text() == "In use: the default."
     assert page.get_by_role("link", name="Users and roles").get_attribute("href") == "/staff/users"
-    _visit(page, "staff-settings")
+    visited(page, "staff-settings")
 
     # A colour white text cannot be read on: refused beside the field, what was typed kept.
     colour = page.get_by_label("Accent colour", exact=True)
@@ -55,7 +48,7 @@ def test_change_the_brand_colour_and_see_it_in_an_issue_preview(browser, live_se
     page.wait_for_selector("#accent_colour-error")
     assert "has a contrast of 1.4:1" in page.locator("#accent_colour-error").inner_text()
     assert colour.get_attribute("aria-invalid") == "true" and colour.input_value() == "#ffd700"
-    _visit(page, "staff-settings-error")
+    visited(page, "staff-settings-error")
 
     # A dark purple, typed and saved with the keyboard: the swatch follows as it is typed.
     colour = page.get_by_label("Accent colour", exact=True)
@@ -67,7 +60,7 @@ def test_change_the_brand_colour_and_see_it_in_an_issue_preview(browser, live_se
     status = page.get_by_role("status").inner_text().strip()
     assert status == "Saved: accent colour. 1 issue not sent yet was compiled again with the new brand."
     assert page.locator("#accent_colour-source").inner_text().startswith("In use: saved by ada@clinic.example on")
-    _visit(page, "staff-settings-saved")
+    visited(page, "staff-settings-saved")
 
     # The draft's preview shows the new colour on its button.
     page.goto(f"{live_server.url}/staff/issues/{issue_id}")
@@ -81,6 +74,6 @@ def test_change_the_brand_colour_and_see_it_in_an_issue_preview(browser, live_se
     page.goto(f"{live_server.url}/staff/audit?action=settings_changed")
     row = page.locator("table tbody tr")
     assert row.count() == 1 and "setting accent_colour" in row.inner_text() and PURPLE in row.inner_text()
-    _visit(page, "staff-audit-settings-changed")
+    visited(page, "staff-audit-settings-changed")
     assert elsewhere == []
     context.close()
