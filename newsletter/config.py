@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from subscribers.errors import InputError
@@ -122,6 +122,14 @@ class Settings(BaseSettings):
                                           "and X-Forwarded-Proto are believed; empty: none (the peer is the client).",
     )
     attribution_days: int = Field(14, ge=1, description="How far back a booking looks for the email to credit.")
+    webhook_timeout: float = Field(10.0, gt=0, le=120, description="Seconds to wait for a CRM endpoint to answer "
+                                   "one outgoing webhook request.")
+    webhook_retry_hours: int = Field(24, ge=1, le=24 * 7, description="How long an outgoing webhook event is retried; "
+                                     "an endpoint whose every attempt failed this long is disabled.")
+    webhook_allow_hosts: str = Field(
+        "", description="Development and tests only: host names, IP addresses or CIDR networks that outgoing webhook "
+        "endpoints may reach although they are not globally reachable; these may also use http://.",
+    )
 
     # Operations
     metrics_token: SecretStr | None = Field(
@@ -220,12 +228,12 @@ class Settings(BaseSettings):
                              f"(about one email an hour), not {value:g}")
         return value
 
-    @field_validator("fetch_allow_hosts")
+    @field_validator("fetch_allow_hosts", "webhook_allow_hosts")
     @classmethod
-    def _allow_list(cls, value: str) -> str:
+    def _allow_list(cls, value: str, info: ValidationInfo) -> str:
         from newsletter.posts.addresses import AllowList  # the rule's home; parsed here to fail at start
 
-        AllowList.parse(value)
+        AllowList.parse(value, variable_of(info.field_name))
         return value
 
     @field_validator("operator_email")

@@ -441,3 +441,4 @@ class StepFigures(Base):
 # Staff access keeps its tables beside its services; importing them here puts them on the shared
 # metadata wherever the models are (one Alembic history, one schema check).
 from newsletter.staff import models as _staff_models  # noqa: E402,F401
+from newsletter.outgoing_webhooks import models as _webhook_models  # noqa: E402,F401

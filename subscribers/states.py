@@ -158,3 +158,22 @@ ENGAGEMENT = (EventType.OPEN, EventType.CLICK)
 def sql_literal(state: StrEnum) -> ColumnClause[str]:
     """``'queued'`` as a SQL literal, for a query that must match a partial index's predicate."""
     return literal_column(f"'{state.value}'")
+
+
+class WebhookEndpointState(StrEnum):
+    """``webhook_endpoints.state``: a CRM endpoint that gets events, or not (by an admin, or because
+    every attempt failed for a whole retry window)."""
+
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+
+
+class WebhookDeliveryStatus(StrEnum):
+    """``webhook_deliveries.status``: one event on its way to one endpoint. pending (due at
+    next_attempt_at) -> sending (claimed under a lease) -> delivered (a 2xx came back); or back to
+    pending with backoff; failed once the retry window is over or the endpoint was disabled."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"

@@ -19,6 +19,7 @@ from newsletter.cli.reports import report_app
 from newsletter.cli.segments import segments_app
 from newsletter.cli.sequences import sequences_app
 from newsletter.cli.users import users_app
+from newsletter.cli.webhooks import webhooks_app
 from newsletter.config import get_settings
 
 app = typer.Typer(help="Email newsletter and lead-nurture pipeline for clinics.", no_args_is_help=True)
@@ -50,6 +51,7 @@ app.add_typer(sequences_app, name="sequences")
 app.add_typer(sending.sending_app, name="sending")
 app.add_typer(report_app, name="report")
 app.add_typer(users_app, name="users")
+app.add_typer(webhooks_app, name="webhooks")
 
 if __name__ == "__main__":
     app()

@@ -25,6 +25,7 @@ from newsletter.sending.stops import lift_stop
 from newsletter.sending.test_emails import TestEmailSender, queue_test_emails
 from newsletter.transports.base import AuthenticationFailed
 from newsletter.sending.worker import run_worker
+from newsletter.outgoing_webhooks.sender import WebhookSender
 from newsletter.transports import get_transport
 from subscribers.db import utcnow
 from subscribers.states import ConfirmationStatus, DeliveryStatus
@@ -249,6 +250,9 @@ def tick(
     if transport is not None and settled.requeued:
         assert sent is not None
         sent.add(send_all(Dispatcher.pool(settings, db, transport, clock=lambda: now)))
+    if transport is not None:  # outgoing webhook events due by then
+        WebhookSender(settings, db, worker=default_worker_id() + "/webhooks", transport=transport,
+                      clock=lambda: now).run_until_idle()
     out.print(f"{now.isoformat()}: {report.summary()}"
               + (f"; sent: submitted {sent.submitted}, failed {sent.failed}, unknown {sent.unknown}, "
                  f"suppressed {sent.suppressed}" if sent else "")

@@ -97,8 +97,9 @@ class AllowList:
     networks: tuple[IPNetwork, ...] = ()
 
     @classmethod
-    def parse(cls, text: str) -> "AllowList":
-        """``"localhost, 10.0.0.5, 192.168.0.0/16, ::1"``; a bad entry is a ValueError naming it."""
+    def parse(cls, text: str, setting: str = ALLOW_SETTING) -> "AllowList":
+        """``"localhost, 10.0.0.5, 192.168.0.0/16, ::1"``; a bad entry is a ValueError naming it (and
+        ``setting``, the variable it came from)."""
         names: set[str] = set()
         networks: list[IPNetwork] = []
         for entry in (e.strip() for e in (text or "").split(",")):
@@ -111,7 +112,7 @@ class AllowList:
             except ValueError:
                 pass
             if not _HOST_NAME.match(literal):
-                raise ValueError(f"{ALLOW_SETTING}: {entry!r} is not a host name, IP address or CIDR network "
+                raise ValueError(f"{setting}: {entry!r} is not a host name, IP address or CIDR network "
                                  "(write an international name in its xn-- form)")
             names.add(normal_host(literal))
         return cls(frozenset(names), tuple(networks))

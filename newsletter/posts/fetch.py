@@ -40,15 +40,16 @@ class FetchRefused(InputError):
     """The URL, or a redirect, points where fetches may not go (a non-global address)."""
 
 
-def _addresses(url: httpx.URL, shown: str, allow: AllowList) -> list[IPAddress]:
+def checked_addresses(url: httpx.URL, shown: str, allow: AllowList, setting: str = ALLOW_SETTING,
+                      doing: str = "fetch") -> list[IPAddress]:
     """The host's addresses, each one allowed; refused if any is not (a name that also resolves
-    to 127.0.0.1 is as suspect as one that only does)."""
+    to 127.0.0.1 is as suspect as one that only does). ``setting`` is the variable that allows more."""
     host = url.raw_host.decode("ascii")
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise InputError(f"{shown}: could not fetch ({host} does not resolve: "
+        raise InputError(f"{shown}: could not {doing} ({host} does not resolve: "
                          f"{getattr(exc, 'strerror', None) or exc})") from exc
     found: list[IPAddress] = []
     for info in infos:
@@ -58,7 +59,7 @@ def _addresses(url: httpx.URL, shown: str, allow: AllowList) -> list[IPAddress]:
         why = refusal_reason(ip)
         if why is not None and not allow.allows(host, ip):
             said = f"{url.host} is {why}" if _literal_ip(url.host) == ip else f"{url.host} resolves to {ip}, {why}"
-            raise FetchRefused(f"refusing to fetch {shown}: {said}; set {ALLOW_SETTING} to allow it")
+            raise FetchRefused(f"refusing to {doing} {shown}: {said}; set {setting} to allow it")
         found.append(ip)
     return found
 
@@ -121,13 +122,15 @@ def _read_body(response: httpx.Response, name: str, max_bytes: int, deadline: fl
     return body.data()
 
 
-def _send(client: httpx.Client, url: httpx.URL, addresses: list[IPAddress]) -> httpx.Response:
-    """GET ``url`` from the first of ``addresses`` that takes the connection."""
+def send_pinned(client: httpx.Client, url: httpx.URL, addresses: list[IPAddress], method: str = "GET", *,
+                content: bytes | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
+    """Request ``url`` from the first of ``addresses`` (those checked) that takes the connection,
+    never from a second resolution of its name."""
     error: httpx.ConnectError | None = None
     for ip in addresses:
         request = client.build_request(
-            "GET", url.copy_with(host=str(ip)),
-            headers={"Host": url.netloc.decode("ascii")},
+            method, url.copy_with(host=str(ip)), content=content,
+            headers={**(headers or {}), "Host": url.netloc.decode("ascii")},
             extensions={"sni_hostname": url.raw_host.decode("ascii")},  # and the certificate's name
         )
         try:
@@ -154,14 +157,14 @@ def fetch(url: str, *, max_bytes: int, timeout: float, allow: AllowList,
             if not target.raw_host:
                 raise InputError(f"{current}: the URL has no host")
             shown = current if current == url else f"{current} (redirected from {url})"
-            addresses = _addresses(target, shown, allow)
+            addresses = checked_addresses(target, shown, allow)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise InputError(f"{url}: no complete answer within {timeout:g} seconds")
             # A client per hop: its pooled connection is tied to the address and name checked here.
             with httpx.Client(timeout=remaining, verify=verify, trust_env=False, follow_redirects=False,
                               headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}) as client:
-                response = _send(client, target, addresses)
+                response = send_pinned(client, target, addresses)
                 try:
                     location = response.headers.get("location")
                     if response.status_code in _REDIRECTS and location:

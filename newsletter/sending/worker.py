@@ -11,6 +11,7 @@ from datetime import datetime
 
 from newsletter.config import Settings
 from newsletter.database import Database
+from newsletter.outgoing_webhooks.sender import WebhookSender
 from newsletter.sending.dispatch import Dispatcher, RecordingFailed, SendingStopped
 from newsletter.sending.reconcile import OperatorNotice, reconcile, request_log
 from newsletter.sending.schedule import recover_and_finish
@@ -31,6 +32,10 @@ def run_worker(settings: Settings, db: Database, transport: Transport, stop: thr
     recovery = _Recovery(settings, db, transport)
     threads = [threading.Thread(target=_loop, args=(d, stop, recovery), name=f"dispatcher-{n}", daemon=True)
                for n, d in enumerate(dispatchers)]
+    # Outgoing webhooks get a thread of their own: a slow CRM never holds up an email.
+    hooks = WebhookSender(settings, db, worker=dispatchers[0].worker.rpartition("/")[0] + "/webhooks",
+                          transport=transport)
+    threads.append(threading.Thread(target=webhook_loop, args=(hooks, stop), name="webhooks", daemon=True))
     for thread in threads:
         thread.start()
     try:
@@ -89,4 +94,17 @@ def _loop(dispatcher: Dispatcher, stop: threading.Event, recovery: _Recovery | N
                     recovery.maybe_run(dispatcher.clock)
                 except Exception:  # a database outage: the next idle round tries again
                     log.exception("recovery round failed")
+            stop.wait(IDLE_SECONDS)
+
+
+def webhook_loop(sender: WebhookSender, stop: threading.Event) -> None:
+    """Capture and deliver outgoing webhook events until ``stop`` is set (the request in hand ends first)."""
+    while not stop.is_set():
+        try:
+            busy = sender.run_once()
+        except Exception:  # a bug or a database outage: log it and keep the worker alive
+            log.exception("webhook round failed")
+            stop.wait(STOPPED_SECONDS)
+            continue
+        if not busy:
             stop.wait(IDLE_SECONDS)

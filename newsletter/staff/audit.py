@@ -63,6 +63,11 @@ class AuditAction(StrEnum):
     SEGMENT_SAVED = "segment_saved"
     SEGMENT_DELETED = "segment_deleted"
     BATCH_SETTLED = "batch_settled"  # a batch held as unknown, settled by a person (marked sent or queued again)
+    WEBHOOK_ADDED = "webhook_added"  # an outgoing webhook endpoint registered (its secret shown once)
+    WEBHOOK_ENABLED = "webhook_enabled"
+    WEBHOOK_DISABLED = "webhook_disabled"  # by an admin, or by the system after a day of failures
+    WEBHOOK_REMOVED = "webhook_removed"
+    WEBHOOK_TEST_QUEUED = "webhook_test_queued"
 
 
 Actor = StaffUser | str  # a staff user, or CLI / another fixed label
