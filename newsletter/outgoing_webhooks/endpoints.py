@@ -81,15 +81,22 @@ def register(session: Session, settings: Settings, url: str, event_types: list[s
         chosen = events.parse_event_types(event_types)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    if session.scalar(select(WebhookEndpoint.id).limit(1)) is None:
-        events.start_cursors(session)  # the first endpoint: events from now on, not the history
+    _from_now_on(session)
     secret = signing.new_secret()
     endpoint = WebhookEndpoint(url=url, event_types=chosen, sealed_secret=sealing.seal(settings.signing_key(), secret),
-                               state=WebhookEndpointState.ENABLED, created_at=now or utcnow())
+                               state=WebhookEndpointState.ENABLED, created_at=now or utcnow(), enabled_at=now or utcnow())
     session.add(endpoint)
     session.flush()
     record(session, actor, AuditAction.WEBHOOK_ADDED, target(endpoint), f"events: {', '.join(chosen)}")
     return endpoint, secret
+
+
+def _from_now_on(session: Session) -> None:
+    """While no endpoint is enabled nothing is captured: the first one enabled (or registered) gets
+    events from now on, not the history nor what happened meanwhile."""
+    if session.scalar(select(WebhookEndpoint.id).where(WebhookEndpoint.state == WebhookEndpointState.ENABLED)
+                      .limit(1)) is None:
+        events.start_cursors(session)
 
 
 def by_id(session: Session, endpoint_id: int) -> WebhookEndpoint:
@@ -125,11 +132,12 @@ def disable(session: Session, endpoint: WebhookEndpoint, *, actor: Actor, reason
     return True
 
 
-def enable(session: Session, endpoint: WebhookEndpoint, *, actor: Actor) -> bool:
+def enable(session: Session, endpoint: WebhookEndpoint, *, actor: Actor, now: datetime | None = None) -> bool:
     """Send to ``endpoint`` again (events from now on); returns False if it was enabled already."""
     if endpoint.state == WebhookEndpointState.ENABLED:
         return False
-    endpoint.state = WebhookEndpointState.ENABLED
+    _from_now_on(session)
+    endpoint.state, endpoint.enabled_at = WebhookEndpointState.ENABLED, now or utcnow()
     endpoint.disabled_reason = endpoint.disabled_at = endpoint.failing_since = None
     record(session, actor, AuditAction.WEBHOOK_ENABLED, target(endpoint))
     session.flush()

@@ -8,7 +8,8 @@ writes one ``webhook_events`` row per source row, unique per (source, source row
 a second worker or a restart inserts nothing twice. It also reads the last ``LOOKBACK`` ids below
 the cursor again, so a row whose transaction committed after a higher id was read is still found.
 
-An endpoint gets the events of the types it chose that occurred after it was registered: one
+An endpoint gets the events of the types it chose that occurred since it was registered (or last
+enabled): one
 ``webhook_deliveries`` row per (event, endpoint), unique too.
 
 Payloads hold ids, stages and times only: never an address, a name, a phone number, a clicked URL or
@@ -168,7 +169,7 @@ def _highest_id(session: Session, source: Source) -> int:
 
 
 def start_cursors(session: Session) -> None:
-    """Before the first endpoint exists, move every cursor to the newest row: history is not sent."""
+    """Move every cursor to the newest row (before the first endpoint is enabled): history is not sent."""
     for source in SOURCES:
         cursor = session.get(WebhookCursor, source.name)
         if cursor is None:
@@ -243,8 +244,8 @@ def new_event_id() -> str:
 
 def fan_out(session: Session, events: list[tuple[int, str, datetime]], now: datetime, retry_window: timedelta,
             *, only_endpoint: int | None = None) -> int:
-    """One delivery per (event, enabled endpoint that chose its type and existed when it occurred)."""
-    query = select(WebhookEndpoint.id, WebhookEndpoint.event_types, WebhookEndpoint.created_at).where(
+    """One delivery per (event, enabled endpoint that chose its type and was enabled when it occurred)."""
+    query = select(WebhookEndpoint.id, WebhookEndpoint.event_types, WebhookEndpoint.enabled_at).where(
         WebhookEndpoint.state == WebhookEndpointState.ENABLED)
     if only_endpoint is not None:
         query = query.where(WebhookEndpoint.id == only_endpoint)
@@ -253,7 +254,7 @@ def fan_out(session: Session, events: list[tuple[int, str, datetime]], now: date
              "attempts": 0, "next_attempt_at": now, "give_up_at": now + retry_window, "created_at": now}
             for event_id, kind, occurred_at in events
             for endpoint in endpoints
-            if only_endpoint is not None or (kind in endpoint.event_types and occurred_at >= endpoint.created_at)]
+            if only_endpoint is not None or (kind in endpoint.event_types and occurred_at >= endpoint.enabled_at)]
     if rows:
         session.execute(insert_ignoring_conflicts(session, WebhookDelivery).values(rows).on_conflict_do_nothing())
     return len(rows)

@@ -32,6 +32,8 @@ class WebhookEndpoint(Base):
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Registered or last enabled: the endpoint gets the events that occurred since.
+    enabled_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class WebhookEvent(Base):

@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column('last_success_at', subscribers.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column('last_failure_at', subscribers.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column('created_at', subscribers.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('enabled_at', subscribers.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_endpoints')),
     )
     op.create_table(
