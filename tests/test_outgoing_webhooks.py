@@ -6,6 +6,8 @@ SQLite always; PostgreSQL too when NEWSLETTER_TEST_POSTGRES_URL is set."""
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -355,3 +357,56 @@ def test_a_secret_sealed_under_another_key_is_reported_not_sent(
     sender(db, other, Clock()).run_once()
     [row] = deliveries(db)
     assert receiver.received == [] and "cannot be opened with this NEWSLETTER_SECRET_KEY" in row.last_error
+
+
+# The migration and the CLI --------------------------------------------------------------------
+
+
+def test_the_migration_downgrades_and_upgrades_again(database: Database) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from newsletter.database import alembic_config, upgrade
+
+    tables = {"webhook_endpoints", "webhook_events", "webhook_deliveries", "webhook_cursors"}
+    command.downgrade(alembic_config(database.engine), "0017")
+    assert not tables & set(inspect(database.engine).get_table_names())
+    upgrade(database.engine)
+    assert tables <= set(inspect(database.engine).get_table_names())
+
+
+def test_the_cli_adds_lists_logs_disables_enables_and_removes(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                                                               receiver: Receiver) -> None:
+    from typer.testing import CliRunner
+
+    from newsletter.cli import app
+    from newsletter.config import get_settings
+
+    monkeypatch.setenv("NEWSLETTER_WEBHOOK_ALLOW_HOSTS", "127.0.0.1")
+    get_settings.cache_clear()
+    run = CliRunner().invoke
+    added = run(app, ["webhooks", "add", receiver.url, "--event", "lead.created", "--event", "booking.created"])
+    assert added.exit_code == 0, added.output
+    secrets = re.findall(r"whsec_[A-Za-z0-9_-]+", added.output)
+    assert len(secrets) == 1, added.output
+    receiver.secret = secrets[0]
+    refused = run(app, ["webhooks", "add", "http://10.0.0.7/hook", "--event", "lead.created"])
+    assert refused.exit_code == 2 and "is not an https:// URL" in refused.output
+    assert run(app, ["leads", "add", EMAIL]).exit_code == 0
+    assert run(app, ["webhooks", "test", "1"]).exit_code == 0
+    assert run(app, ["tick"]).exit_code == 0  # a dispatcher round delivers them
+    assert sorted(receiver.types()) == ["lead.created", "webhook.test"] and all(r.signed for r in receiver.received)
+    log = run(app, ["webhooks", "log", "1", "--json"])
+    assert log.exit_code == 0 and [row["status"] for row in json.loads(log.output)] == ["delivered"] * 2
+    listed = run(app, ["webhooks", "list", "--json"])
+    assert '"state": "enabled"' in listed.output and receiver.secret not in listed.output
+    assert "disabled" in run(app, ["webhooks", "disable", "1"]).output
+    assert "enabled" in run(app, ["webhooks", "enable", "1"]).output
+    assert run(app, ["webhooks", "remove", "1"]).exit_code == 0
+    missing = run(app, ["webhooks", "log", "1"])
+    assert missing.exit_code == 1 and "webhook endpoint 1 does not exist" in missing.output
+    db = Database.from_settings(get_settings())
+    with db.session() as session:
+        actions = session.scalars(select(AuditEntry.action).where(AuditEntry.action.like("webhook_%"))
+                                  .order_by(AuditEntry.id)).all()
+    assert actions == ["webhook_added", "webhook_test_queued", "webhook_disabled", "webhook_enabled", "webhook_removed"]
