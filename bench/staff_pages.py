@@ -35,6 +35,8 @@ from bench.staff_data import fill
 from newsletter.config import Settings
 from newsletter.database import Database, upgrade
 from newsletter.models import Issue, Post, Sequence, SequenceStep
+from newsletter.outgoing_webhooks import endpoints as webhook_endpoints
+from newsletter.outgoing_webhooks.models import WebhookEndpoint
 from subscribers import segments
 from subscribers.models import Lead, MailingList, Segment
 from subscribers.states import IssueStatus
@@ -67,6 +69,11 @@ def pages(app, db: Database) -> list[str]:  # noqa: ANN001
         ids["key"] = s.scalar(select(SequenceStep.key).where(SequenceStep.sequence_id == ids["sequence_id"],
                                                              SequenceStep.active.is_(True))
                               .order_by(SequenceStep.position).limit(1))
+        # A CRM endpoint for the webhooks pages (its delivery log is empty: the page's cost is its query).
+        if not s.scalar(select(func.count()).select_from(WebhookEndpoint)):
+            local = app.state.settings.model_copy(update={"webhook_allow_hosts": "127.0.0.1"})
+            webhook_endpoints.register(s, local, "https://127.0.0.1/crm", ["lead.created"], actor="bench")
+        ids["endpoint_id"] = s.scalar(select(func.max(WebhookEndpoint.id)))
         # The board's "more" page, deep in the biggest column (a keyset page, never an OFFSET).
         deep = s.scalar(select(Lead.id).where(Lead.stage == "new").order_by(Lead.requested_at).limit(1))
     with db.session() as s:  # the heaviest page: a sent issue's results, computed live

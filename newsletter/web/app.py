@@ -35,6 +35,7 @@ from newsletter.web.staff import issue_sending as staff_issue_sending
 from newsletter.web.staff import static as staff_static
 from newsletter.web.staff import signin as staff_signin
 from newsletter.web.staff import users as staff_users
+from newsletter.web.staff import webhooks as staff_webhooks
 
 # Tokens travel in URLs: never let them leak to other sites through the Referer header.
 SECURITY_HEADERS = {
@@ -86,7 +87,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.include_router(metrics.router)
     staff_auth.install(app)
     for staff_router in (staff_signin.router, staff_home.router, staff_account.router, staff_audit.router,
-                         staff_users.router, staff_settings.router,
+                         staff_users.router, staff_settings.router, staff_webhooks.router,
                          staff_posts.router, staff_issues.router, staff_issue_sending.router, staff_static.router,
                          staff_leads.router, staff_sequences.router, staff_contact_imports.router,
                          staff_segments.router,

@@ -58,6 +58,8 @@ AREA_PAGES = [
     AreaPage(Area.USERS, "Users", "/staff/users", "Staff accounts: add people, change roles, disable, reset "
              "passwords."),
     AreaPage(Area.SETTINGS, "Settings", "/staff/settings", "How the newsletter and the app are set up."),
+    AreaPage(Area.SETTINGS, "Webhooks", "/staff/webhooks", "The clinic CRM's endpoints for signed events, "
+             "and what was sent to them."),
 ]
 
 
