@@ -310,6 +310,31 @@ def test_a_test_event_goes_to_its_endpoint_only(db: Database, hook_settings: Set
         assert one.types() == ["webhook.test"] and one.received[0].signed and two.received == []
 
 
+def test_an_https_endpoint_gets_events_only_with_a_certificate_that_checks(
+        db: Database, hook_settings: Settings) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+    with serve_receiver(tls=server_context) as receiver:
+        assert receiver.url.startswith("https://")
+        register(db, hook_settings, receiver, ["lead.created"])
+        add_lead(db, hook_settings)
+        clock = Clock()
+        sender(db, hook_settings, clock).run_once()  # the system's CAs: this certificate is not trusted
+        [row] = deliveries(db)
+        assert row.status == "pending" and row.last_error == "could not connect (ConnectError)"
+        clock.advance(hours=1)
+        assert sender(db, hook_settings, clock, verify=trusted).run_once()
+        [row] = deliveries(db)
+        assert row.status == "delivered" and receiver.received[-1].signed
+
+
 # Registration and the addresses a request may reach --------------------------------------------
 
 

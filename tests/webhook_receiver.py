@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -60,7 +61,8 @@ class Receiver:
 
 
 @contextmanager
-def serve_receiver(path: str = "/hooks/newsletter") -> Iterator[Receiver]:
+def serve_receiver(path: str = "/hooks/newsletter", tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
+    """A receiver on 127.0.0.1 (over TLS with ``tls``, a server context); its ``url`` says where."""
     state = Receiver()
     verify = readme_verify()
 
@@ -101,7 +103,9 @@ def serve_receiver(path: str = "/hooks/newsletter") -> Iterator[Receiver]:
         daemon_threads = True
 
     server = Server(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}{path}"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    state.url = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}{path}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
