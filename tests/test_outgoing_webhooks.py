@@ -19,7 +19,7 @@ from sqlalchemy import select
 from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.errors import InputError
-from newsletter.models import Delivery
+from newsletter.models import Delivery, Event
 from newsletter.outgoing_webhooks import endpoints
 from newsletter.outgoing_webhooks.events import SUBSCRIBABLE
 from newsletter.outgoing_webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -154,14 +154,39 @@ def test_each_event_type_is_delivered_once_signed_and_without_personal_data(
     assert {d.status for d in deliveries(database)} == {WebhookDeliveryStatus.DELIVERED}
 
 
-def test_history_and_unchosen_types_are_not_sent_and_machine_clicks_never(
-        db: Database, hook_settings: Settings, receiver: Receiver) -> None:
+def test_history_and_unchosen_types_are_not_sent(db: Database, hook_settings: Settings, receiver: Receiver) -> None:
     add_lead(db, hook_settings, "before@example.org")  # before any endpoint: history is not sent
     register(db, hook_settings, receiver, ["booking.created"])
     add_lead(db, hook_settings)
     clock = Clock()
     assert sender(db, hook_settings, clock).run_until_idle() == 0
     assert receiver.received == []
+
+
+def test_a_click_is_sent_once_settled_and_a_machine_click_never(
+        db: Database, hook_settings: Settings, receiver: Receiver) -> None:
+    register(db, hook_settings, receiver, ["email.clicked"])
+    _, contact_id = add_lead(db, hook_settings)
+    issue_id = make_issue(db, hook_settings)
+    now = utcnow()
+    with db.session() as session:
+        delivery = Delivery(issue_id=issue_id, contact_id=contact_id, status=DeliveryStatus.SUBMITTED, due_at=now)
+        session.add(delivery)
+        session.flush()
+        # What the first-party click endpoint stores for a link scanner's burst (tracking.first_party).
+        session.add(Event(delivery_id=delivery.id, contact_id=contact_id, issue_id=issue_id, type="click",
+                          machine=True, reason="clicked every link at once", source="first_party", occurred_at=now))
+        session.flush()
+        delivery_id = delivery.id
+    with db.session() as session:
+        store_events(session, [{"event": "click", "sg_event_id": "human-1", "timestamp": now.timestamp(),
+                                "delivery_id": str(delivery_id), "url": "https://example.org/sleep"}], now=now)
+    clock = Clock()
+    hooks = sender(db, hook_settings, clock)
+    assert hooks.run_until_idle() == 0, "a burst could still relabel it"
+    clock.advance(seconds=30)
+    assert hooks.run_until_idle() == 1
+    assert receiver.types() == ["email.clicked"] and receiver.received[0].payload["data"]["delivery_id"] == delivery_id
 
 
 # Retries ----------------------------------------------------------------------------------------
@@ -333,6 +358,20 @@ def test_an_https_endpoint_gets_events_only_with_a_certificate_that_checks(
         assert sender(db, hook_settings, clock, verify=trusted).run_once()
         [row] = deliveries(db)
         assert row.status == "delivered" and receiver.received[-1].signed
+
+
+def test_the_delivery_log_pages_newest_first(db: Database, hook_settings: Settings, receiver: Receiver) -> None:
+    endpoint_id = register(db, hook_settings, receiver, ["lead.created"])
+    with db.session() as session:
+        endpoint = endpoints.by_id(session, endpoint_id)
+        queued = [endpoints.queue_test(session, hook_settings, endpoint, actor=CLI).event_id for _ in range(5)]
+    with db.session() as session:
+        endpoint = endpoints.by_id(session, endpoint_id)
+        first = endpoints.delivery_log(session, endpoint, per_page=2)
+        second = endpoints.delivery_log(session, endpoint, before=first.older, per_page=2)
+        third = endpoints.delivery_log(session, endpoint, before=second.older, per_page=2)
+        seen = [d.event.event_id for page in (first, second, third) for d in page.rows]
+    assert seen == queued[::-1] and third.older is None
 
 
 # Registration and the addresses a request may reach --------------------------------------------
