@@ -154,6 +154,26 @@ def test_each_event_type_is_delivered_once_signed_and_without_personal_data(
     assert {d.status for d in deliveries(database)} == {WebhookDeliveryStatus.DELIVERED}
 
 
+def test_the_sending_worker_delivers_events_in_its_own_thread(
+        db: Database, hook_settings: Settings, receiver: Receiver) -> None:
+    """What ``serve`` and ``worker`` run: a web request only records the lead; the worker sends the event."""
+    from newsletter.sending.worker import run_worker
+
+    register(db, hook_settings, receiver, ["lead.created"])
+    stop = threading.Event()
+    thread = threading.Thread(target=run_worker, args=(hook_settings, db, MemoryTransport(hook_settings), stop))
+    thread.start()
+    try:
+        add_lead(db, hook_settings)
+        assert receiver.arrived.wait(30), "the worker's webhook thread sends the event"
+    finally:
+        stop.set()
+        thread.join(30)
+    assert receiver.types() == ["lead.created"] and receiver.received[0].signed
+    [row] = deliveries(db)
+    assert row.status == "delivered"
+
+
 def test_history_and_unchosen_types_are_not_sent(db: Database, hook_settings: Settings, receiver: Receiver) -> None:
     add_lead(db, hook_settings, "before@example.org")  # before any endpoint: history is not sent
     register(db, hook_settings, receiver, ["booking.created"])
