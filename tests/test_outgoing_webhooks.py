@@ -22,7 +22,7 @@ from newsletter.errors import InputError
 from newsletter.models import Delivery, Event
 from newsletter.outgoing_webhooks import endpoints
 from newsletter.outgoing_webhooks.events import SUBSCRIBABLE
-from newsletter.outgoing_webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from newsletter.outgoing_webhooks.models import WebhookDelivery, WebhookEndpoint
 from newsletter.outgoing_webhooks.sender import WebhookSender, lease_for
 from newsletter.staff.audit import AuditAction, CLI
 from newsletter.staff.models import AuditEntry
