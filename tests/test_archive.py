@@ -4,8 +4,7 @@ Atom feed; drafts and unpublished issues are not there; search engines are told 
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import feedparser
 import httpx
@@ -15,49 +14,18 @@ from sqlalchemy import inspect, select
 from typer.testing import CliRunner
 
 from newsletter import archive
-from newsletter import issues as issue_service
 from newsletter.cli import app as cli
 from newsletter.config import Settings
 from newsletter.database import Database, alembic_config, upgrade
 from newsletter.errors import InputError
 from newsletter.models import Issue
-from newsletter.sending import schedule
 from newsletter.staff.models import AuditEntry
 from newsletter.staff.roles import Role
 from newsletter.urls import archive_path
 from tests.liveserver import LiveServer, serving
+from tests.archivekit import BOOK, NOW, SLEEP, WALK, no_reader_in, sent_issue
 from tests.sendkit import add_audience, make_issue
 from tests.staffkit import make_user, post_form, signed_in
-
-NOW = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
-WALK, SLEEP, BOOK = "https://example.org/walk", "https://example.org/sleep", "https://example.com/book"
-
-
-def sent_issue(db: Database, settings: Settings, subject: str, *, tracking: str | None = None,
-               at: datetime = NOW, publish: bool = True) -> int:
-    """An issue that went out at ``at`` (still sending when there are subscribers, sent at once when
-    there are none), published in the archive unless told otherwise."""
-    issue_id = make_issue(db, settings, subject)
-    with db.session() as s:
-        issue = s.get(Issue, issue_id)
-        if tracking:
-            issue_service.set_tracking(s, settings, issue, tracking)
-        schedule.start_now(s, settings, issue, at)
-        if publish:
-            archive.publish(issue, at + timedelta(hours=1))
-    return issue_id
-
-
-def no_reader_in(html: str) -> None:
-    """What an archive copy must never hold: a placeholder, a reader's link, tracking, an address."""
-    assert "%%" not in html and "{{" not in html
-    assert "/c/" not in html and "/o/" not in html and ".gif" not in html  # click redirects, open pixel
-    for path in ("/u/", "/preferences/", "/v/", "/confirm/"):
-        assert path not in html
-    assert "Unsubscribe" not in html and "View in your browser" not in html and "preferences" not in html
-    assert "mailto:" not in html and not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", html)
-    assert "You are receiving this" not in html
-
 
 # The archive copy ----------------------------------------------------------------------------------------
 
