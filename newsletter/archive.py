@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.compose.personalize import LAYOUT_FIELDS, safe_first_name, substitute
@@ -78,8 +78,9 @@ def unpublish(issue: Issue) -> bool:
 # Reading ----------------------------------------------------------------------------------------------
 
 
-def _published() -> list:  # type: ignore[type-arg]
-    return [Issue.archive_published_at.is_not(None), Issue.status.in_([str(s) for s in PUBLISHABLE])]
+def _published() -> tuple[ColumnElement[bool], ...]:
+    """In the archive: published, and still sent or sending (a paused send is out of it until resumed)."""
+    return Issue.archive_published_at.is_not(None), Issue.status.in_(PUBLISHABLE)
 
 
 def published_issue(session: Session, issue_id: int) -> Issue:

@@ -4,6 +4,7 @@ Atom feed; drafts and unpublished issues are not there; search engines are told 
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import feedparser
@@ -122,6 +123,23 @@ def test_visitors_read_published_issues_and_nothing_else(live_server: LiveServer
     assert entry.content[0].type == "text/html"
     no_reader_in(entry.content[0].value)
     assert b"%%" not in feed.content and b"/c/" not in feed.content
+
+
+def test_the_list_pages_through_older_issues(live_server: LiveServer) -> None:
+    db, settings = live_server.db, live_server.settings
+    count = archive.PAGE_SIZE + 1
+    for n in range(count):
+        sent_issue(db, settings, f"Issue number {n}", at=NOW + timedelta(days=n))
+    http = httpx.Client(base_url=live_server.url, timeout=30)
+    first = http.get("/archive").text
+    titles = re.findall(r">Issue number (\d+)</a>", first)
+    assert titles == [str(n) for n in range(count - 1, 0, -1)]
+    older = re.search(r'href="(\?after=[^"]+)">Older issues</a>', first)
+    assert older
+    second = http.get("/archive" + older.group(1).replace("&amp;", "&")).text
+    assert re.findall(r">Issue number (\d+)</a>", second) == ["0"]
+    assert "Older issues" not in second and 'href="/archive">Newest issues</a>' in second
+    assert re.findall(r">Issue number (\d+)</a>", http.get("/archive?after=not-a-cursor").text) == titles
 
 
 def test_a_taken_out_issue_leaves_the_page_the_list_and_the_feed(live_server: LiveServer) -> None:

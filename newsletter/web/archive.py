@@ -33,11 +33,12 @@ def _missing(request: Request) -> HTMLResponse:
 @router.get(ARCHIVE, response_class=HTMLResponse)
 def archive_list(request: Request, after: str = "") -> HTMLResponse:
     settings: Settings = request.app.state.settings
+    cursor = Cursor.parse(after) if after else None  # a mangled cursor shows the newest page
     with request.app.state.db.session() as session:
-        found = archive.archive_page(session, Cursor.parse(after) if after else None)
+        found = archive.archive_page(session, cursor)
         items = [(archive_path(i.id, i.subject), i) for i in found.issues]
     response = render(request, "archive/list.html", items=items, next_cursor=found.next_cursor,
-                      first_page=not after, robots=archive.robots(settings), feed_path=ARCHIVE_FEED)
+                      first_page=cursor is None, robots=archive.robots(settings), feed_path=ARCHIVE_FEED)
     response.headers.update(_robots(settings))
     return response
 
