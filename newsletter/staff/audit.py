@@ -63,6 +63,8 @@ class AuditAction(StrEnum):
     SEGMENT_SAVED = "segment_saved"
     SEGMENT_DELETED = "segment_deleted"
     BATCH_SETTLED = "batch_settled"  # a batch held as unknown, settled by a person (marked sent or queued again)
+    ARCHIVE_PUBLISHED = "archive_published"  # an issue put in the public archive
+    ARCHIVE_UNPUBLISHED = "archive_unpublished"  # an issue taken out of it
     WEBHOOK_ADDED = "webhook_added"  # an outgoing webhook endpoint registered (its secret shown once)
     WEBHOOK_ENABLED = "webhook_enabled"
     WEBHOOK_DISABLED = "webhook_disabled"  # by an admin, or by the system after a day of failures
