@@ -1,7 +1,7 @@
 """outgoing webhooks: CRM endpoints, events captured once, deliveries, capture cursors
 
 Revision ID: 0021
-Revises: 0017
+Revises: 0019
 Create Date: 2026-12-07
 """
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ import subscribers.db
 
 
 revision = '0021'
-down_revision = '0017'
+down_revision = '0019'
 branch_labels = None
 depends_on = None
 
