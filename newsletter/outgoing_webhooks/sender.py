@@ -24,6 +24,7 @@ from __future__ import annotations
 import html
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,7 +97,8 @@ class WebhookSender:
     """Captures and delivers outgoing webhook events; one per dispatcher loop."""
 
     def __init__(self, settings: Settings, db: Database, *, worker: str, transport: Transport | None = None,
-                 clock: Callable[[], datetime] = utcnow, verify: Any = True) -> None:
+                 clock: Callable[[], datetime] = utcnow, verify: ssl.SSLContext | bool = True) -> None:
+        # ``verify``: the CAs that certificates are checked against (True: the system's; tests pass their own).
         self.settings, self.db, self.worker, self.clock, self.verify = settings, db, worker, clock, verify
         self.notice = DisabledNotice(settings, transport) if transport is not None else None
 
