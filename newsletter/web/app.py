@@ -13,6 +13,7 @@ from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.stored_settings import LiveSettings
 from newsletter.web import bookings_webhook, metrics, online, pages, tracking
+from newsletter.web import consultation, embed, public_static
 from newsletter.web.live_settings import AppliedSettings
 from newsletter.web.ratelimit import RateLimiter
 from newsletter.web.sendgrid_webhook import router as sendgrid_webhook_router
@@ -38,7 +39,7 @@ from newsletter.web.staff import users as staff_users
 
 # Tokens travel in URLs: never let them leak to other sites through the Referer header.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -79,6 +80,9 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.add_middleware(AppliedSettings, live=app.state.live_settings, state=app.state)
     app.include_router(pages.router)
+    app.include_router(consultation.router)
+    app.include_router(embed.router)
+    app.include_router(public_static.router)
     app.include_router(online.router)
     app.include_router(sendgrid_webhook_router)
     app.include_router(tracking.router)
