@@ -348,3 +348,35 @@ def test_the_time_zone_script_is_served_from_this_app(live_server: LiveServer) -
     assert httpx.get(live_server.url + "/static/../config.py").status_code == 404
     page = httpx.get(live_server.url + "/consultation")
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_migration_0018_goes_down_and_up_again(request: pytest.FixtureRequest, backend: str) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from newsletter.database import alembic_config, current_revision
+
+    database: Database = request.getfixturevalue("postgres_db" if backend == "postgresql" else "db")
+    command.downgrade(alembic_config(database.engine), "0017")
+    assert "consultation_emails" not in inspect(database.engine).get_table_names()
+    assert "heard_from" not in {c["name"] for c in inspect(database.engine).get_columns("leads")}
+    command.upgrade(alembic_config(database.engine), "head")
+    assert current_revision(database.engine) >= "0018"
+    assert "consultation_emails" in inspect(database.engine).get_table_names()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_the_service_records_once_and_queues_once_on_both_databases(request: pytest.FixtureRequest,
+                                                                    settings: Settings, backend: str) -> None:
+    from newsletter.consultation import check_request, request_consultation
+
+    database: Database = request.getfixturevalue("postgres_db" if backend == "postgresql" else "db")
+    checked, errors = check_request({**REQUEST, "newsletter": "yes"})
+    assert errors == {} and checked is not None
+    with_intake = settings.model_copy(update={"intake_email": INTAKE})
+    for _ in range(2):
+        with database.session() as s:
+            request_consultation(s, with_intake, checked, now=utcnow())
+    assert count(database, Lead) == 1 and count(database, Subscription) == 1
+    assert sorted(kind for kind, _ in queued(database)) == ["acknowledgement", "intake"]
