@@ -14,6 +14,7 @@ origin that is not listed cannot."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -130,22 +131,23 @@ def test_a_visitor_asks_for_a_consultation_and_the_clinic_is_told(browser, serve
         assert enrolment.contact_id == contact_id and enrolment.state == "active"
 
 
-SNIPPET = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Clinic site</title></head><body>
-<h1>The clinic's own site</h1>
-<form method="post" action="{app}/subscribe">
-  <label for="nl-email">Email address</label>
-  <input id="nl-email" name="email" type="email" autocomplete="email" required>
-  <label for="nl-name">First name (optional)</label>
-  <input id="nl-name" name="name" type="text" autocomplete="given-name">
-  <div style="position:absolute;left:-10000px" aria-hidden="true">
-    <label for="nl-website">Leave this empty</label>
-    <input id="nl-website" name="website" type="text" tabindex="-1" autocomplete="off">
-  </div>
-  <label><input name="consent" type="checkbox" value="yes" required> Yes, send me the clinic's newsletter by email.</label>
-  <button type="submit">Subscribe</button>
-</form>
-</body></html>"""
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_BASE = "https://news.clinic.example"  # the snippets' stand-in for NEWSLETTER_PUBLIC_BASE_URL
+
+
+def readme_snippet(path: str) -> str:
+    """The README's copyable snippet that posts to ``path``, exactly as a clinic would paste it."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f'<form method="post" action="{README_BASE}{path}">')
+    return text[start:text.index("</form>", start) + len("</form>")]
+
+
+def clinic_page(app_url: str) -> str:
+    """The clinic's own page, holding the README's sign-up snippet pointed at this app."""
+    snippet = readme_snippet("/subscribe").replace(README_BASE, app_url)
+    return ('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Clinic site</title></head>'
+            f"<body><h1>The clinic's own site</h1>{snippet}</body></html>")
+
 
 ASK_FOR_JSON = """async (app) => {
   const body = new FormData();
@@ -164,7 +166,7 @@ def test_the_embedded_snippet_signs_up_from_another_origin(browser, settings: Se
     site: Site
     with serve_site() as site:
         with serving(settings.model_copy(update={"embed_origins": [site.base_url]}), db) as server:
-            site.add("/newsletter.html", SNIPPET.format(app=server.url))
+            site.add("/newsletter.html", clinic_page(server.url))
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(site.base_url + "/newsletter.html")
             page.get_by_label("Email address").fill("reader@example.org")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from lxml import html as lxml_html
 from sqlalchemy import func, select
 
 from newsletter.config import Settings
-from newsletter.consultation import REPLAY_WINDOW
+from newsletter.consultation import FIELDS, REPLAY_WINDOW
 from newsletter.database import Database
 from newsletter.due import run_round
 from newsletter.erasure import erase
@@ -380,3 +381,15 @@ def test_the_service_records_once_and_queues_once_on_both_databases(request: pyt
             request_consultation(s, with_intake, checked, now=utcnow())
     assert count(database, Lead) == 1 and count(database, Subscription) == 1
     assert sorted(kind for kind, _ in queued(database)) == ["acknowledgement", "intake"]
+
+
+def test_the_readmes_consultation_snippet_posts_a_request_the_app_takes(live_server: LiveServer, db: Database) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index('<form method="post" action="https://news.clinic.example/consultation">')
+    form = lxml_html.fragment_fromstring(readme[start:readme.index("</form>", start) + 7])
+    data = dict(form.form_values())  # what the browser sends untouched: hidden fields, the checked radio, selects
+    assert data["preferred_contact"] == "email" and data["requested_time"] == "any_time" and "website" not in data
+    data.update(name="Ana Ruiz", email="ana@example.org", consent_contact="yes")  # what the visitor types and ticks
+    assert set(data) <= set(FIELDS)
+    answer = httpx.post(live_server.url + form.get("action").removeprefix("https://news.clinic.example"), data=data)
+    assert answer.status_code == 200 and lead_of(db) is not None
