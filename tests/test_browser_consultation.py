@@ -122,6 +122,10 @@ def test_a_visitor_asks_for_a_consultation_and_the_clinic_is_told(browser, serve
     assert emails["ana@example.org"]["Subject"] == "Thanks for getting in touch"
     board.goto(link)  # the intake email's link opens her page for signed-in staff
     assert board.get_by_text("ana@example.org").is_visible()
+    consent = server.settings.consultation_consent_version
+    assert f"(form: consultation-page, wording {consent})" in board.get_by_role("region", name="How to reach them").inner_text()
+    assert "social media" in board.get_by_role("region", name="How they came").inner_text()
+    visited(board, "consultation-staff-lead")
     staff.close()
 
     # The scheduler's round enrols her in the Consultation follow-up sequence.
