@@ -193,3 +193,18 @@ def test_the_embedded_snippet_signs_up_from_another_origin(browser, settings: Se
     with db.session() as s:
         assert set(s.scalars(select(Contact.email))) == {"reader@example.org", "script@example.org"}
         assert len(list(s.scalars(select(Subscription)))) == 2
+
+
+def test_admins_find_the_snippets_on_the_settings_page(browser, live_server: LiveServer) -> None:  # noqa: ANN001
+    from tests.staffkit import signed_in_page
+
+    login = make_user(live_server.db, "admin@clinic.example", Role.ADMIN)
+    context, page, elsewhere = signed_in_page(browser, live_server.url, login, next_path="/staff/settings")
+    page.get_by_role("link", name="Forms for your website").click()
+    snippet = page.get_by_label("Consultation request form").input_value()
+    assert f'action="{live_server.url}/consultation"' in snippet
+    assert page.get_by_label("Newsletter sign-up form").input_value().startswith(
+        f'<form method="post" action="{live_server.url}/subscribe">')
+    visited(page, "staff-settings-embed")
+    assert elsewhere == []
+    context.close()

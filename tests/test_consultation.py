@@ -393,3 +393,12 @@ def test_the_readmes_consultation_snippet_posts_a_request_the_app_takes(live_ser
     assert set(data) <= set(FIELDS)
     answer = httpx.post(live_server.url + form.get("action").removeprefix("https://news.clinic.example"), data=data)
     assert answer.status_code == 200 and lead_of(db) is not None
+
+
+def test_the_readme_shows_the_snippets_the_app_makes(settings: Settings) -> None:
+    """One text for the snippets: the staff Settings page's (made from the settings) is the README's."""
+    from newsletter.web.embed import snippets
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    made = snippets(settings.model_copy(update={"public_base_url": "https://news.clinic.example"}))
+    assert made["subscribe"] in readme and made["consultation"] in readme

@@ -81,3 +81,16 @@ def preflight(request: Request) -> Response:
 
 for _path in EMBEDDABLE:
     router.add_api_route(_path, preflight, methods=["OPTIONS"], include_in_schema=False)
+
+
+def snippets(settings: Settings) -> dict[str, str]:
+    """The forms to paste into the clinic's site, pointed at this app (the README shows the same
+    with a stand-in address): "subscribe" and "consultation"."""
+    from newsletter.consultation import CONTACT_LABELS, WINDOW_LABELS
+    from newsletter.web.pages import templates
+
+    values = {"base_url": settings.public_base_url, "consent_text": settings.consent_text,
+              "consultation_consent_text": settings.consultation_consent_text, "timezone": settings.default_timezone,
+              "contact_labels": CONTACT_LABELS, "window_labels": WINDOW_LABELS}
+    return {name: templates.get_template(f"embed/{name}.html").render(values).strip() + "\n"
+            for name in ("subscribe", "consultation")}
