@@ -254,13 +254,13 @@ def acknowledgement_email(settings: Settings, to: AcknowledgementFor) -> tuple[C
         title="Thank you, we have your request",
         blocks=[
             {"type": "paragraph", "html": f"Thank you for asking to talk with {org}. Someone from our team "
-             f"will contact you by {_escape(how)}{_escape(timing)}, usually within one working day."},
+             f"will be in touch soon by {_escape(how)}{_escape(timing)}."},
             {"type": "paragraph", "html": "There is nothing you need to prepare. Please do not send medical "
              "details by email: we will ask what we need when we talk."},
             {"type": "paragraph", "html": "If you did not ask for this, you can ignore this email."},
         ],
         transactional=True,
-        cta={"label": settings.cta_label, "url": settings.booking_url, "lead": "Rather choose a time yourself?"},
+        cta={"label": settings.cta_label, "url": settings.booking_url, "lead": "Would you rather choose a time yourself?"},
         reason=f"You are receiving this because this address was entered on {settings.org_name}'s consultation "
                "request form.",
     )

@@ -208,3 +208,21 @@ def test_admins_find_the_snippets_on_the_settings_page(browser, live_server: Liv
     visited(page, "staff-settings-embed")
     assert elsewhere == []
     context.close()
+
+
+def test_without_javascript_the_form_offers_the_clinics_time_zone_and_works(browser, live_server: LiveServer) -> None:  # noqa: ANN001
+    context = browser.new_context(viewport={"width": 390, "height": 900}, java_script_enabled=False,
+                                  timezone_id="Asia/Tokyo")
+    page = context.new_page()
+    page.goto(live_server.url + "/consultation")
+    assert page.get_by_label("Your time zone").input_value() == live_server.settings.default_timezone
+    page.get_by_label("Your name").fill("Kenji Sato")
+    page.get_by_label("Email address").fill("kenji@example.org")
+    page.get_by_label("Your time zone").fill("Asia/Tokyo")  # editable by hand
+    page.get_by_label(live_server.settings.consultation_consent_text).check()
+    page.get_by_role("button", name="Send my request").click()
+    page.get_by_role("heading", name="Thank you, we have your request").wait_for()
+    context.close()
+    with live_server.db.session() as s:
+        lead = find_lead(s, "kenji@example.org")
+        assert lead.preferred_contact == "email" and s.get(Contact, lead.contact_id).timezone == "Asia/Tokyo"

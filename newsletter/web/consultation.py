@@ -39,7 +39,8 @@ async def request_consultation(request: Request) -> Response:
         return refused
     if not allowed(request, "consultation"):
         return too_many(request)
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
         return embed.reply(request, 413, {"ok": False, "error": "the form is too large"},
                            lambda: render(request, "message.html", 413, title="This form is too large",
                                           body="Please go back and shorten what you typed."))
