@@ -30,8 +30,9 @@ from subscribers.leads import find_lead
 from subscribers.models import Contact, Subscription
 from subscribers.states import SequenceStatus
 from tests.liveserver import LiveServer, serving
-from tests.staffkit import assert_accessible, browser_sign_in, make_user, no_horizontal_scroll, shoot, visited
-from tests.webserver import Site, serve_site
+from tests.staffkit import (assert_accessible, browser_sign_in, make_user, no_horizontal_scroll, shoot, signed_in_page,
+                            visited)
+from tests.webserver import serve_site
 
 pytestmark = pytest.mark.browser
 INTAKE = "intake@clinic.example"
@@ -167,7 +168,6 @@ ASK_FOR_JSON = """async (app) => {
 
 
 def test_the_embedded_snippet_signs_up_from_another_origin(browser, settings: Settings, db: Database) -> None:  # noqa: ANN001
-    site: Site
     with serve_site() as site:
         with serving(settings.model_copy(update={"embed_origins": [site.base_url]}), db) as server:
             site.add("/newsletter.html", clinic_page(server.url))
@@ -184,7 +184,8 @@ def test_the_embedded_snippet_signs_up_from_another_origin(browser, settings: Se
             # A script on the listed origin reads the JSON answer.
             page.goto(site.base_url + "/newsletter.html")
             answer = page.evaluate(ASK_FOR_JSON, server.url)
-            assert answer == {"status": 200, "json": {"ok": True, "message": answer["json"]["message"]}}
+            assert answer["status"] == 200 and answer["json"]["ok"] is True
+            assert answer["json"]["message"].startswith("Check your inbox")
             # The same page on an origin that is not listed (localhost is another host than 127.0.0.1).
             page.goto(site.base_url.replace("127.0.0.1", "localhost") + "/newsletter.html")
             refused = page.evaluate(ASK_FOR_JSON.replace("script@", "elsewhere@"), server.url)
@@ -196,8 +197,6 @@ def test_the_embedded_snippet_signs_up_from_another_origin(browser, settings: Se
 
 
 def test_admins_find_the_snippets_on_the_settings_page(browser, live_server: LiveServer) -> None:  # noqa: ANN001
-    from tests.staffkit import signed_in_page
-
     login = make_user(live_server.db, "admin@clinic.example", Role.ADMIN)
     context, page, elsewhere = signed_in_page(browser, live_server.url, login, next_path="/staff/settings")
     page.get_by_role("link", name="Forms for your website").click()
