@@ -159,6 +159,10 @@ class Settings(BaseSettings):
         None, description="mailto: target in List-Unsubscribe; default unsubscribe@<from domain>."
     )
     language: str = Field("en", description="Language of emails and pages (BCP 47).")
+    archive_indexable: bool = Field(
+        False, description="Let search engines index the public archive (/archive and the issues published in it); "
+                           "off: its pages say noindex. Every other public page is noindex always.",
+    )
 
     # Audience
     secret_key: SecretStr | None = Field(

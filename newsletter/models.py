@@ -64,6 +64,9 @@ class Issue(Base):
     """
 
     __tablename__ = "issues"
+    # The public archive's list, newest sent first: only the few published issues are in it.
+    __table_args__ = (Index("ix_issues_archive", "enqueued_at", "id", sqlite_where=text("archive_published_at IS NOT NULL"),
+                            postgresql_where=text("archive_published_at IS NOT NULL")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="RESTRICT"), index=True)
@@ -93,6 +96,8 @@ class Issue(Base):
     compiled_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # When staff published it in the public archive (newsletter.archive); None: not in the archive.
+    archive_published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     post: Mapped[Post] = relationship()
 

@@ -1,7 +1,9 @@
 """Public URLs and their tokens: the one home of every link a person follows from an email or a page.
 
 Paths: ``/u/`` unsubscribe, ``/preferences/``, ``/v/`` view online, ``/confirm/`` (double opt-in),
-``/c/{token}/{link}`` a tracked click, ``/o/{token}/{email}.gif`` the open pixel.
+``/c/{token}/{link}`` a tracked click, ``/o/{token}/{email}.gif`` the open pixel; and the public
+archive, which carries no token: ``/archive``, ``/archive/{id}-{slug}`` an issue published in it,
+``/archive/feed.atom`` its Atom feed.
 
 Two token schemes, each for its own kind of link, and both kept: links already in inboxes must go on
 working.
@@ -24,6 +26,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
+import unicodedata
 from functools import lru_cache
 
 from itsdangerous import BadSignature, Signer
@@ -34,6 +38,7 @@ from subscribers.models import Contact, MailingList
 from subscribers.tokens import Tokens
 
 UNSUBSCRIBE, PREFERENCES, VIEW_ONLINE, CONFIRM, CLICK, OPEN = "/u/", "/preferences/", "/v/", "/confirm/", "/c/", "/o/"
+ARCHIVE, ARCHIVE_FEED = "/archive", "/archive/feed.atom"
 
 # Ids read from URL paths. Links, issues and steps have INTEGER keys on PostgreSQL; the ledger's are
 # BIGINT (SQLite's are 64-bit). A larger number would overflow the database driver.
@@ -50,6 +55,29 @@ def url_id(text: str, *, largest: int = MAX_ID) -> int | None:
         return None
     value = int(text)
     return value if 0 < value <= largest else None
+
+
+# The public archive (no token: the same page for everyone) ---------------------------------------------
+
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def archive_path(issue_id: int, subject: str) -> str:
+    """An archived issue's page: its id, then its subject as ASCII words for people and search engines
+    (``/archive/12-small-steps-for-steadier-days``). Only the id is read back, so a link keeps working
+    whatever follows it."""
+    words = unicodedata.normalize("NFKD", subject).encode("ascii", "ignore").decode().lower()
+    slug = _NOT_SLUG.sub("-", words).strip("-")[:60].rstrip("-")
+    return f"{ARCHIVE}/{issue_id}-{slug}" if slug else f"{ARCHIVE}/{issue_id}"
+
+
+def archive_id(segment: str) -> int | None:
+    """The issue id an archive path segment names (``12-small-steps`` or ``12``); None for anything else."""
+    return url_id(segment.split("-", 1)[0])
+
+
+def archive_url(settings: Settings, issue_id: int, subject: str) -> str:
+    return settings.public_base_url + archive_path(issue_id, subject)
 
 
 # Links with a token ---------------------------------------------------------------------------------

@@ -82,6 +82,8 @@ SCHEDULABLE = (IssueStatus.DRAFT, IssueStatus.AWAITING_APPROVAL, IssueStatus.SCH
 PAUSABLE = (IssueStatus.SENDING, IssueStatus.SCHEDULED)
 RECOMPILABLE = (IssueStatus.DRAFT, IssueStatus.AWAITING_APPROVAL, IssueStatus.SCHEDULED)  # nothing queued yet
 CANCELLABLE = (IssueStatus.AWAITING_APPROVAL, IssueStatus.SCHEDULED)  # back to draft
+# May be published in the public archive: the email has gone out (or is going out), so what it says is final.
+PUBLISHABLE = (IssueStatus.SENDING, IssueStatus.SENT)
 
 
 class ConfirmationStatus(StrEnum):

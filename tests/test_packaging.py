@@ -37,6 +37,8 @@ def test_wheel_ships_templates_and_runs_from_an_installed_copy(tmp_path: Path) -
     for required in (
         "newsletter/templates/email/issue.mjml.j2",
         "newsletter/templates/email/issue.txt.j2",
+        "newsletter/templates/web/archive/issue.html",
+        "newsletter/templates/web/archive/list.html",
         "newsletter/migrations/env.py",
         "newsletter/migrations/script.py.mako",
         "newsletter/samples/demo-post.txt",

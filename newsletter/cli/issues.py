@@ -7,10 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
+from newsletter import archive
 from newsletter import issues as issue_service
 from newsletter.cli.common import audited, friendly_errors, out, print_json, print_rows, unit_of_work
 from newsletter.staff.audit import AuditAction
 from newsletter.sending.progress import IssueState, issue_state, issue_states
+from newsletter.urls import archive_url
 
 issues_app = typer.Typer(help="Issues: emails made from posts.", no_args_is_help=True)
 
@@ -134,3 +136,25 @@ def issues_tracking(issue_id: int, mode: Annotated[str, typer.Argument(help="ful
     with unit_of_work() as (settings, session):
         issue_service.set_tracking(session, settings, issue_service.get_issue(session, issue_id), mode)
     out.print(f"issue {issue_id}: tracking {mode}")
+
+
+@issues_app.command("publish")
+@friendly_errors
+def issues_publish(issue_id: int) -> None:
+    """Publish a sent (or sending) issue in the public archive (/archive) and its feed; prints its address."""
+    with unit_of_work() as (settings, session):
+        issue = issue_service.get_issue(session, issue_id)
+        if archive.publish(issue):
+            audited(session, AuditAction.ARCHIVE_PUBLISHED, f"issue {issue_id}")
+        address = archive_url(settings, issue.id, issue.subject)
+    out.print(f"issue {issue_id} is in the public archive: {address}", highlight=False)
+
+
+@issues_app.command("unpublish")
+@friendly_errors
+def issues_unpublish(issue_id: int) -> None:
+    """Take an issue out of the public archive and its feed."""
+    with unit_of_work() as (_, session):
+        if archive.unpublish(issue_service.get_issue(session, issue_id)):
+            audited(session, AuditAction.ARCHIVE_UNPUBLISHED, f"issue {issue_id}")
+    out.print(f"issue {issue_id} is not in the public archive", highlight=False)

@@ -63,6 +63,8 @@ class AuditAction(StrEnum):
     SEGMENT_SAVED = "segment_saved"
     SEGMENT_DELETED = "segment_deleted"
     BATCH_SETTLED = "batch_settled"  # a batch held as unknown, settled by a person (marked sent or queued again)
+    ARCHIVE_PUBLISHED = "archive_published"  # an issue put in the public archive
+    ARCHIVE_UNPUBLISHED = "archive_unpublished"  # an issue taken out of it
 
 
 Actor = StaffUser | str  # a staff user, or CLI / another fixed label

@@ -6,16 +6,16 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException
-from starlette.middleware.base import BaseHTTPMiddleware
 
 from newsletter.bootstrap import wire
 from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.stored_settings import LiveSettings
-from newsletter.web import bookings_webhook, metrics, online, pages, tracking
+from newsletter.web import archive, bookings_webhook, metrics, online, pages, tracking
 from newsletter.web import consultation, embed, public_static
 from newsletter.web.live_settings import AppliedSettings
 from newsletter.web.ratelimit import RateLimiter
+from newsletter.web.security_headers import SecurityHeaders
 from newsletter.web.sendgrid_webhook import router as sendgrid_webhook_router
 from newsletter.web.sendgrid_webhook import warn_if_unsigned
 from newsletter.web.staff import account as staff_account
@@ -37,34 +37,6 @@ from newsletter.web.staff import static as staff_static
 from newsletter.web.staff import signin as staff_signin
 from newsletter.web.staff import users as staff_users
 
-# Tokens travel in URLs: never let them leak to other sites through the Referer header.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' https: data:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
-# The staff app runs its own first-party script (no inline script, nothing from another host) and
-# frames its own issue previews; QR codes and charts are inline SVG or data: images.
-STAFF_SECURITY_HEADERS = {
-    **SECURITY_HEADERS,
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
-    "img-src 'self' data:; frame-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-    "base-uri 'none'",
-}
-STAFF_PREFIX = "/staff"
-
-
-class SecurityHeaders(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next):  # type: ignore[no-untyped-def]
-        response = await call_next(request)
-        staff = request.url.path == STAFF_PREFIX or request.url.path.startswith(STAFF_PREFIX + "/")
-        for name, value in (STAFF_SECURITY_HEADERS if staff else SECURITY_HEADERS).items():
-            response.headers.setdefault(name, value)
-        return response
-
-
 def create_app(settings: Settings, db: Database) -> FastAPI:
     """The app holds no transport: no answer it gives waits for the email provider (confirmation
     emails are queued, and the dispatchers send them). Making it wires the listeners (a booking the
@@ -84,6 +56,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.include_router(embed.router)
     app.include_router(public_static.router)
     app.include_router(online.router)
+    app.include_router(archive.router)
     app.include_router(sendgrid_webhook_router)
     app.include_router(tracking.router)
     app.include_router(bookings_webhook.router)

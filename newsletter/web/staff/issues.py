@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
+from newsletter import archive
 from newsletter import issues as issue_service
 from newsletter.compose.compile import TRACKING_MODES
 from newsletter.errors import InputError, NotFound
@@ -18,6 +19,7 @@ from newsletter.models import Issue
 from newsletter.posts.service import get_post, list_posts
 from newsletter.sending import test_emails
 from newsletter.sending.progress import issue_state, issue_states
+from newsletter.urls import archive_path
 from newsletter.staff import audit
 from newsletter.staff.audit import AuditAction
 from newsletter.staff.roles import Area
@@ -160,6 +162,8 @@ def _overview(request: Request, staff: Staff, issue_id: str, status: int = 200, 
             "plain_text": preview.text,
             "tests": [(row, test_emails.status_text(row)) for row in test_emails.test_emails_of(session, issue.id, 10)],
             "tracking_label": issue_service.TRACKING_LABELS.get(issue.tracking, issue.tracking),
+            "publishable": archive.publishable(issue),
+            "archive_path": archive_path(issue.id, issue.subject) if issue.archive_published_at else None,
         }
     context["values"] = {"subject": issue.subject, "preheader": issue.preheader, "intro": issue.intro,
                          "to": staff.user.email, **(values or {})}
@@ -213,3 +217,26 @@ def send_test(request: Request, issue_id: str, to: str = Form(""), staff: Staff 
     count = len(rows)
     return redirect(request, f"{ISSUES}/{issue.id}#tests",
                     f"Test queued for {count} address{'es' if count != 1 else ''}.")
+
+
+# The public archive ---------------------------------------------------------------------------------
+
+
+@router.post(ISSUES + "/{issue_id}/archive")
+def set_archived(request: Request, issue_id: str, publish: str = Form(""), staff: Staff = Depends(marketing)) -> Response:
+    """Publish a sent issue in the public archive ("yes") or take it out ("no"); repeating either is harmless."""
+    if publish not in ("yes", "no"):
+        return _overview(request, staff, issue_id, 400, flash="Not changed: the form did not say whether to publish.")
+    try:
+        with request.app.state.db.session() as session:
+            issue = _issue(session, issue_id)
+            if publish == "yes" and archive.publish(issue):
+                audit.record(session, staff.user, AuditAction.ARCHIVE_PUBLISHED, target(issue))
+            elif publish == "no" and archive.unpublish(issue):
+                audit.record(session, staff.user, AuditAction.ARCHIVE_UNPUBLISHED, target(issue))
+            number = issue.id
+    except InputError as exc:  # not sent (a draft, a cancelled issue): nothing changed
+        return _overview(request, staff, issue_id, 409, flash=f"Not published: {exc}.")
+    told = ("It is in the public archive now; anyone with the link can read it." if publish == "yes"
+            else "It is no longer in the public archive.")
+    return redirect(request, f"{ISSUES}/{number}#archive", told)

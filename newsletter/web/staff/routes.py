@@ -47,3 +47,9 @@ def _requirement(dependant: Any) -> Require | None:
 def staff_routes(app: FastAPI) -> list[StaffRoute]:
     return [StaffRoute(path, frozenset(route.methods or ()), _requirement(route.dependant))
             for path, route in _api_routes(app) if path == PREFIX or path.startswith(PREFIX + "/")]
+
+
+def served_routes(app: FastAPI) -> list[tuple[str, frozenset[str]]]:
+    """Every route of the app, public and staff, with its methods: tests walk them all (the security
+    headers), so a new page cannot be left out."""
+    return [(path, frozenset(route.methods or ())) for path, route in _api_routes(app)]
