@@ -189,6 +189,21 @@ class Settings(BaseSettings):
     )
     confirm_link_hours: int = Field(72, ge=1, description="How long a confirmation link stays valid.")
     public_form_limit_per_hour: int = Field(20, ge=1, description="Public form posts allowed per client per hour.")
+    # The consultation request form (/consultation): its own consent, separate from the newsletter's.
+    consultation_consent_text: str = Field(
+        "Yes, the clinic may contact me about a consultation by the method I chose above.",
+        description="The wording of the consultation form's consent box, shown verbatim and stored (by hash) "
+                    "with the lead.",
+    )
+    consultation_consent_version: str = Field("2026-12", description="Version label of that wording.")
+    intake_email: str | None = Field(
+        None, description="Who is told of each new consultation request (the lead's name and a link to the staff "
+                          "app only); unset: nobody is emailed, staff see new requests on the Leads board.",
+    )
+    embed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated origins (https://clinic.example) whose pages may read "
+                                          "the JSON answers of /subscribe and /consultation (CORS); empty: none.",
+    )
 
     # Staff app
     staff_idle_minutes: int = Field(30, ge=1, le=24 * 60, description="A staff session ends after this many minutes "
@@ -251,6 +266,32 @@ class Settings(BaseSettings):
             return sendable_email(value.strip())
         except ValueError as exc:
             raise ValueError(f"NEWSLETTER_OPERATOR_EMAIL: {exc}") from None
+
+    @field_validator("intake_email")
+    @classmethod
+    def _intake_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from subscribers.contacts import sendable_email  # the one rule for an address we can send to
+
+        try:
+            return sendable_email(value.strip())
+        except ValueError as exc:
+            raise ValueError(f"NEWSLETTER_INTAKE_EMAIL: {exc}") from None
+
+    @field_validator("embed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else list(value or [])
+        origins = []
+        for item in (str(i).strip().rstrip("/").lower() for i in items):
+            if not item:
+                continue
+            if not re.fullmatch(r"https?://[a-z0-9.\-\[\]:]+", item) or item.count("/") != 2:
+                raise ValueError(f"NEWSLETTER_EMBED_ORIGINS: {item!r} is not an origin such as "
+                                 "https://clinic.example (scheme and host, optionally :port, no path)")
+            origins.append(item)
+        return origins
 
     @field_validator("public_base_url", "booking_url")
     @classmethod

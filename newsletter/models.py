@@ -284,6 +284,28 @@ class TestEmail(OneOffQueue, Base):
     requested_by: Mapped[str] = mapped_column(String(100))  # "user 3", "cli"
 
 
+_CONSULTATION_QUEUED = _status_is(ConfirmationStatus.QUEUED)
+
+
+class ConsultationEmail(OneOffQueue, Base):
+    """An email about a consultation request (``newsletter.consultation``), queued with the request
+    and sent by a dispatcher like a confirmation email (same states, same at-most-once lease):
+    ``kind`` "acknowledgement" goes to the lead, "intake" to NEWSLETTER_INTAKE_EMAIL. Both are read
+    from the lead and the settings when sent; erasing the lead deletes its rows."""
+
+    __tablename__ = "consultation_emails"
+    __table_args__ = (
+        Index("ix_consultation_emails_queued", "due_at", "id",
+              sqlite_where=_CONSULTATION_QUEUED, postgresql_where=_CONSULTATION_QUEUED),
+        # The replay rule looks up a lead's latest email of a kind.
+        Index("ix_consultation_emails_lead", "lead_id", "kind", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))  # acknowledgement | intake
+
+
 # Sequences ----------------------------------------------------------------------------------------
 
 

@@ -203,3 +203,13 @@ def preferences_url(settings: Settings, contact: Contact) -> str:
 
 def unsubscribe_token(settings: Settings, contact: Contact, mailing_list: MailingList | None) -> str:
     return page_tokens(settings).make("unsubscribe", c=contact.id, l=mailing_list.id if mailing_list else 0)
+
+
+# Staff links in emails to staff ---------------------------------------------------------------------
+
+STAFF_LEADS = "/staff/leads/"  # the staff app's page of one lead, named by its contact id
+
+
+def staff_lead_url(settings: Settings, contact_id: int) -> str:
+    """The lead's page in the staff app (sign-in required); a number, never an address."""
+    return f"{settings.public_base_url}{STAFF_LEADS}{contact_id}"

@@ -23,6 +23,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, selectinload
 
+from subscribers.consent import Proof, consent_text_hash
 from subscribers.contacts import find_contact, normalise_email, upsert_contact
 from subscribers.db import utcnow
 from subscribers.errors import InputError, NotFound
@@ -42,6 +43,9 @@ CHANGED_BY = ("staff", "booking", "api", "import")
 # A requested time is one of these windows or an ISO 8601 date-time with an offset; never free text.
 REQUESTED_WINDOWS = ("any_time", "weekday_mornings", "weekday_afternoons", "weekday_evenings", "weekends")
 UTM_KEYS = ("source", "medium", "campaign", "term", "content")
+# How the person heard of the clinic: fixed choices (a form's free text could hold health details).
+HEARD_FROM = ("search_engine", "social_media", "friend_or_family", "healthcare_provider", "news_or_article",
+              "newsletter", "other")
 MAX_UTM = 200
 MAX_EXTERNAL_ID = 200
 # A booking no longer needs the nurture that was meant to bring it about.
@@ -237,6 +241,8 @@ def add_lead(
     requested_time: str | None = None,
     utm: Mapping[str, str | None] | None = None,
     timezone: str | None = None,
+    heard_from: str | None = None,
+    proof: Proof | None = None,
 ) -> LeadResult:
     """Record a consultation request: the contact (source "lead"), the lead and its consent to be
     contacted. Takes contact fields and a preferred contact method only, never health details.
@@ -245,7 +251,10 @@ def add_lead(
     came in, so they are kept from the first request, except when a "lost" lead enquires again: that
     is a new enquiry, so it is moved back to "new" with fresh source, UTM values and requested_at.
     New leads prefer email unless ``preferred_contact`` says otherwise. Every request refreshes the
-    consent to be contacted (its time and method); it never subscribes the contact to a list.
+    consent to be contacted (its time and method, and with ``proof`` the form, the exact wording by
+    its hash and version, and the IP and agent the caller chose to keep; without it those are
+    cleared, as they described an earlier consent); it never subscribes the contact to a list.
+    ``heard_from`` (one of HEARD_FROM) is kept from the first request that gives it, like the source.
     An import never adds back an erased address (``ErasedAddress``); the person's own new request
     (staff, API) does, and the address stays suppressed, so only staff contact them.
     """
@@ -254,6 +263,8 @@ def add_lead(
     _one_of(origin, ORIGINS, "origin")
     if preferred_contact is not None:
         _one_of(preferred_contact, CONTACT_METHODS, "preferred contact method")
+    if heard_from is not None:
+        _one_of(heard_from, HEARD_FROM, "how they heard of us")
     name = clean_name(name)  # the one rule for names (upsert_contact applies it too)
     # Check everything before writing anything: bad input must leave nothing half stored.
     clean_phone = normalise_phone(phone) if phone and phone.strip() else None
@@ -285,9 +296,22 @@ def add_lead(
         lead.preferred_contact = preferred_contact
     if window:
         lead.requested_time = window
+    if heard_from and (lead.heard_from is None or created or reopened):
+        lead.heard_from = heard_from
     lead.contact_consent_at, lead.contact_consent_method = utcnow(), consent_method
+    _keep_consent_proof(session, lead, proof)
     session.flush()
     return LeadResult(lead, created, reopened)
+
+
+def _keep_consent_proof(session: Session, lead: Lead, proof: Proof | None) -> None:
+    """The consent's details as given now; none of an earlier consent's stay beside it."""
+    lead.contact_consent_form_id = proof.form_id if proof else None
+    lead.contact_consent_text_hash = (consent_text_hash(session, proof.text, proof.text_version)
+                                      if proof and proof.text else None)
+    lead.contact_consent_text_version = proof.text_version if proof and proof.text else None
+    lead.contact_consent_ip = proof.ip_address if proof else None
+    lead.contact_consent_agent = (proof.user_agent or "")[:500] or None if proof else None
 
 
 def _erased(session: Session, email: str) -> bool:
@@ -538,6 +562,11 @@ def lead_summary(lead: Lead) -> dict[str, Any]:
         "requested_time": lead.requested_time,
         "contact_consent_at": _iso(lead.contact_consent_at),
         "contact_consent_method": lead.contact_consent_method,
+        "contact_consent_form_id": lead.contact_consent_form_id,
+        "contact_consent_text_version": lead.contact_consent_text_version,
+        "contact_consent_ip": lead.contact_consent_ip,
+        "contact_consent_agent": lead.contact_consent_agent,
+        "heard_from": lead.heard_from,
         "bookings": [
             {
                 "id": b.id,

@@ -166,6 +166,14 @@ class Lead(Base):
     # Consent to be contacted about the consultation: separate from any newsletter consent.
     contact_consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     contact_consent_method: Mapped[str | None] = mapped_column(String(20))
+    # How that consent was given on a form (migration 0018): which form, the exact wording's hash and
+    # version, and the client's IP and agent only when NEWSLETTER_RECORD_IP_AND_AGENT is on.
+    contact_consent_form_id: Mapped[str | None] = mapped_column(String(100))
+    contact_consent_text_hash: Mapped[str | None] = mapped_column(ForeignKey("consent_texts.hash"))
+    contact_consent_text_version: Mapped[str | None] = mapped_column(String(50))
+    contact_consent_ip: Mapped[str | None] = mapped_column(String(45))
+    contact_consent_agent: Mapped[str | None] = mapped_column(String(500))
+    heard_from: Mapped[str | None] = mapped_column(String(30))  # one of leads.HEARD_FROM, never free text
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

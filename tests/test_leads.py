@@ -384,7 +384,8 @@ def test_the_summary_holds_contact_fields_bookings_and_history_only(db: Database
     assert set(data) == {
         "id", "email", "name", "phone", "timezone", "preferred_contact", "source", "utm_source", "utm_medium",
         "utm_campaign", "utm_term", "utm_content", "stage", "requested_at", "requested_time",
-        "contact_consent_at", "contact_consent_method", "bookings", "stage_history",
+        "contact_consent_at", "contact_consent_method", "contact_consent_form_id", "contact_consent_text_version",
+        "contact_consent_ip", "contact_consent_agent", "heard_from", "bookings", "stage_history",
     }
     assert (data["email"], data["name"], data["phone"], data["preferred_contact"]) == (
         "ann@example.com", "Ann", "+14155550100", "phone")

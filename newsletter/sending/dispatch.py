@@ -35,6 +35,7 @@ from newsletter.models import Issue, SendBatch, SequenceStep
 from newsletter.compose.render import CompiledEmail
 from newsletter.sending import ledger, stops
 from newsletter.sending.confirmations import ConfirmationSender
+from newsletter.sending.consultation_emails import ConsultationEmailSender
 from newsletter.sending.one_off import Claimed as OneOffClaimed
 from newsletter.sending.one_off import OneOffSender
 from newsletter.sending.test_emails import TestEmailSender
@@ -76,7 +77,7 @@ class RoundResult:
     failed: int = 0
     unknown: int = 0
     suppressed: int = 0
-    one_offs: int = 0  # confirmation and test emails handled (sent, failed, queued again for later)
+    one_offs: int = 0  # confirmation, test and consultation emails handled (sent, failed, queued again for later)
 
     @property
     def handled(self) -> int:
@@ -190,7 +191,7 @@ class Dispatcher:
         # (``issues send ID`` sends only its issue).
         self.one_offs: list[OneOffSender] = [
             kind(settings, db, transport, worker=self.worker, clock=clock, sleep=self.sleep, pacer=self.pacer)
-            for kind in (ConfirmationSender, TestEmailSender)
+            for kind in (ConfirmationSender, TestEmailSender, ConsultationEmailSender)
         ]
         # Seconds spent per phase, for benchmarks: claim, build (recipient values), send (transport:
         # request building and HTTP), record (ledger updates).

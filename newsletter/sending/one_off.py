@@ -1,6 +1,7 @@
 """One-off emails: a queue of single emails that the dispatchers send before the ledger's batches.
 
-Two kinds use it: confirmation emails (``confirmations``) and staff test emails (``test_emails``).
+Three kinds use it: confirmation emails (``confirmations``), staff test emails (``test_emails``)
+and the emails about a consultation request (``consultation_emails``).
 A row is written by a form or a command in its own transaction; no provider is called inside a web
 request. A dispatcher (``serve``, ``worker``, ``tick``; see ``Dispatcher.run_once``) claims one due
 row under a lease, commits the claim, composes the email, sends it and records what happened:

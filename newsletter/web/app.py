@@ -12,6 +12,7 @@ from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.stored_settings import LiveSettings
 from newsletter.web import archive, bookings_webhook, metrics, online, pages, tracking
+from newsletter.web import consultation, embed, public_static
 from newsletter.web.live_settings import AppliedSettings
 from newsletter.web.ratelimit import RateLimiter
 from newsletter.web.security_headers import SecurityHeaders
@@ -52,6 +53,9 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.add_middleware(AppliedSettings, live=app.state.live_settings, state=app.state)
     app.include_router(pages.router)
+    app.include_router(consultation.router)
+    app.include_router(embed.router)
+    app.include_router(public_static.router)
     app.include_router(online.router)
     app.include_router(archive.router)
     app.include_router(sendgrid_webhook_router)

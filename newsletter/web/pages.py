@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -20,6 +20,7 @@ from starlette.datastructures import FormData
 from newsletter import optin, urls
 from newsletter.config import Settings
 from newsletter.compose.templating import templates_dir
+from newsletter.web import embed
 from subscribers.consent import FREQUENCIES, Proof
 from subscribers.contacts import UnsupportedAddress, sendable_email
 from subscribers.errors import InputError, NotFound
@@ -40,9 +41,13 @@ def message(request: Request, title: str, body: str, status: int = 200, **extra:
     return render(request, "message.html", status, title=title, body=body, **extra)
 
 
-def too_many(request: Request) -> HTMLResponse:
-    return message(request, "Please try again later", "We received too many requests from your connection. "
-                   "Please wait a while and try again.", 429)
+TOO_MANY = "We received too many requests from your connection. Please wait a while and try again."
+SIGNED_UP = "Check your inbox: we sent a link to confirm your address."
+
+
+def too_many(request: Request) -> Response:
+    return embed.reply(request, 429, {"ok": False, "error": TOO_MANY},
+                       lambda: message(request, "Please try again later", TOO_MANY, 429))
 
 
 def allowed(request: Request, form: str) -> bool:
@@ -97,15 +102,22 @@ def email_error(email: str) -> str | None:
 
 
 @router.post("/subscribe", response_class=HTMLResponse)
-async def subscribe(request: Request) -> HTMLResponse:
+async def subscribe(request: Request) -> Response:
     """Every valid sign-up gets the same answer by the same path (one transaction, the confirmation
-    email queued in it, no provider request), whether the address is new, pending or subscribed."""
+    email queued in it, no provider request), whether the address is new, pending or subscribed.
+    The form may be embedded in another site (``embed``): JSON when asked for, errors by field."""
+    if (refused := embed.foreign_json_refused(request)) is not None:
+        return refused
     if not allowed(request, "subscribe"):
         return too_many(request)
     form = await request.form()
     email, name = form_text(form, "email"), form_text(form, "name")
+
+    def done() -> Response:  # the one answer to every sign-up taken (or dropped by the honeypot)
+        return embed.reply(request, 200, {"ok": True, "message": SIGNED_UP}, lambda: render(request, "check_inbox.html"))
+
     if form.get("website"):  # the honeypot only bots fill in: answer as usual, do nothing
-        return render(request, "check_inbox.html")
+        return done()
     errors: dict[str, str] = {}
     if problem := email_error(email):
         errors["email"] = problem
@@ -116,7 +128,8 @@ async def subscribe(request: Request) -> HTMLResponse:
     if form.get("consent") != "yes":
         errors["consent"] = "Please tick the box to agree, so we may email you."
     if errors:
-        return render(request, "subscribe.html", 400, errors=errors, email=email, name=name)
+        return embed.reply(request, 400, {"ok": False, "errors": errors},
+                           lambda: render(request, "subscribe.html", 400, errors=errors, email=email, name=name))
     state, consent_proof = request.app.state, proof(request, "form", with_text=True)
 
     def store() -> None:
@@ -124,7 +137,7 @@ async def subscribe(request: Request) -> HTMLResponse:
             optin.sign_up(session, state.settings, email, name=name or None, proof=consent_proof)
 
     await run_in_threadpool(store)
-    return render(request, "check_inbox.html")
+    return done()
 
 
 @router.post("/confirm/resend", response_class=HTMLResponse)

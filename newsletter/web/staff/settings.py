@@ -13,6 +13,7 @@ from newsletter import stored_settings
 from newsletter.config import Settings
 from newsletter.staff.audit import AuditAction
 from newsletter.staff.roles import Area
+from newsletter.web import embed
 from newsletter.web.staff.auth import Require, Staff
 from newsletter.web.staff.render import page, redirect
 from subscribers.errors import InputError
@@ -37,6 +38,7 @@ def _settings_page(request: Request, staff: Staff, status: int = 200, *, typed: 
                 wins={n: stored_settings.environment_wins(n, s.value) for n, s in states.items()
                       if s.source == "environment"},
                 audit_link=f"/staff/audit?action={AuditAction.SETTINGS_CHANGED.value}",
+                snippets=embed.snippets(settings_in_use(request)), public_base_url=settings_in_use(request).public_base_url,
                 logo_on_this_host=bool(logo) and logo.startswith(own))
 
 
