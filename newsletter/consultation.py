@@ -189,6 +189,7 @@ def request_consultation(session: Session, settings: Settings, request: Consulta
         consent_method="form", origin="api", name=request.name, phone=request.phone,
         preferred_contact=request.preferred_contact, requested_time=request.requested_time, utm=request.utm,
         timezone=request.timezone, heard_from=request.heard_from, proof=proof,
+        unverified=True,  # anyone may type anyone's address: a known lead's details stay as stored
     )
     queued = queue_emails(session, settings, result.lead, now)
     if request.newsletter:

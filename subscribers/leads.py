@@ -243,6 +243,7 @@ def add_lead(
     timezone: str | None = None,
     heard_from: str | None = None,
     proof: Proof | None = None,
+    unverified: bool = False,
 ) -> LeadResult:
     """Record a consultation request: the contact (source "lead"), the lead and its consent to be
     contacted. Takes contact fields and a preferred contact method only, never health details.
@@ -257,6 +258,10 @@ def add_lead(
     ``heard_from`` (one of HEARD_FROM) is kept from the first request that gives it, like the source.
     An import never adds back an erased address (``ErasedAddress``); the person's own new request
     (staff, API) does, and the address stays suppressed, so only staff contact them.
+    ``unverified``: the request comes from someone who has not shown they own the address (a public
+    form: anyone may type anyone's address). For a contact we know already it only fills in what is
+    missing (name, phone, contact method, time) and changes nothing stored, so a stranger cannot
+    redirect a real lead's calls; staff see the new request and confirm details when they call.
     """
     _one_of(source, SOURCES, "source")
     _one_of(consent_method, CONSENT_METHODS, "consent method")
@@ -274,11 +279,18 @@ def add_lead(
         # Like a re-import never re-subscribing someone who left: old data must not undo an erasure.
         raise ErasedAddress("that address was erased at the person's request; an import does not add it back")
 
+    known = find_contact(session, email) if unverified else None
+    if known is not None:
+        name, timezone = (name if known.name is None else None), None
     contact = upsert_contact(
         session, email, default_timezone=default_timezone, source="lead", name=name, timezone=timezone
     ).contact
     lead = session.scalar(select(Lead).where(Lead.contact_id == contact.id))
     created = reopened = False
+    if unverified and lead is not None:  # fill in only: keep what is stored (see the docstring)
+        clean_phone = clean_phone if lead.phone is None else None
+        preferred_contact = None
+        window = window if lead.requested_time is None else None
     if lead is None:
         lead = Lead(contact=contact, stage="new", source=source, preferred_contact="email", requested_at=utcnow())
         session.add(lead)

@@ -249,6 +249,25 @@ def test_a_lost_lead_who_asks_again_is_new_once_more(live_server: LiveServer, db
     assert [to_of(m) for m in live_server.emails()] == ["ana@example.org"]
 
 
+def test_a_stranger_typing_a_known_leads_address_cannot_change_their_details(live_server: LiveServer,
+                                                                             db: Database) -> None:
+    """Anyone may type anyone's address into a public form: a known lead's name, phone, contact method,
+    time and time zone stay as staff hold them; only what was missing is filled in."""
+    with db.session() as s:
+        add_lead(s, "ana@example.org", default_timezone="UTC", source="phone", consent_method="phone",
+                 name="Ana Ruiz", phone="+1 415 555 0199", preferred_contact="email", timezone="Europe/Madrid")
+    forged = {**REQUEST, "name": "Someone Else", "phone": "+1 212 555 0123", "preferred_contact": "text",
+              "timezone": "Asia/Tokyo"}
+    assert httpx.post(live_server.url + "/consultation", data=forged).status_code == 200
+    lead = lead_of(db)
+    with db.session() as s:
+        contact = s.get(Contact, lead.contact_id)
+        assert (contact.name, contact.timezone) == ("Ana Ruiz", "Europe/Madrid")
+    assert (lead.phone, lead.preferred_contact) == ("+14155550199", "email")
+    assert lead.requested_time == "weekday_evenings"  # it had none: filled in
+    assert count(db, Lead) == 1
+
+
 def test_an_erased_address_is_not_acknowledged(server: LiveServer, db: Database) -> None:
     httpx.post(server.url + "/consultation", data=REQUEST)
     with db.session() as s:

@@ -3,7 +3,7 @@ IP and agent when kept), how they heard of us, and the queue of emails about a r
 (acknowledgement to the lead, notification to the intake address)
 
 Revision ID: 0018
-Revises: 0019 (written beside 0019 from 0017; chained after it when main was merged in)
+Revises: 0017
 Create Date: 2026-12-07
 """
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ import subscribers.db
 
 
 revision = '0018'
-down_revision = '0019'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 
