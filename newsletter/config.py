@@ -177,6 +177,8 @@ class Settings(BaseSettings):
     )
     confirm_link_hours: int = Field(72, ge=1, description="How long a confirmation link stays valid.")
     public_form_limit_per_hour: int = Field(20, ge=1, description="Public form posts allowed per client per hour.")
+    api_rate_per_minute: int = Field(120, ge=1, le=100_000, description="REST API calls allowed per token per minute "
+                                     "(429 with Retry-After above it).")
 
     # Staff app
     staff_idle_minutes: int = Field(30, ge=1, le=24 * 60, description="A staff session ends after this many minutes "

@@ -63,6 +63,10 @@ class AuditAction(StrEnum):
     SEGMENT_SAVED = "segment_saved"
     SEGMENT_DELETED = "segment_deleted"
     BATCH_SETTLED = "batch_settled"  # a batch held as unknown, settled by a person (marked sent or queued again)
+    SUBSCRIBED = "subscribed"  # a contact subscribed to a list through the API (double opt-in or with proof)
+    UNSUBSCRIBED = "unsubscribed"  # a contact taken off a list (or every list) through the API
+    LEAD_ADDED = "lead_added"  # a lead made (or a lost one enquiring again) through the API
+    LEAD_UPDATED = "lead_updated"  # a lead's details changed through the API
 
 
 Actor = StaffUser | str  # a staff user, or CLI / another fixed label

@@ -14,6 +14,7 @@ from newsletter.database import Database
 from newsletter.stored_settings import LiveSettings
 from newsletter.web import bookings_webhook, metrics, online, pages, tracking
 from newsletter.web.live_settings import AppliedSettings
+from newsletter.web.api.app import PREFIX as API_PREFIX, create_api
 from newsletter.web.ratelimit import RateLimiter
 from newsletter.web.sendgrid_webhook import router as sendgrid_webhook_router
 from newsletter.web.sendgrid_webhook import warn_if_unsigned
@@ -84,6 +85,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.include_router(tracking.router)
     app.include_router(bookings_webhook.router)
     app.include_router(metrics.router)
+    app.mount(API_PREFIX, create_api(app.state, settings.api_rate_per_minute))  # the REST API, problem+json errors
     staff_auth.install(app)
     for staff_router in (staff_signin.router, staff_home.router, staff_account.router, staff_audit.router,
                          staff_users.router, staff_settings.router,
