@@ -36,6 +36,7 @@ from newsletter.web.staff import issue_sending as staff_issue_sending
 from newsletter.web.staff import static as staff_static
 from newsletter.web.staff import signin as staff_signin
 from newsletter.web.staff import users as staff_users
+from newsletter.web.staff import api_tokens as staff_api_tokens
 
 # Tokens travel in URLs: never let them leak to other sites through the Referer header.
 SECURITY_HEADERS = {
@@ -88,7 +89,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.mount(API_PREFIX, create_api(app.state, settings.api_rate_per_minute))  # the REST API, problem+json errors
     staff_auth.install(app)
     for staff_router in (staff_signin.router, staff_home.router, staff_account.router, staff_audit.router,
-                         staff_users.router, staff_settings.router,
+                         staff_users.router, staff_settings.router, staff_api_tokens.router,
                          staff_posts.router, staff_issues.router, staff_issue_sending.router, staff_static.router,
                          staff_leads.router, staff_sequences.router, staff_contact_imports.router,
                          staff_segments.router,

@@ -58,6 +58,7 @@ AREA_PAGES = [
     AreaPage(Area.USERS, "Users", "/staff/users", "Staff accounts: add people, change roles, disable, reset "
              "passwords."),
     AreaPage(Area.SETTINGS, "Settings", "/staff/settings", "How the newsletter and the app are set up."),
+    AreaPage(Area.SETTINGS, "API tokens", "/staff/api-tokens", "Tokens that let other programs use the REST API."),
 ]
 
 
