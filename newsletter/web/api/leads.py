@@ -3,6 +3,8 @@ A lead is named by its contact's id, as in the staff app (/staff/leads/{id})."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
@@ -59,5 +61,6 @@ def book(body: BookingIn, request: Request, token: ApiToken = Depends(needs(Scop
         result = api_actions.book(session, request.app.state.settings, token, lead_id=body.lead_id,
                                   email=body.email, external_id=body.external_id, booked_for=body.booked_for)
         out = BookingOut(id=result.booking.id, lead_id=result.lead.contact_id if result.lead else None,
-                         booked_for=result.booking.booked_for, created=result.created)
+                         booked_for=result.booking.booked_for.astimezone(UTC) if result.booking.booked_for else None,
+                         created=result.created)
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if out.created else 200)
