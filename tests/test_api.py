@@ -257,6 +257,13 @@ def test_bad_requests_get_problem_details(settings: Settings, db: Database) -> N
         body = _problem(api, http.post(f"{API}/leads", json={"email": "b@example.org", "phone": "call me maybe"},
                                        headers=bearer(secret)), 422, "validation")
         assert body["detail"].startswith("phone")
+        body = _problem(api, http.post(f"{API}/bookings", json={"email": "c@example.org", "external_id": "x",
+                                                               "booked_for": "9999-12-31T23:00:00-05:00"},
+                                       headers=bearer(secret)), 422, "validation")
+        assert body["errors"] == [{"field": "booked_for", "message": "must be within the years 1 to 9999 in UTC"}]
+        body = _problem(api, http.put(f"{API}/leads/3000000000/stage", json={"stage": "lost"}, headers=bearer(secret)),
+                        422, "validation")
+        assert body["errors"][0]["field"] == "lead_id"
         assert _count(db, Contact) == 0  # nothing half stored
 
         # Too large: declared, and sent without a length (chunked).

@@ -112,14 +112,17 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 def _openapi(api: FastAPI) -> dict[str, Any]:
-    """FastAPI's description, with every error answer as application/problem+json (their media type)
-    and 405 and 503 documented with them."""
+    """FastAPI's description, with every error answer as application/problem+json (their media type),
+    and 500 and 503, which any operation may answer, documented with them."""
     if api.openapi_schema is None:
         schema = get_openapi(title=api.title, version=api.version, description=api.description, routes=api.routes,
                              servers=api.servers)
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
+                responses.setdefault("500", {"description": "Something went wrong on our side (`server_error`); "
+                                     "nothing was changed.", "content": {"application/json": {
+                                         "schema": {"$ref": "#/components/schemas/Problem"}}}})
                 responses.setdefault("503", {"description": "The database is busy or unavailable (`unavailable`); "
                                      "nothing was changed.", "content": {"application/json": {
                                          "schema": {"$ref": "#/components/schemas/Problem"}}}})

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from newsletter import api_actions
 from newsletter.api_tokens import Scope
+from newsletter.urls import MAX_ID
 from newsletter.staff.models import ApiToken
 from newsletter.web.api.guard import needs, require_scope
 from newsletter.web.api.problems import documented
@@ -16,7 +17,7 @@ from newsletter.web.api.schemas import (ConsentIn, ContactIn, ContactOut, Subscr
 from subscribers.leads import FieldError
 
 router = APIRouter(tags=["contacts"])
-ContactId = Path(ge=1, le=2**62, description="The contact's id.")
+ContactId = Path(ge=1, le=MAX_ID, description="The contact's id.")
 
 
 def _proof(token: ApiToken, consent: ConsentIn | None) -> api_actions.ConsentProof | None:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from newsletter import api_actions
 from newsletter.api_tokens import Scope
+from newsletter.urls import MAX_ID
 from newsletter.staff.models import ApiToken
 from newsletter.web.api.guard import needs
 from newsletter.web.api.problems import documented
@@ -41,7 +42,7 @@ def save_lead(body: LeadIn, request: Request, token: ApiToken = Depends(needs(Sc
             summary="Move a lead to a stage",
             description="Scope `leads:write`. Any stage may follow any other; the lead's history records "
             "the move as made by the API. Asking for the stage it is in changes nothing.")
-def move_stage(body: StageIn, request: Request, lead_id: int = Path(ge=1, le=2**62),
+def move_stage(body: StageIn, request: Request, lead_id: int = Path(ge=1, le=MAX_ID),
                token: ApiToken = Depends(needs(Scope.LEADS_WRITE))) -> StageOut:
     with request.app.state.db.session() as session:
         lead, changed = api_actions.move_lead(session, token, lead_id, body.stage)

@@ -4,9 +4,9 @@ figures are the reports' own (``newsletter.reports``), exactly as ``newsletter r
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import AwareDatetime
 
 from newsletter.api_tokens import Scope
+from newsletter.urls import MAX_ID
 from newsletter.issues import issues_page
 from newsletter.paging import Cursor, seal, unseal
 from newsletter.reports.email_stats import issue_report
@@ -16,7 +16,7 @@ from newsletter.sending.progress import issue_states
 from newsletter.staff.models import ApiToken
 from newsletter.web.api.guard import needs
 from newsletter.web.api.problems import documented
-from newsletter.web.api.schemas import FollowUpOut, FunnelReportOut, IssueOut, IssuePage, IssueResultsOut, Source
+from newsletter.web.api.schemas import FollowUpOut, FunnelReportOut, IssueOut, IssuePage, IssueResultsOut, Moment, Source
 from subscribers.db import utcnow
 from subscribers.leads import FieldError
 
@@ -56,7 +56,7 @@ def list_issues(request: Request, cursor: str | None = CursorQuery, limit: int =
             summary="An issue's results",
             description="Scope `reports:read`. Sent, delivered, bounced; opens and clicks by people (machine ones "
             "apart); unsubscribes, complaints, attributed bookings and the top links. Computed live.")
-def issue_results(request: Request, issue_id: int = Path(ge=1, le=2**62),
+def issue_results(request: Request, issue_id: int = Path(ge=1, le=MAX_ID),
                   token: ApiToken = Depends(needs(Scope.REPORTS_READ))) -> IssueResultsOut:
     with request.app.state.db.session() as session:
         return IssueResultsOut(**issue_report(session, issue_id).as_dict())
@@ -68,8 +68,8 @@ def issue_results(request: Request, issue_id: int = Path(ge=1, le=2**62),
             description="Scope `reports:read`. Leads created in [since, until) → emailed → engaged → booked → "
             "attended, in all, by source, month and sequence, and the bookings credited to each email.")
 def funnel(request: Request,
-           since: AwareDatetime | None = Query(None, description="Leads created from (date-time with offset)."),
-           until: AwareDatetime | None = Query(None, description="Leads created before (date-time with offset)."),
+           since: Moment | None = Query(None, description="Leads created from (date-time with offset)."),
+           until: Moment | None = Query(None, description="Leads created before (date-time with offset)."),
            source: Source | None = Query(None, description="Only leads of this source."),  # type: ignore[valid-type]
            token: ApiToken = Depends(needs(Scope.REPORTS_READ))) -> FunnelReportOut:
     with request.app.state.db.session() as session:

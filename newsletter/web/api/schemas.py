@@ -3,12 +3,13 @@ description says, and every answer is made through them. Text fields are bounded
 characters and lone surrogates (which no database stores) with an error naming the field; the
 services then apply their own rules (addresses, phones, time zones, names) with their own messages."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from newsletter.reports.follow_up import DEFAULT_DAYS
+from newsletter.urls import MAX_ID
 from subscribers.leads import CONTACT_METHODS, MAX_EXTERNAL_ID, MAX_UTM, SOURCES, STAGES
 from subscribers.states import SubscribeOutcome
 
@@ -28,6 +29,15 @@ def bounded(most: int, least: int = 0) -> object:
     return Annotated[str, StringConstraints(min_length=least, max_length=most), AfterValidator(_storable)]
 
 
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)  # stored as UTC: 9999-12-31T23:00-05:00 does not exist there
+    except OverflowError:
+        raise ValueError("must be within the years 1 to 9999 in UTC") from None
+
+
+# A date-time with an offset (a naive one is refused, never guessed), given back in UTC.
+Moment = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 Email = bounded(320, 1)
 Line = bounded(200)
 Slug = bounded(100, 1)
@@ -139,10 +149,10 @@ class StageOut(BaseModel):
 class BookingIn(Body):
     external_id: bounded(MAX_EXTERNAL_ID, 1) = Field(description="The booking system's id: the same id again "  # type: ignore[valid-type]
                                                   "is the same booking.")
-    lead_id: int | None = Field(None, ge=1, description="The lead (its id); or give `email`.")
+    lead_id: int | None = Field(None, ge=1, le=MAX_ID, description="The lead (its id); or give `email`.")
     email: Email | None = Field(None, description="The person's address, when the lead's id is not known: "  # type: ignore[valid-type]
                                 "a lead is made for someone who booked without enquiring.")
-    booked_for: AwareDatetime | None = Field(None, description="When the consultation is, with an offset.")
+    booked_for: Moment | None = Field(None, description="When the consultation is, with an offset.")
 
 
 class BookingOut(BaseModel):
