@@ -329,3 +329,45 @@ def test_a_revoked_token_is_refused_at_once_and_its_use_is_noted(settings: Setti
             assert s.get(ApiToken, token_id).last_used_at == used  # written at most once a minute
             api_tokens.revoke(s, s.get(ApiToken, token_id), actor="cli")
         assert http.get(f"{API}/issues", headers=bearer(secret)).status_code == 401
+
+
+def test_reports_with_figures_and_the_follow_up_list_paged(server: LiveServer, http: httpx.Client) -> None:
+    from datetime import timedelta
+
+    from subscribers.db import utcnow
+    from tests.leadskit import booking_click, opened, web_lead
+
+    api = described(http)
+    _, secret = make_token(server.db, ["reports:read", "issues:read"])
+    now = utcnow()
+    ana, ben, cal = (web_lead(server.db, f"{n}@example.org", n.title()) for n in ("ana", "ben", "cal"))
+    booking_click(server.db, ana, "Sleep and mood", at=now - timedelta(hours=1))
+    opened(server.db, ben, "Moving more", at=now - timedelta(hours=2))
+    booking_click(server.db, cal, "Winter walks", at=now - timedelta(hours=3))
+
+    seen, cursor = [], None
+    for _ in range(3):
+        page = api.check(http.get(f"{API}/reports/follow-up", headers=bearer(secret),
+                                  params={"limit": 2, **({"cursor": cursor} if cursor else {})})).json()
+        assert page["total"] == 3
+        seen += [(lead["name"], lead["reason"]["kind"]) for lead in page["leads"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert [name for name, _ in seen] == ["Ana", "Ben", "Cal"]  # most recent activity first, each once
+    assert seen[1][1] != seen[0][1]  # an open and a booking click are told apart
+
+    issues = api.check(http.get(f"{API}/issues", headers=bearer(secret))).json()
+    sleep = next(i for i in issues["issues"] if i["subject"] == "Sleep and mood")
+    results = api.check(http.get(f"{API}/issues/{sleep['id']}/results", headers=bearer(secret))).json()
+    assert (results["delivered"], results["unique_opens"], results["unique_clicks"]) == (1, 1, 1)
+    assert results["top_links"][0]["is_booking"] is True
+
+    funnel = api.check(http.get(f"{API}/reports/funnel", headers=bearer(secret),
+                                params={"since": (now - timedelta(days=1)).isoformat()})).json()
+    assert (funnel["total"]["leads"], funnel["total"]["emailed"], funnel["total"]["engaged"]) == (3, 3, 3)
+    assert list(funnel["by_source"]) == ["web_form"]
+    # A cursor of another list is refused, naming the parameter.
+    wrong = http.get(f"{API}/reports/follow-up", params={"cursor": issues["next"] or "aXNzdWVzOjU"},
+                     headers=bearer(secret))
+    assert _problem(api, wrong, 422, "validation")["errors"][0]["field"] == "cursor"

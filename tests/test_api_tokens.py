@@ -92,6 +92,9 @@ def test_admins_make_and_revoke_tokens_on_the_staff_page(live_server: LiveServer
     with httpx.Client(base_url=live_server.url) as api:
         assert api.post(f"{API}/contacts", json={"email": "ben@example.org"}, headers=bearer(secret)).status_code == 401
     assert admin_http.get(f"{page}/999/revoke").status_code == 404
+    # The audit log filters by the token: what it did, under its label.
+    audit = admin_http.get("/staff/audit", params={"actor": f"api token {token.id}"})
+    assert f'value="api token {token.id}" selected' in audit.text and "contact 1" in audit.text
     with live_server.db.session() as s:
         actions = [(e.actor, e.action, e.target) for e in s.scalars(
             select(AuditEntry).where(AuditEntry.action.like("api_token%")).order_by(AuditEntry.id))]
