@@ -371,3 +371,24 @@ def test_reports_with_figures_and_the_follow_up_list_paged(server: LiveServer, h
     wrong = http.get(f"{API}/reports/follow-up", params={"cursor": issues["next"] or "aXNzdWVzOjU"},
                      headers=bearer(secret))
     assert _problem(api, wrong, 422, "validation")["errors"][0]["field"] == "cursor"
+
+
+def test_the_same_booking_sent_at_once_is_still_one_booking(server: LiveServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.leadskit import web_lead
+
+    lead = web_lead(server.db, "gil@example.org", "Gil")
+    _, secret = make_token(server.db, ["bookings:write"])
+    call = {"lead_id": lead, "external_id": "cal-race", "booked_for": "2026-12-12T09:00:00+00:00"}
+
+    def book(_: int) -> tuple[int, int]:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            answer = http.post(f"{API}/bookings", json=call, headers=bearer(secret))
+            return answer.status_code, answer.json()["id"]
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(book, range(4)))
+    assert sorted(status for status, _ in answers) == [200, 200, 200, 201]
+    assert len({booking for _, booking in answers}) == 1
+    assert _count(server.db, Booking) == 1

@@ -10,7 +10,9 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from newsletter.reports.follow_up import DEFAULT_DAYS
 from newsletter.urls import MAX_ID
+from subscribers.contacts import MAX_FIELD_KEY, MAX_FIELD_VALUE, MAX_TAG, MAX_TYPED_FIELDS, MAX_TYPED_TAGS
 from subscribers.leads import CONTACT_METHODS, MAX_EXTERNAL_ID, MAX_UTM, SOURCES, STAGES
+from subscribers.names import MAX_NAME
 from subscribers.states import SubscribeOutcome
 
 
@@ -39,7 +41,7 @@ def _in_utc(value: datetime) -> datetime:
 # A date-time with an offset (a naive one is refused, never guessed), given back in UTC.
 Moment = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 Email = bounded(320, 1)
-Line = bounded(200)
+Name = bounded(MAX_NAME)
 Slug = bounded(100, 1)
 
 Source = Literal[SOURCES]  # type: ignore[valid-type]
@@ -63,11 +65,12 @@ class ConsentIn(Body):
 
 class ContactIn(Body):
     email: Email = Field(description="The address; matched case-insensitively with stored contacts.")  # type: ignore[valid-type]
-    name: Line | None = None  # type: ignore[valid-type]
+    name: Name | None = None  # type: ignore[valid-type]
     timezone: bounded(64) | None = Field(None, description="IANA time zone, e.g. Europe/Lisbon.")  # type: ignore[valid-type]
-    tags: list[bounded(100, 1)] | None = Field(None, max_length=100, description="Tags to add (kept ones stay).")  # type: ignore[valid-type]
-    custom_fields: dict[bounded(100, 1), bounded(2000)] | None = Field(  # type: ignore[valid-type]
-        None, max_length=100, description="Values to set; other stored fields stay.")
+    tags: list[bounded(MAX_TAG, 1)] | None = Field(None, max_length=MAX_TYPED_TAGS,  # type: ignore[valid-type]
+                                                  description="Tags to add (kept ones stay).")
+    custom_fields: dict[bounded(MAX_FIELD_KEY, 1), bounded(MAX_FIELD_VALUE)] | None = Field(  # type: ignore[valid-type]
+        None, max_length=MAX_TYPED_FIELDS, description="Values to set; other stored fields stay.")
     lists: list[Slug] | None = Field(None, max_length=20, description="Lists to subscribe the contact to "  # type: ignore[valid-type]
                                      "(slugs); none: the contact is only saved.")
     consent: ConsentIn | None = Field(None, description="Proof of opt-in for `lists`: without it, double "
@@ -120,7 +123,7 @@ class LeadIn(Body):
 
     email: Email  # type: ignore[valid-type]
     source: Source = "web_form"  # type: ignore[valid-type]
-    name: Line | None = None  # type: ignore[valid-type]
+    name: Name | None = None  # type: ignore[valid-type]
     phone: bounded(40) | None = None  # type: ignore[valid-type]
     preferred_contact: ContactMethod | None = None  # type: ignore[valid-type]
     requested_time: bounded(60) | None = Field(None, description="weekday_mornings, weekday_afternoons, "  # type: ignore[valid-type]
