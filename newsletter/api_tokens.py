@@ -16,7 +16,7 @@ import secrets
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.staff.audit import Actor, AuditAction, record
@@ -136,8 +136,6 @@ def authenticate(session: Session, secret: str, now: datetime | None = None) -> 
         return None
     now = now or utcnow()
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_EVERY:
-        # A conditional UPDATE: of two calls at once, one writes; neither waits on the other's value.
-        session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now)
-                        .execution_options(synchronize_session=False))
         token.last_used_at = now
+        session.flush()
     return token
