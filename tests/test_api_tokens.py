@@ -5,6 +5,7 @@ its SHA-256 is stored; each change is audited."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 
@@ -46,7 +47,8 @@ def test_the_cli_makes_lists_and_revokes_tokens(db: Database) -> None:
     listed = run("api-tokens", "list", "--json")
     assert '"name": "booking system"' in listed and secret not in listed and secret[:8] + "…" in listed
 
-    run("api-tokens", "create", "x", "--scope", "contacts:delete", code=2)
+    as_json = json.loads(run("api-tokens", "create", "reports", "--scope", "reports:read", "--json"))
+    assert as_json["name"] == "reports" and as_json["scopes"] == ["reports:read"] and SECRET.fullmatch(as_json["secret"])
     assert "does not exist: use contacts:write" in run("api-tokens", "create", "x", "--scope", "contacts:delete", code=2)
     assert "at least one scope" in run("api-tokens", "create", "x", "--scope", " ", code=2)
 
@@ -55,7 +57,8 @@ def test_the_cli_makes_lists_and_revokes_tokens(db: Database) -> None:
     assert "there is no API token 99" in run("api-tokens", "revoke", "99", code=1)
     with db.session() as s:
         assert [(e.actor, e.action, e.target) for e in s.scalars(select(AuditEntry).order_by(AuditEntry.id))] == [
-            ("cli", "api_token_created", f"api token {token_id}"), ("cli", "api_token_revoked", f"api token {token_id}")]
+            ("cli", "api_token_created", f"api token {token_id}"), ("cli", "api_token_created", f"api token {as_json['id']}"),
+            ("cli", "api_token_revoked", f"api token {token_id}")]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from newsletter import api_tokens
-from newsletter.cli.common import friendly_errors, out, print_rows, unit_of_work
+from newsletter.cli.common import friendly_errors, out, print_json, print_rows, unit_of_work
 from newsletter.staff.audit import CLI
 
 api_tokens_app = typer.Typer(help="Bearer tokens of the REST API (/api/v1): create, list, revoke.",
@@ -21,11 +21,15 @@ SCOPES = ", ".join(api_tokens.Scope)
 def create(
     name: Annotated[str, typer.Argument(help="What will use it, e.g. 'booking system'.")],
     scope: Annotated[list[str], typer.Option("--scope", help=f"What it may do (repeat for several): {SCOPES}.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print id, name, scopes and secret as JSON.")] = False,
 ) -> None:
     """Make a token. Its secret is printed this once: only its hash is kept."""
     with unit_of_work() as (_settings, session):
         token, secret = api_tokens.create(session, name, scope, actor=CLI)
-        token_id, scopes = token.id, token.scopes
+        token_id, scopes, label = token.id, token.scopes, token.name
+    if as_json:
+        print_json({"id": token_id, "name": label, "scopes": scopes.split(), "secret": secret})
+        return
     out.print(f"Made API token {token_id} ({scopes}). Its secret, shown this once (only its hash is kept):",
               highlight=False)
     out.print(secret, highlight=False, markup=False)
