@@ -392,3 +392,28 @@ def test_the_same_booking_sent_at_once_is_still_one_booking(server: LiveServer) 
     assert sorted(status for status, _ in answers) == [200, 200, 200, 201]
     assert len({booking for _, booking in answers}) == 1
     assert _count(server.db, Booking) == 1
+
+
+def test_a_locked_database_is_answered_503_with_retry_after_and_nothing_changed(settings: Settings, db: Database) -> None:
+    """SQLite held by another writer past the busy timeout (here half a second): the call says so and
+    may be retried; nothing half stored."""
+    import sqlite3
+
+    assert settings.database_url is not None and settings.database_url.startswith("sqlite:///")
+    _, secret = make_token(db, ["leads:write"])
+    impatient = Database(settings.database_url + "?timeout=0.5")
+    with serving(settings, impatient) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        api = described(http)
+        holder = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # another process writing
+            answer = http.post(f"{API}/leads", json={"email": "hal@example.org"}, headers=bearer(secret))
+            body = _problem(api, answer, 503, "unavailable")
+            assert answer.headers["retry-after"] == "5" and "nothing was changed" in body["detail"]
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert _count(db, Lead) == 0
+        assert api.check(http.post(f"{API}/leads", json={"email": "hal@example.org"},
+                                   headers=bearer(secret))).status_code == 201
+    impatient.engine.dispose()
