@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -22,10 +23,10 @@ from newsletter.staff.models import ApiToken
 from subscribers import consent
 from subscribers.consent import Proof
 from subscribers.contacts import contact_by_id, find_contact, upsert_contact
-from subscribers.suppression import is_suppressed
 from subscribers.leads import BookingResult, FieldError, LeadResult, add_lead, lead_of_contact, record_booking
 from subscribers.models import Contact, Lead, MailingList
 from subscribers.states import SubscribeOutcome
+from subscribers.suppression import is_suppressed
 
 ORIGIN = "api"  # origin of leads and bookings, method of consent, "changed by" of stage moves
 
