@@ -32,11 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from bench.common import postgres_database
 from bench.staff_data import fill
+from newsletter import api_tokens
 from newsletter.config import Settings
 from newsletter.database import Database, upgrade
 from newsletter.models import Issue, Post, Sequence, SequenceStep
 from newsletter.outgoing_webhooks import endpoints as webhook_endpoints
 from newsletter.outgoing_webhooks.models import WebhookEndpoint
+from newsletter.staff.models import ApiToken
 from subscribers import segments
 from subscribers.models import Lead, MailingList, Segment
 from subscribers.states import IssueStatus
@@ -61,9 +63,12 @@ def pages(app, db: Database) -> list[str]:  # noqa: ANN001
         if not s.scalar(select(func.count()).select_from(Segment)):  # a typical one: a list and a tag
             lists = s.scalars(select(MailingList.slug).order_by(MailingList.id).limit(1)).all()
             segments.save_segment(s, "bench-list-tag", {"all": [*({"list": slug} for slug in lists), {"tag": "vip"}]})
+        if not s.scalar(select(func.count()).select_from(ApiToken)):  # the API tokens page and its revoke page
+            api_tokens.create(s, "bench", ["reports:read"], actor="cli")
         ids = {"issue_id": s.scalar(select(func.max(Issue.id))), "post_id": s.scalar(select(func.max(Post.id))),
                "id": s.scalar(select(func.max(Issue.id))), "sequence_id": s.scalar(select(func.max(Sequence.id))),
                "segment_id": s.scalar(select(func.max(Segment.id))),
+               "token_id": s.scalar(select(func.max(ApiToken.id))),
                # A lead's contact (a contact too): the Leads pages answer 404 for contacts who are not leads.
                "contact_id": s.scalar(select(Lead.contact_id).order_by(Lead.id.desc()).limit(1))}
         ids["key"] = s.scalar(select(SequenceStep.key).where(SequenceStep.sequence_id == ids["sequence_id"],

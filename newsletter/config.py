@@ -204,6 +204,8 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated origins (https://clinic.example) whose pages may read "
                                           "the JSON answers of /subscribe and /consultation (CORS); empty: none.",
     )
+    api_rate_per_minute: int = Field(120, ge=1, le=100_000, description="REST API calls allowed per token per minute "
+                                     "(429 with Retry-After above it).")
 
     # Staff app
     staff_idle_minutes: int = Field(30, ge=1, le=24 * 60, description="A staff session ends after this many minutes "

@@ -80,6 +80,16 @@ def list_issues(session: Session, limit: int = 100) -> list[Issue]:
     return list(session.scalars(select(Issue).order_by(Issue.id.desc()).limit(limit)))
 
 
+def issues_page(session: Session, *, before: int | None = None, limit: int = 50) -> tuple[list[Issue], int | None]:
+    """Newest first, ``limit`` issues with ids below ``before`` (keyset: an index range, no OFFSET),
+    and the id the next page starts below (None: these are the last)."""
+    query = select(Issue).order_by(Issue.id.desc()).limit(limit + 1)
+    if before is not None:
+        query = query.where(Issue.id < before)
+    rows = list(session.scalars(query))
+    return rows[:limit], rows[limit - 1].id if len(rows) > limit else None
+
+
 def edit_issue(session: Session, settings: Settings, issue: Issue, *, subject: str | None = None,
                preheader: str | None = None, intro: str | None = None) -> Issue:
     """Change an unsent issue's subject, preheader or intro note; it is compiled again. Every value

@@ -10,6 +10,7 @@ import typer
 from newsletter import stored_settings
 from newsletter.bootstrap import wire
 from newsletter.cli import contacts_io, sending, system  # noqa: F401 - these register commands on groups
+from newsletter.cli.api_tokens import api_tokens_app
 from newsletter.cli.contacts import contacts_app
 from newsletter.cli.feeds import feeds_app
 from newsletter.cli.issues import issues_app
@@ -52,6 +53,7 @@ app.add_typer(sending.sending_app, name="sending")
 app.add_typer(report_app, name="report")
 app.add_typer(users_app, name="users")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(api_tokens_app, name="api-tokens")
 
 if __name__ == "__main__":
     app()

@@ -16,7 +16,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.paging import Cursor
-from newsletter.staff.models import AuditEntry, StaffUser
+from newsletter.staff.models import ApiToken, AuditEntry, StaffUser
 from subscribers.db import utcnow
 
 CLI = "cli"  # the actor of a command typed at a terminal
@@ -70,6 +70,10 @@ class AuditAction(StrEnum):
     WEBHOOK_DISABLED = "webhook_disabled"  # by an admin, or by the system after a day of failures
     WEBHOOK_REMOVED = "webhook_removed"
     WEBHOOK_TEST_QUEUED = "webhook_test_queued"
+    SUBSCRIBED = "subscribed"  # a contact subscribed to a list through the API (double opt-in or with proof)
+    UNSUBSCRIBED = "unsubscribed"  # a contact taken off a list (or every list) through the API
+    LEAD_ADDED = "lead_added"  # a lead made (or a lost one enquiring again) through the API
+    LEAD_UPDATED = "lead_updated"  # a lead's details changed through the API
 
 
 Actor = StaffUser | str  # a staff user, or CLI / another fixed label
@@ -131,8 +135,11 @@ def entries(session: Session, filters: AuditFilter = AuditFilter(), before: Curs
 
 def actors(session: Session) -> list[str]:
     """Every actor the log may name (to filter by): staff addresses (from the small users table, not
-    a scan of the log), then the fixed labels of the CLI, the system and unknown accounts."""
-    from newsletter.staff.users import SYSTEM  # users records through this module: imported when asked
+    a scan of the log), then the fixed labels of the CLI, the system and unknown accounts, then the
+    API tokens ("api token 3", from their own small table)."""
+    from newsletter import api_tokens  # both record through this module: imported when asked
+    from newsletter.staff.users import SYSTEM
 
     people = list(session.scalars(select(StaffUser.email).order_by(StaffUser.email)))
-    return people + [CLI, SYSTEM, UNKNOWN_ACCOUNT]
+    tokens = [api_tokens.target(token_id) for token_id in session.scalars(select(ApiToken.id).order_by(ApiToken.id))]
+    return people + [CLI, SYSTEM, UNKNOWN_ACCOUNT] + tokens

@@ -18,11 +18,11 @@ def target(lead: Lead) -> str:
     return f"lead {lead.contact_id}"
 
 
-def move_stage(session: Session, lead: Lead, stage: str, *, actor: Actor) -> bool:
+def move_stage(session: Session, lead: Lead, stage: str, *, actor: Actor, by: str = "staff") -> bool:
     """Move ``lead`` to ``stage`` (InputError for a stage that is not one); False, and no audit entry,
-    when it is there already."""
+    when it is there already. ``by``: who the lead's history names ("staff", or "api" for the API)."""
     before = lead.stage
-    changed = leads.change_stage(session, lead, stage, by="staff")
+    changed = leads.change_stage(session, lead, stage, by=by)
     if changed:
         record(session, actor, AuditAction.LEAD_STAGE_CHANGED, target(lead), f"{before} -> {stage}")
     return changed

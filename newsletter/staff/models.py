@@ -95,3 +95,29 @@ class StoredSetting(Base):
     value: Mapped[Any] = mapped_column(JSONType, nullable=True)
     updated_by: Mapped[str] = mapped_column(String(320))  # a staff user's address, or "cli"
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token of the REST API (``newsletter.api_tokens``), made by an admin. Only the SHA-256
+    of its secret is stored (a copy of the database calls nothing); ``hint`` is the secret's first
+    characters, so people can tell tokens apart. Never deleted (the audit log names it): revoked."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[str] = mapped_column(String(300))  # space-separated, as OAuth writes them
+    created_by: Mapped[str] = mapped_column(String(320))  # a staff user's address, or "cli"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scopes.split()
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

@@ -14,6 +14,7 @@ from newsletter.stored_settings import LiveSettings
 from newsletter.web import archive, bookings_webhook, metrics, online, pages, tracking
 from newsletter.web import consultation, embed, public_static
 from newsletter.web.live_settings import AppliedSettings
+from newsletter.web.api.app import PREFIX as API_PREFIX, create_api
 from newsletter.web.ratelimit import RateLimiter
 from newsletter.web.security_headers import SecurityHeaders
 from newsletter.web.sendgrid_webhook import router as sendgrid_webhook_router
@@ -37,6 +38,7 @@ from newsletter.web.staff import static as staff_static
 from newsletter.web.staff import signin as staff_signin
 from newsletter.web.staff import users as staff_users
 from newsletter.web.staff import webhooks as staff_webhooks
+from newsletter.web.staff import api_tokens as staff_api_tokens
 
 def create_app(settings: Settings, db: Database) -> FastAPI:
     """The app holds no transport: no answer it gives waits for the email provider (confirmation
@@ -62,9 +64,10 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.include_router(tracking.router)
     app.include_router(bookings_webhook.router)
     app.include_router(metrics.router)
+    app.mount(API_PREFIX, create_api(app.state, settings.api_rate_per_minute))  # the REST API, problem+json errors
     staff_auth.install(app)
     for staff_router in (staff_signin.router, staff_home.router, staff_account.router, staff_audit.router,
-                         staff_users.router, staff_settings.router, staff_webhooks.router,
+                         staff_users.router, staff_settings.router, staff_webhooks.router, staff_api_tokens.router,
                          staff_posts.router, staff_issues.router, staff_issue_sending.router, staff_static.router,
                          staff_leads.router, staff_sequences.router, staff_contact_imports.router,
                          staff_segments.router,

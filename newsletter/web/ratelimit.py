@@ -7,6 +7,7 @@ client address is only used as a key in memory (hashed), never stored or logged.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
 from collections import defaultdict, deque
@@ -32,3 +33,12 @@ class RateLimiter:
             if len(self._hits) > 100_000:  # bounded memory under a flood of distinct clients
                 self._hits = defaultdict(deque, {k: v for k, v in self._hits.items() if v})
             return True
+
+    def retry_after(self, *parts: str) -> int:
+        """Whole seconds until the key ``parts`` may be allowed again (1 at least): when its oldest
+        hit in the window leaves it. For a Retry-After header."""
+        key = hashlib.sha256("|".join(parts).encode()).hexdigest()
+        with self._lock:
+            hits = self._hits.get(key)
+            oldest = hits[0] if hits else time.monotonic()
+        return max(1, math.ceil(self.window - (time.monotonic() - oldest)))

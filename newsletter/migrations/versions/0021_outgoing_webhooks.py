@@ -1,7 +1,7 @@
 """outgoing webhooks: CRM endpoints, events captured once, deliveries, capture cursors
 
 Revision ID: 0021
-Revises: 0019
+Revises: 0020
 Create Date: 2026-12-07
 """
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ import subscribers.db
 
 
 revision = '0021'
-down_revision = '0019'
+down_revision = '0020'
 branch_labels = None
 depends_on = None
 

@@ -60,6 +60,7 @@ AREA_PAGES = [
     AreaPage(Area.SETTINGS, "Settings", "/staff/settings", "How the newsletter and the app are set up."),
     AreaPage(Area.SETTINGS, "Webhooks", "/staff/webhooks", "The clinic CRM's endpoints for signed events, "
              "and what was sent to them."),
+    AreaPage(Area.SETTINGS, "API tokens", "/staff/api-tokens", "Tokens that let other programs use the REST API."),
 ]
 
 
