@@ -422,3 +422,19 @@ def test_the_readme_shows_the_snippets_the_app_makes(settings: Settings) -> None
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     made = snippets(settings.model_copy(update={"public_base_url": "https://news.clinic.example"}))
     assert made["subscribe"] in readme and made["consultation"] in readme
+
+
+@pytest.mark.parametrize("path", ["/consultation", "/subscribe", "/confirm/resend", "/u/sometoken"])
+def test_a_public_form_body_that_hides_its_length_is_cut_off(live_server: LiveServer, db: Database,
+                                                             path: str) -> None:
+    """A chunked body declares no length: the bound still holds where it is passed, not after the
+    whole body has been read, and nothing is stored."""
+    def chunks() -> Iterator[bytes]:
+        yield b"email=ana%40example.org&name="
+        for _ in range(64):
+            yield b"x" * 16384
+
+    answer = httpx.post(live_server.url + path, content=chunks(), timeout=30,
+                        headers={"content-type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 413 and "too large" in answer.text
+    assert count(db, Contact) == 0

@@ -25,6 +25,7 @@ from newsletter.web.staff import contacts as staff_contacts
 from newsletter.web.staff import auth as staff_auth
 from newsletter.web.staff.render import page as staff_page
 from newsletter.web.staff.body_limit import StaffBodyLimit
+from newsletter.web.body_limit import PublicFormBodyLimit
 from newsletter.web.staff import contact_imports as staff_contact_imports
 from newsletter.web.staff import segments as staff_segments
 from newsletter.web.staff import home as staff_home
@@ -52,6 +53,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.state.settings = settings
     app.state.limiter = RateLimiter(settings.public_form_limit_per_hour, 3600)
     app.add_middleware(StaffBodyLimit)  # innermost: its 413 carries the security headers too
+    app.add_middleware(PublicFormBodyLimit)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(AppliedSettings, live=app.state.live_settings, state=app.state)
     app.include_router(pages.router)

@@ -16,7 +16,6 @@ from subscribers.db import utcnow
 
 router = APIRouter()
 PATH = "/consultation"
-MAX_BODY = 64 * 1024  # the form's fields at their longest fit many times over
 RECEIVED = "Thank you: we have your request and will contact you soon."
 
 
@@ -39,11 +38,6 @@ async def request_consultation(request: Request) -> Response:
         return refused
     if not allowed(request, "consultation"):
         return too_many(request)
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        return embed.reply(request, 413, {"ok": False, "error": "the form is too large"},
-                           lambda: render(request, "message.html", 413, title="This form is too large",
-                                          body="Please go back and shorten what you typed."))
     form = await request.form()
     fields = {name: form_text(form, name) for name in consultation.FIELDS}
 

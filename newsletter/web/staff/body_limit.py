@@ -5,33 +5,26 @@ multipart body to disk whole, so a visitor who never signed in could post hundre
 any staff form with a file part (measured: 300 MB into /tmp in about a second) before being sent to
 sign in. So: a request that is not from a signed-in user may send at most ``ANONYMOUS_BYTES`` (the
 sign-in forms are tiny); a signed-in user at most the largest upload a page takes, plus the form
-around it. A declared Content-Length over the bound is answered at once; a body that does not say
-its length, or says less than it sends, is cut off where it passes the bound. (An upload over its
-page's own limit but under this bound is still answered by that page, beside its field.)
+around it. (An upload over its page's own limit but under this bound is still answered by that page,
+beside its field.) The bound is applied as ``newsletter.web.body_limit`` says.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from newsletter.staff import contact_imports
+from newsletter.web.body_limit import Refusal, call_within
 from newsletter.web.staff.auth import SAFE_METHODS, current_staff
 
 PREFIX = "/staff"
 ANONYMOUS_BYTES = 64 * 1024
 FORM_SLACK = 64 * 1024  # the multipart framing and the other fields around a file
 REFUSED = b"This request is larger than the staff app accepts. Nothing was read or changed.\n"
-
-
-class BodyTooLarge(HTTPException):
-    """An HTTPException, so that FastAPI's form reading passes it on as it is (413), not as a 400."""
-
-    def __init__(self) -> None:
-        super().__init__(413, REFUSED.decode().strip())
+REFUSAL = Refusal(b"text/plain; charset=utf-8", REFUSED)
 
 
 def signed_in_bytes(settings: Any) -> int:
@@ -54,37 +47,5 @@ class StaffBodyLimit:
         request = Request(scope, receive)
         staff = await current_staff(request)  # cached in the request's state: the route's guard reuses it
         limit = signed_in_bytes(request.app.state.settings) if staff else ANONYMOUS_BYTES
-        declared = request.headers.get("content-length", "")
-        if not staff and declared.isdigit() and int(declared) > limit:
-            await _refuse(send)
-            return
-        received = 0
-        started = False
-
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge()
-            return message
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracked)
-        except BodyTooLarge:
-            if started:
-                raise
-            await _refuse(send)
-
-
-async def _refuse(send: Send) -> None:
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close"),
-                            (b"content-length", str(len(REFUSED)).encode())]})
-    await send({"type": "http.response.body", "body": REFUSED})
+        await call_within(self.app, scope, receive, send, limit=limit, refusal=REFUSAL,
+                          detail=REFUSED.decode().strip())
