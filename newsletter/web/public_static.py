@@ -18,15 +18,19 @@ NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}\.js")
 
 
 @cache
-def _script(name: str) -> bytes | None:
-    path = FOLDER / name
+def _script(path: Path) -> bytes | None:
     return path.read_bytes() if path.is_file() else None
+
+
+def script_response(folder: Path, name: str, *, cache_control: str) -> Response:
+    """A first-party script of ``folder`` by its plain name (nothing else is served: 404). The app's
+    default header says no-store; a script may be kept an hour (it changes with a release)."""
+    body = _script(folder / name) if NAME.fullmatch(name) else None
+    if body is None:
+        raise HTTPException(404)
+    return Response(body, media_type="text/javascript; charset=utf-8", headers={"Cache-Control": cache_control})
 
 
 @router.get("/static/{name}")
 def script(name: str) -> Response:
-    body = _script(name) if NAME.fullmatch(name) else None
-    if body is None:
-        raise HTTPException(404)
-    # The app's default header says no-store; a script may be kept an hour (it changes with a release).
-    return Response(body, media_type="text/javascript; charset=utf-8", headers={"Cache-Control": "public, max-age=3600"})
+    return script_response(FOLDER, name, cache_control="public, max-age=3600")
