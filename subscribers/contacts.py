@@ -70,11 +70,19 @@ def ascii_address(address: str) -> str:
         raise InputError("the stored address is not a valid email address") from None
 
 
+MAX_TIMEZONE = 64  # the longest IANA name is about 30 characters; the column holds 64
+
+
 def check_timezone(name: str) -> str:
+    # A name is looked up as a file of the zone database: one over the file system's name limit
+    # raises OSError, not ZoneInfoNotFoundError, so length is checked first and OSError caught too.
+    shown = name if len(name) <= 40 else name[:40] + "…"
     try:
+        if len(name) > MAX_TIMEZONE:
+            raise ValueError(name)
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"{name!r} is not an IANA time zone (for example America/New_York)") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise InputError(f"{shown!r} is not an IANA time zone (for example America/New_York)") from None
     return name
 
 

@@ -13,7 +13,7 @@ from newsletter.database import Database
 from newsletter.sending.dispatch import Dispatcher
 from newsletter.transports.memory import MemoryTransport
 from subscribers.consent import Proof, confirm, history, request_subscription, unsubscribe, set_frequency
-from subscribers.contacts import list_contacts, normalise_email, upsert_contact
+from subscribers.contacts import check_timezone, list_contacts, normalise_email, upsert_contact
 from subscribers.errors import InputError
 from subscribers.lists import ensure_list
 from subscribers.models import Contact, Subscription, Suppression
@@ -190,3 +190,12 @@ def test_list_contacts_newest_first_by_list_and_subscription_status(db: Database
         assert emails(list_contacts(s, list_id=newsletter.id, status="confirmed")) == ["a@example.org"]
         assert emails(list_contacts(s, list_id=newsletter.id, status="pending")) == ["c@example.org"]
         assert len(list_contacts(s, status="confirmed")) == 4  # a status means nothing without a list
+
+
+@pytest.mark.parametrize("name", ["0" * 300, "America/" + "x" * 300, "Europe/Nowhere", "../../etc/passwd", ""])
+def test_a_time_zone_that_is_not_one_is_refused_by_name(name: str) -> None:
+    """Found by the CSV fuzz test: a name longer than the file system allows raised OSError (a
+    traceback) instead of the one-line error."""
+    with pytest.raises(InputError, match="is not an IANA time zone"):
+        check_timezone(name)
+    assert check_timezone("America/New_York") == "America/New_York"

@@ -6,8 +6,13 @@ Revision ID: 0018
 Revises: 0017
 Create Date: 2026-12-07
 """
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.exc import SAWarning
 
 import subscribers.db
 
@@ -22,8 +27,18 @@ LEAD_COLUMNS = ('contact_consent_form_id', 'contact_consent_text_hash', 'contact
                 'contact_consent_ip', 'contact_consent_agent', 'heard_from')
 
 
+@contextmanager
+def _quiet_reflection() -> Iterator[None]:
+    """SQLite rebuilds ``leads`` to add its foreign key, reflecting the tables it refers to; the
+    expression indexes of ``contacts`` (0014) cannot be reflected and SQLAlchemy says so on stderr of
+    every command that creates a database. ``contacts`` is not rebuilt, so its indexes stay."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index", SAWarning)
+        yield
+
+
 def upgrade() -> None:
-    with op.batch_alter_table('leads', schema=None) as batch_op:
+    with _quiet_reflection(), op.batch_alter_table('leads', schema=None) as batch_op:
         batch_op.add_column(sa.Column('contact_consent_form_id', sa.String(length=100), nullable=True))
         batch_op.add_column(sa.Column('contact_consent_text_hash', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('contact_consent_text_version', sa.String(length=50), nullable=True))
@@ -60,7 +75,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_consultation_emails_lead')
         batch_op.drop_index('ix_consultation_emails_queued')
     op.drop_table('consultation_emails')
-    with op.batch_alter_table('leads', schema=None) as batch_op:
+    with _quiet_reflection(), op.batch_alter_table('leads', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_leads_contact_consent_text_hash_consent_texts'), type_='foreignkey')
         for column in reversed(LEAD_COLUMNS):
             batch_op.drop_column(column)
