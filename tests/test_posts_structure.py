@@ -211,3 +211,18 @@ def test_many_removed_links_are_summed_up_after_five() -> None:
     assert len(post.warnings) == 6 and post.warnings[-1] == "many.md: removed 3 more such link(s) or image(s)"
     assert post.blocks[0].html == " ".join(f"link {n}" for n in range(8))
 
+
+
+def test_label_variants_all_make_questions() -> None:
+    html = ("<html><body><article><h1>Help</h1>"
+            "<p>Q1: Is there a lift?</p><p>A1: Yes, by the main door.</p>"
+            "<p>Question 2 \u2013 Where do I wait?</p><p>Answer 2 \u2013 In the quiet room.</p>"
+            "<p><b>Q</b>. Can I bring a friend?</p><p><b>A</b>. Of course.</p>"
+            "<p>QUESTION: Is it open on Sundays?</p><p>ANSWER: No.</p></article></body></html>")
+    post = parse_html(html, source_name="help.html")
+    assert shape(post) == [
+        ("heading", 2, "Is there a lift?"), ("paragraph", None, "Yes, by the main door."),
+        ("heading", 2, "Where do I wait?"), ("paragraph", None, "In the quiet room."),
+        ("heading", 2, "Can I bring a friend?"), ("paragraph", None, "Of course."),
+        ("heading", 2, "Is it open on Sundays?"), ("paragraph", None, "No."),
+    ]
