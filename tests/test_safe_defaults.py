@@ -14,6 +14,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from newsletter import issues as issue_service
 from newsletter.cli import app
 from newsletter.compose.preflight import PREHEADER_MIN_CHARS, health_terms_in
 from newsletter.compose.suggestions import suggest
@@ -171,3 +172,18 @@ def test_import_result_carries_the_warnings_for_every_face(db: Database, setting
             "routes.md: removed a javascript: link (its text \u201cour map\u201d is kept as plain text); "
             "only http(s), mailto and tel links are kept"]
         assert result.post.blocks == [{"type": "paragraph", "html": "See our map before you set off."}]
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_an_issue_made_without_subject_or_preheader_stores_the_suggestion(
+        request: pytest.FixtureRequest, settings: Settings, engine: str) -> None:
+    database: Database = request.getfixturevalue("db" if engine == "sqlite" else "postgres_db")
+    with database.session() as s:
+        post = import_post(s, given_bytes("health.md", HEALTH_POST.encode(), settings), "markdown").post
+        issue = issue_service.create_issue(s, settings, post.id)
+        issue_id = issue.id
+    with database.session() as s:
+        stored = s.get(Issue, issue_id)
+        assert (stored.subject, stored.preheader) == (
+            "The Limbic Letter: new article", "A short walk each morning can lift the rest of the day.")
+        assert "Ketamine and Exercise" in stored.html  # the post's own title is still the email's heading
