@@ -18,6 +18,7 @@ from newsletter.compose.personalize import substitute
 from newsletter.compose.preflight import CheckResult, Finding, check_email
 from newsletter.compose.preflight import checklist as preflight_checklist
 from newsletter.compose.render import CompiledEmail
+from newsletter.compose.suggestions import suggest
 from newsletter.models import Issue, SequenceStep
 from newsletter.posts.service import get_post, update_post
 from newsletter.urls import TEST_TOKEN, test_values, unsubscribe_mailto
@@ -52,8 +53,12 @@ def create_issue(
 ) -> Issue:
     post = get_post(session, post_id)
     tracking = check_tracking(tracking or settings.tracking)
-    subject = _clean_line(subject if subject is not None else post.title, "subject")
-    preheader = _clean_line(preheader if preheader is not None else post.excerpt, "preheader")[:200]
+    if subject is None or preheader is None:  # not given: the suggestion, free of health words
+        suggested = suggest(post, settings)
+        subject = suggested.subject if subject is None else subject
+        preheader = suggested.preheader if preheader is None else preheader
+    subject = _clean_line(subject, "subject")
+    preheader = _clean_line(preheader, "preheader")[:200]
     intro = _clean_intro(intro)
     issue = Issue(post=post, subject=subject, preheader=preheader, intro=intro, tracking=tracking)
     compile_email(content_for_post(post, subject, preheader, intro), settings, tracking=tracking, session=session,
@@ -187,7 +192,7 @@ def field_errors(*, subject: str | None, preheader: str | None, intro: str,
                  tracking: str | None = None) -> dict[str, str]:
     """Each value's problem, by field name, as a sentence (empty when all may be stored): the same
     checks ``create_issue`` and ``edit_issue`` make, one field at a time, so a form can show each
-    error beside its own field. None: not given (a new issue takes the post's title or excerpt)."""
+    error beside its own field. None: not given (a new issue takes the suggestion: ``compose.suggestions``)."""
     checks: dict[str, Callable[[], object]] = {"intro": lambda: _clean_intro(intro)}
     if subject is not None:
         checks["subject"] = lambda: _clean_line(subject, "subject") or _raise("the subject is empty; every issue needs one")

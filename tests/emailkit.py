@@ -26,7 +26,7 @@ BLOCKS = [
 def content(**overrides: object) -> EmailContent:
     values: dict = dict(
         subject="Small steps for steadier days",
-        preheader="A few easy habits to start this week.",
+        preheader="A few easy habits to start this week, and why they help.",
         title="Small Steps for Steadier Days",
         blocks=[dict(b) for b in BLOCKS],
         published_at=datetime(2026, 11, 3, tzinfo=timezone.utc),

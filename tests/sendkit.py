@@ -23,7 +23,7 @@ def make_issue(db: Database, settings: Settings, subject: str = "Small steps for
         post = store_post(s, ParsedPost(title="Small Steps", blocks=[Block(
             "paragraph", html='Walk a little every day: <a href="https://example.org/walk">a walking guide</a> and '
                               '<a href="https://example.org/sleep">sleep tips</a>.')])).post
-        issue = issue_service.create_issue(s, settings, post.id, subject, "Habits for the week")
+        issue = issue_service.create_issue(s, settings, post.id, subject, "Habits for the week, one small step at a time")
         return issue.id
 
 

@@ -119,7 +119,8 @@ def test_visitors_read_published_issues_and_nothing_else(live_server: LiveServer
     assert [e.title for e in parsed.entries] == ["Sleep and mood: seven small habits"]
     entry = parsed.entries[0]
     assert entry.id == f"{settings.public_base_url}/archive/{published}"
-    assert entry.link == settings.public_base_url + path and entry.updated and entry.summary == "Habits for the week"
+    assert entry.link == settings.public_base_url + path and entry.updated
+    assert entry.summary == "Habits for the week, one small step at a time"
     assert entry.content[0].type == "text/html"
     no_reader_in(entry.content[0].value)
     assert b"%%" not in feed.content and b"/c/" not in feed.content

@@ -189,9 +189,11 @@ def test_issue_create_preview_and_preflight(settings: Settings, tmp_path: Path) 
     post_id = run("posts", "import", str(SAMPLE_POST)).strip()
     created = run("issues", "create", "--post", post_id)
     issue_id = created.splitlines()[0]
-    assert "health-words-in-subject" in created  # the title names a treatment
+    # The title names a treatment: the subject left out is a neutral suggestion, not the title.
+    assert "health-words-in-subject" not in created
+    assert json.loads(run("issues", "show", issue_id, "--json"))["subject"] == "The Limbic Letter: new article"
     calm = run("issues", "create", "--post", post_id, "--subject", "Moving more, feeling better",
-               "--preheader", "Why a daily walk pairs well with care").splitlines()[0]
+               "--preheader", "Why a daily walk pairs well with your care plan").splitlines()[0]
     assert "all checks pass" in run("issues", "preflight", calm)
     out_dir = tmp_path / "preview"
     printed = run("issues", "preview", calm, "--out", str(out_dir))
@@ -212,7 +214,7 @@ def test_issue_create_preview_and_preflight(settings: Settings, tmp_path: Path) 
 def test_issues_send_in_the_foreground_mails_each_subscriber_once(settings: Settings) -> None:
     post_id = run("posts", "import", str(SAMPLE_POST)).strip()
     issue_id = run("issues", "create", "--post", post_id, "--subject", "Moving more, feeling better",
-                   "--preheader", "Why a daily walk pairs well with care").splitlines()[0]
+                   "--preheader", "Why a daily walk pairs well with your care plan").splitlines()[0]
     for n in range(25):
         run("contacts", "add", f"reader{n}@example.org", "--name", f"Reader {n}", "--confirmed",
             "--consent-note", "asked at the front desk")

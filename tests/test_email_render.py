@@ -39,7 +39,7 @@ def test_html_structure_language_preheader_and_semantics(settings: Settings) -> 
     assert doc.find(".//blockquote") is not None
     assert len(doc.findall(".//ol")) == 2  # the numbered list and the references
     assert [li.text_content() for li in doc.find(".//ul").iter("li")] == ["Walk", "Stretch"]
-    assert doc.find(".//sup").text == "1"
+    assert doc.find(".//sup").text_content() == "1"
     image = [i for i in doc.iter("img") if "walk.jpg" in i.get("src", "")][0]
     assert image.get("alt") == "A path through a park"
     assert "3 November 2026 · 3 min read" in doc.text_content()

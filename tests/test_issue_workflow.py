@@ -44,7 +44,7 @@ def test_editing_checks_every_value_before_storing_any(db: Database, settings: S
         issue = issue_service.get_issue(s, issue_id)
         with pytest.raises(InputError, match="subject is 301 characters"):
             issue_service.edit_issue(s, settings, issue, subject="x" * 301, preheader="New preheader")
-        assert issue.preheader == "Habits for the week"
+        assert issue.preheader == "Habits for the week, one small step at a time"
         with pytest.raises(InputError, match="subject is empty"):
             issue_service.edit_issue(s, settings, issue, subject="   ")
         issue_service.edit_issue(s, settings, issue, subject="Winter  walks", preheader="Short days, good habits")

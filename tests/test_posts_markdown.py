@@ -122,10 +122,11 @@ def test_raw_html_is_sanitised() -> None:
         "<style>p { color: red }</style>\n\n<iframe src=\"https://evil.example\"></iframe>\n\n"
         "[click](javascript:alert(1)) and <a href=\"javascript:alert(2)\">raw</a>\n"
     )
-    assert [b.html for b in post.blocks] == ["Inline text here.", "[click](javascript:alert(1)) and raw"]
-    # markdown-it refuses the javascript: link (left as plain text); the raw <a> loses its href
+    assert [b.html for b in post.blocks] == ["Inline text here.", "click and raw"]
+    # both javascript: links (Markdown's and the raw <a>) lose their href, keep their text, and are reported
     assert "href" not in dump(post) and "<a" not in dump(post)
-    text = repr([b.to_dict() for b in post.blocks[:-1]])
+    assert [w.split(" (")[0] for w in post.warnings] == ["<markdown>: removed a javascript: link"] * 2
+    text = repr([b.to_dict() for b in post.blocks])
     for bad in ("alert", "script", "onclick", "color", "iframe", "evil"):
         assert bad not in text, bad
 

@@ -87,3 +87,33 @@ def test_a_template_without_unsubscribe_is_an_error(settings: Settings, custom_t
     layout.write_text(layout.read_text().replace("{{ ph.unsubscribe_url }}", "https://example.org"), encoding="utf-8")
     findings = check_email(render_email(content(), settings), settings)
     assert [f.message for f in blocking(findings)] == ["The HTML part has no unsubscribe link."]
+
+
+def test_an_image_over_plain_http_warns_with_what_to_do(settings: Settings) -> None:
+    blocks = [{"type": "paragraph", "html": "A walk."},
+              {"type": "image", "src": "http://images.example.org/walk.jpg?w=600&h=400", "alt": "A path"},
+              {"type": "image", "src": "https://images.example.org/park.jpg", "alt": "A park"}]
+    findings = check_email(render_email(content(blocks=blocks), settings), settings)
+    assert blocking(findings) == []  # a warning: most clients still show it, and its alt text stands in
+    (finding,) = [f for f in findings if f.code == "image-http"]
+    assert finding.level == "warning"
+    assert finding.message.startswith("The image http://images.example.org/walk.jpg?w=600&h=400 is loaded over http://")
+    assert "Give it its https:// address" in finding.message
+
+
+def test_the_logo_over_plain_http_warns_too(settings: Settings) -> None:
+    logo = settings.model_copy(update={"logo_url": "http://clinic.example/logo.png"})
+    findings = check_email(render_email(content(), logo), logo)
+    assert [f.message.split(" is ")[0] for f in findings if f.code == "image-http"] == [
+        "The image http://clinic.example/logo.png"]
+
+
+def test_a_preheader_under_40_characters_warns_and_40_passes(settings: Settings) -> None:
+    short = "A few easy habits to start this week...."[:39]
+    findings = check_email(render_email(content(preheader=short), settings), settings)
+    assert codes(findings) == {"preheader-short"}
+    (finding,) = findings
+    assert finding.level == "warning" and finding.message.startswith("The preheader is 39 characters;")
+    assert "Write at least 40 characters" in finding.message
+    enough = check_email(render_email(content(preheader=short + "!"), settings), settings)
+    assert enough == []

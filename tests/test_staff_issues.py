@@ -40,7 +40,8 @@ def make_post(server: LiveServer) -> int:
 
 def make_issue(server: LiveServer, post_id: int, subject: str = "A walk a day") -> int:
     with server.db.session() as s:
-        return issue_service.create_issue(s, server.settings, post_id, subject, "Small habits").id
+        return issue_service.create_issue(s, server.settings, post_id, subject,
+                                          "Small habits for the week that add up to calmer days").id
 
 
 def audit_rows(db: Database, action: AuditAction) -> list[AuditEntry]:

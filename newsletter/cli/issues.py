@@ -43,8 +43,8 @@ def _print_findings(findings: list[Any]) -> None:
 @friendly_errors
 def issues_create(
     post: Annotated[int, typer.Option("--post", help="Id of the post the issue is made from.")],
-    subject: Annotated[str | None, typer.Option(help="Subject line; default the post's title.")] = None,
-    preheader: Annotated[str | None, typer.Option(help="Preview text; default the post's excerpt.")] = None,
+    subject: Annotated[str | None, typer.Option(help="Subject line; default the post's title, or a neutral line when the title names a condition or treatment.")] = None,
+    preheader: Annotated[str | None, typer.Option(help="Preview text; default the post's excerpt, or a neutral sentence when it names a condition or treatment.")] = None,
     tracking: Annotated[str | None, typer.Option(help="full | anonymous (counts only) | off; default NEWSLETTER_TRACKING.")] = None,
     intro: Annotated[str, typer.Option(help="A note above the post (plain text; a blank line starts a paragraph).")] = "",
 ) -> None:

@@ -52,11 +52,14 @@ def posts_import(
         if result.created:
             audited(session, AuditAction.POST_IMPORTED, f"post {post.id}")
     if as_json:
-        print_json({**post_summary(post), "created": result.created, "blocks": post.blocks})
+        print_json({**post_summary(post), "created": result.created, "warnings": result.warnings,
+                    "blocks": post.blocks})
     else:
         print(post.id)
         if not result.created:
             err.print(f"(already imported as post {post.id}: {post.title})", highlight=False)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
 
 @posts_app.command("edit")

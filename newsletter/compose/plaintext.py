@@ -32,7 +32,7 @@ def _walk(element: Any) -> str:
         if tag == "br":
             parts.append("\n")
         elif tag == "sup":
-            parts.append(f"[{inner.strip()}]" if inner.strip().isdigit() else f"^{inner}")
+            parts.append(f"[{inner.strip()}]" if inner.strip().replace(",", "").isdigit() else f"^{inner}")
         elif tag == "a":
             href = (child.get("href") or "").strip()
             label = inner.strip()

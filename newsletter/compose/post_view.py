@@ -7,16 +7,17 @@ from __future__ import annotations
 from newsletter.compose.compile import content_for_post
 from newsletter.compose.personalize import substitute
 from newsletter.compose.render import render_email
+from newsletter.compose.suggestions import suggest
 from newsletter.config import Settings
 from newsletter.models import Post
 from newsletter.urls import test_values
 
 PREVIEW_NAME = "Alex"  # the first name the greeting shows
-PREHEADER_CHARS = 200  # what an issue keeps of the excerpt it takes as its preheader
 
 
 def post_email_html(post: Post, settings: Settings) -> str:
-    """The HTML of an email made from ``post`` with its title as subject and its excerpt as
-    preheader (what a new issue starts with), personalised for a preview."""
-    content = content_for_post(post, post.title, " ".join(post.excerpt.split())[:PREHEADER_CHARS])
+    """The HTML of an email made from ``post`` with the subject and preheader a new issue starts
+    with (``compose.suggestions``), personalised for a preview."""
+    suggested = suggest(post, settings)
+    content = content_for_post(post, suggested.subject, suggested.preheader)
     return substitute(render_email(content, settings).html, test_values(settings, PREVIEW_NAME))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from html import unescape
 
 from newsletter.config import Settings
 from newsletter.urls import MAX_LEDGER_ID, delivery_values
@@ -16,6 +17,9 @@ from newsletter.compose.render import CompiledEmail
 # Gmail clips messages whose HTML is larger than 102 KB; measured with real links filled in.
 GMAIL_CLIP_BYTES = 102 * 1000
 SUBJECT_SOFT_LIMIT = 78
+# Inbox previews show 40-140 characters after the subject; a shorter preheader leaves the rest of the
+# preview to whatever the email starts with.
+PREHEADER_MIN_CHARS = 40
 
 # Words that reveal a health condition or treatment. In a subject line or preheader they show on a
 # lock screen and in a shared inbox; the body, behind the open, is the place for them.
@@ -27,6 +31,10 @@ HEALTH_TERMS = (
     "antidepressants", "medication", "prescription", "therapy", "treatment", "treatments",
     "symptom", "symptoms", "disorder", "patient", "relapse", "overdose",
 )
+# An <img> loaded over plain http. A warning, not an error: Gmail and Apple Mail still show it (Gmail
+# through its own https proxy), but webmail that blocks insecure content and the https web version
+# may show it broken; the alt text is what those readers see. Staff fix it in the post, not here.
+_HTTP_IMG_RE = re.compile(r'<img\b[^>]*?\bsrc\s*=\s*["\'](http://[^"\']+)', re.IGNORECASE)
 _HEALTH_RE = re.compile(r"\b(" + "|".join(re.escape(t) for t in HEALTH_TERMS) + r")\b", re.IGNORECASE)
 
 
@@ -55,8 +63,13 @@ def check_email(email: CompiledEmail, settings: Settings) -> list[Finding]:
         error("subject-missing", "The subject is empty.")
     elif len(subject) > SUBJECT_SOFT_LIMIT:
         warn("subject-long", f"The subject is {len(subject)} characters; phones show about {SUBJECT_SOFT_LIMIT}.")
-    if not (email.preheader or "").strip():
+    preheader = " ".join((email.preheader or "").split())
+    if not preheader:
         warn("preheader-missing", "There is no preheader; inboxes will show the first line of the body instead.")
+    elif len(preheader) < PREHEADER_MIN_CHARS:
+        warn("preheader-short", f"The preheader is {len(preheader)} characters; inbox previews show 40 to 140, "
+             "so the rest of the preview is the start of the email. Write at least "
+             f"{PREHEADER_MIN_CHARS} characters: a full sentence saying why to open it.")
 
     for part, body in (("HTML", email.html), ("text", email.text)):
         if "unsubscribe_url" not in placeholders_in(body):
@@ -72,6 +85,13 @@ def check_email(email: CompiledEmail, settings: Settings) -> list[Finding]:
     for n, image in enumerate(email.images, 1):
         if not image["alt"].strip():
             error("image-alt-missing", f"Image {n} ({image['src'] or 'no source'}) has no alt text.")
+
+    own = settings.public_base_url.rstrip("/") + "/"  # our open pixel, http only on a local set-up
+    insecure = dict.fromkeys(unescape(src) for src in _HTTP_IMG_RE.findall(email.html) if not src.startswith(own))
+    for src in insecure:
+        warn("image-http", f"The image {src} is loaded over http://: webmail that blocks insecure content "
+             "and the https web version may not show it. Give it its https:// address (in the post, then "
+             "import it again; or in the logo setting).")
 
     size = sent_html_bytes(email, settings)
     if size > GMAIL_CLIP_BYTES:
@@ -116,9 +136,11 @@ class Check:
 CHECKS: tuple[Check, ...] = (
     Check("Subject present and short enough for a phone", ("subject-missing", "subject-long")),
     Check("Preheader present", ("preheader-missing",)),
+    Check(f"Preheader at least {PREHEADER_MIN_CHARS} characters, enough to fill an inbox preview", ("preheader-short",)),
     Check("Unsubscribe link in the HTML and text parts", ("unsubscribe-missing",)),
     Check("Postal address in the HTML and text parts", ("postal-address-missing",)),
     Check("Every image has alt text", ("image-alt-missing",)),
+    Check("Every image loads over https", ("image-http",)),
     Check(f"HTML under Gmail's {GMAIL_CLIP_BYTES // 1000} KB clipping limit", ("html-too-large",)),
     Check("No health words in the subject or preheader", ("health-words-in-subject", "health-words-in-preheader")),
 )

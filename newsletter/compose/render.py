@@ -15,6 +15,7 @@ from jinja2 import TemplateError
 
 from newsletter.config import Settings
 from newsletter.errors import InputError
+from newsletter.compose.footnotes import REF_PREFIX, link_block_markers
 from newsletter.compose.personalize import PLACEHOLDERS
 from newsletter.posts.blocks import Block
 from newsletter.compose.plaintext import block_to_text, reference_to_text
@@ -75,6 +76,10 @@ def _segments(blocks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[
             segments[-1]["blocks"].append(block)
         else:
             segments.append({"kind": "text", "blocks": [block]})
+    for segment in segments:  # footnote markers link to their reference, now that the count is known
+        if segment["kind"] == "text":
+            for block in segment["blocks"]:
+                link_block_markers(block, len(references))
     return segments, references
 
 
@@ -115,6 +120,7 @@ def render_email(content: EmailContent, settings: Settings) -> CompiledEmail:
         f"from {settings.org_name}.",
         "segments": segments,
         "references": references,
+        "ref_prefix": REF_PREFIX,
         "transactional": content.transactional,
         "greeting": content.greeting,
         "intro": [p.strip() for p in content.intro.split("\n\n") if p.strip()],

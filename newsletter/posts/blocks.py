@@ -99,6 +99,8 @@ class ParsedPost:
     canonical_url: str | None = None
     tags: list[str] = field(default_factory=list)
     source_format: str = "text"
+    # What the import changed that staff should know (a removed javascript: link): shown, not stored.
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Plain text from the source fits where it is stored: no characters XML or PostgreSQL refuse,

@@ -20,7 +20,8 @@ import feedparser
 
 from newsletter.errors import InputError
 from newsletter.posts.blocks import MAX_TITLE_CHARS, Block, ParsedPost, excerpt_from, inline_text, xml_text
-from newsletter.posts.html import absolute_url, html_to_blocks
+from newsletter.posts.html import Removed, absolute_url, html_to_blocks, removed_warnings
+from newsletter.posts.structure import shape
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 MAX_KEY_CHARS = 2000  # the posts table's feed_entry_key column
@@ -65,7 +66,8 @@ def _content_html(entry: Any) -> str:
 
 def _entry_post(entry: Any, feed_url: str | None) -> ParsedPost | None:
     link = absolute_url(entry.get("link"), feed_url, {"http", "https"})  # not javascript:, file: ...
-    blocks: list[Block] = html_to_blocks(_content_html(entry), base_url=link or feed_url)
+    removed: list[Removed] = []
+    blocks: list[Block] = html_to_blocks(_content_html(entry), base_url=link or feed_url, removed=removed)
     first_para = next((b.html for b in blocks if b.type == "paragraph"), "")
     summary = inline_text(entry.get("summary") or "") if entry.get("content") else ""
     excerpt = excerpt_from(summary or inline_text(first_para, markers=False))
@@ -76,6 +78,7 @@ def _entry_post(entry: Any, feed_url: str | None) -> ParsedPost | None:
         if not excerpt:
             return None  # nothing to import: no title and no text
         title = excerpt_from(excerpt, 80)
+    blocks = shape(title, blocks)
     tags = []
     for tag in entry.get("tags") or []:
         term = (tag.get("term") or "").strip()
@@ -91,6 +94,7 @@ def _entry_post(entry: Any, feed_url: str | None) -> ParsedPost | None:
         canonical_url=link,
         tags=tags,
         source_format="feed",
+        warnings=removed_warnings(link or feed_url or "<feed>", removed),
     )
 
 

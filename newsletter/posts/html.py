@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from copy import deepcopy
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from urllib.parse import urljoin, urlsplit
@@ -28,6 +29,7 @@ from newsletter.posts.blocks import (
     inline_text,
     xml_text,
 )
+from newsletter.posts.structure import same_title, shape
 from newsletter.posts.text import parse_date
 
 # Never content: skipped with everything inside them (their tail text is kept).
@@ -60,6 +62,10 @@ _EDGE_BR_RE = re.compile(r"^(?:\s*<br>)+|(?:<br>\s*)+$")
 MAX_NESTING = 64
 _REMOVED = "removed-by-importer"  # a tag name no page uses, for elements about to be stripped
 _URL_CONTROL_RE = re.compile("[\x00-\x1f\x7f]")
+# Schemes that run code or carry a whole file instead of pointing at a page: a link or image with one
+# is removed (a link's text kept) and the import says so. Other unusable links go quietly (anchors).
+UNSAFE_SCHEMES = {"javascript", "data", "vbscript", "file"}
+_SCHEME_RE = re.compile(r"^([a-z][a-z0-9+.-]*):")
 _TITLE_SEPARATORS = (" | ", " \u2013 ", " \u2014 ", " - ", " \u00b7 ", " :: ", " \u00bb ")
 
 
@@ -154,6 +160,41 @@ def absolute_url(href: str | None, base: str | None, schemes: set[str] = LINK_SC
     return href
 
 
+@dataclass(frozen=True)
+class Removed:
+    """A link or image taken out because its address had an unsafe scheme (``UNSAFE_SCHEMES``)."""
+
+    what: str  # "link" | "image"
+    scheme: str
+    text: str  # the link's text (kept in the post) or the image's alt text
+
+
+def unsafe_scheme(href: str | None) -> str | None:
+    """The scheme of ``href`` when it is one of ``UNSAFE_SCHEMES``, read as a browser would ("Java\tScript:")."""
+    compact = "".join(c for c in (href or "") if not c.isspace() and ord(c) >= 32).lower()
+    m = _SCHEME_RE.match(compact)
+    return m.group(1) if m and m.group(1) in UNSAFE_SCHEMES else None
+
+
+def removed_warnings(source_name: str, removed: list[Removed], limit: int = 5) -> list[str]:
+    """One line per removed link or image (at most ``limit``, then how many more), naming the scheme
+    and the text, never the address itself (it may be a script or a whole file)."""
+    lines = []
+    for item in removed[:limit]:
+        shown = excerpt_from(item.text, 60)
+        if item.what == "image":
+            alt = f" (alt text \u201c{shown}\u201d)" if shown else ""
+            lines.append(f"{source_name}: removed an image with a {item.scheme}: address{alt}; "
+                         "give it an https:// address to keep it")
+        else:
+            kept = f"its text \u201c{shown}\u201d is kept as plain text" if shown else "it had no text"
+            lines.append(f"{source_name}: removed a {item.scheme}: link ({kept}); "
+                         "only http(s), mailto and tel links are kept")
+    if len(removed) > limit:
+        lines.append(f"{source_name}: removed {len(removed) - limit} more such link(s) or image(s)")
+    return lines
+
+
 def _flatten_deep(root: etree._Element) -> None:
     """Elements nested more than ``MAX_NESTING`` levels below ``root`` keep only their text.
 
@@ -180,8 +221,9 @@ def _flatten_deep(root: etree._Element) -> None:
 class _Builder:
     """Walks elements, collecting blocks; loose inline content becomes paragraphs."""
 
-    def __init__(self, base_url: str | None) -> None:
+    def __init__(self, base_url: str | None, removed: list[Removed] | None = None) -> None:
         self.base = base_url
+        self.removed: list[Removed] = removed if removed is not None else []  # shared with sub-builders
         self.blocks: list[Block] = []
         self.buf: list[str] = []
         self.link: str | None = None  # href of an <a> wrapping block content (an image link)
@@ -215,6 +257,8 @@ class _Builder:
             inner = self.inline_children(el)
             url = self.url(href)
             if url is None:
+                if scheme := unsafe_scheme(href):
+                    self.removed.append(Removed("link", scheme, text))
                 return inner
             title = el.get("title")
             title_attr = f' title="{escape(title)}"' if title else ""
@@ -266,6 +310,8 @@ class _Builder:
                 self.buf.append(self.inline(el))
             elif tag == "a":
                 outer, self.link = self.link, self.url(el.get("href"))
+                if self.link is None and (scheme := unsafe_scheme(el.get("href"))):
+                    self.removed.append(Removed("link", scheme, _plain(el)))
                 self.walk(el)
                 self.link = outer
             else:
@@ -315,7 +361,7 @@ class _Builder:
 
     def sub(self, el: etree._Element) -> list[Block]:
         """Blocks for the contents of ``el`` on their own (for quotes and list items)."""
-        builder = _Builder(self.base)
+        builder = _Builder(self.base, self.removed)
         builder.link = self.link
         builder.walk(el)
         builder.flush()
@@ -389,9 +435,11 @@ class _Builder:
             src = self.url(candidate, {"http", "https"})
             if src:
                 break
-        if not src:
-            return False
         alt = " ".join(xml_text(el.get("alt") or "").split())
+        if not src:
+            if scheme := unsafe_scheme(el.get("src")):
+                self.removed.append(Removed("image", scheme, alt))
+            return False
         self.blocks.append(Block(type="image", src=src, alt=alt, caption=caption, href=self.link))
         return True
 
@@ -443,16 +491,17 @@ def _tidy(blocks: list[Block]) -> list[Block]:
     return out
 
 
-def _blocks_from(root: etree._Element, base_url: str | None) -> list[Block]:
+def _blocks_from(root: etree._Element, base_url: str | None, removed: list[Removed] | None = None) -> list[Block]:
     _flatten_deep(root)
-    builder = _Builder(base_url)
+    builder = _Builder(base_url, removed)
     builder.walk(root)
     builder.flush()
     return _tidy(builder.blocks)
 
 
-def html_to_blocks(fragment: str, *, base_url: str | None = None) -> list[Block]:
-    """Blocks for an HTML fragment (Markdown output, feed content). Empty input gives []."""
+def html_to_blocks(fragment: str, *, base_url: str | None = None, removed: list[Removed] | None = None) -> list[Block]:
+    """Blocks for an HTML fragment (Markdown output, feed content). Empty input gives []. Links and
+    images taken out for an unsafe scheme are appended to ``removed`` when it is given."""
     fragment = _XML_DECL_RE.sub("", fragment or "", count=1)
     if not fragment.strip():
         return []
@@ -460,7 +509,7 @@ def html_to_blocks(fragment: str, *, base_url: str | None = None) -> list[Block]
         root = lxml.html.fragment_fromstring(fragment, create_parent="div")
     except (etree.ParserError, ValueError):
         return []
-    return _blocks_from(root, base_url)
+    return _blocks_from(root, base_url, removed)
 
 
 # --- whole pages ---------------------------------------------------------------------------------
@@ -585,15 +634,17 @@ def parse_html(html: str, *, source_name: str = "<html>", base_url: str | None =
     for value in meta.get("article:tag", []):
         tags += [t.strip() for t in value.split(",") if t.strip() and t.strip() not in tags]
 
-    blocks = _blocks_from(root, base)
+    removed: list[Removed] = []
+    blocks = _blocks_from(root, base, removed)
     if not blocks and root is not doc.find("body") and doc.find("body") is not None:
-        blocks = _blocks_from(doc.find("body"), base)  # the guess was wrong; take everything
+        removed.clear()
+        blocks = _blocks_from(doc.find("body"), base, removed)  # the guess was wrong; take everything
     if title:
-        norm = " ".join(title.casefold().split())
         for n, b in enumerate(blocks):
-            if b.type == "heading" and inline_text(b.html).casefold() == norm:
+            if b.type == "heading" and same_title(inline_text(b.html), title):
                 del blocks[n]  # the page's own h1
                 break
+        blocks = shape(title, blocks)
     if not blocks:
         if not _plain(doc).strip() or not title:
             raise InputError(f"{source_name}: the HTML has no text")
@@ -617,4 +668,5 @@ def parse_html(html: str, *, source_name: str = "<html>", base_url: str | None =
         canonical_url=canonical,
         tags=tags,
         source_format="html",
+        warnings=removed_warnings(source_name, removed),
     )

@@ -19,7 +19,8 @@ from mdit_py_plugins.footnote import footnote_plugin
 from newsletter import plain_yaml
 from newsletter.errors import InputError
 from newsletter.posts.blocks import MAX_TITLE_CHARS, ParsedPost, excerpt_from, inline_text, xml_text
-from newsletter.posts.html import absolute_url, html_to_blocks
+from newsletter.posts.html import Removed, absolute_url, html_to_blocks, removed_warnings
+from newsletter.posts.structure import same_title, shape
 from newsletter.posts.text import parse_date
 
 _FRONT_OPEN_RE = re.compile(r"^---[ \t]*\n")
@@ -34,6 +35,10 @@ def _renderer() -> MarkdownIt:
     except ImportError:
         md = MarkdownIt("commonmark", {"html": True})
     md.use(footnote_plugin)
+    # markdown-it leaves a javascript:/data:/vbscript:/file: link as its literal source text
+    # ("[x](javascript:...)"); parsed as a link instead, html_to_blocks removes it, keeps its text and
+    # reports it, the same way for Markdown and HTML.
+    md.validateLink = lambda url: True
     # Footnotes as plain markers and a bare list: html_to_blocks turns the section into references.
     md.add_render_rule("footnote_ref", lambda self, tokens, idx, options, env:
                        f"<sup>{tokens[idx].meta['id'] + 1}</sup>")
@@ -131,7 +136,7 @@ def parse_markdown(text: str, *, source_name: str = "<markdown>", title: str | N
     h1, rest = _take_h1(tokens, md, env)
     if title is None:
         title, tokens = h1, rest
-    elif h1 is not None and h1.casefold() == title.casefold():
+    elif h1 is not None and same_title(h1, title):
         tokens = rest  # the same title repeated as a heading
     if not title:
         raise InputError(f"{source_name}: no title found (add `title:` front matter or a `# Title` line, "
@@ -139,7 +144,9 @@ def parse_markdown(text: str, *, source_name: str = "<markdown>", title: str | N
     if len(title) > MAX_TITLE_CHARS:
         raise InputError(f"{source_name}: the title is {len(title)} characters (at most {MAX_TITLE_CHARS})")
     canonical = absolute_url(_as_text(meta.get("canonical_url") or meta.get("canonical")), None, {"http", "https"})
-    blocks = html_to_blocks(md.renderer.render(tokens, md.options, env), base_url=canonical)
+    removed: list[Removed] = []
+    blocks = shape(title, html_to_blocks(md.renderer.render(tokens, md.options, env), base_url=canonical,
+                                         removed=removed))
     if not blocks:
         raise InputError(f"{source_name}: no text after the title \u201c{title}\u201d")
     first_para = next((b.html for b in blocks if b.type == "paragraph"), "")
@@ -153,4 +160,5 @@ def parse_markdown(text: str, *, source_name: str = "<markdown>", title: str | N
         canonical_url=canonical,
         tags=_as_tags(meta.get("tags")),
         source_format="markdown",
+        warnings=removed_warnings(source_name, removed),
     )

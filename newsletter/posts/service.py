@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from math import ceil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -32,6 +32,7 @@ MAX_EXCERPT_CHARS = 500  # cut to the stored excerpt's length on a word boundary
 class ImportResult:
     post: Post
     created: bool
+    warnings: list[str] = field(default_factory=list)  # what the import removed or changed (ParsedPost.warnings)
 
 
 def content_hash(parsed: ParsedPost) -> str:
@@ -122,7 +123,9 @@ def import_post(session: Session, raw: RawSource, fmt: str = "auto", *, title: s
     parsed = parse(raw, fmt, title=title, excerpt=excerpt)
     if raw.url and not parsed.source_url:
         parsed.source_url = raw.url
-    return store_post(session, parsed)
+    result = store_post(session, parsed)
+    result.warnings = list(parsed.warnings)
+    return result
 
 
 def get_post(session: Session, post_id: int) -> Post:

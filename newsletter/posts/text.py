@@ -23,6 +23,7 @@ from newsletter.posts.blocks import (
     excerpt_from,
     inline_text,
 )
+from newsletter.posts.structure import same_title, shape
 
 MAX_HEADING_CHARS = 90
 MAX_HEADING_WORDS = 12
@@ -197,7 +198,7 @@ def _consume_labels(lines: list[_Line], i: int, meta: _Meta) -> int:
 
 def _is_site_name(first: str, second: str, third: str | None) -> bool:
     """Is ``first`` a site-name line printed above the real title ``second``?"""
-    if _norm(first) == _norm(second) or _label(second) is not None or third is None:
+    if same_title(first, second) or _label(second) is not None or third is None:
         return False
     if _quoted(second) or ". " in second:
         return False  # a quotation or sentences: the start of the body, not a title
@@ -205,7 +206,7 @@ def _is_site_name(first: str, second: str, third: str | None) -> bool:
         return False
     if len(first.split()) > 6 or len(first) > 50:
         return False  # long enough to be a title itself
-    if third is not None and (_label(third) is not None or _norm(third) == _norm(second)):
+    if third is not None and (_label(third) is not None or same_title(third, second)):
         return True  # the template's labels (or a repeated title) follow the second line
     # A site name is usually shorter than the title; "Title" then a shorter subheading is not one.
     return len(second) > len(first) or bool(re.search(r"\.\w{2,}$|\|", first))
@@ -217,7 +218,7 @@ def _given_title_preamble(lines: list[_Line], title: str) -> tuple[_Meta, list[_
     meta = _Meta()
     i = _consume_labels(lines, 0, meta)
     for skip in (1, 2):  # "Title" or "Site name / Title" at the top
-        if i + skip <= len(lines) and _norm(lines[i + skip - 1].text) == _norm(title):
+        if i + skip <= len(lines) and same_title(lines[i + skip - 1].text, title):
             i = _consume_labels(lines, i + skip, meta)
             break
     return meta, lines[i:]
@@ -242,10 +243,10 @@ def _split_preamble(lines: list[_Line], source_name: str) -> tuple[str, _Meta, l
             f"{source_name}: no title found (line {title_line.lineno} is a {len(title)}-character "
             "paragraph; put the title on its own line at the top, or give it with --title)"
         )
-    if i < len(lines) and _norm(lines[i].text) == _norm(title):
+    if i < len(lines) and same_title(lines[i].text, title):
         i += 1  # the page printed the title twice
     i = _consume_labels(lines, i, meta)
-    if i < len(lines) and _norm(lines[i].text) == _norm(title):
+    if i < len(lines) and same_title(lines[i].text, title):
         i += 1
     return title, meta, lines[i:]
 
@@ -489,7 +490,7 @@ def parse_text(text: str, *, source_name: str = "<text>", title: str | None = No
     blocks: list[Block] = []
     for n, group in enumerate(groups):
         blocks += _group_blocks([ln.text for ln in group], refs, is_last=n == len(groups) - 1)
-    blocks = _merge_lists(blocks)
+    blocks = shape(title, _merge_lists(blocks))
     if ref_texts:
         blocks.append(Block(type="references", items=[_inline(t, set()) for t in ref_texts]))
     if not any(b.type != "references" for b in blocks):

@@ -110,7 +110,8 @@ def new_issue_page(request: Request, post: str = "", staff: Staff = Depends(mark
         with request.app.state.db.session() as session:
             try:
                 chosen = get_post(session, number)
-                values["subject"], values["preheader"] = chosen.title, chosen.excerpt[:200]
+                suggested = issue_service.suggest(chosen, request.app.state.settings)
+                values["subject"], values["preheader"] = suggested.subject, suggested.preheader
             except NotFound:
                 errors["post"] = f"There is no post {post}; choose one from the list."
     return _new_page(request, staff, values, errors)
@@ -121,7 +122,7 @@ def create_issue(request: Request, post: str = Form(""), subject: str = Form("")
                  intro: str = Form(""), tracking: str = Form(""), staff: Staff = Depends(marketing)) -> Response:
     settings = request.app.state.settings
     values = {"post": post.strip(), "subject": subject, "preheader": preheader, "intro": intro, "tracking": tracking}
-    # Left empty, the subject and preheader are the post's title and excerpt.
+    # Left empty, the subject and preheader are the suggested ones (free of health words).
     subject_given, preheader_given = subject if subject.strip() else None, preheader if preheader.strip() else None
     errors = issue_service.field_errors(subject=subject_given, preheader=preheader_given, intro=intro,
                                         tracking=tracking)

@@ -144,6 +144,7 @@ def _import(request: Request, staff: Staff, form: str, values: dict[str, str], s
         message = f"Imported post {post.id}: {post.title}."
     else:
         message = f"This content was imported before, as post {post.id}: {post.title}. Nothing new was stored."
+    message += "".join(f" Warning: {w}." for w in result.warnings)  # what the import removed
     return redirect(request, f"{POSTS}/{post.id}", message)
 
 
