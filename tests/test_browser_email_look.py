@@ -12,8 +12,10 @@ import pytest
 from newsletter.compose.email_look import DARK, LIGHT, contrast
 from newsletter.compose.personalize import substitute
 from newsletter.config import Settings
-from newsletter.urls import recipient_values
+from newsletter.database import Database
+from newsletter.urls import archive_path, recipient_values
 from tests.a11y import SCREENSHOTS, shoot, violations
+from tests.archivekit import sent_issue
 from tests.liveserver import LiveServer
 from tests.lookkit import IMAGE_HOST, LAYOUTS, POSTS, serve_images
 from tests.test_web_delivery_links import send_issue
@@ -96,7 +98,7 @@ def _colours(page: Any) -> dict[str, str]:
             quote: c(document.querySelector('blockquote'), 'color'),
             quote_border: c(document.querySelector('blockquote'), 'border-left-color'),
             link: c(byText('a', 'Unsubscribe'), 'color'),
-            footer: c([...document.querySelectorAll('p')].find(p => p.textContent.includes('You are receiving this')), 'color'),
+            footer: c([...document.querySelectorAll('p')].find(p => p.textContent.includes('You are receiving')), 'color'),
             button: c(byText('a', 'Book a consultation'), 'color'),
             button_bg: c(byText('a', 'Book a consultation'), 'background-color'),
         };
@@ -161,7 +163,8 @@ def test_screenshots_light_and_dark(browser: Any, settings: Settings, layout: st
         page.close()
 
 
-def test_view_online_page_has_a_main_landmark_and_no_axe_findings(browser: Any, live_server: LiveServer, db: Any) -> None:
+def test_view_online_page_has_a_main_landmark_and_no_axe_findings(browser: Any, live_server: LiveServer,
+                                                                  db: Database) -> None:
     send_issue(live_server, db)
     html = live_server.emails()[0].get_body(("html",)).get_content()
     view_online = re.search(r'href="(http[^"]+/v/[^"]+)"', html).group(1)
@@ -181,3 +184,16 @@ def test_view_online_page_has_a_main_landmark_and_no_axe_findings(browser: Any, 
             assert found == [], f"axe ({scheme}, {width}px): {found}"
         shoot(page, f"view-online-{scheme}")
         page.close()
+
+
+def test_archive_page_reads_in_dark_mode(browser: Any, live_server: LiveServer, db: Database) -> None:
+    """An archive page carries the email's stylesheets, so its own header and sign-up box turn dark too."""
+    issue_id = sent_issue(db, live_server.settings, "Small steps for steadier days")
+    page = browser.new_page(viewport={"width": 390, "height": 900})
+    page.emulate_media(color_scheme="dark")
+    assert page.goto(live_server.url + archive_path(issue_id, "Small steps for steadier days")).status == 200
+    assert _rgb(page.evaluate("getComputedStyle(document.body).backgroundColor")) == DARK["page"]
+    assert _rgb(page.locator(".archive-signup").evaluate("e => getComputedStyle(e).backgroundColor")) == DARK["card"]
+    assert violations(page) == []
+    shoot(page, "archive-issue-dark")
+    page.close()

@@ -92,13 +92,15 @@ def readable_on(accent: str, background: str, minimum: float = MIN_CONTRAST) -> 
 @dataclass(frozen=True)
 class EmailLook:
     """What the templates need to draw an email: ``css`` holds each element's inline style,
-    ``light``/``dark`` the palettes, ``head_css`` the dark-mode stylesheet, ``filler`` the preheader's."""
+    ``light``/``dark`` the palettes, ``head_css`` and ``outlook_css`` the dark-mode stylesheets,
+    ``filler`` the preheader's."""
 
     accent: str
     light: dict[str, str]
     dark: dict[str, str]
     css: dict[str, str] = field(default_factory=dict)
     head_css: Markup = Markup("")
+    outlook_css: Markup = Markup("")
     filler: Markup = Markup("")
     preheader_style: str = PREHEADER_STYLE
 
@@ -161,15 +163,21 @@ def _prefixed(selector: str, prefix: str) -> str:
 
 
 def head_css(accent_dark: str) -> str:
-    """The ``<head>`` stylesheet: the colour-scheme declaration, the dark design for clients that
-    honour ``prefers-color-scheme``, and the same colours for Outlook.com, which darkens mail itself and
-    marks what it changed with ``data-ogsc`` (text colour) and ``data-ogsb`` (background)."""
-    rules = _dark_rules(accent_dark)
+    """The colour-scheme declaration and the dark design for clients that honour
+    ``prefers-color-scheme`` (Apple Mail, iOS Mail, Outlook for macOS, iOS and Android)."""
     lines = [":root { color-scheme: light dark; supported-color-schemes: light dark; }",
              "@media (prefers-color-scheme: dark) {"]
-    lines += ["  " + _block(selector, declarations) for selector, declarations in rules]
+    lines += ["  " + _block(selector, declarations) for selector, declarations in _dark_rules(accent_dark)]
     lines.append("}")
-    for selector, declarations in rules:
+    return "\n".join(lines)
+
+
+def outlook_css(accent_dark: str) -> str:
+    """The same colours for Outlook.com, which darkens mail itself and marks what it changed with
+    ``data-ogsc`` (text colour) and ``data-ogsb`` (background). A stylesheet of its own: a client that
+    rejects attribute selectors drops this one and keeps the other."""
+    lines = []
+    for selector, declarations in _dark_rules(accent_dark):
         colours = {k: v for k, v in declarations.items() if k in ("color", "border-left-color", "border-top-color")}
         backgrounds = {k: v for k, v in declarations.items() if k.startswith("background")}
         if colours:
@@ -188,6 +196,7 @@ def email_look(accent: str) -> EmailLook:
         dark={**DARK, "accent": accent_dark},
         css=_inline_css(accent),
         head_css=Markup(head_css(accent_dark)),  # built here from checked colours only
+        outlook_css=Markup(outlook_css(accent_dark)),
         filler=Markup(FILLER_UNIT * FILLER_UNITS),
     )
 
