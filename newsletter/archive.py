@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from html import escape
+from html import escape, unescape
 
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
@@ -40,11 +40,12 @@ _PIXEL = re.compile(r'<img\b[^>]*\bsrc="[^"]*' + re.escape(OPEN) + r"(?:" + _TOK
 _OWN_LINK = re.compile(r'<a\b[^>]*\bhref="%%(?:' + "|".join(LAYOUT_FIELDS[1:]) + r')%%"[^>]*>.*?</a>',
                        re.DOTALL | re.IGNORECASE)
 # What is left of the footer line that held only those links: separators.
-_EMPTY_PARAGRAPH = re.compile(r"<p>[\s·|]*</p>")
+_EMPTY_PARAGRAPH = re.compile(r"<p\b[^>]*>[\s·|]*</p>")
 # The footer's "You are receiving this because you subscribed..." (``compose.render``): true of an email, not of a page.
-_REASON = re.compile(r"<p>You are receiving this because [^<]*</p>")
+_REASON = re.compile(r"<p\b[^>]*>You are receiving this because [^<]*</p>")
 _HEAD = re.compile(r"<head>(.*?)</head>", re.DOTALL | re.IGNORECASE)
 _TITLE = re.compile(r"<title>.*?</title>", re.DOTALL | re.IGNORECASE)
+_TAGS = re.compile(r"<[^>]+>")
 _BODY = re.compile(r"<body([^>]*)>(.*)</body>", re.DOTALL | re.IGNORECASE)
 
 
@@ -126,18 +127,21 @@ def clean_copy(session: Session, issue: Issue) -> str:
 @dataclass(frozen=True)
 class WebParts:
     """An email document taken apart, to be served inside a page of this site: the email's own styles
-    (its ``<head>`` without its title), its ``<body>``'s attributes and its content."""
+    (its ``<head>`` without its title), its ``<body>``'s attributes, its content and its title's text."""
 
     head: str
     body_attributes: str
     body: str
+    title: str = ""
 
 
 def web_parts(html: str) -> WebParts:
     head = _HEAD.search(html)
     body = _BODY.search(html)
+    title = _TITLE.search(head.group(1)) if head else None
     return WebParts(_TITLE.sub("", head.group(1)) if head else "",
-                    body.group(1) if body else "", body.group(2) if body else html)
+                    body.group(1) if body else "", body.group(2) if body else html,
+                    unescape(_TAGS.sub("", title.group(0))).strip() if title else "")
 
 
 def robots(settings: Settings) -> str:

@@ -16,6 +16,7 @@ from jinja2 import TemplateError
 from newsletter.config import Settings
 from newsletter.errors import InputError
 from newsletter.compose.footnotes import REF_PREFIX, link_block_markers
+from newsletter.compose.email_look import email_look
 from newsletter.compose.personalize import PLACEHOLDERS
 from newsletter.posts.blocks import Block
 from newsletter.compose.plaintext import block_to_text, reference_to_text
@@ -104,6 +105,7 @@ def brand_context(settings: Settings) -> dict[str, Any]:
         },
         "cta": {"url": settings.booking_url, "label": settings.cta_label, "lead": settings.cta_lead},
         "ph": PLACEHOLDERS,
+        "look": email_look(settings.accent_colour),
     }
 
 

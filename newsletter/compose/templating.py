@@ -7,6 +7,7 @@ from importlib import resources
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from newsletter.compose.email_look import styled
 from newsletter.compose.personalize import guard_content
 from newsletter.compose.plaintext import wrap
 
@@ -28,4 +29,5 @@ def email_env(*, text: bool = False) -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["wrap"] = wrap
+    env.filters["styled"] = styled
     return env

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from newsletter.archive import web_parts
 from newsletter.view_online import online_copy
-from newsletter.web.pages import message
+from newsletter.web.pages import message, render
 
 router = APIRouter()
 
@@ -19,4 +20,4 @@ def view_online(request: Request, token: str) -> HTMLResponse:
     if html is None:
         return message(request, "This link does not work", "The link may be incomplete: some email programs "
                        "break long links across lines. Try copying the whole link.", 404)
-    return HTMLResponse(html)
+    return render(request, "online.html", parts=web_parts(html))

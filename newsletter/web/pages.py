@@ -19,6 +19,7 @@ from starlette.datastructures import FormData
 
 from newsletter import optin, urls
 from newsletter.config import Settings
+from newsletter.compose.email_look import email_look
 from newsletter.compose.templating import templates_dir
 from newsletter.web import embed
 from subscribers.consent import FREQUENCIES, Proof
@@ -30,6 +31,7 @@ from subscribers.states import ContactStatus, SubscribeOutcome
 
 router = APIRouter()
 templates = Jinja2Templates(directory=f"{templates_dir()}/web")
+templates.env.globals["email_look"] = email_look  # pages around an email (the archive) match its dark design
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
