@@ -152,11 +152,13 @@ def edit_issue(session: Session, settings: Settings, issue: Issue, *, subject: s
 
 
 def edit_post(session: Session, settings: Settings, post_id: int, *, title: str | None = None,
-              excerpt: str | None = None, labels: tuple[str, str] = ("--title", "--excerpt")) -> list[Issue]:
-    """Change a post's title or excerpt; its issues that have not been sent yet are compiled again, so
-    their previews show what will go out. Returns those issues."""
+              excerpt: str | None = None, labels: tuple[str, str] = ("--title", "--excerpt"),
+              url: str | None = None) -> list[Issue]:
+    """Change a post's title, excerpt or address (``url``: where it is on the clinic's site); its
+    issues that have not been sent yet are compiled again, so their previews show what will go out.
+    Returns those issues."""
     post = update_post(get_post(session, post_id), title=title, excerpt=excerpt,
-                       title_label=labels[0], excerpt_label=labels[1])
+                       title_label=labels[0], excerpt_label=labels[1], url=url)
     in_digest = select(IssuePost.issue_id).where(IssuePost.post_id == post.id)
     drafts = list(session.scalars(select(Issue).where(or_(Issue.post_id == post.id, Issue.id.in_(in_digest)),
                                                       Issue.status.in_(RECOMPILABLE))))
