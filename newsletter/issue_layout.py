@@ -9,10 +9,12 @@ Issue creation takes the layout as a parameter, so an automation (feeds, issue 1
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from newsletter.compose.layouts import DIGEST, MAX_DIGEST_POSTS, MAX_HERO_ALT, NO_HERO, check_hero, check_layout
+from newsletter.compose.layouts import (DIGEST, LAYOUT_LABELS, LAYOUTS, MAX_DIGEST_POSTS, MAX_HERO_ALT, NO_HERO,
+                                        check_hero, check_layout, images_of)
 from newsletter.errors import InputError
 from newsletter.models import Issue, IssuePost, Post
 from newsletter.posts.service import get_post
@@ -108,5 +110,41 @@ def reorder(issue: Issue, post_id: int, action: str, session: Session, add: Post
     raise InputError(f"unknown change {action!r} to a digest's posts")
 
 
-__all__ = ["FIRST_IMAGE", "NO_HERO", "apply_layout", "check_hero_alt", "current_posts", "digest_posts",
-           "hero_choice", "reorder"]
+# For the staff pages: the choices the layout form offers, and each field's problem ------------------
+
+
+@dataclass(frozen=True)
+class LayoutChoices:
+    layouts: list[tuple[str, str]]
+    heroes: list[tuple[str, str]]  # (value, label): the first image, each image, none
+    posts: list[Post]  # the digest's posts in order (the issue's one post otherwise)
+    addable: list[tuple[str, str]]  # recent posts not in the digest yet
+
+
+def layout_choices(issue: Issue, recent: Sequence[Post]) -> LayoutChoices:
+    images = images_of(issue.post)
+    heroes = [(FIRST_IMAGE, "The post's first image" if images else "The post's first image (it has none)")]
+    heroes += [(image["src"], f"Image {n}: {image['alt'] or 'no alt text'}") for n, image in enumerate(images, 1)]
+    heroes.append((NO_HERO, "No hero image"))
+    posts = current_posts(issue)
+    ids = {p.id for p in posts}
+    addable = [("", "Choose a post")] + [(str(p.id), f"{p.title} (post {p.id})") for p in recent if p.id not in ids]
+    return LayoutChoices([(name, LAYOUT_LABELS[name]) for name in LAYOUTS], heroes, posts, addable)
+
+
+def layout_field_errors(issue: Issue, *, layout: str, hero: str, hero_alt: str) -> dict[str, str]:
+    """Each layout field's problem, by field name, in the words a form shows beside it."""
+    errors: dict[str, str] = {}
+    for name, check in (("layout", lambda: check_layout(layout)),
+                        ("hero", lambda: check_hero(issue.post, hero_choice(hero))),
+                        ("hero_alt", lambda: check_hero_alt(hero_alt))):
+        try:
+            check()
+        except InputError as exc:
+            message = str(exc)
+            errors[name] = message[:1].upper() + message[1:].rstrip(".") + "."
+    return errors
+
+
+__all__ = ["FIRST_IMAGE", "NO_HERO", "LayoutChoices", "apply_layout", "check_hero_alt", "current_posts",
+           "digest_posts", "hero_choice", "layout_choices", "layout_field_errors", "reorder"]

@@ -6,7 +6,6 @@ Errors block scheduling; warnings are shown to staff and left to their judgement
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from newsletter.compose.layouts import DIGEST, TEASER
@@ -76,7 +75,14 @@ def check_email(email: CompiledEmail, settings: Settings) -> list[Finding]:
             which = "The hero image" if image.get("role") == "hero" else f"Image {n}"
             error("image-alt-missing", f"{which} ({image['src'] or 'no source'}) has no alt text.")
 
-    _check_layout(email, error, warn)
+    # A teaser or digest card must have somewhere to continue reading; a digest of one post is a teaser.
+    for title in email.unlinked:
+        what, other = (("A teaser", "choose the full layout") if email.layout == TEASER
+                       else ("A digest card", "take it out of the digest"))
+        error("read-url-missing", f"{what} needs somewhere to continue reading, and the post “{title}” has no "
+                                  f"address: give it one ('newsletter posts edit ID --url URL') or {other}.")
+    if email.layout == DIGEST and email.post_count < 2:
+        warn("digest-one-post", "This digest has one post; add more posts, or choose the teaser layout.")
 
     size = sent_html_bytes(email, settings)
     if size > GMAIL_CLIP_BYTES:
@@ -91,17 +97,6 @@ def check_email(email: CompiledEmail, settings: Settings) -> list[Finding]:
                 "shared inboxes, and reveals more than it should. Keep health details inside the email.",
             )
     return findings
-
-
-def _check_layout(email: CompiledEmail, error: Callable[[str, str], None], warn: Callable[[str, str], None]) -> None:
-    """A teaser or digest card must have somewhere to continue reading; a digest of one post is a teaser."""
-    for title in email.unlinked:
-        what, other = (("A teaser", "choose the full layout") if email.layout == TEASER
-                       else ("A digest card", "take it out of the digest"))
-        error("read-url-missing", f"{what} needs somewhere to continue reading, and the post “{title}” has no "
-                                  f"address: give it one ('newsletter posts edit ID --url URL') or {other}.")
-    if email.layout == DIGEST and email.post_count < 2:
-        warn("digest-one-post", "This digest has one post; add more posts, or choose the teaser layout.")
 
 
 def sent_html_bytes(email: CompiledEmail, settings: Settings) -> int:
