@@ -23,7 +23,10 @@ from newsletter.models import Issue, IssuePost, Post
 from newsletter.posts.blocks import inline_text
 from newsletter.posts.service import given_bytes, import_post
 from newsletter.staff.models import AuditEntry
+from newsletter.staff.roles import Role
 from tests.conftest import FIXTURES, SAMPLE_POST
+from tests.liveserver import LiveServer
+from tests.staffkit import make_user, post_form, signed_in
 
 runner = CliRunner()
 GARDEN = FIXTURES / "posts" / "garden-post.html"  # an HTML post with two images and a canonical address
@@ -260,6 +263,42 @@ def test_bad_layout_choices_are_refused_and_nothing_is_stored(db: Database, sett
 
 def test_a_digest_of_one_post_is_a_warning(db: Database, settings: Settings, posts: dict[str, int]) -> None:
     assert _findings(db, settings, _make(db, settings, [posts["garden"]], "digest")) == [("warning", "digest-one-post")]
+
+
+# The staff app (the browser walk is in test_browser_layouts.py) ----------------------------------------------
+
+
+def test_staff_give_a_post_its_address_and_a_bad_layout_form_keeps_what_was_typed(live_server: LiveServer) -> None:
+    db, settings = live_server.db, live_server.settings
+    login = make_user(db, "mia@clinic.example", Role.MARKETING)
+    with db.session() as s:
+        post_id = import_post(s, given_bytes("clinic-post.txt", SAMPLE_POST.read_bytes(), settings)).post.id
+        issue_id = issue_service.create_issue(s, settings, post_id, SUBJECT, PREHEADER, layout="teaser").id
+    page, post_page = f"/staff/issues/{issue_id}", f"/staff/posts/{post_id}"
+    with signed_in(live_server, login) as c:
+        assert "Every teaser and digest card links to its post on the site" in c.get(page).text
+        title = "Ketamine Therapy and a Good Night’s Sleep"
+        bad = post_form(c, post_page, post_page + "/edit", {"title": title, "excerpt": "", "url": "clinic.example/sleep"})
+        assert bad.status_code == 400 and 'id="url-error"' in bad.text and 'value="clinic.example/sleep"' in bad.text
+        good = post_form(c, post_page, post_page + "/edit", {"title": title, "excerpt": "", "url": CLINIC_URL})
+        assert good.status_code == 303
+        assert _findings(db, settings, issue_id) == []  # its teaser issue was compiled again with somewhere to go
+
+        refused = post_form(c, page, page + "/layout", {"layout": "poster", "hero": "nothing.png", "hero_alt": "Calm"})
+        assert refused.status_code == 400
+        assert 'id="layout-error"' in refused.text and 'id="hero-error"' in refused.text
+        assert 'value="Calm"' in refused.text  # what was typed is kept
+        assert post_form(c, page, page + "/layout", {"layout": "full", "hero": "none", "hero_alt": ""}).status_code == 303
+        no_token = c.post(page + "/layout", data={"layout": "teaser", "hero": "first", "hero_alt": ""})
+        assert no_token.status_code == 403
+        unknown = post_form(c, page, page + "/digest", {"action": "add", "digest_post": "999"})
+        assert unknown.status_code == 400 and "There is no post 999" in unknown.text
+    with db.session() as s:
+        issue = s.get(Issue, issue_id)
+        assert (issue.layout, issue.hero) == ("full", "none")
+        details = s.scalars(select(AuditEntry.detail).where(AuditEntry.target == f"issue {issue_id}")).all()
+        assert details == ["layout full"]
+        assert s.get(Post, post_id).canonical_url == CLINIC_URL
 
 
 # The CLI ------------------------------------------------------------------------------------------------------

@@ -160,17 +160,18 @@ def get_post(session: Session, post_id: int) -> Post:
 
 def update_post(post: Post, *, title: str | None = None, excerpt: str | None = None,
                 title_label: str = "--title", excerpt_label: str = "--excerpt", url: str | None = None) -> Post:
-    """Staff's own title or excerpt for a post (both checked before either is stored). Its content
-    hash stays that of the import, so importing the same source again still finds this post."""
+    """Staff's own title, excerpt or address (``url``, where it is on the clinic's site; "" takes it
+    away) for a post, all checked before any is stored. Its content hash stays that of the import,
+    so importing the same source again still finds this post."""
     new_title = given_text(title, title_label, MAX_TITLE_CHARS)
     new_excerpt = given_text(excerpt, excerpt_label, MAX_EXCERPT_CHARS) if excerpt is not None and excerpt.strip() else None
-    new_url = given_url(url)
-    if new_url is not None:
-        post.canonical_url = new_url
+    new_url = given_url(url) if url is not None and url.strip() else None
     if new_title is not None:
         post.title = new_title
     if excerpt is not None:
         post.excerpt = new_excerpt or ""
+    if url is not None:  # "" takes the address away
+        post.canonical_url = new_url
     return post
 
 
