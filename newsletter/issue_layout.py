@@ -52,9 +52,10 @@ def digest_posts(session: Session, post_ids: Sequence[int]) -> list[Post]:
 def apply_layout(session: Session, issue: Issue, layout: str, posts: Sequence[Post] | None = None, *,
                  hero: str | None = None, hero_alt: str | None = None) -> None:
     """Give ``issue`` its layout, its posts (a digest's in order; else the one post) and its hero.
-    Everything is checked before anything changes. ``posts`` None keeps the issue's posts."""
+    Everything is checked before anything changes. ``posts`` None keeps the issue's posts (a digest
+    becoming a full or teaser issue keeps its first post only)."""
     check_layout(layout)
-    chosen = list(posts) if posts is not None else current_posts(issue)
+    chosen = list(posts) if posts is not None else current_posts(issue)[:None if layout == DIGEST else 1]
     if not chosen:
         raise InputError("an issue needs a post")
     if layout != DIGEST and len(chosen) > 1:
@@ -83,7 +84,7 @@ def _store_entries(session: Session, issue: Issue, posts: Sequence[Post]) -> Non
     issue.digest_entries.extend(IssuePost(position=n, post=post) for n, post in enumerate(posts))
 
 
-def reorder(issue: Issue, post_id: int, action: str, session: Session, add: Post | None = None) -> list[Post]:
+def reorder(issue: Issue, post_id: int, action: str, add: Post | None = None) -> list[Post]:
     """A digest's posts after one change by staff: ``add`` (a post, at the end), ``remove``, ``up`` or
     ``down`` (``post_id``'s place). The new list is returned for ``apply_layout``, not stored."""
     posts = current_posts(issue)

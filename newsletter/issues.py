@@ -18,8 +18,8 @@ from newsletter.compose.personalize import substitute
 from newsletter.compose.preflight import CheckResult, Finding, check_email
 from newsletter.compose.preflight import checklist as preflight_checklist
 from newsletter.compose.render import CompiledEmail
-from newsletter.compose.layouts import FULL, check_hero
-from newsletter.issue_layout import apply_layout, check_hero_alt, current_posts, digest_posts, hero_choice, reorder
+from newsletter.compose.layouts import FULL, check_hero, check_layout
+from newsletter.issue_layout import apply_layout, current_posts, digest_posts, hero_choice, reorder
 from newsletter.models import Issue, IssuePost, Post, SequenceStep
 from newsletter.posts.service import get_post, update_post
 from newsletter.urls import TEST_TOKEN, test_values, unsubscribe_mailto
@@ -87,7 +87,7 @@ def edit_digest(session: Session, settings: Settings, issue: Issue, action: str,
     The issue becomes a digest if it was not one."""
     _check_editable(issue)
     added = get_post(session, post_id) if action == "add" else None
-    posts = reorder(issue, post_id, action, session, added)
+    posts = reorder(issue, post_id, action, added)
     apply_layout(session, issue, "digest", posts, hero=_kept_hero(issue, posts[0]), hero_alt=issue.hero_alt)
     recompile(session, issue, settings)
     return issue
@@ -232,7 +232,7 @@ def editable(issue: Issue) -> bool:
 
 
 def field_errors(*, subject: str | None, preheader: str | None, intro: str,
-                 tracking: str | None = None) -> dict[str, str]:
+                 tracking: str | None = None, layout: str | None = None) -> dict[str, str]:
     """Each value's problem, by field name, as a sentence (empty when all may be stored): the same
     checks ``create_issue`` and ``edit_issue`` make, one field at a time, so a form can show each
     error beside its own field. None: not given (a new issue takes the post's title or excerpt)."""
@@ -243,6 +243,8 @@ def field_errors(*, subject: str | None, preheader: str | None, intro: str,
         checks["preheader"] = lambda: _clean_line(preheader, "preheader")
     if tracking is not None:
         checks["tracking"] = lambda: check_tracking(tracking)
+    if layout is not None:
+        checks["layout"] = lambda: check_layout(layout)
     errors = {}
     for name, check in checks.items():
         try:

@@ -233,9 +233,10 @@ def test_staff_add_move_and_remove_a_digests_posts(db: Database, settings: Setti
     html, _ = _stored(db, issue_id)
     assert "A Garden Walk Before Work" not in html
     with db.session() as s:  # back to one post: the rows go, the lead post stays
-        issue_service.edit_layout(s, settings, s.get(Issue, issue_id), layout="teaser",
-                                  post_ids=[posts["clinic"]])
+        issue_service.edit_layout(s, settings, s.get(Issue, issue_id), layout="teaser")
         assert s.scalars(select(IssuePost).where(IssuePost.issue_id == issue_id)).all() == []
+        assert s.get(Issue, issue_id).post_id == posts["clinic"]
+    assert "Why a Daily Walk" not in _stored(db, issue_id)[0]
     with db.session() as s, pytest.raises(InputError, match="only a digest"):
         issue_service.edit_layout(s, settings, s.get(Issue, issue_id), post_ids=[posts["clinic"], posts["garden"]])
 

@@ -130,9 +130,7 @@ def create_issue(request: Request, post: str = Form(""), subject: str = Form("")
     # Left empty, the subject and preheader are the post's title and excerpt.
     subject_given, preheader_given = subject if subject.strip() else None, preheader if preheader.strip() else None
     errors = issue_service.field_errors(subject=subject_given, preheader=preheader_given, intro=intro,
-                                        tracking=tracking)
-    if layout not in LAYOUTS:
-        errors["layout"] = f"Choose one of the layouts, not {layout!r}."
+                                        tracking=tracking, layout=layout)
     if not values["post"]:
         errors["post"] = "Choose the post the issue is made from."
     elif _number(values["post"]) is None:
