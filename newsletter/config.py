@@ -171,6 +171,12 @@ class Settings(BaseSettings):
         False, description="Let search engines index the public archive (/archive and the issues published in it); "
                            "off: its pages say noindex. Every other public page is noindex always.",
     )
+    # The logo's box in emails (its image is drawn at this size; give the height too so clients that
+    # block images keep the space) and its alt text (default: the organisation's name).
+    logo_width: int = Field(160, ge=16, le=600, description="Width of the logo in emails, in px (16-600).")
+    logo_height: int | None = Field(None, ge=8, le=400, description="Height of the logo in emails, in px; "
+                                                                    "unset: in proportion to its width.")
+    logo_alt: str | None = Field(None, max_length=200, description="Alt text of the logo; default the organisation name.")
 
     # Audience
     secret_key: SecretStr | None = Field(

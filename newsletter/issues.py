@@ -3,23 +3,25 @@ test emails."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound
-from newsletter.compose.compile import check_tracking, compile_email, compiled_of, content_for_post
+from newsletter.compose.compile import check_tracking, compile_email, compiled_of, content_for_issue
 from newsletter.compose.mime import build_message
 from newsletter.compose.personalize import substitute
 from newsletter.compose.preflight import CheckResult, Finding, check_email
 from newsletter.compose.preflight import checklist as preflight_checklist
 from newsletter.compose.render import CompiledEmail
 from newsletter.compose.suggestions import suggest
-from newsletter.models import Issue, SequenceStep
+from newsletter.compose.layouts import FULL, check_hero, check_layout
+from newsletter.issue_layout import apply_layout, current_posts, digest_posts, hero_choice, reorder
+from newsletter.models import Issue, IssuePost, Post, SequenceStep
 from newsletter.posts.service import get_post, update_post
 from newsletter.urls import TEST_TOKEN, test_values, unsubscribe_mailto
 from subscribers.states import RECOMPILABLE
@@ -49,9 +51,14 @@ def _clean_line(value: str, what: str) -> str:
 
 def create_issue(
     session: Session, settings: Settings, post_id: int, subject: str | None = None, preheader: str | None = None,
-    tracking: str | None = None, intro: str = "",
+    tracking: str | None = None, intro: str = "", *, layout: str = FULL, more_posts: Sequence[int] = (),
+    hero: str | None = None, hero_alt: str | None = None,
 ) -> Issue:
-    post = get_post(session, post_id)
+    """A draft issue from a post (a digest: from ``post_id`` and ``more_posts``, in that order) in
+    ``layout``; ``hero`` as staff name it (``hero_choice``). Compiled once; nothing stored on an error.
+    The layout is a parameter so that an automation making issues from a feed can choose it too."""
+    posts = digest_posts(session, [post_id, *more_posts])
+    post = posts[0]
     tracking = check_tracking(tracking or settings.tracking)
     if subject is None or preheader is None:  # not given: the suggestion, free of health words
         suggested = suggest(post, settings)
@@ -61,9 +68,47 @@ def create_issue(
     preheader = _clean_line(preheader, "preheader")[:200]
     intro = _clean_intro(intro)
     issue = Issue(post=post, subject=subject, preheader=preheader, intro=intro, tracking=tracking)
-    compile_email(content_for_post(post, subject, preheader, intro), settings, tracking=tracking, session=session,
-                  into=issue)
+    apply_layout(session, issue, layout, posts, hero=hero_choice(hero), hero_alt=hero_alt)
+    compile_email(content_for_issue(issue), settings, tracking=tracking, session=session, into=issue)
     return issue
+
+
+def edit_layout(session: Session, settings: Settings, issue: Issue, *, layout: str | None = None,
+                hero: str | None = None, hero_alt: str | None = None, post_ids: Sequence[int] | None = None) -> Issue:
+    """Change an unsent issue's layout, hero ("first", "none" or an image's src), the hero's alt
+    text ("" gives the image's own back) or a digest's posts; None leaves each as it is. It is
+    compiled again."""
+    _check_editable(issue)
+    posts = digest_posts(session, post_ids) if post_ids is not None else None
+    new_hero = hero_choice(hero) if hero is not None else _kept_hero(issue, (posts or current_posts(issue))[0])
+    apply_layout(session, issue, layout or issue.layout, posts, hero=new_hero,
+                 hero_alt=hero_alt if hero_alt is not None else issue.hero_alt)
+    recompile(session, issue, settings)
+    return issue
+
+
+def edit_digest(session: Session, settings: Settings, issue: Issue, action: str, post_id: int) -> Issue:
+    """One change to a digest's posts: "add" ``post_id`` at the end, "remove" it, move it "up" or "down".
+    The issue becomes a digest if it was not one."""
+    _check_editable(issue)
+    added = get_post(session, post_id) if action == "add" else None
+    posts = reorder(issue, post_id, action, added)
+    apply_layout(session, issue, "digest", posts, hero=_kept_hero(issue, posts[0]), hero_alt=issue.hero_alt)
+    recompile(session, issue, settings)
+    return issue
+
+
+def _kept_hero(issue: Issue, lead: Post) -> str | None:
+    """The issue's hero choice if the lead post still has that image, else the lead's first image."""
+    try:
+        return check_hero(lead, issue.hero)
+    except InputError:
+        return None
+
+
+def _check_editable(issue: Issue) -> None:
+    if issue.status not in RECOMPILABLE:
+        raise InputError(f"issue {issue.id} is {issue.status}: it can be edited only before sending")
 
 
 def set_tracking(session: Session, settings: Settings, issue: Issue, mode: str) -> None:
@@ -112,12 +157,16 @@ def edit_issue(session: Session, settings: Settings, issue: Issue, *, subject: s
 
 
 def edit_post(session: Session, settings: Settings, post_id: int, *, title: str | None = None,
-              excerpt: str | None = None, labels: tuple[str, str] = ("--title", "--excerpt")) -> list[Issue]:
-    """Change a post's title or excerpt; its issues that have not been sent yet are compiled again, so
-    their previews show what will go out. Returns those issues."""
+              excerpt: str | None = None, labels: tuple[str, str] = ("--title", "--excerpt"),
+              url: str | None = None) -> list[Issue]:
+    """Change a post's title, excerpt or address (``url``: where it is on the clinic's site); its
+    issues that have not been sent yet are compiled again, so their previews show what will go out.
+    Returns those issues."""
     post = update_post(get_post(session, post_id), title=title, excerpt=excerpt,
-                       title_label=labels[0], excerpt_label=labels[1])
-    drafts = list(session.scalars(select(Issue).where(Issue.post_id == post.id, Issue.status.in_(RECOMPILABLE))))
+                       title_label=labels[0], excerpt_label=labels[1], url=url)
+    in_digest = select(IssuePost.issue_id).where(IssuePost.post_id == post.id)
+    drafts = list(session.scalars(select(Issue).where(or_(Issue.post_id == post.id, Issue.id.in_(in_digest)),
+                                                      Issue.status.in_(RECOMPILABLE))))
     for issue in drafts:
         recompile(session, issue, settings)
     return drafts
@@ -125,8 +174,7 @@ def edit_post(session: Session, settings: Settings, post_id: int, *, title: str 
 
 def recompile(session: Session, issue: Issue, settings: Settings) -> CompiledEmail:
     """Compile again from the post (after a template, brand or tracking change); only before sending."""
-    return compile_email(content_for_post(issue.post, issue.subject, issue.preheader, issue.intro), settings,
-                         tracking=issue.tracking, session=session, into=issue)
+    return compile_email(content_for_issue(issue), settings, tracking=issue.tracking, session=session, into=issue)
 
 
 def preflight(issue: Issue, settings: Settings) -> list[Finding]:
@@ -189,7 +237,7 @@ def editable(issue: Issue) -> bool:
 
 
 def field_errors(*, subject: str | None, preheader: str | None, intro: str,
-                 tracking: str | None = None) -> dict[str, str]:
+                 tracking: str | None = None, layout: str | None = None) -> dict[str, str]:
     """Each value's problem, by field name, as a sentence (empty when all may be stored): the same
     checks ``create_issue`` and ``edit_issue`` make, one field at a time, so a form can show each
     error beside its own field. None: not given (a new issue takes the suggestion: ``compose.suggestions``)."""
@@ -200,6 +248,8 @@ def field_errors(*, subject: str | None, preheader: str | None, intro: str,
         checks["preheader"] = lambda: _clean_line(preheader, "preheader")
     if tracking is not None:
         checks["tracking"] = lambda: check_tracking(tracking)
+    if layout is not None:
+        checks["layout"] = lambda: check_layout(layout)
     errors = {}
     for name, check in checks.items():
         try:

@@ -98,6 +98,28 @@ class Issue(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     # When staff published it in the public archive (newsletter.archive); None: not in the archive.
     archive_published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # How the email is laid out (newsletter.compose.layouts): full, teaser or digest.
+    layout: Mapped[str] = mapped_column(String(10), default="full", server_default="full")
+    # The hero image: NULL the post's first image, "none" no hero, else the src of one of its images;
+    # hero_alt: staff's own alt text for it (NULL: the image's own).
+    hero: Mapped[str | None] = mapped_column(String(2000))
+    hero_alt: Mapped[str | None] = mapped_column(String(300))
+
+    post: Mapped[Post] = relationship()
+    # A digest's posts in order (the first is ``post``); other layouts have none.
+    digest_entries: Mapped[list[IssuePost]] = relationship(
+        order_by="IssuePost.position", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class IssuePost(Base):
+    """One post of a digest issue, at its place in the email (0 = the lead post, the issue's post_id)."""
+
+    __tablename__ = "issue_posts"
+    __table_args__ = (UniqueConstraint("issue_id", "post_id", name="uq_issue_posts_post"),)
+
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="RESTRICT"), index=True)
 
     post: Mapped[Post] = relationship()
 

@@ -59,7 +59,7 @@ def test_import_view_edit_and_feeds(browser, server: LiveServer, site: Site) -> 
 
     # Edit the title: an empty one is refused beside the field, then a new one is saved.
     page.locator("#title").fill("")
-    page.get_by_role("button", name="Save the title and excerpt").click()
+    page.get_by_role("button", name="Save the title, excerpt and address").click()
     error = page.locator("#title-error")
     assert error.inner_text() == "Give the post a title."
     assert page.locator("#title").get_attribute("aria-invalid") == "true"

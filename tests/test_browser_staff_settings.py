@@ -20,7 +20,8 @@ PURPLE, PURPLE_RGB = "#5a2d82", "rgb(90, 45, 130)"
 def _button_colour(page) -> str:  # noqa: ANN001
     page.locator(".previews").scroll_into_view_if_needed()  # chromium paints a sandboxed frame once on screen
     frame = page.frame_locator('iframe[title$="at desktop width"]')
-    return frame.get_by_role("link", name="Book a consultation").evaluate("el => getComputedStyle(el).backgroundColor")
+    # .last: the button after the post (the first link of that name is its text link near the top)
+    return frame.get_by_role("link", name="Book a consultation").last.evaluate("el => getComputedStyle(el).backgroundColor")
 
 
 def test_change_the_brand_colour_and_see_it_in_an_issue_preview(browser, live_server: LiveServer) -> None:  # noqa: ANN001

@@ -43,7 +43,8 @@ def test_preflight_measures_the_tracked_html_the_transport_sends(db: Database, s
     post_id = link_heavy_post(db)
     with db.session() as s:
         issue = issue_service.create_issue(s, settings, post_id, "Reading list", "Where to start", tracking="full")
-        assert s.query(Link).filter(Link.issue_id == issue.id).count() == LINKS + 1  # and the booking button
+        # and the booking button, as a button after the post and as a text link near the top
+        assert s.query(Link).filter(Link.issue_id == issue.id).count() == LINKS + 2
         stored = compiled_of(issue)
         untracked = render_email(content_for_post(issue.post, issue.subject, issue.preheader), settings)
         # What a recipient with the longest possible delivery id gets, as the transports build it.
@@ -52,7 +53,7 @@ def test_preflight_measures_the_tracked_html_the_transport_sends(db: Database, s
                                 unsubscribe_mailto=mailto, settings=settings)
     sent = html_part(message).removesuffix(b"\n")  # the line end MIME's encoding adds (SendGrid's request has none)
     assert sent_html_bytes(stored, settings) == len(sent)  # byte for byte what is sent
-    assert sent.count(b"/c/" + values.track.encode()) == LINKS + 1  # every link carries the delivery's token
+    assert sent.count(b"/c/" + values.track.encode()) == LINKS + 2  # every link carries the delivery's token
     # The old measure (re-rendered, untracked, a 22-character stand-in token) was far smaller.
     assert len(sent) - untracked.html_bytes > LINKS * len(values.track)
     print(f"\nsent HTML {len(sent):,} bytes; untracked render {untracked.html_bytes:,} bytes")

@@ -10,11 +10,15 @@ import typer
 from newsletter import archive
 from newsletter import issues as issue_service
 from newsletter.cli.common import audited, friendly_errors, out, print_json, print_rows, unit_of_work
+from newsletter.compose.compile import posts_of
+from newsletter.compose.layouts import DIGEST, hero_of
 from newsletter.staff.audit import AuditAction
 from newsletter.sending.progress import IssueState, issue_state, issue_states
 from newsletter.urls import archive_url
 
 issues_app = typer.Typer(help="Issues: emails made from posts.", no_args_is_help=True)
+LAYOUT_HELP = "full (the whole post) | teaser (first paragraphs, then 'Continue reading on our site') | digest (several posts as cards)."
+HERO_HELP = "The image above the title: 'first' (the post's first image; the default), 'none', or the src of one of the post's images."
 
 
 
@@ -24,6 +28,9 @@ def issue_summary(issue: Any, state: IssueState) -> dict[str, Any]:
         "post_id": issue.post_id,
         "subject": issue.subject,
         "preheader": issue.preheader,
+        "layout": issue.layout,
+        "posts": [p.id for p in posts_of(issue)],
+        "hero": hero_of(issue.post, issue.hero, issue.hero_alt) if issue.layout != DIGEST else None,
         **state.as_dict(),  # status as stored; state, unknown and label as people are told it
         "html_bytes": len(issue.html.encode("utf-8")),
         "compiled_at": issue.compiled_at.isoformat(),
@@ -42,15 +49,19 @@ def _print_findings(findings: list[Any]) -> None:
 @issues_app.command("create")
 @friendly_errors
 def issues_create(
-    post: Annotated[int, typer.Option("--post", help="Id of the post the issue is made from.")],
+    post: Annotated[list[int], typer.Option("--post", help="Id of the post the issue is made from; a digest: each post, in order (--post 3 --post 5 ...).")],
     subject: Annotated[str | None, typer.Option(help="Subject line; default the post's title, or a neutral line when the title names a condition or treatment.")] = None,
     preheader: Annotated[str | None, typer.Option(help="Preview text; default the post's excerpt, or a neutral sentence when it names a condition or treatment.")] = None,
     tracking: Annotated[str | None, typer.Option(help="full | anonymous (counts only) | off; default NEWSLETTER_TRACKING.")] = None,
     intro: Annotated[str, typer.Option(help="A note above the post (plain text; a blank line starts a paragraph).")] = "",
+    layout: Annotated[str, typer.Option(help=LAYOUT_HELP)] = "full",
+    hero: Annotated[str | None, typer.Option(help=HERO_HELP)] = None,
+    hero_alt: Annotated[str | None, typer.Option(help="Alt text of the hero image, instead of the image's own.")] = None,
 ) -> None:
-    """Make a draft issue from a post. Prints its id, then the preflight's findings."""
+    """Make a draft issue from a post (a digest: from several). Prints its id, then the preflight's findings."""
     with unit_of_work() as (settings, session):
-        issue = issue_service.create_issue(session, settings, post, subject, preheader, tracking, intro)
+        issue = issue_service.create_issue(session, settings, post[0], subject, preheader, tracking, intro,
+                                           layout=layout, more_posts=post[1:], hero=hero, hero_alt=hero_alt)
         audited(session, AuditAction.ISSUE_CREATED, f"issue {issue.id}")
         findings = issue_service.preflight(issue, settings)
     print(issue.id)
@@ -64,11 +75,20 @@ def issues_edit(
     subject: Annotated[str | None, typer.Option(help="New subject line.")] = None,
     preheader: Annotated[str | None, typer.Option(help="New preview text.")] = None,
     intro: Annotated[str | None, typer.Option(help="A note above the post (plain text; a blank line starts a paragraph; '' removes it).")] = None,
+    layout: Annotated[str | None, typer.Option(help=LAYOUT_HELP)] = None,
+    hero: Annotated[str | None, typer.Option(help=HERO_HELP)] = None,
+    hero_alt: Annotated[str | None, typer.Option(help="Alt text of the hero image ('' gives the image's own back).")] = None,
+    post: Annotated[list[int] | None, typer.Option("--post", help="A digest's posts, in order (replaces them all).")] = None,
 ) -> None:
-    """Change a draft or scheduled issue's subject, preheader or intro note; it is compiled again."""
+    """Change a draft or scheduled issue's subject, preheader, intro note, layout, hero or digest posts;
+    it is compiled again."""
     with unit_of_work() as (settings, session):
-        issue = issue_service.edit_issue(session, settings, issue_service.get_issue(session, issue_id),
-                                         subject=subject, preheader=preheader, intro=intro)
+        issue = issue_service.get_issue(session, issue_id)
+        if layout is not None or hero is not None or hero_alt is not None or post:
+            issue_service.edit_layout(session, settings, issue, layout=layout, hero=hero, hero_alt=hero_alt,
+                                      post_ids=post or None)
+        if subject is not None or preheader is not None or intro is not None:
+            issue_service.edit_issue(session, settings, issue, subject=subject, preheader=preheader, intro=intro)
         audited(session, AuditAction.ISSUE_EDITED, f"issue {issue_id}")
         findings = issue_service.preflight(issue, settings)
     out.print(f"issue {issue_id} updated", highlight=False)
@@ -99,7 +119,7 @@ def issues_show(issue_id: int, as_json: Annotated[bool, typer.Option("--json")] 
     if as_json:
         print_json(data)
         return
-    for key in ("id", "post_id", "status", "subject", "preheader", "html_bytes", "created_at"):
+    for key in ("id", "post_id", "status", "layout", "posts", "subject", "preheader", "html_bytes", "created_at"):
         value = data["label"] if key == "status" else data[key]
         out.print(f"[bold]{key}:[/bold] {value}", highlight=False)
     _print_findings(findings)

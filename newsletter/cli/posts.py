@@ -40,6 +40,7 @@ def posts_import(
     fmt: Annotated[str, typer.Option("--format", help="auto | text | markdown | html | feed")] = "auto",
     title: Annotated[str | None, typer.Option("--title", help="The post's title (for a page copied without its title line).")] = None,
     excerpt: Annotated[str | None, typer.Option("--excerpt", help="The post's excerpt, instead of its first paragraph.")] = None,
+    url: Annotated[str | None, typer.Option("--url", help="Where the post is on the clinic's site (absolute http(s) URL): the emails' 'Read on our site' link.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the parsed post as JSON.")] = False,
 ) -> None:
     """Import a post. Prints its id; the same content imported again gives the same id."""
@@ -47,10 +48,12 @@ def posts_import(
         raise InputError(f"{source}: a feed holds many posts; use 'newsletter feeds add {source}'")
     with unit_of_work() as (settings, session):
         raw = post_service.read(source, settings, stdin=sys.stdin.buffer)
-        result = post_service.import_post(session, raw, fmt, title=title, excerpt=excerpt)
+        result = post_service.import_post(session, raw, fmt, title=title, excerpt=excerpt, url=url)
         post = result.post
         if result.created:
             audited(session, AuditAction.POST_IMPORTED, f"post {post.id}")
+        elif url:  # the same content again, given its address
+            audited(session, AuditAction.POST_EDITED, f"post {post.id}")
     if as_json:
         print_json({**post_summary(post), "created": result.created, "warnings": result.warnings,
                     "blocks": post.blocks})
@@ -68,10 +71,11 @@ def posts_edit(
     post_id: int,
     title: Annotated[str | None, typer.Option("--title", help="The post's new title.")] = None,
     excerpt: Annotated[str | None, typer.Option("--excerpt", help="The post's new excerpt ('' clears it).")] = None,
+    url: Annotated[str | None, typer.Option("--url", help="Where the post is on the clinic's site (absolute http(s) URL).")] = None,
 ) -> None:
-    """Change a post's title or excerpt; its unsent issues are compiled again."""
+    """Change a post's title, excerpt or address; its unsent issues are compiled again."""
     with unit_of_work() as (settings, session):
-        drafts = issue_service.edit_post(session, settings, post_id, title=title, excerpt=excerpt)
+        drafts = issue_service.edit_post(session, settings, post_id, title=title, excerpt=excerpt, url=url)
         audited(session, AuditAction.POST_EDITED, f"post {post_id}")
     again = f"; issues compiled again: {', '.join(str(i.id) for i in drafts)}" if drafts else ""
     out.print(f"post {post_id} updated{again}", highlight=False)

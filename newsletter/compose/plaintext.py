@@ -93,3 +93,13 @@ def block_to_text(block: dict[str, Any]) -> str:
 
 def reference_to_text(item: str) -> str:
     return wrap(inline_to_text(item), subsequent="    ").lstrip()
+
+
+def card_to_text(card: Any) -> str:
+    """A digest card (``newsletter.compose.layouts.Card``): its title, excerpt and where to read it."""
+    lines = [wrap(card.title), "-" * min(len(card.title), WIDTH)]
+    if card.excerpt:
+        lines.append(wrap(card.excerpt))
+    if card.url:
+        lines.append(f"Read more: {card.url}")
+    return "\n".join(lines)

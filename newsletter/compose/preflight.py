@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from html import unescape
 
+from newsletter.compose.layouts import DIGEST, TEASER
 from newsletter.config import Settings
 from newsletter.urls import MAX_LEDGER_ID, delivery_values
 from newsletter.compose.personalize import placeholders_in, substitute
@@ -84,7 +85,17 @@ def check_email(email: CompiledEmail, settings: Settings) -> list[Finding]:
 
     for n, image in enumerate(email.images, 1):
         if not image["alt"].strip():
-            error("image-alt-missing", f"Image {n} ({image['src'] or 'no source'}) has no alt text.")
+            which = "The hero image" if image.get("role") == "hero" else f"Image {n}"
+            error("image-alt-missing", f"{which} ({image['src'] or 'no source'}) has no alt text.")
+
+    # A teaser or digest card must have somewhere to continue reading; a digest of one post is a teaser.
+    for title in email.unlinked:
+        what, other = (("A teaser", "choose the full layout") if email.layout == TEASER
+                       else ("A digest card", "take it out of the digest"))
+        error("read-url-missing", f"{what} needs somewhere to continue reading, and the post “{title}” has no "
+                                  f"address: give it one ('newsletter posts edit ID --url URL') or {other}.")
+    if email.layout == DIGEST and email.post_count < 2:
+        warn("digest-one-post", "This digest has one post; add more posts, or choose the teaser layout.")
 
     own = settings.public_base_url.rstrip("/") + "/"  # our open pixel, http only on a local set-up
     insecure = dict.fromkeys(unescape(src) for src in _HTTP_IMG_RE.findall(email.html) if not src.startswith(own))
@@ -143,6 +154,8 @@ CHECKS: tuple[Check, ...] = (
     Check("Every image loads over https", ("image-http",)),
     Check(f"HTML under Gmail's {GMAIL_CLIP_BYTES // 1000} KB clipping limit", ("html-too-large",)),
     Check("No health words in the subject or preheader", ("health-words-in-subject", "health-words-in-preheader")),
+    Check("Every teaser and digest card links to its post on the site", ("read-url-missing",)),
+    Check("A digest has several posts", ("digest-one-post",)),
 )
 
 

@@ -17,9 +17,10 @@ from newsletter.config import Settings
 from newsletter.errors import InputError
 from newsletter.compose.footnotes import REF_PREFIX, link_block_markers
 from newsletter.compose.email_look import email_look
+from newsletter.compose.layouts import DIGEST, FULL, TEASER, Card
 from newsletter.compose.personalize import PLACEHOLDERS
 from newsletter.posts.blocks import Block
-from newsletter.compose.plaintext import block_to_text, reference_to_text
+from newsletter.compose.plaintext import block_to_text, card_to_text, reference_to_text
 from newsletter.compose.templating import email_env
 
 LAYOUT = "email/issue.mjml.j2"
@@ -46,6 +47,14 @@ class EmailContent:
     cta: dict[str, str] | None = None  # label, url, lead; default: the booking button
     greeting: bool = True
     intro: str = ""  # an issue's note from the team, plain text, before the post (paragraphs split on blank lines)
+    # An issue's layout (newsletter.compose.layouts): ``blocks`` are what it shows of the post (a
+    # teaser's first paragraphs), ``cards`` a digest's posts; ``hero`` an image (src, alt) above the
+    # title; ``read_url`` where the post is on the clinic's site.
+    layout: str = FULL
+    hero: dict[str, str] | None = None
+    read_url: str | None = None
+    cards: list[Card] = field(default_factory=list)
+    top_link: bool = False  # the button as a text link near the top too (issues)
 
 
 @dataclass
@@ -58,6 +67,10 @@ class CompiledEmail:
     html: str
     text: str
     images: list[dict[str, str]] = field(default_factory=list)  # src/alt of every image, for preflight
+    layout: str = FULL
+    # Titles of the posts the layout links to ("Continue reading", "Read more") that have no address.
+    unlinked: list[str] = field(default_factory=list)
+    post_count: int = 1
 
     @property
     def html_bytes(self) -> int:
@@ -93,6 +106,30 @@ def _meta(content: EmailContent) -> str:
     return " · ".join(parts)
 
 
+def email_facts(content: EmailContent) -> dict[str, Any]:
+    """What preflight checks of an email beyond its HTML and text: every image it shows (the hero
+    and cards' images marked with their role), and the posts it should link to but cannot."""
+    images = [{"src": content.hero["src"], "alt": content.hero["alt"], "role": "hero"}] if content.hero else []
+    images += [{"src": b.get("src", ""), "alt": b.get("alt") or ""} for b in content.blocks if b["type"] == "image"]
+    images += [{**card.image, "role": "card"} for card in content.cards if card.image]
+    if content.layout == DIGEST:
+        unlinked = [card.title for card in content.cards if not card.url]
+    else:
+        unlinked = [content.title] if content.layout == TEASER and not content.read_url else []
+    return {"images": images, "layout": content.layout, "unlinked": unlinked,
+            "post_count": len(content.cards) if content.layout == DIGEST else 1}
+
+
+def _text_body(content: EmailContent) -> list[str]:
+    """The plain-text part's body: the post's blocks, a teaser's continue link, or a digest's cards."""
+    if content.layout == DIGEST:
+        return [card_to_text(card) for card in content.cards]
+    body = [t for t in (block_to_text(b) for b in content.blocks if b["type"] != "references") if t]
+    if content.layout == TEASER and content.read_url:
+        body.append(f"Continue reading on our site: {content.read_url}")
+    return body
+
+
 def brand_context(settings: Settings) -> dict[str, Any]:
     return {
         "brand": {
@@ -100,6 +137,9 @@ def brand_context(settings: Settings) -> dict[str, Any]:
             "org_name": settings.org_name,
             "postal_address": settings.postal_address,
             "logo_url": settings.logo_url,
+            "logo_width": settings.logo_width,
+            "logo_height": settings.logo_height,
+            "logo_alt": settings.logo_alt or settings.org_name,
             "accent_colour": settings.accent_colour,
             "footer_note": settings.footer_note,
         },
@@ -126,6 +166,11 @@ def render_email(content: EmailContent, settings: Settings) -> CompiledEmail:
         "transactional": content.transactional,
         "greeting": content.greeting,
         "intro": [p.strip() for p in content.intro.split("\n\n") if p.strip()],
+        "layout": content.layout,
+        "hero": content.hero,
+        "read_url": content.read_url,
+        "cards": content.cards,
+        "top_link": content.top_link,
     }
     if content.cta:
         context["cta"] = content.cta
@@ -134,7 +179,7 @@ def render_email(content: EmailContent, settings: Settings) -> CompiledEmail:
         text = email_env(text=True).get_template(TEXT_LAYOUT).render(
             {
                 **context,
-                "body": [t for t in (block_to_text(b) for b in content.blocks if b["type"] != "references") if t],
+                "body": _text_body(content),
                 "references": [reference_to_text(r) for r in references],
             }
         )
@@ -144,7 +189,4 @@ def render_email(content: EmailContent, settings: Settings) -> CompiledEmail:
         html = mjml.mjml2html(source, disable_comments=True, fonts={})
     except ValueError as exc:
         raise RenderError(f"MJML compile of {LAYOUT} failed: {exc}") from exc
-    images = [
-        {"src": b.get("src", ""), "alt": b.get("alt") or ""} for b in content.blocks if b["type"] == "image"
-    ]
-    return CompiledEmail(content.subject, content.preheader, html, text.strip() + "\n", images)
+    return CompiledEmail(content.subject, content.preheader, html, text.strip() + "\n", **email_facts(content))

@@ -8,6 +8,7 @@ from math import ceil
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +22,7 @@ from newsletter.posts.addresses import AllowList
 from newsletter.posts.blocks import ParsedPost, reading_minutes
 from newsletter.posts.feed import parse_feed
 from newsletter.posts.source import RawSource, check_bytes, parse_post, read_source
-from newsletter.posts.blocks import MAX_TITLE_CHARS
+from newsletter.posts.blocks import MAX_TITLE_CHARS, MAX_URL_CHARS
 from subscribers.db import utcnow
 
 FORMATS = ("auto", "text", "markdown", "html", "feed")
@@ -108,6 +109,23 @@ def given_text(value: str | None, option: str, limit: int) -> str | None:
     return text
 
 
+def given_url(value: str | None, option: str = "--url") -> str | None:
+    """A post's address typed by staff (where it can be read on the clinic's site): an absolute
+    http(s) URL with a host, or a clear error naming the option."""
+    if value is None:
+        return None
+    url = value.strip()
+    if not url:
+        raise InputError(f"{option} is empty; give the post's address, such as https://clinic.example/blog/a-post")
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
+        raise InputError(f"{option} must be an absolute http(s) address such as https://clinic.example/blog/a-post, "
+                         f"not {url[:100]!r}")
+    if len(url) > MAX_URL_CHARS:
+        raise InputError(f"{option} is {len(url)} characters; at most {MAX_URL_CHARS} fit")
+    return url
+
+
 def parse(raw: RawSource, fmt: str = "auto", *, title: str | None = None, excerpt: str | None = None) -> ParsedPost:
     if fmt not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -118,12 +136,19 @@ def parse(raw: RawSource, fmt: str = "auto", *, title: str | None = None, excerp
 
 
 def import_post(session: Session, raw: RawSource, fmt: str = "auto", *, title: str | None = None,
-                excerpt: str | None = None) -> ImportResult:
-    """Parse and store ``raw``; ``title``/``excerpt`` (staff's own words) win over the source's."""
+                excerpt: str | None = None, url: str | None = None) -> ImportResult:
+    """Parse and store ``raw``; ``title``/``excerpt`` (staff's own words) win over the source's, and
+    ``url`` (where the post is on the clinic's site) over its canonical address, on a post imported
+    before too (the same content gives the same post)."""
+    url = given_url(url)
     parsed = parse(raw, fmt, title=title, excerpt=excerpt)
     if raw.url and not parsed.source_url:
         parsed.source_url = raw.url
+    if url:
+        parsed.canonical_url = url
     result = store_post(session, parsed)
+    if url and result.post.canonical_url != url:
+        result.post.canonical_url = url
     result.warnings = list(parsed.warnings)
     return result
 
@@ -136,15 +161,19 @@ def get_post(session: Session, post_id: int) -> Post:
 
 
 def update_post(post: Post, *, title: str | None = None, excerpt: str | None = None,
-                title_label: str = "--title", excerpt_label: str = "--excerpt") -> Post:
-    """Staff's own title or excerpt for a post (both checked before either is stored). Its content
-    hash stays that of the import, so importing the same source again still finds this post."""
+                title_label: str = "--title", excerpt_label: str = "--excerpt", url: str | None = None) -> Post:
+    """Staff's own title, excerpt or address (``url``, where it is on the clinic's site; "" takes it
+    away) for a post, all checked before any is stored. Its content hash stays that of the import,
+    so importing the same source again still finds this post."""
     new_title = given_text(title, title_label, MAX_TITLE_CHARS)
     new_excerpt = given_text(excerpt, excerpt_label, MAX_EXCERPT_CHARS) if excerpt is not None and excerpt.strip() else None
+    new_url = given_url(url) if url is not None and url.strip() else None
     if new_title is not None:
         post.title = new_title
     if excerpt is not None:
         post.excerpt = new_excerpt or ""
+    if url is not None:  # "" takes the address away
+        post.canonical_url = new_url
     return post
 
 

@@ -14,7 +14,9 @@ from starlette.exceptions import HTTPException
 from newsletter import archive
 from newsletter import issues as issue_service
 from newsletter.compose.compile import TRACKING_MODES
+from newsletter.compose.layouts import FULL, LAYOUT_LABELS, LAYOUTS
 from newsletter.errors import InputError, NotFound
+from newsletter.issue_layout import FIRST_IMAGE, layout_choices
 from newsletter.models import Issue
 from newsletter.posts.service import get_post, list_posts
 from newsletter.sending import test_emails
@@ -95,13 +97,15 @@ def _new_page(request: Request, staff: Staff, values: dict[str, str], errors: di
     return page(request, staff, "staff/issues/new.html", 400 if errors else 200,
                 values=values, errors=errors, post_options=options,
                 tracking_options=[(m, issue_service.TRACKING_LABELS[m]) for m in TRACKING_MODES],
+                layout_options=[(name, LAYOUT_LABELS[name]) for name in LAYOUTS],
                 default_tracking=settings.tracking)
 
 
 @router.get(ISSUES + "/new")
 def new_issue_page(request: Request, post: str = "", staff: Staff = Depends(marketing)) -> Response:
     post = post.strip()
-    values = {"post": post, "subject": "", "preheader": "", "intro": "", "tracking": request.app.state.settings.tracking}
+    values = {"post": post, "subject": "", "preheader": "", "intro": "", "tracking": request.app.state.settings.tracking,
+              "layout": FULL}
     errors: dict[str, str] = {}
     number = _number(post)
     if post and number is None:
@@ -119,13 +123,15 @@ def new_issue_page(request: Request, post: str = "", staff: Staff = Depends(mark
 
 @router.post(ISSUES + "/new")
 def create_issue(request: Request, post: str = Form(""), subject: str = Form(""), preheader: str = Form(""),
-                 intro: str = Form(""), tracking: str = Form(""), staff: Staff = Depends(marketing)) -> Response:
+                 intro: str = Form(""), tracking: str = Form(""), layout: str = Form(FULL),
+                 staff: Staff = Depends(marketing)) -> Response:
     settings = request.app.state.settings
-    values = {"post": post.strip(), "subject": subject, "preheader": preheader, "intro": intro, "tracking": tracking}
+    values = {"post": post.strip(), "subject": subject, "preheader": preheader, "intro": intro, "tracking": tracking,
+              "layout": layout}
     # Left empty, the subject and preheader are the suggested ones (free of health words).
     subject_given, preheader_given = subject if subject.strip() else None, preheader if preheader.strip() else None
     errors = issue_service.field_errors(subject=subject_given, preheader=preheader_given, intro=intro,
-                                        tracking=tracking)
+                                        tracking=tracking, layout=layout)
     if not values["post"]:
         errors["post"] = "Choose the post the issue is made from."
     elif _number(values["post"]) is None:
@@ -135,7 +141,7 @@ def create_issue(request: Request, post: str = Form(""), subject: str = Form("")
     try:
         with request.app.state.db.session() as session:
             issue = issue_service.create_issue(session, settings, int(values["post"]), subject_given,
-                                               preheader_given, tracking, intro)
+                                               preheader_given, tracking, intro, layout=layout)
             audit.record(session, staff.user, AuditAction.ISSUE_CREATED, target(issue), f"from post {issue.post_id}")
             issue_id = issue.id
     except NotFound:
@@ -165,9 +171,11 @@ def _overview(request: Request, staff: Staff, issue_id: str, status: int = 200, 
             "tracking_label": issue_service.TRACKING_LABELS.get(issue.tracking, issue.tracking),
             "publishable": archive.publishable(issue),
             "archive_path": archive_path(issue.id, issue.subject) if issue.archive_published_at else None,
+            "choices": layout_choices(issue, list_posts(session, RECENT_POSTS)),
         }
-    context["values"] = {"subject": issue.subject, "preheader": issue.preheader, "intro": issue.intro,
-                         "to": staff.user.email, **(values or {})}
+        context["values"] = {"subject": issue.subject, "preheader": issue.preheader, "intro": issue.intro,
+                             "to": staff.user.email, "layout": issue.layout, "hero": issue.hero or FIRST_IMAGE,
+                             "hero_alt": issue.hero_alt or "", "digest_post": "", **(values or {})}
     context["errors"] = errors or {}
     return page(request, staff, "staff/issues/overview.html", status, flash=flash, flash_error=bool(flash),
                 test_limit=settings.test_send_limit, **context)

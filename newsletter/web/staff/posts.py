@@ -254,7 +254,7 @@ def poll_one(request: Request, feed_id: str, staff: Staff = Depends(marketing)) 
 def _post_page(request: Request, staff: Staff, loaded: tuple[Post, str | None], status: int = 200,
                values: dict[str, str] | None = None, errors: dict[str, str] | None = None) -> Response:
     post, feed_name = loaded
-    shown = values or {"title": post.title, "excerpt": post.excerpt}
+    shown = values or {"title": post.title, "excerpt": post.excerpt, "url": post.canonical_url or ""}
     return page(request, staff, "staff/posts/post.html", status, post=post, values=shown, errors=errors or {},
                 feed_name=feed_name)
 
@@ -275,23 +275,29 @@ def post_email(request: Request, post_id: str, staff: Staff = Depends(marketing)
 
 
 @router.post(POSTS + "/{post_id}/edit")
-def edit_post(request: Request, post_id: str, title: str = Form(""), excerpt: str = Form(""),
+def edit_post(request: Request, post_id: str, title: str = Form(""), excerpt: str = Form(""), url: str = Form(""),
               staff: Staff = Depends(marketing)) -> Response:
     loaded = _loaded_post(request, post_id)
     post = loaded[0]
-    values = {"title": title, "excerpt": excerpt}
+    values = {"title": title, "excerpt": excerpt, "url": url}
     errors: dict[str, str] = {}
     if not title.strip():
         errors["title"] = "Give the post a title."
     else:
         _own_words(title, excerpt, errors)
+    if url.strip():
+        try:
+            post_service.given_url(url, "The address")
+        except InputError as exc:
+            errors["url"] = str(exc)[:1].upper() + str(exc)[1:] + "."
     if not errors:
         try:
             with request.app.state.db.session() as session:
+                what = "title and excerpt" if (url.strip() or None) == post.canonical_url else "title, excerpt and address"
                 drafts = issue_service.edit_post(session, request.app.state.settings, post.id, title=title,
-                                                 excerpt=excerpt, labels=("The title", "The excerpt"))
+                                                 excerpt=excerpt, labels=("The title", "The excerpt"), url=url)
                 audit.record(session, staff.user, AuditAction.POST_EDITED, target=f"post {post.id}",
-                             detail=f"title and excerpt; {len(drafts)} unsent issue(s) compiled again")
+                             detail=f"{what}; {len(drafts)} unsent issue(s) compiled again")
         except InputError as exc:
             errors["title"] = str(exc)
     if errors:
