@@ -7,8 +7,12 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
+from newsletter.compose.compile import content_for_post
+from newsletter.compose.layouts import DIGEST, FULL, TEASER, card_of
+from newsletter.compose.layouts import LAYOUTS as ALL_LAYOUTS
 from newsletter.compose.render import CompiledEmail, EmailContent, render_email
 from newsletter.config import Settings
 from newsletter.posts.blocks import ParsedPost, reading_minutes
@@ -18,11 +22,6 @@ from tests.conftest import SAMPLE_POST
 
 IMAGE_HOST = "https://images.example.org"
 
-# Every layout an issue can be compiled in, each as a way to compile content in it. Today there is one
-# (the whole post); a new layout is added here and every look test (SpamAssassin, screenshots) covers it.
-LAYOUTS: dict[str, Callable[[EmailContent, Settings], CompiledEmail]] = {
-    "full": render_email,
-}
 
 HTML_POST = f"""<!doctype html>
 <html lang="en"><head><title>Walking Through Winter · Clinic blog</title></head>
@@ -42,24 +41,51 @@ See our <a href="https://clinic.example.org/guides/winter">winter guide</a> for 
 </article></body></html>"""
 
 
-def _post_content(post: ParsedPost) -> EmailContent:
-    return EmailContent(subject="This month: small steps outside", preheader="Three easy ways to keep walking "
-                        "this month, whatever the weather.", title=post.title,
-                        blocks=[b.to_dict() for b in post.blocks], published_at=post.published_at,
-                        reading_minutes=reading_minutes(post.blocks))
+SUBJECT = "This month: small steps outside"
+PREHEADER = "Three easy ways to keep walking this month, whatever the weather."
 
 
-def text_post() -> EmailContent:
+def _stored(post: ParsedPost, url: str) -> SimpleNamespace:
+    """The post as a layout reads a stored one (``newsletter.compose.layouts.PostLike``), with an
+    address on the clinic's site so the teaser and the digest have somewhere to link."""
+    return SimpleNamespace(title=post.title, excerpt=post.excerpt, blocks=[b.to_dict() for b in post.blocks],
+                           canonical_url=url, source_url=None, published_at=post.published_at,
+                           reading_minutes=reading_minutes(post.blocks))
+
+
+def text_post() -> SimpleNamespace:
     """The project's seed-shaped sample post (the shape the clinic's blog posts arrive in)."""
-    return _post_content(parse_text(SAMPLE_POST.read_text(encoding="utf-8"), source_name=SAMPLE_POST.name))
+    parsed = parse_text(SAMPLE_POST.read_text(encoding="utf-8"), source_name=SAMPLE_POST.name)
+    return _stored(parsed, "https://clinic.example.org/blog/small-steps")
 
 
-def html_post() -> EmailContent:
+def html_post() -> SimpleNamespace:
     """An HTML post with two images, a caption, a link, a quote and a list."""
-    return _post_content(parse_html(HTML_POST, source_name="winter.html", base_url="https://clinic.example.org/"))
+    parsed = parse_html(HTML_POST, source_name="winter.html", base_url="https://clinic.example.org/")
+    return _stored(parsed, "https://clinic.example.org/blog/winter")
 
 
-POSTS: dict[str, Callable[[], EmailContent]] = {"text": text_post, "html": html_post}
+POSTS: dict[str, Callable[[], SimpleNamespace]] = {"text": text_post, "html": html_post}
+
+
+def _single(layout: str) -> Callable[[SimpleNamespace, Settings], CompiledEmail]:
+    return lambda post, settings: render_email(content_for_post(post, SUBJECT, PREHEADER, layout=layout), settings)
+
+
+def _digest(post: SimpleNamespace, settings: Settings) -> CompiledEmail:
+    """A three-post digest: ``post``, then each sample post (a clinic's digest may repeat none, but
+    the layout does not care)."""
+    posts = [post, *(make() for make in POSTS.values())]
+    content = EmailContent(subject=SUBJECT, preheader=PREHEADER, title=SUBJECT, blocks=[], layout=DIGEST,
+                           cards=[card_of(p) for p in posts], top_link=True)
+    return render_email(content, settings)
+
+
+# Every layout an issue can be compiled in (newsletter.compose.layouts.LAYOUTS), each as a way to
+# compile a post in it as an issue would be: every look test (SpamAssassin, screenshots) covers each.
+LAYOUTS: dict[str, Callable[[SimpleNamespace, Settings], CompiledEmail]] = {
+    FULL: _single(FULL), TEASER: _single(TEASER), DIGEST: _digest}
+assert set(LAYOUTS) == set(ALL_LAYOUTS), "a layout the code offers is missing from the look tests"
 
 
 def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:

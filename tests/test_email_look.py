@@ -15,7 +15,8 @@ from newsletter.compose.render import render_email
 from newsletter.config import Settings
 from newsletter.urls import recipient_values, unsubscribe_mailto
 from tests.emailkit import content
-from tests.lookkit import html_post, text_post
+from newsletter.compose.layouts import DIGEST, FULL, TEASER
+from tests.lookkit import LAYOUTS, html_post, text_post
 
 INVISIBLE = set("\u034f\u200c\u00a0")
 
@@ -31,7 +32,7 @@ def _preheader_div(doc: lxml_html.HtmlElement, text: str) -> lxml_html.HtmlEleme
 
 def test_preheader_is_hidden_without_colour_tricks(settings: Settings) -> None:
     doc = lxml_html.document_fromstring(render_email(content(), settings).html)
-    style = _preheader_div(doc, "A few easy habits to start this week.")
+    style = _preheader_div(doc, content().preheader)
     declared = _style(style)
     assert declared["display"] == "none" and declared["max-height"] == "0"
     assert declared["overflow"] == "hidden" and declared["mso-hide"] == "all"
@@ -44,7 +45,7 @@ def test_preview_stops_after_the_preheader(settings: Settings) -> None:
     filler for longer than any preview, never "View in your browser" or the clinic's name."""
     doc = lxml_html.document_fromstring(render_email(content(), settings).html)
     body_text = doc.find("body").text_content().lstrip()
-    preheader = "A few easy habits to start this week."
+    preheader = content().preheader
     assert body_text.startswith(preheader)
     after = body_text[len(preheader):]
     filler = len(after) - len(after.lstrip("".join(INVISIBLE)))
@@ -69,28 +70,40 @@ def test_text_part_has_no_filler(settings: Settings) -> None:
     assert html.count("&#847;&zwnj;&nbsp;") == FILLER_UNITS
 
 
-@pytest.mark.parametrize("make", [text_post, html_post], ids=["text post", "html post"])
-def test_every_element_carries_its_style_inline(settings: Settings, make) -> None:
-    """Clients that drop <head> styles still draw headings, quotes, lists, links and the button."""
-    doc = lxml_html.document_fromstring(render_email(make(), settings).html)
-    accent = settings.accent_colour
+def _all_inline(doc: lxml_html.HtmlElement) -> None:
     for tag in ("h1", "h2", "p", "blockquote", "ul", "ol", "li", "a", "sup"):
         for el in doc.iter(tag):
             if tag == "p" and el.getparent().tag == "td":  # MJML's own divider line
                 continue
+            if tag == "a" and not (el.text or "").strip() and [c.tag for c in el] == ["img"]:
+                continue  # a linked image: nothing of it is text to colour
             assert el.get("style"), f"<{tag}> without an inline style: {lxml_html.tostring(el)[:120]!r}"
+
+
+@pytest.mark.parametrize("layout", [TEASER, DIGEST])
+def test_the_teaser_and_digest_parts_carry_their_styles_inline(settings: Settings, layout: str) -> None:
+    _all_inline(lxml_html.document_fromstring(LAYOUTS[layout](html_post(), settings).html))
+
+
+@pytest.mark.parametrize("make", [text_post, html_post], ids=["text post", "html post"])
+def test_every_element_carries_its_style_inline(settings: Settings, make) -> None:
+    """Clients that drop <head> styles still draw headings, quotes, lists, links and the button."""
+    doc = lxml_html.document_fromstring(LAYOUTS[FULL](make(), settings).html)
+    accent = settings.accent_colour
+    _all_inline(doc)
     h1 = _style(next(doc.iter("h1")))
     assert h1["font-size"] == "28px" and h1["color"] == LIGHT["heading"]
     quotes = list(doc.iter("blockquote"))
     assert quotes, "both samples hold a quote"
     quote = _style(quotes[0])
     assert quote["border-left"] == f"4px solid {accent}" and quote["font-style"] == "italic"
-    colours = {a.text_content().strip(): _style(a).get("color") for a in doc.iter("a")}
+    colours = {a.text_content().strip(): _style(a).get("color") for a in doc.iter("a") if a.text_content().strip()}
     assert set(colours.values()) <= {accent, LIGHT["muted"], LIGHT["on_accent"]}, colours
     assert colours["Unsubscribe"] == accent and colours["View in your browser"] in (accent, LIGHT["muted"])
     if make is html_post:
         assert colours["winter guide"] == accent
-    button = next(a for a in doc.iter("a") if a.text_content().strip() == "Book a consultation")
+    # The button (the same link also stands as text near the top: the last one is the button).
+    button = [a for a in doc.iter("a") if a.text_content().strip() == "Book a consultation"][-1]
     assert "background" in _style(button) and _style(button)["color"] == LIGHT["on_accent"]
 
 

@@ -162,7 +162,7 @@ def test_a_marker_without_its_reference_or_inside_a_link_stays_as_it_is(settings
                                      " and note<sup>7</sup>."),
         Block(type="references", items=["First source", "Second source"]),
     ])
-    html = email_of(post, settings)
+    html = re.sub(r' style="[^"]*"', "", email_of(post, settings))  # the markup, whatever its inline look
     assert '<sup><a href="#ref-1">1</a>,<a href="#ref-2">2</a></sup>' in html
     assert "this<sup>1</sup></a>" in html and "note<sup>7</sup>" in html
     assert re.findall(r'<li id="(ref-\d+)">', html) == ["ref-1", "ref-2"]
