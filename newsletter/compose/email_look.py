@@ -48,6 +48,11 @@ MIN_CONTRAST = 4.5  # WCAG AA for body text
 FILLER_UNIT = "&#847;&zwnj;&nbsp;"
 FILLER_UNITS = 90
 PREHEADER_STYLE = "display:none;max-height:0;max-width:0;overflow:hidden;mso-hide:all;"
+# The email is 640 px wide with 28 px gutters. An image in a padded column is given its width
+# (640 - 2 × 28): mjml-python would size it to the whole 640 px where the official compiler takes the
+# padding off, and both must draw the same email.
+BODY_WIDTH, GUTTER = 640, 28
+IMAGE_WIDTH = f"{BODY_WIDTH - 2 * GUTTER}px"
 
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -103,6 +108,7 @@ class EmailLook:
     outlook_css: Markup = Markup("")
     filler: Markup = Markup("")
     preheader_style: str = PREHEADER_STYLE
+    image_width: str = IMAGE_WIDTH
 
 
 def _inline_css(accent: str) -> dict[str, str]:
