@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from subscribers.errors import InputError, NotFound
+from subscribers.languages import check_language
 from subscribers.models import Contact, ContactTag, Subscription
 from subscribers.names import clean_name
 from subscribers.suppression import address_hash
@@ -124,6 +125,7 @@ def upsert_contact(
     timezone: str | None = None,
     custom_fields: dict[str, Any] | None = None,
     tags: list[str] | None = None,
+    language: str | None = None,
 ) -> ContactChange:
     """Create the contact or fill in what is new. Values given replace stored ones; tags are added.
     Everything is checked before anything is written (nothing half stored). A new contact's address
@@ -132,6 +134,7 @@ def upsert_contact(
         raise InputError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
     address = normalise_email(email)
     zone = check_timezone(timezone) if timezone else None
+    spoken = check_language(language) if language else None
     name = clean_name(name)
     new_tags = {clean_tag(t) for t in tags or ()}
     contact = find_contact(session, address)
@@ -151,6 +154,8 @@ def upsert_contact(
         contact.name, changed = name, True
     if zone and contact.timezone != zone:
         contact.timezone, changed = zone, True
+    if spoken and contact.language != spoken:
+        contact.language, changed = spoken, True
     if custom_fields:
         merged = {**(contact.custom_fields or {}), **custom_fields}
         if merged != contact.custom_fields:

@@ -34,6 +34,8 @@ class Contact(Base):
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64))
+    # A language subtag we speak (subscribers.languages), or None: the newsletter's own language.
+    language: Mapped[str | None] = mapped_column(String(8))
     custom_fields: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     status: Mapped[str] = mapped_column(String(20), default=ContactStatus.ACTIVE)  # a ContactStatus
     source: Mapped[str] = mapped_column(String(20))  # form | import | api | admin | lead
