@@ -334,3 +334,33 @@ def test_bad_automation_settings_are_refused_naming_each_field(settings: Setting
     assert "error" in cli("feeds", "automate", "9", "--mode", "send", code=1)
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(AutomationIssue)) == 0
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_the_migration_goes_down_and_up_again(settings: Settings, dialect: str) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from newsletter.database import alembic_config, current_revision, head_revision
+
+    def round_trip(db: Database) -> None:
+        upgrade(db.engine)
+        with db.session() as s:
+            post_service.add_feed(s, "https://clinic.example/feed")
+        command.downgrade(alembic_config(db.engine), "0023")
+        assert "automations" not in inspect(db.engine).get_table_names()
+        assert "failing_since" not in {c["name"] for c in inspect(db.engine).get_columns("feeds")}
+        upgrade(db.engine)
+        assert current_revision(db.engine) == head_revision(db.engine)
+        with db.session() as s:
+            assert [f.consecutive_failures for f in post_service.list_feeds(s)] == [0]
+
+    if dialect == "sqlite":
+        round_trip(Database.from_settings(settings))
+        return
+    with postgres_schema() as url:
+        db = Database(url)
+        try:
+            round_trip(db)
+        finally:
+            db.engine.dispose()
