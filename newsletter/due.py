@@ -27,12 +27,14 @@ class Round:
 
     def busy(self) -> bool:
         i, s = self.issues, self.sequences
-        return self.automations.busy() or bool(i.started or i.finished or i.requeued or i.held_unknown or s.enrolled or s.exited or s.queued
-                    or s.skipped or s.postponed or s.completed)
+        return self.automations.busy() or bool(
+            i.started or i.finished or i.requeued or i.held_unknown or s.enrolled or s.exited or s.queued
+            or s.skipped or s.postponed or s.completed)
 
     def summary(self) -> str:
         i, s = self.issues, self.sequences
-        return ((f"{self.automations.summary()}; " if self.automations.busy() else "") + f"issues started {i.started or 'none'}, finished {i.finished or 'none'}, requeued {i.requeued}, "
+        made = f"{self.automations.summary()}; " if self.automations.busy() else ""
+        return (f"{made}issues started {i.started or 'none'}, finished {i.finished or 'none'}, requeued {i.requeued}, "
                 f"held unknown {i.held_unknown}; sequences: enrolled {s.enrolled}, exited {s.exited}, "
                 f"steps queued {s.queued}, skipped {s.skipped}, postponed {s.postponed}, completed {s.completed}")
 

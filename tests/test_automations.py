@@ -364,3 +364,23 @@ def test_the_migration_goes_down_and_up_again(settings: Settings, dialect: str) 
             round_trip(db)
         finally:
             db.engine.dispose()
+
+
+def test_an_issue_the_preflight_stops_is_left_as_a_draft_and_staff_are_told(loopback_allowed: Settings,
+                                                                            db: Database, site: Site) -> None:
+    """A teaser needs the post's address; a feed entry without a link gives none: the issue is made
+    once, stays a draft with the reason, and is not tried again each round."""
+    add_audience(db, 1, zones=ZONES[:1])
+    feed = ('<?xml version="1.0"?><rss version="2.0"><channel><title>Blog</title><item><guid isPermaLink="false">x1</guid>'
+            f"<title>Quiet mornings</title><pubDate>{format_datetime(at(2, 9))}</pubDate><description>Three small "
+            "habits for a calmer start to the day, tried by our team.</description></item></channel></rss>")
+    cli("feeds", "add", site.add("/feed", feed, "application/rss+xml"))
+    cli("feeds", "automate", "1", "--mode", "send", "--layout", "teaser", "--start", "2027-01-01 00:00")
+    tick(at(3))
+    tick(at(4))
+    [issue] = issues_of(db)
+    assert (issue.status, issue.scheduled_at) == (IssueStatus.DRAFT, None)
+    [row] = json.loads(cli("feeds", "list", "--json"))
+    assert row["last_problem"].startswith("left as a draft: the preflight failed")
+    with db.session() as s:
+        assert any("left as a draft" in n.text for n in needs_attention(s, at(4)))

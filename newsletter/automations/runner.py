@@ -117,7 +117,9 @@ def _make(session: Session, settings: Settings, automation: Automation, now: dat
             except InputError as exc:
                 row.note = f"no issue made: {exc}"
                 report.problems.append(f"automation {automation.id}: {row.note}")
-                log.warning("automation %s: %s", automation.id, row.note)
+                # The reason may quote a post's words: staff read it in the app, the log only learns that.
+                log.warning("automation %s: post %s made no issue (the feeds page says why)", automation.id,
+                            posts[0].id)
                 return
             report.made.append(issue.id)
             if automation.mode in (REVIEW, SEND):
@@ -152,7 +154,7 @@ def _schedule(session: Session, settings: Settings, automation: Automation, issu
     except InputError as exc:
         row.note = f"left as a draft: {exc}"
         report.problems.append(f"automation {automation.id}: issue {issue.id} {row.note}")
-        log.warning("automation %s: issue %s %s", automation.id, issue.id, row.note)
+        log.warning("automation %s: issue %s left as a draft (the feeds page says why)", automation.id, issue.id)
         return False
     report.scheduled.append(issue.id)
     return True
