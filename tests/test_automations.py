@@ -224,12 +224,13 @@ def test_two_schedulers_and_a_restart_make_one_issue_per_post(loopback_allowed: 
             post_service.poll_all(db, loopback_allowed, at(6))
             barrier = threading.Barrier(2)
             errors: list[BaseException] = []
+            made: list[int] = []
 
             def one_round() -> None:
                 try:
                     with db.session() as s:
                         barrier.wait(10)
-                        run_round(s, loopback_allowed, at(6))
+                        made.extend(run_round(s, loopback_allowed, at(6)).automations.made)
                 except BaseException as exc:  # noqa: BLE001 - reported below
                     errors.append(exc)
 
@@ -239,9 +240,10 @@ def test_two_schedulers_and_a_restart_make_one_issue_per_post(loopback_allowed: 
             for t in threads:
                 t.join(60)
             assert not errors
+            assert len(made) == 3  # between them the two rounds made each issue once
             restarted = Database(url)
             with restarted.session() as s:
-                run_round(s, loopback_allowed, at(6, 13))
+                assert run_round(s, loopback_allowed, at(6, 13)).automations.made == []
             restarted.engine.dispose()
             with db.session() as s:
                 issues = list(s.scalars(select(Issue).order_by(Issue.id)))
@@ -384,3 +386,24 @@ def test_an_issue_the_preflight_stops_is_left_as_a_draft_and_staff_are_told(loop
     assert row["last_problem"].startswith("left as a draft: the preflight failed")
     with db.session() as s:
         assert any("left as a draft" in n.text for n in needs_attention(s, at(4)))
+
+
+def test_a_round_working_from_a_stale_view_is_stopped_by_the_unique_key(any_db: Database, site: Site) -> None:
+    """What a second scheduler that read the posts before the first committed would do: make the
+    issue of a post already made. The database's unique key refuses it; nothing else changes."""
+    from newsletter.automations import runner
+    from newsletter.models import Automation, Post
+
+    db = any_db
+    url = site.add("/feed", rss(("a", "Morning light", at(2, 9))), "application/rss+xml")
+    cli("feeds", "add", url)
+    cli("feeds", "automate", "1", "--mode", "send", "--start", "2027-01-01 00:00")
+    tick(at(3))
+    settings = get_settings()
+    with db.session() as s:
+        report = runner.AutomationReport()
+        automation = s.scalar(select(Automation))
+        post = s.scalar(select(Post).where(Post.title == "Morning light"))
+        runner._make(s, settings, automation, at(3), report, posts=[post])
+        assert report.made == [] and report.scheduled == []
+    assert len(issues_of(db)) == 1
