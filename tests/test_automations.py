@@ -407,3 +407,36 @@ def test_a_round_working_from_a_stale_view_is_stopped_by_the_unique_key(any_db: 
         runner._make(s, settings, automation, at(3), report, posts=[post])
         assert report.made == [] and report.scheduled == []
     assert len(issues_of(db)) == 1
+
+
+def test_a_monthly_digest_goes_on_the_first_such_weekday(loopback_allowed: Settings, db: Database,
+                                                         site: Site) -> None:
+    add_audience(db, 1, zones=ZONES[:1])
+    url = site.add("/feed", rss(("m1", "Winter light", at(10, 9)), ("m2", "Rest days", at(20, 9))),
+                   "application/rss+xml")
+    cli("feeds", "add", url)
+    cli("digests", "automate", "--mode", "review", "--every", "month", "--slot", "mon 08:00",
+        "--start", "2027-01-01 00:00", "--subject-template", "{newsletter}: {count} posts this month")
+    tick(at(25))
+    assert issues_of(db) == []
+    tick(at(31))  # Monday 1 February is the month's first Monday
+    [digest] = issues_of(db)
+    assert (digest.local_send_time, digest.status) == ("2027-02-01T08:00", IssueStatus.AWAITING_APPROVAL)
+    assert digest.subject.endswith(": 2 posts this month")
+    [row] = json.loads(cli("digests", "list", "--json"))
+    assert (row["every"], row["awaiting_approval"]) == ("month", [digest.id])
+
+
+def test_a_slot_follows_each_contacts_clock_across_a_daylight_saving_change(loopback_allowed: Settings,
+                                                                            db: Database, site: Site) -> None:
+    """Tuesday 16 March 2027: Los Angeles is already on summer time (09:00 is 16:00 UTC), Madrid not
+    yet (09:00 is 08:00 UTC)."""
+    add_audience(db, 2, zones=ZONES)
+    cli("feeds", "add", site.add("/feed", rss(("s1", "Spring walks", at(12, 9, 3))), "application/rss+xml"))
+    cli("feeds", "automate", "1", "--mode", "send", "--slot", "tue 09:00", "--start", "2027-03-01 00:00")
+    tick(at(13, 12, 3))
+    [issue] = issues_of(db)
+    tick(datetime(2027, 3, 16, 15, 30, tzinfo=UTC))
+    assert sent_to(db, issue.id) == 1
+    tick(datetime(2027, 3, 16, 16, 30, tzinfo=UTC))
+    assert sent_to(db, issue.id) == 2
