@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from email.utils import format_datetime
 
 import pytest
@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from newsletter import issues as issue_service
 from newsletter.automations import slots, wording
-from newsletter.automations.runner import run_automations
 from newsletter.automations.status import needs_attention
 from newsletter.cli import app
 from newsletter.compose.preflight import blocking
