@@ -3,8 +3,8 @@
 APScheduler's job store is memory only and never shared; the durable truth is in our tables. Only
 one scheduler acts at a time: each round it must hold the "scheduler" lease in the database (a
 second scheduler waits as a standby and takes over when the lease lapses). Its jobs only find due
-work -- start scheduled issues, recover rows of dead workers, close finished sends, queue due
-sequence steps, poll feeds; the
+work -- make the issues automations call for (new posts, digests), start scheduled issues, recover
+rows of dead workers, close finished sends, queue due sequence steps, poll feeds; the
 sending itself is done by dispatchers (``newsletter worker``, or the one ``newsletter serve`` runs).
 
 Run it as ``newsletter scheduler`` (or ``python -m scheduler``).

@@ -35,7 +35,9 @@ from bench.staff_data import fill
 from newsletter import api_tokens
 from newsletter.config import Settings
 from newsletter.database import Database, upgrade
-from newsletter.models import Issue, Post, Sequence, SequenceStep
+from newsletter.automations import configure as automation_setup
+from newsletter.models import Feed, Issue, Post, Sequence, SequenceStep
+from newsletter.posts import service as post_service
 from newsletter.outgoing_webhooks import endpoints as webhook_endpoints
 from newsletter.outgoing_webhooks.models import WebhookEndpoint
 from newsletter.staff.models import ApiToken
@@ -79,6 +81,12 @@ def pages(app, db: Database) -> list[str]:  # noqa: ANN001
             local = app.state.settings.model_copy(update={"webhook_allow_hosts": "127.0.0.1"})
             webhook_endpoints.register(s, local, "https://127.0.0.1/crm", ["lead.created"], actor="bench")
         ids["endpoint_id"] = s.scalar(select(func.max(WebhookEndpoint.id)))
+        # A feed with an automation for its automation page (and the feeds page's automation column).
+        if not s.scalar(select(func.count()).select_from(Feed)):
+            feed, _ = post_service.add_feed(s, "https://clinic.example/feed")
+            automation_setup.set_feed_automation(s, app.state.settings, feed.id,
+                                                 automation_setup.Wanted(mode="review"), now=datetime.now(UTC))
+        ids["feed_id"] = s.scalar(select(func.max(Feed.id)))
         # The board's "more" page, deep in the biggest column (a keyset page, never an OFFSET).
         deep = s.scalar(select(Lead.id).where(Lead.stage == "new").order_by(Lead.requested_at).limit(1))
     with db.session() as s:  # the heaviest page: a sent issue's results, computed live

@@ -28,6 +28,9 @@ class Feed(Base):
     last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Since when its polls fail, and how many in a row (0 and None once a poll succeeds): staff see it.
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Post(Base):
@@ -485,6 +488,58 @@ class StepFigures(Base):
     step_id: Mapped[int] = mapped_column(ForeignKey("sequence_steps.id", ondelete="CASCADE"), primary_key=True)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     figures: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class Automation(Base):
+    """Issues made without anyone running ``issues create`` (``newsletter.automations``): a feed
+    automation makes one issue per new post of its feed; a digest automation one issue per week or
+    month from the posts since its last digest. ``mode`` says how far it goes on its own (off, draft,
+    review, send); the slot (weekdays and a time, in each contact's own time zone) says when."""
+
+    __tablename__ = "automations"
+    __table_args__ = (UniqueConstraint("feed_id", "kind", name="uq_automations_feed_kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # feed | digest
+    feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
+    mode: Mapped[str] = mapped_column(String(10))  # off | draft | review | send
+    every: Mapped[str] = mapped_column(String(10))  # post (feed automations) | week | month (digests)
+    slot_days: Mapped[str] = mapped_column(String(30))  # "tue" or "mon,thu"
+    slot_time: Mapped[str] = mapped_column(String(5))  # "09:00", each contact's wall-clock time
+    layout: Mapped[str] = mapped_column(String(10))
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="RESTRICT"))
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="RESTRICT"))
+    subject_template: Mapped[str | None] = mapped_column(String(300))
+    preheader_template: Mapped[str | None] = mapped_column(String(300))
+    # Posts published before this are never made into issues (a feed's back catalogue).
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    feed: Mapped[Feed | None] = relationship()
+
+
+class AutomationIssue(Base):
+    """What an automation made of one post (feed automations) or one period (digests, ``period``
+    the slot's date): the unique keys are the guarantee that a repeated round, a second scheduler
+    or a restart never makes a second issue. ``issue_id`` None: nothing was made (``note`` says why:
+    nothing new for a digest, or the issue could not be made)."""
+
+    __tablename__ = "automation_issues"
+    __table_args__ = (UniqueConstraint("automation_id", "post_id", name="uq_automation_issues_post"),
+                      UniqueConstraint("automation_id", "period", name="uq_automation_issues_period"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    automation_id: Mapped[int] = mapped_column(ForeignKey("automations.id", ondelete="CASCADE"))
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    period: Mapped[str | None] = mapped_column(String(10))
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"), index=True)
+    # How many slots went by while it waited for approval (review mode): staff are told.
+    missed_slots: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    issue: Mapped[Issue | None] = relationship()
 
 
 # Staff access keeps its tables beside its services; importing them here puts them on the shared

@@ -9,7 +9,7 @@ import typer
 
 from newsletter import stored_settings
 from newsletter.bootstrap import wire
-from newsletter.cli import contacts_io, sending, system  # noqa: F401 - these register commands on groups
+from newsletter.cli import automations, contacts_io, sending, system  # noqa: F401 - these register commands on groups
 from newsletter.cli.api_tokens import api_tokens_app
 from newsletter.cli.contacts import contacts_app
 from newsletter.cli.feeds import feeds_app
@@ -44,6 +44,7 @@ app.command("worker")(sending.friendly_errors(sending.worker))
 app.command("tick")(sending.friendly_errors(sending.tick))
 app.add_typer(posts_app, name="posts")
 app.add_typer(feeds_app, name="feeds")
+app.add_typer(automations.digests_app, name="digests")
 app.add_typer(issues_app, name="issues")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(segments_app, name="segments")

@@ -9,7 +9,9 @@ import typer
 from newsletter.cli.common import err, friendly_errors, open_database, out, print_rows, unit_of_work
 from newsletter.config import get_settings
 from newsletter.errors import InputError
+from newsletter.automations.status import feed_states
 from newsletter.posts import service as post_service
+from subscribers.db import utcnow
 
 feeds_app = typer.Typer(help="RSS/Atom feeds polled for new posts.", no_args_is_help=True)
 
@@ -46,18 +48,29 @@ def feeds_poll() -> None:
 @feeds_app.command("list")
 @friendly_errors
 def feeds_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List feeds, when they were last polled and the last error."""
+    """List feeds: last poll, a run of failed polls (since when, how many), and each one's automation."""
+    now = utcnow()
     with unit_of_work() as (_, session):
-        rows = [
-            {
+        rows = []
+        for state in feed_states(session, now):
+            feed, auto = state.feed, state.automation
+            rows.append({
                 "id": feed.id, "url": feed.url, "title": feed.title,
                 "last_polled_at": feed.last_polled_at.isoformat() if feed.last_polled_at else None,
                 "last_error": feed.last_error,
-            }
-            for feed in post_service.list_feeds(session)
-        ]
+                "failing_since": feed.failing_since.isoformat() if feed.failing_since else None,
+                "consecutive_failures": feed.consecutive_failures,
+                "automation": auto.automation.mode if auto else "off",
+                "slot": f"{auto.automation.slot_days} {auto.automation.slot_time}" if auto else None,
+                "next_slot": auto.next_slot.isoformat() if auto and auto.next_slot else None,
+                "awaiting_approval": [i.id for i in auto.awaiting_approval] if auto else [],
+                "drafts": [i.id for i in auto.drafts] if auto else [],
+                "last_problem": auto.last_problem if auto else None,
+            })
     print_rows(rows, as_json, {"id": "id", "url": "url", "title": "title", "last polled": "last_polled_at",
-                               "last error": "last_error"})
+                               "last error": "last_error", "failing since": "failing_since",
+                               "failures": "consecutive_failures", "automation": "automation",
+                               "next slot": "next_slot"})
 
 
 def _print_poll(result: post_service.PollResult) -> None:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from newsletter.cli.common import (EXIT_UNSETTLED, audited, err, friendly_errors, open_database, out, print_json,
@@ -17,6 +18,7 @@ from newsletter.config import get_settings
 from newsletter.due import run_round
 from newsletter.errors import InputError
 from newsletter.issues import get_issue
+from newsletter.posts import service as post_service
 from newsletter.sending import ledger, schedule
 from newsletter.sending.dispatch import Dispatcher, SendingStopped, default_worker_id, send_all
 from newsletter.sending.progress import batch_line, batch_record, describe, issue_state, settle_hint
@@ -232,6 +234,8 @@ def worker() -> None:
 def tick(
     at: Annotated[Optional[str], typer.Option(help="Act as if it were this time (ISO; UTC unless it has an offset).")] = None,
     send_too: Annotated[bool, typer.Option("--send/--no-send", help="Also send what is due.")] = True,
+    poll: Annotated[bool, typer.Option("--poll", help="Poll every feed first (the scheduler does it every "
+                                       "NEWSLETTER_FEED_POLL_MINUTES), so new posts meet their automations.")] = False,
 ) -> None:
     """One round of due work as if it were --at: start scheduled issues, recover dead workers' rows,
     queue due sequence steps, send what is due, then reconcile batches held as unknown (and send
@@ -239,6 +243,10 @@ def tick(
     settings = get_settings()
     db = open_database(settings)
     now = _at(at)
+    if poll:  # each feed fetched with no transaction open, a failing one recorded and passed over
+        for result in post_service.poll_all(db, settings, now):
+            if result.error:
+                err.print(f"[yellow]feed {result.feed.id}:[/yellow] {escape(result.error)}", highlight=False)
     with db.session() as session:
         report = run_round(session, settings, now)
     sent = None

@@ -6,6 +6,7 @@ import hashlib
 import json
 from math import ceil
 from dataclasses import dataclass, field
+from datetime import datetime
 from collections.abc import Callable
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -216,10 +217,11 @@ def fetch_feed(url: str, settings: Settings) -> RawSource | InputError:
         return exc
 
 
-def poll_feed(session: Session, feed: Feed, settings: Settings, fetched: RawSource | InputError | None = None) -> PollResult:
+def poll_feed(session: Session, feed: Feed, settings: Settings, fetched: RawSource | InputError | None = None,
+              now: datetime | None = None) -> PollResult:
     """Import every entry not seen before (from ``fetched``, else fetched now). A fetch or parse
     error is recorded on the feed, not raised, so one broken feed does not stop the others."""
-    feed.last_polled_at = utcnow()
+    feed.last_polled_at = now or utcnow()
     try:
         raw = fetched if fetched is not None else read(feed.url, settings)
         if isinstance(raw, InputError):
@@ -227,9 +229,12 @@ def poll_feed(session: Session, feed: Feed, settings: Settings, fetched: RawSour
         title, entries = parse_feed(raw.data, source_name=feed.url, url=feed.url)
     except InputError as exc:
         feed.last_error = str(exc)
+        # A run of failures is what staff need to see (one timeout is noise; a week of them is not).
+        feed.failing_since = feed.failing_since or feed.last_polled_at
+        feed.consecutive_failures = (feed.consecutive_failures or 0) + 1
         return PollResult(feed, [], 0, str(exc))
     feed.title = title or feed.title
-    feed.last_error = None
+    feed.last_error, feed.failing_since, feed.consecutive_failures = None, None, 0
     known = set(session.scalars(select(Post.feed_entry_key).where(Post.feed_id == feed.id)))
     new_posts = []
     for entry in entries:
@@ -241,14 +246,14 @@ def poll_feed(session: Session, feed: Feed, settings: Settings, fetched: RawSour
     return PollResult(feed, new_posts, len(entries))
 
 
-def poll_all(db: Database, settings: Settings) -> list[PollResult]:
+def poll_all(db: Database, settings: Settings, now: datetime | None = None) -> list[PollResult]:
     """Poll every feed: each fetched with no transaction open, then stored in a transaction of its own."""
     with db.session() as session:
         feed_ids = [feed.id for feed in list_feeds(session)]
-    return [result for feed_id in feed_ids if (result := poll_one(db, settings, feed_id)) is not None]
+    return [result for feed_id in feed_ids if (result := poll_one(db, settings, feed_id, now)) is not None]
 
 
-def poll_one(db: Database, settings: Settings, feed_id: int) -> PollResult | None:
+def poll_one(db: Database, settings: Settings, feed_id: int, now: datetime | None = None) -> PollResult | None:
     """Poll one feed: fetched with no transaction open, then stored in a transaction of its own.
     None when there is no such feed (or it was removed meanwhile)."""
     with db.session() as session:
@@ -259,7 +264,7 @@ def poll_one(db: Database, settings: Settings, feed_id: int) -> PollResult | Non
     fetched = fetch_feed(url, settings)
     with db.session() as session:
         feed = session.get(Feed, feed_id)
-        return poll_feed(session, feed, settings, fetched) if feed is not None else None
+        return poll_feed(session, feed, settings, fetched, now) if feed is not None else None
 
 
 # Sources given by URL (the staff app's import and feed forms) ---------------------------------

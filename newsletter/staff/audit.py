@@ -74,6 +74,7 @@ class AuditAction(StrEnum):
     UNSUBSCRIBED = "unsubscribed"  # a contact taken off a list (or every list) through the API
     LEAD_ADDED = "lead_added"  # a lead made (or a lost one enquiring again) through the API
     LEAD_UPDATED = "lead_updated"  # a lead's details changed through the API
+    AUTOMATION_SET = "automation_set"  # a feed or digest automation set (mode, slot, layout, audience, templates)
 
 
 Actor = StaffUser | str  # a staff user, or CLI / another fixed label

@@ -33,6 +33,7 @@ from newsletter.web.staff import issues as staff_issues
 from newsletter.web.staff import issue_layout as staff_issue_layout
 from newsletter.web.staff import leads as staff_leads
 from newsletter.web.staff import posts as staff_posts
+from newsletter.web.staff import automations as staff_automations
 from newsletter.web.staff import settings as staff_settings
 from newsletter.web.staff import sequences as staff_sequences
 from newsletter.web.staff import issue_sending as staff_issue_sending
@@ -71,7 +72,8 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     staff_auth.install(app)
     for staff_router in (staff_signin.router, staff_home.router, staff_account.router, staff_audit.router,
                          staff_users.router, staff_settings.router, staff_webhooks.router, staff_api_tokens.router,
-                         staff_posts.router, staff_issues.router, staff_issue_layout.router, staff_issue_sending.router, staff_static.router,
+                         staff_automations.router, staff_posts.router,  # automations first: /staff/posts/{post_id} would take /digest
+                         staff_issues.router, staff_issue_layout.router, staff_issue_sending.router, staff_static.router,
                          staff_leads.router, staff_sequences.router, staff_contact_imports.router,
                          staff_segments.router,
                          staff_contacts.router):  # after contact_imports: /staff/contacts/{id} would take /import

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from newsletter.automations.status import needs_attention
 from newsletter.reports import charts, dashboard
 from newsletter.staff.roles import Area, may
 from newsletter.web.staff.auth import Require, Staff
@@ -40,8 +41,10 @@ def home(request: Request, staff: Staff = Depends(Require(Area.HOME))) -> Respon
         weeks = dashboard.engagement_by_week(session, zone=zone, now=now) if issues_too else []
         month = dashboard.month_comparison(session, zone=zone, now=now)
         funnel = dashboard.lead_funnel(session)
+        # Drafts automations made, issues waiting for approval, feeds that keep failing.
+        notices = needs_attention(session, now) if may(staff.user.role, Area.POSTS) else []
     areas = [a for a in areas_open_to(request, staff) if a.area is not Area.HOME]
     return page(request, staff, "staff/home.html", areas=areas, issues_too=issues_too, outgoing=outgoing,
-                recent=recent, month=month, zone=zone, shown=local_time(zone),
+                recent=recent, notices=notices, month=month, zone=zone, shown=local_time(zone),
                 engagement=charts.engagement_chart(weeks) if issues_too else None,
                 funnel=charts.funnel_chart(funnel))

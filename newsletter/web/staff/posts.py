@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException
 
 from newsletter import issues as issue_service
+from newsletter.automations import status as automation_status
 from newsletter.compose.post_view import post_email_html
 from newsletter.errors import InputError, NotFound
 from newsletter.models import Feed, Post
@@ -31,6 +32,7 @@ from newsletter.staff.roles import Area
 from newsletter.urls import url_id
 from newsletter.web.staff.auth import Require, Staff
 from newsletter.web.staff.render import page, redirect
+from subscribers.db import utcnow
 
 router = APIRouter()
 POSTS = "/staff/posts"
@@ -193,8 +195,10 @@ def import_paste(request: Request, text: str = Form(""), format: str = Form("aut
 def _feeds_page(request: Request, staff: Staff, status: int = 200, url: str = "",
                 error: str | None = None) -> Response:
     with request.app.state.db.session() as session:
-        feeds: list[Feed] = post_service.list_feeds(session)
-    return page(request, staff, "staff/posts/feeds.html", status, feeds=feeds, url=url, error=error)
+        feeds = automation_status.feed_states(session, utcnow())
+        digests = automation_status.digest_states(session, utcnow())
+        return page(request, staff, "staff/posts/feeds.html", status, feeds=feeds, digests=digests, url=url,
+                    error=error)
 
 
 @router.get(FEEDS)
