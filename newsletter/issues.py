@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
@@ -21,9 +21,12 @@ from newsletter.compose.render import CompiledEmail
 from newsletter.compose.suggestions import suggest
 from newsletter.compose.layouts import FULL, check_hero, check_layout
 from newsletter.issue_layout import apply_layout, current_posts, digest_posts, hero_choice, reorder
-from newsletter.models import Issue, IssuePost, Post, SequenceStep
+from newsletter.models import EmailVersion, Issue, IssuePost, Link, Post, SequenceStep
 from newsletter.posts.service import get_post, update_post
 from newsletter.urls import TEST_TOKEN, test_values, unsubscribe_mailto
+from newsletter.versions import (compile_version, compiled_version, content_for_version, issue_language,
+                                 versions_of)
+from subscribers.languages import check_language
 from subscribers.states import RECOMPILABLE
 
 SAMPLE_RECIPIENT = ("Alex Sample", "alex.sample@example.com")
@@ -165,21 +168,84 @@ def edit_post(session: Session, settings: Settings, post_id: int, *, title: str 
     post = update_post(get_post(session, post_id), title=title, excerpt=excerpt,
                        title_label=labels[0], excerpt_label=labels[1], url=url)
     in_digest = select(IssuePost.issue_id).where(IssuePost.post_id == post.id)
-    drafts = list(session.scalars(select(Issue).where(or_(Issue.post_id == post.id, Issue.id.in_(in_digest)),
-                                                      Issue.status.in_(RECOMPILABLE))))
+    translated = select(EmailVersion.issue_id).where(EmailVersion.post_id == post.id)
+    drafts = list(session.scalars(select(Issue).where(
+        or_(Issue.post_id == post.id, Issue.id.in_(in_digest), Issue.id.in_(translated)),
+        Issue.status.in_(RECOMPILABLE))))
     for issue in drafts:
         recompile(session, issue, settings)
     return drafts
 
 
 def recompile(session: Session, issue: Issue, settings: Settings) -> CompiledEmail:
-    """Compile again from the post (after a template, brand or tracking change); only before sending."""
-    return compile_email(content_for_issue(issue), settings, tracking=issue.tracking, session=session, into=issue)
+    """Compile again from the post (after a template, brand or tracking change), and each language
+    version from its own; only before sending."""
+    compiled = compile_email(content_for_issue(issue), settings, tracking=issue.tracking, session=session,
+                             into=issue)
+    for version in versions_of(session, issue_id=issue.id):
+        compile_version(session, settings, version, content_for_version(issue, version), tracking=issue.tracking)
+    return compiled
 
 
-def preflight(issue: Issue, settings: Settings) -> list[Finding]:
-    """Check the issue's stored email: byte for byte the one the transport sends."""
-    return check_email(compiled_of(issue), settings)
+def preflight(issue: Issue, settings: Settings, session: Session | None = None) -> list[Finding]:
+    """Check the issue's stored email, byte for byte the one the transport sends, and each of its
+    language versions (their findings say which: "[es] ...")."""
+    findings = check_email(compiled_of(issue), settings)
+    session = session or Session.object_session(issue)
+    for version in versions_of(session, issue_id=issue.id) if session is not None and issue.id else ():
+        findings += [Finding(f.level, f.code, f"[{version.language}] {f.message}")
+                     for f in check_email(compiled_version(issue, version), settings)]
+    return findings
+
+
+# Language versions ---------------------------------------------------------------------------------
+
+
+def add_version(session: Session, settings: Settings, issue: Issue, *, language: str, post_id: int,
+                subject: str, preheader: str = "") -> EmailVersion:
+    """Give an unsent issue a version in ``language``, made from ``post_id`` (the translated post),
+    or replace the one it has; compiled once, now. Every value is checked before anything is stored."""
+    _check_editable(issue)
+    language = check_language(language)
+    if issue.layout == "digest":
+        raise InputError(f"issue {issue.id} is a digest: a digest has no language versions; make a digest "
+                         "of the translated posts as an issue of its own")
+    if language == issue_language(issue, settings):
+        raise InputError(f"issue {issue.id} is itself in {language!r}: a version must be in another language")
+    subject = _clean_line(subject, "subject")
+    if not subject:
+        raise InputError("the subject is empty; every version needs one")
+    preheader = _clean_line(preheader, "preheader")[:200]
+    post = get_post(session, post_id)
+    version = session.scalar(select(EmailVersion).where(EmailVersion.issue_id == issue.id,
+                                                        EmailVersion.language == language))
+    if version is None:
+        version = EmailVersion(issue_id=issue.id, language=language)
+    version.post, version.post_id, version.subject, version.preheader = post, post.id, subject, preheader
+    compile_version(session, settings, version, content_for_version(issue, version), tracking=issue.tracking)
+    return version
+
+
+def remove_version(session: Session, issue: Issue, language: str) -> bool:
+    """Remove an unsent issue's version in ``language``; False when it had none."""
+    _check_editable(issue)
+    version = session.scalar(select(EmailVersion).where(EmailVersion.issue_id == issue.id,
+                                                        EmailVersion.language == check_language(language)))
+    if version is None:
+        return False
+    session.execute(delete(Link).where(Link.version_id == version.id))  # links name their version by a plain column
+    session.delete(version)
+    session.flush()
+    return True
+
+
+def get_version(session: Session, issue: Issue, language: str) -> EmailVersion:
+    version = session.scalar(select(EmailVersion).where(EmailVersion.issue_id == issue.id,
+                                                        EmailVersion.language == check_language(language)))
+    if version is None:
+        raise NotFound(f"issue {issue.id} has no version in {language!r}; "
+                       f"'newsletter issues version {issue.id} --language ...' adds one")
+    return version
 
 
 @dataclass
@@ -189,13 +255,14 @@ class PreviewFiles:
     eml: Path
 
 
-def write_preview(issue: Issue, settings: Settings, out_dir: Path) -> PreviewFiles:
-    """issue.html, issue.txt and issue.eml exactly as a sample recipient would receive them."""
+def write_preview(issue: Issue, settings: Settings, out_dir: Path, version: EmailVersion | None = None) -> PreviewFiles:
+    """issue.html, issue.txt and issue.eml exactly as a sample recipient would receive them (of a
+    language ``version`` when given)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     name, address = SAMPLE_RECIPIENT
-    preview = preview_parts(issue, settings)
+    preview = preview_parts(version or issue, settings)
     message = build_message(
-        compiled_of(issue),
+        compiled_version(issue, version) if version else compiled_of(issue),
         to_email=address,
         to_name=name,
         values=test_values(settings, name),
@@ -215,7 +282,7 @@ class Preview:
     text: str
 
 
-def preview_parts(email: Issue | SequenceStep, settings: Settings) -> Preview:
+def preview_parts(email: Issue | SequenceStep | EmailVersion, settings: Settings) -> Preview:
     """A stored email's (an issue's or a sequence step's) HTML and text as a sample recipient gets
     them; its links work and count nothing."""
     values = test_values(settings, SAMPLE_RECIPIENT[0])

@@ -1,0 +1,186 @@
+"""Issues in the reader's language: an issue's Spanish version goes to the contacts who read Spanish,
+its own version to everyone else, each contact exactly once, through the real dispatcher and a real
+HTTP server speaking SendGrid's API; the batches record which version they carried, so the results
+split by language."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import datetime, timezone
+
+import pytest
+from alembic import command
+from sqlalchemy import inspect, select
+
+from newsletter import issues as issue_service
+from newsletter.config import Settings
+from newsletter.database import Database, alembic_config, upgrade
+from newsletter.errors import InputError, NotFound
+from newsletter.models import Delivery, EmailVersion, Issue, Link, SendBatch
+from newsletter.posts.blocks import Block, ParsedPost
+from newsletter.posts.service import store_post
+from newsletter.sending import ledger, schedule
+from newsletter.sending.dispatch import Dispatcher
+from newsletter.transports import get_transport
+from subscribers.contacts import upsert_contact
+from subscribers.lists import ensure_list
+from subscribers.models import Contact, Subscription
+from tests.sendgrid_fake import FakeSendGrid
+from tests.sendkit import add_audience, make_issue
+from tests.test_sending_sendgrid import sendgrid_settings
+
+SPANISH_SUBJECT = "Pequeños pasos para días más estables"
+
+
+def spanish_post(db: Database, translation_of: int | None = None) -> int:
+    with db.session() as s:
+        post = store_post(s, ParsedPost(title="Pequeños pasos", blocks=[Block(
+            "paragraph", html='Camine un poco cada día: <a href="https://example.org/es/caminar">una guía</a>.')]),
+            language="es", translation_of=translation_of).post
+        return post.id
+
+
+def add_spanish_version(db: Database, settings: Settings, issue_id: int) -> None:
+    with db.session() as s:
+        original = s.get(Issue, issue_id).post_id
+    post_id = spanish_post(db, original)
+    with db.session() as s:
+        issue_service.add_version(s, settings, s.get(Issue, issue_id), language="es", post_id=post_id,
+                                  subject=SPANISH_SUBJECT, preheader="Hábitos para la semana")
+
+
+def readers_of(db: Database, languages: dict[str, str | None]) -> None:
+    """Confirmed subscribers with the given languages (None: never said)."""
+    with db.session() as s:
+        newsletter = ensure_list(s, "newsletter")
+        for address, language in languages.items():
+            contact = upsert_contact(s, address, default_timezone="UTC", source="import", language=language).contact
+            s.add(Subscription(contact_id=contact.id, list_id=newsletter.id, status="confirmed", frequency="every",
+                               confirmation_sends=0))
+
+
+def send(db: Database, settings: Settings, issue_id: int) -> None:
+    with db.session() as s:
+        schedule.start_now(s, settings, s.get(Issue, issue_id), datetime.now(timezone.utc))
+    Dispatcher(settings, db, get_transport(settings)).run_until_idle()
+
+
+def html_to(fake: FakeSendGrid) -> dict[str, str]:
+    """Each recipient's address -> the HTML of the request that carried it."""
+    out = {}
+    for request in fake.requests:
+        html = next(c["value"] for c in request.body["content"] if c["type"] == "text/html")
+        for personalization in request.body["personalizations"]:
+            for to in personalization["to"]:
+                out[to["email"]] = html
+    return out
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_db(request: pytest.FixtureRequest, db: Database) -> Database:
+    return db if request.param == "sqlite" else request.getfixturevalue("postgres_db")
+
+
+def test_a_spanish_reader_gets_the_spanish_version_and_everyone_else_the_issues_own(
+        any_db: Database, settings: Settings, fake_sendgrid: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = sendgrid_settings(settings, fake_sendgrid, monkeypatch)
+    issue_id = make_issue(any_db, settings)
+    add_spanish_version(any_db, settings, issue_id)
+    readers_of(any_db, {"lucia@example.org": "es", "mateo@example.org": "es-MX", "ann@example.org": "en",
+                        "sam@example.org": None})
+    add_audience(any_db, 30)  # bulk imported, no language: the issue's own version
+    send(any_db, settings, issue_id)
+
+    received = Counter(d.to for d in fake_sendgrid.deliveries)
+    assert len(received) == 34 and set(received.values()) == {1}  # exactly once each, whatever the language
+    subjects = {d.to: d.subject for d in fake_sendgrid.deliveries}
+    assert subjects["lucia@example.org"] == subjects["mateo@example.org"] == SPANISH_SUBJECT
+    assert subjects["ann@example.org"] == subjects["sam@example.org"] == subjects["reader7@example.org"] \
+        == "Small steps for steadier days"
+    html = html_to(fake_sendgrid)
+    assert '<html lang="es"' in html["lucia@example.org"] and "Camine un poco" in html["lucia@example.org"]
+    assert '<html lang="en"' in html["sam@example.org"] and "Walk a little" in html["sam@example.org"]
+    # One content per request: no request mixes the versions.
+    for request in fake_sendgrid.requests:
+        got = {subjects[to["email"]] for p in request.body["personalizations"] for to in p["to"]}
+        assert len(got) == 1
+    with any_db.session() as s:
+        assert ledger.status_counts(s, issue_id) == {"submitted": 34}
+        assert s.get(Issue, issue_id).status == "sent"
+        carried = Counter(s.scalars(select(SendBatch.language).join(Delivery, Delivery.batch_id == SendBatch.id)
+                                    .where(Delivery.issue_id == issue_id)))
+    assert carried == {"es": 2, None: 32}
+    # The Spanish version's links are tracked as the issue's: clicks count for it.
+    link = re.search(r'href="[^"]*/c/[^"]*"', html["lucia@example.org"])
+    assert link is not None
+    with any_db.session() as s:
+        links = s.scalars(select(Link).where(Link.issue_id == issue_id, Link.version_id.is_not(None))).all()
+        assert {l.url for l in links} >= {"https://example.org/es/caminar"}
+
+
+def test_an_issue_without_a_spanish_version_sends_its_own_to_everyone(
+        db: Database, settings: Settings, fake_sendgrid: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = sendgrid_settings(settings, fake_sendgrid, monkeypatch)
+    issue_id = make_issue(db, settings)
+    readers_of(db, {"lucia@example.org": "es", "sam@example.org": None})
+    send(db, settings, issue_id)
+    assert {d.to: d.subject for d in fake_sendgrid.deliveries} == {
+        "lucia@example.org": "Small steps for steadier days", "sam@example.org": "Small steps for steadier days"}
+    assert len(fake_sendgrid.requests) == 1
+
+
+def test_a_version_is_checked_and_compiled_before_anything_is_stored(db: Database, settings: Settings) -> None:
+    issue_id = make_issue(db, settings)
+    post_id = spanish_post(db)
+    with db.session() as s:
+        issue = s.get(Issue, issue_id)
+        with pytest.raises(InputError, match="'fr' is not one we send in"):
+            issue_service.add_version(s, settings, issue, language="fr", post_id=post_id, subject="Bonjour")
+        with pytest.raises(InputError, match="itself in 'en'"):
+            issue_service.add_version(s, settings, issue, language="en", post_id=post_id, subject="Hello")
+        with pytest.raises(InputError, match="subject is empty"):
+            issue_service.add_version(s, settings, issue, language="es", post_id=post_id, subject="  ")
+        with pytest.raises(NotFound, match="no post 999"):
+            issue_service.add_version(s, settings, issue, language="es", post_id=999, subject="Hola")
+        assert s.scalars(select(EmailVersion)).all() == []
+        # Preflight checks every version: a health word in the Spanish subject is named as the version's,
+        # and an image without alt text in the translated post stops the issue from being sent.
+        issue_service.add_version(s, settings, issue, language="es", post_id=post_id,
+                                  subject="Un paso para la depresión")
+        assert any(f.code == "health-words-in-subject" and f.message.startswith("[es] ") and "depresión" in f.message
+                   for f in issue_service.preflight(issue, settings))
+        bare = store_post(s, ParsedPost(title="Con imagen", blocks=[
+            Block("paragraph", html="Un paseo corto."), Block("image", src="https://example.org/a.jpg", alt="")]),
+            language="es").post
+        issue_service.add_version(s, settings, issue, language="es", post_id=bare.id, subject=SPANISH_SUBJECT)
+        assert any(f.code == "image-alt-missing" and f.message.startswith("[es] ")
+                   for f in issue_service.preflight(issue, settings))
+        with pytest.raises(InputError, match="preflight failed"):
+            schedule.start_now(s, settings, issue, datetime.now(timezone.utc))
+        # Replacing the version keeps one row per language.
+        issue_service.add_version(s, settings, issue, language="es", post_id=post_id, subject=SPANISH_SUBJECT)
+        assert [v.subject for v in s.scalars(select(EmailVersion))] == [SPANISH_SUBJECT]
+        assert not [f for f in issue_service.preflight(issue, settings) if f.level == "error"]
+
+
+def _down_and_up(database: Database) -> None:
+    config = alembic_config(database.engine)
+    command.downgrade(config, "0023")
+    assert "email_versions" not in inspect(database.engine).get_table_names()
+    assert "version_id" not in {c["name"] for c in inspect(database.engine).get_columns("links")}
+    upgrade(database.engine)
+    assert "email_versions" in inspect(database.engine).get_table_names()
+    assert "language" in {c["name"] for c in inspect(database.engine).get_columns("send_batches")}
+    assert {"language", "translation_of_id"} <= {c["name"] for c in inspect(database.engine).get_columns("posts")}
+
+
+def test_the_migration_goes_down_and_up_on_sqlite(db: Database, settings: Settings) -> None:
+    add_spanish_version(db, settings, make_issue(db, settings))
+    _down_and_up(db)
+
+
+@pytest.mark.postgres
+def test_the_migration_goes_down_and_up_on_postgres(postgres_db: Database, settings: Settings) -> None:
+    add_spanish_version(postgres_db, settings, make_issue(postgres_db, settings))
+    _down_and_up(postgres_db)
