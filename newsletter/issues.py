@@ -239,6 +239,14 @@ def remove_version(session: Session, issue: Issue, language: str) -> bool:
     return True
 
 
+def version_rows(session: Session, settings: Settings, issue: Issue) -> list[dict[str, object]]:
+    """An issue's versions as rows (its own first): language, post, subject, preheader, default."""
+    own = {"language": issue_language(issue, settings), "post_id": issue.post_id, "subject": issue.subject,
+           "preheader": issue.preheader, "default": True}
+    return [own, *({"language": v.language, "post_id": v.post_id, "subject": v.subject, "preheader": v.preheader,
+                    "default": False} for v in versions_of(session, issue_id=issue.id))]
+
+
 def get_version(session: Session, issue: Issue, language: str) -> EmailVersion:
     version = session.scalar(select(EmailVersion).where(EmailVersion.issue_id == issue.id,
                                                         EmailVersion.language == check_language(language)))

@@ -5,15 +5,23 @@ split by language."""
 
 from __future__ import annotations
 
+import email
+import json
 import re
 from collections import Counter
-from datetime import datetime, timezone
+from email import policy
+from pathlib import Path
+from datetime import datetime, timedelta, timezone
 
+import httpx
 import pytest
+from pydantic import SecretStr
 from alembic import command
-from sqlalchemy import inspect, select
+from typer.testing import CliRunner
+from sqlalchemy import inspect, select, update
 
 from newsletter import issues as issue_service
+from newsletter.cli import app
 from newsletter.config import Settings
 from newsletter.database import Database, alembic_config, upgrade
 from newsletter.errors import InputError, NotFound
@@ -21,14 +29,20 @@ from newsletter.models import Delivery, EmailVersion, Issue, Link, SendBatch
 from newsletter.posts.blocks import Block, ParsedPost
 from newsletter.posts.service import store_post
 from newsletter.sending import ledger, schedule
+from newsletter.reports.by_language import issue_by_language
 from newsletter.sending.dispatch import Dispatcher
-from newsletter.transports import get_transport
+from newsletter.transports import OutboxTransport, get_transport
+from newsletter.web.bookings_webhook import signature_for
 from subscribers.contacts import upsert_contact
+from subscribers.db import utcnow
+from subscribers.leads import add_lead
 from subscribers.lists import ensure_list
 from subscribers.models import Contact, Subscription
+from tests.liveserver import LiveServer
 from tests.sendgrid_fake import FakeSendGrid
 from tests.sendkit import add_audience, make_issue
 from tests.test_sending_sendgrid import sendgrid_settings
+from tests.test_tracking import BROWSER
 
 SPANISH_SUBJECT = "Pequeños pasos para días más estables"
 
@@ -184,3 +198,85 @@ def test_the_migration_goes_down_and_up_on_sqlite(db: Database, settings: Settin
 def test_the_migration_goes_down_and_up_on_postgres(postgres_db: Database, settings: Settings) -> None:
     add_spanish_version(postgres_db, settings, make_issue(postgres_db, settings))
     _down_and_up(postgres_db)
+
+
+# The terminal: posts import --language --translation-of, issues version, preview, send, report ------
+
+runner = CliRunner()
+
+
+def run(*args: str, code: int = 0) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_the_cli_adds_a_spanish_version_sends_it_and_reports_by_language(settings: Settings, tmp_path: Path) -> None:
+    english = tmp_path / "walk.md"
+    english.write_text("# Small Steps\n\nWalk a little every day: [a walking guide](https://example.org/walk).\n")
+    spanish = tmp_path / "caminar.md"
+    spanish.write_text("# Pequeños pasos\n\nCamine un poco cada día: [una guía](https://example.org/es/caminar).\n")
+    post_id = run("posts", "import", str(english)).strip()
+    refused = runner.invoke(app, ["posts", "import", str(spanish), "--language", "fr"])
+    assert refused.exit_code != 0 and "'fr' is not one we send in" in refused.output
+    spanish_id = run("posts", "import", str(spanish), "--language", "es-MX", "--translation-of", post_id).strip()
+    shown = json.loads(run("posts", "show", spanish_id, "--json"))
+    assert shown["language"] == "es" and shown["translation_of"] == int(post_id)
+    issue_id = run("issues", "create", "--post", post_id, "--subject", "Small steps for steadier days",
+                   "--preheader", "Habits for the week, one small step at a time").splitlines()[0]
+    missing = runner.invoke(app, ["issues", "version", issue_id, "--language", "es"])
+    assert missing.exit_code != 0 and "give --post" in missing.output
+    saved = run("issues", "version", issue_id, "--language", "es", "--post", spanish_id,
+                "--subject", SPANISH_SUBJECT, "--preheader", "Hábitos para la semana, un pequeño paso a la vez")
+    assert "version in es saved" in saved and "all checks pass" in saved
+    listed = json.loads(run("issues", "versions", issue_id, "--json"))
+    assert [(v["language"], v["default"]) for v in listed] == [("en", True), ("es", False)]
+    run("issues", "preview", issue_id, "--out", str(tmp_path / "es"), "--language", "es")
+    assert '<html lang="es"' in (tmp_path / "es" / "issue.html").read_text(encoding="utf-8")
+
+    db = Database.from_settings(settings)
+    readers_of(db, {"lucia@example.org": "es", "sam@example.org": None, "ann@example.org": "en"})
+    assert "submitted 3" in run("issues", "send", issue_id)
+    sent = {m["To"].addresses[0].addr_spec: m for m in (
+        email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in settings.outbox_dir.glob("*.eml"))}
+    assert sent["lucia@example.org"]["Subject"] == SPANISH_SUBJECT
+    assert sent["sam@example.org"]["Subject"] == sent["ann@example.org"]["Subject"] == "Small steps for steadier days"
+    html = sent["lucia@example.org"].get_body(("html",)).get_content()
+    assert '<html lang="es"' in html and "Camine un poco" in html
+
+    report = json.loads(run("report", "issue", issue_id, "--by-language", "--json"))
+    assert [(r["language"], r["default"], r["sent"]) for r in report["by_language"]] == [("en", True, 2), ("es", False, 1)]
+    table = run("report", "issue", issue_id, "--by-language")
+    assert "By language version" in table
+    # Sent: a version can no longer change.
+    late = runner.invoke(app, ["issues", "version", issue_id, "--language", "es", "--remove"])
+    assert late.exit_code != 0 and "can be edited only before sending" in late.output
+
+
+def test_a_click_and_a_booking_from_the_spanish_version_count_for_it(live_server: LiveServer, db: Database) -> None:
+    """Real HTTP: the Spanish email's booking button (a first-party click URL of the version's own
+    link), then a booking through the signed webhook; the report splits them by language."""
+    settings = live_server.settings
+    issue_id = make_issue(db, settings)
+    add_spanish_version(db, settings, issue_id)
+    readers_of(db, {"lucia@example.org": "es", "sam@example.org": None})
+    with db.session() as s:
+        add_lead(s, "lucia@example.org", default_timezone="UTC", source="campaign", consent_method="form", origin="api")
+        schedule.start_now(s, settings, s.get(Issue, issue_id), utcnow())
+    Dispatcher(settings, db, OutboxTransport(live_server.outbox, settings)).run_until_idle()
+    with db.session() as s:  # read long after delivery, as a person would
+        s.execute(update(Delivery).values(submitted_at=utcnow() - timedelta(hours=1)))
+    received = {m["To"].addresses[0].addr_spec: m for m in live_server.emails()}
+    spanish = received["lucia@example.org"].get_body(("html",)).get_content()
+    button = re.search(r'href="(http[^"]+/c/[^"]+)"[^>]*>\s*Book a consultation', spanish).group(1)
+    assert httpx.get(button, headers={"User-Agent": BROWSER}, follow_redirects=False).status_code == 302
+    secret = "s3cret-for-tests"
+    live_server.app.state.settings = settings.model_copy(update={"bookings_webhook_secret": SecretStr(secret)})
+    body = json.dumps({"email": "lucia@example.org", "external_id": "cal-7"}).encode()
+    assert httpx.post(f"{live_server.url}/webhooks/bookings", content=body,
+                      headers={"X-Signature": signature_for(secret, body)}).status_code == 201
+    with db.session() as s:
+        rows = {r.language: r for r in issue_by_language(s, issue_id, "en")}
+    assert (rows["es"].sent, rows["es"].unique_opens, rows["es"].unique_clicks, rows["es"].bookings) == (1, 1, 1, 1)
+    assert (rows["en"].sent, rows["en"].unique_opens, rows["en"].unique_clicks, rows["en"].bookings) == (1, 0, 0, 0)
+    assert rows["en"].default and not rows["es"].default
