@@ -29,7 +29,10 @@ from newsletter.models import Delivery, EmailVersion, Issue, Link, SendBatch
 from newsletter.posts.blocks import Block, ParsedPost
 from newsletter.posts.service import store_post
 from newsletter.sending import ledger, schedule
+from newsletter.due import run_round
 from newsletter.reports.by_language import issue_by_language
+from newsletter.sequences.definition import parse_definition
+from newsletter.sequences.install import install
 from newsletter.sending.dispatch import Dispatcher
 from newsletter.transports import OutboxTransport, get_transport
 from newsletter.web.bookings_webhook import signature_for
@@ -280,3 +283,58 @@ def test_a_click_and_a_booking_from_the_spanish_version_count_for_it(live_server
     assert (rows["es"].sent, rows["es"].unique_opens, rows["es"].unique_clicks, rows["es"].bookings) == (1, 1, 1, 1)
     assert (rows["en"].sent, rows["en"].unique_opens, rows["en"].unique_clicks, rows["en"].bookings) == (1, 0, 0, 0)
     assert rows["en"].default and not rows["es"].default
+
+
+# Sequences: a step's translation ---------------------------------------------------------------------
+
+ALWAYS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"}
+
+
+def test_a_sequence_step_goes_out_in_the_contacts_language(settings: Settings, db: Database, tmp_path: Path) -> None:
+    definition = {"name": "Welcome", "trigger": {"type": "lead_created"}, "window": ALWAYS,
+                  "steps": [{"key": "hello", "delay": "0m", "subject": "About a first visit",
+                             "body": "Hello, and [welcome](https://example.org/welcome).",
+                             "translations": {"es": {"subject": "Sobre una primera visita",
+                                                     "preheader": "Lo que conviene saber antes de venir",
+                                                     "body": "Hola, y [bienvenida](https://example.org/es/bienvenida)."}}},
+                            {"key": "later", "delay": "1d", "subject": "Common questions", "body": "Answers."}]}
+    start = utcnow() - timedelta(days=3)
+    with db.session() as s:
+        install(s, settings, parse_definition(definition, source="test"), now=start - timedelta(minutes=1))
+        for address, language in (("lucia@example.org", "es"), ("sam@example.org", None)):
+            upsert_contact(s, address, default_timezone="UTC", source="import", language=language)
+            add_lead(s, address, default_timezone="UTC", source="campaign", consent_method="form", origin="api")
+    outbox = tmp_path / "outbox"
+    transport = OutboxTransport(outbox, settings)
+    for day in range(2):
+        moment = start + timedelta(days=day, minutes=5)
+        with db.session() as s:
+            run_round(s, settings, moment)
+        Dispatcher(settings, db, transport, clock=lambda m=moment: m).run_until_idle()
+    sent = [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in sorted(outbox.glob("*.eml"))]
+    got = sorted((m["To"].addresses[0].addr_spec, m["Subject"]) for m in sent)
+    assert got == [("lucia@example.org", "Common questions"), ("lucia@example.org", "Sobre una primera visita"),
+                   ("sam@example.org", "About a first visit"), ("sam@example.org", "Common questions")]
+    spanish = next(m for m in sent if m["Subject"] == "Sobre una primera visita").get_body(("html",)).get_content()
+    assert '<html lang="es"' in spanish and "bienvenida" in spanish
+    # Loading the definition again without the translation removes the version, and its links.
+    del definition["steps"][0]["translations"]
+    with db.session() as s:
+        install(s, settings, parse_definition(definition, source="test"), now=utcnow())
+        assert s.scalars(select(EmailVersion)).all() == []
+        assert s.scalars(select(Link).where(Link.version_id.is_not(None))).all() == []
+
+
+def test_a_translation_in_the_sequences_own_language_or_one_we_do_not_send_in_is_refused(
+        settings: Settings, db: Database) -> None:
+    step = {"key": "hello", "delay": "0m", "subject": "Hello", "body": "Hi."}
+    with pytest.raises(InputError, match=r"steps\[0\]\.translations: language 'fr' is not one we send in"):
+        parse_definition({"name": "W", "trigger": {"type": "manual"},
+                          "steps": [{**step, "translations": {"fr": {"subject": "Salut", "body": "Salut."}}}]},
+                         source="w.yaml")
+    with pytest.raises(InputError, match=r"translations\.es: a translation needs a body"):
+        parse_definition({"name": "W", "trigger": {"type": "manual"},
+                          "steps": [{**step, "translations": {"es": {"subject": "Hola"}}}]}, source="w.yaml")
+    with db.session() as s, pytest.raises(InputError, match="the sequence is itself in 'en'"):
+        install(s, settings, parse_definition({"name": "W", "trigger": {"type": "manual"}, "steps": [
+            {**step, "translations": {"en": {"subject": "Hi there", "body": "Hi."}}}]}, source="w.yaml"), now=utcnow())
