@@ -247,6 +247,27 @@ def version_rows(session: Session, settings: Settings, issue: Issue) -> list[dic
                     "default": False} for v in versions_of(session, issue_id=issue.id))]
 
 
+def version_field_errors(session: Session, settings: Settings, issue: Issue, *, language: str, post: str,
+                         subject: str, preheader: str) -> dict[str, str]:
+    """Each of a version form's problems beside its field (``version_language``, ``version_post``,
+    ``version_subject``, ``version_preheader``): the checks ``add_version`` makes, one field at a time."""
+    errors = {f"version_{name}": message for name, message in field_errors(
+        subject=subject, preheader=preheader, intro="").items()}
+    try:
+        if language == issue_language(issue, settings):
+            errors["version_language"] = f"The issue itself is in {language}; choose another language."
+        else:
+            check_language(language)
+    except InputError as exc:
+        errors["version_language"] = sentence(str(exc)) if language else "Choose the version's language."
+    number = int(post) if post.isascii() and post.isdigit() and len(post) <= 12 else None
+    if number is None:
+        errors["version_post"] = "Choose the translated post the version is made from."
+    elif session.get(Post, number) is None:
+        errors["version_post"] = f"There is no post {number}; choose one from the list."
+    return errors
+
+
 def get_version(session: Session, issue: Issue, language: str) -> EmailVersion:
     version = session.scalar(select(EmailVersion).where(EmailVersion.issue_id == issue.id,
                                                         EmailVersion.language == check_language(language)))

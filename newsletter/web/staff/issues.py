@@ -18,7 +18,7 @@ from newsletter.compose.layouts import FULL, LAYOUT_LABELS, LAYOUTS
 from newsletter.errors import InputError, NotFound
 from newsletter.issue_layout import FIRST_IMAGE, layout_choices
 from newsletter.models import Issue
-from newsletter.posts.service import get_post, list_posts
+from newsletter.posts.service import get_post, list_posts, translations_of
 from newsletter.sending import test_emails
 from newsletter.sending.progress import issue_state, issue_states
 from newsletter.urls import archive_path
@@ -27,7 +27,9 @@ from newsletter.staff.audit import AuditAction
 from newsletter.staff.roles import Area
 from newsletter.web.staff.auth import Require, Staff
 from newsletter.web.staff.render import page, redirect
+from newsletter.versions import issue_language
 from subscribers.db import utcnow
+from subscribers.languages import LANGUAGES
 
 router = APIRouter()
 ISSUES = "/staff/issues"
@@ -154,6 +156,27 @@ def create_issue(request: Request, post: str = Form(""), subject: str = Form("")
 # One issue: Overview -----------------------------------------------------------------------------------
 
 
+def _version_languages(issue: Issue, settings: Any) -> list[tuple[str, str]]:
+    own = issue_language(issue, settings)
+    return [("", "Choose a language")] + [(code, f"{name} ({code})") for code, name in LANGUAGES.items() if code != own]
+
+
+def _version_posts(session: Session, issue: Issue) -> list[tuple[str, str]]:
+    """The posts that say they translate the issue's post first, then the recent ones."""
+    translations = translations_of(session, issue.post_id)
+    listed = {p.id for p in translations}
+    rest = [p for p in list_posts(session, RECENT_POSTS) if p.id not in listed and p.id != issue.post_id]
+
+    def label(post: Any) -> str:
+        facts = [f"post {post.id}", post.language or "language not given"]
+        if post.id in listed:
+            facts.append("translates this issue's post")
+        return f"{post.title} ({', '.join(facts)})"
+
+    return [("", "Choose the translated post")] + [(str(p.id), label(p)) for p in translations + rest]
+
+
+
 def _overview(request: Request, staff: Staff, issue_id: str, status: int = 200, *, flash: str | None = None,
               values: dict[str, str] | None = None, errors: dict[str, str] | None = None) -> Response:
     settings = request.app.state.settings
@@ -172,8 +195,13 @@ def _overview(request: Request, staff: Staff, issue_id: str, status: int = 200, 
             "publishable": archive.publishable(issue),
             "archive_path": archive_path(issue.id, issue.subject) if issue.archive_published_at else None,
             "choices": layout_choices(issue, list_posts(session, RECENT_POSTS)),
+            "versions": issue_service.version_rows(session, settings, issue),
+            "version_languages": _version_languages(issue, settings),
+            "version_posts": _version_posts(session, issue),
         }
-        context["values"] = {"subject": issue.subject, "preheader": issue.preheader, "intro": issue.intro,
+        context["values"] = {"version_language": "", "version_post": "", "version_subject": "",
+                             "version_preheader": "",
+                             "subject": issue.subject, "preheader": issue.preheader, "intro": issue.intro,
                              "to": staff.user.email, "layout": issue.layout, "hero": issue.hero or FIRST_IMAGE,
                              "hero_alt": issue.hero_alt or "", "digest_post": "", **(values or {})}
     context["errors"] = errors or {}
