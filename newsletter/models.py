@@ -337,6 +337,8 @@ class TestEmail(OneOffQueue, Base):
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
     to_email: Mapped[str] = mapped_column(String(320))
     requested_by: Mapped[str] = mapped_column(String(100))  # "user 3", "cli"
+    # A test of the issue's version in this language (newsletter.versions); None: the issue's own.
+    language: Mapped[str | None] = mapped_column(String(8))
 
 
 _CONSULTATION_QUEUED = _status_is(ConfirmationStatus.QUEUED)

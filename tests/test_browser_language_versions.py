@@ -72,6 +72,16 @@ def test_staff_add_a_spanish_version_preview_it_and_read_the_results_by_language
     assert page.get_by_text("Camine un poco cada día").first.is_visible()
     page.go_back()
 
+    # A test of the Spanish version, chosen beside the addresses.
+    page.get_by_label("Version to test").select_option("es")
+    page.get_by_role("button", name="Send a test").click()
+    page.wait_for_url(re.compile(r".*#tests$"))
+    live_server.send_queued()
+    (test_copy,) = live_server.emails()
+    assert test_copy["Subject"] == "[Test] Pequeños pasos para días más estables"
+    for path in live_server.outbox.glob("*.eml"):
+        path.unlink()
+
     # Sent to a Spanish reader and two others: the Results page splits the figures by language.
     readers_of(live_server.db, {"lucia@example.org": "es", "sam@example.org": None, "ann@example.org": "en"})
     with live_server.db.session() as s:

@@ -236,6 +236,15 @@ def test_the_cli_adds_a_spanish_version_sends_it_and_reports_by_language(setting
     assert [(v["language"], v["default"]) for v in listed] == [("en", True), ("es", False)]
     run("issues", "preview", issue_id, "--out", str(tmp_path / "es"), "--language", "es")
     assert '<html lang="es"' in (tmp_path / "es" / "issue.html").read_text(encoding="utf-8")
+    # A test of the Spanish version; one of a version the issue does not have is refused.
+    assert "mia@clinic.example: sent" in run("issues", "test", issue_id, "--to", "mia@clinic.example", "--language", "es")
+    (test_copy,) = [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in settings.outbox_dir.glob("*.eml")]
+    assert test_copy["Subject"] == "[Test] " + SPANISH_SUBJECT
+    assert '<html lang="es"' in test_copy.get_body(("html",)).get_content()
+    for path in settings.outbox_dir.glob("*.eml"):
+        path.unlink()
+    none = runner.invoke(app, ["issues", "test", issue_id, "--to", "mia@clinic.example", "--language", "en"])
+    assert none.exit_code != 0 and "has no version in 'en'" in none.output
 
     db = Database.from_settings(settings)
     readers_of(db, {"lucia@example.org": "es", "sam@example.org": None, "ann@example.org": "en"})

@@ -1,5 +1,6 @@
 """email versions: an issue's or a sequence step's email in another language; posts' language and
-the post they translate; the language a batch carried; which version a tracked link belongs to
+the post they translate; the language a batch (and a test email) carried; which version a tracked
+link belongs to
 
 Revision ID: 0025
 Revises: 0023
@@ -47,6 +48,7 @@ def upgrade() -> None:
     op.add_column('posts', sa.Column('translation_of_id', sa.Integer(), nullable=True))
     op.create_index('ix_posts_translation_of_id', 'posts', ['translation_of_id'])
     op.add_column('send_batches', sa.Column('language', sa.String(length=8), nullable=True))
+    op.add_column('test_emails', sa.Column('language', sa.String(length=8), nullable=True))
     # A version's links keep their email's issue_id or step_id (clicks count for it) and are numbered
     # after its other links, so the unique positions stand. A plain column: a foreign key would rebuild
     # ``links`` on SQLite, whose drop would set every event's link_id to NULL.
@@ -58,6 +60,7 @@ def downgrade() -> None:
     op.execute("DELETE FROM links WHERE version_id IS NOT NULL")  # they go with the versions
     op.drop_index('ix_links_version_id', table_name='links')
     op.execute("ALTER TABLE links DROP COLUMN version_id")
+    op.drop_column('test_emails', 'language')
     op.drop_column('send_batches', 'language')
     op.drop_index('ix_posts_translation_of_id', table_name='posts')
     op.execute("ALTER TABLE posts DROP COLUMN translation_of_id")  # in place on both (SQLite from 3.35)

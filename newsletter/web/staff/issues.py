@@ -199,8 +199,11 @@ def _overview(request: Request, staff: Staff, issue_id: str, status: int = 200, 
             "version_languages": _version_languages(issue, settings),
             "version_posts": _version_posts(session, issue),
         }
+        context["test_versions"] = [(("" if v["default"] else v["language"]),
+                                     f"The issue's own ({v['language']})" if v["default"] else f"The {v['language']} version")
+                                    for v in context["versions"]]
         context["values"] = {"version_language": "", "version_post": "", "version_subject": "",
-                             "version_preheader": "",
+                             "version_preheader": "", "test_language": "",
                              "subject": issue.subject, "preheader": issue.preheader, "intro": issue.intro,
                              "to": staff.user.email, "layout": issue.layout, "hero": issue.hero or FIRST_IMAGE,
                              "hero_alt": issue.hero_alt or "", "digest_post": "", **(values or {})}
@@ -240,16 +243,20 @@ def preview_html(request: Request, issue_id: str, staff: Staff = Depends(marketi
 
 
 @router.post(ISSUES + "/{issue_id}/test")
-def send_test(request: Request, issue_id: str, to: str = Form(""), staff: Staff = Depends(marketing)) -> Response:
+def send_test(request: Request, issue_id: str, to: str = Form(""), test_language: str = Form(""),
+              staff: Staff = Depends(marketing)) -> Response:
     settings = request.app.state.settings
     try:
         with request.app.state.db.session() as session:
             issue = _issue(session, issue_id)
             rows = test_emails.queue_test_emails(session, settings, issue, to, requested_by=f"user {staff.user.id}",
-                                                 now=utcnow())
+                                                 now=utcnow(), language=test_language or None)
             audit.record(session, staff.user, AuditAction.SEND_TEST, target(issue), f"{len(rows)} address(es)")
+    except NotFound as exc:  # the version was removed since the page was shown
+        return _overview(request, staff, issue_id, 400, values={"to": to, "test_language": test_language},
+                         errors={"test_language": issue_service.sentence(str(exc))})
     except InputError as exc:
-        return _overview(request, staff, issue_id, 400, values={"to": to},
+        return _overview(request, staff, issue_id, 400, values={"to": to, "test_language": test_language},
                          errors={"to": issue_service.sentence(str(exc))})
     count = len(rows)
     return redirect(request, f"{ISSUES}/{issue.id}#tests",
