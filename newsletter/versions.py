@@ -22,7 +22,7 @@ from newsletter.compose.layouts import DIGEST
 from newsletter.compose.render import CompiledEmail, EmailContent, email_facts, render_email
 from newsletter.compose.tracked_links import track_links
 from newsletter.config import Settings
-from newsletter.models import EmailVersion, Issue, SequenceStep
+from newsletter.models import EmailVersion, Issue
 from subscribers.db import utcnow
 from subscribers.languages import LANGUAGES, language_of
 

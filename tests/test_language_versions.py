@@ -40,7 +40,7 @@ from subscribers.contacts import upsert_contact
 from subscribers.db import utcnow
 from subscribers.leads import add_lead
 from subscribers.lists import ensure_list
-from subscribers.models import Contact, Subscription
+from subscribers.models import Subscription
 from tests.liveserver import LiveServer
 from tests.sendgrid_fake import FakeSendGrid
 from tests.sendkit import add_audience, make_issue
@@ -347,3 +347,18 @@ def test_a_translation_in_the_sequences_own_language_or_one_we_do_not_send_in_is
     with db.session() as s, pytest.raises(InputError, match="the sequence is itself in 'en'"):
         install(s, settings, parse_definition({"name": "W", "trigger": {"type": "manual"}, "steps": [
             {**step, "translations": {"en": {"subject": "Hi there", "body": "Hi."}}}]}, source="w.yaml"), now=utcnow())
+
+
+def test_an_issue_made_from_a_spanish_post_is_itself_in_spanish(db: Database, settings: Settings) -> None:
+    """Its own version says lang="es" and is what contacts without a version in their language get;
+    an English version can then be added for the others."""
+    post_id = spanish_post(db)
+    with db.session() as s:
+        issue = issue_service.create_issue(s, settings, post_id, SPANISH_SUBJECT, "Hábitos para la semana")
+        assert '<html lang="es"' in issue.html
+        with pytest.raises(InputError, match="itself in 'es'"):
+            issue_service.add_version(s, settings, issue, language="es", post_id=post_id, subject="Hola")
+        english = store_post(s, ParsedPost(title="Small Steps", blocks=[Block("paragraph", html="Walk a little.")])).post
+        version = issue_service.add_version(s, settings, issue, language="en", post_id=english.id,
+                                            subject="Small steps for steadier days")
+        assert '<html lang="en"' in version.html

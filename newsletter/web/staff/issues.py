@@ -27,9 +27,8 @@ from newsletter.staff.audit import AuditAction
 from newsletter.staff.roles import Area
 from newsletter.web.staff.auth import Require, Staff
 from newsletter.web.staff.render import page, redirect
-from newsletter.versions import issue_language
+from newsletter.versions import issue_language, language_choices
 from subscribers.db import utcnow
-from subscribers.languages import LANGUAGES
 
 router = APIRouter()
 ISSUES = "/staff/issues"
@@ -157,8 +156,8 @@ def create_issue(request: Request, post: str = Form(""), subject: str = Form("")
 
 
 def _version_languages(issue: Issue, settings: Any) -> list[tuple[str, str]]:
-    own = issue_language(issue, settings)
-    return [("", "Choose a language")] + [(code, f"{name} ({code})") for code, name in LANGUAGES.items() if code != own]
+    choices = language_choices(exclude=[issue_language(issue, settings)])
+    return [("", "Choose a language")] + [(code, f"{name} ({code})") for code, name in choices.items()]
 
 
 def _version_posts(session: Session, issue: Issue) -> list[tuple[str, str]]:
