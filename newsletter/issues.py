@@ -217,6 +217,13 @@ def add_version(session: Session, settings: Settings, issue: Issue, *, language:
         raise InputError("the subject is empty; every version needs one")
     preheader = _clean_line(preheader, "preheader")[:200]
     post = get_post(session, post_id)
+    if post.id == issue.post_id:
+        raise InputError(f"post {post.id} is the issue's own post: choose its translation into {language!r}")
+    if post.language and post.language != language:
+        raise InputError(f"post {post.id} is in {post.language!r}: choose a post in {language!r}")
+    # A post chosen as the translation says so from now on (the next issue of it offers it first).
+    post.language = post.language or language
+    post.translation_of_id = post.translation_of_id or issue.post_id
     version = session.scalar(select(EmailVersion).where(EmailVersion.issue_id == issue.id,
                                                         EmailVersion.language == language))
     if version is None:
@@ -263,8 +270,12 @@ def version_field_errors(session: Session, settings: Settings, issue: Issue, *, 
     number = int(post) if post.isascii() and post.isdigit() and len(post) <= 12 else None
     if number is None:
         errors["version_post"] = "Choose the translated post the version is made from."
-    elif session.get(Post, number) is None:
+    elif (post_row := session.get(Post, number)) is None:
         errors["version_post"] = f"There is no post {number}; choose one from the list."
+    elif post_row.id == issue.post_id:
+        errors["version_post"] = "That is the issue's own post; choose its translation."
+    elif post_row.language and language and post_row.language != language:
+        errors["version_post"] = f"Post {number} is in {post_row.language}; choose a post in {language}."
     return errors
 
 

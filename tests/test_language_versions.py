@@ -25,7 +25,7 @@ from newsletter.cli import app
 from newsletter.config import Settings
 from newsletter.database import Database, alembic_config, upgrade
 from newsletter.errors import InputError, NotFound
-from newsletter.models import Delivery, EmailVersion, Issue, Link, SendBatch
+from newsletter.models import Delivery, EmailVersion, Issue, Link, Post, SendBatch
 from newsletter.posts.blocks import Block, ParsedPost
 from newsletter.posts.service import store_post
 from newsletter.sending import ledger, schedule
@@ -175,9 +175,17 @@ def test_a_version_is_checked_and_compiled_before_anything_is_stored(db: Databas
                    for f in issue_service.preflight(issue, settings))
         with pytest.raises(InputError, match="preflight failed"):
             schedule.start_now(s, settings, issue, datetime.now(timezone.utc))
-        # Replacing the version keeps one row per language.
+        # A post in another language, or the issue's own post, is not its translation.
+        other = store_post(s, ParsedPost(title="Another walk", blocks=[Block("paragraph", html="Walk more.")]),
+                           language="en").post
+        with pytest.raises(InputError, match=f"post {other.id} is in 'en': choose a post in 'es'"):
+            issue_service.add_version(s, settings, issue, language="es", post_id=other.id, subject="Hola")
+        with pytest.raises(InputError, match="the issue's own post"):
+            issue_service.add_version(s, settings, issue, language="es", post_id=issue.post_id, subject="Hola")
+        # Replacing the version keeps one row per language; the post chosen now says it translates the issue's.
         issue_service.add_version(s, settings, issue, language="es", post_id=post_id, subject=SPANISH_SUBJECT)
         assert [v.subject for v in s.scalars(select(EmailVersion))] == [SPANISH_SUBJECT]
+        assert s.get(Post, post_id).translation_of_id == issue.post_id
         assert not [f for f in issue_service.preflight(issue, settings) if f.level == "error"]
 
 
