@@ -82,6 +82,7 @@ def edit_layout(session: Session, settings: Settings, issue: Issue, *, layout: s
     text ("" gives the image's own back) or a digest's posts; None leaves each as it is. It is
     compiled again."""
     _check_editable(issue)
+    _check_no_versions_for_digest(session, issue, layout or issue.layout)
     posts = digest_posts(session, post_ids) if post_ids is not None else None
     new_hero = hero_choice(hero) if hero is not None else _kept_hero(issue, (posts or current_posts(issue))[0])
     apply_layout(session, issue, layout or issue.layout, posts, hero=new_hero,
@@ -94,6 +95,7 @@ def edit_digest(session: Session, settings: Settings, issue: Issue, action: str,
     """One change to a digest's posts: "add" ``post_id`` at the end, "remove" it, move it "up" or "down".
     The issue becomes a digest if it was not one."""
     _check_editable(issue)
+    _check_no_versions_for_digest(session, issue, "digest")
     added = get_post(session, post_id) if action == "add" else None
     posts = reorder(issue, post_id, action, added)
     apply_layout(session, issue, "digest", posts, hero=_kept_hero(issue, posts[0]), hero_alt=issue.hero_alt)
@@ -107,6 +109,13 @@ def _kept_hero(issue: Issue, lead: Post) -> str | None:
         return check_hero(lead, issue.hero)
     except InputError:
         return None
+
+
+def _check_no_versions_for_digest(session: Session, issue: Issue, layout: str) -> None:
+    """A digest has no language versions (each would need its own translated posts)."""
+    if layout == "digest" and versions_of(session, issue_id=issue.id):
+        raise InputError(f"issue {issue.id} has language versions, and a digest has none: remove them first "
+                         f"('newsletter issues version {issue.id} --language ... --remove')")
 
 
 def _check_editable(issue: Issue) -> None:

@@ -186,6 +186,16 @@ def test_a_version_is_checked_and_compiled_before_anything_is_stored(db: Databas
         issue_service.add_version(s, settings, issue, language="es", post_id=post_id, subject=SPANISH_SUBJECT)
         assert [v.subject for v in s.scalars(select(EmailVersion))] == [SPANISH_SUBJECT]
         assert s.get(Post, post_id).translation_of_id == issue.post_id
+        # A digest has no versions: the layout cannot become one while the issue has any.
+        with pytest.raises(InputError, match="has language versions, and a digest has none"):
+            issue_service.edit_layout(s, settings, issue, layout="digest")
+        with pytest.raises(InputError, match="has language versions, and a digest has none"):
+            issue_service.edit_digest(s, settings, issue, "add", other.id)
+        issue_service.edit_layout(s, settings, issue, layout="teaser")  # another layout: each version follows
+        assert s.scalars(select(EmailVersion)).one().html.count("Camine un poco") == 1
+        assert any(f.code == "read-url-missing" and f.message.startswith("[es] ") and "Pequeños pasos" in f.message
+                   for f in issue_service.preflight(issue, settings))
+        issue_service.edit_layout(s, settings, issue, layout="full")
         assert not [f for f in issue_service.preflight(issue, settings) if f.level == "error"]
 
 
