@@ -19,7 +19,7 @@ from newsletter.compose.preflight import CheckResult, Finding, check_email
 from newsletter.compose.preflight import checklist as preflight_checklist
 from newsletter.compose.render import CompiledEmail
 from newsletter.compose.suggestions import suggest
-from newsletter.compose.layouts import FULL, check_hero, check_layout
+from newsletter.compose.layouts import DIGEST, FULL, check_hero, check_layout
 from newsletter.issue_layout import apply_layout, current_posts, digest_posts, hero_choice, reorder
 from newsletter.models import EmailVersion, Issue, IssuePost, Link, Post, SequenceStep
 from newsletter.posts.service import get_post, update_post
@@ -95,7 +95,7 @@ def edit_digest(session: Session, settings: Settings, issue: Issue, action: str,
     """One change to a digest's posts: "add" ``post_id`` at the end, "remove" it, move it "up" or "down".
     The issue becomes a digest if it was not one."""
     _check_editable(issue)
-    _check_no_versions_for_digest(session, issue, "digest")
+    _check_no_versions_for_digest(session, issue, DIGEST)
     added = get_post(session, post_id) if action == "add" else None
     posts = reorder(issue, post_id, action, added)
     apply_layout(session, issue, "digest", posts, hero=_kept_hero(issue, posts[0]), hero_alt=issue.hero_alt)
@@ -113,7 +113,7 @@ def _kept_hero(issue: Issue, lead: Post) -> str | None:
 
 def _check_no_versions_for_digest(session: Session, issue: Issue, layout: str) -> None:
     """A digest has no language versions (each would need its own translated posts)."""
-    if layout == "digest" and versions_of(session, issue_id=issue.id):
+    if layout == DIGEST and versions_of(session, issue_id=issue.id):
         raise InputError(f"issue {issue.id} has language versions, and a digest has none: remove them first "
                          f"('newsletter issues version {issue.id} --language ... --remove')")
 
@@ -216,7 +216,7 @@ def add_version(session: Session, settings: Settings, issue: Issue, *, language:
     or replace the one it has; compiled once, now. Every value is checked before anything is stored."""
     _check_editable(issue)
     language = check_language(language)
-    if issue.layout == "digest":
+    if issue.layout == DIGEST:
         raise InputError(f"issue {issue.id} is a digest: a digest has no language versions; make a digest "
                          "of the translated posts as an issue of its own")
     if language == issue_language(issue, settings):
