@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
@@ -19,11 +19,14 @@ from newsletter.compose.preflight import CheckResult, Finding, check_email
 from newsletter.compose.preflight import checklist as preflight_checklist
 from newsletter.compose.render import CompiledEmail
 from newsletter.compose.suggestions import suggest
-from newsletter.compose.layouts import FULL, check_hero, check_layout
+from newsletter.compose.layouts import DIGEST, FULL, check_hero, check_layout
 from newsletter.issue_layout import apply_layout, current_posts, digest_posts, hero_choice, reorder
-from newsletter.models import Issue, IssuePost, Post, SequenceStep
+from newsletter.models import EmailVersion, Issue, IssuePost, Link, Post, SequenceStep
 from newsletter.posts.service import get_post, update_post
 from newsletter.urls import TEST_TOKEN, test_values, unsubscribe_mailto
+from newsletter.versions import (compile_version, compiled_version, content_for_version, issue_language,
+                                 versions_of)
+from subscribers.languages import check_language
 from subscribers.states import RECOMPILABLE
 
 SAMPLE_RECIPIENT = ("Alex Sample", "alex.sample@example.com")
@@ -79,6 +82,7 @@ def edit_layout(session: Session, settings: Settings, issue: Issue, *, layout: s
     text ("" gives the image's own back) or a digest's posts; None leaves each as it is. It is
     compiled again."""
     _check_editable(issue)
+    _check_no_versions_for_digest(session, issue, layout or issue.layout)
     posts = digest_posts(session, post_ids) if post_ids is not None else None
     new_hero = hero_choice(hero) if hero is not None else _kept_hero(issue, (posts or current_posts(issue))[0])
     apply_layout(session, issue, layout or issue.layout, posts, hero=new_hero,
@@ -91,6 +95,7 @@ def edit_digest(session: Session, settings: Settings, issue: Issue, action: str,
     """One change to a digest's posts: "add" ``post_id`` at the end, "remove" it, move it "up" or "down".
     The issue becomes a digest if it was not one."""
     _check_editable(issue)
+    _check_no_versions_for_digest(session, issue, DIGEST)
     added = get_post(session, post_id) if action == "add" else None
     posts = reorder(issue, post_id, action, added)
     apply_layout(session, issue, "digest", posts, hero=_kept_hero(issue, posts[0]), hero_alt=issue.hero_alt)
@@ -104,6 +109,13 @@ def _kept_hero(issue: Issue, lead: Post) -> str | None:
         return check_hero(lead, issue.hero)
     except InputError:
         return None
+
+
+def _check_no_versions_for_digest(session: Session, issue: Issue, layout: str) -> None:
+    """A digest has no language versions (each would need its own translated posts)."""
+    if layout == DIGEST and versions_of(session, issue_id=issue.id):
+        raise InputError(f"issue {issue.id} has language versions, and a digest has none: remove them first "
+                         f"('newsletter issues version {issue.id} --language ... --remove')")
 
 
 def _check_editable(issue: Issue) -> None:
@@ -165,21 +177,124 @@ def edit_post(session: Session, settings: Settings, post_id: int, *, title: str 
     post = update_post(get_post(session, post_id), title=title, excerpt=excerpt,
                        title_label=labels[0], excerpt_label=labels[1], url=url)
     in_digest = select(IssuePost.issue_id).where(IssuePost.post_id == post.id)
-    drafts = list(session.scalars(select(Issue).where(or_(Issue.post_id == post.id, Issue.id.in_(in_digest)),
-                                                      Issue.status.in_(RECOMPILABLE))))
+    translated = select(EmailVersion.issue_id).where(EmailVersion.post_id == post.id)
+    drafts = list(session.scalars(select(Issue).where(
+        or_(Issue.post_id == post.id, Issue.id.in_(in_digest), Issue.id.in_(translated)),
+        Issue.status.in_(RECOMPILABLE))))
     for issue in drafts:
         recompile(session, issue, settings)
     return drafts
 
 
 def recompile(session: Session, issue: Issue, settings: Settings) -> CompiledEmail:
-    """Compile again from the post (after a template, brand or tracking change); only before sending."""
-    return compile_email(content_for_issue(issue), settings, tracking=issue.tracking, session=session, into=issue)
+    """Compile again from the post (after a template, brand or tracking change), and each language
+    version from its own; only before sending."""
+    compiled = compile_email(content_for_issue(issue), settings, tracking=issue.tracking, session=session,
+                             into=issue)
+    for version in versions_of(session, issue_id=issue.id):
+        compile_version(session, settings, version, content_for_version(issue, version), tracking=issue.tracking)
+    return compiled
 
 
-def preflight(issue: Issue, settings: Settings) -> list[Finding]:
-    """Check the issue's stored email: byte for byte the one the transport sends."""
-    return check_email(compiled_of(issue), settings)
+def preflight(issue: Issue, settings: Settings, session: Session | None = None) -> list[Finding]:
+    """Check the issue's stored email, byte for byte the one the transport sends, and each of its
+    language versions (their findings say which: "[es] ...")."""
+    findings = check_email(compiled_of(issue), settings)
+    session = session or Session.object_session(issue)
+    for version in versions_of(session, issue_id=issue.id) if session is not None and issue.id else ():
+        findings += [Finding(f.level, f.code, f"[{version.language}] {f.message}")
+                     for f in check_email(compiled_version(issue, version), settings)]
+    return findings
+
+
+# Language versions ---------------------------------------------------------------------------------
+
+
+def add_version(session: Session, settings: Settings, issue: Issue, *, language: str, post_id: int,
+                subject: str, preheader: str = "") -> EmailVersion:
+    """Give an unsent issue a version in ``language``, made from ``post_id`` (the translated post),
+    or replace the one it has; compiled once, now. Every value is checked before anything is stored."""
+    _check_editable(issue)
+    language = check_language(language)
+    if issue.layout == DIGEST:
+        raise InputError(f"issue {issue.id} is a digest: a digest has no language versions; make a digest "
+                         "of the translated posts as an issue of its own")
+    if language == issue_language(issue, settings):
+        raise InputError(f"issue {issue.id} is itself in {language!r}: a version must be in another language")
+    subject = _clean_line(subject, "subject")
+    if not subject:
+        raise InputError("the subject is empty; every version needs one")
+    preheader = _clean_line(preheader, "preheader")[:200]
+    post = get_post(session, post_id)
+    if post.id == issue.post_id:
+        raise InputError(f"post {post.id} is the issue's own post: choose its translation into {language!r}")
+    if post.language and post.language != language:
+        raise InputError(f"post {post.id} is in {post.language!r}: choose a post in {language!r}")
+    # A post chosen as the translation says so from now on (the next issue of it offers it first).
+    post.language = post.language or language
+    post.translation_of_id = post.translation_of_id or issue.post_id
+    version = session.scalar(select(EmailVersion).where(EmailVersion.issue_id == issue.id,
+                                                        EmailVersion.language == language))
+    if version is None:
+        version = EmailVersion(issue_id=issue.id, language=language)
+    version.post, version.post_id, version.subject, version.preheader = post, post.id, subject, preheader
+    compile_version(session, settings, version, content_for_version(issue, version), tracking=issue.tracking)
+    return version
+
+
+def remove_version(session: Session, issue: Issue, language: str) -> bool:
+    """Remove an unsent issue's version in ``language``; False when it had none."""
+    _check_editable(issue)
+    version = session.scalar(select(EmailVersion).where(EmailVersion.issue_id == issue.id,
+                                                        EmailVersion.language == check_language(language)))
+    if version is None:
+        return False
+    session.execute(delete(Link).where(Link.version_id == version.id))  # links name their version by a plain column
+    session.delete(version)
+    session.flush()
+    return True
+
+
+def version_rows(session: Session, settings: Settings, issue: Issue) -> list[dict[str, object]]:
+    """An issue's versions as rows (its own first): language, post, subject, preheader, default."""
+    own = {"language": issue_language(issue, settings), "post_id": issue.post_id, "subject": issue.subject,
+           "preheader": issue.preheader, "default": True}
+    return [own, *({"language": v.language, "post_id": v.post_id, "subject": v.subject, "preheader": v.preheader,
+                    "default": False} for v in versions_of(session, issue_id=issue.id))]
+
+
+def version_field_errors(session: Session, settings: Settings, issue: Issue, *, language: str, post: str,
+                         subject: str, preheader: str) -> dict[str, str]:
+    """Each of a version form's problems beside its field (``version_language``, ``version_post``,
+    ``version_subject``, ``version_preheader``): the checks ``add_version`` makes, one field at a time."""
+    errors = {f"version_{name}": message for name, message in field_errors(
+        subject=subject, preheader=preheader, intro="").items()}
+    try:
+        if language == issue_language(issue, settings):
+            errors["version_language"] = f"The issue itself is in {language}; choose another language."
+        else:
+            check_language(language)
+    except InputError as exc:
+        errors["version_language"] = sentence(str(exc)) if language else "Choose the version's language."
+    number = int(post) if post.isascii() and post.isdigit() and len(post) <= 12 else None
+    if number is None:
+        errors["version_post"] = "Choose the translated post the version is made from."
+    elif (post_row := session.get(Post, number)) is None:
+        errors["version_post"] = f"There is no post {number}; choose one from the list."
+    elif post_row.id == issue.post_id:
+        errors["version_post"] = "That is the issue's own post; choose its translation."
+    elif post_row.language and language and post_row.language != language:
+        errors["version_post"] = f"Post {number} is in {post_row.language}; choose a post in {language}."
+    return errors
+
+
+def get_version(session: Session, issue: Issue, language: str) -> EmailVersion:
+    version = session.scalar(select(EmailVersion).where(EmailVersion.issue_id == issue.id,
+                                                        EmailVersion.language == check_language(language)))
+    if version is None:
+        raise NotFound(f"issue {issue.id} has no version in {language!r}; "
+                       f"'newsletter issues version {issue.id} --language ...' adds one")
+    return version
 
 
 @dataclass
@@ -189,13 +304,14 @@ class PreviewFiles:
     eml: Path
 
 
-def write_preview(issue: Issue, settings: Settings, out_dir: Path) -> PreviewFiles:
-    """issue.html, issue.txt and issue.eml exactly as a sample recipient would receive them."""
+def write_preview(issue: Issue, settings: Settings, out_dir: Path, version: EmailVersion | None = None) -> PreviewFiles:
+    """issue.html, issue.txt and issue.eml exactly as a sample recipient would receive them (of a
+    language ``version`` when given)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     name, address = SAMPLE_RECIPIENT
-    preview = preview_parts(issue, settings)
+    preview = preview_parts(version or issue, settings)
     message = build_message(
-        compiled_of(issue),
+        compiled_version(issue, version) if version else compiled_of(issue),
         to_email=address,
         to_name=name,
         values=test_values(settings, name),
@@ -215,7 +331,7 @@ class Preview:
     text: str
 
 
-def preview_parts(email: Issue | SequenceStep, settings: Settings) -> Preview:
+def preview_parts(email: Issue | SequenceStep | EmailVersion, settings: Settings) -> Preview:
     """A stored email's (an issue's or a sequence step's) HTML and text as a sample recipient gets
     them; its links work and count nothing."""
     values = test_values(settings, SAMPLE_RECIPIENT[0])

@@ -55,6 +55,12 @@ class Post(Base):
     feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id", ondelete="SET NULL"))
     feed_entry_key: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The language it is written in (subscribers.languages; None: the newsletter's own) and the post
+    # it is a translation of, if any: an issue's version in that language is made from it. A plain
+    # column, not a foreign key: adding one would rebuild ``posts`` on SQLite, and it only guides
+    # staff's choice of a version's post (which the version references itself).
+    language: Mapped[str | None] = mapped_column(String(8))
+    translation_of_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
     feed: Mapped[Feed | None] = relationship()
 
@@ -127,6 +133,31 @@ class IssuePost(Base):
     post: Mapped[Post] = relationship()
 
 
+class EmailVersion(Base):
+    """An issue's (or a sequence step's) email in another language, compiled once like the email itself.
+    The issue or step keeps its own email as the default version; a contact whose language has a
+    version gets it instead (newsletter.versions). The ledger stays one row per (issue, contact)."""
+
+    __tablename__ = "email_versions"
+    __table_args__ = (UniqueConstraint("issue_id", "language", name="uq_email_versions_issue_language"),
+                      UniqueConstraint("step_id", "language", name="uq_email_versions_step_language"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="CASCADE"))
+    language: Mapped[str] = mapped_column(String(8))
+    # An issue's version is made from the translated post; a step's from its definition's translation.
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="RESTRICT"), index=True)
+    subject: Mapped[str] = mapped_column(String(300))
+    preheader: Mapped[str] = mapped_column(String(300), default="")
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    compiled_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    post: Mapped[Post | None] = relationship()
+
+
 # The delivery ledger ------------------------------------------------------------------------------
 
 LedgerId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite's rowid is 64-bit anyway
@@ -172,6 +203,8 @@ class SendBatch(Base):
     evidence: Mapped[str | None] = mapped_column(Text)
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The language of the email version this batch carried (newsletter.versions); None: the email's own.
+    language: Mapped[str | None] = mapped_column(String(8))
 
 
 class Delivery(Base):
@@ -307,6 +340,8 @@ class TestEmail(OneOffQueue, Base):
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
     to_email: Mapped[str] = mapped_column(String(320))
     requested_by: Mapped[str] = mapped_column(String(100))  # "user 3", "cli"
+    # A test of the issue's version in this language (newsletter.versions); None: the issue's own.
+    language: Mapped[str | None] = mapped_column(String(8))
 
 
 _CONSULTATION_QUEUED = _status_is(ConfirmationStatus.QUEUED)
@@ -440,6 +475,8 @@ class Link(Base):
     is read from here, so a tampered URL can never send anyone elsewhere."""
 
     __tablename__ = "links"
+    # A version's links are numbered after its email's other links (newsletter.versions), so one
+    # position is one link of the issue or step, whichever version shows it.
     __table_args__ = (
         UniqueConstraint("issue_id", "position", name="uq_links_issue_position"),
         UniqueConstraint("step_id", "position", name="uq_links_step_position"),
@@ -452,6 +489,9 @@ class Link(Base):
     url: Mapped[str] = mapped_column(String(2000))
     label: Mapped[str] = mapped_column(String(300), default="")
     is_booking: Mapped[bool] = mapped_column(Boolean, default=False)  # the "Book a consultation" button
+    # A link of a language version (its issue_id or step_id still names the email, for clicks and
+    # reports). A plain column: see migration 0025; a version's links are deleted with it.
+    version_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class Attribution(Base):

@@ -362,6 +362,7 @@ def test_reports_with_figures_and_the_follow_up_list_paged(server: LiveServer, h
     results = api.check(http.get(f"{API}/issues/{sleep['id']}/results", headers=bearer(secret))).json()
     assert (results["delivered"], results["unique_opens"], results["unique_clicks"]) == (1, 1, 1)
     assert results["top_links"][0]["is_booking"] is True
+    assert [(r["language"], r["default"], r["unique_clicks"]) for r in results["by_language"]] == [("en", True, 1)]
 
     funnel = api.check(http.get(f"{API}/reports/funnel", headers=bearer(secret),
                                 params={"since": (now - timedelta(days=1)).isoformat()})).json()

@@ -378,7 +378,7 @@ def test_every_problem_is_reported_on_its_own_line() -> None:
     message = error_of(minimal(steps=[step(delay="soon", colour="red"), {"delay": 0, "body": "b"}]))
     assert message.splitlines() == [
         "welcome.yaml: steps[0].delay: 'soon' is not a duration like 2d, 12h, 30m",
-        "welcome.yaml: steps[0].colour: unknown field (allowed: key, delay, subject, preheader, body, post, template, condition)",
+        "welcome.yaml: steps[0].colour: unknown field (allowed: key, delay, subject, preheader, body, post, template, condition, translations)",
         "welcome.yaml: steps[1].subject: a step needs a subject",
     ]
 

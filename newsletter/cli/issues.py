@@ -9,6 +9,7 @@ import typer
 
 from newsletter import archive
 from newsletter import issues as issue_service
+from newsletter.errors import InputError
 from newsletter.cli.common import audited, friendly_errors, out, print_json, print_rows, unit_of_work
 from newsletter.compose.compile import posts_of
 from newsletter.compose.layouts import DIGEST, hero_of
@@ -136,15 +137,60 @@ def issues_preflight(issue_id: int) -> None:
         raise typer.Exit(1)
 
 
+@issues_app.command("version")
+@friendly_errors
+def issues_version(
+    issue_id: int,
+    language: Annotated[str, typer.Option("--language", help="The version's language: en or es.")],
+    post: Annotated[int | None, typer.Option("--post", help="Id of the translated post the version is made from.")] = None,
+    subject: Annotated[str | None, typer.Option(help="The version's subject line.")] = None,
+    preheader: Annotated[str, typer.Option(help="The version's preview text.")] = "",
+    remove: Annotated[bool, typer.Option("--remove", help="Remove the issue's version in --language.")] = False,
+) -> None:
+    """Add (or replace) a draft issue's version in another language: contacts who read that language
+    get it, everyone else the issue's own. Prints the preflight's findings for every version."""
+    with unit_of_work() as (settings, session):
+        issue = issue_service.get_issue(session, issue_id)
+        if remove:
+            if issue_service.remove_version(session, issue, language):
+                audited(session, AuditAction.ISSUE_VERSION_REMOVED, f"issue {issue_id}", language)
+            findings = None
+        else:
+            if post is None or subject is None:
+                raise InputError("give --post (the translated post's id) and --subject for the version, "
+                                 "or --remove")
+            version = issue_service.add_version(session, settings, issue, language=language, post_id=post,
+                                                subject=subject, preheader=preheader)
+            audited(session, AuditAction.ISSUE_VERSION_SAVED, f"issue {issue_id}", version.language)
+            findings = issue_service.preflight(issue, settings, session)
+    if findings is None:
+        out.print(f"issue {issue_id}: no version in {language}", highlight=False)
+        return
+    out.print(f"issue {issue_id}: version in {version.language} saved", highlight=False)
+    _print_findings(findings)
+
+
+@issues_app.command("versions")
+@friendly_errors
+def issues_versions(issue_id: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List an issue's language versions (its own first)."""
+    with unit_of_work() as (settings, session):
+        rows = issue_service.version_rows(session, settings, issue_service.get_issue(session, issue_id))
+    print_rows(rows, as_json, {"language": "language", "post": "post_id", "subject": "subject", "own": "default"})
+
+
 @issues_app.command("preview")
 @friendly_errors
 def issues_preview(
     issue_id: int,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for issue.html, issue.txt and issue.eml.")],
+    language: Annotated[str | None, typer.Option("--language", help="Preview the issue's version in this language.")] = None,
 ) -> None:
     """Write the issue as a sample recipient receives it: issue.html, issue.txt, issue.eml."""
     with unit_of_work() as (settings, session):
-        files = issue_service.write_preview(issue_service.get_issue(session, issue_id), settings, out_dir)
+        issue = issue_service.get_issue(session, issue_id)
+        version = issue_service.get_version(session, issue, language) if language else None
+        files = issue_service.write_preview(issue, settings, out_dir, version)
     for path in (files.html, files.text, files.eml):
         out.print(str(path), highlight=False)
 

@@ -29,6 +29,8 @@ def post_summary(post: Any) -> dict[str, Any]:
         "source_format": post.source_format,
         "tags": post.tags,
         "reading_minutes": post.reading_minutes,
+        "language": post.language,
+        "translation_of": post.translation_of_id,
         "created_at": post.created_at.isoformat(),
     }
 
@@ -42,17 +44,20 @@ def posts_import(
     excerpt: Annotated[str | None, typer.Option("--excerpt", help="The post's excerpt, instead of its first paragraph.")] = None,
     url: Annotated[str | None, typer.Option("--url", help="Where the post is on the clinic's site (absolute http(s) URL): the emails' 'Read on our site' link.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the parsed post as JSON.")] = False,
+    language: Annotated[str | None, typer.Option("--language", help="The language the post is written in (en, es); default the newsletter's.")] = None,
+    translation_of: Annotated[int | None, typer.Option("--translation-of", help="Id of the post this one translates (an issue of that post can then get a version made from this one).")] = None,
 ) -> None:
     """Import a post. Prints its id; the same content imported again gives the same id."""
     if fmt == "feed":
         raise InputError(f"{source}: a feed holds many posts; use 'newsletter feeds add {source}'")
     with unit_of_work() as (settings, session):
         raw = post_service.read(source, settings, stdin=sys.stdin.buffer)
-        result = post_service.import_post(session, raw, fmt, title=title, excerpt=excerpt, url=url)
+        result = post_service.import_post(session, raw, fmt, title=title, excerpt=excerpt, url=url,
+                                          language=language, translation_of=translation_of)
         post = result.post
         if result.created:
             audited(session, AuditAction.POST_IMPORTED, f"post {post.id}")
-        elif url:  # the same content again, given its address
+        elif url or language or translation_of:  # the same content again, given its address or language
             audited(session, AuditAction.POST_EDITED, f"post {post.id}")
     if as_json:
         print_json({**post_summary(post), "created": result.created, "warnings": result.warnings,

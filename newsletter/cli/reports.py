@@ -16,7 +16,11 @@ from newsletter.errors import InputError
 from newsletter.reports.email_stats import issue_report, sequence_report
 from newsletter.reports.follow_up import DEFAULT_DAYS, follow_up_report
 from newsletter.reports.funnel import funnel_report
-from newsletter.reports.output import Output, emit, follow_up_output, funnel_output, issue_output, sequence_output
+from newsletter.reports.by_language import issue_by_language
+from newsletter.reports.output import (Output, emit, follow_up_output, funnel_output, issue_output, sequence_output,
+                                       with_languages)
+from newsletter.issues import get_issue
+from newsletter.versions import issue_language
 from newsletter.sequences.service import get_sequence
 from subscribers.db import utcnow
 from subscribers.leads import SOURCES
@@ -52,10 +56,14 @@ def _moment(text: str | None, option: str) -> datetime | None:
 
 @report_app.command("issue")
 @friendly_errors
-def issue(issue_id: int, as_json: JsonOption = False, as_csv: CsvOption = False) -> None:
+def issue(issue_id: int, as_json: JsonOption = False, as_csv: CsvOption = False,
+          by_language: Annotated[bool, typer.Option("--by-language", help="Add each language version's results: sent, opens, clicks, bookings.")] = False) -> None:
     """How one issue did: sent, delivered, human opens and clicks (machine ones apart), top links."""
-    with unit_of_work() as (_, session):
+    with unit_of_work() as (settings, session):
         output = issue_output(issue_report(session, issue_id))
+        if by_language:
+            output = with_languages(output, issue_by_language(session, issue_id, issue_language(
+                get_issue(session, issue_id), settings)))
     _show(output, as_json, as_csv)
 
 

@@ -114,12 +114,14 @@ def send(
 def send_test(
     issue_id: int,
     to: Annotated[str, typer.Option("--to", help="Addresses for the test copy, separated by commas.")],
+    language: Annotated[str | None, typer.Option("--language", help="Send the issue's version in this language.")] = None,
 ) -> None:
     """Send a test copy ("[Test] " subject, never counted in results) to staff addresses now."""
     settings = get_settings()
     db = open_database(settings)
     with db.session() as session:
-        rows = queue_test_emails(session, settings, get_issue(session, issue_id), to, requested_by="cli", now=utcnow())
+        rows = queue_test_emails(session, settings, get_issue(session, issue_id), to, requested_by="cli", now=utcnow(),
+                                 language=language)
         audited(session, AuditAction.SEND_TEST, f"issue {issue_id}", f"{len(rows)} addresses")
         ids = {row.id: row.to_email for row in rows}
     sender = TestEmailSender(settings, db, get_transport(settings), worker=default_worker_id())

@@ -38,7 +38,7 @@ def content_for_post(post: Post, subject: str, preheader: str, intro: str = "", 
     blocks = teaser_blocks(post) if layout == TEASER else without_hero(post.blocks, shown)
     return EmailContent(subject=subject, preheader=preheader, title=post.title, blocks=blocks,
                         published_at=post.published_at, reading_minutes=post.reading_minutes, intro=intro,
-                        layout=layout, hero=shown, read_url=read_url(post), top_link=True)
+                        layout=layout, hero=shown, read_url=read_url(post), top_link=True, language=post.language)
 
 
 def posts_of(issue: Issue) -> list[Post]:
@@ -53,7 +53,7 @@ def content_for_issue(issue: Issue) -> EmailContent:
     if issue.layout == DIGEST:
         return EmailContent(subject=issue.subject, preheader=issue.preheader, title=issue.subject, blocks=[],
                             intro=issue.intro, layout=DIGEST, cards=[card_of(p) for p in posts_of(issue)],
-                            top_link=True)
+                            top_link=True, language=issue.post.language)
     return content_for_post(issue.post, issue.subject, issue.preheader, issue.intro, layout=issue.layout,
                             hero=issue.hero, hero_alt=issue.hero_alt)
 

@@ -31,6 +31,12 @@ HEALTH_TERMS = (
     "ketamine", "esketamine", "spravato", "infusion", "infusions", "antidepressant",
     "antidepressants", "medication", "prescription", "therapy", "treatment", "treatments",
     "symptom", "symptoms", "disorder", "patient", "relapse", "overdose",
+    # Spanish, for the Spanish versions of issues and steps (newsletter.versions).
+    "depresión", "deprimido", "deprimida", "depresivo", "depresiva", "ansiedad", "suicidio", "suicida",
+    "adicción", "trastorno", "trastornos", "salud mental", "psiquiátrico", "psiquiatra", "diagnóstico",
+    "ketamina", "esketamina", "infusión", "infusiones", "antidepresivo", "antidepresivos", "medicación",
+    "medicamento", "receta", "terapia", "tratamiento", "tratamientos", "síntoma", "síntomas", "paciente",
+    "recaída", "sobredosis",
 )
 # An <img> loaded over plain http. A warning, not an error: Gmail and Apple Mail still show it (Gmail
 # through its own https proxy), but webmail that blocks insecure content and the https web version

@@ -55,6 +55,9 @@ class EmailContent:
     read_url: str | None = None
     cards: list[Card] = field(default_factory=list)
     top_link: bool = False  # the button as a text link near the top too (issues)
+    # The language this email is written in (<mjml lang>, the layout's own words); None: the
+    # newsletter's (NEWSLETTER_LANGUAGE). Each language version of an issue or step is compiled with its own.
+    language: str | None = None
 
 
 @dataclass
@@ -151,8 +154,10 @@ def brand_context(settings: Settings) -> dict[str, Any]:
 
 def render_email(content: EmailContent, settings: Settings) -> CompiledEmail:
     segments, references = _segments(content.blocks)
+    brand = brand_context(settings)
+    brand["brand"]["language"] = content.language or settings.language
     context = {
-        **brand_context(settings),
+        **brand,
         "subject": content.subject,
         "preheader": content.preheader,
         "title": content.title,

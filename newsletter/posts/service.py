@@ -25,6 +25,7 @@ from newsletter.posts.feed import parse_feed
 from newsletter.posts.source import RawSource, check_bytes, parse_post, read_source
 from newsletter.posts.blocks import MAX_TITLE_CHARS, MAX_URL_CHARS
 from subscribers.db import utcnow
+from subscribers.languages import check_language
 
 FORMATS = ("auto", "text", "markdown", "html", "feed")
 MAX_EXCERPT_CHARS = 500  # cut to the stored excerpt's length on a word boundary
@@ -47,11 +48,17 @@ def content_hash(parsed: ParsedPost) -> str:
 
 
 def store_post(
-    session: Session, parsed: ParsedPost, *, feed: Feed | None = None, entry_key: str | None = None
+    session: Session, parsed: ParsedPost, *, feed: Feed | None = None, entry_key: str | None = None,
+    language: str | None = None, translation_of: int | None = None,
 ) -> ImportResult:
+    """Store a parsed post (the same content again finds the stored one); ``language`` and
+    ``translation_of`` (see ``set_language``) are checked first and given to it either way."""
+    language = check_language(language) if language else None
+    original = get_post(session, translation_of) if translation_of is not None else None
     digest = content_hash(parsed)
     existing = session.scalar(select(Post).where(Post.content_hash == digest))
     if existing is not None:
+        set_language(existing, language, original)
         return ImportResult(existing, created=False)
     blocks = [b.to_dict() for b in parsed.blocks]
     post = Post(
@@ -77,8 +84,26 @@ def store_post(
         existing = session.scalar(select(Post).where(Post.content_hash == digest))
         if existing is None:
             raise
+        set_language(existing, language, original)
         return ImportResult(existing, created=False)
+    set_language(post, language, original)
     return ImportResult(post, created=True)
+
+
+def set_language(post: Post, language: str | None, original: Post | None) -> None:
+    """Say which language a post is written in and which post it translates (None: unchanged). An
+    issue made from ``original`` can then get a version made from this post."""
+    if original is not None and original.id == post.id:
+        raise InputError(f"post {post.id} cannot be a translation of itself")
+    if language:
+        post.language = language
+    if original is not None:
+        post.translation_of_id = original.id
+
+
+def translations_of(session: Session, post_id: int) -> list[Post]:
+    """The posts that say they translate ``post_id``, by language: the choices for an issue's versions."""
+    return list(session.scalars(select(Post).where(Post.translation_of_id == post_id).order_by(Post.language, Post.id)))
 
 
 def read(source: str, settings: Settings, stdin: BinaryIO | None = None) -> RawSource:
@@ -137,7 +162,8 @@ def parse(raw: RawSource, fmt: str = "auto", *, title: str | None = None, excerp
 
 
 def import_post(session: Session, raw: RawSource, fmt: str = "auto", *, title: str | None = None,
-                excerpt: str | None = None, url: str | None = None) -> ImportResult:
+                excerpt: str | None = None, url: str | None = None, language: str | None = None,
+                translation_of: int | None = None) -> ImportResult:
     """Parse and store ``raw``; ``title``/``excerpt`` (staff's own words) win over the source's, and
     ``url`` (where the post is on the clinic's site) over its canonical address, on a post imported
     before too (the same content gives the same post)."""
@@ -147,7 +173,7 @@ def import_post(session: Session, raw: RawSource, fmt: str = "auto", *, title: s
         parsed.source_url = raw.url
     if url:
         parsed.canonical_url = url
-    result = store_post(session, parsed)
+    result = store_post(session, parsed, language=language, translation_of=translation_of)
     if url and result.post.canonical_url != url:
         result.post.canonical_url = url
     result.warnings = list(parsed.warnings)

@@ -3,12 +3,13 @@ whether anonymous counts belong on it, and the batches held as unknown that wait
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from newsletter.models import Issue
+from newsletter.reports.by_language import LanguageStats, issue_by_language
 from newsletter.reports.email_stats import IssueReport, issue_report
 from newsletter.sending import ledger
 from newsletter.sending.progress import batch_record
@@ -21,6 +22,12 @@ class IssueResults:
     report: IssueReport
     tracking: str
     held: list[dict[str, Any]]  # ``progress.batch_record`` of each batch held as unknown, oldest first
+    languages: list[LanguageStats] = field(default_factory=list)  # per language version (by_language)
+
+    @property
+    def split_by_language(self) -> bool:
+        """Worth a table: more than one language version went out."""
+        return len(self.languages) > 1
 
     @property
     def show_anonymous(self) -> bool:
@@ -30,6 +37,8 @@ class IssueResults:
         return self.tracking == ANONYMOUS or bool(stats.anonymous_opens or stats.anonymous_clicks)
 
 
-def issue_results(session: Session, issue: Issue) -> IssueResults:
+def issue_results(session: Session, issue: Issue, *, default_language: str | None = None) -> IssueResults:
+    """The page's figures; with ``default_language`` (the issue's own version's), also per language version."""
+    languages = issue_by_language(session, issue.id, default_language) if default_language else []
     return IssueResults(issue_report(session, issue.id), issue.tracking,
-                        [batch_record(held) for held in ledger.unknown_batches(session, issue.id)])
+                        [batch_record(held) for held in ledger.unknown_batches(session, issue.id)], languages)

@@ -28,6 +28,7 @@ from rich.measure import Measurement
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from newsletter.reports.by_language import LanguageStats
 from newsletter.reports.email_stats import EmailStats, IssueReport, LinkStats, SequenceReport
 from newsletter.reports.follow_up import FollowUpReport
 from newsletter.reports.funnel import STAGES, Funnel, FunnelReport
@@ -188,6 +189,21 @@ def issue_output(report: IssueReport) -> Output:
     notes = [settle_hint(report.state.unknown, issue_id=report.issue_id)] if report.state.unknown else []
     return Output(report.as_dict(), [Table(f"Issue {report.issue_id}", head + _EMAIL_COLUMNS, [row]),
                                      _links_table("Top links (human clicks)", report.stats.top_links)], notes)
+
+
+_LANGUAGE_COLUMNS = [
+    Column("language", "language"), Column("issue's own", "default", "flag"), Column("recipients", "recipients", "count"),
+    Column("sent", "sent", "count"), Column("opened", "unique_opens", "count"), Column("open rate", "open_rate", "rate"),
+    Column("clicked", "unique_clicks", "count"), Column("click rate", "click_rate", "rate"),
+    Column("bookings", "bookings", "count"),
+]
+
+
+def with_languages(output: Output, rows: list[LanguageStats]) -> Output:
+    """An issue's report with its results per language version (JSON: ``by_language``)."""
+    data = [r.as_dict() for r in rows]
+    return Output({**output.data, "by_language": data},
+                  [*output.tables, Table("By language version", _LANGUAGE_COLUMNS, data)], output.notes)
 
 
 def sequence_output(report: SequenceReport) -> Output:

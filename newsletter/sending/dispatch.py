@@ -40,6 +40,7 @@ from newsletter.sending.one_off import Claimed as OneOffClaimed
 from newsletter.sending.one_off import OneOffSender
 from newsletter.sending.test_emails import TestEmailSender
 from newsletter.stored_settings import LiveSettings
+from newsletter.versions import group_by_version, sendable_versions
 from newsletter.sending.ledger import Claim, Claimed
 from newsletter.sending.pacing import Pacer
 from newsletter.transports import Batch, BatchResult, Recipient, Transport
@@ -132,6 +133,7 @@ class _Job:
     categories: list[str]
     result: RoundResult
     attempts: int = 0  # temporary failures so far
+    language: str | None = None  # the language version it carries (None: the email's own)
 
     @cached_property
     def ids(self) -> list[int]:
@@ -252,6 +254,7 @@ class Dispatcher:
                     assert step is not None
                     email = CompiledEmail(step.subject, step.preheader, step.html, step.text)
                     categories = [f"sequence-{step.sequence_id}"]
+                parts = self._by_version(session, got, email)
         if one_off is not None:
             sender, claimed_one = one_off
             try:
@@ -261,14 +264,29 @@ class Dispatcher:
             return RoundResult(one_offs=1)
         result = RoundResult(issue_id=issue_id, suppressed=got.suppressed)
         self.timings["claim"] += time.perf_counter() - started
-        if got.batch_id is not None:
-            self._deliver(EmailRef.of(got), email, got.batch_id, claimed, categories, result)
+        for batch_id, part_email, rows, language in parts:
+            self._deliver(EmailRef.of(got), part_email, batch_id, rows, categories, result, language)
         if issue_id is not None and len(claimed) + got.suppressed < limit:  # the queue may be drained now
             with self.db.session() as session:
                 issue = session.get(Issue, issue_id)
                 assert issue is not None
                 ledger.finish_if_done(session, issue, self.clock())
         return result
+
+    def _by_version(self, session: Session, got: Claim,
+                    email: CompiledEmail) -> list[tuple[int, CompiledEmail, list[Claimed], str | None]]:
+        """The claim as batches of one language version each (newsletter.versions): each contact gets
+        the version in their language, or the email's own. An email without versions stays one batch."""
+        if got.batch_id is None:
+            return []
+        versions = sendable_versions(session, self.settings, issue_id=got.issue_id, step_id=got.step_id)
+        if versions is None:
+            return [(got.batch_id, email, got.rows, None)]
+        groups = group_by_version(versions, got.rows, lambda row: row.language)
+        batches = ledger.split_by_language(session, got.batch_id, groups, transport=self.transport.name,
+                                           worker=self.worker)
+        return [(batch_id, email if language is None else versions.by_language[language], rows, language)
+                for batch_id, language, rows in batches]
 
     def _use(self, settings: Settings) -> None:
         """Apply settings staff changed (``LiveSettings`` rebuilds them only on a change): the pacing
@@ -331,7 +349,7 @@ class Dispatcher:
     # Delivering one claimed batch ---------------------------------------------------------------
 
     def _deliver(self, ref: EmailRef, email: CompiledEmail, batch_id: int, claimed: list[Claimed],
-                 categories: list[str], result: RoundResult) -> None:
+                 categories: list[str], result: RoundResult, language: str | None = None) -> None:
         started = time.perf_counter()
         recipients = []
         sendable: list[Claimed] = []
@@ -354,7 +372,7 @@ class Dispatcher:
             if not sendable:
                 self._close(batch_id, BatchStatus.FAILED, "no recipient of this batch could be sent")
                 return
-        self._send(_Job(ref, email, batch_id, sendable, recipients, categories, result))
+        self._send(_Job(ref, email, batch_id, sendable, recipients, categories, result, language=language))
 
     def _send(self, job: _Job) -> None:
         """See one batch through: wait for its pace slot, send it and record the answer. A refusal's
@@ -533,9 +551,10 @@ class Dispatcher:
         """Part of ``job``'s batch as a batch of its own, sent like any other."""
         with self.db.session() as session:
             batch = ledger.open_batch(session, [c.delivery_id for c in claimed], transport=self.transport.name,
-                                      worker=self.worker)
+                                      worker=self.worker, language=job.language)
             batch_id = batch.id
-        self._send(_Job(job.ref, job.email, batch_id, claimed, recipients, job.categories, job.result))
+        self._send(_Job(job.ref, job.email, batch_id, claimed, recipients, job.categories, job.result,
+                        language=job.language))
 
     def _close(self, batch_id: int, status: BatchStatus, error: str) -> None:
         with self.db.session() as session:

@@ -35,6 +35,7 @@ class Claimed(NamedTuple):  # a tuple: made a thousand at a time, straight from 
     contact_id: int
     email: str
     name: str | None
+    language: str | None  # the contact's, which picks the email's language version
 
 
 @dataclass
@@ -96,7 +97,7 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         .execution_options(synchronize_session=False)
     ).rowcount
     rows = list(map(Claimed._make, session.execute(
-        select(Delivery.id, Contact.id, Contact.email, Contact.name)
+        select(Delivery.id, Contact.id, Contact.email, Contact.name, Contact.language)
         .join(Contact, Contact.id == Delivery.contact_id)
         .where(Delivery.batch_id == batch.id, Delivery.status == sql_literal(DeliveryStatus.CLAIMED))
         .order_by(Delivery.id)
@@ -115,6 +116,24 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         return Claim(issue_id, [], suppressed, step_id)
     batch.size = len(rows)
     return Claim(issue_id, rows, suppressed, step_id, batch.id)
+
+
+def split_by_language(session: Session, batch_id: int, groups: dict[str | None, list[Claimed]], *,
+                      transport: str, worker: str) -> list[tuple[int, str | None, list[Claimed]]]:
+    """A claim's rows as one batch per language version (one provider request carries one content):
+    the first group keeps the claimed batch, each other moves to a batch of its own, in the claim's
+    transaction. Returns (batch id, version language, rows) for each."""
+    batches = []
+    for n, (language, rows) in enumerate(groups.items()):
+        if n == 0:
+            batch = session.get(SendBatch, batch_id)
+            assert batch is not None
+            batch.size, batch.language = len(rows), language
+        else:
+            batch = open_batch(session, [r.delivery_id for r in rows], transport=transport, worker=worker,
+                               language=language)
+        batches.append((batch.id, language, rows))
+    return batches
 
 
 def _next_due(session: Session, now: datetime, only_issue: int | None) -> tuple[int | None, int | None] | None:
@@ -161,10 +180,13 @@ def _skip_now() -> ColumnElement[bool]:
     return or_(Delivery.contact_id.is_(None), left_list, enrollment_over, contact_out)
 
 
-def open_batch(session: Session, ids: list[int], *, transport: str, worker: str) -> SendBatch:
-    """Move claimed rows into a new batch of their own (a split of a refused batch); like any batch it
-    is marked requesting only when its request begins."""
-    batch = SendBatch(transport=transport, worker=worker, status=BatchStatus.CLAIMED, size=len(ids))
+def open_batch(session: Session, ids: list[int], *, transport: str, worker: str,
+               language: str | None = None) -> SendBatch:
+    """Move claimed rows into a new batch of their own (a split of a refused batch, or the contacts of
+    a claim who get another language version); like any batch it is marked requesting only when its
+    request begins."""
+    batch = SendBatch(transport=transport, worker=worker, status=BatchStatus.CLAIMED, size=len(ids),
+                      language=language)
     session.add(batch)
     session.flush()
     session.execute(

@@ -21,11 +21,12 @@ from newsletter.compose.compile import compiled_of
 from newsletter.compose.render import CompiledEmail
 from newsletter.config import Settings
 from newsletter.errors import InputError
-from newsletter.issues import SAMPLE_RECIPIENT, TEST_SUBJECT_PREFIX
-from newsletter.models import Issue, TestEmail
+from newsletter.issues import SAMPLE_RECIPIENT, TEST_SUBJECT_PREFIX, get_version
+from newsletter.models import EmailVersion, Issue, TestEmail
 from newsletter.sending.one_off import OneOffSender
 from newsletter.transports import Recipient
 from newsletter.urls import TEST_TOKEN, test_values, unsubscribe_mailto
+from newsletter.versions import compiled_version
 from subscribers.contacts import sendable_email
 from subscribers.states import ConfirmationStatus
 
@@ -51,9 +52,12 @@ def parse_addresses(text: str, limit: int) -> list[str]:
 
 
 def queue_test_emails(session: Session, settings: Settings, issue: Issue, addresses: str, *,
-                      requested_by: str, now: datetime) -> list[TestEmail]:
-    """Queue a test copy of ``issue`` for each address; a dispatcher sends them shortly."""
-    rows = [TestEmail(issue_id=issue.id, to_email=address, requested_by=requested_by,
+                      requested_by: str, now: datetime, language: str | None = None) -> list[TestEmail]:
+    """Queue a test copy of ``issue`` (of its version in ``language``, when given) for each address;
+    a dispatcher sends them shortly."""
+    if language:
+        language = get_version(session, issue, language).language  # NotFound when it has none
+    rows = [TestEmail(issue_id=issue.id, to_email=address, requested_by=requested_by, language=language or None,
                       status=ConfirmationStatus.QUEUED, due_at=now, attempts=0, created_at=now)
             for address in parse_addresses(addresses, settings.test_send_limit)]
     session.add_all(rows)
@@ -83,7 +87,14 @@ class TestEmailSender(OneOffSender):
     def prepare(self, session: Session, row: Any) -> tuple[str | None, Any]:
         issue = session.get(Issue, row.issue_id)
         assert issue is not None  # the foreign key cascades
-        email = compiled_of(issue)
+        if row.language:
+            version = session.scalar(select(EmailVersion).where(EmailVersion.issue_id == issue.id,
+                                                                EmailVersion.language == row.language))
+            if version is None:
+                return f"the issue's {row.language} version was removed before the test went", None
+            email = compiled_version(issue, version)
+        else:
+            email = compiled_of(issue)
         # The email as stored now (an edit after the test was asked for is what staff want to see).
         return None, TestCopy(replace(email, subject=TEST_SUBJECT_PREFIX + email.subject), row.to_email)
 

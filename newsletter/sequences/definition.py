@@ -12,6 +12,7 @@ in the middle of a keyless file renumbers the later steps; ``to_yaml`` always wr
 a sequence has been exported and loaded back its keys stay put. Give keys by hand to be safe.
 """
 
+import itertools
 import re
 from enum import StrEnum
 from datetime import timedelta
@@ -41,6 +42,7 @@ from newsletter.posts.markdown import parse_markdown
 from newsletter.compose.preflight import health_terms_in
 from newsletter.compose.render import EmailContent
 from subscribers.contacts import clean_tag
+from subscribers.languages import check_language
 from subscribers.leads import STAGES
 from subscribers.lists import SLUG as LIST_SLUG
 
@@ -367,6 +369,38 @@ class Condition(_Strict):
         return bool(self.opened_previous or self.clicked_previous)
 
 
+class StepTranslation(_Strict):
+    """A step in another language: its own subject, preheader and body (Markdown) or post. Contacts
+    who read that language get it (newsletter.versions); the step's key, delay, condition and
+    template are the step's."""
+
+    subject: str
+    preheader: str = ""
+    body: str | None = None
+    post: Annotated[int, Strict(), Gt(0)] | None = None
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        return Step._subject(value)
+
+    @field_validator("preheader", mode="before")
+    @classmethod
+    def _preheader(cls, value: Any) -> Any:
+        return Step._preheader(value)
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, value: str | None) -> str | None:
+        return Step._body(value)
+
+    @model_validator(mode="after")
+    def _body_or_post(self) -> "StepTranslation":
+        if (self.body is None) == (self.post is None):
+            raise ValueError("a translation needs a body (Markdown) or a post (a post id), one of them")
+        return self
+
+
 class Step(_Strict):
     """One email. ``delay`` runs from the previous step (from enrolment for the first). The body is
     either Markdown (``body``) or an imported post (``post``, its id); both render through the layout
@@ -380,6 +414,30 @@ class Step(_Strict):
     post: Annotated[int, Strict(), Gt(0)] | None = None  # strict: `post: true` is not post 1
     template: str = DEFAULT_TEMPLATE
     condition: Condition | None = None
+    # The step in other languages, by language (en, es): ``translations: {es: {subject, body}}``.
+    translations: dict[str, StepTranslation] = Field(default_factory=dict)
+
+    @field_validator("translations", mode="before")
+    @classmethod
+    def _languages(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value  # pydantic says what type it wants
+        read = {}
+        for tag, translation in value.items():
+            try:
+                language = check_language(str(tag))
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+            if language in read:
+                raise ValueError(f"{tag!r} repeats the translation in {language!r}")
+            read[language] = translation
+        return read
+
+    def translated(self, language: str) -> "Step":
+        """This step as its translation in ``language`` says: another subject, preheader and body."""
+        tr = self.translations[language]
+        return self.model_copy(update={"subject": tr.subject, "preheader": tr.preheader, "body": tr.body,
+                                       "post": tr.post, "translations": {}})
 
     @field_validator("key")
     @classmethod
@@ -517,6 +575,7 @@ class SequenceDefinition(_Strict):
 
 _MODEL_OF_FIELD: dict[str, type[BaseModel]] = {
     "trigger": Trigger, "window": Window, "goals": Goal, "steps": Step, "condition": Condition,
+    "translations": StepTranslation,
 }
 _MISSING: dict[str, str] = {
     "name": "a sequence needs a name",
@@ -604,13 +663,15 @@ def parse_definition(data: Any, *, source: str) -> SequenceDefinition:
     except ValidationError as exc:
         raise DefinitionError(source, _problems(exc)) from None
     for n, step in enumerate(definition.steps):
-        if step.body is not None:
-            where = f"{source}: steps[{n}].body"
-            try:
-                step_content(step, source=where)
-            except InputError as exc:
-                text = str(exc).removeprefix(f"{where}: ")
-                raise DefinitionError(source, [(("steps", n, "body"), text)], str(exc)) from None
+        versions = [((), step)] + [(("translations", lang), step.translated(lang)) for lang in step.translations]
+        for path, version in versions:
+            if version.body is not None:
+                where = f"{source}: steps[{n}]{''.join(f'.{p}' for p in path)}.body"
+                try:
+                    step_content(version, source=where)
+                except InputError as exc:
+                    text = str(exc).removeprefix(f"{where}: ")
+                    raise DefinitionError(source, [(("steps", n, *path, "body"), text)], str(exc)) from None
     return definition
 
 
@@ -664,6 +725,14 @@ def load_yaml(text: str, *, source: str) -> SequenceDefinition:
     return parse_definition(data, source=source)
 
 
+def trimmed_translation(translation: StepTranslation) -> dict[str, Any]:
+    item: dict[str, Any] = {"subject": translation.subject}
+    if translation.preheader:
+        item["preheader"] = translation.preheader
+    item.update({"body": translation.body} if translation.body is not None else {"post": translation.post})
+    return item
+
+
 def to_data(definition: SequenceDefinition) -> dict[str, Any]:
     """The definition as plain, JSON-safe data in file order; defaults left out where that reads
     better. ``parse_definition(to_data(d), ...) == d``."""
@@ -682,6 +751,8 @@ def to_data(definition: SequenceDefinition) -> dict[str, Any]:
         if step.template != DEFAULT_TEMPLATE:
             item["template"] = step.template
         item.update({"body": step.body} if step.body is not None else {"post": step.post})
+        if step.translations:
+            item["translations"] = {lang: trimmed_translation(tr) for lang, tr in step.translations.items()}
         steps.append(item)
     data: dict[str, Any] = {"name": definition.name}
     if definition.description:
@@ -741,11 +812,12 @@ def health_warnings(definition: SequenceDefinition) -> list[str]:
     warning per field, naming the step. Warnings, not errors: staff decide, as for issues."""
     warnings = []
     for n, step in enumerate(definition.steps):
-        for field in ("subject", "preheader"):
-            terms = health_terms_in(getattr(step, field))
+        versions = [("", step), *((f"{lang} ", step.translated(lang)) for lang in step.translations)]
+        for (which, version), field in itertools.product(versions, ("subject", "preheader")):
+            terms = health_terms_in(getattr(version, field))
             if terms:
                 warnings.append(
-                    f"steps[{n}] ({step.key}): the {field} mentions {', '.join(repr(t) for t in terms)}; "
+                    f"steps[{n}] ({step.key}): the {which}{field} mentions {', '.join(repr(t) for t in terms)}; "
                     "it shows on lock screens and shared inboxes, so keep health details inside the email"
                 )
     return warnings

@@ -10,14 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.errors import InputError
 from newsletter.compose.compile import compile_email
-from newsletter.models import Enrollment, Post, Sequence, SequenceStep
+from newsletter.models import EmailVersion, Enrollment, Link, Post, Sequence, SequenceStep
 from newsletter.sequences.definition import SequenceDefinition, Step, TriggerType, step_content
+from newsletter.versions import compile_version, primary_language, versions_of
 from subscribers.states import EnrollmentState, SequenceStatus
 
 
@@ -50,6 +51,27 @@ def stored_post(session: Session, step: Step, where: str) -> Post | None:
     return post
 
 
+def install_translations(session: Session, settings: Settings, sequence: Sequence, step: Step, row: SequenceStep,
+                         where: str) -> None:
+    """Compile the step's translations as its language versions (newsletter.versions), after the
+    step itself (whose compile renumbers its links); a translation no longer given is removed."""
+    own = primary_language(settings.language)
+    if own in step.translations:
+        raise InputError(f"{where}: translations.{own}: the sequence is itself in {own!r}; "
+                         "a translation must be in another language")
+    stored = {v.language: v for v in versions_of(session, step_id=row.id)}
+    for language in step.translations:
+        version = stored.pop(language, None) or EmailVersion(step_id=row.id, language=language)
+        translated = step.translated(language)
+        version.subject, version.preheader = translated.subject, translated.preheader or ""
+        content = step_content(translated, post=stored_post(session, translated, f"{where} ({language})"),
+                               source=f"{where} ({language})", reason=reason_for(sequence, settings))
+        compile_version(session, settings, version, content, tracking=sequence.tracking)
+    for gone in stored.values():
+        session.execute(delete(Link).where(Link.version_id == gone.id))
+        session.delete(gone)
+
+
 def install(session: Session, settings: Settings, definition: SequenceDefinition, *, now: datetime,
             reach_completed: bool = False) -> InstallReport:
     sequence = session.scalar(select(Sequence).where(Sequence.name == definition.name))
@@ -80,6 +102,7 @@ def install(session: Session, settings: Settings, definition: SequenceDefinition
         row.subject, row.preheader = step.subject, step.preheader or ""
         row.condition = step.condition.model_dump(exclude_none=True) if step.condition else None
         compile_email(content, settings, tracking=sequence.tracking, session=session, into=row, now=now)
+        install_translations(session, settings, sequence, step, row, where)
         if before is None:
             report.added.append(key)
         elif before != (row.subject, row.preheader, row.text, row.delay_seconds, row.condition, row.position, True):

@@ -75,6 +75,8 @@ class AuditAction(StrEnum):
     LEAD_ADDED = "lead_added"  # a lead made (or a lost one enquiring again) through the API
     LEAD_UPDATED = "lead_updated"  # a lead's details changed through the API
     AUTOMATION_SET = "automation_set"  # a feed or digest automation set (mode, slot, layout, audience, templates)
+    ISSUE_VERSION_SAVED = "issue_version_saved"  # an issue's language version added or replaced
+    ISSUE_VERSION_REMOVED = "issue_version_removed"
 
 
 Actor = StaffUser | str  # a staff user, or CLI / another fixed label

@@ -37,6 +37,7 @@ from newsletter.web.staff import automations as staff_automations
 from newsletter.web.staff import settings as staff_settings
 from newsletter.web.staff import sequences as staff_sequences
 from newsletter.web.staff import issue_sending as staff_issue_sending
+from newsletter.web.staff import issue_versions as staff_issue_versions
 from newsletter.web.staff import static as staff_static
 from newsletter.web.staff import signin as staff_signin
 from newsletter.web.staff import users as staff_users
@@ -73,7 +74,8 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     for staff_router in (staff_signin.router, staff_home.router, staff_account.router, staff_audit.router,
                          staff_users.router, staff_settings.router, staff_webhooks.router, staff_api_tokens.router,
                          staff_automations.router, staff_posts.router,  # automations first: /staff/posts/{post_id} would take /digest
-                         staff_issues.router, staff_issue_layout.router, staff_issue_sending.router, staff_static.router,
+                         staff_issues.router, staff_issue_layout.router, staff_issue_versions.router,
+                         staff_issue_sending.router, staff_static.router,
                          staff_leads.router, staff_sequences.router, staff_contact_imports.router,
                          staff_segments.router,
                          staff_contacts.router):  # after contact_imports: /staff/contacts/{id} would take /import

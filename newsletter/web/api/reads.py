@@ -9,7 +9,10 @@ from newsletter.api_tokens import Scope
 from newsletter.urls import MAX_ID
 from newsletter.issues import issues_page
 from newsletter.paging import Cursor, seal, unseal
+from newsletter.issues import get_issue
+from newsletter.reports.by_language import issue_by_language
 from newsletter.reports.email_stats import issue_report
+from newsletter.versions import issue_language
 from newsletter.reports.follow_up import DEFAULT_DAYS, follow_up_report
 from newsletter.reports.funnel import funnel_report
 from newsletter.sending.progress import issue_states
@@ -55,11 +58,15 @@ def list_issues(request: Request, cursor: str | None = CursorQuery, limit: int =
             responses=documented(401, 403, 404, 413, 422, 429),
             summary="An issue's results",
             description="Scope `reports:read`. Sent, delivered, bounced; opens and clicks by people (machine ones "
-            "apart); unsubscribes, complaints, attributed bookings and the top links. Computed live.")
+            "apart); unsubscribes, complaints, attributed bookings and the top links; and the same figures "
+            "per language version. Computed live.")
 def issue_results(request: Request, issue_id: int = Path(ge=1, le=MAX_ID),
                   token: ApiToken = Depends(needs(Scope.REPORTS_READ))) -> IssueResultsOut:
     with request.app.state.db.session() as session:
-        return IssueResultsOut(**issue_report(session, issue_id).as_dict())
+        report = issue_report(session, issue_id)
+        own = issue_language(get_issue(session, issue_id), request.app.state.settings)
+        languages = [row.as_dict() for row in issue_by_language(session, issue_id, own)]
+        return IssueResultsOut(**report.as_dict(), by_language=languages)
 
 
 @router.get("/reports/funnel", response_model=FunnelReportOut, tags=["reports"],

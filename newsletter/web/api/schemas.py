@@ -189,6 +189,18 @@ class LinkOut(BaseModel):
     clicks: int
 
 
+class LanguageResultOut(BaseModel):
+    language: str
+    default: bool = Field(description="The issue's own version (also every contact without a version in their language).")
+    recipients: int
+    sent: int
+    unique_opens: int
+    unique_clicks: int
+    bookings: int
+    open_rate: float | None
+    click_rate: float | None
+
+
 class IssueResultsOut(BaseModel):
     issue_id: int
     subject: str
@@ -216,6 +228,8 @@ class IssueResultsOut(BaseModel):
     ctr: float | None
     ctor: float | None
     top_links: list[LinkOut]
+    by_language: list[LanguageResultOut] = Field(
+        description="The results of each language version the issue was sent in, its own version first.")
 
 
 class StageFigure(BaseModel):

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from newsletter.issues import get_issue
 from newsletter.models import Issue
 from newsletter.reports.issue_results import issue_results
+from newsletter.versions import issue_language
 from newsletter.sending import staff_actions as actions
 from newsletter.sending.progress import issue_state, send_progress
 from newsletter.staff.roles import Area
@@ -198,7 +199,7 @@ def results(request: Request, issue_id: str, staff: Staff = Depends(issues_area)
     with request.app.state.db.snapshot() as session:
         issue = _issue(session, issue_id)
         return page(request, staff, "staff/issue_sending/results.html", issue=issue,
-                    results=issue_results(session, issue))
+                    results=issue_results(session, issue, default_language=issue_language(issue, request.app.state.settings)))
 
 
 @router.post(BASE + "/batches/{batch_id}/settle")

@@ -18,7 +18,7 @@ from newsletter.compose.layouts import FULL, LAYOUT_LABELS, LAYOUTS
 from newsletter.errors import InputError, NotFound
 from newsletter.issue_layout import FIRST_IMAGE, layout_choices
 from newsletter.models import Issue
-from newsletter.posts.service import get_post, list_posts
+from newsletter.posts.service import get_post, list_posts, translations_of
 from newsletter.sending import test_emails
 from newsletter.sending.progress import issue_state, issue_states
 from newsletter.urls import archive_path
@@ -27,6 +27,7 @@ from newsletter.staff.audit import AuditAction
 from newsletter.staff.roles import Area
 from newsletter.web.staff.auth import Require, Staff
 from newsletter.web.staff.render import page, redirect
+from newsletter.versions import issue_language, language_choices
 from subscribers.db import utcnow
 
 router = APIRouter()
@@ -154,6 +155,27 @@ def create_issue(request: Request, post: str = Form(""), subject: str = Form("")
 # One issue: Overview -----------------------------------------------------------------------------------
 
 
+def _version_languages(issue: Issue, settings: Any) -> list[tuple[str, str]]:
+    choices = language_choices(exclude=[issue_language(issue, settings)])
+    return [("", "Choose a language")] + [(code, f"{name} ({code})") for code, name in choices.items()]
+
+
+def _version_posts(session: Session, issue: Issue) -> list[tuple[str, str]]:
+    """The posts that say they translate the issue's post first, then the recent ones."""
+    translations = translations_of(session, issue.post_id)
+    listed = {p.id for p in translations}
+    rest = [p for p in list_posts(session, RECENT_POSTS) if p.id not in listed and p.id != issue.post_id]
+
+    def label(post: Any) -> str:
+        facts = [f"post {post.id}", post.language or "language not given"]
+        if post.id in listed:
+            facts.append("translates this issue's post")
+        return f"{post.title} ({', '.join(facts)})"
+
+    return [("", "Choose the translated post")] + [(str(p.id), label(p)) for p in translations + rest]
+
+
+
 def _overview(request: Request, staff: Staff, issue_id: str, status: int = 200, *, flash: str | None = None,
               values: dict[str, str] | None = None, errors: dict[str, str] | None = None) -> Response:
     settings = request.app.state.settings
@@ -172,8 +194,16 @@ def _overview(request: Request, staff: Staff, issue_id: str, status: int = 200, 
             "publishable": archive.publishable(issue),
             "archive_path": archive_path(issue.id, issue.subject) if issue.archive_published_at else None,
             "choices": layout_choices(issue, list_posts(session, RECENT_POSTS)),
+            "versions": issue_service.version_rows(session, settings, issue),
+            "version_languages": _version_languages(issue, settings),
+            "version_posts": _version_posts(session, issue),
         }
-        context["values"] = {"subject": issue.subject, "preheader": issue.preheader, "intro": issue.intro,
+        context["test_versions"] = [(("" if v["default"] else v["language"]),
+                                     f"The issue's own ({v['language']})" if v["default"] else f"The {v['language']} version")
+                                    for v in context["versions"]]
+        context["values"] = {"version_language": "", "version_post": "", "version_subject": "",
+                             "version_preheader": "", "test_language": "",
+                             "subject": issue.subject, "preheader": issue.preheader, "intro": issue.intro,
                              "to": staff.user.email, "layout": issue.layout, "hero": issue.hero or FIRST_IMAGE,
                              "hero_alt": issue.hero_alt or "", "digest_post": "", **(values or {})}
     context["errors"] = errors or {}
@@ -212,16 +242,20 @@ def preview_html(request: Request, issue_id: str, staff: Staff = Depends(marketi
 
 
 @router.post(ISSUES + "/{issue_id}/test")
-def send_test(request: Request, issue_id: str, to: str = Form(""), staff: Staff = Depends(marketing)) -> Response:
+def send_test(request: Request, issue_id: str, to: str = Form(""), test_language: str = Form(""),
+              staff: Staff = Depends(marketing)) -> Response:
     settings = request.app.state.settings
     try:
         with request.app.state.db.session() as session:
             issue = _issue(session, issue_id)
             rows = test_emails.queue_test_emails(session, settings, issue, to, requested_by=f"user {staff.user.id}",
-                                                 now=utcnow())
+                                                 now=utcnow(), language=test_language or None)
             audit.record(session, staff.user, AuditAction.SEND_TEST, target(issue), f"{len(rows)} address(es)")
+    except NotFound as exc:  # the version was removed since the page was shown
+        return _overview(request, staff, issue_id, 400, values={"to": to, "test_language": test_language},
+                         errors={"test_language": issue_service.sentence(str(exc))})
     except InputError as exc:
-        return _overview(request, staff, issue_id, 400, values={"to": to},
+        return _overview(request, staff, issue_id, 400, values={"to": to, "test_language": test_language},
                          errors={"to": issue_service.sentence(str(exc))})
     count = len(rows)
     return redirect(request, f"{ISSUES}/{issue.id}#tests",
