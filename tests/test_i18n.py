@@ -252,3 +252,9 @@ def test_every_public_page_says_which_language_it_is_in(live_server: LiveServer)
         for language in LANGUAGES:
             for path in ("/subscribe", "/consultation", "/confirm/bad"):
                 assert lang_of(client.get(f"{path}?lang={language}")) == language, path
+
+
+def test_pages_not_translated_stay_in_the_newsletters_language_for_a_spanish_browser(live_server: LiveServer) -> None:
+    with httpx.Client(base_url=live_server.url, headers={"Accept-Language": "es"}) as client:
+        archive = client.get("/archive")
+    assert archive.status_code == 200 and lang_of(archive) == "en"  # its issues are in the newsletter's language

@@ -34,7 +34,6 @@ router = APIRouter()
 templates = Jinja2Templates(directory=f"{templates_dir()}/web")
 templates.env.globals["email_look"] = email_look  # pages around an email (the archive) match its dark design
 add_i18n(templates.env)
-VISITOR = object()  # render()'s default: the page speaks the language the visitor asked for
 
 
 def visitor_language(request: Request, form: FormData | None = None) -> str | None:
@@ -44,18 +43,18 @@ def visitor_language(request: Request, form: FormData | None = None) -> str | No
     return asked_language(chosen or request.query_params.get("lang"), request.headers.get("accept-language"))
 
 
-def render(request: Request, template: str, status: int = 200, lang: object = VISITOR, **context: Any) -> HTMLResponse:
-    """A public page in ``lang``: by default the visitor's (see ``visitor_language``); pages reached
-    from an email pass the contact's language (None: the newsletter's). ``page_lang`` is what the
-    page's forms and links carry on, so the next page speaks the same language."""
+def render(request: Request, template: str, status: int = 200, lang: str | None = None,
+           **context: Any) -> HTMLResponse:
+    """A public page in ``lang``: the visitor's for the forms (``visitor_language``), the contact's
+    for pages reached from an email; None: the newsletter's (pages not translated, such as the
+    archive, stay in it). ``page_lang`` is what the page's forms and links carry on, so the next
+    page speaks the same language."""
     settings: Settings = request.app.state.settings
-    chosen = visitor_language(request) if lang is VISITOR else lang
-    language = spoken(chosen if isinstance(chosen, str) else None, settings.language)
-    words = {**template_words(language), "page_lang": chosen if isinstance(chosen, str) else None}
+    words = {**template_words(spoken(lang, settings.language)), "page_lang": lang}
     return templates.TemplateResponse(request, template, {"settings": settings, **words, **context}, status_code=status)
 
 
-def message(request: Request, title: str, body: str, status: int = 200, lang: object = VISITOR,
+def message(request: Request, title: str, body: str, status: int = 200, lang: str | None = None,
             **extra: Any) -> HTMLResponse:
     """A page with one title and one sentence, both msgids (marked ``N_`` where written)."""
     return render(request, "message.html", status, lang=lang, title=title, body=body, **extra)
@@ -71,9 +70,9 @@ def page_gettext(request: Request, lang: str | None) -> Any:
 
 
 def too_many(request: Request) -> Response:
-    _ = page_gettext(request, visitor_language(request))
-    return embed.reply(request, 429, {"ok": False, "error": _(TOO_MANY)},
-                       lambda: message(request, N_("Please try again later"), TOO_MANY, 429))
+    lang = visitor_language(request)
+    return embed.reply(request, 429, {"ok": False, "error": page_gettext(request, lang)(TOO_MANY)},
+                       lambda: message(request, N_("Please try again later"), TOO_MANY, 429, lang=lang))
 
 
 def allowed(request: Request, form: str) -> bool:
@@ -99,7 +98,8 @@ def proof(request: Request, method: str, *, with_text: bool = False, language: s
 
 def bad_link(request: Request, exc: Exception) -> HTMLResponse:
     expired = isinstance(exc, LinkExpired)  # no contact is known from a bad link: the visitor's language
-    return render(request, "link_problem.html", 410 if expired else 404, expired=expired)
+    return render(request, "link_problem.html", 410 if expired else 404, lang=visitor_language(request),
+                  expired=expired)
 
 
 # Sign-up ----------------------------------------------------------------------------------------
