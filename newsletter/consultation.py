@@ -71,6 +71,9 @@ HEARD_LABELS = {"search_engine": N_("A search engine"), "social_media": N_("Soci
                 "news_or_article": N_("A news story or article"), "newsletter": N_("Our newsletter"), "other": N_("Somewhere else")}
 assert set(CONTACT_LABELS) == set(CONTACT_METHODS) and set(WINDOW_LABELS) == set(REQUESTED_WINDOWS)
 assert set(HEARD_LABELS) == set(HEARD_FROM)
+# Said when a call or a text is asked for without a number (whole sentences, so each translates).
+PHONE_NEEDED = {"phone": N_("Please give a phone number, so we can reach you by phone call."),
+                "text": N_("Please give a phone number, so we can reach you by text message.")}
 
 # The longest value each text field takes (the column's size); longer is refused, never cut. The
 # fields of fixed choices take one of their choices, whatever its length.
@@ -140,7 +143,7 @@ def check_request(fields: Mapping[str, str]) -> tuple[ConsultationRequest | None
         except InputError:
             errors["phone"] = N_("Please enter a phone number with digits only (and a + for the country), e.g. +1 415 555 0100.")
     elif "phone" not in errors and method in ("phone", "text"):
-        errors["phone"] = f"Please give a phone number, so we can reach you by {CONTACT_LABELS[method].lower()}."
+        errors["phone"] = PHONE_NEEDED[method]
     if "requested_time" not in errors and get["requested_time"] not in REQUESTED_WINDOWS:
         errors["requested_time"] = N_("Please choose the best time to reach you.")
     zone = get["timezone"]

@@ -231,6 +231,8 @@ def test_the_consultation_form_in_spanish(live_server: LiveServer, db: Database)
         bad = client.post("/consultation", data={"lang": "es", "email": "ana@example.org"})
         assert bad.status_code == 400 and lang_of(bad) == "es"
         assert "Revise los campos marcados abajo." in visible(bad) and "Díganos su nombre" in visible(bad)
+        call = client.post("/consultation", data={"lang": "es", "preferred_contact": "phone"})
+        assert "Indíquenos un número de teléfono, para poder llamarle." in visible(call)
         sent = client.post("/consultation", data={
             "lang": "es", "name": "Ana", "email": "ana@example.org", "preferred_contact": "email",
             "requested_time": "weekday_mornings", "timezone": "Europe/Madrid", "consent_contact": "yes"})
