@@ -67,8 +67,9 @@ WINDOW_LABELS = {"any_time": N_("Any time"), "weekday_mornings": N_("Weekday mor
                  "weekday_afternoons": N_("Weekday afternoons"), "weekday_evenings": N_("Weekday evenings"),
                  "weekends": N_("Weekends")}
 HEARD_LABELS = {"search_engine": N_("A search engine"), "social_media": N_("Social media"),
-                "friend_or_family": N_("A friend or family member"), "healthcare_provider": N_("A doctor or therapist"),
-                "news_or_article": N_("A news story or article"), "newsletter": N_("Our newsletter"), "other": N_("Somewhere else")}
+                "friend_or_family": N_("A friend or family member"),
+                "healthcare_provider": N_("A doctor or therapist"), "news_or_article": N_("A news story or article"),
+                "newsletter": N_("Our newsletter"), "other": N_("Somewhere else")}
 assert set(CONTACT_LABELS) == set(CONTACT_METHODS) and set(WINDOW_LABELS) == set(REQUESTED_WINDOWS)
 assert set(HEARD_LABELS) == set(HEARD_FROM)
 # Said when a call or a text is asked for without a number (whole sentences, so each translates).

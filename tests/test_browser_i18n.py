@@ -31,7 +31,8 @@ def test_a_spanish_speaker_signs_up_confirms_and_manages_their_subscription_in_s
     page.get_by_label("Nombre (opcional)", exact=True).fill("Lucía")
     page.get_by_role("button", name="Suscribirme").click()
     assert page.locator("#consent-error").inner_text().startswith("Marque la casilla")
-    assert page.get_by_label("Correo electrónico", exact=True).input_value() == "lucia@example.org"  # what was typed is kept
+    # what was typed is kept
+    assert page.get_by_label("Correo electrónico", exact=True).input_value() == "lucia@example.org"
     in_spanish(page, "i18n-subscribe-es-error")
     page.get_by_label(settings.consent_text_es).check()
     page.get_by_role("button", name="Suscribirme").click()

@@ -96,7 +96,8 @@ def test_the_catalogues_compile_from_po_with_python_alone() -> None:
     (None, "fr, de;q=0.5", None), (None, None, None), ("zz", "es", "es"), (None, "en;q=0.2, es;q=0.9", "es"),
     (None, "es;q=0, en", "en"), (None, "es;q=abc", None),
 ])
-def test_a_visitors_language_is_the_query_then_the_browsers_best_we_speak(query, header, chosen) -> None:  # noqa: ANN001
+def test_a_visitors_language_is_the_query_then_the_browsers_best_we_speak(query: str | None, header: str | None,
+                                                                          chosen: str | None) -> None:
     assert asked_language(query, header) == chosen
 
 
@@ -236,7 +237,8 @@ def test_the_consultation_form_in_spanish(live_server: LiveServer, db: Database)
         sent = client.post("/consultation", data={
             "lang": "es", "name": "Ana", "email": "ana@example.org", "preferred_contact": "email",
             "requested_time": "weekday_mornings", "timezone": "Europe/Madrid", "consent_contact": "yes"})
-        assert sent.status_code == 200 and lang_of(sent) == "es" and "Gracias, hemos recibido su solicitud" in visible(sent)
+        assert sent.status_code == 200 and lang_of(sent) == "es"
+        assert "Gracias, hemos recibido su solicitud" in visible(sent)
     live_server.send_queued()
     (acknowledgement,) = live_server.emails()
     assert acknowledgement["Subject"] == "Gracias por escribirnos"

@@ -9,11 +9,13 @@ a list: no form calls the email provider (confirmation emails are queued and a d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
@@ -26,6 +28,7 @@ from newsletter.web import embed
 from subscribers.consent import FREQUENCIES, Proof
 from subscribers.contacts import UnsupportedAddress, sendable_email
 from subscribers.errors import InputError, NotFound
+from subscribers.models import Contact
 from subscribers.names import MAX_NAME, clean_name
 from subscribers.tokens import LinkExpired
 from subscribers.states import ContactStatus, SubscribeOutcome
@@ -64,7 +67,7 @@ TOO_MANY = N_("We received too many requests from your connection. Please wait a
 SIGNED_UP = N_("Check your inbox: we sent a link to confirm your address.")
 
 
-def page_gettext(request: Request, lang: str | None) -> Any:
+def page_gettext(request: Request, lang: str | None) -> Callable[[str], str]:
     """``_`` in the language a page in ``lang`` speaks (for words answered as JSON)."""
     return gettext_for(spoken(lang, request.app.state.settings.language))
 
@@ -231,17 +234,23 @@ def confirm(request: Request, token: str) -> HTMLResponse:
 # Preferences ------------------------------------------------------------------------------------
 
 
+def _preferences(request: Request, session: Session, contact: Contact, token: str, *, saved: bool) -> HTMLResponse:
+    """The preferences page, in the contact's language with that language's consent wording."""
+    settings: Settings = request.app.state.settings
+    text, _version = optin.consent_wording(settings, spoken(contact.language, settings.language))
+    return render(request, "preferences.html", lang=contact.language, token=token, consent_text=text,
+                  choices=optin.preference_choices(session, contact), frequencies=FREQUENCIES,
+                  globally_out=contact.status == ContactStatus.UNSUBSCRIBED, saved=saved,
+                  unsubscribe_all=urls.unsubscribe_token(settings, contact, None))
+
+
 @router.get("/preferences/{token}", response_class=HTMLResponse)
 def preferences_page(request: Request, token: str, saved: bool = False) -> HTMLResponse:
     state = request.app.state
     try:
         with state.db.session() as session:
             contact = optin.contact_from_preferences_token(session, state.settings, token)
-            return render(request, "preferences.html", lang=contact.language, token=token,
-                          consent_text=optin.consent_wording(state.settings, spoken(contact.language, state.settings.language))[0],
-                          choices=optin.preference_choices(session, contact),
-                          frequencies=FREQUENCIES, globally_out=contact.status == ContactStatus.UNSUBSCRIBED, saved=saved,
-                          unsubscribe_all=urls.unsubscribe_token(state.settings, contact, None))
+            return _preferences(request, session, contact, token, saved=saved)
     except (InputError, NotFound) as exc:
         return bad_link(request, exc)
 
@@ -267,12 +276,7 @@ async def save_preferences(request: Request, token: str) -> HTMLResponse:
             with state.db.session() as session:
                 contact = optin.contact_from_preferences_token(session, state.settings, token)
                 optin.save_preferences(session, contact, keep=keep, frequency=frequency, proof=link_proof)
-                choices = optin.preference_choices(session, contact)
-                text = optin.consent_wording(state.settings, spoken(contact.language, state.settings.language))[0]
-                return render(request, "preferences.html", lang=contact.language, token=token, consent_text=text,
-                              choices=choices, frequencies=FREQUENCIES,
-                              globally_out=contact.status == ContactStatus.UNSUBSCRIBED, saved=True,
-                              unsubscribe_all=urls.unsubscribe_token(state.settings, contact, None))
+                return _preferences(request, session, contact, token, saved=True)
         except (InputError, NotFound) as exc:
             return bad_link(request, exc)
 
