@@ -135,6 +135,12 @@ def test_english_stays_the_default_and_a_clinics_own_button_wording_is_kept(sett
     assert "Talk to our team" in doc.text_content()
 
 
+def test_compile_email_passes_the_language_on(settings: Settings) -> None:
+    from newsletter.compose.compile import compile_email
+
+    assert 'lang="es"' in compile_email(content(), settings, language="es").html
+
+
 def test_teaser_and_digest_links_follow_the_language(settings: Settings) -> None:
     teaser = render_email(content(layout=TEASER, read_url="https://clinic.example/post"), settings, language="es")
     assert "Siga leyendo en nuestro sitio" in teaser.html and "Siga leyendo en nuestro sitio:" in teaser.text
