@@ -33,20 +33,18 @@ DOMAIN = "messages"
 DATE_PATTERNS = {"en": "d MMMM y"}  # "7 December 2026", the house style in English
 
 
-def locale_dir() -> str:
-    return str(resources.files("newsletter") / "locale")
-
-
 @lru_cache(maxsize=len(LANGUAGES) + 1)
 def translations(language: str) -> gettext_module.NullTranslations:
     """The catalogue of ``language``; words it lacks (and languages without one) stay in English."""
+    if language not in LANGUAGES:  # only ours: never a path made of what a visitor sent
+        return gettext_module.NullTranslations()
     path = resources.files("newsletter") / "locale" / language / "LC_MESSAGES" / f"{DOMAIN}.po"
-    if language not in LANGUAGES or not path.is_file():
+    if not path.is_file():  # English, the source language, needs none
         return gettext_module.NullTranslations()
     with path.open("rb") as source:
         catalog = read_po(source, locale=language)
     compiled = BytesIO()
-    write_mo(compiled, catalog)
+    write_mo(compiled, catalog)  # fuzzy entries left out: a doubtful translation shows the English
     compiled.seek(0)
     return gettext_module.GNUTranslations(compiled)
 
