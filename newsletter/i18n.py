@@ -131,7 +131,9 @@ def _jinja_callables(language: str) -> dict[str, Any]:
             text = Markup(text)
         return text % variables
 
-    return {"gettext": gettext, "_": gettext, "ngettext": ngettext}
+    # ``translated``: the translation of a msgid held in a variable (a label, a message's title), as
+    # plain text: no %-formatting, so a value that is not a msgid and holds a % is shown as it is.
+    return {"gettext": gettext, "_": gettext, "ngettext": ngettext, "translated": catalogue.gettext}
 
 
 def template_words(language: str) -> dict[str, Any]:

@@ -268,3 +268,14 @@ def test_pages_not_translated_stay_in_the_newsletters_language_for_a_spanish_bro
     with httpx.Client(base_url=live_server.url, headers={"Accept-Language": "es"}) as client:
         archive = client.get("/archive")
     assert archive.status_code == 200 and lang_of(archive) == "en"  # its issues are in the newsletter's language
+
+
+def test_a_message_page_shows_a_title_that_is_not_a_msgid_as_given(live_server: LiveServer) -> None:
+    from starlette.requests import Request
+
+    from newsletter.web.pages import message
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b"",
+             "app": live_server.app}
+    page = message(Request(scope), "100% of 5", "Save 50% off", 200, lang="es")
+    assert page.status_code == 200 and b"100% of 5" in page.body and b"Save 50% off" in page.body
