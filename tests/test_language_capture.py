@@ -118,3 +118,19 @@ def test_contacts_add_takes_a_language(settings: Settings, db: Database) -> None
     refused = runner.invoke(app, ["contacts", "add", "bo@example.org", "--language", "fr"])
     assert refused.exit_code != 0 and "not one we send in" in refused.output
     assert language_of(db, "bo@example.org") is None
+
+
+def test_an_export_carries_the_language_and_imports_back_unchanged(db: Database, tmp_path: Path) -> None:
+    from subscribers.csv_export import export_csv
+
+    source = tmp_path / "in.csv"
+    source.write_text("email,language\nana@example.org,es\nbo@example.org,\n", encoding="utf-8")
+    import_csv(db.engine, source, list_slug="newsletter", default_timezone="UTC")
+    out = tmp_path / "out.csv"
+    with db.session() as s:
+        export_csv(s, out)
+    with out.open(encoding="utf-8-sig", newline="") as file:
+        assert {row["email"]: row["language"] for row in csv.DictReader(file)} == {"ana@example.org": "es",
+                                                                                   "bo@example.org": ""}
+    again = import_csv(db.engine, out, list_slug="newsletter", default_timezone="UTC")
+    assert (again.unchanged, again.updated) == (2, 0)
