@@ -68,7 +68,7 @@ class SavedContact:
 
 def save_contact(session: Session, settings: Settings, token: ApiToken, email: str, *, name: str | None,
                  timezone: str | None, tags: list[str] | None, custom_fields: dict[str, str] | None,
-                 lists: list[str], proof: ConsentProof | None) -> SavedContact:
+                 lists: list[str], proof: ConsentProof | None, language: str | None = None) -> SavedContact:
     """Create the contact or update what is given (values replace, tags are added), then subscribe it
     to ``lists`` (``subscribe``). Nothing is stored about a suppressed address that is not a contact
     already, as with every other way in."""
@@ -77,7 +77,7 @@ def save_contact(session: Session, settings: Settings, token: ApiToken, email: s
     if is_suppressed(session, email) and find_contact(session, email) is None:
         return SavedContact(None, False, True, [])
     change = upsert_contact(session, email, default_timezone=settings.default_timezone, source=ORIGIN, name=name,
-                            timezone=timezone, tags=tags, custom_fields=custom_fields)
+                            timezone=timezone, tags=tags, custom_fields=custom_fields, language=language)
     if change.created or change.changed:
         record(session, api_tokens.target(token), AuditAction.CONTACT_ADDED if change.created
                else AuditAction.CONTACT_EDITED, contact_target(change.contact.id))
@@ -120,13 +120,14 @@ def contact(session: Session, contact_id: int) -> Contact:
 
 def save_lead(session: Session, settings: Settings, token: ApiToken, email: str, *, source: str,
               name: str | None, phone: str | None, preferred_contact: str | None, requested_time: str | None,
-              utm: Mapping[str, str | None] | None, timezone: str | None) -> LeadResult:
+              utm: Mapping[str, str | None] | None, timezone: str | None,
+              language: str | None = None) -> LeadResult:
     """A consultation request: the lead is made (or updated; a lost one enquiring again is new once
     more), with the caller's word that the person agreed to be contacted."""
     result = add_lead(session, email, default_timezone=settings.default_timezone, source=source,
                       consent_method=ORIGIN, origin=ORIGIN, name=name, phone=phone,
                       preferred_contact=preferred_contact, requested_time=requested_time, utm=utm,
-                      timezone=timezone)
+                      timezone=timezone, language=language)
     action = AuditAction.LEAD_ADDED if result.created or result.reopened else AuditAction.LEAD_UPDATED
     record(session, api_tokens.target(token), action, lead_actions.target(result.lead))
     return result

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from newsletter.i18n import N_
 from subscribers.errors import InputError
 
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -158,9 +159,9 @@ class Settings(BaseSettings):
         "This email is general information, not medical advice. If you are in crisis, call or text 988.",
         description="Short note shown above the footer of every email; empty to hide.",
     )
-    cta_label: str = Field("Book a consultation", description="Label of the call-to-action button.")
-    cta_lead: str = Field(
-        "Questions about whether this could help you? Our team is happy to talk it through.",
+    cta_label: str = Field(N_("Book a consultation"), description="Label of the call-to-action button.")
+    cta_lead: str = Field(  # the defaults are in the catalogues: emails in other languages translate them
+        N_("Questions about whether this could help you? Our team is happy to talk it through."),
         description="Sentence above the call-to-action button.",
     )
     unsubscribe_email: str | None = Field(
@@ -190,6 +191,13 @@ class Settings(BaseSettings):
         description="The consent wording shown verbatim on the subscribe form and stored with each sign-up.",
     )
     consent_version: str = Field("2026-11", description="Version label of the consent wording.")
+    # The same consent in Spanish, for the Spanish sign-up page (a different text is a different
+    # consent: it has its own version and is stored, by hash, with each sign-up made on that page).
+    consent_text_es: str = Field(
+        "Sí, envíenme el boletín de la clínica por correo electrónico. Puedo darme de baja en cualquier momento.",
+        description="The consent wording of the Spanish sign-up page, shown verbatim and stored with each sign-up.",
+    )
+    consent_version_es: str = Field("2026-12-es", description="Version label of the Spanish consent wording.")
     record_ip_and_agent: bool = Field(
         False, description="Keep the IP address and user agent with consent records (off: data minimisation)."
     )
@@ -202,6 +210,11 @@ class Settings(BaseSettings):
                     "with the lead.",
     )
     consultation_consent_version: str = Field("2026-12", description="Version label of that wording.")
+    consultation_consent_text_es: str = Field(
+        "Sí, la clínica puede contactarme sobre una consulta por el medio que elegí arriba.",
+        description="That wording on the Spanish consultation form, shown verbatim and stored (by hash) with the lead.",
+    )
+    consultation_consent_version_es: str = Field("2026-12-es", description="Version label of the Spanish wording.")
     intake_email: str | None = Field(
         None, description="Who is told of each new consultation request (the lead's name and a link to the staff "
                           "app only); unset: nobody is emailed, staff see new requests on the Leads board.",

@@ -33,6 +33,7 @@ from newsletter import optin, urls
 from newsletter.compose.personalize import RecipientValues, safe_first_name
 from newsletter.compose.render import CompiledEmail, EmailContent, render_email
 from newsletter.config import Settings
+from newsletter.i18n import N_, gettext_for, spoken
 from newsletter.models import ConsultationEmail
 from newsletter.transports import Recipient
 from subscribers.consent import Proof
@@ -60,16 +61,20 @@ KINDS = (ACKNOWLEDGEMENT, INTAKE)
 REPLAY_WINDOW = timedelta(hours=24)
 INTAKE_SUBJECT = "New consultation request"
 
-# What a person sees for each fixed choice (the stored values are the keys).
-CONTACT_LABELS = {"email": "Email", "phone": "Phone call", "text": "Text message"}
-WINDOW_LABELS = {"any_time": "Any time", "weekday_mornings": "Weekday mornings",
-                 "weekday_afternoons": "Weekday afternoons", "weekday_evenings": "Weekday evenings",
-                 "weekends": "Weekends"}
-HEARD_LABELS = {"search_engine": "A search engine", "social_media": "Social media",
-                "friend_or_family": "A friend or family member", "healthcare_provider": "A doctor or therapist",
-                "news_or_article": "A news story or article", "newsletter": "Our newsletter", "other": "Somewhere else"}
+# What a person sees for each fixed choice (the stored values are the keys): msgids, translated where shown.
+CONTACT_LABELS = {"email": N_("Email"), "phone": N_("Phone call"), "text": N_("Text message")}
+WINDOW_LABELS = {"any_time": N_("Any time"), "weekday_mornings": N_("Weekday mornings"),
+                 "weekday_afternoons": N_("Weekday afternoons"), "weekday_evenings": N_("Weekday evenings"),
+                 "weekends": N_("Weekends")}
+HEARD_LABELS = {"search_engine": N_("A search engine"), "social_media": N_("Social media"),
+                "friend_or_family": N_("A friend or family member"),
+                "healthcare_provider": N_("A doctor or therapist"), "news_or_article": N_("A news story or article"),
+                "newsletter": N_("Our newsletter"), "other": N_("Somewhere else")}
 assert set(CONTACT_LABELS) == set(CONTACT_METHODS) and set(WINDOW_LABELS) == set(REQUESTED_WINDOWS)
 assert set(HEARD_LABELS) == set(HEARD_FROM)
+# Said when a call or a text is asked for without a number (whole sentences, so each translates).
+PHONE_NEEDED = {"phone": N_("Please give a phone number, so we can reach you by phone call."),
+                "text": N_("Please give a phone number, so we can reach you by text message.")}
 
 # The longest value each text field takes (the column's size); longer is refused, never cut. The
 # fields of fixed choices take one of their choices, whatever its length.
@@ -126,35 +131,35 @@ def check_request(fields: Mapping[str, str]) -> tuple[ConsultationRequest | None
             errors[name] = f"Please keep {FIELD_NAMES[name].lower()} to {MAX_LENGTHS[name]} characters or fewer."
     get = {name: fields.get(name, "") for name in FIELDS}
     if "name" not in errors and not get["name"]:
-        errors["name"] = "Please tell us your name, so we know whom to ask for."
+        errors["name"] = N_("Please tell us your name, so we know whom to ask for.")
     if "email" not in errors and not get["email"]:
-        errors["email"] = "Please enter an email address like name@example.com."
+        errors["email"] = N_("Please enter an email address like name@example.com.")
     method = get["preferred_contact"]
     if "preferred_contact" not in errors and method not in CONTACT_METHODS:
-        errors["preferred_contact"] = "Please choose how we should contact you."
+        errors["preferred_contact"] = N_("Please choose how we should contact you.")
     phone = None
     if "phone" not in errors and get["phone"]:
         try:
             phone = normalise_phone(get["phone"])
         except InputError:
-            errors["phone"] = "Please enter a phone number with digits only (and a + for the country), e.g. +1 415 555 0100."
+            errors["phone"] = N_("Please enter a phone number with digits only (and a + for the country), e.g. +1 415 555 0100.")
     elif "phone" not in errors and method in ("phone", "text"):
-        errors["phone"] = f"Please give a phone number, so we can reach you by {CONTACT_LABELS[method].lower()}."
+        errors["phone"] = PHONE_NEEDED[method]
     if "requested_time" not in errors and get["requested_time"] not in REQUESTED_WINDOWS:
-        errors["requested_time"] = "Please choose the best time to reach you."
+        errors["requested_time"] = N_("Please choose the best time to reach you.")
     zone = get["timezone"]
     if "timezone" not in errors and not zone:
-        errors["timezone"] = "Please enter your time zone, such as America/New_York."
+        errors["timezone"] = N_("Please enter your time zone, such as America/New_York.")
     elif "timezone" not in errors:
         try:
             check_timezone(zone)
         except InputError:
-            errors["timezone"] = "Please enter a time zone such as America/New_York or Europe/London."
+            errors["timezone"] = N_("Please enter a time zone such as America/New_York or Europe/London.")
     heard = get["heard_from"] or None
     if "heard_from" not in errors and heard is not None and heard not in HEARD_FROM:
-        errors["heard_from"] = "Please choose one of the answers, or leave it empty."
+        errors["heard_from"] = N_("Please choose one of the answers, or leave it empty.")
     if get["consent_contact"] != "yes":
-        errors["consent_contact"] = "Please tick the box, so we may contact you about your consultation."
+        errors["consent_contact"] = N_("Please tick the box, so we may contact you about your consultation.")
     if errors:
         return None, errors
     utm = {key.removeprefix("utm_"): get[key] for key in MAX_LENGTHS if key.startswith("utm_") and get[key]}
@@ -174,29 +179,41 @@ class Received:
     queued: list[int]  # the consultation emails queued for this request
 
 
+def consultation_consent_wording(settings: Settings, language: str) -> tuple[str, str]:
+    """The consultation form's consent text and version in ``language`` (as ``optin.consent_wording``)."""
+    if language != spoken(None, settings.language):
+        text = getattr(settings, f"consultation_consent_text_{language}", None)
+        version = getattr(settings, f"consultation_consent_version_{language}", None)
+        if text and version:
+            return text, version
+    return settings.consultation_consent_text, settings.consultation_consent_version
+
+
 def request_consultation(session: Session, settings: Settings, request: ConsultationRequest, *, now: datetime,
-                         ip_address: str | None = None, user_agent: str | None = None) -> Received:
+                         ip_address: str | None = None, user_agent: str | None = None,
+                         language: str | None = None) -> Received:
     """Record a checked request: the lead with its consent to be contacted (the form, the wording and
     version, and IP and agent only when NEWSLETTER_RECORD_IP_AND_AGENT is on), the newsletter sign-up
     when ticked (double opt-in; its own consent wording), and the emails about it, all in the
-    caller's transaction."""
+    caller's transaction. ``language``: the form page's (the wordings shown, and a new contact's)."""
     keep = settings.record_ip_and_agent
-    proof = Proof("form", form_id=FORM_ID, form_version=FORM_VERSION, text=settings.consultation_consent_text,
-                  text_version=settings.consultation_consent_version,
+    page = spoken(language, settings.language)
+    text, version = consultation_consent_wording(settings, page)
+    proof = Proof("form", form_id=FORM_ID, form_version=FORM_VERSION, text=text, text_version=version,
                   ip_address=ip_address if keep else None, user_agent=user_agent if keep else None)
     result: LeadResult = add_lead(
         session, request.email, default_timezone=settings.default_timezone, source="web_form",
         consent_method="form", origin="api", name=request.name, phone=request.phone,
         preferred_contact=request.preferred_contact, requested_time=request.requested_time, utm=request.utm,
-        timezone=request.timezone, heard_from=request.heard_from, proof=proof,
+        timezone=request.timezone, heard_from=request.heard_from, proof=proof, language=language,
         unverified=True,  # anyone may type anyone's address: a known lead's details stay as stored
     )
     queued = queue_emails(session, settings, result.lead, now)
     if request.newsletter:
-        newsletter_proof = Proof("form", form_id=FORM_ID, form_version=FORM_VERSION, text=settings.consent_text,
-                                 text_version=settings.consent_version, ip_address=proof.ip_address,
-                                 user_agent=proof.user_agent)
-        optin.sign_up(session, settings, request.email, name=request.name, proof=newsletter_proof)
+        text, version = optin.consent_wording(settings, page)
+        newsletter_proof = Proof("form", form_id=FORM_ID, form_version=FORM_VERSION, text=text, text_version=version,
+                                 ip_address=proof.ip_address, user_agent=proof.user_agent)
+        optin.sign_up(session, settings, request.email, name=request.name, proof=newsletter_proof, language=language)
     return Received(result.lead.id, result.created, queued)
 
 
@@ -233,6 +250,7 @@ class AcknowledgementFor:
     name: str | None
     preferred_contact: str
     requested_time: str | None
+    language: str | None = None  # the contact's (None: the newsletter's)
 
 
 @dataclass(frozen=True)
@@ -243,30 +261,34 @@ class IntakeFor:
 
 
 def acknowledgement_email(settings: Settings, to: AcknowledgementFor) -> tuple[CompiledEmail, Recipient]:
-    """A short, warm note that the request arrived. Transactional (no list headers); the subject and
-    preheader say nothing about health or about what was asked."""
-    how = CONTACT_LABELS.get(to.preferred_contact, "email").lower()
-    when = WINDOW_LABELS.get(to.requested_time or "", "")
-    timing = f", {when.lower()} if we can" if when and to.requested_time != "any_time" else ""
+    """A short, warm note that the request arrived, in the contact's language. Transactional (no
+    list headers); the subject and preheader say nothing about health or about what was asked."""
+    language = spoken(to.language, settings.language)
+    _ = gettext_for(language)
+    how = _(CONTACT_LABELS.get(to.preferred_contact, "Email")).lower()
+    when = _(WINDOW_LABELS.get(to.requested_time or "", "")) if to.requested_time in WINDOW_LABELS else ""
+    timing = _(", %(when)s if we can") % {"when": when.lower()} if when and to.requested_time != "any_time" else ""
     org = _escape(settings.org_name)
     content = EmailContent(
-        subject="Thanks for getting in touch",
-        preheader="We have your request and will be in touch soon.",
-        title="Thank you, we have your request",
+        subject=_("Thanks for getting in touch"),
+        preheader=_("We have your request and will be in touch soon."),
+        title=_("Thank you, we have your request"),
         blocks=[
-            {"type": "paragraph", "html": f"Thank you for asking to talk with {org}. Someone from our team "
-             f"will be in touch soon by {_escape(how)}{_escape(timing)}."},
-            {"type": "paragraph", "html": "There is nothing you need to prepare. Please do not send medical "
-             "details by email: we will ask what we need when we talk."},
-            {"type": "paragraph", "html": "If you did not ask for this, you can ignore this email."},
+            {"type": "paragraph", "html": _("Thank you for asking to talk with %(org)s. Someone from our team will be "
+                                            "in touch soon by %(how)s%(timing)s.")
+             % {"org": org, "how": _escape(how), "timing": _escape(timing)}},
+            {"type": "paragraph", "html": _("There is nothing you need to prepare. Please do not send medical details "
+                                            "by email: we will ask what we need when we talk.")},
+            {"type": "paragraph", "html": _("If you did not ask for this, you can ignore this email.")},
         ],
         transactional=True,
-        cta={"label": settings.cta_label, "url": settings.booking_url, "lead": "Would you rather choose a time yourself?"},
-        reason=f"You are receiving this because this address was entered on {settings.org_name}'s consultation "
-               "request form.",
+        cta={"label": _(settings.cta_label), "url": settings.booking_url,
+             "lead": _("Would you rather choose a time yourself?")},
+        reason=_("You are receiving this because this address was entered on %(org)s's consultation request form.")
+        % {"org": settings.org_name},
     )
-    values = RecipientValues(safe_first_name(to.name), "", "", "")
-    return render_email(content, settings), Recipient(to.address, to.name, values, None)
+    values = RecipientValues(safe_first_name(to.name, _("there")), "", "", "")
+    return render_email(content, settings, language), Recipient(to.address, to.name, values, None)
 
 
 def intake_email(settings: Settings, to: IntakeFor) -> tuple[CompiledEmail, Recipient]:

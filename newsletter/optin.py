@@ -17,6 +17,7 @@ from newsletter import urls
 from newsletter.models import ConfirmationEmail, Delivery, Event
 from newsletter.compose.personalize import RecipientValues, safe_first_name
 from newsletter.compose.render import EmailContent, CompiledEmail, render_email
+from newsletter.i18n import gettext_for, spoken
 from newsletter.transports import Recipient
 from subscribers import consent
 from subscribers.consent import Proof
@@ -35,6 +36,18 @@ FORM_VERSION = "1"
 
 def newsletter_list(session: Session, settings: Settings) -> MailingList:
     return ensure_list(session, settings.default_list, settings.newsletter_name)
+
+
+def consent_wording(settings: Settings, language: str) -> tuple[str, str]:
+    """The newsletter's consent text and its version as shown to someone reading ``language``:
+    NEWSLETTER_CONSENT_TEXT is in the newsletter's own language; another language has its own
+    setting (NEWSLETTER_CONSENT_TEXT_ES). A language with none is shown the newsletter's own."""
+    if language != spoken(None, settings.language):
+        text = getattr(settings, f"consent_text_{language}", None)
+        version = getattr(settings, f"consent_version_{language}", None)
+        if text and version:
+            return text, version
+    return settings.consent_text, settings.consent_version
 
 
 # Sign-up ----------------------------------------------------------------------------------------
@@ -62,6 +75,7 @@ def sign_up(
     tags: list[str] | None = None,
     timezone: str | None = None,
     custom_fields: dict[str, str] | None = None,
+    language: str | None = None,
 ) -> SignUp:
     """Someone asks to join a list. A suppressed address gets nothing and nothing is stored about it.
 
@@ -85,7 +99,7 @@ def sign_up(
         contact = upsert_contact(
             session, address, default_timezone=settings.default_timezone,
             source="form" if proof.method == "form" else "admin" if proof.method == "admin" else "api",
-            name=name, tags=tags, timezone=timezone, custom_fields=custom_fields,
+            name=name, tags=tags, timezone=timezone, custom_fields=custom_fields, language=language,
         ).contact
     outcome = consent.request_subscription(session, contact, mailing_list, proof, confirmed=confirmed)
     queued = queue_confirmation(session, outcome.subscription) if outcome.state == SubscribeOutcome.PENDING else None
@@ -105,6 +119,7 @@ def add_by_staff(
     tags: list[str] | None = None,
     timezone: str | None = None,
     custom_fields: dict[str, str] | None = None,
+    language: str | None = None,
 ) -> list[tuple[MailingList, SignUp]]:
     """Staff add a contact and subscribe it to ``lists`` (the CLI's ``contacts add`` and the staff
     page). ``added_by`` names who ("cli", "staff user 3") and is kept with the consent records.
@@ -117,7 +132,8 @@ def add_by_staff(
         raise InputError("say how this person agreed (it is kept as the proof) to add them as confirmed")
     proof = Proof("admin", form_id=added_by[:100], note=note)
     return [(mailing_list, sign_up(session, settings, email, name=name, proof=proof, mailing_list=mailing_list,
-                                   confirmed=confirmed, tags=tags, timezone=timezone, custom_fields=custom_fields))
+                                   confirmed=confirmed, tags=tags, timezone=timezone, custom_fields=custom_fields,
+                                   language=language))
             for mailing_list in lists]
 
 
@@ -155,27 +171,33 @@ class ConfirmationFor:
     address: str
     name: str | None
     list_name: str
+    language: str | None = None  # the contact's (None: the newsletter's)
 
 
 def confirmation_email(settings: Settings, to: ConfirmationFor) -> tuple[CompiledEmail, Recipient]:
-    """The confirmation email and its one recipient, ready for a transport."""
+    """The confirmation email and its one recipient, ready for a transport, in the contact's language."""
+    language = spoken(to.language, settings.language)
+    _ = gettext_for(language)
     link = urls.confirm_url(settings, to.subscription_id)
+    names = {"list": _escape(to.list_name), "org": _escape(settings.org_name)}
     content = EmailContent(
-        subject=f"Please confirm your subscription to {to.list_name}",
-        preheader="One click and you're on the list. If it wasn't you, ignore this email.",
-        title="Please confirm your subscription",
+        subject=_("Please confirm your subscription to %(list)s") % {"list": to.list_name},
+        preheader=_("One click and you're on the list. If it wasn't you, ignore this email."),
+        title=_("Please confirm your subscription"),
         blocks=[
-            {"type": "paragraph", "html": f"Thanks for signing up to {_escape(to.list_name)} from "
-             f"{_escape(settings.org_name)}. Press the button below to confirm your address."},
-            {"type": "paragraph", "html": f"The link works for {settings.confirm_link_hours} hours. If you did "
-             "not ask for this, ignore this email: you will not hear from us again."},
+            {"type": "paragraph", "html": _("Thanks for signing up to %(list)s from %(org)s. Press the button below "
+                                            "to confirm your address.") % names},
+            {"type": "paragraph", "html": _("The link works for %(hours)d hours. If you did not ask for this, ignore "
+                                            "this email: you will not hear from us again.")
+             % {"hours": settings.confirm_link_hours}},
         ],
         transactional=True,
-        cta={"label": "Yes, subscribe me", "url": link, "lead": ""},
-        reason=f"You are receiving this because this address was entered on {settings.org_name}'s sign-up form.",
+        cta={"label": _("Yes, subscribe me"), "url": link, "lead": ""},
+        reason=_("You are receiving this because this address was entered on %(org)s's sign-up form.")
+        % {"org": settings.org_name},
     )
-    values = RecipientValues(safe_first_name(to.name), "", "", "")
-    return render_email(content, settings), Recipient(to.address, to.name, values, None)
+    values = RecipientValues(safe_first_name(to.name, _("there")), "", "", "")
+    return render_email(content, settings, language), Recipient(to.address, to.name, values, None)
 
 
 def _escape(text: str) -> str:

@@ -224,6 +224,16 @@ def fields_text(fields: dict[str, Any] | None) -> str:
     return "\n".join(f"{key}: {value}" for key, value in (fields or {}).items())
 
 
+def set_language(contact: Contact, language: str | None) -> bool:
+    """Set the language to write to the contact in (checked: "es-MX" is "es"); None or "" clears it,
+    so they follow the newsletter's. Returns whether anything changed."""
+    wanted = check_language(language) if language else None
+    if contact.language == wanted:
+        return False
+    contact.language = wanted
+    return True
+
+
 def set_tags(session: Session, contact: Contact, tags: list[str]) -> bool:
     """Make the contact's tags exactly ``tags``. Tags it keeps keep their ``added_at`` (sequences
     triggered by a tag read it), so only new ones count as added. Returns whether anything changed."""
@@ -265,6 +275,7 @@ def contact_summary(contact: Contact) -> dict[str, Any]:
         "email": contact.email,
         "name": contact.name,
         "timezone": contact.timezone,
+        "language": contact.language,  # None: the newsletter's
         "status": contact.status,
         "source": contact.source,
         "tags": contact.tag_names,

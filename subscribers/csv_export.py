@@ -33,7 +33,7 @@ from subscribers.lists import get_list
 from subscribers.models import Contact, ContactTag, Subscription, Suppression
 from subscribers.suppression import not_suppressed
 
-CONTACT_COLUMNS = ("email", "name", "timezone", "status", "tags", "created_at")
+CONTACT_COLUMNS = ("email", "name", "timezone", "language", "status", "tags", "created_at")
 LIST_COLUMNS = ("subscription_status", "confirmed_at")
 TAG_SEPARATOR = "\x1f"  # joins tags in SQL; no tag contains it (clean_tag folds whitespace and controls)
 FETCH = 1000
@@ -58,7 +58,7 @@ def export_csv(
 
     ``list_slug``: only contacts with a subscription to that list (any status), with its status and
     confirmation time. ``where``: a further filter over ``Contact`` (e.g. a segment's
-    ``compile_filter``). Columns: email, name, timezone, status, tags, created_at, then the list's
+    ``compile_filter``). Columns: email, name, timezone, language, status, tags, created_at, then the list's
     columns, ``suppressed`` when suppressed contacts are included, then one per custom-field key.
     """
     mailing_list = get_list(session, list_slug) if list_slug else None
@@ -69,7 +69,8 @@ def export_csv(
 
     tags = (select(func.aggregate_strings(ContactTag.tag, TAG_SEPARATOR))
             .where(ContactTag.contact_id == Contact.id).scalar_subquery())
-    columns: list[Any] = [Contact.email, Contact.name, Contact.timezone, Contact.status, tags, Contact.created_at]
+    columns: list[Any] = [Contact.email, Contact.name, Contact.timezone, Contact.language, Contact.status, tags,
+                          Contact.created_at]
     if mailing_list:
         columns += [Subscription.status, Subscription.confirmed_at]
     if include_suppressed:
@@ -122,8 +123,8 @@ def _custom_headers(keys: list[str]) -> list[str]:
 
 
 def _cells(record: Any, keys: list[str], *, with_list: bool, with_suppressed: bool) -> list[str]:
-    email, name, zone, status, tags, created_at, *optional, fields = record
-    cells = [email, name or "", zone, status, ", ".join(sorted(tags.split(TAG_SEPARATOR))) if tags else "",
+    email, name, zone, language, status, tags, created_at, *optional, fields = record
+    cells = [email, name or "", zone, language or "", status, ", ".join(sorted(tags.split(TAG_SEPARATOR))) if tags else "",
              created_at.isoformat()]
     if with_list:
         sub_status, confirmed_at, *optional = optional

@@ -66,6 +66,7 @@ from sqlalchemy.orm import Session
 from subscribers import suppression
 from subscribers.consent import ConsentAction, status_after_confirm, subscribe_outcome
 from subscribers.contacts import check_timezone, clean_tag, sendable_email
+from subscribers.languages import check_language
 from subscribers.csv_cells import SafeWriter, original_cell
 from subscribers.csv_encoding import Encoding, NotInEncoding, detect_encoding, given_encoding
 from subscribers.csv_reading import CsvFile, Record
@@ -90,11 +91,12 @@ ALIASES = {
     "last name": "last_name", "lastname": "last_name", "surname": "last_name", "family name": "last_name",
     "timezone": "timezone", "time zone": "timezone", "tz": "timezone",
     "tags": "tags", "tag": "tags",
+    "language": "language", "lang": "language", "preferred language": "language", "locale": "language",
 }
 # Columns that ``csv_export`` writes and the system keeps itself: ignored on import, so that an
 # exported file can be imported again without turning them into custom fields.
 SYSTEM_COLUMNS = ("status", "created_at", "subscription_status", "confirmed_at", "suppressed")
-ROLES = ("email", "name", "first_name", "last_name", "timezone", "tags")  # the fields a column may fill
+ROLES = ("email", "name", "first_name", "last_name", "timezone", "tags", "language")  # the fields a column may fill
 CUSTOM, IGNORE = "custom", "ignore"  # a custom field (named by the header, or custom:KEY); not imported
 SAMPLE_ROWS = 5  # rows a preview shows
 TAG_SEPARATORS = re.compile(r"[,;|]")
@@ -489,11 +491,13 @@ class _Row:
     timezone: str | None
     custom: dict[str, str]
     tags: set[str]
+    language: str | None = None  # subscribers.languages: "es-MX" is read as "es"
 
     def merge(self, later: _Row) -> None:
         # Later non-empty values fill in; tags add up (the same rule as contacts.upsert_contact).
         self.name = later.name or self.name
         self.timezone = later.timezone or self.timezone
+        self.language = later.language or self.language
         self.custom.update(later.custom)
         self.tags |= later.tags
 
@@ -561,6 +565,11 @@ def _parse(cells: list[str], columns: _Columns, job: _Job, line: int) -> _Row:
     zone = cell(at("timezone"))
     if zone and (error := job.zone_error(zone)):
         raise _Reject(header("timezone", ""), zone, error)
+    spoken = cell(at("language"))
+    try:
+        language = check_language(spoken) if spoken else None
+    except InputError as exc:
+        raise _Reject(header("language", ""), spoken, str(exc)) from None
     tags = set(job.tags)
     for tag in TAG_SEPARATORS.split(cell(at("tags"))):
         if tag.strip():
@@ -570,7 +579,7 @@ def _parse(cells: list[str], columns: _Columns, job: _Job, line: int) -> _Row:
                 raise _Reject(header("tags", ""), tag.strip(), str(exc)) from None
     custom = {key: value for index, key in columns.custom if (value := cell(index))}
     digest = suppression.hash_with_salt(job.salt, email)
-    return _Row(line, email, digest, name or None, zone or None, custom, tags)
+    return _Row(line, email, digest, name or None, zone or None, custom, tags, language)
 
 
 # --- writing a batch --------------------------------------------------------------------------------
@@ -622,7 +631,7 @@ def _write(session: Session, job: _Job, batch: _Batch, seen: set[int]) -> dict[s
     suppressed = {d for (d,) in _in(session, select(Suppression.email_hash), Suppression.email_hash, digests)}
     existing = {r.email_hash: r for r in _in(
         session, select(Contact.id, Contact.email_hash, Contact.name, Contact.timezone, Contact.custom_fields,
-                        Contact.status), Contact.email_hash, digests)}
+                        Contact.status, Contact.language), Contact.email_hash, digests)}
     ids = [r.id for r in existing.values()]
     have_tags: dict[int, set[str]] = defaultdict(set)
     for contact_id, tag in _in(session, select(ContactTag.contact_id, ContactTag.tag), ContactTag.contact_id, ids):
@@ -662,6 +671,8 @@ def _update_existing(job: _Job, writes: _Writes, found: Any, row: _Row, sub: Any
         values["name"] = row.name
     if row.timezone and row.timezone != found.timezone:
         values["timezone"] = row.timezone
+    if row.language and row.language != found.language:
+        values["language"] = row.language
     if row.custom and (merged := {**(found.custom_fields or {}), **row.custom}) != found.custom_fields:
         values["custom_fields"] = merged
     if state == SubscribeOutcome.CONFIRMED and (status := status_after_confirm(found.status)) != found.status:
@@ -681,9 +692,9 @@ def _insert_contacts(session: Session, job: _Job, writes: _Writes, new_rows: lis
                      now: datetime) -> None:
     contacts = Contact.__table__
     constant = {"status": ContactStatus.ACTIVE, "source": "import", "created_at": now, "updated_at": now}
-    values = [(row.email, row.digest, row.name, row.timezone or job.default_timezone, row.custom)
+    values = [(row.email, row.digest, row.name, row.timezone or job.default_timezone, row.custom, row.language)
               for row, _ in new_rows]
-    columns = ("email", "email_hash", "name", "timezone", "custom_fields")
+    columns = ("email", "email_hash", "name", "timezone", "custom_fields", "language")
     ids = _insert_rows(session, contacts, constant, columns, values, returning=("email_hash", "id"))
     if ids is None:  # the backend could not return them: one indexed look-up
         ids = list(_in(session, select(contacts.c.email_hash, contacts.c.id), contacts.c.email_hash,

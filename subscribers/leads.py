@@ -244,6 +244,7 @@ def add_lead(
     heard_from: str | None = None,
     proof: Proof | None = None,
     unverified: bool = False,
+    language: str | None = None,
 ) -> LeadResult:
     """Record a consultation request: the contact (source "lead"), the lead and its consent to be
     contacted. Takes contact fields and a preferred contact method only, never health details.
@@ -282,8 +283,10 @@ def add_lead(
     known = find_contact(session, email) if unverified else None
     if known is not None:
         name, timezone = (name if known.name is None else None), None
+        language = language if known.language is None else None
     contact = upsert_contact(
-        session, email, default_timezone=default_timezone, source="lead", name=name, timezone=timezone
+        session, email, default_timezone=default_timezone, source="lead", name=name, timezone=timezone,
+        language=language,
     ).contact
     lead = session.scalar(select(Lead).where(Lead.contact_id == contact.id))
     created = reopened = False

@@ -50,7 +50,8 @@ def people(db: Database, settings: Settings) -> Database:
 def test_every_contact_with_tags_and_custom_fields_as_columns(people: Database, tmp_path: Path) -> None:
     with people.session() as s:
         summary = export_csv(s, tmp_path / "all.csv")
-    assert summary.columns == ["email", "name", "timezone", "status", "tags", "created_at", "age", "clinic", "Phone"]
+    assert summary.columns == ["email", "name", "timezone", "language", "status", "tags", "created_at", "age", "clinic",
+                               "Phone"]
     rows = read(tmp_path / "all.csv")
     assert summary.rows == len(rows) == 4  # the suppressed contact is left out
     assert [r["email"] for r in rows] == ["ann@example.com", "bob@example.com", "left@example.com", "cy@example.com"]
@@ -66,7 +67,7 @@ def test_a_list_export_holds_its_members_and_their_subscription(people: Database
     with people.session() as s:
         summary = export_csv(s, tmp_path / "news.csv", list_slug="newsletter")
     rows = {r["email"]: r for r in read(tmp_path / "news.csv")}
-    assert summary.columns[6:8] == ["subscription_status", "confirmed_at"]
+    assert summary.columns[7:9] == ["subscription_status", "confirmed_at"]
     assert sorted(rows) == ["ann@example.com", "bob@example.com", "left@example.com"]  # cy is on no list
     assert rows["ann@example.com"]["subscription_status"] == "confirmed" and rows["ann@example.com"]["confirmed_at"]
     assert (rows["bob@example.com"]["subscription_status"], rows["bob@example.com"]["confirmed_at"]) == ("pending", "")

@@ -22,6 +22,8 @@ settings = Settings(var_dir=folder / "var")
 db = Database.from_settings(settings)
 upgrade(db.engine)
 result = run_demo(settings, db, folder / "out")
+from newsletter.i18n import translations
+assert translations("es").gettext("Unsubscribe") == "Darse de baja"  # the shipped catalogue compiles
 print(result.files.html.stat().st_size, result.post_title)
 """
 
@@ -42,6 +44,7 @@ def test_wheel_ships_templates_and_runs_from_an_installed_copy(tmp_path: Path) -
         "newsletter/migrations/env.py",
         "newsletter/migrations/script.py.mako",
         "newsletter/samples/demo-post.txt",
+        "newsletter/locale/es/LC_MESSAGES/messages.po",
         "newsletter/sequences/library/welcome.yaml",
         "newsletter/sequences/library/consultation-follow-up.yaml",
         "subscribers/db.py",

@@ -35,6 +35,8 @@ def add(
     confirmed: Annotated[bool, typer.Option("--confirmed", help="You hold proof of opt-in: skip the confirmation email.")] = False,
     consent_note: Annotated[Optional[str], typer.Option(help="The proof of consent, kept in the history.")] = None,
     tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Tag to add (repeatable).")] = None,
+    language: Annotated[Optional[str], typer.Option(help="The language to write to them in (en, es); "
+                                                         "default: the newsletter's.")] = None,
 ) -> None:
     """Add a contact and subscribe it. Without --confirmed a double opt-in list gets a confirmation
     email, sent right away by this command (through the queue the dispatchers also send from)."""
@@ -45,7 +47,8 @@ def add(
     with db.session() as session:
         mailing_list = ensure_list(session, list_slug) if list_slug else optin.newsletter_list(session, settings)
         [(_, result)] = optin.add_by_staff(session, settings, email, lists=[mailing_list], added_by=audit_log.CLI,
-                                           name=name, confirmed=confirmed, consent_note=consent_note, tags=tag)
+                                           name=name, confirmed=confirmed, consent_note=consent_note, tags=tag,
+                                           language=language)
     email_note = "waiting for confirmation"
     if result.confirmation_id is not None:
         sender = ConfirmationSender(settings, db, get_transport(settings), worker=default_worker_id())
@@ -106,7 +109,7 @@ def show(email: str, as_json: Annotated[bool, typer.Option("--json")] = False) -
     if as_json:
         print_json(data)
         return
-    for key in ("email", "name", "timezone", "status", "source", "tags", "custom_fields", "suppressed", "created_at"):
+    for key in ("email", "name", "timezone", "language", "status", "source", "tags", "custom_fields", "suppressed", "created_at"):
         out.print(f"[bold]{key}:[/bold] {data[key]}", highlight=False)
     print_rows(data["subscriptions"], False, {"list": "list", "status": "status", "frequency": "frequency",
                                                "confirmed": "confirmed_at"})

@@ -59,12 +59,12 @@ def contacts_import(
     maps: Annotated[list[str] | None, typer.Option(
         "--map", metavar="HEADER=FIELD",
         help="Put a column in a field other than its guess (repeatable): FIELD is email, name, first_name, "
-             "last_name, timezone, tags, custom (a custom field named by the header), custom:NAME, or ignore.")] = None,
+             "last_name, timezone, tags, language, custom (a custom field named by the header), custom:NAME, or ignore.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Import contacts from a CSV file and subscribe them to a list.
 
-    Columns: email (required), name or first/last name, timezone, tags; any other column becomes a
+    Columns: email (required), name or first/last name, timezone, tags, language (en, es); any other column becomes a
     custom field. Without --confirmed, subscriptions wait for double opt-in. Suppressed addresses
     and people who left the list are skipped. Safe to run again: what is there counts as unchanged.
     UTF-8 and files with a byte-order mark are read as they are; another encoding is detected, and

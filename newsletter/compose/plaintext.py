@@ -95,11 +95,12 @@ def reference_to_text(item: str) -> str:
     return wrap(inline_to_text(item), subsequent="    ").lstrip()
 
 
-def card_to_text(card: Any) -> str:
-    """A digest card (``newsletter.compose.layouts.Card``): its title, excerpt and where to read it."""
+def card_to_text(card: Any, read_more: str = "Read more") -> str:
+    """A digest card (``newsletter.compose.layouts.Card``): its title, excerpt and where to read it
+    (``read_more``: the link's words in the email's language)."""
     lines = [wrap(card.title), "-" * min(len(card.title), WIDTH)]
     if card.excerpt:
         lines.append(wrap(card.excerpt))
     if card.url:
-        lines.append(f"Read more: {card.url}")
+        lines.append(f"{read_more}: {card.url}")
     return "\n".join(lines)

@@ -22,6 +22,7 @@ from newsletter.compose.personalize import PLACEHOLDERS
 from newsletter.posts.blocks import Block
 from newsletter.compose.plaintext import block_to_text, card_to_text, reference_to_text
 from newsletter.compose.templating import email_env
+from newsletter.i18n import gettext_for, long_date, ngettext_for, spoken, template_words
 
 LAYOUT = "email/issue.mjml.j2"
 TEXT_LAYOUT = "email/issue.txt.j2"
@@ -100,12 +101,13 @@ def _segments(blocks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[
     return segments, references
 
 
-def _meta(content: EmailContent) -> str:
+def _meta(content: EmailContent, language: str) -> str:
     parts = []
     if content.published_at:
-        parts.append(f"{content.published_at.day} {content.published_at:%B %Y}")
+        parts.append(long_date(content.published_at, language))
     if content.reading_minutes:
-        parts.append(f"{content.reading_minutes} min read")
+        ngettext, minutes = ngettext_for(language), content.reading_minutes
+        parts.append(ngettext("%(num)d min read", "%(num)d min read", minutes) % {"num": minutes})
     return " · ".join(parts)
 
 
@@ -123,20 +125,24 @@ def email_facts(content: EmailContent) -> dict[str, Any]:
             "post_count": len(content.cards) if content.layout == DIGEST else 1}
 
 
-def _text_body(content: EmailContent) -> list[str]:
+def _text_body(content: EmailContent, language: str) -> list[str]:
     """The plain-text part's body: the post's blocks, a teaser's continue link, or a digest's cards."""
+    _ = gettext_for(language)
     if content.layout == DIGEST:
-        return [card_to_text(card) for card in content.cards]
+        return [card_to_text(card, _("Read more")) for card in content.cards]
     body = [t for t in (block_to_text(b) for b in content.blocks if b["type"] != "references") if t]
     if content.layout == TEASER and content.read_url:
-        body.append(f"Continue reading on our site: {content.read_url}")
+        body.append(f"{_('Continue reading on our site')}: {content.read_url}")
     return body
 
 
-def brand_context(settings: Settings) -> dict[str, Any]:
+def brand_context(settings: Settings, language: str | None = None) -> dict[str, Any]:
+    # The button's label and lead are the clinic's settings: their defaults are in the catalogues,
+    # so an email in another language gets them translated; wording the clinic wrote stays as written.
+    _ = gettext_for(spoken(language, settings.language))
     return {
         "brand": {
-            "language": settings.language,
+            "language": language or settings.language,
             "org_name": settings.org_name,
             "postal_address": settings.postal_address,
             "logo_url": settings.logo_url,
@@ -146,25 +152,30 @@ def brand_context(settings: Settings) -> dict[str, Any]:
             "accent_colour": settings.accent_colour,
             "footer_note": settings.footer_note,
         },
-        "cta": {"url": settings.booking_url, "label": settings.cta_label, "lead": settings.cta_lead},
+        "cta": {"url": settings.booking_url, "label": _(settings.cta_label), "lead": _(settings.cta_lead)},
         "ph": PLACEHOLDERS,
         "look": email_look(settings.accent_colour),
     }
 
 
-def render_email(content: EmailContent, settings: Settings) -> CompiledEmail:
+def render_email(content: EmailContent, settings: Settings, language: str | None = None) -> CompiledEmail:
+    """Compile ``content`` once, its own words (footer, links, greeting, date) in ``language``
+    (default: the content's own, a version's language, else the newsletter's). An issue with versions
+    is compiled once per language, never per recipient; the post's words are the content's and are not
+    translated here."""
+    language = spoken(language or content.language, settings.language)
+    _ = gettext_for(language)
     segments, references = _segments(content.blocks)
-    brand = brand_context(settings)
-    brand["brand"]["language"] = content.language or settings.language
     context = {
-        **brand,
+        **brand_context(settings, language),
+        **template_words(language),
         "subject": content.subject,
         "preheader": content.preheader,
         "title": content.title,
-        "meta": _meta(content),
+        "meta": _meta(content, language),
         "reason": content.reason
-        or f"You are receiving this because you subscribed to {settings.newsletter_name} "
-        f"from {settings.org_name}.",
+        or _("You are receiving this because you subscribed to %(newsletter)s from %(org)s.")
+        % {"newsletter": settings.newsletter_name, "org": settings.org_name},
         "segments": segments,
         "references": references,
         "ref_prefix": REF_PREFIX,
@@ -184,7 +195,7 @@ def render_email(content: EmailContent, settings: Settings) -> CompiledEmail:
         text = email_env(text=True).get_template(TEXT_LAYOUT).render(
             {
                 **context,
-                "body": _text_body(content),
+                "body": _text_body(content, language),
                 "references": [reference_to_text(r) for r in references],
             }
         )

@@ -10,6 +10,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from newsletter.compose.email_look import styled
 from newsletter.compose.personalize import guard_content
 from newsletter.compose.plaintext import wrap
+from newsletter.i18n import add_i18n
 
 
 def templates_dir() -> str:
@@ -30,4 +31,4 @@ def email_env(*, text: bool = False) -> Environment:
     )
     env.filters["wrap"] = wrap
     env.filters["styled"] = styled
-    return env
+    return add_i18n(env)  # the layout's own words; render_email passes the email's language

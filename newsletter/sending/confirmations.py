@@ -36,7 +36,8 @@ class ConfirmationSender(OneOffSender):
             return f"not sent: the subscription is {sub.status} now", None
         if is_suppressed(session, sub.contact.email):
             return "not sent: the address is suppressed", None
-        return None, ConfirmationFor(sub.id, sub.contact.email, sub.contact.name, sub.mailing_list.name)
+        return None, ConfirmationFor(sub.id, sub.contact.email, sub.contact.name, sub.mailing_list.name,
+                                     sub.contact.language)
 
     def compose(self, to: ConfirmationFor) -> tuple[CompiledEmail, Recipient]:
         return confirmation_email(self.settings, to)

@@ -39,7 +39,7 @@ class ConsultationEmailSender(OneOffSender):
             if is_suppressed(session, lead.contact.email):
                 return "not sent: the address is suppressed", None
             return None, AcknowledgementFor(lead.contact.email, lead.contact.name, lead.preferred_contact,
-                                            lead.requested_time)
+                                            lead.requested_time, lead.contact.language)
         if self.settings.intake_email is None:
             return "not sent: NEWSLETTER_INTAKE_EMAIL is not set", None
         return None, IntakeFor(self.settings.intake_email, lead.contact.name, lead.contact_id)

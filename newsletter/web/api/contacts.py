@@ -45,7 +45,7 @@ def save_contact(body: ContactIn, request: Request,
     with request.app.state.db.session() as session:
         saved = api_actions.save_contact(session, request.app.state.settings, token, body.email, name=body.name,
                                          timezone=body.timezone, tags=body.tags, custom_fields=body.custom_fields,
-                                         lists=body.lists or [], proof=proof)
+                                         lists=body.lists or [], proof=proof, language=body.language)
         out = ContactOut(id=saved.contact.id if saved.contact else None, created=saved.created,
                          suppressed=saved.suppressed, subscriptions=[_subscription(s) for s in saved.subscribed])
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if out.created else 200)

@@ -31,7 +31,7 @@ def save_lead(body: LeadIn, request: Request, token: ApiToken = Depends(needs(Sc
         result = api_actions.save_lead(
             session, request.app.state.settings, token, body.email, source=body.source, name=body.name,
             phone=body.phone, preferred_contact=body.preferred_contact, requested_time=body.requested_time,
-            utm=body.utm.model_dump() if body.utm else None, timezone=body.timezone)
+            utm=body.utm.model_dump() if body.utm else None, timezone=body.timezone, language=body.language)
         out = LeadOut(id=result.lead.contact_id, stage=result.lead.stage, created=result.created,
                       reopened=result.reopened)
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if out.created or out.reopened else 200)

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from newsletter.reports.follow_up import DEFAULT_DAYS
 from newsletter.urls import MAX_ID
 from subscribers.contacts import MAX_FIELD_KEY, MAX_FIELD_VALUE, MAX_TAG, MAX_TYPED_FIELDS, MAX_TYPED_TAGS
+from subscribers.languages import LANGUAGES, MAX_LANGUAGE_TAG
 from subscribers.leads import CONTACT_METHODS, MAX_EXTERNAL_ID, MAX_UTM, SOURCES, STAGES
 from subscribers.names import MAX_NAME
 from subscribers.states import SubscribeOutcome
@@ -67,6 +68,9 @@ class ContactIn(Body):
     email: Email = Field(description="The address; matched case-insensitively with stored contacts.")  # type: ignore[valid-type]
     name: Name | None = None  # type: ignore[valid-type]
     timezone: bounded(64) | None = Field(None, description="IANA time zone, e.g. Europe/Lisbon.")  # type: ignore[valid-type]
+    language: bounded(MAX_LANGUAGE_TAG) | None = Field(None, description="The language to write to them in: "  # type: ignore[valid-type]
+                                               f"{', '.join(LANGUAGES)} (a regional tag such as es-MX is read as es); "
+                                               "none: the newsletter's language.")
     tags: list[bounded(MAX_TAG, 1)] | None = Field(None, max_length=MAX_TYPED_TAGS,  # type: ignore[valid-type]
                                                   description="Tags to add (kept ones stay).")
     custom_fields: dict[bounded(MAX_FIELD_KEY, 1), bounded(MAX_FIELD_VALUE)] | None = Field(  # type: ignore[valid-type]
@@ -130,6 +134,9 @@ class LeadIn(Body):
                                             "weekday_evenings, weekends, any_time, or an ISO 8601 date-time with offset.")
     utm: UtmIn | None = None
     timezone: bounded(64) | None = None  # type: ignore[valid-type]
+    language: bounded(MAX_LANGUAGE_TAG) | None = Field(None, description="The language to write to them in: "  # type: ignore[valid-type]
+                                               f"{', '.join(LANGUAGES)} (a regional tag such as es-MX is read as es); "
+                                               "none: the newsletter's language.")
 
 
 class LeadOut(BaseModel):

@@ -30,7 +30,7 @@ from subscribers.lists import all_lists
 router = APIRouter()
 IMPORT = "/staff/contacts/import"
 FIELD_LABELS = {"email": "Email address", "name": "Name (full)", "first_name": "First name",
-                "last_name": "Last name", "timezone": "Time zone", "tags": "Tags"}
+                "last_name": "Last name", "timezone": "Time zone", "tags": "Tags", "language": "Language (en, es)"}
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
 
 

@@ -38,6 +38,7 @@ from newsletter.web.staff.render import page, redirect
 from subscribers import contacts as contact_service
 from subscribers import suppression
 from subscribers.contact_search import STATUS_FILTERS, ContactQuery, all_tags, search_contacts
+from subscribers.languages import LANGUAGES, check_language
 from subscribers.leads import stage_of_contact
 from subscribers.lists import all_lists, get_list
 from subscribers.models import Contact
@@ -137,9 +138,15 @@ def _new_page(request: Request, staff: Staff, status: int = 200, values: dict[st
     with request.app.state.db.session() as session:
         lists = [(m.slug, m.name, m.double_opt_in) for m in all_lists(session)]
     values = values or {"email": "", "name": "", "timezone": settings.default_timezone, "tags": "", "fields": "",
-                        "lists": [settings.default_list], "confirmed": False, "consent_note": ""}
+                        "lists": [settings.default_list], "confirmed": False, "consent_note": "", "language": ""}
     return page(request, staff, "staff/contacts/new.html", status, values=values, errors=errors or {},
+                languages=_language_options(settings),
                 lists=lists, default_list=settings.default_list, newsletter_name=settings.newsletter_name)
+
+
+def _language_options(settings: Any) -> list[tuple[str, str]]:
+    """The language select's options: "" (the newsletter's, which follows it if it changes) first."""
+    return [("", f"The newsletter's language ({settings.language})"), *LANGUAGES.items()]
 
 
 def _tags_and_fields(values: dict[str, Any], errors: dict[str, str]) -> tuple[list[str], dict[str, str]]:
@@ -170,7 +177,7 @@ OUTCOME_WORDS = {
 async def add_contact(request: Request, staff: Staff = Depends(audience)) -> Response:
     form = await request.form()
     values: dict[str, Any] = {key: str(form.get(key, "")).strip() for key in
-                              ("email", "name", "timezone", "tags", "fields", "consent_note")}
+                              ("email", "name", "timezone", "tags", "fields", "consent_note", "language")}
     values["lists"] = [str(v) for v in form.getlist("lists")]
     values["confirmed"] = form.get("confirmed") == "yes"
     errors: dict[str, str] = {}
@@ -186,6 +193,11 @@ async def add_contact(request: Request, staff: Staff = Depends(audience)) -> Res
             contact_service.check_timezone(values["timezone"])
         except InputError as exc:
             errors["timezone"] = sentence(str(exc))
+    if values["language"]:
+        try:
+            check_language(values["language"])
+        except InputError as exc:
+            errors["language"] = sentence(str(exc))
     if errors:
         return _new_page(request, staff, 400, values, errors)
     settings = request.app.state.settings
@@ -196,7 +208,8 @@ async def add_contact(request: Request, staff: Staff = Depends(audience)) -> Res
             results = optin.add_by_staff(
                 session, settings, values["email"], lists=chosen, added_by=f"staff user {staff.user.id}",
                 name=values["name"] or None, confirmed=values["confirmed"], consent_note=values["consent_note"],
-                tags=tags, timezone=values["timezone"] or None, custom_fields=fields)
+                tags=tags, timezone=values["timezone"] or None, custom_fields=fields,
+                language=values["language"] or None)
             if results[0][1].state == SubscribeOutcome.SUPPRESSED:
                 raise InputError("This address is on the suppression list: nothing was added. Lift the "
                                  "suppression first")
@@ -286,10 +299,12 @@ def _contact_page(request: Request, staff: Staff, contact_id: str, status: int =
         suppressed = suppression.reason_for(session, contact.email)
         lead_stage = stage_of_contact(session, contact.id)
         values = {"tags": ", ".join(contact.tag_names), "fields": contact_service.fields_text(contact.custom_fields),
-                  "reason": suppression.SuppressionReason.MANUAL.value, "note": "", **(given or {})}
+                  "reason": suppression.SuppressionReason.MANUAL.value, "note": "", "language": contact.language or "",
+                  **(given or {})}
         return page(request, staff, "staff/contacts/contact.html", status, contact=contact, history=history,
                     subscriptions=subscriptions, suppressed=suppressed, lead_stage=lead_stage,
                     stage_labels=STAGE_LABELS, older=older, values=values,
+                    languages=_language_options(request.app.state.settings),
                     errors=errors or {},
                     reasons=[(r.value, r.value.replace("_", " ")) for r in suppression.STAFF_REASONS])
 
@@ -327,6 +342,27 @@ def edit_details(request: Request, contact_id: str, tags: str = Form(""), fields
 
     number, changed = _change(request, contact_id, save)
     return redirect(request, _contact_path(number), "Tags and fields saved." if changed else "Nothing changed.")
+
+
+@router.post(CONTACTS + "/{contact_id}/language")
+def edit_language(request: Request, contact_id: str, language: str = Form(""),
+                  staff: Staff = Depends(audience)) -> Response:
+    if language:
+        try:
+            check_language(language)
+        except InputError as exc:
+            return _contact_page(request, staff, contact_id, 400, given={"language": language},
+                                 errors={"language": sentence(str(exc))})
+
+    def save(session: Any, contact: Contact) -> bool:
+        changed = contact_service.set_language(contact, language or None)
+        if changed:
+            audit.record(session, staff.user, AuditAction.CONTACT_EDITED, contact_records.contact_target(contact.id),
+                         "language")
+        return changed
+
+    number, changed = _change(request, contact_id, save)
+    return redirect(request, _contact_path(number), "Language saved." if changed else "Nothing changed.")
 
 
 @router.post(CONTACTS + "/{contact_id}/suppress")
