@@ -170,10 +170,10 @@ class DeliveryLinks:
         mac = hmac.digest(self._key, value.encode(), "sha256")  # one-shot: OpenSSL's HMAC in one call
         return f"{value}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"  # itsdangerous's encoding
 
-    def values(self, delivery_id: int, name: str | None) -> tuple[RecipientValues, str]:
+    def values(self, delivery_id: int, name: str | None, nameless: str = "there") -> tuple[RecipientValues, str]:
         token = self.token(delivery_id)
         values = RecipientValues(
-            first_name=safe_first_name(name),
+            first_name=safe_first_name(name, nameless),
             unsubscribe_url=self._unsubscribe + token,
             preferences_url=self._preferences + token,
             view_online_url=self._view + token,

@@ -118,6 +118,9 @@ def test_a_spanish_reader_gets_the_spanish_version_and_everyone_else_the_issues_
     html = html_to(fake_sendgrid)
     assert '<html lang="es"' in html["lucia@example.org"] and "Camine un poco" in html["lucia@example.org"]
     assert '<html lang="en"' in html["sam@example.org"] and "Walk a little" in html["sam@example.org"]
+    # Readers without a name are greeted in their version's language, never "Hola there,".
+    names = {d.to: d.substitutions.get("%%first_name%%") for d in fake_sendgrid.deliveries}
+    assert names["lucia@example.org"] == "a usted" and names["sam@example.org"] == "there"
     # One content per request: no request mixes the versions.
     for request in fake_sendgrid.requests:
         got = {subjects[to["email"]] for p in request.body["personalizations"] for to in p["to"]}

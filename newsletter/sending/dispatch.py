@@ -34,6 +34,7 @@ from newsletter.urls import DeliveryLinks
 from newsletter.models import Issue, SendBatch, SequenceStep
 from newsletter.compose.render import CompiledEmail
 from newsletter.sending import ledger, stops
+from newsletter.i18n import gettext_for, spoken
 from newsletter.sending.confirmations import ConfirmationSender
 from newsletter.sending.consultation_emails import ConsultationEmailSender
 from newsletter.sending.one_off import Claimed as OneOffClaimed
@@ -354,13 +355,15 @@ class Dispatcher:
         recipients = []
         sendable: list[Claimed] = []
         unsendable: dict[str, list[int]] = {}  # reason -> delivery ids
+        # The greeting's word for a contact without a name, in the language of the version this batch carries.
+        nameless = gettext_for(spoken(language, self.settings.language))("there")
         for c in claimed:
             try:
                 address = ascii_address(c.email)
             except ValueError as exc:  # one recipient's bad data (stored before today's rules) fails it alone
                 unsendable.setdefault(refusal(exc), []).append(c.delivery_id)
                 continue
-            values, mailto = self.links.values(c.delivery_id, c.name)
+            values, mailto = self.links.values(c.delivery_id, c.name, nameless)
             recipients.append(Recipient(address, c.name, values, mailto, str(c.delivery_id)))
             sendable.append(c)
         self.timings["build"] += time.perf_counter() - started
