@@ -1,5 +1,6 @@
 """A Spanish-speaking visitor in a real browser: signs up on the Spanish page, confirms from the
-Spanish confirmation email in the outbox, and every page they reach (confirm, confirmed,
+Spanish confirmation email in the outbox, receives the Spanish version of an issue whose English
+version goes to the others, and every page they reach (confirm, confirmed, and from the issue:
 preferences, unsubscribe) is in Spanish; each page axe-clean at 390 and 1280 px, with screenshots."""
 
 from __future__ import annotations
@@ -8,7 +9,15 @@ import re
 
 import pytest
 
+from newsletter.database import Database
+from newsletter.models import Issue
+from newsletter.sending import schedule
+from newsletter.sending.dispatch import Dispatcher
+from newsletter.transports import OutboxTransport
+from subscribers.db import utcnow
 from tests.liveserver import LiveServer
+from tests.sendkit import make_issue
+from tests.test_language_versions import SPANISH_SUBJECT, add_spanish_version, readers_of
 from tests.staffkit import visited
 
 pytestmark = pytest.mark.browser
@@ -20,7 +29,7 @@ def in_spanish(page, name: str) -> None:  # noqa: ANN001
 
 
 def test_a_spanish_speaker_signs_up_confirms_and_manages_their_subscription_in_spanish(
-        browser, live_server: LiveServer) -> None:  # noqa: ANN001
+        browser, live_server: LiveServer, db: Database) -> None:  # noqa: ANN001
     settings = live_server.settings
     context = browser.new_context(locale="es-ES", viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -51,7 +60,22 @@ def test_a_spanish_speaker_signs_up_confirms_and_manages_their_subscription_in_s
     page.get_by_role("heading", name="Ya está suscrito").wait_for()
     in_spanish(page, "i18n-confirmed-es")
 
-    page.get_by_role("link", name="su página de preferencias").click()
+    # An issue with a Spanish version: Lucía gets it in Spanish, an English reader the issue's own.
+    issue_id = make_issue(db, settings)
+    add_spanish_version(db, settings, issue_id)
+    readers_of(db, {"sam@example.org": None})
+    with db.session() as s:
+        schedule.start_now(s, settings, s.get(Issue, issue_id), utcnow())
+    Dispatcher(settings, db, OutboxTransport(live_server.outbox, settings)).run_until_idle()
+    issues = {m["To"].addresses[0].addr_spec: m for m in live_server.emails()[1:]}
+    assert set(issues) == {"lucia@example.org", "sam@example.org"}
+    assert issues["lucia@example.org"]["Subject"] == SPANISH_SUBJECT
+    assert issues["sam@example.org"]["Subject"] == "Small steps for steadier days"
+    spanish = issues["lucia@example.org"].get_body(("html",)).get_content()
+    assert '<html lang="es"' in spanish and "Hola Lucía," in spanish and "Darse de baja" in spanish
+    page.set_content(spanish)  # the email as her mail program shows it, then its links as she follows them
+    preferences = page.get_by_role("link", name="Actualizar sus preferencias").get_attribute("href")
+    page.goto(preferences)
     page.get_by_role("heading", name="Sus preferencias de correo").wait_for()
     in_spanish(page, "i18n-preferences-es")
     page.get_by_label("Como máximo una vez al mes").check()
