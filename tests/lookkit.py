@@ -50,7 +50,7 @@ def _stored(post: ParsedPost, url: str) -> SimpleNamespace:
     address on the clinic's site so the teaser and the digest have somewhere to link."""
     return SimpleNamespace(title=post.title, excerpt=post.excerpt, blocks=[b.to_dict() for b in post.blocks],
                            canonical_url=url, source_url=None, published_at=post.published_at,
-                           reading_minutes=reading_minutes(post.blocks))
+                           reading_minutes=reading_minutes(post.blocks), language=None)
 
 
 def text_post() -> SimpleNamespace:

@@ -61,8 +61,8 @@ def content_for_issue(issue: Issue) -> EmailContent:
 def compile_email(content: EmailContent, settings: Settings, *, tracking: str = "off", session: Session | None = None,
                   into: Issue | SequenceStep | None = None, now: datetime | None = None,
                   language: str | None = None) -> CompiledEmail:
-    """Compile ``content``, its own words in ``language`` (default: the newsletter's). With ``into`` (an issue or a step, new or stored) the result is stored on
-    it, its links tracked as ``tracking`` says (they are rows that name it, so a new one is flushed
+    """Compile ``content``, its own words in ``language`` (default: the content's, else the
+    newsletter's). With ``into`` (an issue or a step, new or stored) the result is stored on it, its links tracked as ``tracking`` says (they are rows that name it, so a new one is flushed
     first for its id); without, the email is returned untracked (a confirmation email, a test).
 
     Rendering comes first: a template that cannot compile raises ``RenderError`` and stores nothing."""
