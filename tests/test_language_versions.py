@@ -301,7 +301,7 @@ def test_a_click_and_a_booking_from_the_spanish_version_count_for_it(live_server
         s.execute(update(Delivery).values(submitted_at=utcnow() - timedelta(hours=1)))
     received = {m["To"].addresses[0].addr_spec: m for m in live_server.emails()}
     spanish = received["lucia@example.org"].get_body(("html",)).get_content()
-    button = re.search(r'href="(http[^"]+/c/[^"]+)"[^>]*>\s*Book a consultation', spanish).group(1)
+    button = re.search(r'href="(http[^"]+/c/[^"]+)"[^>]*>\s*Reserve una consulta', spanish).group(1)  # the button, in Spanish
     assert httpx.get(button, headers={"User-Agent": BROWSER}, follow_redirects=False).status_code == 302
     secret = "s3cret-for-tests"
     live_server.app.state.settings = settings.model_copy(update={"bookings_webhook_secret": SecretStr(secret)})

@@ -14,6 +14,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.models import Event, Issue, Link
 from newsletter.sending import schedule
@@ -174,3 +175,17 @@ def test_fuzz_public_email_urls_never_fail_or_record(live_server: LiveServer, db
     finally:
         client.close()
     assert recorded(db) == before
+
+
+def test_only_the_one_spelling_of_a_delivery_token_is_genuine(settings: Settings) -> None:
+    """Base64 leaves the low bits of a signature's last character unused: a token with that character
+    changed to one that decodes the same must not pass for the real one."""
+    from newsletter.urls import delivery_from_token, delivery_token
+
+    token = delivery_token(settings, 42)
+    assert delivery_from_token(settings, token) == 42
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(token[-1])
+    twins = [token[:-1] + c for c in alphabet if c != token[-1] and alphabet.index(c) >> 2 == last >> 2]
+    assert twins, "a 32-byte signature leaves two unused bits in its last character"
+    assert [delivery_from_token(settings, twin) for twin in twins] == [None] * len(twins)
