@@ -36,7 +36,9 @@ from newsletter import api_tokens
 from newsletter.config import Settings
 from newsletter.database import Database, upgrade
 from newsletter.automations import configure as automation_setup
-from newsletter.models import Feed, Issue, Post, Sequence, SequenceStep
+from newsletter import issues as issue_service
+from newsletter.models import EmailVersion, Feed, Issue, Post, Sequence, SequenceStep
+from newsletter.posts.blocks import Block, ParsedPost
 from newsletter.posts import service as post_service
 from newsletter.outgoing_webhooks import endpoints as webhook_endpoints
 from newsletter.outgoing_webhooks.models import WebhookEndpoint
@@ -87,6 +89,16 @@ def pages(app, db: Database) -> list[str]:  # noqa: ANN001
             automation_setup.set_feed_automation(s, app.state.settings, feed.id,
                                                  automation_setup.Wanted(mode="review"), now=datetime.now(UTC))
         ids["feed_id"] = s.scalar(select(func.max(Feed.id)))
+        # A Spanish version of the newest issue, for its preview page.
+        if not s.scalar(select(func.count()).select_from(EmailVersion)):
+            newest = s.get(Issue, ids["issue_id"])
+            spanish = post_service.store_post(s, ParsedPost(title="Pasos pequeños", blocks=[
+                Block("paragraph", html="Camine un poco cada día.")]), language="es",
+                translation_of=newest.post_id).post
+            issue_service.add_version(s, app.state.settings, newest, language="es", post_id=spanish.id,
+                                      subject="Pasos pequeños para días estables", preheader="Hábitos sencillos "
+                                      "para empezar esta semana, paso a paso.")
+        ids["language"] = "es"
         # The board's "more" page, deep in the biggest column (a keyset page, never an OFFSET).
         deep = s.scalar(select(Lead.id).where(Lead.stage == "new").order_by(Lead.requested_at).limit(1))
     with db.session() as s:  # the heaviest page: a sent issue's results, computed live
