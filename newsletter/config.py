@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         None, description="sendgrid | outbox (writes .eml files) | memory (tests); default sendgrid when a key is set."
     )
     outbox_dir: Path | None = Field(None, description="Where the outbox transport writes .eml files; default <var_dir>/outbox.")
+    health_information_policy: Literal["minimal", "covered"] = Field(
+        "minimal", description="minimal | covered: what of contacts' health information may reach the provider. "
+        "minimal (every transport's default) also sends no custom field, tag or segment staff marked sensitive; "
+        "covered says the clinic has a business associate agreement (BAA) with the transport's provider, so "
+        "emails may personalise with those fields. Refused with SendGrid, which signs no BAA.",
+    )
     sendgrid_api_key: SecretStr | None = Field(
         None, validation_alias="SENDGRID_API_KEY", description="SendGrid API key (from the environment only)."
     )
@@ -381,6 +387,10 @@ class Settings(BaseSettings):
             self.transport = "sendgrid" if self.sendgrid_api_key else "outbox"
         if self.transport not in ("sendgrid", "outbox", "memory"):
             raise ValueError(f"NEWSLETTER_TRANSPORT must be sendgrid, outbox or memory, not {self.transport!r}")
+        from newsletter.health_policy import setting_problem  # its rules per transport; it needs these settings
+
+        if problem := setting_problem(self.transport, self.health_information_policy):
+            raise ValueError(problem)
         if self.transport == "sendgrid" and not self.sendgrid_api_key:
             raise ValueError("NEWSLETTER_TRANSPORT=sendgrid needs SENDGRID_API_KEY in the environment")
         if self.transport == "sendgrid" and self.sendgrid_webhook_public_key is None and not self.allow_unsigned_webhooks:

@@ -28,17 +28,19 @@ class Round:
     def busy(self) -> bool:
         i, s = self.issues, self.sequences
         return self.automations.busy() or bool(
-            i.started or i.finished or i.requeued or i.held_unknown or s.enrolled or s.exited or s.queued
-            or s.skipped or s.postponed or s.completed)
+            i.started or i.finished or i.requeued or i.held_unknown or i.held_by_policy or s.enrolled or s.exited
+            or s.queued or s.skipped or s.postponed or s.completed)  # a sequence held every round is not news
 
     def summary(self) -> str:
         i, s = self.issues, self.sequences
         made = f"{self.automations.summary()}; " if self.automations.busy() else ""
         return (f"{made}issues started {i.started or 'none'}, finished {i.finished or 'none'}, requeued {i.requeued}, "
-                f"held unknown {i.held_unknown}; sequences: enrolled {s.enrolled}, exited {s.exited}, "
-                f"steps queued {s.queued}, skipped {s.skipped}, postponed {s.postponed}, completed {s.completed}")
+                f"held unknown {i.held_unknown}, paused by the health-information policy {i.held_by_policy or 'none'}; "
+                f"sequences: enrolled {s.enrolled}, exited {s.exited}, "
+                f"steps queued {s.queued}, skipped {s.skipped}, postponed {s.postponed}, completed {s.completed}"
+                + "".join(f"; sequence {sid} waits: {why}" for sid, why in s.held_by_policy.items()))
 
 
 def run_round(session: Session, settings: Settings, now: datetime) -> Round:
     automations = run_automations(session, settings, now)
-    return Round(due_work(session, now), process_due(session, settings, now), automations)
+    return Round(due_work(session, now, settings), process_due(session, settings, now), automations)

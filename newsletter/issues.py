@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from newsletter import health_policy
 from newsletter.config import Settings
 from newsletter.errors import InputError, NotFound
 from newsletter.compose.compile import check_tracking, compile_email, compiled_of, content_for_issue
@@ -23,6 +24,7 @@ from newsletter.compose.layouts import DIGEST, FULL, check_hero, check_layout
 from newsletter.issue_layout import apply_layout, current_posts, digest_posts, hero_choice, reorder
 from newsletter.models import EmailVersion, Issue, IssuePost, Link, Post, SequenceStep
 from newsletter.posts.service import get_post, update_post
+from newsletter.transports.base import issue_categories
 from newsletter.urls import TEST_TOKEN, test_values, unsubscribe_mailto
 from newsletter.versions import (compile_version, compiled_version, content_for_version, issue_language,
                                  versions_of)
@@ -198,13 +200,33 @@ def recompile(session: Session, issue: Issue, settings: Settings) -> CompiledEma
 
 def preflight(issue: Issue, settings: Settings, session: Session | None = None) -> list[Finding]:
     """Check the issue's stored email, byte for byte the one the transport sends, and each of its
-    language versions (their findings say which: "[es] ...")."""
-    findings = check_email(compiled_of(issue), settings)
+    language versions (their findings say which: "[es] ..."), the health-information policy's
+    checks among them."""
     session = session or Session.object_session(issue)
-    for version in versions_of(session, issue_id=issue.id) if session is not None and issue.id else ():
-        findings += [Finding(f.level, f.code, f"[{version.language}] {f.message}")
-                     for f in check_email(compiled_version(issue, version), settings)]
-    return findings
+    return [finding for prefix, email in _emails(session, issue)
+            for finding in _prefixed(prefix, check_email(email, settings) + _policy(session, settings, issue, email))]
+
+
+def policy_findings(session: Session, settings: Settings, issue: Issue) -> list[Finding]:
+    """Only the health-information policy's findings of the issue and its versions (the Send tab)."""
+    return [finding for prefix, email in _emails(session, issue)
+            for finding in _prefixed(prefix, _policy(session, settings, issue, email))]
+
+
+def _emails(session: Session | None, issue: Issue) -> list[tuple[str, CompiledEmail]]:
+    """The issue's email and each version's, with the prefix its findings carry."""
+    versions = versions_of(session, issue_id=issue.id) if session is not None and issue.id else ()
+    return [("", compiled_of(issue)), *((f"[{v.language}] ", compiled_version(issue, v)) for v in versions)]
+
+
+def _prefixed(prefix: str, findings: list[Finding]) -> list[Finding]:
+    return [Finding(f.level, f.code, prefix + f.message) for f in findings] if prefix else findings
+
+
+def _policy(session: Session | None, settings: Settings, issue: Issue, email: CompiledEmail) -> list[Finding]:
+    if session is None or not issue.id:
+        return []  # an issue not stored yet has no categories, and the marks cannot be read
+    return health_policy.findings_for(session, settings, email, issue_categories(issue.id))
 
 
 # Language versions ---------------------------------------------------------------------------------

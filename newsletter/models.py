@@ -582,6 +582,24 @@ class AutomationIssue(Base):
     issue: Mapped[Issue | None] = relationship()
 
 
+
+class SensitiveMark(Base):
+    """A custom field, tag or segment staff marked as revealing health information
+    (``newsletter.sensitive``). Under the minimal health-information policy (``newsletter.health_policy``)
+    nothing marked is sent to the provider. A field or tag is named (``name``); a segment is held by its
+    id, so renaming it keeps the mark and deleting it takes the mark away."""
+
+    __tablename__ = "sensitive_marks"
+    __table_args__ = (UniqueConstraint("kind", "name", name="uq_sensitive_marks_kind_name"),
+                      UniqueConstraint("segment_id", name="uq_sensitive_marks_segment"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # field | tag | segment
+    name: Mapped[str | None] = mapped_column(String(100))  # a field's or tag's name; None for a segment
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"))
+    marked_by: Mapped[str] = mapped_column(String(320))  # the staff user's address, or "cli"
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
 # Staff access keeps its tables beside its services; importing them here puts them on the shared
 # metadata wherever the models are (one Alembic history, one schema check).
 from newsletter.staff import models as _staff_models  # noqa: E402,F401

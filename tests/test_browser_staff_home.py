@@ -34,7 +34,7 @@ def _sent_and_scheduled(live_server: LiveServer) -> None:
                  consent_method="form")
     live_server.send_queued()
     with db.session() as s:
-        schedule.due_work(s, utcnow())
+        schedule.due_work(s, utcnow(), settings)
         record_booking(s, "lead@example.org", booked_for=utcnow() + timedelta(days=3), origin="staff", external_id="b-1")
 
 

@@ -101,7 +101,7 @@ def test_schedule_a_minute_ahead_watch_it_send_and_read_the_results(browser, liv
         return datetime.now(timezone.utc) + timedelta(minutes=5)
 
     with db.session() as s:
-        report = schedule.due_work(s, later())
+        report = schedule.due_work(s, later(), settings)
     assert report.started == [issue_id]
     expect(page.locator("#progress-summary")).to_contain_text("0 of 3 handled (0%)", timeout=WAIT)
     expect(page.locator('[data-count="queued"]')).to_have_text("3")
@@ -111,7 +111,7 @@ def test_schedule_a_minute_ahead_watch_it_send_and_read_the_results(browser, liv
     # rows are due at the scheduled time): the figures and the <progress> bar follow without a reload.
     Dispatcher(settings, db, live_server.transport, clock=later).run_until_idle()
     with db.session() as s:
-        schedule.due_work(s, later())
+        schedule.due_work(s, later(), settings)
     expect(page.locator("#progress-summary")).to_contain_text("3 of 3 handled (100%)", timeout=WAIT)
     expect(page.locator('[data-count="submitted"]')).to_have_text("3")
     expect(page.locator('[data-count="queued"]')).to_have_text("0")
@@ -155,7 +155,7 @@ def test_send_now_through_the_confirm_page_and_settle_a_held_batch(browser, live
     Dispatcher(settings, db, ScriptedTransport(script=[raises(OutcomeUnknown("read timeout"))]),
                sleep=lambda s: None).run_until_idle()
     with db.session() as s:
-        schedule.due_work(s, datetime.now(timezone.utc))
+        schedule.due_work(s, datetime.now(timezone.utc), settings)
     expect(page.locator('[data-count="unknown"]')).to_have_text("2", timeout=WAIT)
     expect(page.locator("#progress-summary")).to_contain_text("sent, 2 unknown")
 

@@ -73,7 +73,7 @@ def test_approval_holds_an_issue_until_an_admin_approves_it(db: Database, settin
                                 needs_approval=schedule.approval_needed(settings, is_admin=False))
         assert issue.status == IssueStatus.AWAITING_APPROVAL
     with db.session() as s:  # its time comes and goes: nothing is queued
-        assert schedule.due_work(s, NOW + timedelta(hours=2)).started == []
+        assert schedule.due_work(s, NOW + timedelta(hours=2), settings).started == []
         assert s.scalar(select(func.count()).select_from(Delivery)) == 0
         issue = issue_service.get_issue(s, issue_id)
         schedule.approve(issue, approved_by="user 1", now=NOW + timedelta(hours=2))
@@ -81,7 +81,7 @@ def test_approval_holds_an_issue_until_an_admin_approves_it(db: Database, settin
         with pytest.raises(InputError, match="only an issue awaiting approval can be approved"):
             schedule.approve(issue, approved_by="user 1", now=NOW)
     with db.session() as s:  # late: it goes on the next round
-        assert schedule.due_work(s, NOW + timedelta(hours=2, minutes=1)).started == [issue_id]
+        assert schedule.due_work(s, NOW + timedelta(hours=2, minutes=1), settings).started == [issue_id]
         assert s.scalar(select(func.count()).select_from(Delivery)) == 3
 
 

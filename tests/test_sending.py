@@ -263,13 +263,13 @@ def test_scheduled_issue_goes_at_its_time_and_a_cancelled_one_never(db: Database
             schedule.schedule_issue(s, settings, s.get(Issue, issue_id), at=at, now=NOW, zone="UTC")
         schedule.cancel(s.get(Issue, cancelled_id))
     with db.session() as s:
-        assert schedule.due_work(s, at - timedelta(seconds=1)).started == []
+        assert schedule.due_work(s, at - timedelta(seconds=1), settings).started == []
     with db.session() as s:
-        assert schedule.due_work(s, at).started == [sent_id]
+        assert schedule.due_work(s, at, settings).started == [sent_id]
     transport = ScriptedTransport()
     Dispatcher(settings, db, transport, sleep=lambda s: None, clock=lambda: at).run_until_idle()
     with db.session() as s:
-        assert schedule.due_work(s, at + timedelta(days=2)).started == []
+        assert schedule.due_work(s, at + timedelta(days=2), settings).started == []
         assert s.get(Issue, sent_id).status == "sent" and s.get(Issue, cancelled_id).status == "draft"
     assert len(transport.delivered) == 3 and counts(db, cancelled_id) == {}
 
@@ -295,7 +295,7 @@ def test_local_time_sends_at_nine_in_every_zone_across_dst(db: Database, setting
         start_at = s.get(Issue, issue_id).scheduled_at
     assert start_at == datetime(2026, 10, 31, 19, 0, tzinfo=timezone.utc)  # 09:00 at UTC+14
     with db.session() as s:
-        assert schedule.due_work(s, start_at).started == [issue_id]
+        assert schedule.due_work(s, start_at, settings).started == [issue_id]
         due = dict(s.execute(select(Delivery.contact_id, Delivery.due_at)).all())
     expected = {
         "America/Los_Angeles": datetime(2026, 11, 1, 17, 0, tzinfo=timezone.utc),  # PST (-8) after the fall-back at 02:00

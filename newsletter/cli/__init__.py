@@ -18,6 +18,7 @@ from newsletter.cli.leads import leads_app
 from newsletter.cli.posts import posts_app
 from newsletter.cli.reports import report_app
 from newsletter.cli.segments import segments_app
+from newsletter.cli.sensitive import sensitive_app
 from newsletter.cli.sequences import sequences_app
 from newsletter.cli.users import users_app
 from newsletter.cli.webhooks import webhooks_app
@@ -48,6 +49,7 @@ app.add_typer(automations.digests_app, name="digests")
 app.add_typer(issues_app, name="issues")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(segments_app, name="segments")
+app.add_typer(sensitive_app, name="sensitive")
 app.add_typer(leads_app, name="leads")
 app.add_typer(sequences_app, name="sequences")
 app.add_typer(sending.sending_app, name="sending")

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from newsletter import archive
+from newsletter import archive, health_policy
 from newsletter import issues as issue_service
 from newsletter.errors import InputError
 from newsletter.cli.common import audited, friendly_errors, out, print_json, print_rows, unit_of_work
 from newsletter.compose.compile import posts_of
 from newsletter.compose.layouts import DIGEST, hero_of
+from newsletter.config import Settings
 from newsletter.staff.audit import AuditAction
 from newsletter.sending.progress import IssueState, issue_state, issue_states
 from newsletter.urls import archive_url
@@ -39,7 +40,8 @@ def issue_summary(issue: Any, state: IssueState) -> dict[str, Any]:
     }
 
 
-def _print_findings(findings: list[Any]) -> None:
+def _print_findings(findings: list[Any], settings: Settings) -> None:
+    out.print(health_policy.summary(settings) + ".", highlight=False)
     if not findings:
         out.print("[green]Preflight: all checks pass.[/green]")
     for finding in findings:
@@ -66,7 +68,7 @@ def issues_create(
         audited(session, AuditAction.ISSUE_CREATED, f"issue {issue.id}")
         findings = issue_service.preflight(issue, settings)
     print(issue.id)
-    _print_findings(findings)
+    _print_findings(findings, settings)
 
 
 @issues_app.command("edit")
@@ -93,7 +95,7 @@ def issues_edit(
         audited(session, AuditAction.ISSUE_EDITED, f"issue {issue_id}")
         findings = issue_service.preflight(issue, settings)
     out.print(f"issue {issue_id} updated", highlight=False)
-    _print_findings(findings)
+    _print_findings(findings, settings)
 
 
 @issues_app.command("list")
@@ -117,13 +119,14 @@ def issues_show(issue_id: int, as_json: Annotated[bool, typer.Option("--json")] 
         data = issue_summary(issue, issue_state(session, issue))
         findings = issue_service.preflight(issue, settings)
     data["preflight"] = [f.__dict__ for f in findings]
+    data["sending"] = health_policy.summary(settings)
     if as_json:
         print_json(data)
         return
     for key in ("id", "post_id", "status", "layout", "posts", "subject", "preheader", "html_bytes", "created_at"):
         value = data["label"] if key == "status" else data[key]
         out.print(f"[bold]{key}:[/bold] {value}", highlight=False)
-    _print_findings(findings)
+    _print_findings(findings, settings)
 
 
 @issues_app.command("preflight")
@@ -132,7 +135,7 @@ def issues_preflight(issue_id: int) -> None:
     """Run the checks an issue must pass before it is scheduled; exit 1 when any error remains."""
     with unit_of_work() as (settings, session):
         findings = issue_service.preflight(issue_service.get_issue(session, issue_id), settings)
-    _print_findings(findings)
+    _print_findings(findings, settings)
     if any(f.level == "error" for f in findings):
         raise typer.Exit(1)
 
@@ -167,7 +170,7 @@ def issues_version(
         out.print(f"issue {issue_id}: no version in {language}", highlight=False)
         return
     out.print(f"issue {issue_id}: version in {version.language} saved", highlight=False)
-    _print_findings(findings)
+    _print_findings(findings, settings)
 
 
 @issues_app.command("versions")

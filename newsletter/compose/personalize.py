@@ -73,3 +73,20 @@ def substitute(template: str, values: RecipientValues | Mapping[str, str]) -> st
 
 def placeholders_in(text: str) -> set[str]:
     return set(_PATTERN.findall(text))
+
+
+# A custom field's placeholder, ``%%field:NAME%%``. No face writes one into an email today (content is
+# guarded above, sequence definitions refuse placeholders) and no transport fills one: the only
+# per-recipient values are ``FIELDS``. The health-information policy reads them all the same
+# (``newsletter.health_policy``), so an email that would personalise with a field staff marked
+# sensitive is refused whichever way it came to hold one.
+CUSTOM_FIELD_PATTERN = re.compile(r"%%field:([^%\s]{1,100})%%")
+
+
+def custom_field_placeholder(name: str) -> str:
+    return f"%%field:{name}%%"
+
+
+def custom_fields_in(*texts: str) -> set[str]:
+    """The custom fields the texts personalise with, by name."""
+    return {name for text in texts for name in CUSTOM_FIELD_PATTERN.findall(text or "")}

@@ -53,7 +53,9 @@ from newsletter.transports.base import (
     RateLimited,
     TemporaryFailure,
     TransportError,
+    issue_categories,
     refusal,
+    sequence_categories,
 )
 from subscribers.contacts import ascii_address
 from subscribers.db import utcnow
@@ -249,12 +251,12 @@ class Dispatcher:
                     assert issue is not None
                     # The compiled parts only: the post (and its images, a preflight matter) is not loaded per batch.
                     email = CompiledEmail(issue.subject, issue.preheader, issue.html, issue.text)
-                    categories = [f"issue-{issue_id}"]
+                    categories = issue_categories(issue_id)
                 else:
                     step = session.get(SequenceStep, got.step_id)
                     assert step is not None
                     email = CompiledEmail(step.subject, step.preheader, step.html, step.text)
-                    categories = [f"sequence-{step.sequence_id}"]
+                    categories = sequence_categories(step.sequence_id)
                 parts = self._by_version(session, got, email)
         if one_off is not None:
             sender, claimed_one = one_off

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.errors import InputError
-from newsletter.issues import preflight, recompile
+from newsletter import health_policy
+from newsletter.issues import policy_findings, preflight, recompile
 from newsletter.models import Issue
 from newsletter.compose.preflight import blocking
 from newsletter.sending import ledger
@@ -122,10 +123,19 @@ def start_now(session: Session, settings: Settings, issue: Issue, now: datetime,
         schedule_issue(session, settings, issue, at=now, now=now, zone="UTC", list_slug=list_slug, segment=segment)
     if issue.status != IssueStatus.SCHEDULED:
         raise InputError(f"issue {issue.id} is {issue.status}")
-    return begin_sending(session, issue, now)
+    return begin_sending(session, settings, issue, now)
 
 
-def begin_sending(session: Session, issue: Issue, now: datetime) -> int:
+class PolicyRefused(InputError):
+    """The health-information policy refuses an issue as its send starts."""
+
+
+def begin_sending(session: Session, settings: Settings, issue: Issue, now: datetime) -> int:
+    """Enqueue the issue's audience: where every send of an issue starts (send now; its time came).
+    The health-information policy is asked again here, since a field may have been marked sensitive
+    after the issue was scheduled."""
+    if reason := health_policy.refusal(policy_findings(session, settings, issue)):
+        raise PolicyRefused(f"issue {issue.id} cannot be sent: {reason}")
     added = enqueue_issue(session, issue, now)
     issue.status = IssueStatus.SENDING
     ledger.finish_if_done(session, issue, now)  # an empty audience is sent at once
@@ -138,15 +148,23 @@ class TickReport:
     finished: list[int] = field(default_factory=list)
     requeued: int = 0
     held_unknown: int = 0
+    held_by_policy: list[int] = field(default_factory=list)  # paused: the health-information policy refused them
 
 
-def due_work(session: Session, now: datetime) -> TickReport:
-    """One round of what is due: start scheduled issues, recover dead workers' rows, close finished sends."""
+def due_work(session: Session, now: datetime, settings: Settings) -> TickReport:
+    """One round of what is due: start scheduled issues (one the health-information policy now
+    refuses is paused with the reason, for staff to fix and resume), recover dead workers' rows,
+    close finished sends."""
     report = TickReport()
     for issue in session.scalars(
         select(Issue).where(Issue.status == IssueStatus.SCHEDULED, Issue.scheduled_at <= now).order_by(Issue.scheduled_at)
     ):
-        begin_sending(session, issue, now)
+        try:
+            begin_sending(session, settings, issue, now)
+        except PolicyRefused as refused:
+            pause(issue, str(refused))
+            report.held_by_policy.append(issue.id)
+            continue
         report.started.append(issue.id)
     recover_and_finish(session, now, report)
     return report

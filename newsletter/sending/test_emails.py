@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter import health_policy
 from newsletter.compose.compile import compiled_of
 from newsletter.compose.render import CompiledEmail
 from newsletter.config import Settings
@@ -57,6 +58,8 @@ def queue_test_emails(session: Session, settings: Settings, issue: Issue, addres
     a dispatcher sends them shortly."""
     if language:
         language = get_version(session, issue, language).language  # NotFound when it has none
+    email = compiled_version(issue, get_version(session, issue, language)) if language else compiled_of(issue)
+    health_policy.ensure_allowed(session, settings, email, TestEmailSender.categories, "the test")
     rows = [TestEmail(issue_id=issue.id, to_email=address, requested_by=requested_by, language=language or None,
                       status=ConfirmationStatus.QUEUED, due_at=now, attempts=0, created_at=now)
             for address in parse_addresses(addresses, settings.test_send_limit)]
@@ -95,6 +98,9 @@ class TestEmailSender(OneOffSender):
             email = compiled_version(issue, version)
         else:
             email = compiled_of(issue)
+        # Asked again as it goes: a field may have been marked sensitive since the test was asked for.
+        if reason := health_policy.refusal(health_policy.findings_for(session, self.settings, email, self.categories)):
+            return reason, None
         # The email as stored now (an edit after the test was asked for is what staff want to see).
         return None, TestCopy(replace(email, subject=TEST_SUBJECT_PREFIX + email.subject), row.to_email)
 

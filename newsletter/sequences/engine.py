@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from newsletter import health_policy
 from newsletter.config import Settings
 from newsletter.errors import InputError
 from newsletter.models import Delivery, Enrollment, Event, Lease, Sequence, SequenceStep
@@ -260,6 +261,7 @@ class DueReport:
     skipped: int = 0
     postponed: int = 0
     completed: int = 0
+    held_by_policy: dict[int, str] = field(default_factory=dict)  # sequence id -> why its steps wait
 
 
 def process_due(session: Session, settings: Settings, now: datetime) -> DueReport:
@@ -272,6 +274,10 @@ def process_due(session: Session, settings: Settings, now: datetime) -> DueRepor
     else:  # whoever is due is checked now, so a goal reached since the last sweep stops the step
         for sequence in sequences.values():
             report.exited += _end_at_goals(session, sequence, now, Enrollment.next_due_at <= now)
+    # A sequence with a step the health-information policy refuses sends nothing until staff fix it.
+    report.held_by_policy = health_policy.held_sequences(session, settings, sequences)
+    for sequence_id in report.held_by_policy:
+        del sequences[sequence_id]
     # The due ones through ix_enrollments_due (state, next_due_at), without ORDER BY so that no
     # planner prefers walking the primary key; sorted here to keep the order (and so who gets the
     # capped email when two sequences are due for one contact) by enrolment id. Taken once, before

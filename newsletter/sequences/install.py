@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from newsletter import health_policy
 from newsletter.config import Settings
 from newsletter.errors import InputError
 from newsletter.compose.compile import compile_email
@@ -103,6 +104,8 @@ def install(session: Session, settings: Settings, definition: SequenceDefinition
         row.condition = step.condition.model_dump(exclude_none=True) if step.condition else None
         compile_email(content, settings, tracking=sequence.tracking, session=session, into=row, now=now)
         install_translations(session, settings, sequence, step, row, where)
+        if reason := health_policy.step_refusal(session, settings, row):
+            raise InputError(f"{where}: {reason}")
         if before is None:
             report.added.append(key)
         elif before != (row.subject, row.preheader, row.text, row.delay_seconds, row.condition, row.position, True):

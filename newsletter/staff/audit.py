@@ -77,6 +77,8 @@ class AuditAction(StrEnum):
     AUTOMATION_SET = "automation_set"  # a feed or digest automation set (mode, slot, layout, audience, templates)
     ISSUE_VERSION_SAVED = "issue_version_saved"  # an issue's language version added or replaced
     ISSUE_VERSION_REMOVED = "issue_version_removed"
+    SENSITIVE_MARKED = "sensitive_marked"  # a custom field, tag or segment marked as revealing health information
+    SENSITIVE_UNMARKED = "sensitive_unmarked"
 
 
 Actor = StaffUser | str  # a staff user, or CLI / another fixed label

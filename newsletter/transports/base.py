@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from typing import Protocol
 
 from newsletter.config import Settings
-from newsletter.compose.mime import build_message
+from newsletter.compose.mime import build_message, list_id_header
 from newsletter.compose.personalize import RecipientValues
 from newsletter.compose.render import CompiledEmail
 
@@ -29,6 +29,23 @@ class Batch:
     recipients: list[Recipient]
     categories: list[str] = field(default_factory=list)
     marker: str | None = None  # the ledger batch's marker (SendGrid: a custom arg on every event)
+
+
+def issue_categories(issue_id: int) -> list[str]:
+    """An issue's batches' categories: its number only (categories show in the provider's statistics)."""
+    return [f"issue-{issue_id}"]
+
+
+def sequence_categories(sequence_id: int) -> list[str]:
+    return [f"sequence-{sequence_id}"]
+
+
+def provider_metadata(categories: list[str], settings: Settings) -> list[str]:
+    """What a provider is told about an email beside its content and recipients, as text: its
+    categories and List-Id header. (The custom args carry only the delivery id and the batch's random
+    marker; the other headers only the recipient's unsubscribe links.) The health-information policy
+    checks these."""
+    return [*categories, list_id_header(settings)]
 
 
 @dataclass

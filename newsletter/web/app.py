@@ -43,6 +43,7 @@ from newsletter.web.staff import signin as staff_signin
 from newsletter.web.staff import users as staff_users
 from newsletter.web.staff import webhooks as staff_webhooks
 from newsletter.web.staff import api_tokens as staff_api_tokens
+from newsletter.web.staff import sensitive as staff_sensitive
 
 def create_app(settings: Settings, db: Database) -> FastAPI:
     """The app holds no transport: no answer it gives waits for the email provider (confirmation
@@ -72,7 +73,8 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.mount(API_PREFIX, create_api(app.state, settings.api_rate_per_minute))  # the REST API, problem+json errors
     staff_auth.install(app)
     for staff_router in (staff_signin.router, staff_home.router, staff_account.router, staff_audit.router,
-                         staff_users.router, staff_settings.router, staff_webhooks.router, staff_api_tokens.router,
+                         staff_users.router, staff_sensitive.router, staff_settings.router, staff_webhooks.router,
+                         staff_api_tokens.router,
                          staff_automations.router, staff_posts.router,  # automations first: /staff/posts/{post_id} would take /digest
                          staff_issues.router, staff_issue_layout.router, staff_issue_versions.router,
                          staff_issue_sending.router, staff_static.router,

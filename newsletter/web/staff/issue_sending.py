@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
-from newsletter.issues import get_issue
+from newsletter import health_policy
+from newsletter.issues import get_issue, policy_findings
 from newsletter.models import Issue
 from newsletter.reports.issue_results import issue_results
 from newsletter.versions import issue_language
@@ -24,7 +25,7 @@ from newsletter.web.staff.auth import Require, Staff
 from newsletter.web.staff.render import page, redirect
 from subscribers.db import utcnow
 from subscribers.errors import InputError, NotFound
-from subscribers.states import DeliveryStatus
+from subscribers.states import SCHEDULABLE, DeliveryStatus, IssueStatus
 
 router = APIRouter()
 issues_area = Require(Area.ISSUES)
@@ -78,6 +79,10 @@ def _send_page(request: Request, staff: Staff, issue_id: str, status: int = 200,
             values=values or actions.schedule_defaults(issue, settings, utcnow()),
             errors=errors,
             poll_seconds=POLL_SECONDS,
+            policy=health_policy.summary(settings),
+            # What the policy refuses, while the issue can still be scheduled or sent (it is asked again then).
+            policy_refusals=(policy_findings(session, settings, issue)
+                             if issue.status in (*SCHEDULABLE, IssueStatus.PAUSED) else []),
         )
 
 
