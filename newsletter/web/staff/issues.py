@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
-from newsletter import archive
+from newsletter import archive, health_policy
 from newsletter import issues as issue_service
 from newsletter.compose.compile import TRACKING_MODES
 from newsletter.compose.layouts import FULL, LAYOUT_LABELS, LAYOUTS
