@@ -85,14 +85,16 @@ def check_kind(kind: str) -> str:
 def _find(session: Session, kind: str, name: str) -> tuple[SensitiveMark | None, str, Segment | None]:
     """The mark of ``kind`` and ``name`` (or None), the name as stored, and the segment it names."""
     kind = check_kind(kind)
+    if not (name or "").strip():
+        raise InputError(f"give the {KINDS[kind]}'s name")
     if kind == SEGMENT:
-        segment = get_segment(session, (name or "").strip())  # NotFound names it
+        segment = get_segment(session, name.strip())  # NotFound names it
         return session.scalar(select(SensitiveMark).where(SensitiveMark.segment_id == segment.id)), segment.name, segment
     if kind == TAG:
-        name = clean_tag(name or "")  # tags are stored cleaned: a mark must match them
+        name = clean_tag(name)  # tags are stored cleaned: a mark must match them
     else:
-        name = (name or "").strip()
-        if not name or len(name) > MAX_FIELD_KEY:
+        name = name.strip()
+        if len(name) > MAX_FIELD_KEY:
             raise InputError(f"a custom field's name has 1 to {MAX_FIELD_KEY} characters")
     mark = session.scalar(select(SensitiveMark).where(SensitiveMark.kind == kind, SensitiveMark.name == name))
     return mark, name, None
