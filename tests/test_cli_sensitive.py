@@ -18,6 +18,7 @@ from newsletter.database import Database
 from newsletter.models import Issue
 from newsletter.staff.models import AuditEntry
 from tests.conftest import SAMPLE_POST
+from tests.test_health_policy import sendgrid_covered
 
 runner = CliRunner()
 
@@ -93,12 +94,7 @@ def test_preflight_names_the_policy_and_refuses_a_marked_field(settings: Setting
 
 def test_sendgrid_with_the_covered_policy_stops_every_command(settings: Settings,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SENDGRID_API_KEY", "SG." + "k" * 60)
-    monkeypatch.setenv("NEWSLETTER_ALLOW_UNSIGNED_WEBHOOKS", "true")
-    monkeypatch.setenv("NEWSLETTER_HEALTH_INFORMATION_POLICY", "covered")
-    from newsletter.config import get_settings
-
-    get_settings.cache_clear()
+    sendgrid_covered(monkeypatch)
     result = runner.invoke(app, ["sensitive", "list"])
     assert result.exit_code == 2
     text = one_line(result.output)

@@ -71,12 +71,17 @@ def memory(settings: Settings) -> Settings:
 # Settings --------------------------------------------------------------------------------------------
 
 
-def test_sendgrid_with_the_covered_policy_is_refused_in_one_line(settings: Settings,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def sendgrid_covered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An environment that sends through SendGrid and asks for the covered policy."""
     monkeypatch.setenv("SENDGRID_API_KEY", "SG." + "k" * 60)
     monkeypatch.setenv("NEWSLETTER_ALLOW_UNSIGNED_WEBHOOKS", "true")
     monkeypatch.setenv("NEWSLETTER_HEALTH_INFORMATION_POLICY", "covered")
     get_settings.cache_clear()
+
+
+def test_sendgrid_with_the_covered_policy_is_refused_in_one_line(settings: Settings,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    sendgrid_covered(monkeypatch)
     with pytest.raises(SettingsError) as refused:
         get_settings()
     message = str(refused.value)
