@@ -208,9 +208,12 @@ def preflight(issue: Issue, settings: Settings, session: Session | None = None) 
 
 
 def policy_findings(session: Session, settings: Settings, issue: Issue) -> list[Finding]:
-    """Only the health-information policy's findings of the issue and its versions (the Send tab)."""
-    return [finding for prefix, email in _emails(session, issue)
-            for finding in _prefixed(prefix, _policy(session, settings, issue, email))]
+    """Only the health-information policy's findings of the issue and its versions (the Send tab, and
+    where a send starts): read from the stored parts alone, without loading the posts."""
+    emails = [("", CompiledEmail(issue.subject, issue.preheader, issue.html, issue.text)),
+              *((f"[{v.language}] ", CompiledEmail(v.subject, v.preheader, v.html, v.text))
+                for v in versions_of(session, issue_id=issue.id))]
+    return [finding for prefix, email in emails for finding in _prefixed(prefix, _policy(session, settings, issue, email))]
 
 
 def _emails(session: Session | None, issue: Issue) -> list[tuple[str, CompiledEmail]]:
