@@ -22,15 +22,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
-from newsletter.compose.personalize import custom_fields_in
+from newsletter.compose.personalize import FIELD_PLACEHOLDER_START, custom_fields_in
 from newsletter.compose.preflight import Finding
 from newsletter.compose.render import CompiledEmail
 from newsletter.config import Settings
 from newsletter.errors import InputError
-from newsletter.models import SequenceStep
+from newsletter.models import EmailVersion, SequenceStep
 from newsletter.sensitive import Marks, marks_of
 from newsletter.transports.base import provider_metadata, sequence_categories
 from newsletter.versions import versions_of
@@ -116,11 +116,14 @@ def check_email(email: CompiledEmail, metadata: Iterable[str], marks: Marks, set
     return findings
 
 
-def findings_for(session: Session, settings: Settings, email: CompiledEmail, categories: list[str]) -> list[Finding]:
-    """``check_email`` with the marks as stored now and the metadata the email's batches carry."""
+def findings_for(session: Session, settings: Settings, email: CompiledEmail, categories: list[str],
+                 marks: Marks | None = None) -> list[Finding]:
+    """``check_email`` with the marks (as stored now, unless given) and the metadata the email's
+    batches carry."""
     if settings.health_information_policy == COVERED:
         return []  # not even the marks are read
-    return check_email(email, provider_metadata(categories, settings), marks_of(session), settings)
+    marks = marks if marks is not None else marks_of(session)
+    return check_email(email, provider_metadata(categories, settings), marks, settings)
 
 
 def ensure_allowed(session: Session, settings: Settings, email: CompiledEmail, categories: list[str],
@@ -130,28 +133,45 @@ def ensure_allowed(session: Session, settings: Settings, email: CompiledEmail, c
         raise InputError(f"{what} cannot be sent: {reason}")
 
 
-def step_refusal(session: Session, settings: Settings, step: SequenceStep) -> str | None:
+def step_refusal(session: Session, settings: Settings, step: SequenceStep, marks: Marks | None = None) -> str | None:
     """Why the policy refuses a sequence step's email (or one of its language versions), or None."""
     if settings.health_information_policy == COVERED:
         return None
+    marks = marks if marks is not None else marks_of(session)
     categories = sequence_categories(step.sequence_id)
     emails = [CompiledEmail(step.subject, step.preheader, step.html, step.text),
               *(CompiledEmail(v.subject, v.preheader, v.html, v.text) for v in versions_of(session, step_id=step.id))]
-    return refusal(f for email in emails for f in findings_for(session, settings, email, categories))
+    return refusal(f for email in emails for f in findings_for(session, settings, email, categories, marks))
 
 
 def held_sequences(session: Session, settings: Settings, sequence_ids: Iterable[int]) -> dict[int, str]:
-    """The sequences (of ``sequence_ids``) with an active step the policy refuses, with the reason:
-    their due steps wait (asked each round, where every step's send starts, since a field may be
-    marked sensitive after the sequence was loaded)."""
-    if settings.health_information_policy == COVERED or marks_of(session).empty:
+    """The sequences (of ``sequence_ids``) the policy refuses, with the reason: their due steps wait.
+    Asked each round, where every step's send starts, since a field may be marked sensitive after the
+    sequence was loaded; only the steps that personalise with some custom field are read whole."""
+    marks = marks_of(session)
+    if settings.health_information_policy == COVERED or marks.empty:
         return {}
+    ids = list(sequence_ids)
     held: dict[int, str] = {}
-    for step in session.scalars(select(SequenceStep).where(SequenceStep.sequence_id.in_(list(sequence_ids)),
-                                                           SequenceStep.active.is_(True))):
-        if step.sequence_id not in held and (reason := step_refusal(session, settings, step)):
+    nothing = CompiledEmail("", "", "", "")
+    for sequence_id in ids:  # what the provider is told of every step of it
+        if reason := refusal(findings_for(session, settings, nothing, sequence_categories(sequence_id), marks)):
+            held[sequence_id] = reason
+    steps = select(SequenceStep.id).where(SequenceStep.sequence_id.in_(ids), SequenceStep.active.is_(True))
+    personalised = select(SequenceStep).where(SequenceStep.id.in_(steps), or_(
+        _holds_field(SequenceStep),
+        SequenceStep.id.in_(select(EmailVersion.step_id).where(EmailVersion.step_id.in_(steps),
+                                                                _holds_field(EmailVersion)))))
+    for step in session.scalars(personalised.order_by(SequenceStep.sequence_id, SequenceStep.position)):
+        if step.sequence_id not in held and (reason := step_refusal(session, settings, step, marks)):
             held[step.sequence_id] = f"step {step.key}: {reason}"
     return held
+
+
+def _holds_field(row: type[SequenceStep] | type[EmailVersion]) -> ColumnElement[bool]:
+    """SQL: one of the email's parts holds a custom field's placeholder."""
+    return or_(*(column.contains(FIELD_PLACEHOLDER_START, autoescape=True)
+                 for column in (row.subject, row.preheader, row.html, row.text)))
 
 
 def refusal(findings: Iterable[Finding]) -> str | None:

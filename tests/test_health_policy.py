@@ -254,23 +254,35 @@ def test_covered_sends_a_test_email_personalised_with_a_sensitive_field(db: Data
 # Sequence steps ------------------------------------------------------------------------------------------
 
 
-def _drip(db: Database, settings: Settings) -> tuple[int, int]:
+def _drip(db: Database, settings: Settings, *, in_spanish: bool = False) -> tuple[int, int]:
+    """A one-step sequence with a contact due for it; the step's email (or, ``in_spanish``, only its
+    Spanish version) personalises with the field."""
     now = utcnow()
+    step_definition = {"delay": "0m", "subject": "Welcome", "body": "Glad you are here.",
+                       "translations": {"es": {"subject": "Bienvenida", "body": "Nos alegra verle."}}}
     with db.session() as s:
         sequence = install(s, settings, parse_definition({
-            "name": "Drip", "trigger": {"type": "manual"}, "window": ALWAYS,
-            "steps": [{"delay": "0m", "subject": "Welcome", "body": "Glad you are here."}],
+            "name": "Drip", "trigger": {"type": "manual"}, "window": ALWAYS, "steps": [step_definition],
         }, source="test"), now=now).sequence
         step = s.scalar(select(SequenceStep).where(SequenceStep.sequence_id == sequence.id))
-        personalise(step)
+        personalise(s.scalar(select(EmailVersion).where(EmailVersion.step_id == step.id)) if in_spanish else step)
         contact = upsert_contact(s, "lee@example.org", default_timezone="UTC", source="admin").contact
         enroll(s, sequence, contact, now)
         return sequence.id, step.id
 
 
-def test_minimal_holds_a_sequence_whose_step_personalises_with_a_sensitive_field(db: Database,
-                                                                               memory: Settings) -> None:
-    sequence_id, step_id = _drip(db, memory)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest) -> Database:
+    return request.getfixturevalue("postgres_db" if request.param == "postgresql" else "db")
+
+
+@pytest.mark.parametrize("in_spanish", [False, True], ids=["step", "its-version"])
+def test_minimal_holds_a_sequence_whose_step_personalises_with_a_sensitive_field(database: Database,
+                                                                               memory: Settings,
+                                                                               in_spanish: bool) -> None:
+    """The steps that hold a field's placeholder are found in SQL (a LIKE on both databases)."""
+    db = database
+    sequence_id, step_id = _drip(db, memory, in_spanish=in_spanish)
     mark(db)
     with db.session() as s:
         assert "custom field “diagnosis”" in health_policy.step_refusal(s, memory, s.get(SequenceStep, step_id))

@@ -80,11 +80,12 @@ def placeholders_in(text: str) -> set[str]:
 # per-recipient values are ``FIELDS``. The health-information policy reads them all the same
 # (``newsletter.health_policy``), so an email that would personalise with a field staff marked
 # sensitive is refused whichever way it came to hold one.
-CUSTOM_FIELD_PATTERN = re.compile(r"%%field:([^%\s]{1,100})%%")
+FIELD_PLACEHOLDER_START = "%%field:"
+CUSTOM_FIELD_PATTERN = re.compile(re.escape(FIELD_PLACEHOLDER_START) + r"([^%\s]{1,100})%%")
 
 
 def custom_field_placeholder(name: str) -> str:
-    return f"%%field:{name}%%"
+    return f"{FIELD_PLACEHOLDER_START}{name}%%"
 
 
 def custom_fields_in(*texts: str) -> set[str]:
