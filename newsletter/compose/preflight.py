@@ -12,6 +12,7 @@ from html import unescape
 from newsletter.compose.layouts import DIGEST, TEASER
 from newsletter.config import Settings
 from newsletter.urls import MAX_LEDGER_ID, delivery_values
+from newsletter.compose.merge_tags import holds_merge_tag
 from newsletter.compose.personalize import placeholders_in, substitute
 from newsletter.compose.render import CompiledEmail
 
@@ -115,6 +116,10 @@ def check_email(email: CompiledEmail, settings: Settings) -> list[Finding]:
         error("html-too-large", f"The HTML is {size / 1000:.1f} KB; Gmail clips anything over {GMAIL_CLIP_BYTES // 1000} KB.")
 
     for field, text in (("subject", email.subject), ("preheader", email.preheader)):
+        if holds_merge_tag(text):
+            error(f"merge-tag-in-{field}", f"The {field} holds a merge tag: a custom field's value never goes into "
+                  f"the {field} (it shows on lock screens and goes to the provider as it is). Use merge tags in "
+                  "the email's text only.")
         terms = health_terms_in(text)
         if terms:
             warn(
@@ -159,6 +164,7 @@ CHECKS: tuple[Check, ...] = (
     Check("Every image has alt text", ("image-alt-missing",)),
     Check("Every image loads over https", ("image-http",)),
     Check(f"HTML under Gmail's {GMAIL_CLIP_BYTES // 1000} KB clipping limit", ("html-too-large",)),
+    Check("No merge tag in the subject or preheader", ("merge-tag-in-subject", "merge-tag-in-preheader")),
     Check("No health words in the subject or preheader", ("health-words-in-subject", "health-words-in-preheader")),
     Check("Every teaser and digest card links to its post on the site", ("read-url-missing",)),
     Check("A digest has several posts", ("digest-one-post",)),

@@ -6,7 +6,7 @@ The result still holds per-recipient placeholders; sending only substitutes them
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from newsletter.errors import InputError
 from newsletter.compose.footnotes import REF_PREFIX, link_block_markers
 from newsletter.compose.email_look import email_look
 from newsletter.compose.layouts import DIGEST, FULL, TEASER, Card
+from newsletter.compose.merge_tags import Tokens, check_plain
 from newsletter.compose.personalize import PLACEHOLDERS
 from newsletter.posts.blocks import Block
 from newsletter.compose.plaintext import block_to_text, card_to_text, reference_to_text
@@ -25,6 +26,9 @@ from newsletter.compose.templating import email_env
 from newsletter.i18n import gettext_for, long_date, ngettext_for, spoken, template_words
 
 LAYOUT = "email/issue.mjml.j2"
+# What of an email's content may hold merge tags: everything it shows but its subject and preheader
+# (an address or an image's text among them only to be refused, see ``merge_tags``).
+TOKENISED = ("title", "blocks", "intro", "reason", "cta", "hero", "read_url")
 TEXT_LAYOUT = "email/issue.txt.j2"
 
 
@@ -165,6 +169,12 @@ def render_email(content: EmailContent, settings: Settings, language: str | None
     translated here."""
     language = spoken(language or content.language, settings.language)
     _ = gettext_for(language)
+    check_plain(content.subject, "subject")
+    check_plain(content.preheader, "preheader")
+    facts = email_facts(content)
+    tokens = Tokens()  # merge tags stand as tokens while rendering, placeholders after (merge_tags)
+    content = replace(content, **{name: tokens.in_content(getattr(content, name)) for name in TOKENISED},
+                      cards=[tokens.in_card(c) for c in content.cards])
     segments, references = _segments(content.blocks)
     context = {
         **brand_context(settings, language),
@@ -205,4 +215,5 @@ def render_email(content: EmailContent, settings: Settings, language: str | None
         html = mjml.mjml2html(source, disable_comments=True, fonts={})
     except ValueError as exc:
         raise RenderError(f"MJML compile of {LAYOUT} failed: {exc}") from exc
-    return CompiledEmail(content.subject, content.preheader, html, text.strip() + "\n", **email_facts(content))
+    html, text = tokens.placeholders(html, text.strip() + "\n")
+    return CompiledEmail(content.subject, content.preheader, html, text, **facts)

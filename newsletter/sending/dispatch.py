@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, Literal, NamedTuple, NoReturn
@@ -32,8 +32,10 @@ from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.urls import DeliveryLinks
 from newsletter.models import Issue, SendBatch, SequenceStep
+from newsletter.compose.personalize import field_values, placeholders_of
 from newsletter.compose.render import CompiledEmail
 from newsletter.sending import ledger, stops
+from newsletter.sending.custom_values import custom_fields_of
 from newsletter.i18n import gettext_for, spoken
 from newsletter.sending.confirmations import ConfirmationSender
 from newsletter.sending.consultation_emails import ConsultationEmailSender
@@ -359,6 +361,10 @@ class Dispatcher:
         unsendable: dict[str, list[int]] = {}  # reason -> delivery ids
         # The greeting's word for a contact without a name, in the language of the version this batch carries.
         nameless = gettext_for(spoken(language, self.settings.language))("there")
+        placeholders = placeholders_of(email)  # the custom fields it personalises with, if any
+        if placeholders:
+            with self.db.session() as session:
+                fields = custom_fields_of(session, (c.contact_id for c in claimed))
         for c in claimed:
             try:
                 address = ascii_address(c.email)
@@ -366,6 +372,8 @@ class Dispatcher:
                 unsendable.setdefault(refusal(exc), []).append(c.delivery_id)
                 continue
             values, mailto = self.links.values(c.delivery_id, c.name, nameless)
+            if placeholders:
+                values = replace(values, fields=field_values(placeholders, fields.get(c.contact_id)))
             recipients.append(Recipient(address, c.name, values, mailto, str(c.delivery_id)))
             sendable.append(c)
         self.timings["build"] += time.perf_counter() - started

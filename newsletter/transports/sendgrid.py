@@ -39,6 +39,7 @@ from python_http_client import exceptions as http_errors
 
 from newsletter.config import Settings
 from newsletter.compose.mime import header_text, list_id_header, list_unsubscribe_header
+from newsletter.compose.personalize import placeholders_of
 from newsletter.transports.base import (
     AuthenticationFailed,
     BadRequest,
@@ -224,11 +225,12 @@ class SendGridTransport:
         all_marketing = all(r.unsubscribe_mailto is not None for r in batch.recipients)
         list_id = list_id_header(settings)
         personalizations: list[dict[str, Any]] = []
+        fields = placeholders_of(batch.email)  # each recipient's own value, or the fallback (a test email)
         for recipient in batch.recipients:
             to: dict[str, str] = {"email": recipient.email}
             if name := recipient_name(recipient.name):
                 to["name"] = name
-            personalization: dict[str, Any] = {"to": [to], "substitutions": recipient.values.as_substitutions()}
+            personalization: dict[str, Any] = {"to": [to], "substitutions": recipient.values.as_substitutions(fields)}
             if recipient.delivery_id is not None:
                 personalization["custom_args"] = {"delivery_id": str(recipient.delivery_id)}
                 if batch.marker is not None:  # per personalization: the request-level field is a string
