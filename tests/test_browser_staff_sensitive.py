@@ -1,7 +1,8 @@
 """Marking a custom field sensitive as an admin walks it in chromium on a real uvicorn server: the
 Sensitive information page under Settings (an empty name refused beside its field), then an issue
-whose email personalises with that field: its Send tab and its preflight checklist say the
-health-information policy refuses it, naming the field; unmarked, the refusal is gone. Every page
+whose post personalises with that field through a merge tag: its Send tab, Schedule and its
+preflight checklist say the health-information policy refuses it, naming the field; unmarked, the
+refusal is gone. Every page
 visited is checked with axe and kept as screenshots at 390 and 1280 px; no request leaves for
 another host."""
 
@@ -9,11 +10,16 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.compose.personalize import custom_field_placeholder
-from newsletter.models import Issue
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from playwright.sync_api import expect
+
+from newsletter import issues as issue_service
+from newsletter.posts.service import import_post
+from newsletter.posts.source import RawSource
 from newsletter.staff.roles import Role
 from tests.liveserver import LiveServer
-from tests.sendkit import make_issue
 from tests.staffkit import make_user, signed_in_page, visited
 
 pytestmark = pytest.mark.browser
@@ -22,12 +28,13 @@ POLICY = "Goes out through the outbox folder (development) under the minimal hea
 
 def test_mark_a_field_sensitive_and_see_the_send_tab_refuse_the_issue(browser, live_server: LiveServer) -> None:  # noqa: ANN001
     admin = make_user(live_server.db, "ada@clinic.example", Role.ADMIN)
-    issue_id = make_issue(live_server.db, live_server.settings, "Walk with us this winter")
-    # The stored email personalises with the field (no face writes one yet; see tests/test_health_policy.py).
+    # A post staff wrote personalises with the field through a merge tag.
+    post = (b"# Walking in winter\n\nA short walk helps with {{ field.diagnosis | default: \"how you feel\" }}, "
+            b"even on grey days.\n")
     with live_server.db.session() as s:
-        issue = s.get(Issue, issue_id)
-        issue.html = issue.html.replace("</body>", f"<p>Noted: {custom_field_placeholder('diagnosis')}</p></body>")
-        issue.text += f"\nNoted: {custom_field_placeholder('diagnosis')}\n"
+        imported = import_post(s, RawSource("winter.md", post, None, None)).post
+        issue_id = issue_service.create_issue(s, live_server.settings, imported.id, "Walk with us this winter",
+                                              "A short walk a day, even when it is grey outside").id
     context, page, elsewhere = signed_in_page(browser, live_server.url, admin, next_path="/staff/settings")
 
     # Before: the Send tab names the policy and refuses nothing.
@@ -73,6 +80,16 @@ def test_mark_a_field_sensitive_and_see_the_send_tab_refuse_the_issue(browser, l
     assert "The health-information policy refuses this issue" in refusal.inner_text()
     assert "The email personalises with the custom field “diagnosis”, which staff marked sensitive" in refusal.inner_text()
     visited(page, "staff-sensitive-send-refused")
+
+    # Scheduling it anyway (which compiles it again from the post) is refused with the reason.
+    zone = live_server.settings.default_timezone
+    ahead = datetime.now(ZoneInfo(zone)) + timedelta(hours=1)
+    page.fill("#date", f"{ahead:%Y-%m-%d}")
+    page.fill("#time", f"{ahead:%H:%M}")
+    page.get_by_role("button", name="Schedule", exact=True).click()
+    expect(page.locator("#schedule-error")).to_contain_text("Not scheduled: the preflight failed: The email "
+                                                            "personalises with the custom field “diagnosis”")
+    visited(page, "staff-sensitive-schedule-refused")
 
     # So does the issue's preflight checklist.
     page.goto(f"{live_server.url}/staff/issues/{issue_id}")

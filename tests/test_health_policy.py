@@ -4,9 +4,9 @@ version, a sequence step, a test email), refused at preflight and again where th
 covered policy lets emails personalise with those fields; SendGrid, which signs no BAA, cannot be
 paired with it.
 
-No face can write a custom field's placeholder into an email today (post content is guarded, sequence
-definitions refuse placeholders), so these tests put ``%%field:diagnosis%%`` into the stored
-compiled email the transport would send, which is what the policy reads."""
+These tests put ``%%field:diagnosis%%`` straight into the stored compiled email the transport would
+send, which is what the policy reads (so every way an email is stored is covered alike);
+tests/test_personalise_fields.py goes the way staff do, from a merge tag written in a post."""
 
 from __future__ import annotations
 
@@ -176,7 +176,8 @@ def test_covered_lets_an_issue_personalise_with_a_sensitive_field(db: Database, 
         assert schedule.start_now(s, settings, issue, now) == 3
     transport = MemoryTransport(settings)
     Dispatcher(settings, db, transport, sleep=lambda _: None).run_until_idle()
-    assert len(transport.sent) == 3  # (no transport fills a custom field's placeholder yet: it goes as written)
+    assert len(transport.sent) == 3
+    assert all("%%field" not in m.as_string() for m in transport.sent)  # filled (no value: the empty fallback)
 
 
 def test_a_sensitive_segment_as_audience_is_allowed_and_its_name_never_leaves(db: Database, memory: Settings) -> None:
