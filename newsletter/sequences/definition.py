@@ -166,7 +166,8 @@ def _no_placeholders(value: str) -> str:
     if found:
         raise ValueError(
             f"{found.group(0)} would be shown as typed: content cannot use placeholders "
-            "(the layout already greets each contact by first name)"
+            "(the layout already greets each contact by first name; for a custom field write a merge tag, "
+            '{{ field.NAME | default: "text" }}, in the body)'
         )
     return value
 
