@@ -130,6 +130,15 @@ def test_a_merge_tag_in_the_subject_a_link_or_misspelt_is_refused_with_the_reaso
         authored_issue(db, settings, misspelt)
 
 
+def test_a_title_with_a_merge_tag_is_not_suggested_as_the_subject(db: Database, settings: Settings) -> None:
+    post = b"# Evenings in {{ field.city }}\n\nOur team now sees people until eight, every weekday this winter.\n"
+    with db.session() as s:
+        imported = import_post(s, RawSource("evenings.md", post, None, None)).post
+        issue = issue_service.create_issue(s, settings, imported.id)  # the suggested subject and preheader
+        assert "{{" not in issue.subject and "{{" not in issue.preheader
+        assert custom_fields_in(issue.html, issue.text) == {"city"}
+
+
 # Sending ------------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from newsletter.compose.merge_tags import holds_merge_tag
 from newsletter.compose.preflight import PREHEADER_MIN_CHARS, SUBJECT_SOFT_LIMIT, health_terms_in
 from newsletter.config import Settings
 from newsletter.models import Post
@@ -36,7 +37,8 @@ def suggest(post: Post, settings: Settings) -> Suggestion:
 
 
 def _safe(text: str) -> bool:
-    return bool(text) and not health_terms_in(text)
+    # A merge tag may not be in a subject or preheader: a title or sentence holding one is passed over.
+    return bool(text) and not health_terms_in(text) and not holds_merge_tag(text)
 
 
 def suggested_subject(title: str, settings: Settings) -> str:
