@@ -241,3 +241,18 @@ def test_a_test_email_shows_the_fallback(db: Database, settings: Settings) -> No
     text, html = parts(transport.sent[0])
     assert "Our team in your area now sees" in text and "Our team in your area now sees" in html
     assert "%%" not in text and "%%" not in html
+
+
+def test_a_test_email_through_sendgrid_carries_the_fallback(db: Database, settings: Settings,
+                                                            fake_sendgrid: FakeSendGrid,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = sendgrid_settings(settings, fake_sendgrid, monkeypatch)
+    issue_id = authored_issue(db, settings)
+    with db.session() as s:
+        row_id = queue_test_emails(s, settings, s.get(Issue, issue_id), "ana@clinic.example",
+                                   requested_by="ana@clinic.example", now=utcnow())[0].id
+    sent = TestEmailSender(settings, db, get_transport(settings), worker="test").send_queued([row_id])
+    assert sent[row_id][0] == ConfirmationStatus.SENT
+    (delivery,) = fake_sendgrid.deliveries
+    fields = {key: value for key, value in delivery.substitutions.items() if key.startswith("%%field:city")}
+    assert sorted(fields.values()) == ["your area", "your area"]  # the HTML part's and the text part's
