@@ -46,7 +46,8 @@ Our team in {{ field.city | default: "your area" }} now sees people until eight.
 """
 ALWAYS = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"}
 # Contacts and their city: one with markup and an ampersand, one without the field at all.
-READERS = {"reader0@example.org": "Portland", "reader1@example.org": "Salt <Lake> & Co", "reader2@example.org": None}
+READERS = {"reader0@example.org": "Portland", "reader1@example.org": "Salt <Lake> & Co %%first_name%%",
+           "reader2@example.org": None}
 
 
 def parts(message: EmailMessage) -> tuple[str, str]:
@@ -161,7 +162,7 @@ def test_each_recipient_gets_their_own_value_through_sendgrid(db: Database, sett
         got[delivery.to] = (html, text)
     assert "Our team in Portland now sees" in got["reader0@example.org"][1]
     assert "Our team in Portland now sees" in got["reader0@example.org"][0]
-    assert "Our team in Salt <Lake> & Co now" in got["reader1@example.org"][1]
+    assert "Our team in Salt <Lake> & Co %\u200b%first_name%\u200b% now" in got["reader1@example.org"][1]
     assert "Salt &lt;Lake&gt; &amp; Co" in got["reader1@example.org"][0] and "<Lake>" not in got["reader1@example.org"][0]
     assert "Our team in your area now sees" in got["reader2@example.org"][1]  # no city: the fallback
     # The value never rides in what SendGrid is told about the email.

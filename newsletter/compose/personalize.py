@@ -121,7 +121,8 @@ class FieldPlaceholder:
     def value(self, raw: object) -> str:
         """The text this placeholder becomes for a contact whose field holds ``raw``."""
         text = " ".join(str(raw).split()) if raw is not None and not isinstance(raw, (dict, list)) else ""
-        text = text or self.fallback
+        # Never a placeholder of its own: a provider that fills substitutions might read one in a value.
+        text = (text or self.fallback).replace("%%", "%" + ZERO_WIDTH_SPACE + "%")
         return html.escape(text) if self.part == HTML_PART else text
 
 
