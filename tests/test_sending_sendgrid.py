@@ -162,7 +162,11 @@ def test_a_worker_killed_while_pacing_holds_as_unknown_only_what_reached_sendgri
                                    .where(Delivery.issue_id == issue_id, Delivery.status == "unknown")))
     received = Counter(d.to for d in fake_sendgrid.deliveries)
     assert set(received.values()) == {1}, "someone got the issue twice"
-    assert unknown_to <= reached  # nothing that never left is held as unknown
+    # Nothing that never left is held as unknown. Against everything the fake received, not the
+    # snapshot at the kill: a request wholly sent just before it may still be in the fake's handler
+    # then (seen on a loaded machine), and an unknown row is never sent again, so any of its
+    # recipients among those received came from the request that left before the kill.
+    assert unknown_to <= set(received)
     assert counts.get("unknown", 0) <= 100 * 8  # at most the requests in flight, one per dispatcher
     print(f"claimed when killed: {claimed_then}; held as unknown: {counts.get('unknown', 0)}; "
           f"received by SendGrid before the kill: {len(reached)}")
