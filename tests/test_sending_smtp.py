@@ -268,3 +268,35 @@ def test_ports_follow_the_security(settings: Settings, monkeypatch: pytest.Monke
         monkeypatch.setenv("NEWSLETTER_SMTP_SECURITY", security)
         get_settings.cache_clear()
         assert get_settings().smtp_port == port
+
+
+def test_a_421_before_the_message_is_sent_again_on_a_new_connection_once(
+        db: Database, settings: Settings, server: SmtpServer, certificates: Certificates,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = smtp_settings(monkeypatch, server.environment(certificates))
+    issue_id = sent_issue(db, settings, 30)
+    server.handler.defer_once["reader9@example.org"] = "421 4.3.2 Service shutting down"
+    transport = get_transport(settings)
+    total = Dispatcher(settings, db, transport).run_until_idle()
+    transport.close()
+    assert total.submitted == 30 and total.unknown == 0
+    counts = server.handler.counts()
+    assert len(counts) == 30 and set(counts.values()) == {1}
+    with db.session() as s:
+        assert ledger.status_counts(s, issue_id) == {"submitted": 30}
+
+
+def test_a_server_that_cannot_be_reached_is_retried_then_the_batch_fails_without_addresses(
+        db: Database, settings: Settings, certificates: Certificates, monkeypatch: pytest.MonkeyPatch) -> None:
+    with SmtpServer(certificates) as stopped:  # a port where nothing listens once it is stopped
+        env = stopped.environment(certificates)
+    settings = smtp_settings(monkeypatch, env, NEWSLETTER_SEND_RETRIES="1")
+    issue_id = sent_issue(db, settings, 4)
+    waits: list[float] = []
+    Dispatcher(settings, db, get_transport(settings), sleep=waits.append).run_until_idle()
+    with db.session() as s:
+        assert ledger.status_counts(s, issue_id) == {"failed": 4}
+        errors = set(s.scalars(select(Delivery.error).where(Delivery.issue_id == issue_id)))
+    (error,) = errors
+    assert "gave up after 2 attempts" in error and "could not be reached" in error and "@" not in error
+    assert len(waits) == 1  # one backoff before the one retry
