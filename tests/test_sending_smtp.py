@@ -300,3 +300,30 @@ def test_a_server_that_cannot_be_reached_is_retried_then_the_batch_fails_without
     (error,) = errors
     assert "gave up after 2 attempts" in error and "could not be reached" in error and "@" not in error
     assert len(waits) == 1  # one backoff before the one retry
+
+
+@pytest.mark.postgres
+def test_each_recipients_outcome_is_recorded_on_postgresql(
+        postgres_db: Database, settings: Settings, server: SmtpServer, certificates: Certificates,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    db = postgres_db
+    settings = smtp_settings(monkeypatch, server.environment(certificates))
+    issue_id = sent_issue(db, settings, 40)
+    server.handler.refuse["reader3@example.org"] = "551 5.1.6 user not local"
+    server.handler.defer_once["reader4@example.org"] = "450 4.2.1 mailbox busy"
+    server.handler.drop_after_dot.add("reader5@example.org")
+    transport = get_transport(settings)
+    now = utcnow() + timedelta(seconds=1)
+    Dispatcher(settings, db, transport, clock=lambda: now).run_until_idle()
+    Dispatcher(settings, db, transport, clock=later).run_until_idle()
+    transport.close()
+    with db.session() as s:
+        assert ledger.status_counts(s, issue_id) == {"submitted": 38, "failed": 1, "unknown": 1}
+        assert reason_for(s, "reader3@example.org") == "invalid_address"
+        ids = dict(s.execute(select(Contact.email, Delivery.provider_message_id)
+                             .join(Delivery, Delivery.contact_id == Contact.id)
+                             .where(Delivery.issue_id == issue_id, Delivery.status == "submitted")).all())
+        assert len(ledger.unknown_batches(s, issue_id)) == 1
+    by_recipient = {r.recipient: r.queue_id for r in server.handler.received}
+    assert ids == {address: by_recipient[address] for address in ids}
+    assert set(server.handler.counts().values()) == {1} and len(server.handler.counts()) == 39

@@ -217,7 +217,7 @@ def mark_submitted(session: Session, batch: SendBatch, ids: list[int], message_i
         session.execute(
             update(table).where(table.c.id == bindparam("row"), in_request)
             .values(status=DeliveryStatus.SUBMITTED.value, provider_message_id=bindparam("message"),
-                    submitted_at=now, lease_expires_at=None),
+                    submitted_at=now, lease_expires_at=None, error=None),  # a deferral's reason is over
             [{"row": row, "message": message} for row, message in each.items()],
         )
         ids = []
