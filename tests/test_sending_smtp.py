@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -55,7 +54,7 @@ def later() -> datetime:
     return utcnow() + LATER
 
 
-def sent_issue(db: Database, settings: Settings, audience: int) -> int:
+def started_issue(db: Database, settings: Settings, audience: int) -> int:
     issue_id = make_issue(db, settings)
     add_audience(db, audience)
     start(db, settings, issue_id)
@@ -66,7 +65,7 @@ def test_5000_recipients_one_refused_one_deferred_each_good_one_exactly_once(
         db: Database, settings: Settings, server: SmtpServer, certificates: Certificates,
         monkeypatch: pytest.MonkeyPatch) -> None:
     settings = smtp_settings(monkeypatch, server.environment(certificates))
-    issue_id = sent_issue(db, settings, 5000)
+    issue_id = started_issue(db, settings, 5000)
     server.handler.refuse["reader77@example.org"] = "550 5.1.1 <reader77@example.org>: Recipient address rejected"
     server.handler.defer_once["reader1234@example.org"] = "451 4.7.1 <reader1234@example.org>: greylisted, try later"
     transport = get_transport(settings)
@@ -118,7 +117,7 @@ def test_a_message_cut_off_after_its_final_dot_is_unknown_and_never_sent_again(
         db: Database, settings: Settings, server: SmtpServer, certificates: Certificates,
         monkeypatch: pytest.MonkeyPatch) -> None:
     settings = smtp_settings(monkeypatch, server.environment(certificates))
-    issue_id = sent_issue(db, settings, 40)
+    issue_id = started_issue(db, settings, 40)
     server.handler.drop_after_dot.add("reader5@example.org")
     transport = get_transport(settings)
     total = Dispatcher(settings, db, transport).run_until_idle()
@@ -147,7 +146,7 @@ def test_a_wrong_password_stops_sending_with_a_clear_message(
         db: Database, settings: Settings, server: SmtpServer, certificates: Certificates,
         monkeypatch: pytest.MonkeyPatch) -> None:
     settings = smtp_settings(monkeypatch, server.environment(certificates, password="not the password at all"))
-    issue_id = sent_issue(db, settings, 5)
+    issue_id = started_issue(db, settings, 5)
     with pytest.raises(SendingStopped, match="refused the user name or password"):
         Dispatcher(settings, db, get_transport(settings)).run_until_idle()
     with db.session() as s:
@@ -163,7 +162,7 @@ def test_a_certificate_that_does_not_verify_stops_sending(
     env = server.environment(certificates)
     del env["NEWSLETTER_SMTP_CA_FILE"]  # the throwaway CA is not trusted: its certificate must not be accepted
     settings = smtp_settings(monkeypatch, env)
-    issue_id = sent_issue(db, settings, 3)
+    issue_id = started_issue(db, settings, 3)
     with pytest.raises(SendingStopped, match="certificate that does not verify"):
         Dispatcher(settings, db, get_transport(settings)).run_until_idle()
     with db.session() as s:
@@ -177,7 +176,7 @@ def test_implicit_tls_works(db: Database, settings: Settings, certificates: Cert
                             monkeypatch: pytest.MonkeyPatch) -> None:
     with SmtpServer(certificates, security="tls") as server:
         settings = smtp_settings(monkeypatch, server.environment(certificates))
-        issue_id = sent_issue(db, settings, 30)
+        issue_id = started_issue(db, settings, 30)
         transport = get_transport(settings)
         assert Dispatcher(settings, db, transport).run_until_idle().submitted == 30
         transport.close()
@@ -192,7 +191,7 @@ def test_a_server_without_pipelining_gets_one_command_at_a_time(
                       defer_once={"reader4@example.org": "452 4.2.2 mailbox full"})
     with SmtpServer(certificates, handler=handler) as server:
         settings = smtp_settings(monkeypatch, server.environment(certificates))
-        issue_id = sent_issue(db, settings, 30)
+        issue_id = started_issue(db, settings, 30)
         transport = get_transport(settings)
         assert Dispatcher(settings, db, transport).run_until_idle().submitted == 28
         assert Dispatcher(settings, db, transport, clock=later).run_until_idle().submitted == 1
@@ -209,7 +208,7 @@ def test_pooled_connections_the_server_dropped_are_opened_again(
         monkeypatch: pytest.MonkeyPatch) -> None:
     settings = smtp_settings(monkeypatch, server.environment(certificates))
     transport = get_transport(settings)
-    first = sent_issue(db, settings, 20)
+    first = started_issue(db, settings, 20)
     Dispatcher(settings, db, transport).run_until_idle()
     server.restart()  # every kept connection is dropped while idle
     second = make_issue(db, settings, "A second issue")
@@ -232,7 +231,7 @@ def test_clear_text_is_refused_unless_the_server_is_on_this_machine(
     assert "\n" not in str(refused.value)
     with SmtpServer(None, security="none", auth=False) as server:  # a relay on the same machine may be plain
         settings = smtp_settings(monkeypatch, server.environment(None), NEWSLETTER_SMTP_HOST="127.0.0.1")
-        issue_id = sent_issue(db, settings, 3)
+        issue_id = started_issue(db, settings, 3)
         transport = get_transport(settings)
         assert Dispatcher(settings, db, transport).run_until_idle().submitted == 3
         transport.close()
@@ -261,7 +260,7 @@ def test_a_misconfiguration_is_one_line_naming_the_setting(settings: Settings, m
     assert "\n" not in str(refused.value)
 
 
-def test_ports_follow_the_security(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_ports_follow_the_security(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEWSLETTER_TRANSPORT", "smtp")
     monkeypatch.setenv("NEWSLETTER_SMTP_HOST", "relay.example.org")
     for security, port in (("starttls", 587), ("tls", 465)):
@@ -274,7 +273,7 @@ def test_a_421_before_the_message_is_sent_again_on_a_new_connection_once(
         db: Database, settings: Settings, server: SmtpServer, certificates: Certificates,
         monkeypatch: pytest.MonkeyPatch) -> None:
     settings = smtp_settings(monkeypatch, server.environment(certificates))
-    issue_id = sent_issue(db, settings, 30)
+    issue_id = started_issue(db, settings, 30)
     server.handler.defer_once["reader9@example.org"] = "421 4.3.2 Service shutting down"
     transport = get_transport(settings)
     total = Dispatcher(settings, db, transport).run_until_idle()
@@ -291,7 +290,7 @@ def test_a_server_that_cannot_be_reached_is_retried_then_the_batch_fails_without
     with SmtpServer(certificates) as stopped:  # a port where nothing listens once it is stopped
         env = stopped.environment(certificates)
     settings = smtp_settings(monkeypatch, env, NEWSLETTER_SEND_RETRIES="1")
-    issue_id = sent_issue(db, settings, 4)
+    issue_id = started_issue(db, settings, 4)
     waits: list[float] = []
     Dispatcher(settings, db, get_transport(settings), sleep=waits.append).run_until_idle()
     with db.session() as s:
@@ -308,7 +307,7 @@ def test_each_recipients_outcome_is_recorded_on_postgresql(
         monkeypatch: pytest.MonkeyPatch) -> None:
     db = postgres_db
     settings = smtp_settings(monkeypatch, server.environment(certificates))
-    issue_id = sent_issue(db, settings, 40)
+    issue_id = started_issue(db, settings, 40)
     server.handler.refuse["reader3@example.org"] = "551 5.1.6 user not local"
     server.handler.defer_once["reader4@example.org"] = "450 4.2.1 mailbox busy"
     server.handler.drop_after_dot.add("reader5@example.org")
