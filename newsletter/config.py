@@ -50,7 +50,8 @@ class Settings(BaseSettings):
 
     # Sending
     transport: str | None = Field(
-        None, description="sendgrid | outbox (writes .eml files) | memory (tests); default sendgrid when a key is set."
+        None, description="sendgrid | smtp (a mail server or relay, e.g. one that signs a BAA) | outbox (writes .eml "
+                          "files) | memory (tests); default sendgrid when a key is set."
     )
     outbox_dir: Path | None = Field(None, description="Where the outbox transport writes .eml files; default <var_dir>/outbox.")
     health_information_policy: Literal["minimal", "covered"] = Field(
@@ -67,6 +68,24 @@ class Settings(BaseSettings):
         description="SendGrid-compatible API base URL.",
     )
     sendgrid_timeout: float = Field(30.0, gt=0, description="Seconds to wait for SendGrid to answer one request.")
+    # The SMTP transport (newsletter.transports.smtp): a relay such as Paubox, LuxSci or Amazon SES's SMTP interface.
+    smtp_host: str | None = Field(None, description="The SMTP server's host name (NEWSLETTER_TRANSPORT=smtp).")
+    smtp_port: int | None = Field(None, ge=1, le=65535, description="The SMTP server's port; default 587 for "
+                                  "starttls, 465 for tls, 25 for none.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls (upgrade to TLS before anything else; refused if the server does not "
+                                "offer it) | tls (implicit TLS) | none (only to a loopback host: health information "
+                                "never crosses a network in clear text).",
+    )
+    smtp_username: str | None = Field(None, description="SMTP AUTH user name (with NEWSLETTER_SMTP_PASSWORD).")
+    smtp_password: SecretStr | None = Field(None, description="SMTP AUTH password (from the environment only; "
+                                            "never logged).")
+    smtp_connections: int = Field(4, ge=1, le=32, description="SMTP connections in flight at once per sending "
+                                  "process, kept open between batches.")
+    smtp_timeout: float = Field(60.0, gt=0, le=600, description="Seconds to wait for the SMTP server on any one "
+                                "step (connect, a reply, the message's final answer).")
+    smtp_ca_file: Path | None = Field(None, description="Extra CA certificates (PEM) to trust for the SMTP server, "
+                                      "e.g. a private relay's; certificates are always verified.")
 
     batch_size: int = Field(1000, ge=1, le=1000, description="Recipients per provider request (SendGrid allows 1000).")
     # Finite: "inf" passed ge=0, and PostgreSQL's JSONB refuses to store Infinity (the settings page's 500).
@@ -74,7 +93,8 @@ class Settings(BaseSettings):
                                    description="Most emails sent per second; 0 means no limit.")
     # Upper bounds past any real use: larger values overflowed where they are used (a LIMIT, a timedelta).
     rate_per_day: int = Field(0, ge=0, le=1_000_000_000, description="Most emails sent per 24 hours; 0 means no limit.")
-    send_retries: int = Field(5, ge=0, description="Retries of a batch after a 5xx or connection error.")
+    send_retries: int = Field(5, ge=0, description="Retries of a batch after a 5xx or connection error; "
+                              "also how many times one recipient a mail server deferred (4xx) is tried again.")
     breaker_threshold: int = Field(5, ge=1, description="Failed batches in a row that pause an issue's send.")
     lease_seconds: int = Field(300, ge=10, description="How long a worker's claim on a batch lasts.")
     send_concurrency: int = Field(8, ge=1, le=32, description="Provider requests in flight at once per sending "
@@ -385,8 +405,10 @@ class Settings(BaseSettings):
             raise ValueError(f"NEWSLETTER_TRACKING must be full, anonymous or off, not {self.tracking!r}")
         if self.transport is None:
             self.transport = "sendgrid" if self.sendgrid_api_key else "outbox"
-        if self.transport not in ("sendgrid", "outbox", "memory"):
-            raise ValueError(f"NEWSLETTER_TRANSPORT must be sendgrid, outbox or memory, not {self.transport!r}")
+        if self.transport not in ("sendgrid", "smtp", "outbox", "memory"):
+            raise ValueError(f"NEWSLETTER_TRANSPORT must be sendgrid, smtp, outbox or memory, not {self.transport!r}")
+        if self.transport == "smtp":
+            self._check_smtp()
         from newsletter.health_policy import setting_problem  # its rules per transport; it needs these settings
 
         if problem := setting_problem(self.transport, self.health_information_policy):
@@ -400,6 +422,27 @@ class Settings(BaseSettings):
         if self.unsubscribe_email is None:
             self.unsubscribe_email = f"unsubscribe@{self.from_domain}"
         return self
+
+    def _check_smtp(self) -> None:
+        """The SMTP transport's settings, checked at start (each error names its variable)."""
+        if not self.smtp_host or not self.smtp_host.strip():
+            raise ValueError("NEWSLETTER_TRANSPORT=smtp needs NEWSLETTER_SMTP_HOST (the mail server's host name)")
+        self.smtp_host = self.smtp_host.strip()
+        if re.search(r"[\s/@]", self.smtp_host):
+            raise ValueError("NEWSLETTER_SMTP_HOST must be a bare host name or IP address (no scheme, port or path)")
+        if self.smtp_security == "none" and not is_loopback_host(self.smtp_host):
+            raise ValueError("NEWSLETTER_SMTP_SECURITY=none is refused for a host that is not loopback: health "
+                             "information must not cross a network in clear text; use starttls or tls")
+        if self.smtp_port is None:
+            self.smtp_port = {"starttls": 587, "tls": 465, "none": 25}[self.smtp_security]
+        if (self.smtp_username is None) != (self.smtp_password is None):
+            missing = "NEWSLETTER_SMTP_PASSWORD" if self.smtp_password is None else "NEWSLETTER_SMTP_USERNAME"
+            raise ValueError(f"SMTP AUTH needs both NEWSLETTER_SMTP_USERNAME and NEWSLETTER_SMTP_PASSWORD; "
+                             f"{missing} is not set")
+        if self.smtp_password is not None and not self.smtp_password.get_secret_value():
+            raise ValueError("NEWSLETTER_SMTP_PASSWORD is empty")
+        if self.smtp_ca_file is not None and not self.smtp_ca_file.is_file():
+            raise ValueError(f"NEWSLETTER_SMTP_CA_FILE: no such file: {self.smtp_ca_file}")
 
     @field_validator("metrics_token")
     @classmethod
@@ -433,6 +476,16 @@ class Settings(BaseSettings):
     @property
     def from_domain(self) -> str:
         return self.from_email.rpartition("@")[2]
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost or a loopback address; a name is never resolved (it could resolve anywhere)."""
+    if host.lower() in ("localhost", "localhost.", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache(maxsize=1)

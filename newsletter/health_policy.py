@@ -56,6 +56,8 @@ class Provider:
 PROVIDERS: dict[str, Provider] = {
     "sendgrid": Provider("SendGrid", no_baa="SendGrid does not sign a business associate agreement (BAA) and its "
                                             "terms do not allow protected health information"),
+    "smtp": Provider("the SMTP relay (NEWSLETTER_SMTP_HOST)"),
+    "ses": Provider("Amazon SES"),
     "outbox": Provider("the outbox folder (development)"),
     "memory": Provider("memory (tests)"),
 }

@@ -54,11 +54,11 @@ WEBHOOK_TYPES = tuple(sorted(kind.value for kind in provider_events.EVENT_TYPES 
 # and unsubscribes share those types, and the walk must stay short whatever their number.
 NEWEST_LOOKAHEAD = 1000
 
-# Provider errors, by what the stored message says (newsletter/transports/sendgrid.py writes them,
+# Provider errors, by what the stored message says (newsletter/transports/sendgrid.py and smtp.py write them,
 # newsletter/sending/dispatch.py prefixes "gave up after N attempts: " or "refused by the provider: ").
 # The first pattern that matches decides; tests/test_metrics.py drives each through the SendGrid fake.
 ERROR_KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("auth", re.compile(r"refused the API key|\((?:401|403)\b", re.IGNORECASE)),
+    ("auth", re.compile(r"refused the (?:API key|user name or password)|\((?:401|403)\b", re.IGNORECASE)),
     ("rate_limited", re.compile(r"rate limit|\(429\b", re.IGNORECASE)),
     ("too_large", re.compile(r"too large|\(413\b", re.IGNORECASE)),
     ("bad_request", re.compile(r"refused the request|\(400\b", re.IGNORECASE)),

@@ -5,7 +5,10 @@ are retried with exponential backoff and jitter, then the batch fails with the e
 the send goes on; 400 fails only the recipients the provider blamed (splitting the batch to find
 them when it did not say); 413 splits; 401/403 stops all sending (nothing is marked failed that was
 never tried); a request whose outcome is unknown is held as "unknown", never resent blindly; and
-a run of failed batches pauses the issue (circuit breaker) with the reason.
+a run of failed batches pauses the issue (circuit breaker) with the reason. A transport that answers
+per message (SMTP) answers per recipient too: a refused address fails that recipient alone (and is
+suppressed), one refused for now (4xx) is queued again with a backoff, one whose answer was lost is
+held as unknown alone, and those it never sent go again like a batch after a temporary failure.
 """
 
 from __future__ import annotations
@@ -84,10 +87,11 @@ class RoundResult:
     unknown: int = 0
     suppressed: int = 0
     one_offs: int = 0  # confirmation, test and consultation emails handled (sent, failed, queued again for later)
+    deferred: int = 0  # recipients a mail server refused for now, queued again for later
 
     @property
     def handled(self) -> int:
-        return self.submitted + self.failed + self.unknown + self.suppressed + self.one_offs
+        return self.submitted + self.failed + self.unknown + self.suppressed + self.one_offs + self.deferred
 
     def add(self, other: RoundResult) -> None:
         self.submitted += other.submitted
@@ -95,6 +99,7 @@ class RoundResult:
         self.unknown += other.unknown
         self.suppressed += other.suppressed
         self.one_offs += other.one_offs
+        self.deferred += other.deferred
 
 
 class EmailRef(NamedTuple):
@@ -328,7 +333,7 @@ class Dispatcher:
             if batch_id is not None:  # counted once, by the stop, as the provider's refusal (reports.operations)
                 ledger.close_batch(session, batch_id, BatchStatus.FAILED,
                                    f"stopped before sending: {exc}; rows queued again", self.clock())
-            stops.stop_all_sending(session, f"Sending stopped: {exc}. Fix SENDGRID_API_KEY, then run "
+            stops.stop_all_sending(session, f"Sending stopped: {exc}. Fix {exc.fix}, then run "
                                             "'newsletter sending resume'.")
         raise SendingStopped(str(exc)) from None
 
@@ -387,10 +392,12 @@ class Dispatcher:
                 return
         self._send(_Job(ref, email, batch_id, sendable, recipients, categories, result, language=language))
 
-    def _send(self, job: _Job) -> None:
+    def _send(self, job: _Job, failure: TemporaryFailure | None = None) -> None:
         """See one batch through: wait for its pace slot, send it and record the answer. A refusal's
-        handler says whether to send it again (after how many seconds) or that it is done with."""
-        wait: float | None = self.pacer.reserve(len(job.recipients))
+        handler says whether to send it again (after how many seconds) or that it is done with.
+        ``failure``: its rows were already tried and not sent (retried like any temporary failure)."""
+        wait: float | None = (self.pacer.reserve(len(job.recipients)) if failure is None
+                              else self._on_temporary_failure(job, failure))
         while wait is not None:
             if wait > 0 and not self._wait_holding(job.batch_id, job.ids, wait):
                 return  # stopped while waiting: the untried rows went back to the queue
@@ -481,25 +488,54 @@ class Dispatcher:
         self._close(job.batch_id, BatchStatus.SPLIT if keep else BatchStatus.FAILED, str(exc))
 
     def _on_answer(self, job: _Job, outcome: BatchResult) -> None:
-        """The provider took the request: record who it accepted and who it refused."""
+        """The provider took the request: record who it accepted and who it refused. A transport that
+        answers per message (SMTP) may also have deferred some (queued again after a backoff), lost
+        the answer to some (each held as unknown, in a batch of its own) or not sent some (sent again
+        as a batch of their own, like a retry after a temporary failure). One transaction records it
+        all, so no row is left claimed in a batch that is over."""
         started = time.perf_counter()
         claimed = job.claimed
         accepted = [claimed[i].delivery_id for i in sorted(outcome.accepted)]
-        message_id = next(iter(outcome.accepted.values()), None)
+        message_ids = set(outcome.accepted.values())
+        each = {claimed[i].delivery_id: m for i, m in outcome.accepted.items()} if len(message_ids) > 1 else None
+        message_id = None if each else next(iter(message_ids), None)
+        unsent = [claimed[i] for i in sorted(outcome.unsent)]
+        deferred = {claimed[i].delivery_id: reason for i, reason in outcome.deferred.items()}
+        retry_batch: list[int] = []  # the batch the unsent rows move to
+        given_up: list[int] = [0]
 
         def answered(session: Session) -> None:
             now = self.clock()
-            ledger.mark_submitted(session, session.get(SendBatch, job.batch_id), accepted, message_id, now)
+            if outcome.unknown:
+                ledger.hold_unknown_each(session, {claimed[i].delivery_id: why for i, why in outcome.unknown.items()},
+                                         transport=self.transport.name, worker=self.worker, now=now,
+                                         language=job.language)
+            given_up[0] = sum(ledger.defer(session, [row], why, now, self.settings.send_retries)[1]
+                              for row, why in deferred.items())
+            retry_batch[:] = [ledger.open_batch(session, [c.delivery_id for c in unsent], transport=self.transport.name,
+                                                worker=self.worker, language=job.language).id] if unsent else []
+            ledger.mark_submitted(session, session.get(SendBatch, job.batch_id), accepted, message_id, now, each=each)
             for index, reason in outcome.refused.items():
                 ledger.mark_failed(session, [claimed[index].delivery_id], reason)
+                if index in outcome.invalid_addresses:
+                    ledger.suppress_refused(session, [claimed[index].email], reason)
             if not accepted:
-                ledger.close_batch(session, job.batch_id, BatchStatus.FAILED,
-                                   "every recipient of this batch was refused", now)
+                ledger.close_batch(session, job.batch_id, BatchStatus.FAILED, _none_accepted(outcome), now)
         self._record(job.batch_id, answered)
         self.timings["record"] += time.perf_counter() - started
         job.result.submitted += len(outcome.accepted)
-        job.result.failed += len(outcome.refused)
+        job.result.failed += len(outcome.refused) + given_up[0]
+        job.result.deferred += len(deferred) - given_up[0]
+        job.result.unknown += len(outcome.unknown)
+        if outcome.unknown:
+            log.error("batch %s: %d message(s) sent without an answer; each held as unknown, not resent",
+                      job.batch_id, len(outcome.unknown))
         self.breaker.record(job.ref, ok=True)
+        if unsent:
+            keep = sorted(outcome.unsent)
+            self._send(_Job(job.ref, job.email, retry_batch[0], unsent, [job.recipients[i] for i in keep],
+                            job.categories, job.result, attempts=job.attempts, language=job.language),
+                       TemporaryFailure(next(iter(outcome.unsent.values()))))
 
     def _record(self, batch_id: int, write: Callable[[Session], None]) -> None:
         """Write what the provider answered. A database that cannot take the write (SQLite locked past
@@ -587,6 +623,15 @@ class Dispatcher:
                 )
                 log.error("issue %s paused by the circuit breaker: %s", job.ref.id, reason)
         job.result.failed += len(job.claimed)
+
+
+def _none_accepted(outcome: BatchResult) -> str:
+    """Why a batch ended with no recipient accepted, in counts (no addresses)."""
+    parts = {"refused": len(outcome.refused), "deferred": len(outcome.deferred),
+             "held as unknown": len(outcome.unknown), "not sent (sent again)": len(outcome.unsent)}
+    if parts["refused"] and not any(v for k, v in parts.items() if k != "refused"):
+        return "every recipient of this batch was refused"
+    return "no recipient of this batch was accepted: " + ", ".join(f"{n} {k}" for k, n in parts.items() if n)
 
 
 def send_all(dispatchers: list[Dispatcher], *, on_progress: Callable[[RoundResult], None] | None = None) -> RoundResult:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import and_, case, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -206,7 +206,21 @@ def close_batch(session: Session, batch_id: int, status: str, error: str | None,
     batch.status, batch.error, batch.finished_at = status, None if error is None else error[:2000], now
 
 
-def mark_submitted(session: Session, batch: SendBatch, ids: list[int], message_id: str | None, now: datetime) -> None:
+def mark_submitted(session: Session, batch: SendBatch, ids: list[int], message_id: str | None, now: datetime,
+                   *, each: dict[int, str] | None = None) -> None:
+    """``ids`` were accepted with the request's ``message_id``, or, given ``each`` (a transport that
+    answers per message, SMTP), with each delivery's own id."""
+    if each:
+        table = Delivery.__table__
+        # Spelled out: an IN list cannot be used with executemany.
+        in_request = or_(*(table.c.status == sql_literal(state) for state in IN_REQUEST))
+        session.execute(
+            update(table).where(table.c.id == bindparam("row"), in_request)
+            .values(status=DeliveryStatus.SUBMITTED.value, provider_message_id=bindparam("message"),
+                    submitted_at=now, lease_expires_at=None, error=None),  # a deferral's reason is over
+            [{"row": row, "message": message} for row, message in each.items()],
+        )
+        ids = []
     if ids:
         whole_batch = len(ids) == batch.size  # every row of the request accepted: no 1000-item IN list
         # Unknown too: recovery took the request for lost (the lease ran out), the provider's 202 says
@@ -256,6 +270,43 @@ def mark_unknown(session: Session, batch: SendBatch, reason: str, now: datetime)
         .values(status=DeliveryStatus.UNKNOWN, error=reason[:2000], lease_expires_at=None)
     )
     close_batch(session, batch.id, BatchStatus.UNKNOWN, reason, now)
+
+
+DEFER_FIRST_WAIT, DEFER_MAX_WAIT = timedelta(minutes=1), timedelta(hours=1)
+
+
+def defer(session: Session, ids: list[int], reason: str, now: datetime, retries: int) -> tuple[int, int]:
+    """Recipients a mail server refused for now (a 4xx): back to the queue, due after a backoff that
+    doubles with each attempt (one minute, then two, ... at most an hour); a row already tried more
+    than ``retries`` times fails with the reason. Returns (queued again, failed)."""
+    if not ids:
+        return 0, 0
+    attempts = dict(session.execute(select(Delivery.id, Delivery.attempts).where(Delivery.id.in_(ids))).all())
+    given_up = [row for row, tried in attempts.items() if (tried or 0) > retries]
+    mark_failed(session, given_up, f"gave up after {retries + 1} attempts: {reason}")
+    again = 0
+    for row, tried in attempts.items():
+        if row in given_up:
+            continue
+        wait = min(DEFER_FIRST_WAIT * 2 ** max((tried or 1) - 1, 0), DEFER_MAX_WAIT)
+        again += session.execute(
+            update(Delivery).where(Delivery.id == row, Delivery.status == sql_literal(DeliveryStatus.CLAIMED))
+            .values(status=DeliveryStatus.QUEUED.value, due_at=now + wait, claimed_by=None, lease_expires_at=None,
+                    batch_id=None, error=reason[:2000])
+            .execution_options(synchronize_session=False)
+        ).rowcount or 0
+    return again, len(given_up)
+
+
+def hold_unknown_each(session: Session, held: dict[int, str], *, transport: str, worker: str,
+                      now: datetime, language: str | None = None) -> None:
+    """Deliveries whose own message left with no answer (SMTP: the final dot went, no reply came), in a
+    batch that was otherwise answered: each is held as unknown in a batch of its own, so that a
+    provider event about one settles that one alone (``settle_reported`` takes a batch as a whole)."""
+    for row, reason in held.items():
+        batch = open_batch(session, [row], transport=transport, worker=worker, language=language)
+        batch.began_at = now
+        mark_unknown(session, batch, reason, now)
 
 
 def release(session: Session, ids: list[int]) -> None:

@@ -8,8 +8,8 @@ row under a lease, commits the claim, composes the email, sends it and records w
 
 - accepted: sent;
 - refused for this recipient (an address that cannot travel), or a 400/413: failed, with the reason;
-- 5xx or no connection: queued again with exponential backoff and jitter; failed after
-  ``NEWSLETTER_SEND_RETRIES`` retries;
+- 5xx, no connection, or a mail server's 4xx for the recipient: queued again with exponential
+  backoff and jitter; failed after ``NEWSLETTER_SEND_RETRIES`` retries;
 - 429: queued again for the provider's reset time;
 - the request left and no answer came: unknown, never sent again blindly. A dispatcher that dies
   while a row is claimed leaves it "sending"; once the lease has run out it is held as unknown the
@@ -170,14 +170,9 @@ class OneOffSender(ABC):
                      else self.clock() + RATE_LIMIT_WAIT)
             return self._requeue(claimed, max(reset, self.clock()), str(exc), count_attempt=False)
         except TemporaryFailure as exc:
-            if claimed.attempts > self.settings.send_retries:
-                return self._finish(claimed, ConfirmationStatus.FAILED,
-                                    error=f"gave up after {claimed.attempts} attempts: {exc}")
-            backoff = min(timedelta(seconds=30 * 2 ** (claimed.attempts - 1)), MAX_BACKOFF)
-            return self._requeue(claimed, self.clock() + backoff * (0.5 + random.random()), str(exc))
+            return self._retry_later(claimed, str(exc))
         except OutcomeUnknown as exc:
-            log.error("%s %s: outcome unknown (%s); not sent again", self.kind, claimed.id, exc)
-            return self._finish(claimed, ConfirmationStatus.UNKNOWN, error=str(exc))
+            return self._unknown(claimed, str(exc))
         except AuthenticationFailed:
             self._requeue(claimed, self.clock(), None, count_attempt=False)
             raise
@@ -185,8 +180,23 @@ class OneOffSender(ABC):
             return self._finish(claimed, ConfirmationStatus.FAILED, error=f"refused by the provider: {exc}")
         if 0 in outcome.accepted:
             return self._finish(claimed, ConfirmationStatus.SENT, message_id=outcome.accepted[0] or None)
+        if 0 in outcome.unknown:  # a transport that answers per message (SMTP) says these per recipient
+            return self._unknown(claimed, outcome.unknown[0])
+        if 0 in outcome.deferred or 0 in outcome.unsent:
+            return self._retry_later(claimed, outcome.deferred.get(0) or outcome.unsent[0])
         return self._finish(claimed, ConfirmationStatus.FAILED,
                             error=outcome.refused.get(0, "refused by the transport"))
+
+    def _retry_later(self, claimed: Claimed, reason: str) -> str:
+        """Refused for now or not sent: queued again with backoff, failed after the retries."""
+        if claimed.attempts > self.settings.send_retries:
+            return self._finish(claimed, ConfirmationStatus.FAILED, error=f"gave up after {claimed.attempts} attempts: {reason}")
+        backoff = min(timedelta(seconds=30 * 2 ** (claimed.attempts - 1)), MAX_BACKOFF)
+        return self._requeue(claimed, self.clock() + backoff * (0.5 + random.random()), reason)
+
+    def _unknown(self, claimed: Claimed, reason: str) -> str:
+        log.error("%s %s: outcome unknown (%s); not sent again", self.kind, claimed.id, reason)
+        return self._finish(claimed, ConfirmationStatus.UNKNOWN, error=reason)
 
     def _finish(self, claimed: Claimed, status: ConfirmationStatus, *, error: str | None = None,
                 message_id: str | None = None) -> str:

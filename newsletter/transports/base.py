@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email.errors import MessageError
 from email.message import EmailMessage
@@ -56,6 +57,11 @@ class BatchResult:
 
     accepted: dict[int, str] = field(default_factory=dict)  # index in batch -> message id
     refused: dict[int, str] = field(default_factory=dict)  # index in batch -> reason
+    # A transport that answers per message (SMTP) can also say, per recipient (keys are batch indexes):
+    invalid_addresses: set[int] = field(default_factory=set)  # of the refused, those whose address was refused
+    deferred: dict[int, str] = field(default_factory=dict)  # refused for now (a 4xx): try this recipient later
+    unknown: dict[int, str] = field(default_factory=dict)  # its message left, no final answer came: never resend
+    unsent: dict[int, str] = field(default_factory=dict)  # never left (the connection was lost first): resend
 
 
 def each_message(batch: Batch, settings: Settings, result: BatchResult) -> Iterator[tuple[int, EmailMessage]]:
@@ -77,6 +83,22 @@ def refusal(exc: Exception) -> str:
     if isinstance(exc, ValueError) and type(exc).__module__.startswith(("subscribers.", "newsletter.")):
         return f"not sent: {exc}"
     return f"not sent: this recipient's message could not be built ({type(exc).__name__})"
+
+
+# Any token with an @ in it: crude on purpose, an error message loses a word rather than keep an address.
+_ADDRESS_TOKEN = re.compile(r"\S*@\S*")
+
+
+def scrub(text: str, *, addresses: Iterable[str] = (), secret: str | None = None) -> str:
+    """Remove a secret (an API key, a password), the batch's addresses and anything else shaped like an address."""
+    if secret:
+        text = text.replace(secret, "<key>")
+    lowered = text.lower()
+    for address in addresses:
+        if address and address.lower() in lowered:
+            text = re.sub(re.escape(address), "<address>", text, flags=re.IGNORECASE)
+            lowered = text.lower()
+    return _ADDRESS_TOKEN.sub("<address>", text)
 
 
 class Transport(Protocol):
@@ -111,7 +133,12 @@ class TransportError(Exception):
 
 
 class AuthenticationFailed(TransportError):
-    """401/403: the key is wrong or lacks permission. Nothing in the batch was sent; stop the send."""
+    """401/403: the key is wrong or lacks permission. Nothing in the batch was sent; stop the send.
+    ``fix`` names the setting staff correct before resuming."""
+
+    def __init__(self, message: str, fix: str = "SENDGRID_API_KEY") -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 class RateLimited(TransportError):

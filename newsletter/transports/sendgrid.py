@@ -52,6 +52,7 @@ from newsletter.transports.base import (
     Recipient,
     TemporaryFailure,
     refusal,
+    scrub,
 )
 from subscribers.contacts import ascii_address
 from subscribers.names import plain_line
@@ -67,8 +68,6 @@ ACTIVITY_LIMIT = 1000  # messages asked for at once; a request holds at most 100
 # "personalizations.3.to.0.email" (and the bracket form, in case) names the fourth recipient.
 _PERSONALIZATION_FIELD = re.compile(r"^personalizations(?:\.|\[)(\d+)")
 _ADDRESS_FIELD = re.compile(r"^personalizations(?:\.|\[)(\d+)\]?\.(?:to|cc|bcc)(?:\.|\[)\d+\]?\.email$")
-# Any token with an @ in it: crude on purpose, an error message loses a word rather than keep an address.
-_ADDRESS_TOKEN = re.compile(r"\S*@\S*")
 # SendGrid splits to.name on these and then delivers to part of the name (or drops the mail).
 _NAME_SEPARATORS = re.compile(r"[,;]+")
 
@@ -141,18 +140,6 @@ def blamed_recipients(errors: Iterable[Mapping[str, Any]], batch_size: int, *, a
         if match and int(match.group(1)) < batch_size:
             indexes.add(int(match.group(1)))
     return indexes
-
-
-def scrub(text: str, *, addresses: Iterable[str] = (), secret: str | None = None) -> str:
-    """Remove the API key, the batch's addresses and anything else shaped like an address."""
-    if secret:
-        text = text.replace(secret, "<key>")
-    lowered = text.lower()
-    for address in addresses:
-        if address and address.lower() in lowered:
-            text = re.sub(re.escape(address), "<address>", text, flags=re.IGNORECASE)
-            lowered = text.lower()
-    return _ADDRESS_TOKEN.sub("<address>", text)
 
 
 class SendGridTransport:
