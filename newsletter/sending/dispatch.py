@@ -324,7 +324,8 @@ class Dispatcher:
             if batch_id is not None:  # counted once, by the stop, as the provider's refusal (reports.operations)
                 ledger.close_batch(session, batch_id, BatchStatus.FAILED,
                                    f"stopped before sending: {exc}; rows queued again", self.clock())
-            stops.stop_all_sending(session, f"Sending stopped: {exc}. Fix SENDGRID_API_KEY, then run "
+            fix = getattr(self.transport, "credentials", "SENDGRID_API_KEY")
+            stops.stop_all_sending(session, f"Sending stopped: {exc}. Fix {fix}, then run "
                                             "'newsletter sending resume'.")
         raise SendingStopped(str(exc)) from None
 
@@ -377,10 +378,11 @@ class Dispatcher:
                 return
         self._send(_Job(ref, email, batch_id, sendable, recipients, categories, result, language=language))
 
-    def _send(self, job: _Job) -> None:
-        """See one batch through: wait for its pace slot, send it and record the answer. A refusal's
-        handler says whether to send it again (after how many seconds) or that it is done with."""
-        wait: float | None = self.pacer.reserve(len(job.recipients))
+    def _send(self, job: _Job, delay: float = 0.0) -> None:
+        """See one batch through: wait for its pace slot (and ``delay`` seconds), send it and record the
+        answer. A refusal's handler says whether to send it again (after how many seconds) or that it
+        is done with."""
+        wait: float | None = delay + self.pacer.reserve(len(job.recipients))
         while wait is not None:
             if wait > 0 and not self._wait_holding(job.batch_id, job.ids, wait):
                 return  # stopped while waiting: the untried rows went back to the queue
@@ -471,25 +473,51 @@ class Dispatcher:
         self._close(job.batch_id, BatchStatus.SPLIT if keep else BatchStatus.FAILED, str(exc))
 
     def _on_answer(self, job: _Job, outcome: BatchResult) -> None:
-        """The provider took the request: record who it accepted and who it refused."""
+        """The provider took the request: record who it accepted and who it refused; a transport that
+        sends each message on its own may also name messages whose outcome is unknown (held as such)
+        and messages it did not send (sent again as a batch of their own)."""
         started = time.perf_counter()
         claimed = job.claimed
         accepted = [claimed[i].delivery_id for i in sorted(outcome.accepted)]
         message_id = next(iter(outcome.accepted.values()), None)
+        # One id per request (SendGrid), or each message its own (SES).
+        each_own = len(set(outcome.accepted.values())) > 1
+        message_ids = {claimed[i].delivery_id: mid for i, mid in outcome.accepted.items()} if each_own else None
+        unknown = [claimed[i].delivery_id for i in sorted(outcome.unknown)]
+        again = sorted(outcome.again)
 
         def answered(session: Session) -> None:
             now = self.clock()
-            ledger.mark_submitted(session, session.get(SendBatch, job.batch_id), accepted, message_id, now)
+            ledger.mark_submitted(session, session.get(SendBatch, job.batch_id), accepted,
+                                  None if each_own else message_id, now, message_ids=message_ids)
             for index, reason in outcome.refused.items():
                 ledger.mark_failed(session, [claimed[index].delivery_id], reason)
-            if not accepted:
+            if unknown:
+                reason = (f"{len(unknown)} message(s) left with no answer from the provider; they may have been "
+                          "accepted")
+                ledger.hold_unknown(session, unknown, reason)
+                ledger.close_batch(session, job.batch_id, BatchStatus.UNKNOWN, reason, now)
+            elif not accepted and not again:
                 ledger.close_batch(session, job.batch_id, BatchStatus.FAILED,
                                    "every recipient of this batch was refused", now)
+            elif not accepted:
+                ledger.close_batch(session, job.batch_id, BatchStatus.SPLIT,
+                                   "the provider sent none of this batch; its recipients go again", now)
         self._record(job.batch_id, answered)
         self.timings["record"] += time.perf_counter() - started
         job.result.submitted += len(outcome.accepted)
         job.result.failed += len(outcome.refused)
+        job.result.unknown += len(unknown)
         self.breaker.record(job.ref, ok=True)
+        if unknown:
+            log.error("batch %s: %d message(s) with no answer; held for resolution, not resent",
+                      job.batch_id, len(unknown))
+        if again:
+            delay = 0.0 if outcome.again_at is None else min(max(outcome.again_at - time.time(), 0.0),
+                                                            MAX_RATE_LIMIT_WAIT)
+            log.warning("batch %s: the provider sent %d of %d; the other %d go again in %.1f s", job.batch_id,
+                        len(accepted), len(claimed), len(again), delay)
+            self._resend(job, [claimed[i] for i in again], [job.recipients[i] for i in again], delay=delay)
 
     def _record(self, batch_id: int, write: Callable[[Session], None]) -> None:
         """Write what the provider answered. A database that cannot take the write (SQLite locked past
@@ -550,14 +578,14 @@ class Dispatcher:
         for part in (slice(0, half), slice(half, None)):
             self._resend(job, job.claimed[part], job.recipients[part])
 
-    def _resend(self, job: _Job, claimed: list[Claimed], recipients: list[Recipient]) -> None:
-        """Part of ``job``'s batch as a batch of its own, sent like any other."""
+    def _resend(self, job: _Job, claimed: list[Claimed], recipients: list[Recipient], *, delay: float = 0.0) -> None:
+        """Part of ``job``'s batch as a batch of its own, sent like any other (after ``delay`` seconds)."""
         with self.db.session() as session:
             batch = ledger.open_batch(session, [c.delivery_id for c in claimed], transport=self.transport.name,
                                       worker=self.worker, language=job.language)
             batch_id = batch.id
         self._send(_Job(job.ref, job.email, batch_id, claimed, recipients, job.categories, job.result,
-                        language=job.language))
+                        language=job.language), delay)
 
     def _close(self, batch_id: int, status: BatchStatus, error: str) -> None:
         with self.db.session() as session:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from collections.abc import Mapping
 from typing import NamedTuple
 
-from sqlalchemy import and_, case, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -206,8 +207,21 @@ def close_batch(session: Session, batch_id: int, status: str, error: str | None,
     batch.status, batch.error, batch.finished_at = status, None if error is None else error[:2000], now
 
 
-def mark_submitted(session: Session, batch: SendBatch, ids: list[int], message_id: str | None, now: datetime) -> None:
-    if ids:
+def mark_submitted(session: Session, batch: SendBatch, ids: list[int], message_id: str | None, now: datetime,
+                   *, message_ids: Mapping[int, str] | None = None) -> None:
+    """``message_id`` names the whole request (SendGrid); ``message_ids`` gives each row its own
+    (SES: one message per recipient), by delivery id."""
+    if ids and message_ids:
+        table = Delivery.__table__
+        session.execute(
+            table.update()
+            # Equalities, not IN: an expanding IN list cannot be executed many times over.
+            .where(table.c.id == bindparam("row"), or_(*(table.c.status == status for status in IN_REQUEST)))
+            .values(status=DeliveryStatus.SUBMITTED, provider_message_id=bindparam("message"), submitted_at=now,
+                    lease_expires_at=None),
+            [{"row": row, "message": message_ids[row]} for row in ids],
+        )
+    elif ids:
         whole_batch = len(ids) == batch.size  # every row of the request accepted: no 1000-item IN list
         # Unknown too: recovery took the request for lost (the lease ran out), the provider's 202 says
         # otherwise. A row a webhook has already moved on (delivered, say) is left as it is.
@@ -256,6 +270,17 @@ def mark_unknown(session: Session, batch: SendBatch, reason: str, now: datetime)
         .values(status=DeliveryStatus.UNKNOWN, error=reason[:2000], lease_expires_at=None)
     )
     close_batch(session, batch.id, BatchStatus.UNKNOWN, reason, now)
+
+
+def hold_unknown(session: Session, ids: list[int], reason: str) -> None:
+    """Rows whose own message left with no answer (the rest of their batch answered): held as unknown
+    like a whole batch's, settled by the provider's events or by staff."""
+    if ids:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.CLAIMED)
+            .values(status=DeliveryStatus.UNKNOWN, error=reason[:2000], lease_expires_at=None)
+        )
 
 
 def release(session: Session, ids: list[int]) -> None:

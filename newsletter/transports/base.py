@@ -39,6 +39,13 @@ class BatchResult:
 
     accepted: dict[int, str] = field(default_factory=dict)  # index in batch -> message id
     refused: dict[int, str] = field(default_factory=dict)  # index in batch -> reason
+    # Transports that send each recipient's message on its own (SES's API): indexes whose message left
+    # with no answer (may have been accepted: held as unknown, never resent blindly), and indexes never
+    # sent because the provider said to slow down or stop (sent again as a batch of their own, not
+    # before ``again_at``, epoch seconds).
+    unknown: set[int] = field(default_factory=set)
+    again: set[int] = field(default_factory=set)
+    again_at: float | None = None
 
 
 def each_message(batch: Batch, settings: Settings, result: BatchResult) -> Iterator[tuple[int, EmailMessage]]:
