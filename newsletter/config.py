@@ -74,8 +74,8 @@ class Settings(BaseSettings):
     ses_sns_topic_arn: str | None = Field(
         None, description="The SNS topic whose notifications POST /webhooks/ses accepts (any other topic is refused); "
                           "the SES transport will not start without it.")
-    ses_concurrency: int = Field(8, ge=1, le=64, description="SendEmail calls in flight at once per batch (SES takes "
-                                 "one message per call).")
+    ses_concurrency: int = Field(8, ge=1, le=64, description="SendEmail calls in flight at once per sending process "
+                                 "(SES takes one message per call).")
     ses_endpoint_url: str | None = Field(
         None, description="Another SES API endpoint (a VPC interface endpoint); unset: the region's public one.")
     ses_timeout: float = Field(30.0, gt=0, description="Seconds to wait for SES to answer one SendEmail call.")

@@ -73,6 +73,10 @@ class FakeSes:
         with self._lock:
             self._throttle += count
 
+    def lift_throttle(self) -> None:
+        with self._lock:
+            self._throttle = 0
+
     def hang_next(self, count: int, seconds: float) -> None:
         with self._lock:
             self._hangs.extend([seconds] * count)

@@ -17,7 +17,7 @@ from newsletter.sending.dispatch import Dispatcher, SendingStopped
 from newsletter.transports import get_transport
 from newsletter.transports import ses as ses_module
 from tests.sendkit import add_audience, make_issue
-from tests.ses_fake import FakeSes, fake_ses  # noqa: F401 - the fixture
+from tests.ses_fake import FakeSes
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:clinic-ses-events"
 
@@ -39,7 +39,7 @@ def start(db: Database, settings: Settings, issue_id: int) -> None:
 
 
 def test_2000_recipients_each_once_with_the_tags_and_configuration_set(
-        db: Database, settings: Settings, fake_ses: FakeSes, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        db: Database, settings: Settings, fake_ses: FakeSes, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = ses_settings(fake_ses, monkeypatch)
     issue_id = make_issue(db, settings)
     add_audience(db, 2000)
@@ -68,7 +68,7 @@ def test_2000_recipients_each_once_with_the_tags_and_configuration_set(
 
 
 def test_throttling_a_rejected_recipient_and_a_hang_after_acceptance(
-        db: Database, settings: Settings, fake_ses: FakeSes, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        db: Database, settings: Settings, fake_ses: FakeSes, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = ses_settings(fake_ses, monkeypatch, NEWSLETTER_SES_TIMEOUT="1", NEWSLETTER_SES_CONCURRENCY="4")
     issue_id = make_issue(db, settings)
     add_audience(db, 2000)
@@ -97,7 +97,7 @@ def test_throttling_a_rejected_recipient_and_a_hang_after_acceptance(
 
 
 def test_ses_that_keeps_throttling_sends_the_rest_later_never_twice(
-        db: Database, settings: Settings, fake_ses: FakeSes, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        db: Database, settings: Settings, fake_ses: FakeSes, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ses_module, "THROTTLE_PATIENCE", 0.3)
     monkeypatch.setattr(ses_module, "THROTTLE_MAX_PAUSE", 0.1)
     settings = ses_settings(fake_ses, monkeypatch, NEWSLETTER_SES_CONCURRENCY="2", NEWSLETTER_BATCH_SIZE="100")
@@ -108,7 +108,7 @@ def test_ses_that_keeps_throttling_sends_the_rest_later_never_twice(
 
     def wait(seconds: float) -> None:  # the dispatcher's waits, recorded; SES's limit lifts meanwhile
         waits.append(seconds)
-        fake_ses.throttle_next(-fake_ses._throttle)
+        fake_ses.lift_throttle()
 
     # The first batch: the limit comes after some messages went (the rest go back to be sent again);
     # the second meets it from its first call (the whole batch waits for SES's rate limit).
@@ -135,7 +135,7 @@ def test_ses_that_keeps_throttling_sends_the_rest_later_never_twice(
 
 @pytest.mark.parametrize("code", ["AccountSuspendedException", "SendingPausedException"])
 def test_a_suspended_account_stops_all_sending_with_nothing_marked_failed(
-        db: Database, settings: Settings, fake_ses: FakeSes, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        db: Database, settings: Settings, fake_ses: FakeSes, monkeypatch: pytest.MonkeyPatch,
         code: str) -> None:
     settings = ses_settings(fake_ses, monkeypatch)
     issue_id = make_issue(db, settings)
@@ -151,7 +151,7 @@ def test_a_suspended_account_stops_all_sending_with_nothing_marked_failed(
 
 
 def test_a_wrong_secret_is_refused_by_the_signature_check_and_stops_sending(
-        db: Database, settings: Settings, fake_ses: FakeSes, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        db: Database, settings: Settings, fake_ses: FakeSes, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = ses_settings(fake_ses, monkeypatch, AWS_SECRET_ACCESS_KEY="not-the-account-secret-at-all")
     issue_id = make_issue(db, settings)
     add_audience(db, 5)
@@ -164,7 +164,7 @@ def test_a_wrong_secret_is_refused_by_the_signature_check_and_stops_sending(
 
 
 def test_a_refused_connection_is_retried_and_nothing_is_lost(
-        db: Database, settings: Settings, fake_ses: FakeSes, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        db: Database, settings: Settings, fake_ses: FakeSes, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = ses_settings(fake_ses, monkeypatch, NEWSLETTER_SES_ENDPOINT_URL="http://127.0.0.1:9",
                             NEWSLETTER_SEND_RETRIES="1")
     issue_id = make_issue(db, settings)
@@ -183,7 +183,7 @@ def test_a_refused_connection_is_retried_and_nothing_is_lost(
     ("NEWSLETTER_SES_CONFIGURATION_SET", "NEWSLETTER_SES_CONFIGURATION_SET"),
     ("NEWSLETTER_SES_REGION", "NEWSLETTER_SES_REGION"),
 ])
-def test_a_missing_setting_is_one_clear_line_at_start(settings: Settings, fake_ses: FakeSes,  # noqa: F811
+def test_a_missing_setting_is_one_clear_line_at_start(settings: Settings, fake_ses: FakeSes,
                                                       monkeypatch: pytest.MonkeyPatch, missing: str, named: str) -> None:
     ses_settings(fake_ses, monkeypatch)
     monkeypatch.delenv(missing)
@@ -193,7 +193,7 @@ def test_a_missing_setting_is_one_clear_line_at_start(settings: Settings, fake_s
     assert named in str(raised.value) and "\n" not in str(raised.value)
 
 
-def test_missing_aws_credentials_refuse_to_start(settings: Settings, fake_ses: FakeSes,  # noqa: F811
+def test_missing_aws_credentials_refuse_to_start(settings: Settings, fake_ses: FakeSes,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     configured = ses_settings(fake_ses, monkeypatch)
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")

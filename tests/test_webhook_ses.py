@@ -23,7 +23,7 @@ from subscribers.models import Contact, Suppression
 from subscribers.suppression import reason_for
 from tests.liveserver import LiveServer, serving
 from tests.sendkit import add_audience, make_issue
-from tests.ses_fake import FakeSes, fake_ses  # noqa: F401 - the fixture
+from tests.ses_fake import FakeSes
 from tests.sns_kit import CERT_PATH, CERT_URL, TOPIC, FakeSns, ses_event
 from tests.test_sending_ses import ses_settings, start
 
@@ -38,7 +38,7 @@ def sns() -> Iterator[FakeSns]:
 
 
 @pytest.fixture
-def sent(db: Database, settings: Settings, fake_ses: FakeSes,  # noqa: F811
+def sent(db: Database, settings: Settings, fake_ses: FakeSes,
          monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """An issue sent through the SES transport to reader0..reader4; each address's SentMessage."""
     settings = ses_settings(fake_ses, monkeypatch)
