@@ -199,3 +199,20 @@ def test_missing_aws_credentials_refuse_to_start(settings: Settings, fake_ses: F
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(ValueError, match="AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
         get_transport(configured)
+
+
+def test_on_postgresql_each_delivery_keeps_its_own_message_id_and_a_lost_answer_is_unknown(
+        postgres_db: Database, settings: Settings, fake_ses: FakeSes, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = ses_settings(fake_ses, monkeypatch, NEWSLETTER_SES_TIMEOUT="1", NEWSLETTER_BATCH_SIZE="100")
+    issue_id = make_issue(postgres_db, settings)
+    add_audience(postgres_db, 300)
+    start(postgres_db, settings, issue_id)
+    fake_ses.hang_next(1, 2.5)
+    total = Dispatcher(settings, postgres_db, get_transport(settings)).run_until_idle()
+    assert total.submitted == 299 and total.unknown == 1
+    with postgres_db.session() as s:
+        assert ledger.status_counts(s, issue_id) == {"submitted": 299, "unknown": 1}
+        stored = dict(s.execute(select(Delivery.id, Delivery.provider_message_id)
+                                .where(Delivery.issue_id == issue_id, Delivery.status == "submitted")).all())
+    sent_ids = {int(d.tags["delivery_id"]): d.message_id for d in fake_ses.deliveries}
+    assert len(sent_ids) == 300 and all(sent_ids[row] == message_id for row, message_id in stored.items())

@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 from newsletter.config import Settings, get_settings
 from newsletter.database import Database
 from newsletter.models import Delivery, Event
+from newsletter.sending import ledger
 from newsletter.sending.dispatch import Dispatcher
 from newsletter.tracking.sns import SnsVerifier
 from newsletter.transports import get_transport
@@ -215,3 +216,25 @@ def test_without_a_topic_every_post_is_refused(settings: Settings, db: Database,
     with serving(settings, db) as server:
         answer = post(server, sns.notification(ses_event("Complaint", message_id="x", to="reader1@example.org")))
     assert answer.status_code == 403 and "NEWSLETTER_SES_SNS_TOPIC_ARN" in answer.json()["detail"]
+
+
+def test_ses_s_send_event_settles_a_message_whose_answer_was_lost(
+        db: Database, settings: Settings, fake_ses: FakeSes, sns: FakeSns, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = ses_settings(fake_ses, monkeypatch, NEWSLETTER_SES_TIMEOUT="1")
+    issue_id = make_issue(db, settings)
+    add_audience(db, 3)
+    start(db, settings, issue_id)
+    fake_ses.hang_next(1, 2.5)  # SES took it; its answer came after our read timeout
+    assert Dispatcher(settings, db, get_transport(settings)).run_until_idle().unknown == 1
+    with db.session() as s:
+        held = s.scalar(select(Delivery.id).where(Delivery.status == "unknown"))
+        assert len(ledger.unknown_batches(s, issue_id)) == 1
+    (message,) = [d for d in fake_ses.deliveries if d.tags["delivery_id"] == str(held)]
+    with serving(get_settings(), db) as server:
+        server.app.state.sns_verifier = SnsVerifier(TOPIC, get=sns.getter())
+        answer = post(server, sns.notification(ses_event("Send", message_id=message.message_id, to=message.to,
+                                                         delivery_id=str(held))))
+    assert answer.status_code == 200 and answer.json()["stored"] == 1
+    with db.session() as s:
+        assert ledger.status_counts(s, issue_id) == {"submitted": 3}
+        assert ledger.unknown_batches(s, issue_id) == []
