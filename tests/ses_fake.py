@@ -53,8 +53,9 @@ class SentMessage:
 
 
 class FakeSes:
-    def __init__(self, *, region: str = REGION) -> None:
+    def __init__(self, *, region: str = REGION, record: bool = True) -> None:
         self.region = region
+        self.record = record  # False (benchmarks): answer without parsing or keeping the messages
         self.access_key = "AKIA" + secrets.token_hex(8).upper()
         self.secret_key = secrets.token_urlsafe(30)
         self.deliveries: list[SentMessage] = []
@@ -152,6 +153,8 @@ class FakeSes:
         if to[0] in self.reject_addresses:
             return 400, _error("MessageRejected", f"Email address is not verified: {to[0]}"), 0.0
         message_id = f"0100{secrets.token_hex(8)}-{secrets.token_hex(4)}-{secrets.token_hex(2)}-000000"
+        if not self.record:
+            return 200, {"MessageId": message_id}, hang
         sent = SentMessage(to[0], message_from_bytes(raw, policy=default_policy),
                            {tag["Name"]: tag["Value"] for tag in body.get("EmailTags") or []},
                            body.get("ConfigurationSetName"), body.get("FromEmailAddress"), message_id)

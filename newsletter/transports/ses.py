@@ -189,10 +189,10 @@ class SesTransport:
             for future in done:
                 outcome = outcomes[in_flight.pop(future)] = future.result()
                 halted = halted or outcome.kind in ("again", "stop")
-        return self._result(batch, result, outcomes, [index for index, _ in messages])
+        return self._result(result, outcomes, [index for index, _ in messages])
 
     @staticmethod
-    def _result(batch: Batch, result: BatchResult, outcomes: dict[int, _Outcome], untried: list[int]) -> BatchResult:
+    def _result(result: BatchResult, outcomes: dict[int, _Outcome], untried: list[int]) -> BatchResult:
         """The batch's answer from each message's outcome (the module's docstring)."""
         for index, outcome in outcomes.items():
             if outcome.kind == "accepted":
@@ -250,6 +250,10 @@ class SesTransport:
             answer = self._client.send_email(**request)
         except aws.ClientError as error:
             return self._refusal(error, address)
+        except aws.ParamValidationError:
+            # botocore refused the call before sending it: this message's data, not SES.
+            return _Outcome("refused", "not sent: this recipient's message could not be put in an SES call "
+                                       "(ParamValidationError)")
         except (aws.EndpointConnectionError, aws.ConnectTimeoutError, aws.ProxyConnectionError, aws.SSLError) as error:
             # Raised while connecting (or during the TLS handshake): the request never left.
             return _Outcome("again", error=TemporaryFailure(f"Amazon SES could not be reached ({type(error).__name__})"))
