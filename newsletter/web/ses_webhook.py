@@ -59,8 +59,8 @@ async def ses_notifications(request: Request) -> JSONResponse:
         result = await receive_json(request, settings.webhook_max_bytes, signature=lambda: _no_header_check,
                                     handle=lambda data: _handle(db, sns, data))
     except Refused as refused:
-        if refused.status < 500:
-            bad_posts.allow("ses", client)
+        # Counted whatever the status: a made-up certificate URL on SNS's host costs a fetch and ends in 503.
+        bad_posts.allow("ses", client)
         (log.error if refused.status >= 500 else log.warning)("ses webhook refused (%d): %s", refused.status,
                                                               refused.detail)
         return JSONResponse({"detail": refused.detail}, status_code=refused.status)
