@@ -110,8 +110,8 @@ def test_ses_that_keeps_throttling_sends_the_rest_later_never_twice(
         waits.append(seconds)
         fake_ses.lift_throttle()
 
-    # The first batch: the limit comes after some messages went (the rest go back to be sent again);
-    # the second meets it from its first call (the whole batch waits for SES's rate limit).
+    # The limit comes after some messages of the first batch went: the rest go back, to be sent again
+    # as a batch of their own once the wait is over.
     transport = get_transport(settings)
     original = transport._call
     calls = 0
@@ -216,3 +216,26 @@ def test_on_postgresql_each_delivery_keeps_its_own_message_id_and_a_lost_answer_
                                 .where(Delivery.issue_id == issue_id, Delivery.status == "submitted")).all())
     sent_ids = {int(d.tags["delivery_id"]): d.message_id for d in fake_ses.deliveries}
     assert len(sent_ids) == 300 and all(sent_ids[row] == message_id for row, message_id in stored.items())
+
+
+def test_a_batch_throttled_from_its_first_call_waits_whole_for_ses_s_rate(
+        db: Database, settings: Settings, fake_ses: FakeSes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ses_module, "THROTTLE_PATIENCE", 0.2)
+    monkeypatch.setattr(ses_module, "THROTTLE_MAX_PAUSE", 0.05)
+    settings = ses_settings(fake_ses, monkeypatch)
+    issue_id = make_issue(db, settings)
+    add_audience(db, 20)
+    start(db, settings, issue_id)
+    fake_ses.throttle_next(10_000)
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        fake_ses.lift_throttle()
+
+    total = Dispatcher(settings, db, get_transport(settings), sleep=wait).run_until_idle()
+    # Nothing of the batch went: it is RateLimited as a whole, and waits for SES's rate to recover.
+    assert len(waits) == 1 and 25 <= waits[0] <= ses_module.RATE_LIMIT_RETRY
+    assert total.submitted == 20 and Counter(d.to for d in fake_ses.deliveries).most_common(1)[0][1] == 1
+    with db.session() as s:
+        assert ledger.status_counts(s, issue_id) == {"submitted": 20}
