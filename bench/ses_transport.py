@@ -89,7 +89,7 @@ def main() -> None:
     settings = get_settings()
     batch = _batch(args.recipients, settings)
     transport = SesTransport(settings)
-    bare = boto3.session.Session(**aws_credentials()).client(
+    bare = boto3.session.Session(**aws_credentials(settings)).client(
         "sesv2", region_name="us-east-1", endpoint_url=url,
         config=Config(retries={"mode": "standard", "total_max_attempts": 1}, max_pool_connections=args.concurrency))
 

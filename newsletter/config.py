@@ -65,9 +65,16 @@ class Settings(BaseSettings):
         description="SendGrid-compatible API base URL.",
     )
     sendgrid_timeout: float = Field(30.0, gt=0, description="Seconds to wait for SendGrid to answer one request.")
-    # Amazon SES (its API; SES's SMTP interface is the smtp transport). Credentials come from the standard
-    # AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), read by boto3 alone.
+    # Amazon SES (its API; SES's SMTP interface is the smtp transport). Its credentials are the standard
+    # AWS variables, read here (environment or .env) and handed to boto3: no profile file, no instance
+    # metadata endpoint probed.
     ses_region: str | None = Field(None, description="AWS region of the Amazon SES account (e.g. us-east-1).")
+    aws_access_key_id: SecretStr | None = Field(
+        None, validation_alias="AWS_ACCESS_KEY_ID", description="The SES transport's AWS access key id (environment only).")
+    aws_secret_access_key: SecretStr | None = Field(
+        None, validation_alias="AWS_SECRET_ACCESS_KEY", description="Its secret access key (environment only, never logged).")
+    aws_session_token: SecretStr | None = Field(
+        None, validation_alias="AWS_SESSION_TOKEN", description="Its session token, for temporary credentials only.")
     ses_configuration_set: str | None = Field(
         None, description="SES configuration set every message names; its event destination publishes bounces, "
                           "complaints and deliveries to the SNS topic below.")
@@ -420,6 +427,12 @@ class Settings(BaseSettings):
         if missing:
             raise ValueError(f"NEWSLETTER_TRANSPORT=ses needs {', '.join(missing)} (the SNS topic receives the "
                              "configuration set's bounce and complaint events, which suppress addresses)")
+        blank = [name for name, value in (("AWS_ACCESS_KEY_ID", self.aws_access_key_id),
+                                          ("AWS_SECRET_ACCESS_KEY", self.aws_secret_access_key))
+                 if value is None or not value.get_secret_value().strip()]
+        if blank:
+            raise ValueError(f"NEWSLETTER_TRANSPORT=ses needs {' and '.join(blank)} in the environment (an IAM user "
+                             "allowed ses:SendEmail)")
         if not SES_REGION.match(self.ses_region or ""):
             raise ValueError("NEWSLETTER_SES_REGION must be a region name such as us-east-1")
         if not SES_CONFIGURATION_SET.match(self.ses_configuration_set or ""):

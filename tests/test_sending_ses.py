@@ -193,12 +193,16 @@ def test_a_missing_setting_is_one_clear_line_at_start(settings: Settings, fake_s
     assert named in str(raised.value) and "\n" not in str(raised.value)
 
 
+@pytest.mark.parametrize("missing", ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"])
 def test_missing_aws_credentials_refuse_to_start(settings: Settings, fake_ses: FakeSes,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    configured = ses_settings(fake_ses, monkeypatch)
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    with pytest.raises(ValueError, match="AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
-        get_transport(configured)
+                                                monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    ses_settings(fake_ses, monkeypatch)
+    monkeypatch.delenv(missing)
+    get_settings.cache_clear()
+    with pytest.raises(SettingsError) as raised:
+        environment_settings()
+    assert str(raised.value).startswith(f"NEWSLETTER_TRANSPORT=ses needs {missing} in the environment")
+    assert fake_ses.secret_key not in str(raised.value)
 
 
 def test_on_postgresql_each_delivery_keeps_its_own_message_id_and_a_lost_answer_is_unknown(

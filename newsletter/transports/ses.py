@@ -34,7 +34,6 @@ of calls SES answered with a refusal (throttling, 5xx) or that never connected.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 import threading
@@ -101,15 +100,15 @@ def _quiet_library_logs() -> None:
 _quiet_library_logs()
 
 
-def aws_credentials() -> dict[str, str]:
-    """The standard AWS environment variables, and nothing else: no profile file, no instance
-    metadata endpoint probed from a clinic's server. Never logged."""
-    key, secret = os.environ.get("AWS_ACCESS_KEY_ID", "").strip(), os.environ.get("AWS_SECRET_ACCESS_KEY", "").strip()
-    if not key or not secret:
+def aws_credentials(settings: Settings) -> dict[str, str]:
+    """The standard AWS variables as the settings read them (checked there), for boto3: nothing else,
+    no profile file, no instance metadata endpoint probed from a clinic's server. Never logged."""
+    if settings.aws_access_key_id is None or settings.aws_secret_access_key is None:
         raise ValueError("NEWSLETTER_TRANSPORT=ses needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment")
-    credentials = {"aws_access_key_id": key, "aws_secret_access_key": secret}
-    if token := os.environ.get("AWS_SESSION_TOKEN", "").strip():
-        credentials["aws_session_token"] = token
+    credentials = {"aws_access_key_id": settings.aws_access_key_id.get_secret_value().strip(),
+                   "aws_secret_access_key": settings.aws_secret_access_key.get_secret_value().strip()}
+    if settings.aws_session_token is not None and settings.aws_session_token.get_secret_value().strip():
+        credentials["aws_session_token"] = settings.aws_session_token.get_secret_value().strip()
     return credentials
 
 
@@ -158,7 +157,7 @@ class SesTransport:
         self.settings = settings
         ascii_address(settings.from_email)  # an address that cannot travel is refused at start
         self.concurrency = settings.ses_concurrency
-        self._client = client or boto3.session.Session(**aws_credentials()).client(
+        self._client = client or boto3.session.Session(**aws_credentials(settings)).client(
             "sesv2", region_name=settings.ses_region, endpoint_url=settings.ses_endpoint_url,
             config=Config(
                 retries={"mode": "standard", "total_max_attempts": 1},  # never resend blindly: the module's docstring
