@@ -4,7 +4,6 @@ which checks every call's SigV4 signature against the test secret."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import select
@@ -12,12 +11,13 @@ from sqlalchemy import select
 from newsletter.config import Settings, SettingsError, environment_settings, get_settings
 from newsletter.database import Database
 from newsletter.models import Delivery, Issue
-from newsletter.sending import ledger, schedule, stops
+from newsletter.sending import ledger, stops
 from newsletter.sending.dispatch import Dispatcher, SendingStopped
 from newsletter.transports import get_transport
 from newsletter.transports import ses as ses_module
 from tests.sendkit import add_audience, make_issue
 from tests.ses_fake import FakeSes
+from tests.test_sending_sendgrid import start
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:clinic-ses-events"
 
@@ -31,11 +31,6 @@ def ses_settings(fake: FakeSes, monkeypatch: pytest.MonkeyPatch, **env: str) -> 
     configured = get_settings()
     assert configured.transport == "ses"
     return configured
-
-
-def start(db: Database, settings: Settings, issue_id: int) -> None:
-    with db.session() as s:
-        schedule.start_now(s, settings, s.get(Issue, issue_id), datetime.now(timezone.utc))
 
 
 def test_2000_recipients_each_once_with_the_tags_and_configuration_set(
