@@ -485,9 +485,14 @@ class Dispatcher:
         message_ids = {claimed[i].delivery_id: mid for i, mid in outcome.accepted.items()} if each_own else None
         unknown = [claimed[i].delivery_id for i in sorted(outcome.unknown)]
         again = sorted(outcome.again)
+        again_batch: list[int] = []
 
         def answered(session: Session) -> None:
             now = self.clock()
+            if again:  # moved in the same transaction: after a crash they are queued again, never stranded
+                again_batch[:] = [ledger.open_batch(session, [claimed[i].delivery_id for i in again],
+                                                    transport=self.transport.name, worker=self.worker,
+                                                    language=job.language).id]
             ledger.mark_submitted(session, session.get(SendBatch, job.batch_id), accepted,
                                   None if each_own else message_id, now, message_ids=message_ids)
             for index, reason in outcome.refused.items():
@@ -517,7 +522,9 @@ class Dispatcher:
                                                             MAX_RATE_LIMIT_WAIT)
             log.warning("batch %s: the provider sent %d of %d; the other %d go again in %.1f s", job.batch_id,
                         len(accepted), len(claimed), len(again), delay)
-            self._resend(job, [claimed[i] for i in again], [job.recipients[i] for i in again], delay=delay)
+            self._send(_Job(job.ref, job.email, again_batch[0], [claimed[i] for i in again],
+                            [job.recipients[i] for i in again], job.categories, job.result, language=job.language),
+                       delay)
 
     def _record(self, batch_id: int, write: Callable[[Session], None]) -> None:
         """Write what the provider answered. A database that cannot take the write (SQLite locked past
@@ -578,14 +585,14 @@ class Dispatcher:
         for part in (slice(0, half), slice(half, None)):
             self._resend(job, job.claimed[part], job.recipients[part])
 
-    def _resend(self, job: _Job, claimed: list[Claimed], recipients: list[Recipient], *, delay: float = 0.0) -> None:
-        """Part of ``job``'s batch as a batch of its own, sent like any other (after ``delay`` seconds)."""
+    def _resend(self, job: _Job, claimed: list[Claimed], recipients: list[Recipient]) -> None:
+        """Part of ``job``'s batch as a batch of its own, sent like any other."""
         with self.db.session() as session:
             batch = ledger.open_batch(session, [c.delivery_id for c in claimed], transport=self.transport.name,
                                       worker=self.worker, language=job.language)
             batch_id = batch.id
         self._send(_Job(job.ref, job.email, batch_id, claimed, recipients, job.categories, job.result,
-                        language=job.language), delay)
+                        language=job.language))
 
     def _close(self, batch_id: int, status: BatchStatus, error: str) -> None:
         with self.db.session() as session:
