@@ -238,3 +238,40 @@ def test_a_batch_throttled_from_its_first_call_waits_whole_for_ses_s_rate(
     assert total.submitted == 20 and Counter(d.to for d in fake_ses.deliveries).most_common(1)[0][1] == 1
     with db.session() as s:
         assert ledger.status_counts(s, issue_id) == {"submitted": 20}
+
+
+def test_a_worker_that_dies_while_waiting_to_send_the_rest_leaves_them_queued(
+        db: Database, settings: Settings, fake_ses: FakeSes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    monkeypatch.setattr(ses_module, "THROTTLE_PATIENCE", 0.2)
+    monkeypatch.setattr(ses_module, "THROTTLE_MAX_PAUSE", 0.05)
+    settings = ses_settings(fake_ses, monkeypatch, NEWSLETTER_SES_CONCURRENCY="1")
+    issue_id = make_issue(db, settings)
+    add_audience(db, 30)
+    start(db, settings, issue_id)
+    transport = get_transport(settings)
+    original, calls = transport._call, []
+
+    def call(request, address):  # noqa: ANN001, ANN202 - wraps the real call
+        calls.append(address)
+        if len(calls) == 10:
+            fake_ses.throttle_next(10_000)  # SES slows down for good after nine messages
+        return original(request, address)
+
+    def killed(seconds: float) -> None:  # the worker dies while it waits to send the rest
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(transport, "_call", call)
+    with pytest.raises(RuntimeError, match="killed"):
+        Dispatcher(settings, db, transport, sleep=killed).run_until_idle()
+    with db.session() as s:
+        assert ledger.status_counts(s, issue_id) == {"submitted": 9, "claimed": 21}
+        later = datetime.now(timezone.utc) + timedelta(seconds=settings.lease_seconds + 60)
+        assert ledger.recover_expired(s, later) == (21, 0)  # queued again: none of them went
+    fake_ses.lift_throttle()
+    Dispatcher(settings, db, get_transport(settings)).run_until_idle()
+    received = Counter(d.to for d in fake_ses.deliveries)
+    assert len(received) == 30 and set(received.values()) == {1}
+    with db.session() as s:
+        assert ledger.status_counts(s, issue_id) == {"submitted": 30}
