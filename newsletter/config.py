@@ -32,6 +32,9 @@ UNSIGNED_FOR_DEVELOPMENT = "NEWSLETTER_ALLOW_UNSIGNED_WEBHOOKS=true, for develop
 class SettingsError(InputError):
     """The configuration is unusable: one line naming the variable and what to do."""
 PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
+SES_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+SES_CONFIGURATION_SET = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SNS_TOPIC_ARN = re.compile(r"^arn:aws(-[a-z]+)*:sns:[a-z]{2}(-[a-z]+)+-\d{1,2}:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 
 
 class Settings(BaseSettings):
@@ -50,8 +53,8 @@ class Settings(BaseSettings):
 
     # Sending
     transport: str | None = Field(
-        None, description="sendgrid | smtp (a mail server or relay, e.g. one that signs a BAA) | outbox (writes .eml "
-                          "files) | memory (tests); default sendgrid when a key is set."
+        None, description="sendgrid | smtp (a mail server or relay, e.g. one that signs a BAA) | ses (Amazon SES API) | "
+                          "outbox (writes .eml files) | memory (tests); default sendgrid when a key is set."
     )
     outbox_dir: Path | None = Field(None, description="Where the outbox transport writes .eml files; default <var_dir>/outbox.")
     health_information_policy: Literal["minimal", "covered"] = Field(
@@ -86,6 +89,27 @@ class Settings(BaseSettings):
                                 "step (connect, a reply, the message's final answer).")
     smtp_ca_file: Path | None = Field(None, description="Extra CA certificates (PEM) to trust for the SMTP server, "
                                       "e.g. a private relay's; certificates are always verified.")
+    # Amazon SES (its API; SES's SMTP interface is the smtp transport). Its credentials are the standard
+    # AWS variables, read here (environment or .env) and handed to boto3: no profile file, no instance
+    # metadata endpoint probed.
+    ses_region: str | None = Field(None, description="AWS region of the Amazon SES account (e.g. us-east-1).")
+    aws_access_key_id: SecretStr | None = Field(
+        None, validation_alias="AWS_ACCESS_KEY_ID", description="The SES transport's AWS access key id (environment only).")
+    aws_secret_access_key: SecretStr | None = Field(
+        None, validation_alias="AWS_SECRET_ACCESS_KEY", description="Its secret access key (environment only, never logged).")
+    aws_session_token: SecretStr | None = Field(
+        None, validation_alias="AWS_SESSION_TOKEN", description="Its session token, for temporary credentials only.")
+    ses_configuration_set: str | None = Field(
+        None, description="SES configuration set every message names; its event destination publishes bounces, "
+                          "complaints and deliveries to the SNS topic below.")
+    ses_sns_topic_arn: str | None = Field(
+        None, description="The SNS topic whose notifications POST /webhooks/ses accepts (any other topic is refused); "
+                          "the SES transport will not start without it.")
+    ses_concurrency: int = Field(8, ge=1, le=64, description="SendEmail calls in flight at once per sending process "
+                                 "(SES takes one message per call).")
+    ses_endpoint_url: str | None = Field(
+        None, description="Another SES API endpoint (a VPC interface endpoint); unset: the region's public one.")
+    ses_timeout: float = Field(30.0, gt=0, description="Seconds to wait for SES to answer one SendEmail call.")
 
     batch_size: int = Field(1000, ge=1, le=1000, description="Recipients per provider request (SendGrid allows 1000).")
     # Finite: "inf" passed ge=0, and PostgreSQL's JSONB refuses to store Infinity (the settings page's 500).
@@ -405,10 +429,12 @@ class Settings(BaseSettings):
             raise ValueError(f"NEWSLETTER_TRACKING must be full, anonymous or off, not {self.tracking!r}")
         if self.transport is None:
             self.transport = "sendgrid" if self.sendgrid_api_key else "outbox"
-        if self.transport not in ("sendgrid", "smtp", "outbox", "memory"):
-            raise ValueError(f"NEWSLETTER_TRANSPORT must be sendgrid, smtp, outbox or memory, not {self.transport!r}")
+        if self.transport not in ("sendgrid", "smtp", "ses", "outbox", "memory"):
+            raise ValueError(f"NEWSLETTER_TRANSPORT must be sendgrid, smtp, ses, outbox or memory, not {self.transport!r}")
         if self.transport == "smtp":
             self._check_smtp()
+        if self.transport == "ses":
+            self._check_ses()
         from newsletter.health_policy import setting_problem  # its rules per transport; it needs these settings
 
         if problem := setting_problem(self.transport, self.health_information_policy):
@@ -443,6 +469,31 @@ class Settings(BaseSettings):
             raise ValueError("NEWSLETTER_SMTP_PASSWORD is empty")
         if self.smtp_ca_file is not None and not self.smtp_ca_file.is_file():
             raise ValueError(f"NEWSLETTER_SMTP_CA_FILE: no such file: {self.smtp_ca_file}")
+
+    def _check_ses(self) -> None:
+        """The SES transport's settings, each named when missing: its SNS notifications are what
+        suppress a bounced or complaining address, so it does not send without the topic."""
+        missing = [name for name, value in (("NEWSLETTER_SES_REGION", self.ses_region),
+                                            ("NEWSLETTER_SES_CONFIGURATION_SET", self.ses_configuration_set),
+                                            ("NEWSLETTER_SES_SNS_TOPIC_ARN", self.ses_sns_topic_arn)) if not value]
+        if missing:
+            raise ValueError(f"NEWSLETTER_TRANSPORT=ses needs {', '.join(missing)} (the SNS topic receives the "
+                             "configuration set's bounce and complaint events, which suppress addresses)")
+        blank = [name for name, value in (("AWS_ACCESS_KEY_ID", self.aws_access_key_id),
+                                          ("AWS_SECRET_ACCESS_KEY", self.aws_secret_access_key))
+                 if value is None or not value.get_secret_value().strip()]
+        if blank:
+            raise ValueError(f"NEWSLETTER_TRANSPORT=ses needs {' and '.join(blank)} in the environment (an IAM user "
+                             "allowed ses:SendEmail)")
+        if not SES_REGION.match(self.ses_region or ""):
+            raise ValueError("NEWSLETTER_SES_REGION must be a region name such as us-east-1")
+        if not SES_CONFIGURATION_SET.match(self.ses_configuration_set or ""):
+            raise ValueError("NEWSLETTER_SES_CONFIGURATION_SET must be a configuration set name (letters, digits, "
+                             "_ and -, at most 64)")
+        if not SNS_TOPIC_ARN.match(self.ses_sns_topic_arn or ""):
+            raise ValueError("NEWSLETTER_SES_SNS_TOPIC_ARN must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+        if self.ses_endpoint_url is not None and not re.match(r"^https?://[^/\s]+", self.ses_endpoint_url):
+            raise ValueError("NEWSLETTER_SES_ENDPOINT_URL must be an absolute http(s) URL")
 
     @field_validator("metrics_token")
     @classmethod

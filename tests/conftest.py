@@ -104,3 +104,4 @@ from tests.browser import browser  # noqa: E402,F401
 from tests.liveserver import live_server  # noqa: E402,F401
 from tests.webserver import loopback_allowed, site  # noqa: E402,F401
 from tests.sendgrid_fake import fake_sendgrid  # noqa: E402,F401
+from tests.ses_fake import fake_ses  # noqa: E402,F401

@@ -206,7 +206,7 @@ def _webhook_events(session: Session, now: datetime) -> dict[str, int]:
     counts.update(session.execute(
         select(Event.type, func.count())
         .where(Event.type.in_(WEBHOOK_TYPES), Event.occurred_at >= now - EVENT_WINDOW, Event.occurred_at <= now,
-               Event.source == provider_events.SOURCE)
+               Event.source.in_(provider_events.SOURCES))
         .group_by(Event.type)
     ).all())
     return counts
@@ -221,7 +221,7 @@ def _newest_webhook_event(session: Session, now: datetime) -> tuple[datetime | N
                   .where(Event.type == kind, Event.occurred_at <= now)
                   .order_by(Event.occurred_at.desc()).limit(NEWEST_LOOKAHEAD).subquery())
         newest_per_type.append(select(recent.c.occurred_at, recent.c.recorded_at)
-                               .where(recent.c.source == provider_events.SOURCE)
+                               .where(recent.c.source.in_(provider_events.SOURCES))
                                .order_by(recent.c.occurred_at.desc()).limit(1).subquery().select())
     rows = session.execute(union_all(*newest_per_type)).all()
     if not rows:

@@ -392,11 +392,12 @@ class Dispatcher:
                 return
         self._send(_Job(ref, email, batch_id, sendable, recipients, categories, result, language=language))
 
-    def _send(self, job: _Job, failure: TemporaryFailure | None = None) -> None:
-        """See one batch through: wait for its pace slot, send it and record the answer. A refusal's
-        handler says whether to send it again (after how many seconds) or that it is done with.
-        ``failure``: its rows were already tried and not sent (retried like any temporary failure)."""
-        wait: float | None = (self.pacer.reserve(len(job.recipients)) if failure is None
+    def _send(self, job: _Job, failure: TemporaryFailure | None = None, delay: float = 0.0) -> None:
+        """See one batch through: wait for its pace slot (and ``delay`` seconds: the provider asked to
+        slow down), send it and record the answer. A refusal's handler says whether to send it again
+        (after how many seconds) or that it is done with. ``failure``: its rows were already tried and
+        not sent (retried like any temporary failure)."""
+        wait: float | None = (delay + self.pacer.reserve(len(job.recipients)) if failure is None
                               else self._on_temporary_failure(job, failure))
         while wait is not None:
             if wait > 0 and not self._wait_holding(job.batch_id, job.ids, wait):
@@ -533,9 +534,15 @@ class Dispatcher:
         self.breaker.record(job.ref, ok=True)
         if unsent:
             keep = sorted(outcome.unsent)
-            self._send(_Job(job.ref, job.email, retry_batch[0], unsent, [job.recipients[i] for i in keep],
-                            job.categories, job.result, attempts=job.attempts, language=job.language),
-                       TemporaryFailure(next(iter(outcome.unsent.values()))))
+            again = _Job(job.ref, job.email, retry_batch[0], unsent, [job.recipients[i] for i in keep],
+                         job.categories, job.result, attempts=job.attempts, language=job.language)
+            if outcome.unsent_after is not None:  # rate-limited part-way (SES): wait, not a failed attempt
+                delay = min(max(outcome.unsent_after - time.time(), 0.0), MAX_RATE_LIMIT_WAIT)
+                log.warning("batch %s: the provider sent %d of %d; the other %d go again in %.1f s", job.batch_id,
+                            len(accepted), len(claimed), len(unsent), delay)
+                self._send(again, delay=delay)
+            else:
+                self._send(again, TemporaryFailure(next(iter(outcome.unsent.values()))))
 
     def _record(self, batch_id: int, write: Callable[[Session], None]) -> None:
         """Write what the provider answered. A database that cannot take the write (SQLite locked past

@@ -63,7 +63,20 @@ from subscribers.models import Contact, Suppression
 from subscribers.states import ENGAGEMENT, IN_REQUEST, ContactStatus, DeliveryStatus, EventType
 from subscribers.suppression import SuppressionReason, address_hash
 
-SOURCE = "sendgrid"
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Whose events these are: ``source`` as stored on each event, ``label`` in suppression notes."""
+
+    source: str
+    label: str
+
+
+SENDGRID = Provider("sendgrid", "SendGrid")
+SES = Provider("ses", "Amazon SES")  # newsletter.tracking.ses_events: SES's events, in SendGrid's shape
+SOURCE = SENDGRID.source
+SOURCES = (SENDGRID.source, SES.source)  # the provider event sources (reports count them together)
 # SendGrid's delivery and engagement events; anything else is rejected by name. (Blocked is what a
 # bounce that is not hard is stored as, never a name SendGrid posts.)
 EVENT_TYPES = frozenset(EventType) - {EventType.BLOCKED}
@@ -127,7 +140,7 @@ class _Item:
     status: str | None = None  # the delivery's status when matched
 
 
-def store_events(session: Session, events: list[Any], *, now: datetime) -> StoreReport:
+def store_events(session: Session, events: list[Any], *, now: datetime, provider: Provider = SENDGRID) -> StoreReport:
     """Store a webhook batch and apply the effects of the events not seen before (see the module)."""
     report = StoreReport()
     items: list[_Item] = []
@@ -145,13 +158,13 @@ def store_events(session: Session, events: list[Any], *, now: datetime) -> Store
         return report
     _match(session, items)
     _minimise(session, items)
-    inserted = _insert(session, items, now)
+    inserted = _insert(session, items, now, provider.source)
     new = [item for item in items if item.event_id in inserted]
     report.stored = len(new)
     report.duplicates += len(items) - len(new)
     report.unmatched = sum(1 for item in new if item.status is None)
     _apply_ledger(session, new, now)
-    _apply_addresses(session, new)
+    _apply_addresses(session, new, provider.label)
     return report
 
 
@@ -317,7 +330,7 @@ _EVENT_ROWS = table(Event.__tablename__, *(column(name) for name in _WRITTEN))
 _SQLITE_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 
 
-def _insert(session: Session, items: list[_Item], now: datetime) -> set[str]:
+def _insert(session: Session, items: list[_Item], now: datetime, source: str) -> set[str]:
     """Insert the batch (one statement; on SQLite one per 2520 rows); returns the provider ids that were new."""
     dialect = session.get_bind().dialect
     postgres = is_postgresql(session)
@@ -325,7 +338,7 @@ def _insert(session: Session, items: list[_Item], now: datetime) -> set[str]:
     stamps = {epoch: to_db(datetime.fromtimestamp(epoch, tz=timezone.utc)) for epoch in {i.epoch for i in items}}
     recorded = to_db(now)
     rows = [
-        (i.event_id, i.delivery_id, i.contact_id, i.issue_id, i.step_id, None, i.type, i.machine, SOURCE, i.url,
+        (i.event_id, i.delivery_id, i.contact_id, i.issue_id, i.step_id, None, i.type, i.machine, source, i.url,
          i.reason, stamps[i.epoch], recorded)
         for i in items
     ]
@@ -392,7 +405,7 @@ def _apply_ledger(session: Session, new: list[_Item], now: datetime) -> None:
             )
 
 
-def _apply_addresses(session: Session, new: list[_Item]) -> None:
+def _apply_addresses(session: Session, new: list[_Item], label: str) -> None:
     """Suppress addresses, unsubscribe and mark contacts: at once, in the same transaction."""
     affected = [i for i in new if i.effect is not None]
     if not affected:
@@ -408,13 +421,13 @@ def _apply_addresses(session: Session, new: list[_Item]) -> None:
         target = _address(session, item, contact)
         if target is not None and target[0] not in strongest:
             strongest[target[0]] = (item.effect or UNSUBSCRIBED, target[1], contact)
-    _suppress_all(session, [(digest, address, effect) for digest, (effect, address, _) in strongest.items()])
+    _suppress_all(session, [(digest, address, effect) for digest, (effect, address, _) in strongest.items()], label)
     for effect, _address_, contact in strongest.values():
         if contact is None:
             continue
         before = contact.status
         if effect in (COMPLAINT, UNSUBSCRIBED):
-            unsubscribe(session, contact, None, Proof("provider", note=f"SendGrid {effect.replace('_', ' ')}"))
+            unsubscribe(session, contact, None, Proof("provider", note=f"{label} {effect.replace('_', ' ')}"))
         contact.status = _contact_status(before, effect)
     session.flush()
 
@@ -439,10 +452,10 @@ def _contact_status(before: str, effect: str) -> str:
     return wanted if rank[wanted] >= rank.get(before, 0) else before
 
 
-def _suppress_all(session: Session, rows: Iterable[tuple[str, str | None, str]]) -> None:
+def _suppress_all(session: Session, rows: Iterable[tuple[str, str | None, str]], label: str) -> None:
     """``suppression.suppress`` for many addresses in one statement: an address already on the list
     keeps its first reason (an erased one stays without its address)."""
-    values = [{"email_hash": h, "email": a, "reason": r, "note": "via SendGrid"} for h, a, r in rows]
+    values = [{"email_hash": h, "email": a, "reason": r, "note": f"via {label}"} for h, a, r in rows]
     if not values:
         return
     statement = insert_ignoring_conflicts(session, Suppression.__table__)

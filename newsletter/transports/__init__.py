@@ -20,6 +20,10 @@ def get_transport(settings: Settings) -> Transport:
         from newsletter.transports.smtp import SmtpTransport
 
         return SmtpTransport(settings)
+    if settings.transport == "ses":
+        from newsletter.transports.ses import SesTransport  # boto3 only when used
+
+        return SesTransport(settings)
     if settings.transport == "memory":
         return MemoryTransport(settings)
     assert settings.outbox_dir is not None

@@ -62,6 +62,7 @@ class BatchResult:
     deferred: dict[int, str] = field(default_factory=dict)  # refused for now (a 4xx): try this recipient later
     unknown: dict[int, str] = field(default_factory=dict)  # its message left, no final answer came: never resend
     unsent: dict[int, str] = field(default_factory=dict)  # never left (the connection was lost first): resend
+    unsent_after: float | None = None  # epoch seconds: the provider asked to slow down; resend not before
 
 
 def each_message(batch: Batch, settings: Settings, result: BatchResult) -> Iterator[tuple[int, EmailMessage]]:

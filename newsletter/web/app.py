@@ -18,6 +18,7 @@ from newsletter.web.api.app import PREFIX as API_PREFIX, create_api
 from newsletter.web.ratelimit import RateLimiter
 from newsletter.web.security_headers import SecurityHeaders
 from newsletter.web.sendgrid_webhook import router as sendgrid_webhook_router
+from newsletter.web import ses_webhook
 from newsletter.web.sendgrid_webhook import warn_if_unsigned
 from newsletter.web.staff import account as staff_account
 from newsletter.web.staff import audit as staff_audit
@@ -56,6 +57,8 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.state.live_settings = LiveSettings(settings, db)  # what staff saved applies within seconds
     app.state.settings = settings
     app.state.limiter = RateLimiter(settings.public_form_limit_per_hour, 3600)
+    app.state.sns_verifier = ses_webhook.verifier(settings)  # tests hand in one that trusts their CA
+    app.state.ses_bad_posts = ses_webhook.bad_post_limiter()
     app.add_middleware(StaffBodyLimit)  # innermost: its 413 carries the security headers too
     app.add_middleware(PublicFormBodyLimit)
     app.add_middleware(SecurityHeaders)
@@ -67,6 +70,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.include_router(online.router)
     app.include_router(archive.router)
     app.include_router(sendgrid_webhook_router)
+    app.include_router(ses_webhook.router)
     app.include_router(tracking.router)
     app.include_router(bookings_webhook.router)
     app.include_router(metrics.router)

@@ -34,6 +34,15 @@ class RateLimiter:
                 self._hits = defaultdict(deque, {k: v for k, v in self._hits.items() if v})
             return True
 
+    def over(self, *parts: str) -> bool:
+        """Whether the key ``parts`` is at its limit now, without counting a hit (a face that counts
+        only some requests, such as refused webhook posts)."""
+        key = hashlib.sha256("|".join(parts).encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            hits = self._hits.get(key)
+            return hits is not None and sum(1 for hit in hits if now - hit <= self.window) >= self.limit
+
     def retry_after(self, *parts: str) -> int:
         """Whole seconds until the key ``parts`` may be allowed again (1 at least): when its oldest
         hit in the window leaves it. For a Retry-After header."""
