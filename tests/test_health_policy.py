@@ -98,9 +98,11 @@ def test_covered_is_allowed_for_development_transports_and_any_other_transport_n
     assert settings.health_information_policy == "minimal"  # the default
     for transport in ("outbox", "memory"):
         assert Settings(transport=transport, health_information_policy="covered").health_information_policy == "covered"
-    # A transport the policy does not list yet (smtp, ses) is named by its setting and may be covered.
+    # The transports of providers that sign a BAA may be covered, and are named in the preflight's line.
     assert health_policy.setting_problem("smtp", "covered") is None
-    assert health_policy.provider("ses").label == "ses"
+    assert health_policy.setting_problem("ses", "covered") is None
+    assert health_policy.provider("ses").label == "Amazon SES"
+    assert health_policy.provider("another").label == "another"  # a transport not listed: named by its setting
     assert "must be minimal or covered" in health_policy.setting_problem("outbox", "maximal")
 
 

@@ -81,7 +81,7 @@ def test_throttling_a_rejected_recipient_and_a_hang_after_acceptance(
                                                               Delivery.status == "unknown"))
     assert counts == {"submitted": 1998, "failed": 1, "unknown": 1}
     assert total.submitted == 1998 and total.failed == 1 and total.unknown == 1 and unknown_rows == 1
-    assert "no answer from the provider" in error and "may have been accepted" in unknown_error
+    assert "no answer from Amazon SES" in error and "may have been accepted" in unknown_error
     assert "refused by Amazon SES (MessageRejected)" in failed and "reader1234" not in failed
     assert [code for code, _ in fake_ses.refused].count("TooManyRequestsException") == 6
     received = Counter(d.to for d in fake_ses.deliveries)
