@@ -20,13 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.common import captured, explain, postgres_database
+from bench.common import captured, explain, floor_ms, postgres_database
 from bench.staff_data import Size, fill
-from bench.summary import Row, add_summary_argument, write_summary
+from bench.summary import Row, add_summary_argument, slowest, write_summary
 from newsletter.contact_timeline import timeline
 from newsletter.database import Database, upgrade
 from newsletter.models import Delivery
@@ -87,18 +87,9 @@ def run(db: Database, backend: str, repeat: int, reuse: bool, size: Size = Size(
         _time(db, label, lambda s, q=query, b=before: search_contacts(s, q, before=b), repeat)
     _time(db, f"timeline of contact {heaviest}",
           lambda s: timeline(s, s.get(Contact, heaviest)), repeat)
-    floor = statistics.median(_round_trip(db) for _ in range(repeat))
-    slowest = max(MEDIANS, key=MEDIANS.__getitem__)
-    SUMMARY.append(Row("contact_search", f"slowest of {len(MEDIANS)} queries ({slowest}), {backend}",
-                       round(MEDIANS[slowest], 1), "ms", floor=round(floor, 2), floor_what="SELECT 1, same run",
-                       target=f"every page < {TARGET_MS} ms", met=MEDIANS[slowest] < TARGET_MS))
-
-
-def _round_trip(db: Database) -> float:
-    with db.session() as s:
-        started = time.perf_counter()
-        s.execute(text("SELECT 1"))
-        return (time.perf_counter() - started) * 1000
+    floor = statistics.median(floor_ms(db) for _ in range(repeat))
+    SUMMARY.append(slowest("contact_search", "queries", MEDIANS, backend, floor=floor, floor_what="SELECT 1, same run",
+                           target_ms=TARGET_MS))
 
 
 def main() -> None:

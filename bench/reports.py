@@ -29,13 +29,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.common import captured, explain, postgres_database
-from bench.summary import Row, add_summary_argument, write_summary
+from bench.common import captured, explain, floor_ms, postgres_database
+from bench.summary import Row, add_summary_argument, slowest, write_summary
 from newsletter.database import Database, upgrade
 from newsletter.reports.email_stats import issue_report, sequence_report
 from newsletter.reports.follow_up import follow_up_report
@@ -357,24 +356,15 @@ def run(db: Database, args: argparse.Namespace, plan: Plan, backend: str) -> lis
     build_s = time.perf_counter() - started
     results = time_reports(db, plan, args.repeat, args.plans)
     print_results(backend, counts, build_s, results)
-    floor = statistics.median(count_deliveries(db) for _ in range(args.repeat))
+    floor = statistics.median(floor_ms(db, "SELECT count(*) FROM deliveries") for _ in range(args.repeat))
     print(f"{'floor: count(*) deliveries':<34} {floor:>10.1f}")
-    label, slowest, _, _ = max(results, key=lambda r: r[1])
-    SUMMARY.append(Row("reports", f"slowest of {len(results)} reports ({label}), {counts['deliveries']:,} deliveries, "
-                       f"{backend}", round(slowest, 1), "ms", floor=round(floor, 1),
-                       floor_what="SELECT count(*) FROM deliveries, same run"))
+    SUMMARY.append(slowest("reports", "reports", {label: median for label, median, _, _ in results},
+                           f"{counts['deliveries']:,} deliveries, {backend}", floor=floor,
+                           floor_what="SELECT count(*) FROM deliveries, same run"))
     return [json.loads(json.dumps(r[3], default=str)) for r in results]
 
 
 SUMMARY: list[Row] = []  # the rows for --summary-json
-
-
-def count_deliveries(db: Database) -> float:
-    """The floor: one pass over the ledger (its smallest index), in ms."""
-    with db.session() as session:
-        started = time.perf_counter()
-        session.execute(text("SELECT count(*) FROM deliveries")).scalar()
-        return (time.perf_counter() - started) * 1000
 
 
 def main() -> None:

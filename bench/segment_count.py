@@ -24,13 +24,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.common import captured, postgres_database, write_rows
-from bench.summary import Row, add_summary_argument, write_summary
+from bench.common import captured, floor_ms, postgres_database, write_rows
+from bench.summary import Row, add_summary_argument, slowest, write_summary
 from newsletter.database import Database, upgrade
 from subscribers import segments
 from subscribers.models import Installation
@@ -182,24 +182,15 @@ def run(db: Database, args: argparse.Namespace, backend: str,
     analyze(db)
     results = time_counts(db, args.repeat)
     report(backend, args.contacts, time.perf_counter() - started, results)
-    floor = statistics.median(count_all(db) for _ in range(args.repeat))
+    floor = statistics.median(floor_ms(db, "SELECT count(*) FROM contacts") for _ in range(args.repeat))
     print(f"{'floor: count(*) contacts':<20} {'':>9} {floor:>10.1f}")
-    label, _, slowest, _ = max(results, key=lambda r: r[2])
-    SUMMARY.append(Row("segment_count", f"slowest segment of {len(results)} ({label}), {args.contacts:,} contacts, "
-                       f"{backend}", round(slowest, 1), "ms", floor=round(floor, 1),
-                       floor_what="SELECT count(*) FROM contacts, same run"))
+    SUMMARY.append(slowest("segment_count", "segments", {label: median for label, _, median, _ in results},
+                           f"{args.contacts:,} contacts, {backend}", floor=floor,
+                           floor_what="SELECT count(*) FROM contacts, same run"))
     return results
 
 
 SUMMARY: list[Row] = []  # the rows for --summary-json
-
-
-def count_all(db: Database) -> float:
-    """The floor: one pass over the contacts (what any count over them pays), in ms."""
-    with db.session() as session:
-        started = time.perf_counter()
-        session.execute(text("SELECT count(*) FROM contacts")).scalar()
-        return (time.perf_counter() - started) * 1000
 
 
 def analyze_sqlite(enabled: bool) -> Callable[[Database], None]:
