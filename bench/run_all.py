@@ -49,7 +49,10 @@ class Benchmark:
 
 
 # script, small arguments, large arguments. Sizes are chosen so that the whole suite (both sizes, both
-# backends) stays under about 30 minutes on 2 cores.
+# backends) stays near 30 minutes on 2 cores: the large sizes are those the README's targets speak of
+# where they are cheap enough (100,000 contacts for the staff pages, 1,000,000 rows for the import's
+# memory), a third of the README's figures' size for the history-building benchmarks (reports,
+# metrics, segments), whose build dominates their time.
 BENCHMARKS = (
     Benchmark("import_contacts", ("--rows", "100000", "--repeat", "1"),
               ("--rows", "1000000", "--repeat", "1", "--skip-again")),
@@ -64,15 +67,16 @@ BENCHMARKS = (
     Benchmark("webhook_events", ("--deliveries", "20000", "--events", "10000", "--repeat", "1"),
               ("--deliveries", "100000", "--events", "40000", "--repeat", "3")),
     Benchmark("reports", ("--deliveries", "100000", "--events", "300000", "--repeat", "3"),
-              ("--deliveries", "1000000", "--events", "3000000", "--repeat", "3")),
-    Benchmark("staff_pages", ("--contacts", "10000", "--repeat", "5"), ("--contacts", "100000", "--repeat", "10")),
-    Benchmark("dashboard", ("--contacts", "10000", "--repeat", "10"), ("--contacts", "100000", "--repeat", "20")),
-    Benchmark("contact_search", ("--contacts", "10000", "--repeat", "5"), ("--contacts", "100000", "--repeat", "10")),
-    Benchmark("segment_count", ("--contacts", "100000", "--repeat", "3"), ("--contacts", "1000000", "--repeat", "3")),
+              ("--deliveries", "300000", "--events", "900000", "--repeat", "3")),
+    Benchmark("staff_pages", ("--contacts", "10000", "--repeat", "5"), ("--contacts", "100000", "--repeat", "5")),
+    Benchmark("dashboard", ("--contacts", "10000", "--repeat", "10"), ("--contacts", "100000", "--repeat", "10")),
+    Benchmark("contact_search", ("--contacts", "10000", "--repeat", "5"), ("--contacts", "100000", "--repeat", "5")),
+    Benchmark("segment_count", ("--contacts", "30000", "--repeat", "3"), ("--contacts", "300000", "--repeat", "3")),
     Benchmark("sequence_tick", ("--enrolments", "10000", "--repeat", "3"), ("--enrolments", "100000", "--repeat", "3")),
     Benchmark("metrics_scrape", ("--deliveries", "100000", "--events", "300000", "--queued", "10000",
                                  "--recent", "10000", "--repeat", "3"),
-              ("--deliveries", "1000000", "--events", "3000000", "--repeat", "5")),
+              ("--deliveries", "300000", "--events", "900000", "--queued", "30000", "--recent", "30000",
+               "--repeat", "3")),
 )
 
 

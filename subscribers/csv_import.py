@@ -47,6 +47,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Self
 
@@ -755,22 +756,19 @@ def _executemany(session: Session, table: Any, constant: dict[str, Any], columns
     fixed = tuple(value if (p := processor(name)) is None else p(value) for name, value in constant.items())
     # Only the columns whose type converts (JSON, datetimes) are touched row by row.
     convert = [(i, p) for i, name in enumerate(columns) if (p := processor(name)) is not None]
+    # The compiled statement takes its values in the table's column order (sqlite3: "?"), or by name.
+    keys = list(compiled.positiontup or []) if compiled.positional else names
+    pick = itemgetter(*(names.index(key) for key in keys))  # one C call per row (profiled: 20% of the write)
 
     def converted_row(row: Sequence[Any]) -> tuple[Any, ...]:
-        values = list(row)
+        values = [*row, *fixed]
         for i, p in convert:
             values[i] = p(values[i])
-        return (*values, *fixed)
+        return pick(values)
 
-    converted = [converted_row(row) for row in rows]
-    params: list[Any]
+    params: list[Any] = [converted_row(row) for row in rows]
     if not compiled.positional:  # e.g. psycopg: %(name)s
-        params = [dict(zip(names, values, strict=True)) for values in converted]
-    elif list(compiled.positiontup or []) == names:  # e.g. sqlite3: ?, in our column order
-        params = converted
-    else:
-        order = [names.index(key) for key in compiled.positiontup or []]
-        params = [tuple(values[i] for i in order) for values in converted]
+        params = [dict(zip(keys, values, strict=True)) for values in params]
     session.connection().exec_driver_sql(str(compiled), params)
 
 
