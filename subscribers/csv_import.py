@@ -4,8 +4,8 @@ its own transaction.
 Why it is shaped this way:
 
 - Constant memory in the file's size: rows are read through ``csv`` over a text stream and handled a
-  batch at a time. The one thing that grows is a 64-bit fingerprint per distinct address (about
-  60 bytes each), kept so that an address repeated in a later batch is counted once.
+  batch at a time. The one thing that grows is a 64-bit fingerprint per distinct address (8 bytes
+  each, in sorted arrays: ``Seen``), kept so that an address repeated in a later batch is counted once.
 - Speed (profiled; see bench/import_contacts.py): per batch, one indexed look-up each of
   suppressions, existing contacts, their tags and their subscriptions (the batch's keys joined as one
   array parameter, ``_in``), then one INSERT
@@ -43,10 +43,13 @@ import json
 import os
 import re
 import time
+from array import array
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from heapq import merge
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Self
@@ -208,7 +211,7 @@ def import_csv(
         summary = ImportSummary(report_path=report_path, start_line=start_line, encoding=read_as.name,
                                 read_as=read_as.describe(), ignored_columns=list(columns.ignored),
                                 last_line=max(start_line, source.header.last_line))
-        seen: set[int] = set()  # fingerprints of the addresses in batches already committed
+        seen = Seen()  # fingerprints of the addresses in batches already committed
         with _Report(summary.report_path, append=start_line > 0) as report:
             try:
                 for batch in _batches(source, columns, job):
@@ -280,6 +283,37 @@ class _Job:
 
 def _fingerprint(digest: str) -> int:
     return int(digest[:16], 16)  # 64 bits: a collision among a file's addresses is vanishingly unlikely
+
+
+class Seen:
+    """A set of 64-bit fingerprints in 8 bytes each: sorted arrays, looked up by bisection.
+
+    A Python set of ints costs about 70 bytes an entry: at 1,000,000 addresses the import's peak RSS
+    was 157 MB against 89 MB at 100,000 (measured with bench/import_contacts.py). Here each batch's
+    fingerprints become a sorted array; whenever the newest array is at least as long as the one
+    before it, the two are merged (streamed, never a list of Python ints), so there are about
+    log2(n / batch) arrays and each fingerprint is merged that many times."""
+
+    def __init__(self) -> None:
+        self.runs: list[array[int]] = []  # longest first
+
+    def __contains__(self, value: int) -> bool:
+        for run in self.runs:
+            at = bisect_left(run, value)
+            if at < len(run) and run[at] == value:
+                return True
+        return False
+
+    def __len__(self) -> int:
+        return sum(map(len, self.runs))
+
+    def update(self, values: Iterable[int]) -> None:
+        run = array("Q", sorted({value for value in values if value not in self}))
+        if not run:
+            return
+        while self.runs and len(self.runs[-1]) <= len(run):
+            run = array("Q", merge(self.runs.pop(), run))
+        self.runs.append(run)
 
 
 def _finished_line(summary: ImportSummary) -> str:
@@ -590,7 +624,7 @@ def _parse(cells: list[str], columns: _Columns, job: _Job, line: int) -> _Row:
 # --- writing a batch --------------------------------------------------------------------------------
 
 
-def _commit(engine: Engine, job: _Job, batch: _Batch, seen: set[int]) -> dict[str, int]:
+def _commit(engine: Engine, job: _Job, batch: _Batch, seen: Seen) -> dict[str, int]:
     """Write one batch in one transaction. A unique-constraint clash means another writer added one
     of these addresses between our read and our write: read again and retry."""
     for attempt in range(1, RETRIES + 1):
@@ -632,7 +666,7 @@ class _Writes:
     confirmed: list[int] = field(default_factory=list)  # ... and a "confirmed" one
 
 
-def _write(session: Session, job: _Job, batch: _Batch, seen: set[int]) -> dict[str, int]:
+def _write(session: Session, job: _Job, batch: _Batch, seen: Seen) -> dict[str, int]:
     counts: dict[str, int] = defaultdict(int)
     counts["rejected"], counts["duplicates"] = len(batch.rejects), batch.duplicates
     digests = list(batch.rows)
