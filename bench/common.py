@@ -3,12 +3,13 @@ capturing the statements a block runs (to EXPLAIN them), and a PostgreSQL schema
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from newsletter.database import Database
 from tests.pgschema import postgres_schema
@@ -30,6 +31,15 @@ def postgres_database(base: str, prefix: str, *, keep: bool = False) -> Iterator
 def sqlite_time(value: datetime) -> str:
     """What UTCDateTime stores on SQLite: naive UTC text, as SQLAlchemy's DATETIME writes it."""
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def floor_ms(db: Database, sql: str = "SELECT 1") -> float:
+    """One run of ``sql`` in a session of its own, in ms: the floor a benchmark sets beside its figures
+    (``SELECT 1``: a round trip; ``SELECT count(*) FROM t``: one pass over the table's smallest index)."""
+    with db.session() as session:
+        started = time.perf_counter()
+        session.execute(text(sql)).all()
+        return (time.perf_counter() - started) * 1000
 
 
 def write_rows(cursor: Any, table: str, columns: str, rows: Sequence[tuple[Any, ...]], *, postgres: bool) -> None:

@@ -24,8 +24,9 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.common import captured, explain, postgres_database
-from bench.staff_data import fill
+from bench.common import captured, explain, floor_ms, postgres_database
+from bench.staff_data import Size, fill
+from bench.summary import Row, add_summary_argument, slowest, write_summary
 from newsletter.contact_timeline import timeline
 from newsletter.database import Database, upgrade
 from newsletter.models import Delivery
@@ -46,15 +47,22 @@ def _time(db: Database, label: str, work: Callable[[Any], object], repeat: int) 
                 timings.append((time.perf_counter() - started) * 1000)
     median = statistics.median(timings)
     print(f"\n{label:<52} {median:8.1f} ms{'  over 300 ms' if median >= 300 else ''}")
+    MEDIANS[label] = median
     for statement, parameters in seen:
         if "FROM lists" not in statement.split("WHERE")[0] and "FROM segments" not in statement:  # look-ups by key
             print(explain(db, statement, parameters))
 
 
-def run(db: Database, backend: str, repeat: int, reuse: bool) -> None:
+SUMMARY: list[Row] = []  # the rows for --summary-json
+MEDIANS: dict[str, float] = {}  # label -> median ms, of the backend being timed
+TARGET_MS = 300
+
+
+def run(db: Database, backend: str, repeat: int, reuse: bool, size: Size = Size()) -> None:
     upgrade(db.engine)
+    MEDIANS.clear()
     if not reuse:
-        counts = fill(db)
+        counts = fill(db, size=size)
         print(f"{backend}: {counts['contacts']:,} contacts, {counts['deliveries']:,} deliveries")
     with db.session() as s:
         middle = s.scalar(select(func.max(Contact.id))) // 2
@@ -79,6 +87,9 @@ def run(db: Database, backend: str, repeat: int, reuse: bool) -> None:
         _time(db, label, lambda s, q=query, b=before: search_contacts(s, q, before=b), repeat)
     _time(db, f"timeline of contact {heaviest}",
           lambda s: timeline(s, s.get(Contact, heaviest)), repeat)
+    floor = statistics.median(floor_ms(db) for _ in range(repeat))
+    SUMMARY.append(slowest("contact_search", "queries", MEDIANS, backend, floor=floor, floor_what="SELECT 1, same run",
+                           target_ms=TARGET_MS, each="page"))
 
 
 def main() -> None:
@@ -88,7 +99,10 @@ def main() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--sqlite-path", type=Path)
     parser.add_argument("--reuse", action="store_true", help="with --sqlite-path: an existing database")
+    parser.add_argument("--contacts", type=int, default=Size.contacts, help="history size (deliveries scale with it)")
+    add_summary_argument(parser)
     args = parser.parse_args()
+    size = Size.scaled(args.contacts)
     print("reproduce: .venv/bin/python bench/contact_search.py " + " ".join(sys.argv[1:]))
     if not args.skip_sqlite:
         folder = tempfile.TemporaryDirectory(prefix="contact-search-")
@@ -98,13 +112,14 @@ def main() -> None:
             path.unlink()
         db = Database(f"sqlite:///{path}")
         try:
-            run(db, "SQLite", args.repeat, reuse)
+            run(db, "SQLite", args.repeat, reuse, size)
         finally:
             db.engine.dispose()
             folder.cleanup()
     if args.postgres:
         with postgres_database(args.postgres, "bench_contact_search") as db:
-            run(db, "PostgreSQL", args.repeat, False)
+            run(db, "PostgreSQL", args.repeat, False, size)
+    write_summary(args.summary_json, SUMMARY)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from bench.common import captured, explain, postgres_database
-from bench.staff_data import NOW, fill
+from bench.staff_data import NOW, Size, fill
+from bench.summary import Row, add_summary_argument, write_summary
 from newsletter.database import Database, upgrade
 from newsletter.reports import dashboard
 
@@ -121,11 +122,19 @@ def run(db: Database, backend: str, args: argparse.Namespace, existing: bool = F
     if not existing:
         started = time.perf_counter()
         upgrade(db.engine)
-        counts = fill(db)
+        counts = fill(db, size=Size.scaled(args.contacts))
         build_s = time.perf_counter() - started
     else:
         upgrade(db.engine)  # a database built before a new migration gets it
-    show(backend, counts, build_s, time_all(db, args.repeat, args.plans), args.repeat)
+    rows = time_all(db, args.repeat, args.plans)
+    show(backend, counts, build_s, rows, args.repeat)
+    floor = next(median for label, median, _, _ in rows if label == "floor: SELECT 1")
+    SUMMARY.extend(Row("dashboard", f"{label}, {backend}", round(median, 1), "ms", floor=round(floor, 2),
+                       floor_what="SELECT 1, same run")
+                   for label, median, _, _ in rows if not label.startswith("floor"))
+
+
+SUMMARY: list[Row] = []  # the rows for --summary-json
 
 
 def main() -> None:
@@ -136,6 +145,8 @@ def main() -> None:
     parser.add_argument("--sqlite-path", type=Path, help="build the SQLite database here (default: a temp folder)")
     parser.add_argument("--reuse", action="store_true", help="with --sqlite-path: time an existing database")
     parser.add_argument("--plans", action="store_true", help="print each function's query plans")
+    parser.add_argument("--contacts", type=int, default=Size.contacts, help="history size (deliveries scale with it)")
+    add_summary_argument(parser)
     args = parser.parse_args()
     print("reproduce: .venv/bin/python bench/dashboard.py " + " ".join(sys.argv[1:]))
     if not args.skip_sqlite:
@@ -144,6 +155,7 @@ def main() -> None:
     if args.postgres:
         with postgres_database(args.postgres, "bench_dashboard") as db:
             run(db, "PostgreSQL", args)
+    write_summary(args.summary_json, SUMMARY)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,20 @@ test: figures depend on the machine (and on what else runs on it).
 
 ``--encoding`` writes the file in another encoding than UTF-8 (Windows-1252: the names' accents are
 then bytes that are not UTF-8), so the import detects it: the cost of detection, measured.
+
+The floor, measured in the same run on the same database: the same file read with the ``csv`` module
+and its rows written bare (no checks, no look-ups) into a table of the same columns with no index, in
+the same batches, one transaction each (``bench.common.write_rows``: COPY on PostgreSQL, executemany on
+SQLite). With more than 100,000 rows, the first 100,000 are also imported alone (SQLite), so that the
+peak RSS of the large run stands next to the 100k one: memory must stay flat in the file's size.
+``--skip-again`` leaves out the second import of the same file (for the large runs of bench/run_all.py).
+``--summary-json PATH`` writes the headline rows for bench/run_all.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import random
@@ -36,9 +45,15 @@ from sqlalchemy import create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from bench.common import write_rows
+from bench.summary import Row, add_summary_argument, write_summary
 from newsletter.database import make_engine, upgrade
 from tests.pgschema import postgres_schema
 from subscribers.csv_import import import_csv
+
+TARGET = 20_000  # rows/s (issue 19)
+FLAT = 1.25  # the large run's peak RSS may be this many times the 100k run's and still be "flat"
+MEMORY_BASE = 100_000  # rows of the prefix imported alone for the memory comparison
 
 FIRST = ["Ann", "Bob", "Chloë", "Dan", "Eve", "Fatima", "Gus", "Hana", "Iñigo", "Jo"]
 LAST = ["Lee", "Smith", "García", "Nguyen", "Okafor", "Müller", "Rossi", "Kim"]
@@ -79,8 +94,46 @@ def worker(url: str, path: Path, batch_size: int) -> None:
     print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_mb": peak_mb, "counts": counts}))
 
 
-def timed_import(url: str, path: Path, batch_size: int) -> dict[str, Any]:
-    result = subprocess.run([sys.executable, __file__, "--worker", url, str(path), "--batch-size", str(batch_size)],
+def floor_worker(url: str, path: Path, batch_size: int, encoding: str) -> None:
+    """The floor in this process: ``csv`` reads the file, each batch is written bare into a table
+    with the import's columns and no index, one transaction a batch. Prints its seconds as JSON."""
+    engine = make_engine(url)
+    postgres = engine.dialect.name == "postgresql"
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("DROP TABLE IF EXISTS bench_floor_contacts")
+        cursor.execute("CREATE TABLE bench_floor_contacts (email VARCHAR(320), name VARCHAR(200), "
+                       "timezone VARCHAR(64), tags TEXT, custom_fields TEXT)")
+        raw.commit()
+        began = time.perf_counter()
+        with path.open(encoding=encoding, newline="") as file:
+            reader = csv.reader(file)
+            next(reader)
+            batch: list[tuple[Any, ...]] = []
+            for cells in reader:
+                batch.append((cells[0], f"{cells[1]} {cells[2]}", cells[3], cells[4],
+                              json.dumps({"Clinic": cells[5], "Member since": cells[6]})))
+                if len(batch) == batch_size:
+                    write_rows(cursor, "bench_floor_contacts", "email, name, timezone, tags, custom_fields", batch,
+                               postgres=postgres)
+                    raw.commit()
+                    batch = []
+            if batch:
+                write_rows(cursor, "bench_floor_contacts", "email, name, timezone, tags, custom_fields", batch,
+                           postgres=postgres)
+                raw.commit()
+        seconds = time.perf_counter() - began
+        cursor.execute("DROP TABLE bench_floor_contacts")
+        raw.commit()
+    finally:
+        raw.close()
+    print(json.dumps({"seconds": seconds}))
+
+
+def timed_import(url: str, path: Path, batch_size: int, *, floor: bool = False, encoding: str = "utf-8") -> dict[str, Any]:
+    mode = ["--floor-worker", url, str(path), "--encoding", encoding] if floor else ["--worker", url, str(path)]
+    result = subprocess.run([sys.executable, __file__, *mode, "--batch-size", str(batch_size)],
                             capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -109,22 +162,55 @@ def postgres_database(base: str) -> Iterator[str]:
 
 
 def run(backend: str, databases: Any, path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    first, again = [], []
+    first, again, floors = [], [], []
     for n in range(args.repeat):
         with databases(n) as url:
+            floors.append(timed_import(url, path, args.batch_size, floor=True, encoding=args.encoding))
             first.append(timed_import(url, path, args.batch_size))
-            again.append(timed_import(url, path, args.batch_size))
+            if not args.skip_again:
+                again.append(timed_import(url, path, args.batch_size))
         print(f"  {backend} run {n + 1}: {first[-1]['seconds']:.2f} s (CPU {first[-1]['cpu']:.2f} s), "
-              f"again {again[-1]['seconds']:.2f} s", flush=True)
+              f"floor {floors[-1]['seconds']:.2f} s" + (f", again {again[-1]['seconds']:.2f} s" if again else ""),
+              flush=True)
     counts = first[0]["counts"]
     assert all(r["counts"] == counts for r in first), "every fresh run must give the same counts"
     # Nothing new the second time. Addresses repeated with other values in a later batch count as
     # updated again (the earlier row is applied, then the later one): the same end state.
-    assert again[0]["counts"]["added"] == 0 and again[0]["counts"]["rejected"] == counts["rejected"]
+    assert not again or (again[0]["counts"]["added"] == 0 and again[0]["counts"]["rejected"] == counts["rejected"])
     return {"backend": backend, "first": statistics.median(r["seconds"] for r in first),
+            "floor": statistics.median(r["seconds"] for r in floors),
             "cpu": statistics.median(r["cpu"] for r in first),
-            "again": statistics.median(r["seconds"] for r in again),
-            "peak_mb": max(r["peak_mb"] for r in first + again), "counts": counts, "again_counts": again[0]["counts"]}
+            "again": statistics.median(r["seconds"] for r in again) if again else None,
+            "peak_mb": max(r["peak_mb"] for r in first + again), "counts": counts,
+            "again_counts": again[0]["counts"] if again else {}}
+
+
+def memory_base(folder: Path, path: Path, args: argparse.Namespace) -> float:
+    """Peak RSS (MB) of importing the file's first ``MEMORY_BASE`` rows alone, on SQLite."""
+    prefix = folder / "prefix.csv"
+    with path.open("rb") as source, prefix.open("wb") as target:
+        for n, line in enumerate(source):
+            if n > MEMORY_BASE:
+                break
+            target.write(line)
+    with sqlite_database(folder, 999) as url:
+        return timed_import(url, prefix, args.batch_size)["peak_mb"]
+
+
+def summary_rows(results: list[dict[str, Any]], rows: int, base_mb: float | None) -> list[Row]:
+    names = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+    out = []
+    for r in results:
+        rate = rows / r["first"]
+        out.append(Row("import_contacts", f"import {rows:,} rows, {names[r['backend']]}", round(rate), "rows/s",
+                       floor=round(rows / r["floor"]), floor_what="csv module + bare bulk insert, same file and batches",
+                       target=f">= {TARGET:,} rows/s", met=rate >= TARGET))
+    if base_mb is not None:
+        peak = max(r["peak_mb"] for r in results)
+        out.append(Row("import_contacts", f"peak RSS, {rows:,} rows vs {MEMORY_BASE:,}", round(peak), "MB",
+                       floor=round(base_mb), floor_what=f"the same import of the first {MEMORY_BASE:,} rows",
+                       target=f"flat (<= {FLAT}x)", met=peak <= FLAT * base_mb))
+    return out
 
 
 def main() -> None:
@@ -135,10 +221,16 @@ def main() -> None:
     parser.add_argument("--encoding", default="utf-8", help="the file's encoding (default utf-8)")
     parser.add_argument("--postgres", metavar="URL", help="also run on PostgreSQL, in schemas dropped afterwards")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--skip-again", action="store_true", help="do not import the same file a second time")
+    add_summary_argument(parser)
     parser.add_argument("--worker", nargs=2, metavar=("URL", "FILE"), help=argparse.SUPPRESS)
+    parser.add_argument("--floor-worker", nargs=2, metavar=("URL", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker[0], Path(args.worker[1]), args.batch_size)
+        return
+    if args.floor_worker:
+        floor_worker(args.floor_worker[0], Path(args.floor_worker[1]), args.batch_size, args.encoding)
         return
 
     print("reproduce: .venv/bin/python bench/import_contacts.py " + " ".join(sys.argv[1:]))
@@ -154,14 +246,21 @@ def main() -> None:
             results.append(run("sqlite", lambda n: sqlite_database(folder, n), path, args))
         if args.postgres:
             results.append(run("postgresql", lambda n: postgres_database(args.postgres), path, args))
+        base_mb = memory_base(folder, path, args) if args.rows > MEMORY_BASE else None
     counts = results[0]["counts"]
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
     print(f"median of {args.repeat}; counts: " + ", ".join(f"{k} {v:,}" for k, v in counts.items() if v))
-    print("again: " + ", ".join(f"{k} {v:,}" for k, v in results[0]["again_counts"].items() if v))
-    print(f"{'backend':<11} {'rows':>9} {'import s':>9} {'rows/s':>9} {'CPU s':>6} {'again s':>8} {'peak RSS MB':>12}")
+    if results[0]["again_counts"]:
+        print("again: " + ", ".join(f"{k} {v:,}" for k, v in results[0]["again_counts"].items() if v))
+    print(f"{'backend':<11} {'rows':>9} {'import s':>9} {'rows/s':>9} {'floor rows/s':>13} {'CPU s':>6} "
+          f"{'again s':>8} {'peak RSS MB':>12}")
     for r in results:
+        again = f"{r['again']:>8.2f}" if r["again"] is not None else f"{'-':>8}"
         print(f"{r['backend']:<11} {args.rows:>9,} {r['first']:>9.2f} {args.rows / r['first']:>9,.0f} "
-              f"{r['cpu']:>6.2f} {r['again']:>8.2f} {r['peak_mb']:>12.0f}")
+              f"{args.rows / r['floor']:>13,.0f} {r['cpu']:>6.2f} {again} {r['peak_mb']:>12.0f}")
+    if base_mb is not None:
+        print(f"peak RSS of the first {MEMORY_BASE:,} rows imported alone: {base_mb:.0f} MB")
+    write_summary(args.summary_json, summary_rows(results, args.rows, base_mb))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.common import postgres_database, write_rows
+from bench.common import floor_ms, postgres_database, write_rows
+from bench.summary import Row, add_summary_argument, write_summary
 from bench.reports import ISSUES, NOW, Plan, explain, load, sqlite_database
 from newsletter.database import Database, upgrade
 from newsletter.reports.operations import figures
@@ -132,6 +133,10 @@ def run(db: Database, plan: Plan, args: argparse.Namespace, backend: str) -> Non
                 result = figures(session, NOW)
                 totals.append((time.perf_counter() - began) * 1000)
     params = times.pop("__params__")  # type: ignore[arg-type]
+    floor = statistics.median(floor_ms(db) for _ in range(args.repeat))
+    SUMMARY.append(Row("metrics_scrape", f"all /metrics figures, {counts['deliveries'] + added['deliveries']:,} "
+                       f"deliveries, {backend}", round(statistics.median(totals), 1), "ms", floor=round(floor, 2),
+                       floor_what="SELECT 1, same run"))
     print(f"\n{backend}: {counts['deliveries'] + added['deliveries']:,} deliveries, "
           f"{counts['events'] + added['events']:,} events, {added['send_batches']:,} batches (built in {build:.0f} s)")
     print(f"all figures: median {statistics.median(totals):.1f} ms of {args.repeat} "
@@ -148,6 +153,9 @@ def run(db: Database, plan: Plan, args: argparse.Namespace, backend: str) -> Non
             print(explain(db, statement, params[statement]))
 
 
+SUMMARY: list[Row] = []  # the rows for --summary-json
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=1_000_000)
@@ -159,6 +167,7 @@ def main() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--plans", action="store_true", help="print every statement's plan")
     parser.add_argument("--plan-over-ms", type=float, default=5.0, help="print the plans of statements slower than this")
+    add_summary_argument(parser)
     args = parser.parse_args()
     print("reproduce: .venv/bin/python bench/metrics_scrape.py " + " ".join(sys.argv[1:]))
     plan = Plan(args.deliveries, args.events)
@@ -168,6 +177,7 @@ def main() -> None:
     if args.postgres:
         with postgres_database(args.postgres, "bench_metrics") as db:
             run(db, plan, args, "PostgreSQL")
+    write_summary(args.summary_json, SUMMARY)
 
 
 if __name__ == "__main__":

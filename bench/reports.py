@@ -33,7 +33,8 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.common import captured, explain, postgres_database
+from bench.common import captured, explain, floor_ms, postgres_database
+from bench.summary import Row, add_summary_argument, slowest, write_summary
 from newsletter.database import Database, upgrade
 from newsletter.reports.email_stats import issue_report, sequence_report
 from newsletter.reports.follow_up import follow_up_report
@@ -355,7 +356,15 @@ def run(db: Database, args: argparse.Namespace, plan: Plan, backend: str) -> lis
     build_s = time.perf_counter() - started
     results = time_reports(db, plan, args.repeat, args.plans)
     print_results(backend, counts, build_s, results)
+    floor = statistics.median(floor_ms(db, "SELECT count(*) FROM deliveries") for _ in range(args.repeat))
+    print(f"{'floor: count(*) deliveries':<34} {floor:>10.1f}")
+    SUMMARY.append(slowest("reports", "reports", {label: median for label, median, _, _ in results},
+                           f"{counts['deliveries']:,} deliveries, {backend}", floor=floor,
+                           floor_what="SELECT count(*) FROM deliveries, same run"))
     return [json.loads(json.dumps(r[3], default=str)) for r in results]
+
+
+SUMMARY: list[Row] = []  # the rows for --summary-json
 
 
 def main() -> None:
@@ -369,6 +378,7 @@ def main() -> None:
     parser.add_argument("--analyze", action="store_true", help="run ANALYZE on SQLite (the app never does)")
     parser.add_argument("--plans", action="store_true", help="print each report's query plans")
     parser.add_argument("--extra-indexes", action="store_true", help="add the indexes suggested for the reports")
+    add_summary_argument(parser)
     args = parser.parse_args()
     print("reproduce: .venv/bin/python bench/reports.py " + " ".join(sys.argv[1:]))
     plan = Plan(args.deliveries, args.events)
@@ -383,6 +393,7 @@ def main() -> None:
     if len(figures) == 2:
         same = figures["SQLite"] == figures["PostgreSQL"]
         print(f"\nfigures identical on both backends: {'yes' if same else 'NO'}")
+    write_summary(args.summary_json, SUMMARY)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ from sqlalchemy.engine import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.common import captured, postgres_database, write_rows
+from bench.common import captured, floor_ms, postgres_database, write_rows
+from bench.summary import Row, add_summary_argument, slowest, write_summary
 from newsletter.database import Database, upgrade
 from subscribers import segments
 from subscribers.models import Installation
@@ -181,7 +182,15 @@ def run(db: Database, args: argparse.Namespace, backend: str,
     analyze(db)
     results = time_counts(db, args.repeat)
     report(backend, args.contacts, time.perf_counter() - started, results)
+    floor = statistics.median(floor_ms(db, "SELECT count(*) FROM contacts") for _ in range(args.repeat))
+    print(f"{'floor: count(*) contacts':<20} {'':>9} {floor:>10.1f}")
+    SUMMARY.append(slowest("segment_count", "segments", {label: median for label, _, median, _ in results},
+                           f"{args.contacts:,} contacts, {backend}", floor=floor,
+                           floor_what="SELECT count(*) FROM contacts, same run"))
     return results
+
+
+SUMMARY: list[Row] = []  # the rows for --summary-json
 
 
 def analyze_sqlite(enabled: bool) -> Callable[[Database], None]:
@@ -207,6 +216,7 @@ def main() -> None:
     parser.add_argument("--analyze", action="store_true", help="run ANALYZE on SQLite (never run by the app)")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the databases for a closer look")
+    add_summary_argument(parser)
     args = parser.parse_args()
     print("reproduce: .venv/bin/python bench/segment_count.py " + " ".join(sys.argv[1:]))
     counts: dict[str, list[int]] = {}
@@ -220,6 +230,7 @@ def main() -> None:
     if len(counts) == 2:
         same = counts["SQLite"] == counts["PostgreSQL"]
         print(f"\ncounts identical on both backends: {'yes' if same else 'NO'}")
+    write_summary(args.summary_json, SUMMARY)
 
 if __name__ == "__main__":
     main()

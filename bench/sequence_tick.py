@@ -41,6 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers in bench/send_issue.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from bench.summary import Row, add_summary_argument, write_summary
 from send_issue import (
     COLUMNS,
     LOAD_BATCH,
@@ -259,6 +260,16 @@ def report(backend: str, n: int, rows: list[tuple[float, float, dict[str, Any]]]
                   f"{r['queued']:>7.0f} {r['postponed']:>9.0f}  {tail:>19}")
     print("query: time in the driver's execute (cursor events); incl.fetch: plus sqlite3's fetch calls;"
           " python: total - incl.fetch")
+    # Headline: process_due per share, beside the round with nothing due (what every tick pays).
+    idle = next((results["process_due"]["total"] for share, _, results in rows if share == 0), None)
+    for share, _, results in rows:
+        SUMMARY.append(Row("sequence_tick", f"process_due, {share * 100:.0f}% of {n:,} enrolments due, {backend}",
+                           round(results["process_due"]["total"] * 1000, 1), "ms",
+                           floor=round(idle * 1000, 1) if idle is not None and share else None,
+                           floor_what="process_due with nothing due, same run" if idle is not None and share else ""))
+
+
+SUMMARY: list[Row] = []  # the rows for --summary-json
 
 
 def main() -> None:
@@ -271,7 +282,10 @@ def main() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--recent-triggers", action="store_true",
                         help="subscriptions confirmed when their enrolment began: the trigger check sees them all")
+    add_summary_argument(parser)
     args = parser.parse_args()
+    if args.summary_json:
+        args.summary_json = args.summary_json.resolve()  # the run changes directory
     print("reproduce: .venv/bin/python bench/sequence_tick.py " + " ".join(sys.argv[1:]), flush=True)
     backends = ([] if args.skip_sqlite else ["sqlite"]) + (["postgresql"] if args.postgres else [])
     with tempfile.TemporaryDirectory(prefix="sequence-bench-") as tmp:
@@ -290,6 +304,7 @@ def main() -> None:
                       f"{results['run_round']['total'] * 1000:.0f} ms", flush=True)
                 rows.append((share, build_s, results))
             report("SQLite" if backend == "sqlite" else "PostgreSQL", args.enrolments, rows)
+    write_summary(args.summary_json, SUMMARY)
     load = os.getloadavg()
     print(f"\nmachine: {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end "
           "(other processes add noise)")

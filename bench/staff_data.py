@@ -43,6 +43,11 @@ class Size:
     leads: int = 10_000
     links: int = 4  # per issue, the last one the booking button
 
+    @classmethod
+    def scaled(cls, contacts: int) -> Size:
+        """The default history's proportions at ``contacts`` contacts (for bench/run_all.py's small size)."""
+        return cls(contacts=contacts, per_issue=max(1, contacts // 4), leads=max(1, contacts // 10))
+
 
 COLUMNS = {
     "lists": "id, slug, name, description, double_opt_in, created_at",

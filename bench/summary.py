@@ -31,6 +31,19 @@ class Row:
         return self.figure / self.floor if self.floor else None
 
 
+def slowest(benchmark: str, kind: str, medians: dict[str, float], context: str, *, floor: float,
+            floor_what: str, target_ms: float | None = None, each: str = "one") -> Row:
+    """The headline of a benchmark that times many things (pages, queries, reports): the slowest
+    median (ms) of ``medians`` (label -> ms), named, beside the floor; with ``target_ms``, the target
+    is that every one (``each``: "page") stays under it."""
+    label = max(medians, key=medians.__getitem__)
+    figure = medians[label]
+    target = f"every {each} < {target_ms:g} ms" if target_ms is not None else ""
+    return Row(benchmark, f"slowest of {len(medians)} {kind} ({label}), {context}", round(figure, 1), "ms",
+               floor=round(floor, 2), floor_what=floor_what, target=target,
+               met=figure < target_ms if target_ms is not None else None)
+
+
 def add_summary_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary-json", type=Path, metavar="PATH",
                         help="also write this run's figures, floors and targets to PATH (for bench/run_all.py)")

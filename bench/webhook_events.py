@@ -38,6 +38,7 @@ from sqlalchemy import func, insert, select
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from bench.common import postgres_database
+from bench.summary import Row, add_summary_argument, write_summary
 from newsletter import issues as issue_service
 from newsletter.config import Settings
 from newsletter.database import Database, upgrade
@@ -238,6 +239,14 @@ def bench(db: Database, url: str, args: argparse.Namespace, label: str) -> None:
               f"{statistics.median(r.ms_per_post for r in mine):>8.1f} {cpu:>19.1f} "
               f"{args.batch * 1000 / cpu if cpu else float('nan'):>17,.0f}")
     print(f"events rows in the database: {stored:,}")
+    verifying = [r for r in rounds if r.verified]
+    SUMMARY.append(Row("webhook_events", f"events stored/s, {args.batch} per signed POST, {label}",
+                       round(statistics.median(r.stored_per_s for r in verifying)), "events/s",
+                       floor=round(statistics.median(r.duplicates_per_s for r in verifying)),
+                       floor_what="the same posts replayed (duplicates: nothing stored), same run"))
+
+
+SUMMARY: list[Row] = []  # the rows for --summary-json
 
 
 @contextmanager
@@ -259,6 +268,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--postgres", metavar="URL", help="also run on PostgreSQL, in a schema dropped afterwards")
     parser.add_argument("--skip-sqlite", action="store_true")
+    add_summary_argument(parser)
     args = parser.parse_args()
     print("reproduce: .venv/bin/python bench/webhook_events.py " + " ".join(sys.argv[1:]))
     print(f"machine: {os.cpu_count()} CPUs; server: uvicorn in a subprocess on 127.0.0.1; one client, keep-alive")
@@ -268,6 +278,7 @@ def main() -> None:
     if args.postgres:
         with postgres_database(args.postgres, "bench_webhook") as db:
             bench(db, db.url, args, "PostgreSQL")
+    write_summary(args.summary_json, SUMMARY)
 
 
 if __name__ == "__main__":

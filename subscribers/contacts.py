@@ -10,6 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from subscribers.email_syntax import quick_normalized
 from subscribers.errors import InputError, NotFound
 from subscribers.languages import check_language
 from subscribers.models import Contact, ContactTag, Subscription
@@ -26,11 +27,14 @@ def normalise_email(raw: str) -> str:
     candidate = (raw or "").strip()
     if not candidate:
         raise InputError("the email address is empty")
-    try:
-        result = validate_email(candidate, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise InputError(f"{candidate!r} is not a valid email address: {exc}") from None
-    local, _, domain = result.normalized.rpartition("@")
+    # The usual address: email-validator's verdict per domain, cached (email_syntax); else its own.
+    normalized = quick_normalized(candidate)
+    if normalized is None:
+        try:
+            normalized = validate_email(candidate, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise InputError(f"{candidate!r} is not a valid email address: {exc}") from None
+    local, _, domain = normalized.rpartition("@")
     return f"{local}@{domain.lower()}"
 
 
