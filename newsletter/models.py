@@ -175,6 +175,9 @@ _BATCH_UNKNOWN = _status_is(BatchStatus.UNKNOWN)
 _HAS_BATCH = text("batch_id IS NOT NULL")
 _SUBMITTED = text("submitted_at IS NOT NULL")
 _HAS_STEP = text("step_id IS NOT NULL")
+_HAS_ENROLLMENT = text("enrollment_id IS NOT NULL")
+# ``on_conflict_do_nothing(**ENROLLMENT_STEP_CONFLICT)``: the partial unique index it relies on.
+ENROLLMENT_STEP_CONFLICT = {"index_elements": ["enrollment_id", "step_id"], "index_where": _HAS_ENROLLMENT}
 
 
 class SendBatch(Base):
@@ -214,7 +217,11 @@ class Delivery(Base):
     __tablename__ = DELIVERIES_TABLE
     __table_args__ = (
         UniqueConstraint("issue_id", "contact_id", name="uq_deliveries_issue_contact"),
-        UniqueConstraint("enrollment_id", "step_id", name="uq_deliveries_enrollment_step"),
+        # A step's row is unique per (enrolment, step). Partial: an issue's rows have no enrolment,
+        # and PostgreSQL would add an entry of NULLs for each of their row versions (insert, claim,
+        # submitted) that no lookup ever reads. ``ENROLLMENT_STEP_CONFLICT`` names it in ON CONFLICT.
+        Index("uq_deliveries_enrollment_step", "enrollment_id", "step_id", unique=True,
+              sqlite_where=_HAS_ENROLLMENT, postgresql_where=_HAS_ENROLLMENT),
         # The queue: partial indexes hold only the rows still to claim (a claim never walks the rows
         # already sent) and the few claimed right now. Queries must spell the status as a literal
         # (``states.sql_literal``) for either database to use them.
