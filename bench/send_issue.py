@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -478,6 +478,52 @@ def cpu_since(before: dict[int, float]) -> float:
     return sum(seconds - before.get(pid, 0.0) for pid, seconds in postgres_cpu().items())
 
 
+def with_application_name(url: str, tag: str) -> str:
+    """``url`` whose PostgreSQL sessions say ``tag`` (pg_stat_activity.application_name)."""
+    if not url.startswith("postgresql"):
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).update_query_dict({"application_name": tag}).render_as_string(hide_password=False)
+
+
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends serving one send (those whose application_name is
+    ``tag``), sampled while the send runs: unlike all of the server's processes, it leaves out what
+    other users of a shared server spend (its WAL writer and checkpointer too)."""
+
+    def __init__(self, base: str, tag: str) -> None:
+        self.base, self.tag = base, tag
+        self.latest: dict[int, float] = {}
+        self.done = threading.Event()
+
+    def __enter__(self) -> "BackendCpu":
+        from sqlalchemy import create_engine, text
+
+        self.engine = create_engine(self.base)
+        query = text("SELECT pid FROM pg_stat_activity WHERE application_name = :tag")
+
+        def sample() -> None:
+            with self.engine.connect() as conn:
+                while not self.done.wait(0.1):
+                    for pid in conn.execute(query, {"tag": self.tag}).scalars():
+                        self.latest[pid] = max(self.latest.get(pid, 0.0), cpu_of(pid))
+                    conn.rollback()
+
+        self.thread = threading.Thread(target=sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+        self.engine.dispose()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.latest.values())
+
+
 def webhook_key() -> str:
     """Sending through SendGrid needs its Event Webhook's verification key: a key pair of our own."""
     from tests.webhook_signer import Signer
@@ -503,10 +549,14 @@ def measure(backend: str, contacts: int, workers: int, args: argparse.Namespace,
         for name, script in trees.items():
             with database_url(backend, args.postgres, folder) as url:
                 load_s = prepare(url, contacts)
-                env = {**base_env, "NEWSLETTER_DATABASE_URL": url}
+                tag = f"bench_send_{secrets.token_hex(4)}"
+                env = {**base_env, "NEWSLETTER_DATABASE_URL": with_application_name(url, tag)}
                 fake_cpu = cpu_of(fake._process.pid)
-                result = run_child({"contacts": contacts, "workers": workers, "tracemalloc": trace}, env, folder, script)
+                with BackendCpu(args.postgres, tag) if backend == "postgresql" else nullcontext() as backends:
+                    result = run_child({"contacts": contacts, "workers": workers, "tracemalloc": trace}, env, folder,
+                                       script)
                 result["fake_cpu"] = cpu_of(fake._process.pid) - fake_cpu
+                result["own_db_cpu"] = backends.seconds if backends is not None else None
             if not trace and name == "this":  # the floor, between the real runs: same machine load
                 floor = run_floor(contacts, fake, folder)
                 floors.append(floor)
@@ -517,7 +567,8 @@ def measure(backend: str, contacts: int, workers: int, args: argparse.Namespace,
                   + (f", traced peak {result['traced_peak']:.1f} MB" if trace else
                      f", {contacts / result['end_to_end']:,.0f}/s; CPU s: sender {result['cpu']:.1f}, fake "
                      f"{result['fake_cpu']:.1f}"
-                     + (f", PostgreSQL {result['db_cpu']:.1f}" if result["db_cpu"] is not None else "")
+                     + (f", PostgreSQL {result['db_cpu']:.1f} (the send's own backends "
+                        f"{result['own_db_cpu']:.1f})" if result["db_cpu"] is not None else "")
                      + f"; ru_maxrss {result['rss_before']:.0f} -> {result['rss_after']:.0f} MB"),
                   flush=True)
             if result["added"] != contacts:
@@ -575,7 +626,7 @@ def report(rows: list[Row]) -> None:
         rss = (f"{row.median('vm_before'):.0f}->{row.median('vm_peak'):.0f}" if row.runs[0]["vm_peak"] is not None
                else f"{row.median('rss_before'):.0f}->{row.median('rss_after'):.0f}")
         cpu = f"{row.median('cpu'):.1f}/{row.median('fake_cpu'):.1f}" + (
-            f"/{row.median('db_cpu'):.1f}" if row.runs[0]["db_cpu"] is not None else "")
+            f"/{row.median('own_db_cpu'):.1f}" if row.runs[0]["own_db_cpu"] is not None else "")
         print(f"{row.backend:<10} {row.contacts:>9,} {row.workers:>2} {e2e:>7.2f} {row.contacts / e2e:>8,.0f} "
               f"{spread:>6.0f}% {cpu:>13} {rss:>9} {traced}  "
               + " ".join(f"{phases[p] / total * 100:>5.1f}%" for p in PHASES))
@@ -590,7 +641,7 @@ def report(rows: list[Row]) -> None:
                 print(f"  {row.backend:<18} x{row.workers}: {rate:>8,.0f}/s = {rate / floor * 100:5.1f}% of the floor")
     print("\ne2e: start_now (compile again, preflight of the stored email, INSERT ... SELECT) + dispatch wall time; rcpt/s = contacts / e2e;"
           "\nspread: (max - min) / median of the runs' rates; CPU s: the send process / the SendGrid fake during"
-          " start_now + dispatch\n(/ PostgreSQL's server processes, all of them, the same span); RSS: the send process's resident memory before start_now -> its"
+          " start_now + dispatch\n(/ the send's own PostgreSQL backends, by application_name, the same span); RSS: the send process's resident memory before start_now -> its"
           " peak during\nstart_now + dispatch (VmRSS -> VmHWM reset at the start; ru_maxrss, in the run lines, is"
           " inherited from the parent at\nfork/exec on Linux, so it cannot show the send's own peak);\ntraced: tracemalloc peak during dispatch (one extra, untimed run); render includes the"
           " draft's create_issue\n(not in e2e); body: SendGridTransport.build_body; json: SendGridTransport.encode_body"
