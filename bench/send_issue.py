@@ -630,15 +630,13 @@ def report(rows: list[Row]) -> None:
         print(f"{row.backend:<10} {row.contacts:>9,} {row.workers:>2} {e2e:>7.2f} {row.contacts / e2e:>8,.0f} "
               f"{spread:>6.0f}% {cpu:>13} {rss:>9} {traced}  "
               + " ".join(f"{phases[p] / total * 100:>5.1f}%" for p in PHASES))
-    floors = {row.contacts: row.floors for row in rows if row.floors}
-    for contacts, runs in sorted(floors.items()):
-        floor = statistics.median(runs)
-        print(f"\nfloor at {contacts:,} ({FLOOR_WHAT}): median {floor:,.0f}/s of {len(runs)} runs, measured "
-              "between the runs above")
-        for row in rows:
-            if row.contacts == contacts:
-                rate = row.contacts / row.median("end_to_end")
-                print(f"  {row.backend:<18} x{row.workers}: {rate:>8,.0f}/s = {rate / floor * 100:5.1f}% of the floor")
+    print(f"\nfloor ({FLOOR_WHAT}), measured between each configuration's runs:")
+    for row in rows:
+        if row.floors:
+            floor = statistics.median(row.floors)
+            rate = row.contacts / row.median("end_to_end")
+            print(f"  {row.backend:<18} {row.contacts:>9,} x{row.workers}: floor {floor:>8,.0f}/s (median of "
+                  f"{len(row.floors)}), send {rate:>8,.0f}/s = {rate / floor * 100:5.1f}% of it")
     print("\ne2e: start_now (compile again, preflight of the stored email, INSERT ... SELECT) + dispatch wall time; rcpt/s = contacts / e2e;"
           "\nspread: (max - min) / median of the runs' rates; CPU s: the send process / the SendGrid fake during"
           " start_now + dispatch\n(/ the send's own PostgreSQL backends, by application_name, the same span); RSS: the send process's resident memory before start_now -> its"
