@@ -546,7 +546,14 @@ def measure(backend: str, contacts: int, workers: int, args: argparse.Namespace,
     plan = [False] * args.repeat + ([True] if args.tracemalloc else [])
     floors: list[float] = []
     for index, trace in enumerate(plan):
-        for name, script in trees.items():
+        order = list(trees.items())
+        if index % 2:  # every other round the baseline goes first: neither always meets the floor's after-effects
+            order.reverse()
+        for name, script in order:
+            if not trace and name == "this":  # the floor, between the real runs: same machine load
+                floor = run_floor(contacts, fake, folder)
+                floors.append(floor)
+                print(f"  floor {contacts:,} run {index + 1}/{args.repeat}: {floor:,.0f}/s", flush=True)
             with database_url(backend, args.postgres, folder) as url:
                 load_s = prepare(url, contacts)
                 tag = f"bench_send_{secrets.token_hex(4)}"
@@ -557,10 +564,6 @@ def measure(backend: str, contacts: int, workers: int, args: argparse.Namespace,
                                        script)
                 result["fake_cpu"] = cpu_of(fake._process.pid) - fake_cpu
                 result["own_db_cpu"] = backends.seconds if backends is not None else None
-            if not trace and name == "this":  # the floor, between the real runs: same machine load
-                floor = run_floor(contacts, fake, folder)
-                floors.append(floor)
-                print(f"  floor {contacts:,} run {index + 1}/{args.repeat}: {floor:,.0f}/s", flush=True)
             label = "tracemalloc run" if trace else f"run {index + 1}/{args.repeat}"
             print(f"  {name} {backend} {contacts:,} x{workers} {label}: loaded in {load_s:.1f} s; start_now "
                   f"{result['start_now']:.2f} s, dispatch {result['dispatch']:.2f} s"
