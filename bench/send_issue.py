@@ -21,7 +21,14 @@ its own (no shared GIL) without validating or recording, and every send is check
 fake, N rows submitted in the ledger.
 
     .venv/bin/python bench/send_issue.py [--contacts 100000 ...] [--million] [--workers 1] [--repeat 3] [--latency-ms 0] \
-        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--skip-sqlite] [--no-tracemalloc] [--baseline REV]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--skip-sqlite] [--no-tracemalloc] [--baseline REV] \
+        [--summary-json PATH]
+
+Between the runs of each configuration, the floor: the same batches sent bare in one process (plain
+sqlite3, orjson, the ``sendgrid`` client posting to the same fake, one UPDATE per batch; ``child_floor``).
+``--summary-json PATH`` writes the headline rows for bench/run_all.py: SQLite against ">= 60% of the
+floor", PostgreSQL with 2 dispatchers against ">= 30,000/s", and the traced memory peak (with
+``--million``: 1,000,000 beside 100,000, "flat: 1M peak <= 1.5 x 100k peak").
 
 ``--baseline REV`` runs REV's own send (exported with git archive) beside this checkout's, runs
 interleaved, and prints both rows: a refactor's before and after in one run.
