@@ -21,7 +21,14 @@ its own (no shared GIL) without validating or recording, and every send is check
 fake, N rows submitted in the ledger.
 
     .venv/bin/python bench/send_issue.py [--contacts 100000 ...] [--million] [--workers 1] [--repeat 3] [--latency-ms 0] \
-        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--skip-sqlite] [--no-tracemalloc] [--baseline REV]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--skip-sqlite] [--no-tracemalloc] [--baseline REV] \
+        [--summary-json PATH]
+
+Between the runs of each configuration, the floor: the same batches sent bare in one process (plain
+sqlite3, orjson, the ``sendgrid`` client posting to the same fake, one UPDATE per batch; ``child_floor``).
+``--summary-json PATH`` writes the headline rows for bench/run_all.py: SQLite against ">= 60% of the
+floor", PostgreSQL with 2 dispatchers against ">= 30,000/s", and the traced memory peak (with
+``--million``: 1,000,000 beside 100,000, "flat: 1M peak <= 1.5 x 100k peak").
 
 ``--baseline REV`` runs REV's own send (exported with git archive) beside this checkout's, runs
 interleaved, and prints both rows: a refactor's before and after in one run.
@@ -42,7 +49,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +58,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from bench.summary import Row as SummaryRow, add_summary_argument, write_summary  # noqa: E402
+
 LOAD_BATCH = 50_000
+JSON_UTF8 = {"Content-Type": "application/json; charset=utf-8"}  # as the transport sends it
 ZONES = ["America/Los_Angeles", "America/New_York", "Europe/London", "Europe/Paris", "UTC"]
 PHASES = ("render", "enqueue", "claim", "build", "body", "json", "http", "record", "other")
 
@@ -349,6 +359,77 @@ def child_send(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def child_floor(config: dict[str, Any]) -> dict[str, Any]:
+    """The floor: the same send done bare in one process, with nothing of the app. Plain sqlite3 (a
+    file of N contacts and a ledger of N queued rows, made untimed), then per batch of 1000: one
+    SELECT of the next queued rows joined to their contacts, a SendGrid body with the same fields per
+    personalization (to, substitutions, custom_args, List-Unsubscribe headers), orjson, the
+    ``sendgrid`` client's POST to the same fake, and one UPDATE marking the rows submitted."""
+    import sqlite3
+
+    import orjson
+    import sendgrid
+
+    contacts, folder = config["contacts"], Path(config["folder"])
+    path = folder / f"floor-{secrets.token_hex(4)}.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE contacts (id INTEGER PRIMARY KEY, email TEXT, name TEXT)")
+        db.execute("CREATE TABLE deliveries (id INTEGER PRIMARY KEY, contact_id INTEGER, status TEXT, "
+                   "message_id TEXT)")
+        db.execute("CREATE INDEX queued ON deliveries (id) WHERE status = 'queued'")
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO contacts VALUES (?, ?, ?)",
+                       ((i, f"reader{i}@example.org", f"Reader {i}") for i in range(1, contacts + 1)))
+        db.executemany("INSERT INTO deliveries VALUES (?, ?, 'queued', NULL)",
+                       ((i, i) for i in range(1, contacts + 1)))
+        db.execute("COMMIT")
+        client = sendgrid.SendGridAPIClient(config["api_key"], host=config["host"]).client
+        html = "<p>" + "x" * config["html_chars"] + "</p>"  # as long as the issue's compiled HTML
+        sent = 0
+        started = time.perf_counter()
+        while True:
+            rows = db.execute("SELECT d.id, c.email, c.name FROM deliveries d JOIN contacts c ON c.id = d.contact_id "
+                              "WHERE d.status = 'queued' ORDER BY d.id LIMIT 1000").fetchall()
+            if not rows:
+                break
+            personalizations = []
+            for delivery_id, email, name in rows:
+                token = f"{delivery_id}.{secrets.token_urlsafe(16)}"
+                unsubscribe = f"https://clinic.example/u/{token}"
+                personalizations.append({
+                    "to": [{"email": email, "name": name}],
+                    "substitutions": {"-first_name-": name.split()[0], "-unsubscribe_url-": unsubscribe,
+                                      "-preferences_url-": f"https://clinic.example/p/{token}",
+                                      "-view_online_url-": f"https://clinic.example/v/{token}"},
+                    "custom_args": {"delivery_id": str(delivery_id), "send_batch": "0123456789abcdef"},
+                    "headers": {"List-Unsubscribe": f"<{unsubscribe}>, <mailto:unsubscribe@clinic.example>",
+                                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+                })
+            body = orjson.dumps({
+                "personalizations": personalizations, "from": {"email": "news@clinic.example", "name": "Clinic"},
+                "subject": "The Limbic Letter", "content": [{"type": "text/plain", "value": "x" * 4000},
+                                                            {"type": "text/html", "value": html}],
+            }).decode()
+            response = client.mail.send.post(request_body=body, request_headers=JSON_UTF8, timeout=30)
+            assert response.status_code == 202, response.status_code
+            message_id = str(response.headers.get("X-Message-Id") or "")
+            db.execute("BEGIN")
+            db.execute("UPDATE deliveries SET status = 'submitted', message_id = ? WHERE id BETWEEN ? AND ?",
+                       (message_id, rows[0][0], rows[-1][0]))
+            db.execute("COMMIT")
+            sent += len(rows)
+        seconds = time.perf_counter() - started
+    finally:
+        db.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    assert sent == contacts, (sent, contacts)
+    return {"end_to_end": seconds}
+
+
 # The parent: configurations, repeats, table --------------------------------------------------------
 
 
@@ -359,6 +440,7 @@ class Row:
     workers: int
     runs: list[dict[str, Any]]
     traced_peak: float | None
+    floors: list[float]  # the bare floor's recipients/s, measured between this configuration's runs
 
     def median(self, key: str) -> float:
         return statistics.median(r[key] for r in self.runs)
@@ -403,6 +485,52 @@ def cpu_since(before: dict[int, float]) -> float:
     return sum(seconds - before.get(pid, 0.0) for pid, seconds in postgres_cpu().items())
 
 
+def with_application_name(url: str, tag: str) -> str:
+    """``url`` whose PostgreSQL sessions say ``tag`` (pg_stat_activity.application_name)."""
+    if not url.startswith("postgresql"):
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).update_query_dict({"application_name": tag}).render_as_string(hide_password=False)
+
+
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends serving one send (those whose application_name is
+    ``tag``), sampled while the send runs: unlike all of the server's processes, it leaves out what
+    other users of a shared server spend (its WAL writer and checkpointer too)."""
+
+    def __init__(self, base: str, tag: str) -> None:
+        self.base, self.tag = base, tag
+        self.latest: dict[int, float] = {}
+        self.done = threading.Event()
+
+    def __enter__(self) -> "BackendCpu":
+        from sqlalchemy import create_engine, text
+
+        self.engine = create_engine(self.base)
+        query = text("SELECT pid FROM pg_stat_activity WHERE application_name = :tag")
+
+        def sample() -> None:
+            with self.engine.connect() as conn:
+                while not self.done.wait(0.1):
+                    for pid in conn.execute(query, {"tag": self.tag}).scalars():
+                        self.latest[pid] = max(self.latest.get(pid, 0.0), cpu_of(pid))
+                    conn.rollback()
+
+        self.thread = threading.Thread(target=sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+        self.engine.dispose()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.latest.values())
+
+
 def webhook_key() -> str:
     """Sending through SendGrid needs its Event Webhook's verification key: a key pair of our own."""
     from tests.webhook_signer import Signer
@@ -423,21 +551,34 @@ def measure(backend: str, contacts: int, workers: int, args: argparse.Namespace,
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
     traced: dict[str, float | None] = {name: None for name in trees}
     plan = [False] * args.repeat + ([True] if args.tracemalloc else [])
+    floors: list[float] = []
     for index, trace in enumerate(plan):
-        for name, script in trees.items():
+        order = list(trees.items())
+        if index % 2:  # every other round the baseline goes first: neither always meets the floor's after-effects
+            order.reverse()
+        for name, script in order:
+            if not trace and name == "this":  # the floor, between the real runs: same machine load
+                floor = run_floor(contacts, fake, folder)
+                floors.append(floor)
+                print(f"  floor {contacts:,} run {index + 1}/{args.repeat}: {floor:,.0f}/s", flush=True)
             with database_url(backend, args.postgres, folder) as url:
                 load_s = prepare(url, contacts)
-                env = {**base_env, "NEWSLETTER_DATABASE_URL": url}
+                tag = f"bench_send_{secrets.token_hex(4)}"
+                env = {**base_env, "NEWSLETTER_DATABASE_URL": with_application_name(url, tag)}
                 fake_cpu = cpu_of(fake._process.pid)
-                result = run_child({"contacts": contacts, "workers": workers, "tracemalloc": trace}, env, folder, script)
+                with BackendCpu(args.postgres, tag) if backend == "postgresql" else nullcontext() as backends:
+                    result = run_child({"contacts": contacts, "workers": workers, "tracemalloc": trace}, env, folder,
+                                       script)
                 result["fake_cpu"] = cpu_of(fake._process.pid) - fake_cpu
+                result["own_db_cpu"] = backends.seconds if backends is not None else None
             label = "tracemalloc run" if trace else f"run {index + 1}/{args.repeat}"
             print(f"  {name} {backend} {contacts:,} x{workers} {label}: loaded in {load_s:.1f} s; start_now "
                   f"{result['start_now']:.2f} s, dispatch {result['dispatch']:.2f} s"
                   + (f", traced peak {result['traced_peak']:.1f} MB" if trace else
                      f", {contacts / result['end_to_end']:,.0f}/s; CPU s: sender {result['cpu']:.1f}, fake "
                      f"{result['fake_cpu']:.1f}"
-                     + (f", PostgreSQL {result['db_cpu']:.1f}" if result["db_cpu"] is not None else "")
+                     + (f", PostgreSQL {result['db_cpu']:.1f} (the send's own backends "
+                        f"{result['own_db_cpu']:.1f})" if result["db_cpu"] is not None else "")
                      + f"; ru_maxrss {result['rss_before']:.0f} -> {result['rss_after']:.0f} MB"),
                   flush=True)
             if result["added"] != contacts:
@@ -447,8 +588,20 @@ def measure(backend: str, contacts: int, workers: int, args: argparse.Namespace,
                 traced[name] = result["traced_peak"]
             else:
                 runs[name].append(result)
-    return [Row(backend if name == "this" else f"{backend}@{name}", contacts, workers, runs[name], traced[name])
-            for name in trees]
+    return [Row(backend if name == "this" else f"{backend}@{name}", contacts, workers, runs[name], traced[name],
+                floors) for name in trees]
+
+
+def run_floor(contacts: int, fake: Any, folder: Path) -> float:
+    """One run of ``child_floor`` in a fresh process; returns its recipients/s."""
+    config = {"contacts": contacts, "folder": str(folder), "api_key": fake.api_key, "host": fake.url,
+              "html_chars": ISSUE_HTML_CHARS}
+    done = subprocess.run([sys.executable, str(Path(__file__)), "--_floor", json.dumps(config)], cwd=folder,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit("the floor process failed")
+    return contacts / json.loads(done.stdout.strip().splitlines()[-1])["end_to_end"]
 
 
 def profile(backend: str, contacts: int, args: argparse.Namespace, fake: Any, folder: Path) -> None:
@@ -483,18 +636,63 @@ def report(rows: list[Row]) -> None:
         rss = (f"{row.median('vm_before'):.0f}->{row.median('vm_peak'):.0f}" if row.runs[0]["vm_peak"] is not None
                else f"{row.median('rss_before'):.0f}->{row.median('rss_after'):.0f}")
         cpu = f"{row.median('cpu'):.1f}/{row.median('fake_cpu'):.1f}" + (
-            f"/{row.median('db_cpu'):.1f}" if row.runs[0]["db_cpu"] is not None else "")
+            f"/{row.median('own_db_cpu'):.1f}" if row.runs[0]["own_db_cpu"] is not None else "")
         print(f"{row.backend:<10} {row.contacts:>9,} {row.workers:>2} {e2e:>7.2f} {row.contacts / e2e:>8,.0f} "
               f"{spread:>6.0f}% {cpu:>13} {rss:>9} {traced}  "
               + " ".join(f"{phases[p] / total * 100:>5.1f}%" for p in PHASES))
+    print(f"\nfloor ({FLOOR_WHAT}), measured between each configuration's runs:")
+    for row in rows:
+        if row.floors:
+            floor = statistics.median(row.floors)
+            rate = row.contacts / row.median("end_to_end")
+            print(f"  {row.backend:<18} {row.contacts:>9,} x{row.workers}: floor {floor:>8,.0f}/s (median of "
+                  f"{len(row.floors)}), send {rate:>8,.0f}/s = {rate / floor * 100:5.1f}% of it")
     print("\ne2e: start_now (compile again, preflight of the stored email, INSERT ... SELECT) + dispatch wall time; rcpt/s = contacts / e2e;"
           "\nspread: (max - min) / median of the runs' rates; CPU s: the send process / the SendGrid fake during"
-          " start_now + dispatch\n(/ PostgreSQL's server processes, all of them, the same span); RSS: the send process's resident memory before start_now -> its"
+          " start_now + dispatch\n(/ the send's own PostgreSQL backends, by application_name, the same span); RSS: the send process's resident memory before start_now -> its"
           " peak during\nstart_now + dispatch (VmRSS -> VmHWM reset at the start; ru_maxrss, in the run lines, is"
           " inherited from the parent at\nfork/exec on Linux, so it cannot show the send's own peak);\ntraced: tracemalloc peak during dispatch (one extra, untimed run); render includes the"
           " draft's create_issue\n(not in e2e); body: SendGridTransport.build_body; json: SendGridTransport.encode_body"
           " (orjson); http: the rest\nof transport.send (python_http_client and the wait); other: dispatcher time outside its phases"
           " (the per-batch finish_if_done check).")
+
+
+SQLITE_SHARE = 0.60  # of the floor
+POSTGRES_RATE = 30_000  # recipients/s with 2 dispatchers
+FLAT_MEMORY = 1.5  # the 1M traced peak may be at most this many times the 100k one
+# The demo issue's compiled HTML is this long (21,584 characters); the floor's requests carry as much.
+ISSUE_HTML_CHARS = 21_600
+FLOOR_WHAT = "sqlite3 + orjson + sendgrid client, same batches, one process"
+
+
+def summary_rows(rows: list[Row], args: argparse.Namespace) -> list[SummaryRow]:
+    """The headline figures for bench/run_all.py: SQLite against its floor, PostgreSQL with 2
+    dispatchers against its rate, and the traced memory peak (with --million, beside 100k's)."""
+    out = []
+    mine = [row for row in rows if "@" not in row.backend]
+    for row in mine:
+        rate = row.contacts / row.median("end_to_end")
+        floor = statistics.median(row.floors) if row.floors else None
+        what = f"send {row.contacts:,}, {'SQLite' if row.backend == 'sqlite' else 'PostgreSQL'}, {row.workers} dispatchers"
+        if row.backend == "sqlite":
+            out.append(SummaryRow("send_issue", what, rate, "recipients/s", floor, FLOOR_WHAT, ">= 60% of floor",
+                                  None if floor is None else rate >= SQLITE_SHARE * floor))
+        elif row.workers == 2:
+            out.append(SummaryRow("send_issue", what, rate, "recipients/s", floor, FLOOR_WHAT, ">= 30,000/s",
+                                  rate >= POSTGRES_RATE))
+    for row in mine:
+        if row.traced_peak is None:
+            continue
+        what = f"traced peak, send {row.contacts:,}, {row.backend}, {row.workers} dispatchers"
+        small = next((other.traced_peak for other in mine if other.contacts == 100_000 and other.backend == row.backend
+                      and other.workers == row.workers), None)
+        if row.contacts == 1_000_000:
+            out.append(SummaryRow("send_issue", what, row.traced_peak, "MB", small, "traced peak at 100,000",
+                                  "flat: 1M peak <= 1.5 x 100k peak",
+                                  None if small is None else row.traced_peak <= FLAT_MEMORY * small))
+        else:
+            out.append(SummaryRow("send_issue", what, row.traced_peak, "MB"))
+    return out
 
 
 def export_baseline(rev: str, folder: Path) -> Path:
@@ -508,7 +706,8 @@ def export_baseline(rev: str, folder: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, nargs="+", default=[100_000], metavar="N")
-    parser.add_argument("--million", action="store_true", help="send to 1,000,000 contacts (instead of --contacts)")
+    parser.add_argument("--million", action="store_true",
+                        help="send to 100,000 and then 1,000,000 contacts (instead of --contacts): is memory flat?")
     parser.add_argument("--latency-ms", type=float, default=0.0, metavar="MS",
                         help="the fake answers each request this much later (SendGrid's own response time)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1], metavar="K",
@@ -524,12 +723,17 @@ def main() -> None:
                         help="also run the send of git revision REV (its own code, exported with git archive), "
                              "interleaved with this checkout's runs: before and after in one run")
     parser.add_argument("--_send", help=argparse.SUPPRESS)
+    parser.add_argument("--_floor", help=argparse.SUPPRESS)
+    add_summary_argument(parser)
     args = parser.parse_args()
     if args._send:
         print(json.dumps(child_send(json.loads(args._send))))
         return
+    if args._floor:
+        print(json.dumps(child_floor(json.loads(args._floor))))
+        return
     print("reproduce: .venv/bin/python bench/send_issue.py " + " ".join(sys.argv[1:]), flush=True)
-    sizes = [1_000_000] if args.million else args.contacts
+    sizes = [100_000, 1_000_000] if args.million else args.contacts  # 1M's memory beside 100k's
     backends = ([] if args.skip_sqlite else ["sqlite"]) + (["postgresql"] if args.postgres else [])
     from tests.sendgrid_fake import run_in_subprocess
 
@@ -550,6 +754,7 @@ def main() -> None:
     finally:
         fake.stop()
     report(rows)
+    write_summary(args.summary_json, summary_rows(rows, args))
     load = os.getloadavg()
     print(f"\nmachine: {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end "
           "(other processes add noise; compare medians and ratios)")

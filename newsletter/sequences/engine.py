@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from newsletter import health_policy
 from newsletter.config import Settings
 from newsletter.errors import InputError
-from newsletter.models import Delivery, Enrollment, Event, Lease, Sequence, SequenceStep
+from newsletter.models import ENROLLMENT_STEP_CONFLICT, Delivery, Enrollment, Event, Lease, Sequence, SequenceStep
 from newsletter.sequences.windows import Window
 from newsletter.sequences.definition import GoalType, TriggerType
 from subscribers.db import insert_ignoring_conflicts, is_postgresql
@@ -437,7 +437,7 @@ class _Tick:
                       ).where(self.among(Enrollment.id, enrollment_ids))
         self.session.execute(insert_ignoring_conflicts(self.session, Delivery).from_select(
             ["enrollment_id", "step_id", "contact_id", "list_id", "status", "due_at", "attempts", "created_at"], rows,
-        ).on_conflict_do_nothing(index_elements=["enrollment_id", "step_id"]))
+        ).on_conflict_do_nothing(**ENROLLMENT_STEP_CONFLICT))
 
     def _apply(self, changes: dict[Change, list[int]]) -> None:
         """Write the enrolments' new values. Most of a chunk shares them (the same next step, and the
