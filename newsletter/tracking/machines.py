@@ -48,6 +48,13 @@ def machine_reason(*, method: str, user_agent: str | None, ip: str | None, kind:
         return "Apple Mail Privacy Protection"
     if SCANNERS.search(agent):
         return "known scanner or proxy"
-    if kind == EventType.CLICK and submitted_at is not None and now is not None and now - submitted_at < TOO_SOON:
+    if kind == EventType.CLICK:
+        return too_soon(submitted_at, now)
+    return None
+
+
+def too_soon(submitted_at: datetime | None, now: datetime | None) -> str | None:
+    """The one label that needs the delivery: a click within seconds of its email being sent."""
+    if submitted_at is not None and now is not None and now - submitted_at < TOO_SOON:
         return "clicked within seconds of sending"
     return None
