@@ -51,7 +51,7 @@ class CachedLink:
     location: bytes  # the Location header of the redirect, as Starlette's RedirectResponse writes it
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Seen:
     """A click or an open to record: what the drain needs to make the event as ``first_party`` would."""
 

@@ -19,6 +19,7 @@ the request earned and the time. No address, user agent or IP address is written
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import logging
@@ -58,6 +59,16 @@ def read_lines(fd: int, offset: int, end: int | None, limit: int) -> list[bytes]
         return []
     data = os.pread(fd, min(size - offset, limit * RECORD_BYTES), offset)
     return data[:data.rfind(b"\n") + 1].splitlines()[:limit]
+
+
+def _resolve(futures: list[asyncio.Future[None]], error: OSError | None) -> None:
+    for done in futures:
+        if done.cancelled():
+            continue  # the client went away meanwhile
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
 
 
 def _lock(fd: int) -> bool:
@@ -105,7 +116,7 @@ class EventLog:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._cond = threading.Condition()
-        self._pending: list[tuple[bytes, Future[None]]] = []
+        self._pending: list[tuple[bytes, Future[None] | asyncio.Future[None]]] = []
         self._io = threading.Lock()  # held while writing and fsyncing, and to replace the file
         self._closing = False
         self.broken: str | None = None  # why appends fail at once (the log could not be made)
@@ -131,13 +142,22 @@ class EventLog:
     def append(self, line: bytes) -> Future[None]:
         """A future resolved once ``line`` is durable, or failed with the OSError that kept it off."""
         done: Future[None] = Future()
+        self._add(line, done)
+        return done
+
+    def append_async(self, line: bytes) -> asyncio.Future[None]:
+        """``append`` for a coroutine: the writer wakes each event loop once per fsync, not per record."""
+        done = asyncio.get_running_loop().create_future()
+        self._add(line, done)
+        return done
+
+    def _add(self, line: bytes, done: Future[None] | asyncio.Future[None]) -> None:
         if self.broken is not None:
-            done.set_exception(OSError(f"the tracking log is unavailable ({self.broken})"))
-            return done
+            self._settle([done], OSError(f"the tracking log is unavailable ({self.broken})"))
+            return
         with self._cond:
             self._pending.append((line, done))
             self._cond.notify()
-        return done
 
     def _write_loop(self) -> None:
         while True:
@@ -147,13 +167,22 @@ class EventLog:
                 batch, self._pending = self._pending, []
             if not batch:
                 return  # closing, and nothing left to write
-            data = b"".join(line for line, _ in batch)
-            error = self._write(data)
-            for _, done in batch:
-                if error is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(error)
+            error = self._write(b"".join(line for line, _ in batch))
+            self._settle([done for _, done in batch], error)
+
+    @staticmethod
+    def _settle(waiting: list[Future[None] | asyncio.Future[None]], error: OSError | None) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for done in waiting:
+            if isinstance(done, asyncio.Future):
+                by_loop.setdefault(done.get_loop(), []).append(done)
+            elif error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+        for loop, futures in by_loop.items():
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve, futures, error)
 
     def _write(self, data: bytes) -> OSError | None:
         with self._io:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 from datetime import datetime, timedelta
 
 from subscribers.states import EventType
@@ -51,6 +52,13 @@ def machine_reason(*, method: str, user_agent: str | None, ip: str | None, kind:
     if kind == EventType.CLICK:
         return too_soon(submitted_at, now)
     return None
+
+
+@lru_cache(maxsize=4096)
+def request_reason(method: str, user_agent: str | None, ip: str | None, kind: str) -> str | None:
+    """``machine_reason`` of the request alone (no delivery), remembered: scanners and browsers come
+    back with the same agent and address, and a burst asks thousands of times a second."""
+    return machine_reason(method=method, user_agent=user_agent, ip=ip, kind=kind)
 
 
 def too_soon(submitted_at: datetime | None, now: datetime | None) -> str | None:

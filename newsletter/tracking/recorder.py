@@ -9,7 +9,6 @@ redirect never fails because of our bookkeeping, and an unrecorded click is neve
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from datetime import datetime
@@ -21,7 +20,7 @@ from newsletter.database import Database
 from newsletter.tracking.answers import Answer, Answers, CachedLink, Miss, Seen
 from newsletter.tracking.drain import Drainer, apply
 from newsletter.tracking.event_log import EventLog, encode
-from newsletter.tracking.machines import machine_reason
+from newsletter.tracking.machines import request_reason
 from subscribers.db import utcnow
 from subscribers.states import EventType
 
@@ -93,12 +92,12 @@ class Tracker:
     async def _record(self, answer: Answer, kind: str, method: str, agent: str | None, ip: str | None) -> None:
         seen = Seen(kind, answer.mode, answer.delivery_id, answer.issue_id, answer.step_id,
                     answer.link.id if answer.link is not None else None,
-                    machine_reason(method=method, user_agent=agent, ip=ip, kind=kind), utcnow())
+                    request_reason(method, agent, ip, kind), utcnow())
         if self.log is None:
             self.start()
         assert self.log is not None
         try:
-            await asyncio.wrap_future(self.log.append(encode(seen)))
+            await self.log.append_async(encode(seen))
         except OSError:
             await run_in_threadpool(self._direct, seen)
 
