@@ -21,14 +21,16 @@ from __future__ import annotations
 import hmac
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
 from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
-from newsletter.database import Database
 from newsletter.models import Delivery, Issue, Link, Sequence, SequenceStep
 from newsletter.urls import ANONYMOUS_TOKEN, MAX_LEDGER_ID, TEST_TOKEN, DeliveryLinks, pixel_email, url_id
 
@@ -82,8 +84,8 @@ NOT_A_LINK = Answer(False)
 class Answers:
     """The answer-time half of first-party tracking, for one web process."""
 
-    def __init__(self, settings: Settings, db: Database) -> None:
-        self.db = db
+    def __init__(self, settings: Settings, read: Callable[[], AbstractContextManager[Session]]) -> None:
+        self._read = read  # a read-only session (``Database.snapshot``)
         self._tokens = DeliveryLinks(settings)
         self._links: OrderedDict[int, CachedLink] = OrderedDict()
         self._blocks: OrderedDict[int, dict[int, tuple[int | None, int | None]]] = OrderedDict()
@@ -147,7 +149,7 @@ class Answers:
             return cached
         if offline:
             raise Miss
-        with self.db.snapshot() as s:
+        with self._read() as s:
             row = s.execute(select(Link.issue_id, Link.step_id, Link.url).where(Link.id == number)).first()
         if row is None:
             return None
@@ -164,7 +166,7 @@ class Answers:
             return cached[0]
         if offline:
             raise Miss
-        with self.db.snapshot() as s:
+        with self._read() as s:
             if issue_id is not None:
                 mode = s.scalar(select(Issue.tracking).where(Issue.id == issue_id)) or "off"
             else:
@@ -179,7 +181,7 @@ class Answers:
         if offline:
             raise Miss
         about = Delivery.issue_id == issue_id if issue_id is not None else Delivery.step_id == step_id
-        with self.db.snapshot() as s:
+        with self._read() as s:
             sent = bool(s.scalar(select(exists().where(about))))
         if sent:
             self._went_out.add((issue_id, step_id))
@@ -193,7 +195,7 @@ class Answers:
         if offline:
             raise Miss
         first = delivery_id // BLOCK * BLOCK
-        with self.db.snapshot() as s:
+        with self._read() as s:
             rows = s.execute(select(Delivery.id, Delivery.issue_id, Delivery.step_id)
                              .where(Delivery.id >= first, Delivery.id < first + BLOCK)).all()
         self._blocks[delivery_id // BLOCK] = {row.id: (row.issue_id, row.step_id) for row in rows}

@@ -28,8 +28,7 @@ from newsletter.models import Delivery, Event, Link, TrackingLogProgress
 from newsletter.sending import ledger
 from newsletter.tracking.answers import Seen
 from newsletter.tracking.event_log import EventLog, decode, orphans, read_lines, ROTATE_BYTES
-from newsletter.tracking.first_party import ALL_AT_ONCE, ALL_AT_ONCE_LINKS
-from newsletter.tracking.machines import too_soon
+from newsletter.tracking.machines import ALL_AT_ONCE, ALL_AT_ONCE_LINKS, BURST, too_soon
 from subscribers.db import utcnow
 from subscribers.states import IN_REQUEST, DeliveryStatus, EventType
 
@@ -37,11 +36,11 @@ log = logging.getLogger("newsletter.tracking")
 BATCH = 1000  # records a transaction
 IDLE = 0.25  # seconds between looks at the log when it is drained
 ORPHAN_LOOK = 10.0  # seconds between looks for logs that processes which died left behind
-BURST = "clicked every link at once"
 
 
 def apply(session: Session, records: list[Seen]) -> int:
-    """Make the events of ``records`` (in the order they were answered); returns how many."""
+    """Make the events of ``records`` (in the order they were answered); returns how many. The one
+    home of how a first-party open or click becomes an event, for the drain and the direct path."""
     wanted = {r.delivery_id for r in records if r.delivery_id is not None}
     deliveries = {row.id: [row.contact_id, row.submitted_at, row.status] for row in session.execute(
         select(Delivery.id, Delivery.contact_id, Delivery.submitted_at, Delivery.status).where(Delivery.id.in_(wanted)))
@@ -66,7 +65,7 @@ def apply(session: Session, records: list[Seen]) -> int:
         if delivery is not None:
             if r.kind == EventType.CLICK and reason is None:
                 human.append((r.delivery_id, r.at))
-            if delivery[2] in IN_REQUEST:  # as ``ledger.resolve_accepted`` leaves it (first_party._settle)
+            if delivery[2] in IN_REQUEST:  # as ``ledger.resolve_accepted`` leaves it 
                 settle.append((r.delivery_id, r.at))
                 delivery[1:] = [r.at, DeliveryStatus.SUBMITTED]
     if rows:
@@ -78,8 +77,8 @@ def apply(session: Session, records: list[Seen]) -> int:
 
 
 def _label_bursts(session: Session, human: list[tuple[int, datetime]]) -> None:
-    """``first_party._label_all_at_once`` for a batch: each human click looks back ``ALL_AT_ONCE`` at
-    its delivery's clicks; three links or more, and every click in that window is a machine's. Human
+    """A scanner opens every link of an email in a burst: each human click looks back ``ALL_AT_ONCE``
+    at its delivery's clicks; three links or more, and every click in that window is a machine's. Human
     clicks already stored that end a window reaching into this batch are looked at again (a log
     drained late can complete another process's burst)."""
     if not human:

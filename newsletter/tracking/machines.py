@@ -29,6 +29,9 @@ SCANNERS = re.compile(
     re.IGNORECASE,
 )
 TOO_SOON = timedelta(seconds=10)  # nobody reads and clicks within seconds of delivery
+ALL_AT_ONCE = timedelta(seconds=5)  # a person does not click three links of one email in five seconds
+ALL_AT_ONCE_LINKS = 3
+BURST = "clicked every link at once"
 
 
 def machine_reason(*, method: str, user_agent: str | None, ip: str | None, kind: str,

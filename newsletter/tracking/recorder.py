@@ -32,7 +32,7 @@ class Tracker:
         assert settings.tracking_log_dir is not None
         self.folder = settings.tracking_log_dir
         self.db = db
-        self.answers = Answers(settings, db)
+        self.answers = Answers(settings, db.snapshot)
         self.log: EventLog | None = None
         self.drainer: Drainer | None = None
         self.direct = 0  # events written to the database directly (the log could not take them)
