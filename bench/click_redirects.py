@@ -26,6 +26,7 @@ import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,7 @@ PATHS = 200_000  # at most this many distinct request paths in a wrk script
 # Files whose frames wrap everything (the command line, the event loop, threads): left out of "total".
 WRAPPERS = {"core.py", "main.py", "_compat.py", "base_events.py", "server.py", "system.py", "common.py",
             "threading.py", "contextlib.py", "events.py", "runners.py", "_asyncio.py", "_api.py"}
+PROFILE_MODE = os.environ.get("CLICKS_PROFILE_MODE", "--gil").split()
 SHARE, P99_MS = 0.25, 50.0  # targets: at least a quarter of the floor's rate; p99 under 50 ms
 
 LUA = r"""
@@ -242,7 +244,7 @@ def profiled(folder: Path | None, pid: int, name: str, seconds: int) -> Iterator
     folder.mkdir(parents=True, exist_ok=True)
     raw = folder / f"{name}.txt"
     spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--subprocesses", "--duration", str(seconds),
-                            "--rate", "200", "--gil", "--format", "raw", "--output", str(raw), "--nonblocking"],
+                            "--rate", "200", *PROFILE_MODE, "--format", "raw", "--output", str(raw), "--nonblocking"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield
@@ -276,6 +278,25 @@ def top_frames(raw: Path, count: int = 15) -> str:
     return "\n".join(lines)
 
 
+def fsync_ms(folder: Path, count: int = 200) -> tuple[float, float]:
+    """Median and p99 of a 100-byte append + fdatasync in ``folder`` (where the tracking logs go): a
+    durable answer waits for one, so ``connections / fsync`` bounds the answers per second."""
+    path = folder / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    times = []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            os.write(fd, b"x" * 100)
+            os.fdatasync(fd)
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        os.close(fd)
+        path.unlink()
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.99) - 1]
+
+
 # Running ----------------------------------------------------------------------------------------------
 
 
@@ -296,6 +317,7 @@ def bench(db: Database, label: str, workers: int, folder: Path, args: argparse.N
     where = f"{label}, {workers} process{'es' if workers > 1 else ''}"
     with serving(env, workers, floor=True) as (base, _):
         floor = wrk(base, "/", lua, None, 302, args)
+    fsync_median, fsync_p99 = fsync_ms(var_dir)
     results: dict[str, Result] = {}
     if args.app_root:
         env["PYTHONPATH"] = str(args.app_root)  # serve another checkout's code (a before/after comparison)
@@ -318,6 +340,9 @@ def bench(db: Database, label: str, workers: int, folder: Path, args: argparse.N
                         ("open", "GET /o/<token>/<key>.gif")):
         r = results[name]
         print(f"  {title:32} {r.rate:>11,.0f} {r.mean_ms:>8.2f} {r.p99_ms:>7.2f} {r.rate / floor.rate:>9.0%}")
+    print(f"  fsync in the var dir (before the runs): median {fsync_median:.2f} ms, p99 {fsync_p99:.2f} ms: at most "
+          f"~{args.connections / fsync_median * 1000:,.0f} durable answers/s at {args.connections} connections "
+          "(one fsync per group of waiting requests)")
     print(f"  answered {results['click'].requests:,} clicks, {clicks_stored:,} stored (drained {lag_click:.1f} s "
           f"after the run); {results['open'].requests:,} opens, {opens_stored:,} stored ({lag_open:.1f} s)")
     if clicks_stored < results["click"].requests or opens_stored < results["open"].requests:

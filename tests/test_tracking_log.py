@@ -159,7 +159,7 @@ def test_a_partly_drained_log_is_replayed_from_where_it_stopped(settings: Settin
     assert settings.tracking_log_dir is not None
     log = EventLog(settings.tracking_log_dir)
     for d in deliveries:
-        log.append(encode(Seen("click", "full", d, issue_id, None, links[0], None, utcnow()))).result(10)
+        log.append(encode(Seen("click", "full", d, issue_id, None, links[0], None, utcnow())))
     monkeypatch.setattr(drain, "BATCH", 4)
     first = Drainer(db, log)
     assert first.drain_own() == 4

@@ -38,6 +38,7 @@ MODE_TTL = 5.0  # seconds an email's tracking mode is believed before it is read
 BLOCK = 1024  # deliveries loaded together on a miss
 MAX_BLOCKS = 512  # at most ~half a million deliveries' emails in memory (a few tens of MB)
 MAX_LINKS = 100_000
+MAX_TOKENS = 100_000
 
 
 class Miss(Exception):
@@ -87,6 +88,7 @@ class Answers:
     def __init__(self, settings: Settings, read: Callable[[], AbstractContextManager[Session]]) -> None:
         self._read = read  # a read-only session (``Database.snapshot``)
         self._tokens = DeliveryLinks(settings)
+        self._genuine: dict[str, int] = {}  # tokens verified, oldest first
         self._links: OrderedDict[int, CachedLink] = OrderedDict()
         self._blocks: OrderedDict[int, dict[int, tuple[int | None, int | None]]] = OrderedDict()
         self._modes: dict[tuple[int | None, int | None], tuple[str, float]] = {}
@@ -135,10 +137,16 @@ class Answers:
 
     def delivery_id(self, token: str) -> int | None:
         """``urls.delivery_from_token`` with one HMAC: the token must be exactly the one we made."""
+        known = self._genuine.get(token)
+        if known is not None:
+            return known
         value, dot, _ = token.partition(".")
         delivery_id = url_id(value, largest=MAX_LEDGER_ID) if dot else None
         if delivery_id is None or not hmac.compare_digest(self._tokens.token(delivery_id), token):
             return None
+        self._genuine[token] = delivery_id  # a scanner follows every link of an email: same token, again
+        if len(self._genuine) > MAX_TOKENS:
+            self._genuine.pop(next(iter(self._genuine)))
         return delivery_id
 
     # Cached reads -----------------------------------------------------------------------------------

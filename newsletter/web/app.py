@@ -21,7 +21,6 @@ from newsletter.web.live_settings import AppliedSettings
 from newsletter.web.api.app import PREFIX as API_PREFIX, create_api
 from newsletter.web.ratelimit import RateLimiter
 from newsletter.web.security_headers import SecurityHeaders
-from newsletter.web.tracking import FastTracking
 from newsletter.web.sendgrid_webhook import router as sendgrid_webhook_router
 from newsletter.web.sendgrid_webhook import warn_if_unsigned
 from newsletter.web.staff import account as staff_account
@@ -75,7 +74,6 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.add_middleware(PublicFormBodyLimit)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(AppliedSettings, live=app.state.live_settings, state=app.state)
-    app.add_middleware(FastTracking, tracker=tracker)  # outermost: clicks and pixels skip the rest
     app.include_router(pages.router)
     app.include_router(consultation.router)
     app.include_router(embed.router)

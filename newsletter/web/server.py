@@ -24,9 +24,20 @@ FACTORY = "newsletter.web.server:app_from_environment"  # what each of several w
 
 def server_config(app: Any, settings: Settings, host: str, port: int, workers: int = 1) -> uvicorn.Config:
     trusted = list(settings.trusted_proxies)
-    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+    return uvicorn.Config(served(app), host=host, port=port, log_level="warning", access_log=False,
                           proxy_headers=bool(trusted), forwarded_allow_ips=trusted, workers=workers,
                           factory=isinstance(app, str))
+
+
+def served(app: Any) -> Any:
+    """What uvicorn runs: the app behind its tracking fast path (``web/tracking.py``: clicks and pixels
+    answered before FastAPI and its middleware are entered), when it is the product's app."""
+    tracker = getattr(getattr(app, "state", None), "tracker", None)
+    if tracker is None:
+        return app  # an import string (each worker process wraps its own), or another ASGI app
+    from newsletter.web.tracking import FastTracking
+
+    return FastTracking(app, tracker)
 
 
 def check_workers(settings: Settings, workers: int) -> None:
@@ -44,7 +55,7 @@ def app_from_environment() -> Any:
     from newsletter.web.app import create_app
 
     settings = get_settings()
-    return create_app(settings, open_database(settings))
+    return served(create_app(settings, open_database(settings)))
 
 
 def run(config: uvicorn.Config) -> uvicorn.Server:
