@@ -183,8 +183,9 @@ def serving(env: dict[str, str], workers: int, floor: bool) -> Iterator[tuple[st
     else:
         command = [sys.executable, "-c", "from newsletter.cli import app; app()", "serve", "--web-only",
                    "--port", str(port)] + (["--workers", str(workers)] if workers > 1 else [])
+    errors = open(Path(env["NEWSLETTER_VAR_DIR"]) / f"serve-{port}.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(command, cwd=ROOT if floor else env.get("PYTHONPATH", ROOT), env=env,
-                               stdout=subprocess.DEVNULL, start_new_session=True)
+                               stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -204,6 +205,10 @@ def serving(env: dict[str, str], workers: int, floor: bool) -> Iterator[tuple[st
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        errors.close()
+        for line in Path(errors.name).read_text().splitlines():
+            if "tracking log:" in line or "ERROR" in line:
+                print("  server: " + line.split(": ", 1)[-1] if "tracking log:" in line else "  server: " + line)
 
 
 def wrk(base: str, path: str, lua: Path, paths: Path | None, expect: int, args: argparse.Namespace) -> Result:

@@ -5,8 +5,8 @@ answer may come before its row is in the events table and still no acknowledged 
 drain (``drain``) moves records into the table in batches, and a log left by a process that died is
 replayed by whichever process finds it first.
 
-- Group commit: the records of every request answered in one turn of the event loop are written with
-  one write and one ``fdatasync``; concurrent requests share it.
+- Group commit: the records of the requests that arrive within a millisecond of each other are written
+  with one write and one ``fdatasync``; concurrent requests share it.
 - Ownership is a file lock (``flock``): a process holds an exclusive lock on its own log for as long as
   it runs, and the kernel releases it when the process dies however it dies (``kill -9`` included). A
   log nobody holds is an orphan; the first process to lock it drains it and deletes it.
@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -35,6 +36,7 @@ from newsletter.tracking.answers import Seen
 log = logging.getLogger("newsletter.tracking")
 PREFIX, SUFFIX = "events-", ".log"
 EPOCH, MICROSECOND = datetime(1970, 1, 1, tzinfo=timezone.utc), timedelta(microseconds=1)
+GATHER = 0.001  # seconds a group commit waits for more records (PostgreSQL's commit_delay, in effect)
 RECORD_BYTES = 400  # more than any record takes
 ROTATE_BYTES = 16 * 2**20  # a fully drained log larger than this is replaced by a fresh one
 
@@ -110,6 +112,8 @@ class EventLog:
         self.broken: str | None = None  # why appends fail at once (the log could not be made)
         self.name, self.fd = "", -1
         self.durable = 0  # bytes written and fsynced: what the drain may read
+        self.records = self.fsyncs = 0
+        self.fsync_seconds = 0.0  # time spent waiting for fsyncs (the bound on answers/s: see the bench)
         try:
             self.name, self.fd = self._new_file()
         except OSError as exc:
@@ -133,14 +137,14 @@ class EventLog:
 
     def append_async(self, line: bytes) -> asyncio.Future[None]:
         """A future resolved once ``line`` is durable (or failed with the OSError that kept it off).
-        Group commit: every record appended during one turn of the event loop is written with one
-        write and one fsync at the start of the next turn. The fsync runs on the loop itself (a
-        fraction of a millisecond on a local disk): handing it to a thread costs more, in waits for
-        the GIL, than it saves."""
+        Group commit: the records appended within ``GATHER`` of the first one (the requests that
+        arrived meanwhile, while the loop kept reading them) are written with one write and one
+        fsync. The fsync runs on the loop itself: handing it to a thread costs more, in waits for the
+        GIL, than it saves."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         if not self._pending:
-            loop.call_soon(self._flush)
+            loop.call_later(GATHER, self._flush)
         self._pending.append((line, done))
         return done
 
@@ -165,7 +169,9 @@ class EventLog:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(self.fd, view):]
+                started = time.perf_counter()
                 os.fdatasync(self.fd)
+                self.fsync_seconds += time.perf_counter() - started
             except OSError as exc:
                 try:  # never leave half a record in the log
                     os.ftruncate(self.fd, self.durable)
@@ -175,6 +181,8 @@ class EventLog:
                           exc.strerror or exc)
                 return exc
             self.durable += len(data)
+            self.records += data.count(b"\n")
+            self.fsyncs += 1
             return None
 
     def rotate(self) -> tuple[str, int, int] | None:
@@ -195,3 +203,6 @@ class EventLog:
     def close(self) -> None:
         """Write what is pending (the file stays, locked, for the drain to finish and delete)."""
         self._flush()
+        if self.fsyncs:
+            log.info("tracking log: %d records in %d fsyncs (%.1f a group), %.2f ms a fsync on average",
+                     self.records, self.fsyncs, self.records / self.fsyncs, 1000 * self.fsync_seconds / self.fsyncs)
