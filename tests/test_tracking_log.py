@@ -307,3 +307,34 @@ def test_the_fast_path_answers_with_the_headers_the_app_gave(live_server: LiveSe
         assert click[name] == pixel[name] == healthz[name], name
     assert click["referrer-policy"] == "no-referrer" and click["cache-control"] == "no-store"
     assert pixel["cache-control"] == "no-store, private" and pixel["content-type"] == "image/gif"
+
+
+def test_bursts_are_labelled_the_same_in_one_batch_or_one_by_one(settings: Settings, db: Database) -> None:
+    """Random clicks (four links, some machine, a few seconds apart or less) made into events one by
+    one, as the direct path does, and in a single batch, as the drain does: the same labels."""
+    import random
+
+    rng = random.Random(19)
+    one_by_one = send_issue(settings, db, 6, subject="One by one")
+    batched = send_issue(settings, db, 0, subject="Batched")
+    start = utcnow()
+    clicks = sorted((start + timedelta(milliseconds=rng.randrange(20_000)), rng.randrange(6), rng.randrange(4),
+                     rng.choice([None, None, None, "HEAD request"])) for _ in range(80))
+
+    def seen(issue: tuple[int, list[int], list[int]], at, reader: int, link: int, reason: str | None) -> Seen:  # noqa: ANN001
+        issue_id, links, deliveries = issue
+        return Seen("click", "full", deliveries[reader], issue_id, None, links[link], reason, at)
+
+    for click in clicks:
+        with db.session() as s:
+            drain.apply(s, [seen(one_by_one, *click)])
+    with db.session() as s:
+        drain.apply(s, [seen(batched, *click) for click in clicks])
+
+    def labels(issue_id: int) -> list[tuple[bool, str | None]]:
+        with db.session() as s:
+            return s.execute(select(Event.machine, Event.reason).where(Event.issue_id == issue_id)
+                             .order_by(Event.id)).tuples().all()
+
+    assert labels(batched[0]) == labels(one_by_one[0])
+    assert ("clicked every link at once" in {reason for _, reason in labels(batched[0])})

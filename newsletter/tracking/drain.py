@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select, update
@@ -93,13 +93,23 @@ def _label_bursts(session: Session, human: list[tuple[int, datetime]]) -> None:
                                       Event.occurred_at >= lo, Event.occurred_at <= hi)):
         clicks[row.delivery_id].append(row)
     burst: set[int] = set()
-    for delivery_id, rows in clicks.items():
+    for delivery_id, rows in clicks.items():  # each window slides over the delivery's clicks in time order
+        rows.sort(key=lambda row: row.occurred_at)
+        links: Counter[int] = Counter()
+        start = stop = 0
         for end in rows:
-            if end.machine or end.occurred_at < first[delivery_id]:
-                continue
-            window = [row for row in rows if end.occurred_at - ALL_AT_ONCE <= row.occurred_at <= end.occurred_at]
-            if len({row.link_id for row in window if row.link_id is not None}) >= ALL_AT_ONCE_LINKS:
-                burst.update(row.id for row in window)
+            while stop < len(rows) and rows[stop].occurred_at <= end.occurred_at:
+                if rows[stop].link_id is not None:
+                    links[rows[stop].link_id] += 1
+                stop += 1
+            while rows[start].occurred_at < end.occurred_at - ALL_AT_ONCE:
+                if rows[start].link_id is not None:
+                    links[rows[start].link_id] -= 1
+                    if not links[rows[start].link_id]:
+                        del links[rows[start].link_id]
+                start += 1
+            if not end.machine and end.occurred_at >= first[delivery_id] and len(links) >= ALL_AT_ONCE_LINKS:
+                burst.update(row.id for row in rows[start:stop])
     if burst:
         session.execute(update(Event).where(Event.id.in_(burst)).values(machine=True, reason=BURST)
                         .execution_options(synchronize_session=False))
