@@ -33,8 +33,9 @@ from subscribers.db import utcnow
 from subscribers.states import IN_REQUEST, DeliveryStatus, EventType
 
 log = logging.getLogger("newsletter.tracking")
-BATCH = 1000  # records a transaction
-IDLE = 0.5  # seconds between looks at the log when it is drained (fewer, larger batches)
+BATCH = 5000  # records a transaction
+IDLE = 2.0  # seconds between looks at the log when it is drained: fewer, larger batches (each reads the
+# clicks of the seconds around it again to find bursts, so short batches read the same rows many times)
 ORPHAN_LOOK = 10.0  # seconds between looks for logs that processes which died left behind
 
 
