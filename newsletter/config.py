@@ -153,6 +153,10 @@ class Settings(BaseSettings):
     # Tracking and webhooks
     test_send_limit: int = Field(5, ge=1, le=20, description="The most addresses one test send may go to (from 1 to 20).")
     tracking: str = Field("full", description="Default first-party tracking of new issues and sequences: full | anonymous | off.")
+    tracking_log_dir: Path | None = Field(
+        None, description="Where each web process appends (and fsyncs) the clicks and opens it answered before they "
+                          "reach the events table; a log left by a process that died is replayed by the next one. "
+                          "Local disk; default <var_dir>/tracking.")
     sendgrid_webhook_public_key: SecretStr | None = Field(
         None, validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY",
         description="SendGrid Event Webhook verification key (base64 ECDSA public key); unset: webhook posts are "
@@ -425,6 +429,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.var_dir / 'newsletter.db'}"
         if self.outbox_dir is None:
             self.outbox_dir = self.var_dir / "outbox"
+        if self.tracking_log_dir is None:
+            self.tracking_log_dir = self.var_dir / "tracking"
         if self.tracking not in ("full", "anonymous", "off"):
             raise ValueError(f"NEWSLETTER_TRACKING must be full, anonymous or off, not {self.tracking!r}")
         if self.transport is None:

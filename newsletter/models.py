@@ -480,6 +480,18 @@ class Event(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class TrackingLogProgress(Base):
+    """How far a web process's tracking log (``newsletter.tracking.event_log``) has been drained into
+    the events table: updated in the same transaction as the events it drained, so replaying a log
+    after a crash starts exactly after the last committed event (none twice, none lost)."""
+
+    __tablename__ = "tracking_log_progress"
+
+    log: Mapped[str] = mapped_column(String(100), primary_key=True)  # the log file's name (unique per process)
+    offset: Mapped[int] = mapped_column(BigInteger)  # bytes of the log already in the events table
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class Link(Base):
     """A link in a compiled email. Click URLs carry its id and a delivery token; the redirect target
     is read from here, so a tampered URL can never send anyone elsewhere."""

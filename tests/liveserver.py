@@ -41,6 +41,11 @@ class LiveServer:
         background (confirmation emails are queued by the forms and sent here)."""
         return Dispatcher(self.settings, self.db, self.transport).run_until_idle()
 
+    def drained(self) -> None:
+        """Every click and open answered so far is in the events table when this returns (the app
+        writes them to its tracking log before answering and drains the log in the background)."""
+        self.app.state.tracker.flush()  # type: ignore[attr-defined]
+
     def emails(self) -> list[EmailMessage]:
         """Every message the outbox transport wrote, oldest first."""
         return [

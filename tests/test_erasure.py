@@ -111,6 +111,7 @@ def send_and_engage(server: LiveServer, db: Database, people: list[Person]) -> d
         with httpx.Client(headers={"User-Agent": BROWSER}) as client:
             assert client.get(pixel).status_code == 200
             assert client.get(click, follow_redirects=False).status_code == 302
+    server.drained()
     return deliveries
 
 

@@ -176,6 +176,7 @@ def test_an_open_of_the_email_itself_settles_its_batch(
     pixel = re.search(r'<img src="https?://[^/"]+(/o/[^"]+\.gif)"', html).group(1)
     answer = httpx.get(live_server.url + pixel, headers={"User-Agent": "Mozilla/5.0 (iPhone) Mobile/15E148"})
     assert answer.headers["content-type"] == "image/gif"
+    live_server.drained()
     with db.session() as s:
         states = dict(s.execute(select(Delivery.id, Delivery.status).where(Delivery.issue_id == issue_id)).all())
     assert states[int(opened.custom_args["delivery_id"])] == "submitted"

@@ -102,6 +102,7 @@ def test_a_token_opens_only_its_own_emails_links(live_server: LiveServer, db: Da
             assert client.get(f"{base}/o/{emails.token}/i{issue_id}.gif").status_code == 200
         for issue_id in (emails.sent, emails.other_sent, emails.draft, emails.anonymous_draft):
             assert client.get(f"{base}/o/anon/i{issue_id}.gif").status_code == 200
+        live_server.drained()
         assert recorded(db) == before
         assert client.get(f"{base}/o/anon/i{emails.anonymous}.gif").status_code == 200
 
@@ -110,6 +111,7 @@ def test_a_token_opens_only_its_own_emails_links(live_server: LiveServer, db: Da
         assert answer.status_code == 302
         anonymous_link = link_ids(db, emails.anonymous)[0]
         assert client.get(f"{base}/c/anon/{anonymous_link}", follow_redirects=False).status_code == 302
+    live_server.drained()
     with db.session() as s:
         clicks = s.execute(select(Event.issue_id, Event.link_id, Event.delivery_id.is_not(None))
                            .where(Event.type == "click").order_by(Event.id)).all()
@@ -174,6 +176,7 @@ def test_fuzz_public_email_urls_never_fail_or_record(live_server: LiveServer, db
         check()
     finally:
         client.close()
+    live_server.drained()
     assert recorded(db) == before
 
 

@@ -66,27 +66,28 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     background: Annotated[bool, typer.Option("--background/--web-only", help="Also run the scheduler and the "
                                              "dispatchers in this process (the embedded default).")] = True,
+    workers: Annotated[int, typer.Option(help="Web processes sharing the port (PostgreSQL only); the scheduler "
+                                         "and dispatchers, if any, run once, in the parent process.")] = 1,
 ) -> None:
     """Run the web app (sign-up, confirm, preferences, unsubscribe, view online), and by default the
     scheduler and the dispatchers too, so the embedded default is one process."""
     import threading
 
-    import uvicorn
-
     import scheduler as scheduler_module
     from newsletter.sending.worker import run_worker
     from newsletter.transports import get_transport
     from newsletter.web.app import create_app
-    from newsletter.web.server import server_config
+    from newsletter.web.server import FACTORY, check_workers, run, server_config
 
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per job run
     settings = get_settings()
+    check_workers(settings, workers)
     db = open_database(settings)
     transport = get_transport(settings)
-    app_ = create_app(settings, db)
+    app_ = create_app(settings, db) if workers == 1 else FACTORY
     stop = threading.Event()
     jobs = sending = None
     if background:
@@ -97,10 +98,12 @@ def serve(
         sending.start()
     out.print(f"Serving {settings.org_name} on http://{host}:{port}/ (Ctrl-C stops). "
               f"Emails go to the {settings.transport} transport"
-              + (f" in {settings.outbox_dir}/" if settings.transport == "outbox" else "") + ".", highlight=False)
-    server = uvicorn.Server(server_config(app_, settings, host, port))
+              + (f" in {settings.outbox_dir}/" if settings.transport == "outbox" else "") + "."
+              + (f" {workers} web processes." if workers > 1 else ""), highlight=False)
+    config = server_config(app_, settings, host, port, workers)
+    server = None
     try:
-        server.run()
+        server = run(config)
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it caught once it has shut down
         pass
     finally:
@@ -109,5 +112,5 @@ def serve(
             jobs.shutdown(wait=False)
         if sending is not None:  # the requests in hand get their answers recorded (at most one timeout)
             sending.join(timeout=settings.sendgrid_timeout + 5)
-    if not server.started:
+    if server is not None and workers == 1 and not server.started:
         raise typer.Exit(3)  # uvicorn logged why (e.g. the port is taken), as uvicorn.run exits

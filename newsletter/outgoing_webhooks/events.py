@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.models import Event
 from newsletter.outgoing_webhooks.models import WebhookCursor, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from newsletter.tracking.first_party import ALL_AT_ONCE
+from newsletter.tracking.machines import ALL_AT_ONCE
 from subscribers.db import insert_ignoring_conflicts, serialized
 from subscribers.models import Booking, ConsentEvent, Lead, LeadStageChange
 from subscribers.states import EventType, WebhookDeliveryStatus, WebhookEndpointState
@@ -38,8 +38,10 @@ from subscribers.states import EventType, WebhookDeliveryStatus, WebhookEndpoint
 LOOKBACK = 100  # ids below the cursor read again each scan (late commits)
 BATCH = 500  # source rows read per source per scan
 CAPTURE_LOCK = 0x57E8_400C  # PostgreSQL advisory lock: one capture at a time (SQLite writes one at a time anyway)
-# A click is sent once it is old enough that a scanner's burst would have relabelled it as a machine's.
-CLICK_SETTLE = ALL_AT_ONCE + timedelta(seconds=1)
+# A click is sent once it is old enough that a scanner's burst would have relabelled it as a machine's:
+# the burst's last click is in the events table once its web process's tracking log is drained (within
+# a second or so; ten more cover a backlog after a burst, or another process's log drained later).
+CLICK_SETTLE = ALL_AT_ONCE + timedelta(seconds=11)
 
 
 class WebhookEventType(StrEnum):

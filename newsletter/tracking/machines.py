@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 from datetime import datetime, timedelta
 
 from subscribers.states import EventType
@@ -28,6 +29,9 @@ SCANNERS = re.compile(
     re.IGNORECASE,
 )
 TOO_SOON = timedelta(seconds=10)  # nobody reads and clicks within seconds of delivery
+ALL_AT_ONCE = timedelta(seconds=5)  # a person does not click three links of one email in five seconds
+ALL_AT_ONCE_LINKS = 3
+BURST = "clicked every link at once"
 
 
 def machine_reason(*, method: str, user_agent: str | None, ip: str | None, kind: str,
@@ -48,6 +52,20 @@ def machine_reason(*, method: str, user_agent: str | None, ip: str | None, kind:
         return "Apple Mail Privacy Protection"
     if SCANNERS.search(agent):
         return "known scanner or proxy"
-    if kind == EventType.CLICK and submitted_at is not None and now is not None and now - submitted_at < TOO_SOON:
+    if kind == EventType.CLICK:
+        return too_soon(submitted_at, now)
+    return None
+
+
+@lru_cache(maxsize=4096)
+def request_reason(method: str, user_agent: str | None, ip: str | None, kind: str) -> str | None:
+    """``machine_reason`` of the request alone (no delivery), remembered: scanners and browsers come
+    back with the same agent and address, and a burst asks thousands of times a second."""
+    return machine_reason(method=method, user_agent=user_agent, ip=ip, kind=kind)
+
+
+def too_soon(submitted_at: datetime | None, now: datetime | None) -> str | None:
+    """The one label that needs the delivery: a click within seconds of its email being sent."""
+    if submitted_at is not None and now is not None and now - submitted_at < TOO_SOON:
         return "clicked within seconds of sending"
     return None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import PlainTextResponse, Response
@@ -11,6 +14,7 @@ from newsletter.bootstrap import wire
 from newsletter.config import Settings
 from newsletter.database import Database
 from newsletter.stored_settings import LiveSettings
+from newsletter.tracking.recorder import Tracker
 from newsletter.web import archive, bookings_webhook, metrics, online, pages, tracking
 from newsletter.web import consultation, embed, public_static
 from newsletter.web.live_settings import AppliedSettings
@@ -52,8 +56,19 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     webhook records is attributed and ends nurture)."""
     wire(settings)
     warn_if_unsigned(settings)
-    app = FastAPI(title=settings.org_name, docs_url=None, redoc_url=None, openapi_url=None)
+    tracker = Tracker(settings, db)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tracker.start()  # replays a tracking log a process that died left behind
+        try:
+            yield
+        finally:
+            tracker.stop()
+
+    app = FastAPI(title=settings.org_name, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.db = db
+    app.state.tracker = tracker
     app.state.live_settings = LiveSettings(settings, db)  # what staff saved applies within seconds
     app.state.settings = settings
     app.state.limiter = RateLimiter(settings.public_form_limit_per_hour, 3600)

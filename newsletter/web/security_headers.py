@@ -55,11 +55,23 @@ def is_https(request: Request) -> bool:
 
 def headers_for(request: Request) -> dict[str, str]:
     """The headers an answer to ``request`` gets unless its route set its own."""
-    headers = {**_COMMON, "Content-Security-Policy": STAFF_CSP if is_staff(request.url.path) else PUBLIC_CSP,
-               "X-Frame-Options": "DENY"}
-    if is_https(request):
+    return _headers(is_staff(request.url.path), is_https(request))
+
+
+def _headers(staff: bool, https: bool) -> dict[str, str]:
+    headers = {**_COMMON, "Content-Security-Policy": STAFF_CSP if staff else PUBLIC_CSP, "X-Frame-Options": "DENY"}
+    if https:
         headers["Strict-Transport-Security"] = HSTS
     return headers
+
+
+def public_raw_headers(https: bool, **own: str) -> list[tuple[bytes, bytes]]:
+    """The headers of a public answer sent by raw ASGI (the tracking fast path, ``web/tracking.py``),
+    with the answer's ``own`` (e.g. ``cache_control="no-store, private"``) kept as ``apply`` keeps them."""
+    headers = {name.replace("_", "-").title(): value for name, value in own.items()}
+    for name, value in _headers(False, https).items():
+        headers.setdefault(name, value)
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
 
 
 def apply(request: Request, response: Response) -> None:

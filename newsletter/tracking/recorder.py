@@ -1,0 +1,117 @@
+"""One web process's first-party tracking: answer from caches (``answers``), make the record durable in
+the process's log (``event_log``), and let the drain (``drain``) write the events.
+
+When the log cannot take a record (a full disk, an unwritable folder), the event is written to the
+database directly, in the request, as before the log existed; when that fails too, the reader is
+still redirected (or shown the pixel) and an ERROR line says what was not recorded: a reader's
+redirect never fails because of our bookkeeping, and an unrecorded click is never silent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+
+from starlette.concurrency import run_in_threadpool
+
+from newsletter.config import Settings
+from newsletter.database import Database
+from newsletter.tracking.answers import Answer, Answers, CachedLink, Miss, Seen
+from newsletter.tracking.drain import Drainer, apply
+from newsletter.tracking.event_log import EventLog, encode
+from newsletter.tracking.machines import request_reason
+from subscribers.db import utcnow
+from subscribers.states import EventType
+
+log = logging.getLogger("newsletter.tracking")
+
+
+class Tracker:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        assert settings.tracking_log_dir is not None
+        self.folder = settings.tracking_log_dir
+        self.db = db
+        self.answers = Answers(settings, db.snapshot)
+        self.log: EventLog | None = None
+        self.drainer: Drainer | None = None
+        self.direct = 0  # events written to the database directly (the log could not take them)
+        self.unrecorded = 0  # answered, but recorded nowhere (each one also an ERROR line)
+        self._starting = threading.Lock()
+
+    def start(self) -> None:
+        """Open this process's log and start draining it (and any orphaned log: replayed first)."""
+        with self._starting:
+            if self.log is None:
+                self.log = EventLog(self.folder)
+                self.drainer = Drainer(self.db, self.log)
+                self.drainer.start()
+
+    def stop(self) -> None:
+        """Write what is pending, drain the log and delete it (kept for the next process if the
+        database cannot take it now)."""
+        with self._starting:
+            if self.log is None or self.drainer is None:
+                return
+            self.log.close()
+            self.drainer.stop()
+            if self.log.fd >= 0:
+                try:
+                    self.drainer.finish_own()
+                except Exception as exc:  # noqa: BLE001 - the log stays: the next process replays it
+                    log.warning("tracking log: %s kept for the next start (%s)", self.log.name, type(exc).__name__)
+            self.log = self.drainer = None
+
+    def flush(self) -> None:
+        """Everything answered so far is in the events table when this returns (tests, benchmarks)."""
+        if self.drainer is not None:
+            self.drainer.flush()
+
+    # Answering --------------------------------------------------------------------------------------
+
+    async def click(self, token: str, link_id: str, method: str, agent: str | None, ip: str | None) -> CachedLink | None:
+        """The target of a tracked link, once the click is durably recorded; None: not a link (of
+        this token's email)."""
+        try:
+            answer = self.answers.click(token, link_id, offline=True)
+        except Miss:
+            answer = await run_in_threadpool(self.answers.click, token, link_id)
+        if answer.record:
+            await self._record(answer, EventType.CLICK, method, agent, ip)
+        return answer.link if answer.ok else None
+
+    async def open(self, token: str, key: str, method: str, agent: str | None, ip: str | None) -> None:
+        """The pixel was fetched: recorded (durably) when its token and email are counted."""
+        try:
+            answer = self.answers.open(token, key, offline=True)
+        except Miss:
+            answer = await run_in_threadpool(self.answers.open, token, key)
+        if answer.record:
+            await self._record(answer, EventType.OPEN, method, agent, ip)
+
+    async def _record(self, answer: Answer, kind: str, method: str, agent: str | None, ip: str | None) -> None:
+        seen = Seen(kind, answer.mode, answer.delivery_id, answer.issue_id, answer.step_id,
+                    answer.link.id if answer.link is not None else None,
+                    request_reason(method, agent, ip, kind), utcnow())
+        if self.log is None:
+            self.start()
+        assert self.log is not None
+        try:
+            await self.log.append_async(encode(seen))
+        except OSError:
+            await run_in_threadpool(self._direct, seen)
+
+    def _direct(self, seen: Seen) -> None:
+        try:
+            with self.db.session() as s:
+                apply(s, [seen])
+            self.direct += 1
+        except Exception as exc:  # noqa: BLE001 - the reader is answered whatever happens here
+            self.unrecorded += 1
+            log.error("tracking: a %s of issue %s / step %s at %s was answered but not recorded: the log and the "
+                      "database both refused it (%s)", seen.kind, seen.issue_id, seen.step_id, _iso(seen.at),
+                      type(exc).__name__)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="seconds")

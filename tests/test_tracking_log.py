@@ -1,0 +1,340 @@
+"""The tracking log: a click or an open is answered once it is durable in the web process's log, and
+reaches the events table exactly once, through a crash (kill -9), a partly drained log, several web
+processes, a full disk or an unwritable folder; and the events it makes are those the direct path made."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select, text, update
+
+from newsletter.config import Settings
+from newsletter.database import Database
+from newsletter.models import Delivery, Event, Issue, Link, TrackingLogProgress
+from newsletter.sending import schedule
+from newsletter.sending.dispatch import Dispatcher
+from newsletter.tracking import drain
+from newsletter.tracking.answers import Seen
+from newsletter.tracking.drain import Drainer
+from newsletter.tracking.event_log import EventLog, encode
+from newsletter.tracking.first_party import Request, record_click, record_open
+from newsletter.transports import OutboxTransport
+from newsletter.urls import DeliveryLinks, pixel_key
+from subscribers.db import utcnow
+from tests.liveserver import LiveServer, free_port, serving, wait_for_health
+from tests.sendkit import add_audience, make_issue
+
+BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15"
+APPLE_PROXY = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+SCANNER = "Mozilla/5.0 (compatible; Proofpoint URL Defense)"
+
+
+def send_issue(settings: Settings, db: Database, contacts: int, tracking: str = "full",
+               subject: str = "Small steps for steadier days") -> tuple[int, list[int], list[int]]:
+    """An issue sent (outbox) to the audience; (issue id, its link ids, its delivery ids in contact order)."""
+    settings = settings.model_copy(update={"tracking": tracking})
+    issue_id = make_issue(db, settings, subject=subject)
+    if contacts:
+        add_audience(db, contacts)
+    with db.session() as s:
+        schedule.start_now(s, settings, s.get(Issue, issue_id), utcnow())
+    assert settings.outbox_dir is not None
+    Dispatcher(settings, db, OutboxTransport(settings.outbox_dir, settings)).run_until_idle()
+    with db.session() as s:  # read long after delivery, as people do
+        s.execute(update(Delivery).where(Delivery.issue_id == issue_id).values(submitted_at=utcnow() - timedelta(hours=1)))
+        links = list(s.scalars(select(Link.id).where(Link.issue_id == issue_id).order_by(Link.position)))
+        deliveries = list(s.scalars(select(Delivery.id).where(Delivery.issue_id == issue_id)
+                                    .order_by(Delivery.contact_id)))
+    return issue_id, links, deliveries
+
+
+def event_keys(db: Database) -> Counter[tuple[str, int | None, int | None]]:
+    with db.session() as s:
+        return Counter(s.execute(select(Event.type, Event.delivery_id, Event.link_id)).tuples().all())
+
+
+# kill -9 mid-burst ----------------------------------------------------------------------------------
+
+
+def serve(settings: Settings, url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "SENDGRID_"))},
+           "NEWSLETTER_VAR_DIR": str(settings.var_dir), "NEWSLETTER_DATABASE_URL": url,
+           "NEWSLETTER_TRANSPORT": "outbox", "NEWSLETTER_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    command = [str(Path(sys.executable).parent / "newsletter"), "serve", "--web-only", "--port", str(port)]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # its own process group: kill -9 takes the workers too
+    wait_for_health(f"http://127.0.0.1:{port}", lambda: process.poll() is None)
+    return process
+
+
+def kill_minus_nine(settings: Settings, db: Database, url: str, workers: int) -> None:
+    issue_id, links, deliveries = send_issue(settings, db, 60)
+    tokens = DeliveryLinks(settings)
+    # Every request names a (delivery, link) or a delivery's pixel of its own: each event at most once.
+    paths = [(f"/c/{tokens.token(d)}/{link}", ("click", d, link)) for d in deliveries for link in links]
+    paths += [(f"/o/{tokens.token(d)}/{pixel_key(issue_id, None)}.gif", ("open", d, None)) for d in deliveries]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = serve(settings, url, port, workers)
+    acknowledged: list[tuple[str, int, int | None]] = []
+    lock = threading.Lock()
+    enough = threading.Event()
+    todo = iter(paths)
+
+    def client() -> None:
+        with httpx.Client(base_url=base, headers={"User-Agent": BROWSER}, timeout=10) as http:
+            for path, key in todo:  # the iterator is shared: each path once, by whichever thread
+                try:
+                    answer = http.get(path, follow_redirects=False)
+                except httpx.TransportError:
+                    return  # the server is gone
+                assert answer.status_code == (302 if key[0] == "click" else 200), (path, answer.status_code)
+                with lock:
+                    acknowledged.append(key)
+                    if len(acknowledged) >= len(paths) // 3:
+                        enough.set()
+
+    threads = [threading.Thread(target=client) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    assert enough.wait(120), "the burst did not get going"
+    os.killpg(process.pid, signal.SIGKILL)  # mid-burst: no shutdown, no drain, no flush
+    process.wait()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert 0 < len(acknowledged) < len(paths)
+    left = {p.name for p in settings.tracking_log_dir.glob("events-*.log")}
+    assert 1 <= len(left) <= workers  # each (started) process's log, now nobody's
+
+    restarted = serve(settings, url, port, workers)  # whichever process locks an orphan first replays it
+    try:
+        deadline = utcnow() + timedelta(seconds=90)
+        while {p.name for p in settings.tracking_log_dir.glob("events-*.log")} & left:
+            assert utcnow() < deadline, "the orphaned logs were not replayed"
+            threading.Event().wait(0.2)
+    finally:
+        restarted.send_signal(signal.SIGINT)
+        restarted.wait(timeout=60)
+    recorded = event_keys(db)
+    assert all(recorded[key] == 1 for key in acknowledged), "an acknowledged click or open is missing"
+    assert max(recorded.values()) == 1, "an event was recorded twice"
+    with db.session() as s:  # the replayed logs' progress is gone with them
+        assert s.scalars(select(TrackingLogProgress.log)).all() == []
+
+
+def test_no_acknowledged_click_or_open_is_lost_to_kill_minus_nine(settings: Settings, db: Database) -> None:
+    assert settings.database_url is not None
+    kill_minus_nine(settings, db, settings.database_url, 1)
+
+
+def test_several_web_processes_on_postgresql_survive_kill_minus_nine(settings: Settings, postgres_db: Database) -> None:
+    kill_minus_nine(settings, postgres_db, postgres_db.url, 2)
+
+
+def test_several_web_processes_are_refused_with_sqlite(settings: Settings) -> None:
+    newsletter = str(Path(sys.executable).parent / "newsletter")
+    done = subprocess.run([newsletter, "serve", "--web-only", "--workers", "2"], capture_output=True, text=True,
+                          env={**os.environ, "NEWSLETTER_VAR_DIR": str(settings.var_dir)}, timeout=60)
+    assert done.returncode != 0 and "Traceback" not in done.stderr + done.stdout
+    assert "--workers above 1 needs PostgreSQL" in done.stderr + done.stdout
+
+
+def test_a_partly_drained_log_is_replayed_from_where_it_stopped(settings: Settings, db: Database,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The events of a batch and the log's offset commit together: a process that dies after draining
+    some of its log leaves a replay that starts after them (none twice, none lost)."""
+    issue_id, links, deliveries = send_issue(settings, db, 10)
+    assert settings.tracking_log_dir is not None
+    log = EventLog(settings.tracking_log_dir)
+    for d in deliveries:
+        log.append(encode(Seen("click", "full", d, issue_id, None, links[0], None, utcnow())))
+    monkeypatch.setattr(drain, "BATCH", 4)
+    first = Drainer(db, log)
+    assert first.drain_own() == 4
+    assert sum(event_keys(db).values()) == 4
+    log.close()
+    os.close(log.fd)  # the process died: its lock goes, its file stays
+
+    survivor = EventLog(settings.tracking_log_dir)
+    assert Drainer(db, survivor).replay_orphans() == 6
+    assert event_keys(db) == Counter({("click", d, links[0]): 1 for d in deliveries})
+    assert [p.name for p in settings.tracking_log_dir.glob("events-*.log")] == [survivor.name]
+    survivor.close()
+
+
+# The drained events are the direct path's events ------------------------------------------------------
+
+
+def test_drained_events_match_what_the_direct_path_records(live_server: LiveServer, db: Database) -> None:
+    """The same requests, once through ``first_party.record_*`` in the request (the direct path, as
+    before the log) and once over HTTP through the log and the drain: the same events."""
+    settings = live_server.settings
+    direct = send_issue(settings, db, 4, subject="Direct")
+    logged = send_issue(settings, db, 0, subject="Logged")
+    anonymous = [send_issue(settings, db, 0, tracking="anonymous", subject=f"Anonymous {n}") for n in (1, 2)]
+    tokens = DeliveryLinks(settings)
+    now = utcnow()
+    with db.session() as s:  # reader 3's deliveries are held as unknown (their provider request timed out)
+        s.execute(update(Delivery).where(Delivery.id.in_([direct[2][3], logged[2][3]]))
+                  .values(status="unknown", submitted_at=None))
+
+    def script(issue: tuple[int, list[int], list[int]], anon: tuple[int, list[int], list[int]]) -> list[tuple]:
+        issue_id, links, ds = issue
+        return [  # (kind, token, link or pixel key, method, user agent)
+            ("open", tokens.token(ds[0]), pixel_key(issue_id, None), "GET", APPLE_PROXY),
+            ("open", tokens.token(ds[0]), pixel_key(issue_id, None), "GET", BROWSER),
+            ("click", tokens.token(ds[0]), links[0], "GET", BROWSER),
+            ("click", tokens.token(ds[0]), links[0], "HEAD", BROWSER),
+            ("click", tokens.token(ds[0]), links[1], "GET", SCANNER),
+            *[("click", tokens.token(ds[1]), link, "GET", BROWSER) for link in links[:3]],  # every link at once
+            ("click", tokens.token(ds[2]), links[0], "GET", BROWSER),  # its email went out a moment ago
+            ("open", tokens.token(ds[3]), pixel_key(issue_id, None), "GET", BROWSER),  # the unknown delivery
+            ("click", "anon", anon[1][0], "GET", BROWSER),
+            ("open", "anon", pixel_key(anon[0], None), "GET", BROWSER),
+            ("click", tokens.token(ds[1]), anon[1][0], "GET", BROWSER),  # not this token's email: nothing
+        ]
+
+    with db.session() as s:
+        s.execute(update(Delivery).where(Delivery.id == direct[2][2]).values(submitted_at=now))
+    for n, (kind, token, target, method, agent) in enumerate(script(direct, anonymous[0])):
+        with db.session() as s:  # 300 ms apart
+            record = record_click if kind == "click" else record_open
+            record(s, settings, token, str(target), Request(method, agent, "127.0.0.1"),
+                   now + timedelta(milliseconds=300 * n))
+    with db.session() as s:
+        s.execute(update(Delivery).where(Delivery.id == logged[2][2]).values(submitted_at=utcnow()))
+    with httpx.Client(base_url=live_server.url) as http:
+        for kind, token, target, method, agent in script(logged, anonymous[1]):
+            path = f"/c/{token}/{target}" if kind == "click" else f"/o/{token}/{target}.gif"
+            http.request(method, path, headers={"User-Agent": agent})
+    live_server.drained()
+
+    def made(issue: tuple[int, list[int], list[int]], anon: tuple[int, list[int], list[int]]) -> list[tuple]:
+        issue_id, links, ds = issue
+        with db.session() as s:
+            rows = s.scalars(select(Event).where(Event.issue_id.in_([issue_id, anon[0]])).order_by(Event.id)).all()
+            states = [s.get(Delivery, d).status for d in ds]
+        reader = {d: n for n, d in enumerate(ds)}
+        return [(e.type, reader.get(e.delivery_id), e.contact_id is not None, e.issue_id == anon[0],
+                 links.index(e.link_id) if e.link_id in links else None, e.url, e.machine, e.reason)
+                for e in rows] + [tuple(states)]
+
+    assert made(logged, anonymous[1]) == made(direct, anonymous[0])
+    # And what that is, spelled out.
+    events = made(logged, anonymous[1])
+    assert [(e[0], e[6], e[7]) for e in events[:-1]] == [
+        ("open", True, "Apple Mail Privacy Protection"), ("open", False, None),
+        ("click", False, None), ("click", True, "HEAD request"), ("click", True, "known scanner or proxy"),
+        ("click", True, "clicked every link at once"), ("click", True, "clicked every link at once"),
+        ("click", True, "clicked every link at once"),
+        ("click", True, "clicked within seconds of sending"), ("open", False, None),
+        ("click", False, None), ("open", False, None)]
+    assert [e[2] for e in events[-3:-1]] == [False, False]  # anonymous: nobody's
+    assert events[-1][3] == "submitted"  # the unknown delivery's genuine token settled it
+
+
+# When the log cannot take a record -------------------------------------------------------------------
+
+
+def test_an_unwritable_log_folder_writes_events_directly(settings: Settings, db: Database,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Decision: when the log cannot be made or written, the event is written to the database in the
+    request, as before the log existed, and an ERROR line says why; the reader is answered as usual."""
+    (settings.var_dir / "not-a-folder").parent.mkdir(parents=True, exist_ok=True)
+    (settings.var_dir / "not-a-folder").write_text("a file where the log folder should be")
+    unwritable = settings.model_copy(update={"tracking_log_dir": settings.var_dir / "not-a-folder" / "tracking"})
+    issue_id, links, deliveries = send_issue(settings, db, 1)
+    token = DeliveryLinks(settings).token(deliveries[0])
+    with caplog.at_level(logging.ERROR, logger="newsletter.tracking"), serving(unwritable, db) as server:
+        with httpx.Client(base_url=server.url, headers={"User-Agent": BROWSER}) as http:
+            answer = http.get(f"/c/{token}/{links[0]}", follow_redirects=False)
+            with db.session() as s:
+                assert answer.status_code == 302 and answer.headers["location"] == s.get(Link, links[0]).url
+            assert http.get(f"/o/{token}/{pixel_key(issue_id, None)}.gif").headers["content-type"] == "image/gif"
+        assert server.app.state.tracker.direct == 2
+    assert event_keys(db) == Counter({("click", deliveries[0], links[0]): 1, ("open", deliveries[0], None): 1})
+    assert "cannot be made" in caplog.text and "written to the database directly" in caplog.text
+
+
+def test_a_full_disk_falls_back_to_the_database_and_a_lost_event_is_never_silent(
+        live_server: LiveServer, db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """The log's writes fail with ENOSPC (its file swapped for /dev/full): the click is written
+    directly. With the database refusing too, the reader is still redirected, and an ERROR line says
+    a click was answered but not recorded."""
+    issue_id, links, deliveries = send_issue(live_server.settings, db, 1)
+    token = DeliveryLinks(live_server.settings).token(deliveries[0])
+    tracker = live_server.app.state.tracker
+    with httpx.Client(base_url=live_server.url, headers={"User-Agent": BROWSER}) as http:
+        assert http.get(f"/c/{token}/{links[0]}", follow_redirects=False).status_code == 302  # through the log
+        live_server.drained()
+        full = os.open("/dev/full", os.O_WRONLY)
+        os.dup2(full, tracker.log.fd)  # every write now fails as on a full disk
+        os.close(full)
+        with caplog.at_level(logging.ERROR, logger="newsletter.tracking"):
+            assert http.get(f"/c/{token}/{links[1]}", follow_redirects=False).status_code == 302
+            assert tracker.direct == 1
+            with db.session() as s:
+                s.execute(text("DROP TABLE events"))  # the database refuses the event too
+            answer = http.get(f"/c/{token}/{links[0]}", follow_redirects=False)
+            assert answer.status_code == 302 and answer.headers["location"]
+            assert tracker.unrecorded == 1
+    assert "No space left on device" in caplog.text
+    assert "was answered but not recorded" in caplog.text
+
+
+def test_the_fast_path_answers_with_the_headers_the_app_gave(live_server: LiveServer, db: Database) -> None:
+    """The click and the pixel are answered ahead of the app's middleware, with the same headers it
+    would add: no Referer to leak the token, nothing cached, the public CSP."""
+    issue_id, links, deliveries = send_issue(live_server.settings, db, 1)
+    token = DeliveryLinks(live_server.settings).token(deliveries[0])
+    healthz = httpx.get(live_server.url + "/healthz").headers
+    click = httpx.get(f"{live_server.url}/c/{token}/{links[0]}", follow_redirects=False).headers
+    pixel = httpx.get(f"{live_server.url}/o/{token}/{pixel_key(issue_id, None)}.gif").headers
+    for name in ("referrer-policy", "content-security-policy", "x-frame-options", "x-content-type-options",
+                 "permissions-policy", "cross-origin-opener-policy", "x-robots-tag"):
+        assert click[name] == pixel[name] == healthz[name], name
+    assert click["referrer-policy"] == "no-referrer" and click["cache-control"] == "no-store"
+    assert pixel["cache-control"] == "no-store, private" and pixel["content-type"] == "image/gif"
+
+
+def test_bursts_are_labelled_the_same_in_one_batch_or_one_by_one(settings: Settings, db: Database) -> None:
+    """Random clicks (four links, some machine, a few seconds apart or less) made into events one by
+    one, as the direct path does, and in a single batch, as the drain does: the same labels."""
+    import random
+
+    rng = random.Random(19)
+    one_by_one = send_issue(settings, db, 6, subject="One by one")
+    batched = send_issue(settings, db, 0, subject="Batched")
+    start = utcnow()
+    clicks = sorted((start + timedelta(milliseconds=rng.randrange(20_000)), rng.randrange(6), rng.randrange(4),
+                     rng.choice([None, None, None, "HEAD request"])) for _ in range(80))
+
+    def seen(issue: tuple[int, list[int], list[int]], at, reader: int, link: int, reason: str | None) -> Seen:  # noqa: ANN001
+        issue_id, links, deliveries = issue
+        return Seen("click", "full", deliveries[reader], issue_id, None, links[link], reason, at)
+
+    for click in clicks:
+        with db.session() as s:
+            drain.apply(s, [seen(one_by_one, *click)])
+    with db.session() as s:
+        drain.apply(s, [seen(batched, *click) for click in clicks])
+
+    def labels(issue_id: int) -> list[tuple[bool, str | None]]:
+        with db.session() as s:
+            return s.execute(select(Event.machine, Event.reason).where(Event.issue_id == issue_id)
+                             .order_by(Event.id)).tuples().all()
+
+    assert labels(batched[0]) == labels(one_by_one[0])
+    assert ("clicked every link at once" in {reason for _, reason in labels(batched[0])})
