@@ -1,7 +1,7 @@
 """sensitive marks: custom fields, tags and segments staff marked as revealing health information
 
 Revision ID: 0027
-Revises: 0025
+Revises: 0026
 Create Date: 2026-12-07
 """
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import subscribers.db
 
 revision = '0027'
-down_revision = '0025'
+down_revision = '0026'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """tracking log progress: how far each web process's click/open log has been drained into events
 
 Revision ID: 0028
-Revises: 0025
+Revises: 0027
 Create Date: 2026-12-07
 """
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import subscribers.db
 
 revision = '0028'
-down_revision = '0025'
+down_revision = '0027'
 branch_labels = None
 depends_on = None
 
