@@ -58,12 +58,12 @@ BENCHMARKS = (
               ("--rows", "1000000", "--repeat", "1", "--skip-again")),
     Benchmark("send_issue", ("--contacts", "10000", "--workers", "2", "--repeat", "3"),
               ("--contacts", "100000", "--workers", "2", "--repeat", "3")),
-    # The two below are being given --summary-json in parallel; their arguments are the expected
-    # ones, to be fixed by whoever merges them.
-    Benchmark("click_redirects", ("--small",), ("--large",), postgres=False, needs=("wrk",),
-              note="click_redirects: arguments (--small/--large) expected, not yet confirmed"),
-    Benchmark("smtp_send", ("--small",), ("--large",), note="smtp_send: arguments (--small/--large) expected, "
-              "not yet confirmed"),
+    Benchmark("click_redirects", ("--contacts", "1000", "--duration", "10"),
+              ("--contacts", "100000", "--duration", "10"), needs=("wrk",)),
+    Benchmark("smtp_send", ("--messages", "2000", "--repeat", "3"), ("--messages", "20000", "--repeat", "1"),
+              postgres=False),
+    Benchmark("ses_transport", ("--recipients", "1000", "--repeat", "3"), ("--recipients", "1000", "--repeat", "5"),
+              postgres=False),
     Benchmark("webhook_events", ("--deliveries", "20000", "--events", "10000", "--repeat", "1"),
               ("--deliveries", "100000", "--events", "40000", "--repeat", "3")),
     Benchmark("reports", ("--deliveries", "100000", "--events", "300000", "--repeat", "3"),
