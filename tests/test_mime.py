@@ -97,3 +97,23 @@ def test_a_header_value_that_would_add_a_header_is_refused(settings: Settings, m
     monkeypatch.setattr("newsletter.compose.mime.header_text", lambda text: text or "")
     with pytest.raises(UnsafeHeader):
         _built(settings, subject="Hello", to_name=ENCODED_CRLF)
+
+
+def test_list_unsubscribe_travels_as_plain_uris_however_long_the_token(settings: Settings) -> None:
+    """A real delivery token makes the mailto URI longer than a header line: the email package would
+    fold it into RFC 2047 encoded words, which mailbox providers do not decode in this header."""
+    from newsletter.compose.mime_template import MessageTemplate
+
+    token = "d" + "Q" * 90  # as long as a signed delivery token
+    rendered = render_email(content(), settings)
+    values = recipient_values(settings, token, None)
+    mailto = unsubscribe_mailto(settings, token)
+    built = build_message(rendered, to_email="a@example.org", to_name=None, values=values, unsubscribe_mailto=mailto,
+                          settings=settings).as_bytes()
+    _, fast = MessageTemplate(rendered, settings).message(to_email="a@example.org", to_name=None, values=values,
+                                                          unsubscribe_mailto=mailto)
+    for raw in (built, fast):
+        header = BytesHeaderParser(policy=policy.compat32).parsebytes(raw)["List-Unsubscribe"]
+        assert "=?" not in header
+        assert " ".join(header.split()) == f"<{settings.public_base_url}/u/{token}>, <{mailto}>"
+        assert all(len(line) <= 998 for line in raw.split(b"\r\n"))

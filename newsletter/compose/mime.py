@@ -41,8 +41,56 @@ def list_id_header(settings: Settings) -> str:
     return f"{settings.newsletter_name} <newsletter.{settings.from_domain}>"
 
 
-def list_unsubscribe_header(https_url: str, mailto_url: str) -> str:
-    return f"<{https_url}>, <{mailto_url}>"
+def list_unsubscribe_header(https_url: str, mailto_url: str, *, folded: bool = False) -> str:
+    """RFC 2369's list of the two URIs. ``folded``: for a whole message, each URI on a line of its own.
+    The email package folds a token longer than a line (our mailto URI is) into RFC 2047 encoded words,
+    and a mailbox provider does not decode those in this header: it would see no mailto URI."""
+    return f"<{https_url}>,{FOLD if folded else ' '}<{mailto_url}>"
+
+
+FOLD = "\r\n "
+# Headers written exactly as ``header_items`` gives them (already folded, ASCII), never refolded.
+WRITTEN_AS_GIVEN = frozenset({"List-Unsubscribe"})
+# The raw values above keep their folding; a value set by name is a header object and folds itself.
+POLICY = SMTP.clone(refold_source="none")
+
+
+def header_items(
+    email: CompiledEmail,
+    *,
+    to_email: str,
+    to_name: str | None,
+    values: RecipientValues,
+    unsubscribe_mailto: str | None,
+    settings: Settings,
+    date: datetime | None = None,
+    message_id: str | None = None,
+) -> list[tuple[str, object]]:
+    """The headers a recipient's message carries, in order: the one place they are decided, for
+    ``build_message`` and ``MessageTemplate`` alike."""
+    items: list[tuple[str, object]] = [
+        ("From", Address(header_text(settings.from_name), addr_spec=ascii_address(settings.from_email))),
+        ("To", Address(header_text(to_name), addr_spec=ascii_address(to_email))),
+    ]
+    if settings.reply_to:
+        items.append(("Reply-To", settings.reply_to))
+    items += [
+        ("Subject", header_text(email.subject)),
+        ("Date", format_datetime(date or datetime.now(timezone.utc))),
+        ("Message-ID", message_id or make_msgid(domain=settings.from_domain)),
+    ]
+    if unsubscribe_mailto is not None:  # marketing mail; transactional mail (a confirmation) has none
+        items += [
+            ("List-Id", list_id_header(settings)),
+            ("List-Unsubscribe", list_unsubscribe_header(values.unsubscribe_url, unsubscribe_mailto, folded=True)),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ]
+    return items
+
+
+# The body parts, in order (text first: clients show the last part they understand), and how each travels.
+PARTS = (("plain", "text"), ("html", "html"))  # (subtype, CompiledEmail attribute)
+CHARSET, CTE = "utf-8", "quoted-printable"
 
 
 def build_message(
@@ -58,22 +106,28 @@ def build_message(
 ) -> EmailMessage:
     """Raises ``InputError`` for an address that cannot travel (see ``contacts.ascii_address``) and
     ``UnsafeHeader`` should the headers written differ from the headers set."""
-    message = EmailMessage(policy=SMTP)
-    message["From"] = Address(header_text(settings.from_name), addr_spec=ascii_address(settings.from_email))
-    message["To"] = Address(header_text(to_name), addr_spec=ascii_address(to_email))
-    if settings.reply_to:
-        message["Reply-To"] = settings.reply_to
-    message["Subject"] = header_text(email.subject)
-    message["Date"] = format_datetime(date or datetime.now(timezone.utc))
-    message["Message-ID"] = message_id or make_msgid(domain=settings.from_domain)
-    if unsubscribe_mailto is not None:  # marketing mail; transactional mail (a confirmation) has none
-        message["List-Id"] = list_id_header(settings)
-        message["List-Unsubscribe"] = list_unsubscribe_header(values.unsubscribe_url, unsubscribe_mailto)
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(substitute(email.text, values), subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(substitute(email.html, values), subtype="html", charset="utf-8", cte="quoted-printable")
+    message = EmailMessage(policy=POLICY)
+    for name, value in header_items(email, to_email=to_email, to_name=to_name, values=values,
+                                    unsubscribe_mailto=unsubscribe_mailto, settings=settings, date=date,
+                                    message_id=message_id):
+        if name in WRITTEN_AS_GIVEN:
+            message.set_raw(name, as_given(value))
+        else:
+            message[name] = value
+    (first, first_attr), *rest = PARTS
+    message.set_content(substitute(getattr(email, first_attr), values), subtype=first, charset=CHARSET, cte=CTE)
+    for subtype, attr in rest:
+        message.add_alternative(substitute(getattr(email, attr), values), subtype=subtype, charset=CHARSET, cte=CTE)
     _check_headers(message)
     return message
+
+
+def as_given(value: object) -> str:
+    """A header value of ``WRITTEN_AS_GIVEN``: ASCII, and a line break only where it folds."""
+    text = str(value)
+    if not text.isascii() or any("\r" in line or "\n" in line for line in text.split(FOLD)):
+        raise UnsafeHeader("a header value would have written a header of its own")
+    return text
 
 
 def _check_headers(message: EmailMessage) -> None:

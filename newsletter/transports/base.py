@@ -11,6 +11,7 @@ from typing import Protocol
 
 from newsletter.config import Settings
 from newsletter.compose.mime import build_message, list_id_header
+from newsletter.compose.mime_template import MessageTemplate
 from newsletter.compose.personalize import RecipientValues
 from newsletter.compose.render import CompiledEmail
 
@@ -75,6 +76,26 @@ def each_message(batch: Batch, settings: Settings, result: BatchResult) -> Itera
                                        settings=settings)
         except (ValueError, MessageError) as exc:
             result.refused[index] = refusal(exc)
+
+
+def each_message_bytes(batch: Batch, settings: Settings, result: BatchResult) -> Iterator[tuple[int, str, bytes]]:
+    """``each_message`` as bytes for a transport that sends bytes (SMTP, the outbox): (index, Message-ID,
+    the message with CRLF lines), the same message made without the email package's per-recipient
+    cost (``compose.mime_template``). One recipient whose data cannot make a message is refused alone."""
+    try:
+        template = MessageTemplate(batch.email, settings)
+    except (ValueError, MessageError) as exc:  # a setting no message can carry: every recipient is refused
+        result.refused.update((index, refusal(exc)) for index in range(len(batch.recipients)))
+        return
+    for index, recipient in enumerate(batch.recipients):
+        try:
+            message_id, data = template.message(to_email=recipient.email, to_name=recipient.name,
+                                                values=recipient.values,
+                                                unsubscribe_mailto=recipient.unsubscribe_mailto)
+        except (ValueError, MessageError) as exc:
+            result.refused[index] = refusal(exc)
+            continue
+        yield index, message_id, data
 
 
 def refusal(exc: Exception) -> str:

@@ -19,7 +19,7 @@ from email.utils import getaddresses
 from pathlib import Path
 
 from newsletter.config import Settings
-from newsletter.transports.base import Batch, BatchResult, each_message
+from newsletter.transports.base import Batch, BatchResult, each_message_bytes
 
 
 class OutboxTransport:
@@ -34,13 +34,12 @@ class OutboxTransport:
         self.folder.mkdir(parents=True, exist_ok=True)
         result = BatchResult()
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-        for index, message in each_message(batch, self.settings, result):
-            message_id = message["Message-ID"]
+        for index, message_id, data in each_message_bytes(batch, self.settings, result):
             recipient = batch.recipients[index]
             # No address in file names or logs: the recipient is named by a tag only (erasure finds it).
             name = f"{stamp}-{recipient_tag(recipient.email)}-{hashlib.sha256(message_id.encode()).hexdigest()[:16]}.eml"
             temporary = self.folder / f".{name}.tmp"
-            temporary.write_bytes(message.as_bytes())
+            temporary.write_bytes(data)
             os.replace(temporary, self.folder / name)  # never a half-written .eml
             result.accepted[index] = message_id
         return result

@@ -1,7 +1,7 @@
 """Amazon SES through its v2 API (``NEWSLETTER_TRANSPORT=ses``): one ``SendEmail`` call per recipient.
 
 SES is covered by AWS's Business Associate Agreement; SendGrid signs none. Each recipient gets the
-whole personalised MIME message the outbox writes (``transports.base.each_message``, with its
+whole personalised MIME message the outbox writes (``transports.base.each_message_bytes``, with its
 List-Unsubscribe headers), sent as ``Content.Raw`` to that one address, naming the configuration set
 (whose event destination publishes bounces and complaints to SNS: ``POST /webhooks/ses``) and two
 message tags, ``delivery_id`` and ``send_batch`` (the batch's marker): nothing personal, nothing about
@@ -41,7 +41,6 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Any
 
 import boto3
@@ -58,7 +57,7 @@ from newsletter.transports.base import (
     RateLimited,
     TemporaryFailure,
     TransportError,
-    each_message,
+    each_message_bytes,
 )
 from newsletter.transports.sendgrid import MAX_MESSAGE_CHARS, scrub
 from subscribers.contacts import ascii_address
@@ -171,7 +170,7 @@ class SesTransport:
         if len(batch.recipients) > self.max_batch:
             raise BatchTooLarge(f"{len(batch.recipients)} recipients; this transport takes at most {self.max_batch}")
         result = BatchResult()
-        messages = iter(each_message(batch, self.settings, result))
+        messages = ((index, data) for index, _, data in each_message_bytes(batch, self.settings, result))
         outcomes: dict[int, _Outcome] = {}
         in_flight: dict[Future[_Outcome], int] = {}
         halted = False  # SES said stop, or slow down for good: no new call
@@ -215,7 +214,7 @@ class SesTransport:
             result.unsent_after = time.time() + RATE_LIMIT_RETRY
         return result
 
-    def _send_one(self, batch: Batch, index: int, message: EmailMessage) -> _Outcome:
+    def _send_one(self, batch: Batch, index: int, message: bytes) -> _Outcome:
         recipient = batch.recipients[index]
         request = self._request(batch, index, message)
         deadline: float | None = None
@@ -230,7 +229,7 @@ class SesTransport:
             if self._throttle.slowed() > deadline:
                 return outcome  # SES kept refusing: hand the rest back rather than hold the batch's lease
 
-    def _request(self, batch: Batch, index: int, message: EmailMessage) -> dict[str, Any]:
+    def _request(self, batch: Batch, index: int, message: bytes) -> dict[str, Any]:
         recipient = batch.recipients[index]
         tags = [{"Name": name, "Value": value} for name, value in ((DELIVERY_TAG, recipient.delivery_id),
                                                                     (BATCH_TAG, batch.marker))
@@ -238,7 +237,7 @@ class SesTransport:
         request: dict[str, Any] = {
             "FromEmailAddress": ascii_address(self.settings.from_email),
             "Destination": {"ToAddresses": [ascii_address(recipient.email)]},  # this one address, nobody else
-            "Content": {"Raw": {"Data": message.as_bytes()}},
+            "Content": {"Raw": {"Data": message}},
             "ConfigurationSetName": self.settings.ses_configuration_set,
         }
         if tags:

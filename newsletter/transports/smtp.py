@@ -42,7 +42,6 @@ import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from email.message import EmailMessage
 from functools import lru_cache
 
 from newsletter.config import Settings
@@ -52,7 +51,7 @@ from newsletter.transports.base import (
     BatchResult,
     TemporaryFailure,
     TransportError,
-    each_message,
+    each_message_bytes,
     scrub,
 )
 from subscribers.contacts import ascii_address
@@ -116,9 +115,9 @@ def provider_id(reply_text: str) -> str | None:
     return token if _ID_TOKEN.match(token) else None
 
 
-def message_bytes(message: EmailMessage) -> bytes:
-    """The message as DATA carries it: CRLF lines, a leading dot doubled, ended by a line holding a dot."""
-    data = _LEADING_DOT.sub(b"..", message.as_bytes())  # the SMTP policy already writes CRLF
+def message_bytes(message: bytes) -> bytes:
+    """The message (CRLF lines) as DATA carries it: a leading dot doubled, ended by a line holding a dot."""
+    data = _LEADING_DOT.sub(b"..", message)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data + b".\r\n"
@@ -267,7 +266,7 @@ class _Work:
 
     def __init__(self, batch: Batch, settings: Settings, result: BatchResult) -> None:
         self.batch = batch
-        self._messages = each_message(batch, settings, result)
+        self._messages = each_message_bytes(batch, settings, result)
         self._lock = threading.Lock()
 
     def take(self) -> tuple[int, str, bytes, str] | None:
@@ -276,9 +275,8 @@ class _Work:
             item = next(self._messages, None)
         if item is None:
             return None
-        index, message = item
-        return (index, ascii_address(self.batch.recipients[index].email), message_bytes(message),
-                str(message["Message-ID"]))
+        index, message_id, message = item
+        return (index, ascii_address(self.batch.recipients[index].email), message_bytes(message), message_id)
 
 
 class SmtpTransport:
