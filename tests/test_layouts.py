@@ -314,7 +314,8 @@ def test_the_cli_imports_with_an_address_and_makes_each_layout(settings: Setting
 
     teaser = run("issues", "create", "--post", text_id, "--layout", "teaser", "--subject", SUBJECT,
                  "--preheader", PREHEADER).splitlines()
-    assert teaser[1:] == ["Preflight: all checks pass."]
+    assert teaser[1:] == ["Goes out through the outbox folder (development) under the minimal health-information policy.",
+                          "Preflight: all checks pass."]
     out = run("issues", "create", "--layout", "digest", "--post", garden_id, "--post", walking_id, "--post", text_id,
               "--subject", SUBJECT, "--preheader", PREHEADER)
     digest_id = out.splitlines()[0]
