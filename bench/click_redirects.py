@@ -38,22 +38,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from bench.common import postgres_database  # noqa: E402
+from bench.common import postgres_database, sent_issue  # noqa: E402
 from bench.summary import Row, add_summary_argument, write_summary  # noqa: E402
-from newsletter import issues as issue_service  # noqa: E402
 from newsletter.config import Settings  # noqa: E402
-from newsletter.database import Database, upgrade  # noqa: E402
+from newsletter.database import Database  # noqa: E402
 from newsletter.models import Delivery, Event, Link  # noqa: E402
-from newsletter.posts.blocks import Block, ParsedPost  # noqa: E402
-from newsletter.posts.service import store_post  # noqa: E402
 from newsletter.urls import DeliveryLinks, pixel_key  # noqa: E402
-from subscribers.models import Contact, Installation  # noqa: E402
-from subscribers.suppression import hash_with_salt  # noqa: E402
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0"
 CHUNK = 20_000
@@ -108,26 +103,8 @@ class Result:
 def build(db: Database, contacts: int) -> tuple[int, list[int], list[int]]:
     """An issue with ten tracked links sent to ``contacts`` contacts (submitted long ago: read later,
     as people do); returns (issue id, link ids, delivery ids)."""
-    upgrade(db.engine)
-    settings = Settings(database_url=db.url)
     links = " ".join(f'<a href="https://clinic.example/read/{n}?utm_source=email">part {n}</a>' for n in range(10))
-    with db.session() as s:
-        salt = s.scalar(select(Installation.hash_salt))
-        post = store_post(s, ParsedPost(title="Bench", blocks=[Block("paragraph", html=f"Read on: {links}.")])).post
-        issue_id = issue_service.create_issue(s, settings, post.id, "Bench issue", "Bench").id
-    assert salt
-    sent = datetime.now(UTC) - timedelta(hours=2)
-    for first in range(0, contacts, CHUNK):
-        numbers = range(first, min(first + CHUNK, contacts))
-        with db.session() as s:
-            s.execute(insert(Contact), [
-                {"email": f"reader{n}@example.org", "email_hash": hash_with_salt(salt, f"reader{n}@example.org"),
-                 "name": None, "timezone": "UTC", "custom_fields": {}, "status": "active", "source": "import"}
-                for n in numbers])
-            contact_ids = list(s.scalars(select(Contact.id).order_by(Contact.id).offset(first)))
-            s.execute(insert(Delivery), [
-                {"issue_id": issue_id, "contact_id": c, "status": "submitted", "due_at": sent, "attempts": 1,
-                 "submitted_at": sent, "created_at": sent} for c in contact_ids])
+    issue_id, _ = sent_issue(db, contacts, f"Read on: {links}.", datetime.now(UTC) - timedelta(hours=2), chunk=CHUNK)
     with db.session() as s:
         link_ids = list(s.scalars(select(Link.id).where(Link.issue_id == issue_id).order_by(Link.id)))
         delivery_ids = list(s.scalars(select(Delivery.id).order_by(Delivery.id)))

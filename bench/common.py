@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, insert, select, text
 
-from newsletter.database import Database
+from newsletter.database import Database, upgrade
 from tests.pgschema import postgres_schema
 
 
@@ -81,3 +81,39 @@ def explain(db: Database, statement: str, parameters: Any) -> str:
         return "\n".join(f"    {row[0]}" for row in cursor.fetchall())
     finally:
         raw.close()
+
+
+def sent_issue(db: Database, readers: int, html: str, sent_at: datetime, *, chunk: int = 20_000,
+               message_ids: bool = False) -> tuple[int, list[int]]:
+    """A fresh database (upgraded) holding one issue of one paragraph (``html``) sent to ``readers``
+    contacts, one submitted delivery each (with ``message_ids``, one provider message id per 1000, as
+    one request each); returns (issue id, delivery ids)."""
+    from newsletter import issues as issue_service
+    from newsletter.config import Settings
+    from newsletter.models import Delivery
+    from newsletter.posts.blocks import Block, ParsedPost
+    from newsletter.posts.service import store_post
+    from subscribers.models import Contact, Installation
+    from subscribers.suppression import hash_with_salt
+
+    upgrade(db.engine)
+    settings = Settings(database_url=db.url)
+    with db.session() as s:
+        salt = s.scalar(select(Installation.hash_salt))
+        post = store_post(s, ParsedPost(title="Bench", blocks=[Block("paragraph", html=html)])).post
+        issue_id = issue_service.create_issue(s, settings, post.id, "Bench issue", "Bench").id
+    assert salt
+    for first in range(0, readers, chunk):
+        with db.session() as s:
+            s.execute(insert(Contact), [
+                {"email": f"reader{n}@example.org", "email_hash": hash_with_salt(salt, f"reader{n}@example.org"),
+                 "name": None, "timezone": "UTC", "custom_fields": {}, "status": "active", "source": "import"}
+                for n in range(first, min(first + chunk, readers))])
+            contact_ids = list(s.scalars(select(Contact.id).order_by(Contact.id).offset(first)))
+            s.execute(insert(Delivery), [
+                {"issue_id": issue_id, "contact_id": c, "status": "submitted", "due_at": sent_at, "attempts": 1,
+                 "provider_message_id": f"bench{(first + i) // 1000:06d}" if message_ids else None,
+                 "submitted_at": sent_at, "created_at": sent_at}
+                for i, c in enumerate(contact_ids)])
+    with db.session() as s:
+        return issue_id, list(s.scalars(select(Delivery.id).order_by(Delivery.id)))

@@ -33,22 +33,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from bench.common import postgres_database
+from bench.common import postgres_database, sent_issue
 from bench.summary import Row, add_summary_argument, write_summary
-from newsletter import issues as issue_service
 from newsletter.config import Settings
-from newsletter.database import Database, upgrade
-from newsletter.models import Delivery, Event
-from newsletter.posts.blocks import Block, ParsedPost
-from newsletter.posts.service import store_post
+from newsletter.database import Database
+from newsletter.models import Event
 from tests.liveserver import wait_for_health
 from tests.webhook_signer import Signer
-from subscribers.models import Contact, Installation
-from subscribers.suppression import hash_with_salt
 
 NOW = datetime.now(UTC)
 CHUNK = 20_000  # rows per bulk insert while building
@@ -60,27 +55,7 @@ WARM_UP = 200  # deliveries per warm-up round
 
 def build(db: Database, deliveries: int) -> list[int]:
     """``deliveries`` contacts, one issue, one submitted delivery each (1000 per provider request)."""
-    upgrade(db.engine)
-    settings = Settings(database_url=db.url)
-    with db.session() as s:
-        salt = s.scalar(select(Installation.hash_salt))
-        post = store_post(s, ParsedPost(title="Bench", blocks=[Block("paragraph", html="Hello.")])).post
-        issue_id = issue_service.create_issue(s, settings, post.id, "Bench issue", "Bench").id
-    assert salt
-    for first in range(0, deliveries, CHUNK):
-        numbers = range(first, min(first + CHUNK, deliveries))
-        with db.session() as s:
-            s.execute(insert(Contact), [
-                {"email": f"reader{n}@example.org", "email_hash": hash_with_salt(salt, f"reader{n}@example.org"),
-                 "name": None, "timezone": "UTC", "custom_fields": {}, "status": "active", "source": "import"}
-                for n in numbers])
-            contact_ids = list(s.scalars(select(Contact.id).order_by(Contact.id).offset(first)))
-            s.execute(insert(Delivery), [
-                {"issue_id": issue_id, "contact_id": c, "status": "submitted", "due_at": NOW, "attempts": 1,
-                 "provider_message_id": f"bench{(first + i) // 1000:06d}", "submitted_at": NOW, "created_at": NOW}
-                for i, c in enumerate(contact_ids)])
-    with db.session() as s:
-        return list(s.scalars(select(Delivery.id).order_by(Delivery.id)))
+    return sent_issue(db, deliveries, "Hello.", NOW, chunk=CHUNK, message_ids=True)[1]
 
 
 # Events -----------------------------------------------------------------------------------------
