@@ -180,13 +180,8 @@ class Received:
 
 
 def consultation_consent_wording(settings: Settings, language: str) -> tuple[str, str]:
-    """The consultation form's consent text and version in ``language`` (as ``optin.consent_wording``)."""
-    if language != spoken(None, settings.language):
-        text = getattr(settings, f"consultation_consent_text_{language}", None)
-        version = getattr(settings, f"consultation_consent_version_{language}", None)
-        if text and version:
-            return text, version
-    return settings.consultation_consent_text, settings.consultation_consent_version
+    """The consultation form's consent text and version in ``language`` (``optin.consent_wording``)."""
+    return optin.consent_wording(settings, language, "consultation_consent")
 
 
 def request_consultation(session: Session, settings: Settings, request: ConsultationRequest, *, now: datetime,

@@ -38,16 +38,17 @@ def newsletter_list(session: Session, settings: Settings) -> MailingList:
     return ensure_list(session, settings.default_list, settings.newsletter_name)
 
 
-def consent_wording(settings: Settings, language: str) -> tuple[str, str]:
-    """The newsletter's consent text and its version as shown to someone reading ``language``:
-    NEWSLETTER_CONSENT_TEXT is in the newsletter's own language; another language has its own
-    setting (NEWSLETTER_CONSENT_TEXT_ES). A language with none is shown the newsletter's own."""
+def consent_wording(settings: Settings, language: str, wording: str = "consent") -> tuple[str, str]:
+    """A consent text and its version as shown to someone reading ``language``: ``wording`` names
+    the settings (``consent``: NEWSLETTER_CONSENT_TEXT/_VERSION; ``consultation_consent``: the
+    consultation form's), which are in the newsletter's own language; another language has its own
+    (NEWSLETTER_CONSENT_TEXT_ES). A language with none is shown the newsletter's own."""
     if language != spoken(None, settings.language):
-        text = getattr(settings, f"consent_text_{language}", None)
-        version = getattr(settings, f"consent_version_{language}", None)
+        text = getattr(settings, f"{wording}_text_{language}", None)
+        version = getattr(settings, f"{wording}_version_{language}", None)
         if text and version:
             return text, version
-    return settings.consent_text, settings.consent_version
+    return getattr(settings, f"{wording}_text"), getattr(settings, f"{wording}_version")
 
 
 # Sign-up ----------------------------------------------------------------------------------------
