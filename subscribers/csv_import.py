@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from queue import Empty, Full, Queue
 import re
 import time
 from array import array
@@ -54,9 +56,14 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Self
 
+import orjson
 from sqlalchemy import (
+    JSON,
     Engine,
     Integer,
+    Text,
+    cast,
+    column,
     bindparam,
     func,
     insert,
@@ -65,6 +72,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import table as sqltable
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -212,9 +220,10 @@ def import_csv(
                                 read_as=read_as.describe(), ignored_columns=list(columns.ignored),
                                 last_line=max(start_line, source.header.last_line))
         seen = Seen()  # fingerprints of the addresses in batches already committed
-        with _Report(summary.report_path, append=start_line > 0) as report:
+        with _Report(summary.report_path, append=start_line > 0) as report, \
+                _ReadAhead(_batches(source, columns, job)) as batches:
             try:
-                for batch in _batches(source, columns, job):
+                for batch in batches:
                     counts = _commit(engine, job, batch, seen)
                     report.rejects(batch.rejects)  # before the summary moves on: a repeated line beats a lost one
                     summary.rows += batch.size
@@ -577,6 +586,58 @@ def _batches(source: CsvFile, columns: _Columns, job: _Job) -> Iterator[_Batch]:
         yield batch
 
 
+class _ReadAhead:
+    """The next batch is read and parsed in a thread while this one is written: the database
+    drivers wait for the server (PostgreSQL) or run a statement (sqlite3) with the GIL released, so
+    on two cores parsing costs no wall time (measured: parsing is about a quarter of the import's
+    CPU). One batch is held ahead, so memory stays one batch larger. An error while reading comes
+    out of iteration here, in the importing thread, as if it had been raised there."""
+
+    def __init__(self, batches: Iterator[_Batch]) -> None:
+        self.queue: Queue[tuple[bool, Any]] = Queue(maxsize=1)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._read, args=(batches,), name="csv-import-read", daemon=True)
+
+    def __enter__(self) -> Iterator[_Batch]:
+        self.thread.start()
+        return self._batches()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()  # the thread ends at its next batch; the file closes only after it has
+        while self.thread.is_alive():
+            try:
+                self.queue.get_nowait()  # a reader blocked on a full queue is let go
+            except Empty:
+                self.thread.join(0.05)
+
+    def _read(self, batches: Iterator[_Batch]) -> None:
+        try:
+            for batch in batches:
+                if not self._put((True, batch)):
+                    return
+            self._put((False, None))
+        except BaseException as exc:  # handed to the importing thread, which raises it
+            self._put((False, exc))
+
+    def _put(self, item: tuple[bool, Any]) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def _batches(self) -> Iterator[_Batch]:
+        while True:
+            more, item = self.queue.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+
+
 def _parse(cells: list[str], columns: _Columns, job: _Job, line: int) -> _Row:
     if len(cells) > columns.width and any(c.strip() for c in cells[columns.width:]):
         raise _Reject("", "", f"the row has {len(cells)} cells, the header {columns.width}; "
@@ -630,15 +691,24 @@ def _commit(engine: Engine, job: _Job, batch: _Batch, seen: Seen) -> dict[str, i
     for attempt in range(1, RETRIES + 1):
         try:
             with Session(engine) as session, session.begin():
-                if is_postgresql(session):
-                    # contacts grows from empty during an import; a plan cached while it was tiny
-                    # (a full scan per look-up) would be kept for every later batch (measured: 5x slower).
-                    session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+                _custom_plans(session, True)
                 return _write(session, job, batch, seen)
         except IntegrityError:
             if attempt == RETRIES:
                 raise
     raise AssertionError("unreachable")
+
+
+def _custom_plans(session: Session, on: bool) -> None:
+    """PostgreSQL: plan each statement for its own parameters (``on``) or as usual. On for the
+    batch's look-ups: contacts grows from empty during an import, and a plan cached while it was
+    tiny (a full scan per look-up) would be kept for every later batch (measured: 5x slower). Off
+    again before the writes: the foreign-key checks are cached plans too, run once per row, and
+    planned afresh each time they took three times as long (EXPLAIN ANALYZE: 9 µs a check, not
+    2.6; half of PostgreSQL's time in a first import)."""
+    if is_postgresql(session):
+        mode = "force_custom_plan" if on else "auto"
+        session.execute(text(f"SET LOCAL plan_cache_mode = {mode}"))
 
 
 def _in(session: Session, stmt: Any, column: Any, values: Sequence[Any]) -> Iterator[Any]:
@@ -684,6 +754,7 @@ def _write(session: Session, job: _Job, batch: _Batch, seen: Seen) -> dict[str, 
         session, select(Subscription.contact_id, Subscription.id, Subscription.status, Subscription.list_id),
         Subscription.contact_id, ids) if r.list_id == job.list_id}
 
+    _custom_plans(session, False)
     now, writes, new_rows = utcnow(), _Writes(), []
     for digest, row in batch.rows.items():
         found = existing.get(digest)
@@ -752,20 +823,20 @@ def _insert_contacts(session: Session, job: _Job, writes: _Writes, new_rows: lis
 
 def _insert_rows(session: Session, table: Any, constant: dict[str, Any], columns: Sequence[str],
                  rows: Sequence[Sequence[Any]], returning: Sequence[str] = ()) -> list[Any] | None:
-    """INSERT many rows in the way each backend does fastest (profiled; both about 3x faster than
-    an ORM or Core executemany). Constant columns and Python-side column defaults are sent once.
+    """INSERT many rows in the way each backend does fastest (profiled). Constant columns and
+    Python-side column defaults are sent once.
 
-    PostgreSQL: one INSERT ... SELECT FROM unnest(one array per column), which can also return
-    rows. SQLite: the driver's executemany (SQLite runs in-process: there are no round trips to
+    PostgreSQL: the rows are COPYed into a temporary table, then one INSERT ... SELECT from it,
+    which can also return rows. (Sent as one array parameter per column instead, psycopg's
+    Python-level array dumping took a third of the import's CPU; COPY's rows are written by its C
+    code.) SQLite: the driver's executemany (SQLite runs in-process: there are no round trips to
     save, only SQLAlchemy's per-row bookkeeping); returns None, as executemany returns no rows.
     """
     constant = {**_python_defaults(table, {*columns, *constant}), **constant}
     if not is_postgresql(session):
         _executemany(session, table, constant, columns, rows)
         return None
-    arrays = [bindparam(f"column_{i}", [row[i] for row in rows], type_=ARRAY(table.c[name].type))
-              for i, name in enumerate(columns)]
-    source = func.unnest(*arrays).table_valued(*columns).render_derived()
+    source = _copied(session, table, columns, rows)
     stmt = insert(table).from_select(
         [*columns, *constant],
         select(*(source.c[name] for name in columns),
@@ -774,6 +845,31 @@ def _insert_rows(session: Session, table: Any, constant: dict[str, Any], columns
         return list(session.execute(stmt.returning(*(table.c[name] for name in returning))))
     session.execute(stmt)
     return None
+
+
+def _copied(session: Session, table: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Any:
+    """PostgreSQL: ``rows`` in a temporary table of ``table``'s ``columns`` (their types, none of its
+    constraints), made in this transaction and dropped at its end (a retried batch starts afresh).
+    COPY escapes every value itself: tabs, newlines, backslashes and a text that reads ``\\N`` arrive
+    as they were. A dict or list (a JSON column) is sent as its JSON text."""
+    name = f"import_{table.name}"
+    names = ", ".join(columns)
+    connection = session.connection()
+    connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS "
+                               f"SELECT {names} FROM {table.name} WITH NO DATA")
+    as_json = [i for i, column in enumerate(columns) if isinstance(table.c[column].type, JSON)]
+    with connection.connection.driver_connection.cursor() as cursor:  # the session's own transaction
+        with cursor.copy(f"COPY {name} ({names}) FROM STDIN") as copy:
+            if as_json:
+                for row in rows:
+                    values = list(row)
+                    for i in as_json:
+                        values[i] = orjson.dumps(values[i]).decode()
+                    copy.write_row(values)
+            else:
+                for row in rows:
+                    copy.write_row(row)
+    return sqltable(name, *(column(c, table.c[c].type) for c in columns))
 
 
 def _executemany(session: Session, table: Any, constant: dict[str, Any], columns: Sequence[str],
@@ -862,12 +958,15 @@ def _python_defaults(table: Any, given: set[str]) -> dict[str, Any]:
 def _id_rows(session: Session, ids: Sequence[Any], type_: Any = None) -> tuple[Any, Any]:
     """A FROM clause with one row per id (or key of ``type_``), sent as a single parameter: no look-up
     in contacts and no long IN list for a planner to misjudge. The product runs on SQLite (JSON1) and
-    PostgreSQL."""
+    PostgreSQL. On PostgreSQL the parameter is the array's text (``{1,2,3}``), cast: psycopg's
+    Python-level dumping of a list of 10,000 values cost more than the look-up itself (profiled)."""
     if is_postgresql(session):
-        rows = func.unnest(bindparam("ids", list(ids), type_=ARRAY(type_ or Integer))).table_valued("id")
-        rows = rows.render_derived()
+        items = (str(v) if isinstance(v, int) else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                 for v in ids)
+        array_text = bindparam("ids", "{" + ",".join(items) + "}", type_=Text)
+        rows = func.unnest(cast(array_text, ARRAY(type_ or Integer))).table_valued("id").render_derived()
         return rows, rows.c.id
-    rows = func.json_each(bindparam("ids", json.dumps(list(ids)))).table_valued("value")
+    rows = func.json_each(bindparam("ids", orjson.dumps(list(ids)).decode())).table_valued("value")
     return rows, rows.c.value
 
 
