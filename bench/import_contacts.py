@@ -8,7 +8,8 @@ Each import runs in a child process, so the peak RSS and CPU time reported are t
 test: figures depend on the machine (and on what else runs on it).
 
     .venv/bin/python bench/import_contacts.py --rows 100000 --repeat 3 \
-        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--batch-size 1000] [--encoding cp1252]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--batch-size 10000] [--encoding cp1252] \
+        [--baseline /work/main --baseline-batch-size 1000]
 
 ``--encoding`` writes the file in another encoding than UTF-8 (Windows-1252: the names' accents are
 then bytes that are not UTF-8), so the import detects it: the cost of detection, measured.
@@ -18,6 +19,10 @@ and its rows written bare (no checks, no look-ups) into a table of the same colu
 the same batches, one transaction each (``bench.common.write_rows``: COPY on PostgreSQL, executemany on
 SQLite). With more than 100,000 rows, the first 100,000 are also imported alone (SQLite), so that the
 peak RSS of the large run stands next to the 100k one: memory must stay flat in the file's size.
+``--baseline DIR`` also imports the same file with another checkout's code (DIR, e.g. the main branch,
+run by its own bench/import_contacts.py), into a fresh database of its own, right before each of this
+checkout's runs: before and after measured in one run, under the same load. ``--baseline-batch-size``
+is the batch size it is given (1,000 was the import's default before it became 10,000).
 ``--skip-again`` leaves out the second import of the same file (for the large runs of bench/run_all.py).
 ``--summary-json PATH`` writes the headline rows for bench/run_all.py.
 """
@@ -49,7 +54,7 @@ from bench.common import write_rows
 from bench.summary import Row, add_summary_argument, write_summary
 from newsletter.database import make_engine, upgrade
 from tests.pgschema import postgres_schema
-from subscribers.csv_import import import_csv
+from subscribers.csv_import import BATCH_SIZE, import_csv
 
 TARGET = 20_000  # rows/s (issue 19)
 FLAT = 1.25  # the large run's peak RSS may be this many times the 100k run's and still be "flat"
@@ -131,9 +136,12 @@ def floor_worker(url: str, path: Path, batch_size: int, encoding: str) -> None:
     print(json.dumps({"seconds": seconds}))
 
 
-def timed_import(url: str, path: Path, batch_size: int, *, floor: bool = False, encoding: str = "utf-8") -> dict[str, Any]:
+def timed_import(url: str, path: Path, batch_size: int, *, floor: bool = False, encoding: str = "utf-8",
+                 code: Path | None = None) -> dict[str, Any]:
+    """One import (or the floor) in a child process; ``code``: another checkout's import, run by its bench."""
     mode = ["--floor-worker", url, str(path), "--encoding", encoding] if floor else ["--worker", url, str(path)]
-    result = subprocess.run([sys.executable, __file__, *mode, "--batch-size", str(batch_size)],
+    script = str(code / "bench" / "import_contacts.py") if code is not None else __file__
+    result = subprocess.run([sys.executable, script, *mode, "--batch-size", str(batch_size)],
                             capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -162,8 +170,13 @@ def postgres_database(base: str) -> Iterator[str]:
 
 
 def run(backend: str, databases: Any, path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    first, again, floors = [], [], []
+    first, again, floors, baseline = [], [], [], []
     for n in range(args.repeat):
+        if args.baseline:
+            with databases(100 + n) as url:
+                baseline.append(timed_import(url, path, args.baseline_batch_size, code=args.baseline))
+            print(f"  {backend} run {n + 1}, baseline {args.baseline}: {baseline[-1]['seconds']:.2f} s "
+                  f"(CPU {baseline[-1]['cpu']:.2f} s, peak RSS {baseline[-1]['peak_mb']:.0f} MB)", flush=True)
         with databases(n) as url:
             floors.append(timed_import(url, path, args.batch_size, floor=True, encoding=args.encoding))
             first.append(timed_import(url, path, args.batch_size))
@@ -182,7 +195,10 @@ def run(backend: str, databases: Any, path: Path, args: argparse.Namespace) -> d
             "cpu": statistics.median(r["cpu"] for r in first),
             "again": statistics.median(r["seconds"] for r in again) if again else None,
             "peak_mb": max(r["peak_mb"] for r in first + again), "counts": counts,
-            "again_counts": again[0]["counts"] if again else {}}
+            "again_counts": again[0]["counts"] if again else {},
+            "baseline": statistics.median(r["seconds"] for r in baseline) if baseline else None,
+            "baseline_cpu": statistics.median(r["cpu"] for r in baseline) if baseline else None,
+            "baseline_peak_mb": max(r["peak_mb"] for r in baseline) if baseline else None}
 
 
 def memory_base(folder: Path, path: Path, args: argparse.Namespace) -> float:
@@ -217,7 +233,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--baseline", type=Path, metavar="DIR", help="also time another checkout's import (e.g. /work/main)")
+    parser.add_argument("--baseline-batch-size", type=int, default=1000, metavar="N")
     parser.add_argument("--encoding", default="utf-8", help="the file's encoding (default utf-8)")
     parser.add_argument("--postgres", metavar="URL", help="also run on PostgreSQL, in schemas dropped afterwards")
     parser.add_argument("--skip-sqlite", action="store_true")
@@ -258,6 +276,11 @@ def main() -> None:
         again = f"{r['again']:>8.2f}" if r["again"] is not None else f"{'-':>8}"
         print(f"{r['backend']:<11} {args.rows:>9,} {r['first']:>9.2f} {args.rows / r['first']:>9,.0f} "
               f"{args.rows / r['floor']:>13,.0f} {r['cpu']:>6.2f} {again} {r['peak_mb']:>12.0f}")
+    for r in results:
+        if r["baseline"] is not None:
+            print(f"baseline ({args.baseline}, batches of {args.baseline_batch_size}) {r['backend']}: "
+                  f"{r['baseline']:.2f} s = {args.rows / r['baseline']:,.0f} rows/s, CPU {r['baseline_cpu']:.2f} s, "
+                  f"peak RSS {r['baseline_peak_mb']:.0f} MB; this checkout {r['baseline'] / r['first']:.2f}x as fast")
     if base_mb is not None:
         print(f"peak RSS of the first {MEMORY_BASE:,} rows imported alone: {base_mb:.0f} MB")
     write_summary(args.summary_json, summary_rows(results, args.rows, base_mb))
