@@ -9,10 +9,12 @@ Why it is shaped this way:
 - Speed (profiled; see bench/import_contacts.py): per batch, one indexed look-up each of
   suppressions, existing contacts, their tags and their subscriptions (the batch's keys joined as one
   array parameter, ``_in``), then one INSERT
-  per table: contacts and tags as PostgreSQL ``unnest`` arrays or SQLite's executemany,
-  subscriptions and consent events as INSERT ... SELECT over the new contact ids. In Python, each
-  row costs only parsing and ``sendable_email``, whose usual case is checked once per domain
-  (``email_syntax``; email-validator's own check took most of the time).
+  per table: contacts and tags COPYed into a temporary table and inserted from it on PostgreSQL,
+  SQLite's executemany; subscriptions and consent events as INSERT ... SELECT over the new contact
+  ids. Batches of ``BATCH_SIZE`` rows; the next batch is parsed in a thread while this one is
+  written (``_ReadAhead``). In Python, each row costs only parsing and ``sendable_email``, whose
+  usual case is checked once per domain (``email_syntax``; email-validator's own check took most
+  of the time).
 - A broken file is refused whole, before anything is stored: the file is read once first
   (``_check_file``, with ``csv_reading``), so a quote never closed, a NUL, an overlong line or a
   value under a header with no name is one error naming line and column, not a half import that
@@ -236,7 +238,7 @@ def import_csv(
                         setattr(summary, key, getattr(summary, key) + value)
                     seen.update(_fingerprint(digest) for digest in batch.rows)
                     if progress is not None:
-                        progress(ImportProgress(summary.last_line, source.bytes_read(), total_bytes, summary.rows))
+                        progress(ImportProgress(summary.last_line, batch.bytes_read, total_bytes, summary.rows))
             except BaseException as exc:  # Ctrl-C included: record where to resume, then let it go on
                 note = summary.resume_note(path)
                 report.status(f"stopped ({type(exc).__name__}): {note}")
@@ -528,7 +530,7 @@ def _shown(header: str) -> str:
 # --- rows and batches -------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     """One address's values; rows repeating the address are merged into the first one."""
 
@@ -557,6 +559,7 @@ class _Batch:
     duplicates: int = 0  # rows merged into an earlier row of this batch
     size: int = 0  # data rows read
     last_line: int = 0
+    bytes_read: int = 0  # of the file when the batch was complete (approximate: the reader reads ahead)
 
 
 class _Reject(Exception):
@@ -584,9 +587,11 @@ def _batches(source: CsvFile, columns: _Columns, job: _Job) -> Iterator[_Batch]:
             else:
                 batch.rows[row.digest] = row
         if batch.size >= job.batch_size:
+            batch.bytes_read = source.bytes_read()
             yield batch
             batch = _Batch()
     if batch.size:
+        batch.bytes_read = source.bytes_read()
         yield batch
 
 
