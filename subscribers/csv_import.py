@@ -880,18 +880,26 @@ def _copied(session: Session, table: Any, columns: Sequence[str], rows: Sequence
     connection = session.connection()
     connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS "
                                f"SELECT {names} FROM {table.name} WITH NO DATA")
+    import psycopg  # here: PostgreSQL's driver is an optional dependency (the "postgres" extra)
+
     as_json = [i for i, column in enumerate(columns) if isinstance(table.c[column].type, JSON)]
     with connection.connection.driver_connection.cursor() as cursor:  # the session's own transaction
-        with cursor.copy(f"COPY {name} ({names}) FROM STDIN") as copy:
-            if as_json:
-                for row in rows:
-                    values = list(row)
-                    for i in as_json:
-                        values[i] = orjson.dumps(values[i]).decode()
-                    copy.write_row(values)
-            else:
-                for row in rows:
-                    copy.write_row(row)
+        try:
+            with cursor.copy(f"COPY {name} ({names}) FROM STDIN") as copy:
+                if as_json:
+                    for row in rows:
+                        values = list(row)
+                        for i in as_json:
+                            values[i] = orjson.dumps(values[i]).decode()
+                        copy.write_row(values)
+                else:
+                    for row in rows:
+                        copy.write_row(row)
+        except psycopg.Error as exc:
+            # PostgreSQL's message quotes the refused value (CONTEXT: ... column email: "..."): it
+            # must not reach a log. The values were checked before (lengths, syntax), so this is a bug.
+            raise RuntimeError(f"COPY into {name} failed: {type(exc).__name__} (SQLSTATE {exc.sqlstate}); "
+                               "the value is not shown, as it may be an email address") from None
     return sqltable(name, *(sqlcolumn(c, table.c[c].type) for c in columns))
 
 

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 
 from newsletter.database import Database
 from subscribers.contacts import find_contact
-from subscribers.csv_import import ImportSummary, _ReadAhead, import_csv
-from subscribers.models import ConsentEvent, ContactTag, Subscription
+from subscribers.csv_import import ImportSummary, _copied, _ReadAhead, import_csv
+from subscribers.models import ConsentEvent, Contact, ContactTag, Subscription
 
 COUNTS = ("rows", "added", "updated", "unchanged", "rejected", "duplicates", "pending")
 
@@ -132,3 +132,13 @@ def test_read_ahead_stops_its_thread_when_the_import_stops_early() -> None:
                     raise KeyboardInterrupt
     assert threading.active_count() == before
     assert len(read) <= 5  # at most one batch waiting and one being read when it stopped
+
+
+@pytest.mark.postgres
+def test_a_value_copy_refuses_is_not_quoted_in_the_error(postgres_db: Database) -> None:
+    # The import checks lengths before it writes, so only a bug gets here; PostgreSQL's own message
+    # would quote the value (an address) and the error may be logged.
+    address = "x" * 400 + "@example.com"
+    with postgres_db.session() as s, pytest.raises(RuntimeError) as raised:
+        _copied(s, Contact.__table__, ("email",), [(address,)])
+    assert "import_contacts" in str(raised.value) and "x" * 20 not in str(raised.value)
