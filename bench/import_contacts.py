@@ -187,6 +187,8 @@ def run(backend: str, databases: Any, path: Path, args: argparse.Namespace) -> d
               flush=True)
     counts = first[0]["counts"]
     assert all(r["counts"] == counts for r in first), "every fresh run must give the same counts"
+    if any(r["counts"] != counts for r in baseline):  # the same file: a difference is a change in behaviour
+        print(f"  counts differ from the baseline's: {baseline[0]['counts']} (baseline) vs {counts}", flush=True)
     # Nothing new the second time. Addresses repeated with other values in a later batch count as
     # updated again (the earlier row is applied, then the later one): the same end state.
     assert not again or (again[0]["counts"]["added"] == 0 and again[0]["counts"]["rejected"] == counts["rejected"])
