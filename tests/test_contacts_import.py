@@ -368,7 +368,14 @@ def rows_file(tmp_path: Path, n: int) -> Path:
     return write(tmp_path / "batch.csv", "email,name\n" + "".join(f"p{i}@example.com,P{i}\n" for i in range(1, n + 1)))
 
 
-def test_an_interrupted_import_keeps_whole_batches_and_resumes(db: Database, tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def either_db(request: pytest.FixtureRequest) -> Database:
+    """SQLite, then PostgreSQL (where the next batch is parsed in a thread while one is written)."""
+    return request.getfixturevalue("db" if request.param == "sqlite" else "postgres_db")
+
+
+def test_an_interrupted_import_keeps_whole_batches_and_resumes(either_db: Database, tmp_path: Path) -> None:
+    db = either_db
     path = rows_file(tmp_path, 9)  # data on lines 2-10; batches of 3: lines 2-4, 5-7, 8-10
     seen: list[ImportProgress] = []
 
@@ -395,8 +402,9 @@ def test_an_interrupted_import_keeps_whole_batches_and_resumes(db: Database, tmp
     assert statuses == ["stopped (KeyboardInterrupt)", "finished"]  # the resumed run added to the report
 
 
-def test_a_failure_inside_a_batch_rolls_back_that_whole_batch(db: Database, tmp_path: Path,
+def test_a_failure_inside_a_batch_rolls_back_that_whole_batch(either_db: Database, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    db = either_db  # on PostgreSQL the batch's temporary tables go with it
     path = rows_file(tmp_path, 6)
     real_flush, calls = csv_import._flush, []
 
