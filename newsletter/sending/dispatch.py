@@ -312,6 +312,8 @@ class Dispatcher:
             self.transport.settings = settings
 
     def _claim_one_off(self, session: Session, now: datetime) -> tuple[OneOffSender, OneOffClaimed] | None:
+        if not OneOffSender.any_due(session, self.one_offs, now):
+            return None
         for sender in self.one_offs:
             claimed = sender.claim(session, now)
             if claimed is not None:
