@@ -249,7 +249,7 @@ class Delivery(Base):
     step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="SET NULL"))
     # Erasure keeps the row as an anonymous count, clearing this column itself (newsletter.erasure):
     # no foreign key, which PostgreSQL would check with a locking lookup of the contact for each of
-    # an enqueue's rows. A claim skips a row whose contact is gone (``ledger._skip_now``).
+    # an enqueue's rows. Contacts are deleted only by erasure.
     contact_id: Mapped[int | None] = mapped_column(Integer, index=True)
     list_id: Mapped[int | None] = mapped_column(Integer)  # the list it was sent for (no foreign key: above)
     # queued -> claimed -> submitted -> delivered | bounced | dropped; or failed, unknown, suppressed
