@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
@@ -51,6 +51,9 @@ def scrub_sending_records(session: Session, person: ErasedPerson) -> None:
         scrub_their_rows(session, person, [Event.reason],
                          or_(Event.contact_id == person.contact_id, Event.delivery_id.in_(theirs)), urls=[Event.url])
         scrub_their_rows(session, person, [Delivery.error], Delivery.contact_id == person.contact_id)
+        # Their deliveries stay as anonymous counts (the column has no foreign key to clear it).
+        session.execute(update(Delivery).where(Delivery.contact_id == person.contact_id).values(contact_id=None)
+                        .execution_options(synchronize_session=False))
     # Events of other contacts are about their own addresses; those of nobody (unmatched provider
     # events, anonymous tracking) may still quote this person.
     scrub_mentions(session, person, [Event.reason, Event.url], where=Event.contact_id.is_(None))

@@ -247,8 +247,10 @@ class Delivery(Base):
     # A sequence step's email: one row per (enrolment, step).
     enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id", ondelete="SET NULL"))
     step_id: Mapped[int | None] = mapped_column(ForeignKey("sequence_steps.id", ondelete="SET NULL"))
-    # Erasure keeps the row as an anonymous count.
-    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"), index=True)
+    # Erasure keeps the row as an anonymous count, clearing this column itself (newsletter.erasure):
+    # no foreign key, which PostgreSQL would check with a locking lookup of the contact for each of
+    # an enqueue's rows. Contacts are deleted only by erasure.
+    contact_id: Mapped[int | None] = mapped_column(Integer, index=True)
     list_id: Mapped[int | None] = mapped_column(Integer)  # the list it was sent for (no foreign key: above)
     # queued -> claimed -> submitted -> delivered | bounced | dropped; or failed, unknown, suppressed
     status: Mapped[str] = mapped_column(String(12))  # a DeliveryStatus

@@ -16,6 +16,7 @@ from newsletter.models import ENROLLMENT_STEP_CONFLICT, Delivery, Enrollment, Is
 from newsletter.sending import enqueue, ledger, schedule
 from subscribers.contacts import find_contact
 from subscribers.db import insert_ignoring_conflicts
+from subscribers.models import Subscription
 from subscribers.states import DeliveryStatus
 from tests.sendkit import add_audience, make_issue
 
@@ -67,3 +68,25 @@ def test_an_issue_is_enqueued_once_per_contact_and_sent_to_all(database: Databas
         assert ledger.status_counts(s, issue_id) == {"queued": 25}
         assert s.scalar(select(func.count()).where(Delivery.issue_id == issue_id,
                                                    Delivery.list_id == s.get(Issue, issue_id).list_id)) == 25
+
+
+def test_a_first_enqueue_that_finds_rows_already_there_adds_only_the_others(database: Database,
+                                                                             settings: Settings) -> None:
+    """An issue's first enqueue is a plain INSERT on PostgreSQL (no speculative insertion); when
+    another enqueue got in first, the unique constraint refuses it and the rows missing are added."""
+    issue_id = make_issue(database, settings)
+    add_audience(database, 10)
+    with database.session() as s:
+        contact_id = find_contact(s, "reader3@example.org").id
+        list_id = s.scalar(select(Subscription.list_id).where(Subscription.contact_id == contact_id))
+        s.get(Issue, issue_id).list_id = list_id
+        s.execute(insert(Delivery), [{"issue_id": issue_id, "contact_id": contact_id, "list_id": list_id,
+                                      "status": DeliveryStatus.QUEUED.value, "due_at": NOW, "attempts": 0,
+                                      "created_at": NOW}])
+    with database.session() as s:
+        issue = s.get(Issue, issue_id)
+        assert issue.enqueued_at is None
+        assert enqueue.enqueue_issue(s, issue, NOW) == 9
+        assert issue.enqueued_at == NOW
+    with database.session() as s:
+        assert ledger.status_counts(s, issue_id) == {"queued": 10}

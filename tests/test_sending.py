@@ -406,7 +406,7 @@ def test_the_providers_answer_settles_a_batch_recovery_took_for_lost(db: Databas
     with db.session() as s:
         assert ledger.recover_expired(s, NOW + timedelta(minutes=6)) == (0, 3)
     with db.session() as s:  # then worker A's request comes back accepted
-        ledger.mark_submitted(s, s.get(SendBatch, got.batch_id), [r.delivery_id for r in got.rows], "m1", NOW)
+        ledger.mark_submitted(s, got.batch_id, [r.delivery_id for r in got.rows], "m1", NOW, whole=True)
     assert counts(db, issue_id) == {"submitted": 3}
     with db.session() as s:
         assert s.get(SendBatch, got.batch_id).status == "submitted" and ledger.unknown_batches(s, issue_id) == []

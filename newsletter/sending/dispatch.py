@@ -312,6 +312,8 @@ class Dispatcher:
             self.transport.settings = settings
 
     def _claim_one_off(self, session: Session, now: datetime) -> tuple[OneOffSender, OneOffClaimed] | None:
+        if not OneOffSender.any_due(session, self.one_offs, now):
+            return None
         for sender in self.one_offs:
             claimed = sender.claim(session, now)
             if claimed is not None:
@@ -515,7 +517,9 @@ class Dispatcher:
                               for row, why in deferred.items())
             retry_batch[:] = [ledger.open_batch(session, [c.delivery_id for c in unsent], transport=self.transport.name,
                                                 worker=self.worker, language=job.language).id] if unsent else []
-            ledger.mark_submitted(session, session.get(SendBatch, job.batch_id), accepted, message_id, now, each=each)
+            # Every row still in the request accepted (the usual answer): found by their batch.
+            ledger.mark_submitted(session, job.batch_id, accepted, message_id, now, each=each,
+                                  whole=len(accepted) == len(claimed))
             for index, reason in outcome.refused.items():
                 ledger.mark_failed(session, [claimed[index].delivery_id], reason)
                 if index in outcome.invalid_addresses:

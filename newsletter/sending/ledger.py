@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, literal_column, null, or_, select, union_all, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -82,9 +82,13 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         chosen = Delivery.id.in_(select(picked.c.id))
     else:
         chosen = Delivery.id.in_(candidates.scalar_subquery())
-    batch = SendBatch(transport=transport, worker=worker, status=BatchStatus.CLAIMED, size=0)
+    # Made with the size asked for: a full claim (the usual one) never writes the batch again.
+    batch = SendBatch(transport=transport, worker=worker, status=BatchStatus.CLAIMED, size=limit)
     session.add(batch)
     session.flush()
+    # Core statements on the session's connection from here: the ORM's per-row and per-statement
+    # work was a tenth of a claim, for rows read once into tuples.
+    connection = session.connection()
     # Suppression is checked again in the same statement: whoever unsubscribed, bounced or was
     # erased since enqueue (or whose enrolment ended) is skipped now, not mailed.
     claiming = (
@@ -101,7 +105,7 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         # finding them again by batch would read the claimed index, which keeps an entry for every
         # row claimed since the last vacuum, one more walk per batch of a growing index.
         done = claiming.returning(Delivery.id, Delivery.contact_id, Delivery.status).cte("claiming")
-        found = session.execute(
+        found = connection.execute(
             select(done.c.id, Contact.id, Contact.email, Contact.name, Contact.language, done.c.status)
             .outerjoin(Contact, Contact.id == done.c.contact_id)
             .order_by(done.c.id)
@@ -109,8 +113,8 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         claimed = len(found)
         rows = [Claimed(*row[:5]) for row in found if row[5] == DeliveryStatus.CLAIMED]
     else:
-        claimed = session.execute(claiming).rowcount
-        rows = list(map(Claimed._make, session.execute(
+        claimed = connection.execute(claiming).rowcount
+        rows = list(map(Claimed._make, connection.execute(
             select(Delivery.id, Contact.id, Contact.email, Contact.name, Contact.language)
             .join(Contact, Contact.id == Delivery.contact_id)
             .where(Delivery.batch_id == batch.id, Delivery.status == sql_literal(DeliveryStatus.CLAIMED))
@@ -118,7 +122,7 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         ))) if claimed else []
     suppressed = claimed - len(rows)
     if suppressed:  # rare: the skipped rows are not in the request
-        session.execute(
+        connection.execute(
             update(Delivery)
             .where(Delivery.batch_id == batch.id, Delivery.status == DeliveryStatus.SUPPRESSED)
             .values(batch_id=None, lease_expires_at=None)
@@ -128,7 +132,8 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         session.delete(batch)
         session.flush()
         return Claim(issue_id, [], suppressed, step_id)
-    batch.size = len(rows)
+    if batch.size != len(rows):
+        batch.size = len(rows)
     return Claim(issue_id, rows, suppressed, step_id, batch.id)
 
 
@@ -152,41 +157,50 @@ def split_by_language(session: Session, batch_id: int, groups: dict[str | None, 
 
 def _next_due(session: Session, now: datetime, only_issue: int | None) -> tuple[int | None, int | None] | None:
     """(issue, None) or (None, step): the email whose queued rows fell due first, among issues that
-    are sending and steps of active sequences. One index probe per email (its earliest queued row),
-    never a walk over the queued rows themselves, however many there are."""
+    are sending and steps of active sequences. One statement (it runs before every claim), one index
+    probe per email (its earliest queued row), never a walk over the queued rows themselves."""
 
     def earliest(group: ColumnElement[bool]):  # noqa: ANN202 - a scalar subquery
         queued = Delivery.status == sql_literal(DeliveryStatus.QUEUED)
         return select(func.min(Delivery.due_at)).where(group, queued, Delivery.due_at <= now).scalar_subquery()
 
-    issues = select(Issue.id, earliest(Delivery.issue_id == Issue.id)).where(Issue.status == IssueStatus.SENDING)
-    candidates = [(due, 0, issue_id, None) for issue_id, due in session.execute(
-        issues if only_issue is None else issues.where(Issue.id == only_issue)) if due is not None]
-    if only_issue is None:
+    issues = select(earliest(Delivery.issue_id == Issue.id).label("due"), literal_column("0").label("kind"),
+                    Issue.id.label("issue_id"), null().label("step_id")).where(Issue.status == IssueStatus.SENDING)
+    if only_issue is not None:
+        issues = issues.where(Issue.id == only_issue)
+        emails = issues.subquery()
+    else:
         steps = (
-            select(SequenceStep.id, earliest(Delivery.step_id == SequenceStep.id))
+            select(earliest(Delivery.step_id == SequenceStep.id), literal_column("1"), null(), SequenceStep.id)
             .join(Sequence, Sequence.id == SequenceStep.sequence_id)
             .where(Sequence.status == SequenceStatus.ACTIVE)
         )
-        candidates += [(due, 1, None, step_id) for step_id, due in session.execute(steps) if due is not None]
-    if not candidates:
-        return None
-    _, _, issue_id, step_id = min(candidates)
-    return issue_id, step_id
+        emails = union_all(issues, steps).subquery()
+    first = session.connection().execute(
+        select(emails.c.issue_id, emails.c.step_id).where(emails.c.due.is_not(None))
+        .order_by(emails.c.due, emails.c.kind, emails.c.issue_id, emails.c.step_id).limit(1)
+    ).first()
+    return None if first is None else (first[0], first[1])
 
 
 def _skip_now() -> ColumnElement[bool]:
     """True for a claimed row that must not be mailed after all: its contact was erased, left the
     list, is suppressed or no longer active, or its enrolment ended (a booking) after it was queued."""
-    still_subscribed = exists().where(
-        Subscription.contact_id == Delivery.contact_id,
-        Subscription.list_id == Delivery.list_id,
-        Subscription.status == SubscriptionStatus.CONFIRMED,
+    # OFFSET 0 keeps PostgreSQL from turning this NOT EXISTS into a hashed subplan, which read the
+    # whole subscriptions table (every contact of every list) once per claim: its estimate of a
+    # thousand index probes is dearer than the scan, the probes themselves several times cheaper.
+    still_subscribed = (
+        select(literal_column("1"))
+        .where(Subscription.contact_id == Delivery.contact_id, Subscription.list_id == Delivery.list_id,
+               Subscription.status == SubscriptionStatus.CONFIRMED)
+        .offset(0).exists()
     )
     left_list = and_(Delivery.list_id.is_not(None), ~still_subscribed)
     enrollment_over = exists().where(Enrollment.id == Delivery.enrollment_id,
                                      Enrollment.state == EnrollmentState.EXITED)
-    # One look at the contact (it exists: erasure sets contact_id NULL) for both of its reasons.
+    # One look at the contact (it exists: erasure, the only way a contact row goes, sets contact_id
+    # NULL first) for both of its reasons. Spelled as EXISTS (... OR EXISTS): PostgreSQL probes it
+    # per row by index; as NOT EXISTS (active AND NOT EXISTS) it hashed the whole contacts table.
     contact_out = exists().where(
         Contact.id == Delivery.contact_id,
         or_(Contact.status != ContactStatus.ACTIVE, exists().where(Suppression.email_hash == Contact.email_hash)),
@@ -220,10 +234,11 @@ def close_batch(session: Session, batch_id: int, status: str, error: str | None,
     batch.status, batch.error, batch.finished_at = status, None if error is None else error[:2000], now
 
 
-def mark_submitted(session: Session, batch: SendBatch, ids: list[int], message_id: str | None, now: datetime,
-                   *, each: dict[int, str] | None = None) -> None:
+def mark_submitted(session: Session, batch_id: int, ids: list[int], message_id: str | None, now: datetime,
+                   *, each: dict[int, str] | None = None, whole: bool = False) -> None:
     """``ids`` were accepted with the request's ``message_id``, or, given ``each`` (a transport that
-    answers per message, SMTP), with each delivery's own id."""
+    answers per message, SMTP), with each delivery's own id. ``whole``: ``ids`` are every row of the
+    batch still in its request, so they are found by the batch (no 1000-item IN list)."""
     if each:
         table = Delivery.__table__
         # Spelled out: an IN list cannot be used with executemany.
@@ -235,20 +250,25 @@ def mark_submitted(session: Session, batch: SendBatch, ids: list[int], message_i
             [{"row": row, "message": message} for row, message in each.items()],
         )
         ids = []
+    # Core statements: two round trips, no load of the batch (this runs after every request).
+    connection = session.connection()
     if ids:
-        whole_batch = len(ids) == batch.size  # every row of the request accepted: no 1000-item IN list
         # Unknown too: recovery took the request for lost (the lease ran out), the provider's 202 says
         # otherwise. A row a webhook has already moved on (delivered, say) is left as it is.
-        in_request = Delivery.status.in_(IN_REQUEST)
-        session.execute(
-            update(Delivery)
-            .where(Delivery.batch_id == batch.id if whole_batch else Delivery.id.in_(ids), in_request)
-            .values(status=DeliveryStatus.SUBMITTED, provider_message_id=message_id, submitted_at=now,
+        table = Delivery.__table__
+        in_request = table.c.status.in_([state.value for state in IN_REQUEST])
+        connection.execute(
+            update(table)
+            .where(table.c.batch_id == batch_id if whole else table.c.id.in_(ids), in_request)
+            .values(status=DeliveryStatus.SUBMITTED.value, provider_message_id=message_id, submitted_at=now,
                     lease_expires_at=None)
-            .execution_options(synchronize_session=False)
         )
-    batch.status, batch.provider_message_id, batch.finished_at = BatchStatus.SUBMITTED, message_id, now
-    batch.evidence = None  # its own 202: what events said before it came is no longer needed
+    batches = SendBatch.__table__
+    # evidence: its own 202; what events said before it came is no longer needed.
+    connection.execute(
+        update(batches).where(batches.c.id == batch_id)
+        .values(status=BatchStatus.SUBMITTED.value, provider_message_id=message_id, finished_at=now, evidence=None)
+    )
 
 
 def extend_lease(session: Session, batch_id: int, until: datetime) -> None:
@@ -337,10 +357,12 @@ def release(session: Session, ids: list[int]) -> None:
 def begin_request(session: Session, batch_id: int, now: datetime) -> str | None:
     """Mark, durably and before anything is sent, that this batch's request may now leave. Returns
     the batch's marker, which travels with the request."""
-    batch = session.get(SendBatch, batch_id)
-    assert batch is not None
-    batch.status, batch.began_at = BatchStatus.REQUESTING, now
-    return batch.marker
+    # One statement (no load of the batch first): it runs before every request.
+    marker = session.connection().execute(
+        update(SendBatch.__table__).where(SendBatch.__table__.c.id == batch_id)
+        .values(status=BatchStatus.REQUESTING.value, began_at=now).returning(SendBatch.__table__.c.marker)
+    ).one()
+    return marker[0]
 
 
 def request_refused(session: Session, batch_id: int) -> None:
