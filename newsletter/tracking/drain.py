@@ -1,4 +1,6 @@
-"""Moving logged clicks and opens (``event_log``) into the events table, in batches, in the background.
+"""Moving logged clicks and opens (``event_log``) into the events table, in batches, in the background:
+in the ``newsletter tracking-drain`` process that ``newsletter serve`` starts (and restarts) beside its web
+processes, or, when nothing runs one (tests, an app served otherwise), in a thread of the web process.
 
 ``apply`` makes the events of answered requests as ``first_party`` makes them at answer time: the
 delivery's contact under full tracking, machine labels (a click within seconds of sending needs the
@@ -7,7 +9,8 @@ delivery held as unknown settled as submitted when its genuine token comes back.
 
 Exactly once: a batch's events and the log's new offset (``TrackingLogProgress``) are committed in one
 transaction, so a crash anywhere leaves either both or neither, and a replay starts after the last
-committed record.
+committed record. Only segments no process holds are drained (sealed ones, and those of processes
+that died), each by one drain at a time (its file lock), so several drains may share a folder.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -27,16 +31,14 @@ from newsletter.database import Database
 from newsletter.models import Delivery, Event, Link, TrackingLogProgress
 from newsletter.sending import ledger
 from newsletter.tracking.answers import Seen
-from newsletter.tracking.event_log import EventLog, decode, orphans, read_lines, ROTATE_BYTES
+from newsletter.tracking.event_log import decode, drainable, read_lines
 from newsletter.tracking.machines import ALL_AT_ONCE, ALL_AT_ONCE_LINKS, BURST, too_soon
 from subscribers.db import utcnow
 from subscribers.states import IN_REQUEST, DeliveryStatus, EventType
 
 log = logging.getLogger("newsletter.tracking")
 BATCH = 5000  # records a transaction
-IDLE = 2.0  # seconds between looks at the log when it is drained: fewer, larger batches (each reads the
-# clicks of the seconds around it again to find bursts, so short batches read the same rows many times)
-ORPHAN_LOOK = 10.0  # seconds between looks for logs that processes which died left behind
+IDLE = 0.5  # seconds between looks for sealed segments when there were none
 
 
 def apply(session: Session, records: list[Seen]) -> int:
@@ -72,7 +74,7 @@ def apply(session: Session, records: list[Seen]) -> int:
     if rows:
         session.connection().execute(insert(Event.__table__), rows)  # Core: no ORM bookkeeping per row
     _label_bursts(session, human)
-    for delivery_id, at in settle:
+    for delivery_id, at in sorted(settle):  # rows locked in one order by every drain: no deadlock
         ledger.resolve_accepted(session, [delivery_id], at)
     return len(rows)
 
@@ -121,87 +123,71 @@ def _save_offset(session: Session, name: str, offset: int) -> None:
 
 
 class Drainer:
-    """The background thread of one web process: drains its own log, and any orphaned one it finds."""
+    """Drains the sealed and orphaned segments of a folder: ``run`` until stopped (a process's main
+    loop), or ``start`` a thread that does."""
 
-    def __init__(self, db: Database, event_log: EventLog) -> None:
-        self.db, self.log = db, event_log
-        self.offset = 0  # of our own log, committed
+    def __init__(self, db: Database, folder: Path) -> None:
+        self.db, self.folder = db, folder
         self.dropped = 0  # records that could not be made into events (logged one by one)
-        self._lock = threading.Lock()  # one drain of our log at a time (the thread, or flush())
+        self._lock = threading.Lock()  # one pass at a time (the thread, or flush())
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="tracking-drain")
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, daemon=True, name="tracking-drain")
         self._thread.start()
 
-    def _run(self) -> None:
-        looked = 0.0
+    def run(self, alive: Callable[[], bool] = lambda: True) -> None:
+        """Drain until ``stop`` (or ``alive`` says no), then once more: what was sealed meanwhile."""
         pause = IDLE
-        while not self._stop.is_set():
+        while not self._stop.is_set() and alive():
             try:
-                if time.monotonic() - looked > ORPHAN_LOOK:
-                    self.replay_orphans()
-                    looked = time.monotonic()
-                moved = self.drain_own()
+                moved = self.drain_sealed()
                 pause = IDLE
-            except DBAPIError as exc:  # the database is locked or down: the log keeps everything meanwhile
+            except DBAPIError as exc:  # the database is locked or down: the segments keep everything meanwhile
                 log.warning("tracking log: draining waits for the database (%s)", type(exc.orig).__name__)
                 moved, pause = 0, min(pause * 2, 10.0)
-            if moved < BATCH:
+            if not moved:
                 self._stop.wait(pause)
+        try:
+            self.drain_sealed()
+        except Exception as exc:  # noqa: BLE001 - the segments stay: the next drain takes them
+            log.warning("tracking log: segments kept for the next drain (%s)", type(exc).__name__)
 
-    def drain_own(self) -> int:
-        """One batch of our log into the table; returns how many records it took."""
-        with self._lock:
-            if self.log.fd < 0:
-                return 0
-            lines = read_lines(self.log.fd, self.offset, self.log.durable, BATCH)
-            if lines:
-                self.offset = self._commit(self.log.name, self.offset, lines)
-            elif self.offset >= ROTATE_BYTES and self.offset == self.log.durable:
-                old = self.log.rotate()
-                if old is not None:
-                    name, fd, size = old
-                    self.offset = 0
-                    self._finish(name, fd, size, start=size)
-            return len(lines)
-
-    def finish_own(self) -> None:
-        """Our log, which nothing writes to any more, drained to its end and deleted."""
-        with self._lock:
-            fd, self.log.fd = self.log.fd, -1
-            self._finish(self.log.name, fd, self.log.durable, self.offset)
-
-    def flush(self) -> None:
-        """Drain our log to its end now (tests; shutdown)."""
-        while self.drain_own():
-            pass
-
-    def replay_orphans(self) -> int:
+    def drain_sealed(self) -> int:
+        """Every segment no process holds into the table, each deleted once drained; how many records."""
         moved = 0
-        for name, fd in orphans(self.log.folder):
-            if name == self.log.name:
-                os.close(fd)
-                continue
-            with self.db.snapshot() as s:
-                start = s.scalar(select(TrackingLogProgress.offset).where(TrackingLogProgress.log == name)) or 0
-            log.warning("tracking log: replaying %s, left by a process that stopped (from byte %d)", name, start)
-            moved += self._finish(name, fd, None, start)
+        with self._lock:
+            for name, fd in drainable(self.folder):
+                with self.db.snapshot() as s:
+                    start = s.scalar(select(TrackingLogProgress.offset).where(TrackingLogProgress.log == name)) or 0
+                if start:
+                    log.warning("tracking log: resuming %s from byte %d (its drain stopped)", name, start)
+                moved += self._finish(name, fd, start)
         return moved
 
-    def _finish(self, name: str, fd: int, end: int | None, start: int) -> int:
-        """Drain a log that no one writes to any more from ``start``, then delete it."""
+    def flush(self) -> None:
+        """Drain what is sealed now (tests; shutdown)."""
+        self.drain_sealed()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def _finish(self, name: str, fd: int, start: int) -> int:
+        """Drain a segment that no one writes to any more from ``start``, then delete it."""
         moved, offset = 0, start
         try:
             while True:
-                lines = read_lines(fd, offset, end, BATCH)
+                lines = read_lines(fd, offset, None, BATCH)
                 if not lines:
                     break
                 offset = self._commit(name, offset, lines)
                 moved += len(lines)
             # The file goes before its progress row: the other way round, a crash between the two
             # would replay the whole file.
-            (self.log.folder / name).unlink(missing_ok=True)
+            (self.folder / name).unlink(missing_ok=True)
             with self.db.session() as s:
                 s.execute(delete(TrackingLogProgress).where(TrackingLogProgress.log == name))
         finally:
@@ -237,7 +223,3 @@ class Drainer:
             with self.db.session() as s:
                 _save_offset(s, name, end)
         return end
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
