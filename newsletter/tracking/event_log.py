@@ -212,10 +212,11 @@ class EventLog:
             except OSError as exc:
                 try:  # never leave half a record in the log
                     os.ftruncate(self.fd, self.durable)
-                except OSError as cut:
-                    log.error("tracking log: could not cut back a failed write (%s); sealing %s",
-                              cut.strerror or cut, self.name)
-                    self._seal()  # the drain leaves a torn last line out
+                except OSError as cut:  # seal it as it is (the drain leaves a torn last line out)
+                    self.broken = f"could not cut back a failed write: {cut.strerror or cut}"
+                    self._retry_at = time.monotonic() + RETRY
+                    log.error("tracking log: %s; %s sealed", self.broken, self.name)
+                    self._seal()
                 log.error("tracking log: a write of %d records failed (%s)", data.count(b"\n"),
                           exc.strerror or exc)
                 return exc
