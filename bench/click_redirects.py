@@ -284,9 +284,10 @@ def fsync_ms(folder: Path, count: int = 200) -> tuple[float, float]:
 
 def bench(db: Database, label: str, workers: int, folder: Path, args: argparse.Namespace) -> list[Row]:
     issue_id, link_ids, delivery_ids = build(db, args.contacts)
-    if args.app_root:  # a checkout from before the tracking log's table: its schema, as far as it knows it
+    if args.app_root:  # another checkout's schema, as far as it knows it
         with db.session() as s:
-            s.execute(text("DROP TABLE tracking_log_progress"))
+            if args.app_root_revision < "0028":  # from before the tracking log's table
+                s.execute(text("DROP TABLE tracking_log_progress"))
             s.execute(text(f"UPDATE alembic_version SET version_num = '{args.app_root_revision}'"))
     var_dir = folder / f"var-{label.split()[0].lower()}-{workers}"
     var_dir.mkdir()
