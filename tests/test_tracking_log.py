@@ -231,12 +231,12 @@ def test_a_partly_drained_segment_is_resumed_from_where_it_stopped(settings: Set
     calls = 0
     commit = Drainer._commit
 
-    def dies_after_one_batch(self: Drainer, name: str, start: int, lines: list[bytes]) -> int:
+    def dies_after_one_batch(self: Drainer, lines: list[tuple[drain.Segment, bytes]]) -> None:
         nonlocal calls
         calls += 1
         if calls == 2:
             raise KeyboardInterrupt  # killed between two batches
-        return commit(self, name, start, lines)
+        commit(self, lines)
 
     monkeypatch.setattr(Drainer, "_commit", dies_after_one_batch)
     with pytest.raises(KeyboardInterrupt):

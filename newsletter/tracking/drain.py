@@ -20,6 +20,8 @@ import os
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from operator import itemgetter
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -37,8 +39,9 @@ from subscribers.db import utcnow
 from subscribers.states import IN_REQUEST, DeliveryStatus, EventType
 
 log = logging.getLogger("newsletter.tracking")
-BATCH = 5000  # records a transaction
-IDLE = 0.5  # seconds between looks for sealed segments when there were none
+BATCH = 20000  # records a transaction, from as many sealed segments as it takes
+IDLE = 1.0  # seconds between looks for sealed segments when there were none: fewer, larger batches (each
+# reads the clicks of the seconds around it again to find bursts, so short batches read the same rows again)
 
 
 def apply(session: Session, records: list[Seen]) -> int:
@@ -90,29 +93,34 @@ def _label_bursts(session: Session, human: list[tuple[int, datetime]]) -> None:
     for delivery_id, at in human:
         first[delivery_id] = min(first.get(delivery_id, at), at)
     lo, hi = min(first.values()) - ALL_AT_ONCE, max(at for _, at in human) + ALL_AT_ONCE
-    clicks = defaultdict(list)
-    for row in session.execute(select(Event.id, Event.delivery_id, Event.link_id, Event.occurred_at, Event.machine)
-                               .where(Event.delivery_id.in_(first), Event.type == EventType.CLICK,
-                                      Event.occurred_at >= lo, Event.occurred_at <= hi)):
-        clicks[row.delivery_id].append(row)
+    clicks: defaultdict[int, list[tuple[datetime, int | None, int, bool]]] = defaultdict(list)
+    for id_, delivery_id, link_id, occurred_at, machine in session.execute(
+            select(Event.id, Event.delivery_id, Event.link_id, Event.occurred_at, Event.machine)
+            .where(Event.delivery_id.in_(first), Event.type == EventType.CLICK,
+                   Event.occurred_at >= lo, Event.occurred_at <= hi)):
+        clicks[delivery_id].append((occurred_at, link_id, id_, machine))
     burst: set[int] = set()
     for delivery_id, rows in clicks.items():  # each window slides over the delivery's clicks in time order
-        rows.sort(key=lambda row: row.occurred_at)
+        rows.sort(key=itemgetter(0))
         links: Counter[int] = Counter()
-        start = stop = 0
-        for end in rows:
-            while stop < len(rows) and rows[stop].occurred_at <= end.occurred_at:
-                if rows[stop].link_id is not None:
-                    links[rows[stop].link_id] += 1
+        start = stop = marked = 0  # rows[:marked] are in ``burst`` already, as far as windows reached
+        since = first[delivery_id]
+        for at, _, _, machine in rows:
+            while stop < len(rows) and rows[stop][0] <= at:
+                if rows[stop][1] is not None:
+                    links[rows[stop][1]] += 1
                 stop += 1
-            while rows[start].occurred_at < end.occurred_at - ALL_AT_ONCE:
-                if rows[start].link_id is not None:
-                    links[rows[start].link_id] -= 1
-                    if not links[rows[start].link_id]:
-                        del links[rows[start].link_id]
+            opened = at - ALL_AT_ONCE
+            while rows[start][0] < opened:
+                link_id = rows[start][1]
+                if link_id is not None:
+                    links[link_id] -= 1
+                    if not links[link_id]:
+                        del links[link_id]
                 start += 1
-            if not end.machine and end.occurred_at >= first[delivery_id] and len(links) >= ALL_AT_ONCE_LINKS:
-                burst.update(row.id for row in rows[start:stop])
+            if not machine and at >= since and len(links) >= ALL_AT_ONCE_LINKS:
+                burst.update(row[2] for row in rows[max(start, marked):stop])
+                marked = stop
     if burst:
         session.execute(update(Event).where(Event.id.in_(burst)).values(machine=True, reason=BURST)
                         .execution_options(synchronize_session=False))
@@ -120,6 +128,15 @@ def _label_bursts(session: Session, human: list[tuple[int, datetime]]) -> None:
 
 def _save_offset(session: Session, name: str, offset: int) -> None:
     session.merge(TrackingLogProgress(log=name, offset=offset, updated_at=utcnow()))
+
+
+@dataclass(eq=False)
+class Segment:
+    """A sealed segment locked for a pass: ``offset`` committed, ``taking`` read past it for this batch."""
+    name: str
+    fd: int
+    offset: int = 0
+    taking: int = 0
 
 
 class Drainer:
@@ -156,14 +173,41 @@ class Drainer:
 
     def drain_sealed(self) -> int:
         """Every segment no process holds into the table, each deleted once drained; how many records."""
-        moved = 0
         with self._lock:
-            for name, fd in drainable(self.folder):
+            segments = [Segment(name, fd) for name, fd in drainable(self.folder)]
+            if not segments:
+                return 0
+            try:
                 with self.db.snapshot() as s:
-                    start = s.scalar(select(TrackingLogProgress.offset).where(TrackingLogProgress.log == name)) or 0
-                if start:
-                    log.warning("tracking log: resuming %s from byte %d (its drain stopped)", name, start)
-                moved += self._finish(name, fd, start)
+                    done = {row.log: row.offset for row in s.scalars(select(TrackingLogProgress).where(
+                        TrackingLogProgress.log.in_([g.name for g in segments])))}
+                for segment in segments:
+                    segment.offset = done.get(segment.name, 0)
+                    if segment.offset:
+                        log.warning("tracking log: resuming %s from byte %d (its drain stopped)", segment.name,
+                                    segment.offset)
+                moved = 0
+                while True:
+                    lines: list[tuple[Segment, bytes]] = []
+                    for segment in segments:
+                        got = read_lines(segment.fd, segment.offset + segment.taking, None, BATCH - len(lines))
+                        lines += [(segment, line) for line in got]
+                        segment.taking += sum(len(line) + 1 for line in got)
+                        if len(lines) >= BATCH:
+                            break
+                    if not lines:
+                        break
+                    self._commit(lines)
+                    moved += len(lines)
+                # The files go before their progress rows: the other way round, a crash between the two
+                # would replay the whole files.
+                for segment in segments:
+                    (self.folder / segment.name).unlink(missing_ok=True)
+                with self.db.session() as s:
+                    s.execute(delete(TrackingLogProgress).where(TrackingLogProgress.log.in_([g.name for g in segments])))
+            finally:
+                for segment in segments:
+                    os.close(segment.fd)  # releases the lock; an undeleted file is the next pass's
         return moved
 
     def flush(self) -> None:
@@ -175,51 +219,35 @@ class Drainer:
         if self._thread is not None:
             self._thread.join(timeout=60)
 
-    def _finish(self, name: str, fd: int, start: int) -> int:
-        """Drain a segment that no one writes to any more from ``start``, then delete it."""
-        moved, offset = 0, start
-        try:
-            while True:
-                lines = read_lines(fd, offset, None, BATCH)
-                if not lines:
-                    break
-                offset = self._commit(name, offset, lines)
-                moved += len(lines)
-            # The file goes before its progress row: the other way round, a crash between the two
-            # would replay the whole file.
-            (self.folder / name).unlink(missing_ok=True)
-            with self.db.session() as s:
-                s.execute(delete(TrackingLogProgress).where(TrackingLogProgress.log == name))
-        finally:
-            os.close(fd)  # releases the lock; an undeleted file is an orphan for the next look
-        return moved
-
-    def _commit(self, name: str, start: int, lines: list[bytes]) -> int:
-        """The records of ``lines`` (read from ``start``) and the offset after them, in one transaction;
-        returns that offset."""
-        records: list[tuple[int, Seen]] = []
-        end = start
-        for line in lines:
-            end += len(line) + 1
+    def _commit(self, lines: list[tuple[Segment, bytes]]) -> None:
+        """The records of ``lines`` and each segment's offset after them, in one transaction (when it
+        fails, the pass ends and the next one reads the offsets committed)."""
+        records: list[tuple[Segment, int, Seen]] = []
+        for segment, line in lines:
+            segment.offset += len(line) + 1
             try:
-                records.append((end, decode(line)))
+                records.append((segment, segment.offset, decode(line)))
             except (ValueError, TypeError) as exc:
                 self.dropped += 1
-                log.error("tracking log %s: an unreadable record was skipped (%s)", name, exc)
+                log.error("tracking log %s: an unreadable record was skipped (%s)", segment.name, exc)
+        touched = {segment: segment.offset for segment, _ in lines}
+        for segment in touched:
+            segment.taking = 0
         try:
             with self.db.session() as s:
-                apply(s, [record for _, record in records])
-                _save_offset(s, name, end)
+                apply(s, [record for _, _, record in records])
+                for segment, offset in touched.items():
+                    _save_offset(s, segment.name, offset)
         except IntegrityError:  # a record the schema refuses (its email deleted meanwhile): find it
-            for after, record in records:
+            for segment, after, record in records:
                 try:
                     with self.db.session() as s:
                         apply(s, [record])
-                        _save_offset(s, name, after)
+                        _save_offset(s, segment.name, after)
                 except IntegrityError as exc:
                     self.dropped += 1
-                    log.error("tracking log %s: a %s of issue %s / step %s could not be recorded (%s)", name,
-                              record.kind, record.issue_id, record.step_id, type(exc.orig).__name__)
+                    log.error("tracking log %s: a %s of issue %s / step %s could not be recorded (%s)",
+                              segment.name, record.kind, record.issue_id, record.step_id, type(exc.orig).__name__)
             with self.db.session() as s:
-                _save_offset(s, name, end)
-        return end
+                for segment, offset in touched.items():
+                    _save_offset(s, segment.name, offset)
