@@ -8,8 +8,8 @@ moves records into the table in batches.
 - Segments: a process writes one file at a time and seals it (closes it) a second after its first
   record, or once it is large; a sealed segment never changes again, and the drain moves it into the
   table and deletes it. The web process does no database work for a click.
-- Group commit: the records of the requests that arrive within a millisecond of each other are written
-  with one write and one ``fdatasync``; concurrent requests share it.
+- Group commit: a writer thread writes and fsyncs the records pending; the requests that arrive
+  meanwhile share the next write and ``fdatasync``.
 - Ownership is a file lock (``flock``): a process holds an exclusive lock on the segment it is writing,
   and the kernel releases it when the process seals it or dies however it dies (``kill -9`` included).
   A segment nobody holds is the drain's: sealed, or left by a process that died (an orphan).
@@ -39,7 +39,6 @@ from newsletter.tracking.answers import Seen
 log = logging.getLogger("newsletter.tracking")
 PREFIX, SUFFIX = "events-", ".log"
 EPOCH, MICROSECOND = datetime(1970, 1, 1, tzinfo=timezone.utc), timedelta(microseconds=1)
-GATHER = 0.001  # seconds a group commit waits for more records (PostgreSQL's commit_delay, in effect)
 RECORD_BYTES = 400  # more than any record takes
 SEAL = 1.0  # seconds from a segment's first record to its sealing: how long a click waits for the drain
 SEAL_BYTES = 8 * 2**20  # a segment this large is sealed at once
@@ -123,6 +122,11 @@ class EventLog:
         self._io = threading.Lock()  # held while writing and fsyncing, and to seal the segment
         self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
         self._seal_due: asyncio.TimerHandle | None = None
+        self._seal_asked = self._closing = False
+        self._wake = threading.Event()  # records are pending, or a seal is due, or closing
+        self._taking = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.broken: str | None = None  # why the last segment could not be made (retried after RETRY)
         self._retry_at = 0.0
         self.name, self.fd = "", -1  # the open segment ("", -1: none yet, or just sealed)
@@ -156,37 +160,52 @@ class EventLog:
 
     def append_async(self, line: bytes) -> asyncio.Future[None]:
         """A future resolved once ``line`` is durable (or failed with the OSError that kept it off).
-        Group commit: the records appended within ``GATHER`` of the first one (the requests that
-        arrived meanwhile, while the loop kept reading them) are written with one write and one
-        fsync, on the loop itself (measured: a writer thread costs more, in waits for the GIL, than
-        the fsync it takes off the loop). The segment is sealed ``SEAL`` seconds after its first
-        record, so the drain has it by then."""
+        Group commit: a writer thread writes and fsyncs what is pending, while the loop goes on
+        answering; the records appended meanwhile are the next group, written with one write and one
+        fsync (the loop never waits on the disk, and no group waits for company). The segment is
+        sealed ``SEAL`` seconds after its first record, so the drain has it by then."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        if not self._pending:
-            loop.call_later(GATHER, self._flush)
+        if self._writer is None:
+            self._loop = loop
+            self._writer = threading.Thread(target=self._write_groups, daemon=True, name="tracking-log-writer")
+            self._writer.start()
         if self._seal_due is None:
             self._seal_due = loop.call_later(SEAL, self._seal_on_time)
-        self._pending.append((line, done))
+        with self._taking:
+            self._pending.append((line, done))
+        self._wake.set()
         return done
 
     def _seal_on_time(self) -> None:
         self._seal_due = None
-        self._flush()
-        self.seal()
+        self._seal_asked = True
+        self._wake.set()
+
+    def _write_groups(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._taking:  # a record appended as the batch is taken is in it, or in the next
+                batch, self._pending = self._pending, []
+            if batch:
+                error = self._write(b"".join(line for line, _ in batch))
+                assert self._loop is not None
+                try:
+                    self._loop.call_soon_threadsafe(_resolve, batch, error)
+                except RuntimeError:  # the loop closed meanwhile: nobody waits for these answers
+                    pass
+            if self._seal_asked:
+                self._seal_asked = False
+                self.seal()
+            if self._closing and not self._pending:
+                return
 
     def _flush(self) -> None:
+        """Write what is pending now, in this thread (once the writer has stopped)."""
         batch, self._pending = self._pending, []
-        if not batch:
-            return
-        error = self._write(b"".join(line for line, _ in batch))
-        for _, done in batch:
-            if done.cancelled():
-                continue  # the client went away meanwhile
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(error)
+        if batch:
+            _resolve(batch, self._write(b"".join(line for line, _ in batch)))
 
     def _write(self, data: bytes) -> OSError | None:
         with self._io:
@@ -242,9 +261,24 @@ class EventLog:
         if self._seal_due is not None:
             self._seal_due.cancel()
             self._seal_due = None
+        if self._writer is not None:
+            self._closing = True
+            self._wake.set()
+            self._writer.join()
+            self._writer, self._closing = None, False
         self._flush()
         self.seal()
         if self.fsyncs:
             log.info("tracking log: %d records in %d fsyncs (%.1f a group), %.2f ms a fsync on average, %d segments",
                      self.records, self.fsyncs, self.records / self.fsyncs, 1000 * self.fsync_seconds / self.fsyncs,
                      self.segments)
+
+
+def _resolve(batch: list[tuple[bytes, asyncio.Future[None]]], error: OSError | None) -> None:
+    for _, done in batch:
+        if done.cancelled():
+            continue  # the client went away meanwhile
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
