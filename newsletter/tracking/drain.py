@@ -40,6 +40,7 @@ from subscribers.states import IN_REQUEST, DeliveryStatus, EventType
 
 log = logging.getLogger("newsletter.tracking")
 BATCH = 20000  # records a transaction, from as many sealed segments as it takes
+IN_LIST = 10000  # ids a statement
 IDLE = 1.0  # seconds between looks for sealed segments when there were none: fewer, larger batches (each
 # reads the clicks of the seconds around it again to find bursts, so short batches read the same rows again)
 
@@ -121,8 +122,9 @@ def _label_bursts(session: Session, human: list[tuple[int, datetime]]) -> None:
             if not machine and at >= since and len(links) >= ALL_AT_ONCE_LINKS:
                 burst.update(row[2] for row in rows[max(start, marked):stop])
                 marked = stop
-    if burst:
-        session.execute(update(Event).where(Event.id.in_(burst)).values(machine=True, reason=BURST)
+    ids = sorted(burst)  # rows locked in one order by every drain: no deadlock
+    for at in range(0, len(ids), IN_LIST):  # PostgreSQL takes 65,535 parameters a statement at most
+        session.execute(update(Event).where(Event.id.in_(ids[at:at + IN_LIST])).values(machine=True, reason=BURST)
                         .execution_options(synchronize_session=False))
 
 
