@@ -130,7 +130,7 @@ def serve(
         pass
     finally:
         stop.set()
-        drain.stop()  # after the web processes, which sealed their segments as they stopped
+        drain.stop(db, settings.tracking_log_dir)  # after the web processes, which sealed their segments
         if jobs is not None:
             jobs.shutdown(wait=False)
         if sending is not None:  # the requests in hand get their answers recorded (at most one timeout)

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from newsletter.config import Settings
@@ -65,17 +66,20 @@ class Supervisor:
                 self.process = subprocess.Popen(COMMAND, env=self.env)
             self._stopping.wait(RESTART)
 
-    def stop(self) -> None:
-        """After the web processes: the drain takes what they sealed, then exits."""
+    def stop(self, db: Database, folder: Path) -> None:
+        """After the web processes: the drain takes what they sealed, then exits; then a last pass
+        here, for what it left (a drain just restarted dies of SIGTERM before its handler is set)."""
         self._stopping.set()
         self._thread.join()
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                log.warning("tracking log: the drain process did not finish in %.0f s; stopped", STOP_WAIT)
+                self.process.kill()
+                self.process.wait()
         try:
-            self.process.wait(timeout=STOP_WAIT)
-        except subprocess.TimeoutExpired:
-            log.warning("tracking log: the drain process did not finish in %.0f s; its segments wait for the next",
-                        STOP_WAIT)
-            self.process.kill()
-            self.process.wait()
+            Drainer(db, folder).drain_sealed()
+        except Exception as exc:  # noqa: BLE001 - the segments stay for the next drain
+            log.warning("tracking log: segments kept for the next drain (%s)", type(exc).__name__)
