@@ -39,9 +39,9 @@ def served(app: Any) -> Any:
         return app  # an import string (each worker process wraps its own), or another ASGI app
     from newsletter.web.tracking import FastTracking
 
-    # The event loop gives up the GIL at each fsync of the tracking log; another thread (the drain's,
-    # when no drain process runs; the thread pool's cache misses) would then keep it for the default
-    # 5 ms before the loop got it back. A shorter switch interval keeps the answers' waits short.
+    # The tracking log's writer thread hands each fsynced group back to the loop, and other threads
+    # (the drain's, when no drain process runs; the thread pool's cache misses) would keep the GIL for
+    # the default 5 ms before the loop or the writer got it. A shorter switch interval keeps waits short.
     sys.setswitchinterval(SWITCH_INTERVAL)
     return FastTracking(app, tracker)
 
