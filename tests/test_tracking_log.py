@@ -73,7 +73,7 @@ def serve(settings: Settings, url: str, port: int, workers: int) -> subprocess.P
     command = [str(Path(sys.executable).parent / "newsletter"), "serve", "--web-only", "--port", str(port)]
     if workers > 1:
         command += ["--workers", str(workers)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=open("/tmp/serve-err.log", "a"),
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)  # its own process group: kill -9 takes the workers too
     wait_for_health(f"http://127.0.0.1:{port}", lambda: process.poll() is None)
     return process
