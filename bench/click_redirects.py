@@ -4,9 +4,9 @@ floor measured in the same run (a bare uvicorn ASGI app answering 302, served th
 Mail filters (Safe Links, Mimecast, Proofpoint) fetch every link of every message within minutes of
 delivery: a 100,000-recipient issue with ten links can bring ~1,700 requests/s. This builds an issue
 with ten tracked links sent to ``--contacts`` contacts (submitted deliveries, bulk-inserted), starts the
-real server as ``newsletter serve --web-only [--workers N]`` runs it, and drives it with wrk
-(``--connections`` connections, ``--duration`` seconds, a Lua script spreading the requests over random
-recipients' tokens and links; a browser's user agent). Every answer must be the 302 (or the pixel's
+real server as ``newsletter serve --web-only [--workers N]`` runs it (with its tracking-drain process),
+and drives it with wrk (``--connections`` connections, ``--duration`` seconds, a Lua script spreading the
+requests over random recipients' tokens and links; a browser's user agent). Every answer must be the 302 (or the pixel's
 200); after each run the server's backlog is drained and the events stored are counted against the
 answers wrk saw. SQLite with one process; with ``--postgres URL`` PostgreSQL (a schema of its own,
 dropped afterwards) with one process and with ``--workers`` processes.
@@ -176,7 +176,7 @@ def serving(env: dict[str, str], workers: int, floor: bool) -> Iterator[tuple[st
                 time.sleep(0.2)
         yield base, process.pid
     finally:
-        os.killpg(process.pid, signal.SIGINT)  # a graceful stop: each process drains its tracking log
+        os.killpg(process.pid, signal.SIGINT)  # a graceful stop: the web processes seal their logs, the drain takes them
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -284,9 +284,10 @@ def fsync_ms(folder: Path, count: int = 200) -> tuple[float, float]:
 
 def bench(db: Database, label: str, workers: int, folder: Path, args: argparse.Namespace) -> list[Row]:
     issue_id, link_ids, delivery_ids = build(db, args.contacts)
-    if args.app_root:  # a checkout from before the tracking log's table: its schema, as far as it knows it
+    if args.app_root:  # another checkout's schema, as far as it knows it
         with db.session() as s:
-            s.execute(text("DROP TABLE tracking_log_progress"))
+            if args.app_root_revision < "0028":  # from before the tracking log's table
+                s.execute(text("DROP TABLE tracking_log_progress"))
             s.execute(text(f"UPDATE alembic_version SET version_num = '{args.app_root_revision}'"))
     var_dir = folder / f"var-{label.split()[0].lower()}-{workers}"
     var_dir.mkdir()

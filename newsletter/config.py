@@ -155,8 +155,11 @@ class Settings(BaseSettings):
     tracking: str = Field("full", description="Default first-party tracking of new issues and sequences: full | anonymous | off.")
     tracking_log_dir: Path | None = Field(
         None, description="Where each web process appends (and fsyncs) the clicks and opens it answered before they "
-                          "reach the events table; a log left by a process that died is replayed by the next one. "
-                          "Local disk; default <var_dir>/tracking.")
+                          "reach the events table, in segments the drain moves there; a process that died leaves "
+                          "its segment for the drain. Local disk; default <var_dir>/tracking.")
+    tracking_drain_process: bool = Field(
+        False, description="A 'newsletter tracking-drain' process drains the tracking logs ('newsletter serve' runs "
+                           "one and sets this for its web processes); false: each web process drains in a thread.")
     sendgrid_webhook_public_key: SecretStr | None = Field(
         None, validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY",
         description="SendGrid Event Webhook verification key (base64 ECDSA public key); unset: webhook posts are "

@@ -23,7 +23,7 @@ from newsletter.database import Database
 from newsletter.models import Delivery, Event, Issue, Link, TrackingLogProgress
 from newsletter.sending import schedule
 from newsletter.sending.dispatch import Dispatcher
-from newsletter.tracking import drain
+from newsletter.tracking import drain, event_log
 from newsletter.tracking.answers import Seen
 from newsletter.tracking.drain import Drainer
 from newsletter.tracking.event_log import EventLog, encode
@@ -116,9 +116,9 @@ def kill_minus_nine(settings: Settings, db: Database, url: str, workers: int) ->
         thread.join(timeout=30)
     assert 0 < len(acknowledged) < len(paths)
     left = {p.name for p in settings.tracking_log_dir.glob("events-*.log")}
-    assert 1 <= len(left) <= workers  # each (started) process's log, now nobody's
+    assert left  # at least the segments being written, now nobody's
 
-    restarted = serve(settings, url, port, workers)  # whichever process locks an orphan first replays it
+    restarted = serve(settings, url, port, workers)  # its drain process takes the orphans
     try:
         deadline = utcnow() + timedelta(seconds=90)
         while {p.name for p in settings.tracking_log_dir.glob("events-*.log")} & left:
@@ -143,6 +143,70 @@ def test_several_web_processes_on_postgresql_survive_kill_minus_nine(settings: S
     kill_minus_nine(settings, postgres_db, postgres_db.url, 2)
 
 
+def drain_process_of(server: subprocess.Popen[bytes]) -> int:
+    """The pid of the ``newsletter tracking-drain`` process ``serve`` started (and restarts)."""
+    deadline = utcnow() + timedelta(seconds=30)
+    while True:
+        tasks = Path(f"/proc/{server.pid}/task").glob("*/children")  # a restarted one is its supervisor thread's
+        for pid in (pid for task in tasks for pid in task.read_text().split()):
+            try:
+                if b"tracking-drain" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return int(pid)
+            except FileNotFoundError:
+                continue
+        assert utcnow() < deadline, "serve runs no drain process"
+        threading.Event().wait(0.1)
+
+
+def kill_the_drain_mid_burst(settings: Settings, db: Database, url: str, workers: int) -> None:
+    """The drain process is killed (-9) while it drains a burst, twice: serve starts another, which
+    resumes each segment after its last committed batch. Every click is stored once."""
+    issue_id, links, deliveries = send_issue(settings, db, 60)
+    tokens = DeliveryLinks(settings)
+    paths = [(f"/c/{tokens.token(d)}/{link}", ("click", d, link)) for d in deliveries for link in links]
+    port = free_port()
+    server = serve(settings, url, port, workers)
+    killed: list[int] = []
+    try:
+        todo = iter(paths)
+
+        def client() -> None:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"User-Agent": BROWSER}, timeout=30) as http:
+                for path, _ in todo:
+                    assert http.get(path, follow_redirects=False).status_code == 302
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for _ in range(2):
+            while sum(event_keys(db).values()) <= len(killed) * len(paths) // 4:  # it is draining
+                threading.Event().wait(0.02)
+            pid = drain_process_of(server)
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            while drain_process_of(server) == pid:
+                threading.Event().wait(0.1)
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        server.send_signal(signal.SIGINT)  # the web processes seal their segments; the drain takes them
+        server.wait(timeout=120)
+    assert event_keys(db) == Counter(key for _, key in paths), "a click was lost or stored twice"
+    assert list(settings.tracking_log_dir.glob("events-*.log")) == []
+    with db.session() as s:
+        assert s.scalars(select(TrackingLogProgress.log)).all() == []
+
+
+def test_a_drain_process_killed_mid_burst_loses_and_repeats_nothing(settings: Settings, db: Database) -> None:
+    assert settings.database_url is not None
+    kill_the_drain_mid_burst(settings, db, settings.database_url, 1)
+
+
+def test_a_drain_process_killed_beside_several_web_processes_on_postgresql(settings: Settings,
+                                                                          postgres_db: Database) -> None:
+    kill_the_drain_mid_burst(settings, postgres_db, postgres_db.url, 2)
+
+
 def test_several_web_processes_are_refused_with_sqlite(settings: Settings) -> None:
     newsletter = str(Path(sys.executable).parent / "newsletter")
     done = subprocess.run([newsletter, "serve", "--web-only", "--workers", "2"], capture_output=True, text=True,
@@ -151,27 +215,39 @@ def test_several_web_processes_are_refused_with_sqlite(settings: Settings) -> No
     assert "--workers above 1 needs PostgreSQL" in done.stderr + done.stdout
 
 
-def test_a_partly_drained_log_is_replayed_from_where_it_stopped(settings: Settings, db: Database,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """The events of a batch and the log's offset commit together: a process that dies after draining
-    some of its log leaves a replay that starts after them (none twice, none lost)."""
+def test_a_partly_drained_segment_is_resumed_from_where_it_stopped(settings: Settings, db: Database,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The events of a batch and the segment's offset commit together: a drain that dies after a batch
+    leaves a segment the next drain resumes after it (none twice, none lost); a segment still being
+    written is left alone."""
     issue_id, links, deliveries = send_issue(settings, db, 10)
     assert settings.tracking_log_dir is not None
     log = EventLog(settings.tracking_log_dir)
     for d in deliveries:
         log.append(encode(Seen("click", "full", d, issue_id, None, links[0], None, utcnow())))
+    assert Drainer(db, settings.tracking_log_dir).drain_sealed() == 0  # held by its process
+    log.seal()
     monkeypatch.setattr(drain, "BATCH", 4)
-    first = Drainer(db, log)
-    assert first.drain_own() == 4
-    assert sum(event_keys(db).values()) == 4
-    log.close()
-    os.close(log.fd)  # the process died: its lock goes, its file stays
+    calls = 0
+    commit = Drainer._commit
 
-    survivor = EventLog(settings.tracking_log_dir)
-    assert Drainer(db, survivor).replay_orphans() == 6
+    def dies_after_one_batch(self: Drainer, lines: list[tuple[drain.Segment, bytes]]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt  # killed between two batches
+        commit(self, lines)
+
+    monkeypatch.setattr(Drainer, "_commit", dies_after_one_batch)
+    with pytest.raises(KeyboardInterrupt):
+        Drainer(db, settings.tracking_log_dir).drain_sealed()
+    assert sum(event_keys(db).values()) == 4
+    monkeypatch.setattr(Drainer, "_commit", commit)
+    assert Drainer(db, settings.tracking_log_dir).drain_sealed() == 6
     assert event_keys(db) == Counter({("click", d, links[0]): 1 for d in deliveries})
-    assert [p.name for p in settings.tracking_log_dir.glob("events-*.log")] == [survivor.name]
-    survivor.close()
+    assert list(settings.tracking_log_dir.iterdir()) == []
+    with db.session() as s:
+        assert s.scalars(select(TrackingLogProgress.log)).all() == []
 
 
 # The drained events are the direct path's events ------------------------------------------------------
@@ -269,16 +345,17 @@ def test_an_unwritable_log_folder_writes_events_directly(settings: Settings, db:
 
 
 def test_a_full_disk_falls_back_to_the_database_and_a_lost_event_is_never_silent(
-        live_server: LiveServer, db: Database, caplog: pytest.LogCaptureFixture) -> None:
+        live_server: LiveServer, db: Database, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The log's writes fail with ENOSPC (its file swapped for /dev/full): the click is written
     directly. With the database refusing too, the reader is still redirected, and an ERROR line says
     a click was answered but not recorded."""
     issue_id, links, deliveries = send_issue(live_server.settings, db, 1)
     token = DeliveryLinks(live_server.settings).token(deliveries[0])
     tracker = live_server.app.state.tracker
+    monkeypatch.setattr(event_log, "SEAL", 3600.0)  # the segment stays open for the swap below
     with httpx.Client(base_url=live_server.url, headers={"User-Agent": BROWSER}) as http:
         assert http.get(f"/c/{token}/{links[0]}", follow_redirects=False).status_code == 302  # through the log
-        live_server.drained()
         full = os.open("/dev/full", os.O_WRONLY)
         os.dup2(full, tracker.log.fd)  # every write now fails as on a full disk
         os.close(full)

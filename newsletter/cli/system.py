@@ -59,6 +59,21 @@ def run_scheduler() -> None:
         pass
 
 
+@app.command("tracking-drain")
+@friendly_errors
+def tracking_drain() -> None:
+    """Move the web processes' logged clicks and opens into the events table until stopped with
+    SIGTERM ('newsletter serve' runs one; run it yourself beside web processes served otherwise, with
+    NEWSLETTER_TRACKING_DRAIN_PROCESS=true for them)."""
+    import logging
+
+    from newsletter.tracking.drain_process import main
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    main(settings, open_database(settings))
+
+
 @app.command()
 @friendly_errors
 def serve(
@@ -71,10 +86,12 @@ def serve(
 ) -> None:
     """Run the web app (sign-up, confirm, preferences, unsubscribe, view online), and by default the
     scheduler and the dispatchers too, so the embedded default is one process."""
+    import os
     import threading
 
     import scheduler as scheduler_module
     from newsletter.sending.worker import run_worker
+    from newsletter.tracking.drain_process import Supervisor
     from newsletter.transports import get_transport
     from newsletter.web.app import create_app
     from newsletter.web.server import FACTORY, check_workers, run, server_config
@@ -86,6 +103,11 @@ def serve(
     settings = get_settings()
     check_workers(settings, workers)
     db = open_database(settings)
+    # One drain process for all the web processes (each would otherwise drain in a thread of its own).
+    os.environ["NEWSLETTER_TRACKING_DRAIN_PROCESS"] = "true"  # for the worker processes, which read it
+    settings = settings.model_copy(update={"tracking_drain_process": True})
+    drain = Supervisor(dict(os.environ))
+    drain.start()
     transport = get_transport(settings)
     app_ = create_app(settings, db) if workers == 1 else FACTORY
     stop = threading.Event()
@@ -108,6 +130,7 @@ def serve(
         pass
     finally:
         stop.set()
+        drain.stop(db, settings.tracking_log_dir)  # after the web processes, which sealed their segments
         if jobs is not None:
             jobs.shutdown(wait=False)
         if sending is not None:  # the requests in hand get their answers recorded (at most one timeout)

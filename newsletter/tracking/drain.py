@@ -1,4 +1,6 @@
-"""Moving logged clicks and opens (``event_log``) into the events table, in batches, in the background.
+"""Moving logged clicks and opens (``event_log``) into the events table, in batches, in the background:
+in the ``newsletter tracking-drain`` process that ``newsletter serve`` starts (and restarts) beside its web
+processes, or, when nothing runs one (tests, an app served otherwise), in a thread of the web process.
 
 ``apply`` makes the events of answered requests as ``first_party`` makes them at answer time: the
 delivery's contact under full tracking, machine labels (a click within seconds of sending needs the
@@ -7,7 +9,8 @@ delivery held as unknown settled as submitted when its genuine token comes back.
 
 Exactly once: a batch's events and the log's new offset (``TrackingLogProgress``) are committed in one
 transaction, so a crash anywhere leaves either both or neither, and a replay starts after the last
-committed record.
+committed record. Only segments no process holds are drained (sealed ones, and those of processes
+that died), each by one drain at a time (its file lock), so several drains may share a folder.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from operator import itemgetter
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -27,16 +33,16 @@ from newsletter.database import Database
 from newsletter.models import Delivery, Event, Link, TrackingLogProgress
 from newsletter.sending import ledger
 from newsletter.tracking.answers import Seen
-from newsletter.tracking.event_log import EventLog, decode, orphans, read_lines, ROTATE_BYTES
+from newsletter.tracking.event_log import decode, drainable, read_lines
 from newsletter.tracking.machines import ALL_AT_ONCE, ALL_AT_ONCE_LINKS, BURST, too_soon
 from subscribers.db import utcnow
 from subscribers.states import IN_REQUEST, DeliveryStatus, EventType
 
 log = logging.getLogger("newsletter.tracking")
-BATCH = 5000  # records a transaction
-IDLE = 2.0  # seconds between looks at the log when it is drained: fewer, larger batches (each reads the
-# clicks of the seconds around it again to find bursts, so short batches read the same rows many times)
-ORPHAN_LOOK = 10.0  # seconds between looks for logs that processes which died left behind
+BATCH = 20000  # records a transaction, from as many sealed segments as it takes
+IN_LIST = 10000  # ids a statement
+IDLE = 1.0  # seconds between looks for sealed segments when there were none: fewer, larger batches (each
+# reads the clicks of the seconds around it again to find bursts, so short batches read the same rows again)
 
 
 def apply(session: Session, records: list[Seen]) -> int:
@@ -72,7 +78,7 @@ def apply(session: Session, records: list[Seen]) -> int:
     if rows:
         session.connection().execute(insert(Event.__table__), rows)  # Core: no ORM bookkeeping per row
     _label_bursts(session, human)
-    for delivery_id, at in settle:
+    for delivery_id, at in sorted(settle):  # rows locked in one order by every drain: no deadlock
         ledger.resolve_accepted(session, [delivery_id], at)
     return len(rows)
 
@@ -88,31 +94,37 @@ def _label_bursts(session: Session, human: list[tuple[int, datetime]]) -> None:
     for delivery_id, at in human:
         first[delivery_id] = min(first.get(delivery_id, at), at)
     lo, hi = min(first.values()) - ALL_AT_ONCE, max(at for _, at in human) + ALL_AT_ONCE
-    clicks = defaultdict(list)
-    for row in session.execute(select(Event.id, Event.delivery_id, Event.link_id, Event.occurred_at, Event.machine)
-                               .where(Event.delivery_id.in_(first), Event.type == EventType.CLICK,
-                                      Event.occurred_at >= lo, Event.occurred_at <= hi)):
-        clicks[row.delivery_id].append(row)
+    clicks: defaultdict[int, list[tuple[datetime, int | None, int, bool]]] = defaultdict(list)
+    for id_, delivery_id, link_id, occurred_at, machine in session.execute(
+            select(Event.id, Event.delivery_id, Event.link_id, Event.occurred_at, Event.machine)
+            .where(Event.delivery_id.in_(first), Event.type == EventType.CLICK,
+                   Event.occurred_at >= lo, Event.occurred_at <= hi)):
+        clicks[delivery_id].append((occurred_at, link_id, id_, machine))
     burst: set[int] = set()
     for delivery_id, rows in clicks.items():  # each window slides over the delivery's clicks in time order
-        rows.sort(key=lambda row: row.occurred_at)
+        rows.sort(key=itemgetter(0))
         links: Counter[int] = Counter()
-        start = stop = 0
-        for end in rows:
-            while stop < len(rows) and rows[stop].occurred_at <= end.occurred_at:
-                if rows[stop].link_id is not None:
-                    links[rows[stop].link_id] += 1
+        start = stop = marked = 0  # rows[:marked] are in ``burst`` already, as far as windows reached
+        since = first[delivery_id]
+        for at, _, _, machine in rows:
+            while stop < len(rows) and rows[stop][0] <= at:
+                if rows[stop][1] is not None:
+                    links[rows[stop][1]] += 1
                 stop += 1
-            while rows[start].occurred_at < end.occurred_at - ALL_AT_ONCE:
-                if rows[start].link_id is not None:
-                    links[rows[start].link_id] -= 1
-                    if not links[rows[start].link_id]:
-                        del links[rows[start].link_id]
+            opened = at - ALL_AT_ONCE
+            while rows[start][0] < opened:
+                link_id = rows[start][1]
+                if link_id is not None:
+                    links[link_id] -= 1
+                    if not links[link_id]:
+                        del links[link_id]
                 start += 1
-            if not end.machine and end.occurred_at >= first[delivery_id] and len(links) >= ALL_AT_ONCE_LINKS:
-                burst.update(row.id for row in rows[start:stop])
-    if burst:
-        session.execute(update(Event).where(Event.id.in_(burst)).values(machine=True, reason=BURST)
+            if not machine and at >= since and len(links) >= ALL_AT_ONCE_LINKS:
+                burst.update(row[2] for row in rows[max(start, marked):stop])
+                marked = stop
+    ids = sorted(burst)  # rows locked in one order by every drain: no deadlock
+    for at in range(0, len(ids), IN_LIST):  # PostgreSQL takes 65,535 parameters a statement at most
+        session.execute(update(Event).where(Event.id.in_(ids[at:at + IN_LIST])).values(machine=True, reason=BURST)
                         .execution_options(synchronize_session=False))
 
 
@@ -120,124 +132,124 @@ def _save_offset(session: Session, name: str, offset: int) -> None:
     session.merge(TrackingLogProgress(log=name, offset=offset, updated_at=utcnow()))
 
 
-class Drainer:
-    """The background thread of one web process: drains its own log, and any orphaned one it finds."""
+@dataclass(eq=False)
+class Segment:
+    """A sealed segment locked for a pass: ``offset`` committed, ``taking`` read past it for this batch."""
+    name: str
+    fd: int
+    offset: int = 0
+    taking: int = 0
 
-    def __init__(self, db: Database, event_log: EventLog) -> None:
-        self.db, self.log = db, event_log
-        self.offset = 0  # of our own log, committed
+
+class Drainer:
+    """Drains the sealed and orphaned segments of a folder: ``run`` until stopped (a process's main
+    loop), or ``start`` a thread that does."""
+
+    def __init__(self, db: Database, folder: Path) -> None:
+        self.db, self.folder = db, folder
         self.dropped = 0  # records that could not be made into events (logged one by one)
-        self._lock = threading.Lock()  # one drain of our log at a time (the thread, or flush())
+        self._lock = threading.Lock()  # one pass at a time (the thread, or flush())
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="tracking-drain")
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, daemon=True, name="tracking-drain")
         self._thread.start()
 
-    def _run(self) -> None:
-        looked = 0.0
+    def run(self, alive: Callable[[], bool] = lambda: True) -> None:
+        """Drain until ``stop`` (or ``alive`` says no), then once more: what was sealed meanwhile."""
         pause = IDLE
-        while not self._stop.is_set():
+        while not self._stop.is_set() and alive():
             try:
-                if time.monotonic() - looked > ORPHAN_LOOK:
-                    self.replay_orphans()
-                    looked = time.monotonic()
-                moved = self.drain_own()
+                moved = self.drain_sealed()
                 pause = IDLE
-            except DBAPIError as exc:  # the database is locked or down: the log keeps everything meanwhile
+            except DBAPIError as exc:  # the database is locked or down: the segments keep everything meanwhile
                 log.warning("tracking log: draining waits for the database (%s)", type(exc.orig).__name__)
                 moved, pause = 0, min(pause * 2, 10.0)
-            if moved < BATCH:
+            if not moved:
                 self._stop.wait(pause)
+        try:
+            self.drain_sealed()
+        except Exception as exc:  # noqa: BLE001 - the segments stay: the next drain takes them
+            log.warning("tracking log: segments kept for the next drain (%s)", type(exc).__name__)
 
-    def drain_own(self) -> int:
-        """One batch of our log into the table; returns how many records it took."""
+    def drain_sealed(self) -> int:
+        """Every segment no process holds into the table, each deleted once drained; how many records."""
         with self._lock:
-            if self.log.fd < 0:
+            segments = [Segment(name, fd) for name, fd in drainable(self.folder)]
+            if not segments:
                 return 0
-            lines = read_lines(self.log.fd, self.offset, self.log.durable, BATCH)
-            if lines:
-                self.offset = self._commit(self.log.name, self.offset, lines)
-            elif self.offset >= ROTATE_BYTES and self.offset == self.log.durable:
-                old = self.log.rotate()
-                if old is not None:
-                    name, fd, size = old
-                    self.offset = 0
-                    self._finish(name, fd, size, start=size)
-            return len(lines)
-
-    def finish_own(self) -> None:
-        """Our log, which nothing writes to any more, drained to its end and deleted."""
-        with self._lock:
-            fd, self.log.fd = self.log.fd, -1
-            self._finish(self.log.name, fd, self.log.durable, self.offset)
+            try:
+                with self.db.snapshot() as s:
+                    done = {row.log: row.offset for row in s.scalars(select(TrackingLogProgress).where(
+                        TrackingLogProgress.log.in_([g.name for g in segments])))}
+                for segment in segments:
+                    segment.offset = done.get(segment.name, 0)
+                    if segment.offset:
+                        log.warning("tracking log: resuming %s from byte %d (its drain stopped)", segment.name,
+                                    segment.offset)
+                moved = 0
+                while True:
+                    lines: list[tuple[Segment, bytes]] = []
+                    for segment in segments:
+                        got = read_lines(segment.fd, segment.offset + segment.taking, None, BATCH - len(lines))
+                        lines += [(segment, line) for line in got]
+                        segment.taking += sum(len(line) + 1 for line in got)
+                        if len(lines) >= BATCH:
+                            break
+                    if not lines:
+                        break
+                    self._commit(lines)
+                    moved += len(lines)
+                # The files go before their progress rows: the other way round, a crash between the two
+                # would replay the whole files.
+                for segment in segments:
+                    (self.folder / segment.name).unlink(missing_ok=True)
+                with self.db.session() as s:
+                    s.execute(delete(TrackingLogProgress).where(TrackingLogProgress.log.in_([g.name for g in segments])))
+            finally:
+                for segment in segments:
+                    os.close(segment.fd)  # releases the lock; an undeleted file is the next pass's
+        return moved
 
     def flush(self) -> None:
-        """Drain our log to its end now (tests; shutdown)."""
-        while self.drain_own():
-            pass
-
-    def replay_orphans(self) -> int:
-        moved = 0
-        for name, fd in orphans(self.log.folder):
-            if name == self.log.name:
-                os.close(fd)
-                continue
-            with self.db.snapshot() as s:
-                start = s.scalar(select(TrackingLogProgress.offset).where(TrackingLogProgress.log == name)) or 0
-            log.warning("tracking log: replaying %s, left by a process that stopped (from byte %d)", name, start)
-            moved += self._finish(name, fd, None, start)
-        return moved
-
-    def _finish(self, name: str, fd: int, end: int | None, start: int) -> int:
-        """Drain a log that no one writes to any more from ``start``, then delete it."""
-        moved, offset = 0, start
-        try:
-            while True:
-                lines = read_lines(fd, offset, end, BATCH)
-                if not lines:
-                    break
-                offset = self._commit(name, offset, lines)
-                moved += len(lines)
-            # The file goes before its progress row: the other way round, a crash between the two
-            # would replay the whole file.
-            (self.log.folder / name).unlink(missing_ok=True)
-            with self.db.session() as s:
-                s.execute(delete(TrackingLogProgress).where(TrackingLogProgress.log == name))
-        finally:
-            os.close(fd)  # releases the lock; an undeleted file is an orphan for the next look
-        return moved
-
-    def _commit(self, name: str, start: int, lines: list[bytes]) -> int:
-        """The records of ``lines`` (read from ``start``) and the offset after them, in one transaction;
-        returns that offset."""
-        records: list[tuple[int, Seen]] = []
-        end = start
-        for line in lines:
-            end += len(line) + 1
-            try:
-                records.append((end, decode(line)))
-            except (ValueError, TypeError) as exc:
-                self.dropped += 1
-                log.error("tracking log %s: an unreadable record was skipped (%s)", name, exc)
-        try:
-            with self.db.session() as s:
-                apply(s, [record for _, record in records])
-                _save_offset(s, name, end)
-        except IntegrityError:  # a record the schema refuses (its email deleted meanwhile): find it
-            for after, record in records:
-                try:
-                    with self.db.session() as s:
-                        apply(s, [record])
-                        _save_offset(s, name, after)
-                except IntegrityError as exc:
-                    self.dropped += 1
-                    log.error("tracking log %s: a %s of issue %s / step %s could not be recorded (%s)", name,
-                              record.kind, record.issue_id, record.step_id, type(exc.orig).__name__)
-            with self.db.session() as s:
-                _save_offset(s, name, end)
-        return end
+        """Drain what is sealed now (tests; shutdown)."""
+        self.drain_sealed()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def _commit(self, lines: list[tuple[Segment, bytes]]) -> None:
+        """The records of ``lines`` and each segment's offset after them, in one transaction (when it
+        fails, the pass ends and the next one reads the offsets committed)."""
+        records: list[tuple[Segment, int, Seen]] = []
+        for segment, line in lines:
+            segment.offset += len(line) + 1
+            try:
+                records.append((segment, segment.offset, decode(line)))
+            except (ValueError, TypeError) as exc:
+                self.dropped += 1
+                log.error("tracking log %s: an unreadable record was skipped (%s)", segment.name, exc)
+        touched = {segment: segment.offset for segment, _ in lines}
+        for segment in touched:
+            segment.taking = 0
+        try:
+            with self.db.session() as s:
+                apply(s, [record for _, _, record in records])
+                for segment, offset in touched.items():
+                    _save_offset(s, segment.name, offset)
+        except IntegrityError:  # a record the schema refuses (its email deleted meanwhile): find it
+            for segment, after, record in records:
+                try:
+                    with self.db.session() as s:
+                        apply(s, [record])
+                        _save_offset(s, segment.name, after)
+                except IntegrityError as exc:
+                    self.dropped += 1
+                    log.error("tracking log %s: a %s of issue %s / step %s could not be recorded (%s)",
+                              segment.name, record.kind, record.issue_id, record.step_id, type(exc.orig).__name__)
+            with self.db.session() as s:
+                for segment, offset in touched.items():
+                    _save_offset(s, segment.name, offset)

@@ -1,5 +1,6 @@
 """One web process's first-party tracking: answer from caches (``answers``), make the record durable in
-the process's log (``event_log``), and let the drain (``drain``) write the events.
+the process's log (``event_log``), and let the drain (``drain``) write the events: the
+``newsletter tracking-drain`` process when one runs (``tracking_drain_process``), else a thread here.
 
 When the log cannot take a record (a full disk, an unwritable folder), the event is written to the
 database directly, in the request, as before the log existed; when that fails too, the reader is
@@ -31,6 +32,7 @@ class Tracker:
     def __init__(self, settings: Settings, db: Database) -> None:
         assert settings.tracking_log_dir is not None
         self.folder = settings.tracking_log_dir
+        self.drain_here = not settings.tracking_drain_process
         self.db = db
         self.answers = Answers(settings, db.snapshot)
         self.log: EventLog | None = None
@@ -40,30 +42,30 @@ class Tracker:
         self._starting = threading.Lock()
 
     def start(self) -> None:
-        """Open this process's log and start draining it (and any orphaned log: replayed first)."""
+        """Open this process's log, and drain in a thread when no drain process does."""
         with self._starting:
             if self.log is None:
                 self.log = EventLog(self.folder)
-                self.drainer = Drainer(self.db, self.log)
-                self.drainer.start()
+                if self.drain_here:
+                    self.drainer = Drainer(self.db, self.folder)
+                    self.drainer.start()
 
     def stop(self) -> None:
-        """Write what is pending, drain the log and delete it (kept for the next process if the
-        database cannot take it now)."""
+        """Write what is pending and seal the segment; the thread, if any, drains it before it stops
+        (what the database cannot take now stays for the next drain)."""
         with self._starting:
-            if self.log is None or self.drainer is None:
+            if self.log is None:
                 return
             self.log.close()
-            self.drainer.stop()
-            if self.log.fd >= 0:
-                try:
-                    self.drainer.finish_own()
-                except Exception as exc:  # noqa: BLE001 - the log stays: the next process replays it
-                    log.warning("tracking log: %s kept for the next start (%s)", self.log.name, type(exc).__name__)
+            if self.drainer is not None:
+                self.drainer.stop()
             self.log = self.drainer = None
 
     def flush(self) -> None:
-        """Everything answered so far is in the events table when this returns (tests, benchmarks)."""
+        """Everything answered so far is in the events table when this returns (tests; in this
+        process's drain thread)."""
+        if self.log is not None:
+            self.log.seal()
         if self.drainer is not None:
             self.drainer.flush()
 

@@ -6,8 +6,8 @@ Proxy headers (``X-Forwarded-For``, ``X-Forwarded-Proto``) are believed only fro
 (or beside anything else on the host) a client could name any address it liked and slip past the
 public forms' per-client rate limit; with no trusted proxy, the client is the peer that connected.
 
-Several web processes (``--workers N``) share one listening socket, each with its own tracking log;
-they need PostgreSQL: SQLite has one writer, and processes would queue on its file lock.
+Several web processes (``--workers N``) share one listening socket, each with its own tracking log
+(one drain process takes them all: ``tracking/drain_process.py``); they need PostgreSQL: SQLite has one writer, and processes would queue on its file lock.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def served(app: Any) -> Any:
         return app  # an import string (each worker process wraps its own), or another ASGI app
     from newsletter.web.tracking import FastTracking
 
-    # The event loop gives up the GIL at each fsync of the tracking log; the drain's thread would then
-    # keep it for the default 5 ms before the loop got it back. A shorter switch interval keeps the
-    # answers' waits short (the drain's batches take a little longer, which costs nothing a reader sees).
+    # The tracking log's writer thread hands each fsynced group back to the loop, and other threads
+    # (the drain's, when no drain process runs; the thread pool's cache misses) would keep the GIL for
+    # the default 5 ms before the loop or the writer got it. A shorter switch interval keeps waits short.
     sys.setswitchinterval(SWITCH_INTERVAL)
     return FastTracking(app, tracker)
 
