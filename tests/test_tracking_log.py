@@ -60,7 +60,7 @@ def send_issue(settings: Settings, db: Database, contacts: int, tracking: str = 
 
 def event_keys(db: Database) -> Counter[tuple[str, int | None, int | None]]:
     with db.session() as s:
-        return Counter(s.execute(select(Event.type, Event.delivery_id, Event.link_id)).tuples().all())
+        return Counter(map(tuple, s.execute(select(Event.type, Event.delivery_id, Event.link_id))))
 
 
 # kill -9 mid-burst ----------------------------------------------------------------------------------
@@ -410,8 +410,8 @@ def test_bursts_are_labelled_the_same_in_one_batch_or_one_by_one(settings: Setti
 
     def labels(issue_id: int) -> list[tuple[bool, str | None]]:
         with db.session() as s:
-            return s.execute(select(Event.machine, Event.reason).where(Event.issue_id == issue_id)
-                             .order_by(Event.id)).tuples().all()
+            return list(map(tuple, s.execute(select(Event.machine, Event.reason).where(Event.issue_id == issue_id)
+                                             .order_by(Event.id))))
 
     assert labels(batched[0]) == labels(one_by_one[0])
     assert ("clicked every link at once" in {reason for _, reason in labels(batched[0])})
