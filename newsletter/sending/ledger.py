@@ -132,8 +132,7 @@ def claim(session: Session, *, worker: str, limit: int, now: datetime, lease: ti
         session.delete(batch)
         session.flush()
         return Claim(issue_id, [], suppressed, step_id)
-    if batch.size != len(rows):
-        batch.size = len(rows)
+    batch.size = len(rows)  # no UPDATE when unchanged: the ORM writes only what changed
     return Claim(issue_id, rows, suppressed, step_id, batch.id)
 
 
@@ -358,11 +357,10 @@ def begin_request(session: Session, batch_id: int, now: datetime) -> str | None:
     """Mark, durably and before anything is sent, that this batch's request may now leave. Returns
     the batch's marker, which travels with the request."""
     # One statement (no load of the batch first): it runs before every request.
-    marker = session.connection().execute(
+    return session.connection().execute(
         update(SendBatch.__table__).where(SendBatch.__table__.c.id == batch_id)
         .values(status=BatchStatus.REQUESTING.value, began_at=now).returning(SendBatch.__table__.c.marker)
-    ).one()
-    return marker[0]
+    ).scalar_one()
 
 
 def request_refused(session: Session, batch_id: int) -> None:

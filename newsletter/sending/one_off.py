@@ -32,8 +32,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from newsletter.compose.render import CompiledEmail
 from newsletter.config import Settings
@@ -61,6 +62,17 @@ class Claimed:
     id: int
     attempts: int
     to: Any  # what ``compose`` needs, read when the row was claimed
+
+
+def _due(model: Any, now: datetime) -> ColumnElement[bool]:
+    """A queued row whose time has come. Literals, not bound parameters, so either database can use
+    the queue's partial index."""
+    return and_(model.status == sql_literal(ConfirmationStatus.QUEUED), model.due_at <= now)
+
+
+def _lease_ran_out(model: Any, now: datetime) -> ColumnElement[bool]:
+    """A row claimed by a dispatcher that stopped before recording the answer."""
+    return and_(model.status == sql_literal(ConfirmationStatus.SENDING), model.lease_expires_at < now)
 
 
 class OneOffSender(ABC):
@@ -101,10 +113,7 @@ class OneOffSender(ABC):
         A row with nothing left to send is skipped."""
         model = self.model
         self.recover_expired(session, now)
-        pick = (select(model.id)
-                # A literal, not a bound parameter, so either database can use the partial index.
-                .where(model.status == sql_literal(ConfirmationStatus.QUEUED), model.due_at <= now)
-                .order_by(model.due_at, model.id))
+        pick = select(model.id).where(_due(model, now)).order_by(model.due_at, model.id)
         if only is not None:
             pick = pick.where(model.id.in_(list(only)))
         if is_postgresql(session):
@@ -129,9 +138,7 @@ class OneOffSender(ABC):
         queues' partial indexes) before every batch, instead of two for each kind."""
         probes = []
         for model in {sender.model for sender in senders}:
-            probes.append(exists().where(model.status == sql_literal(ConfirmationStatus.QUEUED), model.due_at <= now))
-            probes.append(exists().where(model.status == sql_literal(ConfirmationStatus.SENDING),
-                                         model.lease_expires_at < now))
+            probes += [exists().where(_due(model, now)), exists().where(_lease_ran_out(model, now))]
         return bool(probes) and bool(session.connection().scalar(select(or_(*probes))))
 
     def recover_expired(self, session: Session, now: datetime) -> int:
@@ -140,7 +147,7 @@ class OneOffSender(ABC):
         model = self.model
         return session.execute(
             update(model)
-            .where(model.status == sql_literal(ConfirmationStatus.SENDING), model.lease_expires_at < now)
+            .where(_lease_ran_out(model, now))
             .values(status=ConfirmationStatus.UNKNOWN, lease_expires_at=None,
                     error="the dispatcher stopped while this email's request may have been in flight; not sent again")
             .execution_options(synchronize_session=False)

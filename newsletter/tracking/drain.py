@@ -20,9 +20,9 @@ import os
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from operator import itemgetter
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 
 from sqlalchemy import delete, insert, select, update
@@ -168,6 +168,10 @@ class Drainer:
                 moved, pause = 0, min(pause * 2, 10.0)
             if not moved:
                 self._stop.wait(pause)
+        self.last_pass()
+
+    def last_pass(self) -> None:
+        """Drain what is sealed now, at shutdown; what the database cannot take stays for the next drain."""
         try:
             self.drain_sealed()
         except Exception as exc:  # noqa: BLE001 - the segments stay: the next drain takes them

@@ -79,7 +79,4 @@ class Supervisor:
                 log.warning("tracking log: the drain process did not finish in %.0f s; stopped", STOP_WAIT)
                 self.process.kill()
                 self.process.wait()
-        try:
-            Drainer(db, folder).drain_sealed()
-        except Exception as exc:  # noqa: BLE001 - the segments stay for the next drain
-            log.warning("tracking log: segments kept for the next drain (%s)", type(exc).__name__)
+        Drainer(db, folder).last_pass()
