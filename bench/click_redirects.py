@@ -279,6 +279,37 @@ def fsync_ms(folder: Path, count: int = 200) -> tuple[float, float]:
     return statistics.median(times), times[int(len(times) * 0.99) - 1]
 
 
+GC_PROBE = """
+import gc, json, statistics, time
+from newsletter.bootstrap import open_database
+from newsletter.config import get_settings
+from newsletter.web.app import create_app
+from newsletter.web.server import freeze_startup, served
+settings = get_settings()
+app = served(create_app(settings, open_database(settings)))
+def full():
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        gc.collect()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+before = full()
+freeze_startup()
+print(json.dumps([before, full(), gc.get_freeze_count()]))
+"""
+
+
+def gc_pause_ms(env: dict[str, str]) -> tuple[float, float, int]:
+    """A full garbage collection's time (median of 5) in a process holding the app as a web process
+    does, before and after ``freeze_startup``; and how many objects it froze. A collection stops the
+    event loop: every answer in flight waits for it."""
+    done = subprocess.run([sys.executable, "-c", GC_PROBE], env=env, cwd=env.get("PYTHONPATH", ROOT),
+                          capture_output=True, text=True, check=True)
+    before, after, frozen = json.loads(done.stdout.strip().splitlines()[-1])
+    return before, after, frozen
+
+
 # Running ----------------------------------------------------------------------------------------------
 
 
@@ -301,6 +332,7 @@ def bench(db: Database, label: str, workers: int, folder: Path, args: argparse.N
     with serving(env, workers, floor=True) as (base, _):
         floor = wrk(base, "/", lua, None, 302, args)
     fsync_median, fsync_p99 = fsync_ms(var_dir)
+    gc_before, gc_after, frozen = gc_pause_ms(env) if not args.app_root else (0.0, 0.0, 0)
     results: dict[str, Result] = {}
     if args.app_root:
         env["PYTHONPATH"] = str(args.app_root)  # serve another checkout's code (a before/after comparison)
@@ -326,6 +358,9 @@ def bench(db: Database, label: str, workers: int, folder: Path, args: argparse.N
     print(f"  fsync in the var dir (before the runs): median {fsync_median:.2f} ms, p99 {fsync_p99:.2f} ms: at most "
           f"~{args.connections / fsync_median * 1000:,.0f} durable answers/s at {args.connections} connections "
           "(one fsync per group of waiting requests)")
+    if frozen:
+        print(f"  a full garbage collection in a web process (the event loop waits for it): {gc_before:.0f} ms; "
+              f"{gc_after:.2f} ms once start-up's {frozen:,} objects are frozen (newsletter.web.server.freeze_startup)")
     print(f"  answered {results['click'].requests:,} clicks, {clicks_stored:,} stored (drained {lag_click:.1f} s "
           f"after the run); {results['open'].requests:,} opens, {opens_stored:,} stored ({lag_open:.1f} s)")
     if clicks_stored < results["click"].requests or opens_stored < results["open"].requests:
