@@ -415,3 +415,40 @@ def test_bursts_are_labelled_the_same_in_one_batch_or_one_by_one(settings: Setti
 
     assert labels(batched[0]) == labels(one_by_one[0])
     assert ("clicked every link at once" in {reason for _, reason in labels(batched[0])})
+
+
+def test_a_burst_of_new_tokens_loads_the_caches_once(settings: Settings, db: Database) -> None:
+    """A freshly sent issue's first clicks all miss the caches at once: one request loads what they
+    need from the database while the others wait for it, rather than each loading the same rows in a
+    thread of its own (which stalled the event loop while the threads started). Every one is answered
+    and recorded."""
+    import asyncio
+
+    from newsletter.tracking.recorder import Tracker
+
+    issue_id, links, deliveries = send_issue(settings, db, 30)
+    tokens = DeliveryLinks(settings)
+    tracker = Tracker(settings.model_copy(update={"tracking_drain_process": False}), db)
+    loads: list[str] = []
+    answer = tracker.answers.click
+
+    def counted(token: str, link_id: str, *, offline: bool = False):  # noqa: ANN202 - an Answer
+        if not offline:
+            loads.append(token)
+        return answer(token, link_id, offline=offline)
+
+    tracker.answers.click = counted  # type: ignore[method-assign]
+
+    async def burst() -> list[object]:
+        return await asyncio.gather(*(tracker.click(tokens.token(d), str(links[0]), "GET", BROWSER, "127.0.0.1")
+                                      for d in deliveries))
+
+    tracker.start()
+    try:
+        answered = asyncio.run(burst())
+        tracker.flush()
+    finally:
+        tracker.stop()
+    assert [getattr(link, "id", None) for link in answered] == [links[0]] * len(deliveries)
+    assert len(loads) == 1
+    assert event_keys(db) == Counter(("click", d, links[0]) for d in deliveries)
