@@ -452,3 +452,16 @@ def test_a_burst_of_new_tokens_loads_the_caches_once(settings: Settings, db: Dat
     assert [getattr(link, "id", None) for link in answered] == [links[0]] * len(deliveries)
     assert len(loads) == 1
     assert event_keys(db) == Counter(("click", d, links[0]) for d in deliveries)
+
+
+def test_a_log_written_by_an_earlier_version_reads_back_the_same() -> None:
+    """Records were written with the standard library's json before orjson: a log left by a process
+    of that version (drained after an upgrade) reads back to the same records."""
+    import json
+
+    seen = Seen("click", "full", 123456, 7, None, 42, "Mimecast – link scanner", utcnow())
+    earlier = (json.dumps([seen.kind, seen.mode, seen.delivery_id, seen.issue_id, seen.step_id, seen.link_id,
+                           seen.reason, (seen.at - event_log.EPOCH) // timedelta(microseconds=1)],
+                          separators=(",", ":")) + "\n").encode()
+    assert event_log.decode(earlier) == event_log.decode(encode(seen)) == seen
+    assert encode(seen).endswith(b"\n") and encode(seen).count(b"\n") == 1

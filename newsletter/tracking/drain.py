@@ -55,6 +55,7 @@ def apply(session: Session, records: list[Seen]) -> int:
     link_ids = {r.link_id for r in records if r.link_id is not None}
     urls = dict(session.execute(select(Link.id, Link.url).where(Link.id.in_(link_ids))).all()) if link_ids else {}
     rows: list[dict[str, object]] = []
+    recorded = utcnow()  # one moment for the batch: it is recorded in one transaction
     human: list[tuple[int, datetime]] = []
     settle: list[tuple[int, datetime]] = []
     for r in records:
@@ -68,7 +69,7 @@ def apply(session: Session, records: list[Seen]) -> int:
                      "issue_id": r.issue_id, "step_id": r.step_id, "link_id": r.link_id,
                      "url": urls.get(r.link_id) if r.link_id is not None else None, "type": r.kind,
                      "machine": reason is not None, "reason": reason, "source": "first_party", "occurred_at": r.at,
-                     "recorded_at": utcnow()})
+                     "recorded_at": recorded})
         if delivery is not None:
             if r.kind == EventType.CLICK and reason is None:
                 human.append((r.delivery_id, r.at))
