@@ -607,9 +607,9 @@ class _ReadAhead:
     importing thread mostly waits for the server then, with the GIL released (measured: 6% faster
     under a load of 3 on two cores). Not on SQLite (measured: 30% slower with the thread;
     probably because sqlite3 releases and retakes the GIL for every row it steps, and each time a
-    busy parsing thread holds it for a switch interval), so ``thread`` False reads in line. One batch is held ahead, so memory holds one
-    batch more. An error while reading comes out of iteration here, in the importing thread, as if
-    it had been raised there."""
+    busy parsing thread holds it for a switch interval), so ``thread`` False reads in line. One
+    batch is held ahead, so memory holds one batch more. An error while reading comes out of
+    iteration here, in the importing thread, as if it had been raised there."""
 
     def __init__(self, batches: Iterator[_Batch], *, thread: bool = True) -> None:
         self.batches = batches

@@ -4,6 +4,8 @@ processes, a full disk or an unwritable folder; and the events it makes are thos
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
 import signal
@@ -28,6 +30,7 @@ from newsletter.tracking.answers import Seen
 from newsletter.tracking.drain import Drainer
 from newsletter.tracking.event_log import EventLog, encode
 from newsletter.tracking.first_party import Request, record_click, record_open
+from newsletter.tracking.recorder import Tracker
 from newsletter.transports import OutboxTransport
 from newsletter.urls import DeliveryLinks, pixel_key
 from subscribers.db import utcnow
@@ -422,10 +425,6 @@ def test_a_burst_of_new_tokens_loads_the_caches_once(settings: Settings, db: Dat
     need from the database while the others wait for it, rather than each loading the same rows in a
     thread of its own (which stalled the event loop while the threads started). Every one is answered
     and recorded."""
-    import asyncio
-
-    from newsletter.tracking.recorder import Tracker
-
     issue_id, links, deliveries = send_issue(settings, db, 30)
     tokens = DeliveryLinks(settings)
     tracker = Tracker(settings.model_copy(update={"tracking_drain_process": False}), db)
@@ -461,8 +460,6 @@ def test_a_burst_of_new_tokens_loads_the_caches_once(settings: Settings, db: Dat
 def test_a_log_written_by_an_earlier_version_reads_back_the_same() -> None:
     """Records were written with the standard library's json before orjson: a log left by a process
     of that version (drained after an upgrade) reads back to the same records."""
-    import json
-
     seen = Seen("click", "full", 123456, 7, None, 42, "Mimecast – link scanner", utcnow())
     earlier = (json.dumps([seen.kind, seen.mode, seen.delivery_id, seen.issue_id, seen.step_id, seen.link_id,
                            seen.reason, (seen.at - event_log.EPOCH) // timedelta(microseconds=1)],
