@@ -75,7 +75,7 @@ from sqlalchemy import (
 from sqlalchemy import column as sqlcolumn
 from sqlalchemy import table as sqltable
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from subscribers import suppression
@@ -86,7 +86,7 @@ from subscribers.csv_cells import SafeWriter, original_cell
 from subscribers.csv_encoding import Encoding, NotInEncoding, detect_encoding, given_encoding
 from subscribers.csv_reading import CsvFile, Record
 from subscribers.names import clean_name
-from subscribers.db import is_postgresql, utcnow
+from subscribers.db import copy_rows, is_postgresql, utcnow
 from subscribers.errors import InputError
 from subscribers.lists import check_slug, ensure_list
 from subscribers.models import (
@@ -876,30 +876,23 @@ def _copied(session: Session, table: Any, columns: Sequence[str], rows: Sequence
     COPY escapes every value itself: tabs, newlines, backslashes and a text that reads ``\\N`` arrive
     as they were. A dict or list (a JSON column) is sent as its JSON text."""
     name = f"import_{table.name}"
-    names = ", ".join(columns)
     connection = session.connection()
     connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS "
-                               f"SELECT {names} FROM {table.name} WITH NO DATA")
-    import psycopg  # here: PostgreSQL's driver is an optional dependency (the "postgres" extra)
-
+                               f"SELECT {', '.join(columns)} FROM {table.name} WITH NO DATA")
     as_json = [i for i, column in enumerate(columns) if isinstance(table.c[column].type, JSON)]
-    with connection.connection.driver_connection.cursor() as cursor:  # the session's own transaction
-        try:
-            with cursor.copy(f"COPY {name} ({names}) FROM STDIN") as copy:
-                if as_json:
-                    for row in rows:
-                        values = list(row)
-                        for i in as_json:
-                            values[i] = orjson.dumps(values[i]).decode()
-                        copy.write_row(values)
-                else:
-                    for row in rows:
-                        copy.write_row(row)
-        except psycopg.Error as exc:
-            # PostgreSQL's message quotes the refused value (CONTEXT: ... column email: "..."): it
-            # must not reach a log. The values were checked before (lengths, syntax), so this is a bug.
-            raise RuntimeError(f"COPY into {name} failed: {type(exc).__name__} (SQLSTATE {exc.sqlstate}); "
-                               "the value is not shown, as it may be an email address") from None
+
+    def values() -> Iterator[Sequence[Any]]:
+        for row in rows:
+            if as_json:
+                row = list(row)
+                for i in as_json:
+                    row[i] = orjson.dumps(row[i]).decode()
+            yield row
+
+    try:
+        copy_rows(session, name, columns, values())
+    except DBAPIError as exc:  # the values were checked before (lengths, syntax): this is a bug
+        raise RuntimeError(f"COPY into {name} failed: {exc.orig}") from None
     return sqltable(name, *(sqlcolumn(c, table.c[c].type) for c in columns))
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, func, select
+from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, Table, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
@@ -88,6 +90,56 @@ def insert_ignoring_conflicts(session: Session, table: Any) -> postgresql.Insert
     """The backend's own INSERT for ``table`` (a table or a mapped class), the construct that has
     ``on_conflict_do_nothing`` (``INSERT … ON CONFLICT DO NOTHING`` on both backends)."""
     return (postgresql if is_postgresql(session) else sqlite).insert(table)
+
+
+def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """PostgreSQL: ``rows`` (values in ``columns``' order) into ``table`` with COPY, in the session's
+    own transaction: one stream instead of a statement per row. COPY escapes every value itself (tabs,
+    newlines, backslashes, a text that reads ``\\N``). A refused row raises SQLAlchemy's error of the
+    same kind (an ``IntegrityError`` for a constraint) without the values: PostgreSQL's message quotes
+    the refused one, which may be an email address, and must not reach a log."""
+    import psycopg  # here: PostgreSQL's driver is an optional dependency (the "postgres" extra)
+
+    connection = session.connection()
+    with connection.connection.driver_connection.cursor() as cursor:
+        try:
+            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            # The driver's own class (UniqueViolation, say), with its message left out.
+            scrubbed = type(exc)(f"{type(exc).__name__} (SQLSTATE {exc.sqlstate}); the value is not shown")
+            error = IntegrityError if isinstance(exc, psycopg.IntegrityError) else (
+                OperationalError if isinstance(exc, psycopg.OperationalError) else DBAPIError)
+            raise error(f"COPY {table}", None, scrubbed) from None
+
+
+def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """New rows of ``table`` (dicts with the same keys), many at a time: COPY on PostgreSQL (a
+    statement per row in a pipeline cost more than the rows' own work), the driver's executemany on
+    SQLite. Each value goes through its column's type, as in any statement. A refused row raises
+    SQLAlchemy's error without the values, on both backends (see ``copy_rows``)."""
+    if not rows:
+        return
+    if not is_postgresql(session):
+        try:
+            session.connection().execute(insert(table), rows)  # Core: no ORM bookkeeping per row
+        except DBAPIError as exc:  # SQLite's own message names no value; SQLAlchemy's adds them all
+            raise type(exc)(f"INSERT INTO {table.name}", None, exc.orig) from None  # type: ignore[arg-type]
+        return
+    columns = list(rows[0])
+    dialect = session.get_bind().dialect
+    typed = [(n, processor) for n, c in enumerate(columns)
+             if (processor := table.c[c].type.bind_processor(dialect)) is not None]
+
+    def values() -> Iterator[list[Any]]:
+        for row in rows:
+            out = [row[c] for c in columns]
+            for n, processor in typed:
+                out[n] = processor(out[n])
+            yield out
+
+    copy_rows(session, table.name, columns, values())
 
 
 def starts_with(session: Session, expression: Any, prefix: str) -> Any:

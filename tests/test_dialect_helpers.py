@@ -1,16 +1,17 @@
-"""The dialect helpers' one home (subscribers/db.py): which backend, and INSERT … ON CONFLICT DO
-NOTHING, on SQLite and PostgreSQL alike."""
+"""The dialect helpers' one home (subscribers/db.py): which backend, INSERT … ON CONFLICT DO NOTHING
+and many rows at once (COPY on PostgreSQL), on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from newsletter.database import Database
 from newsletter.models import Lease
-from subscribers.db import insert_ignoring_conflicts, is_postgresql
+from subscribers.db import insert_ignoring_conflicts, insert_rows, is_postgresql
 
 UNTIL = datetime(2026, 12, 3, 17, 0, tzinfo=timezone.utc)
 
@@ -38,3 +39,27 @@ def test_a_conflicting_insert_changes_nothing(any_db: tuple[str, Database]) -> N
                       .on_conflict_do_nothing(index_elements=["name"]))
     with db.session() as s:
         assert s.execute(select(Lease.holder, func.count()).group_by(Lease.holder)).all() == [("first", 1)]
+
+
+def test_many_rows_go_in_as_written_and_a_refused_one_names_no_value(any_db: tuple[str, Database]) -> None:
+    """``insert_rows`` (COPY on PostgreSQL): text COPY would take for its own escapes arrives as it
+    was, a datetime in another zone is stored as the same instant, a NULL stays NULL; a row the
+    schema refuses raises SQLAlchemy's IntegrityError, on both backends, without the refused value."""
+    _, db = any_db
+    paris = timezone(timedelta(hours=1))
+    holders = ["tab\there", "line\nbreak", "back\\slash", "\\N", "", None]
+    rows = [{"name": f"job-{n}", "holder": holder if holder is not None else "x", "expires_at": UNTIL.astimezone(paris)}
+            for n, holder in enumerate(holders)]
+    with db.session() as s:
+        insert_rows(s, Lease.__table__, rows)
+        insert_rows(s, Lease.__table__, [])
+    with db.session() as s:
+        stored = s.execute(select(Lease.name, Lease.holder, Lease.expires_at).order_by(Lease.name)).all()
+    assert [(name, holder) for name, holder, _ in stored] == [(r["name"], r["holder"]) for r in rows]
+    assert {at for *_, at in stored} == {UNTIL}
+    with pytest.raises(IntegrityError) as refused, db.session() as s:
+        insert_rows(s, Lease.__table__, [{"name": "secret-name@example.org", "holder": "a", "expires_at": UNTIL},
+                                         {"name": "secret-name@example.org", "holder": "b", "expires_at": UNTIL}])
+    assert "secret-name" not in str(refused.value)
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Lease)) == len(rows)

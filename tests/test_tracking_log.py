@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -389,14 +390,23 @@ def test_the_fast_path_answers_with_the_headers_the_app_gave(live_server: LiveSe
     assert pixel["cache-control"] == "no-store, private" and pixel["content-type"] == "image/gif"
 
 
-def test_bursts_are_labelled_the_same_in_one_batch_or_one_by_one(settings: Settings, db: Database) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_db(request: pytest.FixtureRequest, db: Database) -> Database:
+    return db if request.param == "sqlite" else request.getfixturevalue("postgres_db")
+
+
+def test_bursts_are_labelled_the_same_in_one_batch_or_one_by_one(settings: Settings, any_db: Database) -> None:
     """Random clicks (four links, some machine, a few seconds apart or less) made into events one by
-    one, as the direct path does, and in a single batch, as the drain does: the same labels."""
+    one, as the direct path does, in a single batch, and in batches of seven, as the drain does (each
+    batch labels its own clicks before they go in, and the stored ones a burst reaches back to): the
+    same labels."""
     import random
 
+    db = any_db
     rng = random.Random(19)
     one_by_one = send_issue(settings, db, 6, subject="One by one")
     batched = send_issue(settings, db, 0, subject="Batched")
+    in_sevens = send_issue(settings, db, 0, subject="In sevens")
     start = utcnow()
     clicks = sorted((start + timedelta(milliseconds=rng.randrange(20_000)), rng.randrange(6), rng.randrange(4),
                      rng.choice([None, None, None, "HEAD request"])) for _ in range(80))
@@ -410,14 +420,40 @@ def test_bursts_are_labelled_the_same_in_one_batch_or_one_by_one(settings: Setti
             drain.apply(s, [seen(one_by_one, *click)])
     with db.session() as s:
         drain.apply(s, [seen(batched, *click) for click in clicks])
+    for at in range(0, len(clicks), 7):
+        with db.session() as s:
+            drain.apply(s, [seen(in_sevens, *click) for click in clicks[at:at + 7]])
 
     def labels(issue_id: int) -> list[tuple[bool, str | None]]:
         with db.session() as s:
             return list(map(tuple, s.execute(select(Event.machine, Event.reason).where(Event.issue_id == issue_id)
                                              .order_by(Event.id))))
 
-    assert labels(batched[0]) == labels(one_by_one[0])
-    assert ("clicked every link at once" in {reason for _, reason in labels(batched[0])})
+    assert labels(batched[0]) == labels(one_by_one[0]) == labels(in_sevens[0])
+    assert {"clicked every link at once", "HEAD request", None} == {reason for _, reason in labels(batched[0])}
+
+
+def test_a_record_the_database_refuses_is_left_out_alone(settings: Settings, any_db: Database,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A logged open of an issue deleted since it was answered (anonymous tracking: no delivery to
+    look up first) is refused by the database: the batch's other records are stored, the refused one
+    is counted and logged without its values, and the segment is done."""
+    issue_id, links, deliveries = send_issue(settings, any_db, 3)
+    assert settings.tracking_log_dir is not None
+    log = EventLog(settings.tracking_log_dir)
+    for d in deliveries:
+        log.append(encode(Seen("click", "full", d, issue_id, None, links[0], None, utcnow())))
+    log.append(encode(Seen("open", "anonymous", None, issue_id + 1000, None, None, None, utcnow())))
+    log.seal()
+    drainer = Drainer(any_db, settings.tracking_log_dir)
+    with caplog.at_level(logging.ERROR, logger="newsletter.tracking"):
+        drainer.drain_sealed()
+    assert event_keys(any_db) == Counter({("click", d, links[0]): 1 for d in deliveries})
+    assert drainer.dropped == 1
+    refused = "IntegrityError" if any_db.engine.dialect.name == "sqlite" else "ForeignKeyViolation"
+    assert [re.sub(r"log \S+:", "log SEGMENT:", r.getMessage()) for r in caplog.records] == [
+        f"tracking log SEGMENT: the open of issue {issue_id + 1000} / step None could not be recorded ({refused})"]
+    assert list(settings.tracking_log_dir.iterdir()) == []
 
 
 def test_a_burst_of_new_tokens_loads_the_caches_once(settings: Settings, db: Database) -> None:

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,7 @@ from newsletter.sending import ledger
 from newsletter.tracking.answers import Seen
 from newsletter.tracking.event_log import decode, drainable, read_lines
 from newsletter.tracking.machines import ALL_AT_ONCE, ALL_AT_ONCE_LINKS, BURST, too_soon
-from subscribers.db import utcnow
+from subscribers.db import insert_rows, utcnow
 from subscribers.states import IN_REQUEST, DeliveryStatus, EventType
 
 log = logging.getLogger("newsletter.tracking")
@@ -56,7 +57,6 @@ def apply(session: Session, records: list[Seen]) -> int:
     urls = dict(session.execute(select(Link.id, Link.url).where(Link.id.in_(link_ids))).all()) if link_ids else {}
     rows: list[dict[str, object]] = []
     recorded = utcnow()  # one moment for the batch: it is recorded in one transaction
-    human: list[tuple[int, datetime]] = []
     settle: list[tuple[int, datetime]] = []
     for r in records:
         delivery = deliveries.get(r.delivery_id) if r.delivery_id is not None else None
@@ -70,60 +70,74 @@ def apply(session: Session, records: list[Seen]) -> int:
                      "url": urls.get(r.link_id) if r.link_id is not None else None, "type": r.kind,
                      "machine": reason is not None, "reason": reason, "source": "first_party", "occurred_at": r.at,
                      "recorded_at": recorded})
-        if delivery is not None:
-            if r.kind == EventType.CLICK and reason is None:
-                human.append((r.delivery_id, r.at))
-            if delivery[2] in IN_REQUEST:  # as ``ledger.resolve_accepted`` leaves it 
-                settle.append((r.delivery_id, r.at))
-                delivery[1:] = [r.at, DeliveryStatus.SUBMITTED]
-    if rows:
-        session.connection().execute(insert(Event.__table__), rows)  # Core: no ORM bookkeeping per row
-    _label_bursts(session, human)
+        if delivery is not None and delivery[2] in IN_REQUEST:  # as ``ledger.resolve_accepted`` leaves it
+            settle.append((r.delivery_id, r.at))
+            delivery[1:] = [r.at, DeliveryStatus.SUBMITTED]
+    _label_bursts(session, rows)  # before the insert: the batch's own clicks are labelled as they go in
+    insert_rows(session, Event.__table__, rows)
     for delivery_id, at in sorted(settle):  # rows locked in one order by every drain: no deadlock
         ledger.resolve_accepted(session, [delivery_id], at)
     return len(rows)
 
 
-def _label_bursts(session: Session, human: list[tuple[int, datetime]]) -> None:
+def _label_bursts(session: Session, rows: list[dict[str, object]]) -> None:
     """A scanner opens every link of an email in a burst: each human click looks back ``ALL_AT_ONCE``
-    at its delivery's clicks; three links or more, and every click in that window is a machine's. Human
-    clicks already stored that end a window reaching into this batch are looked at again (a log
-    drained late can complete another process's burst)."""
-    if not human:
+    at its delivery's clicks; three links or more, and every click in that window is a machine's. The
+    window holds the batch's new clicks (``rows``, labelled here before they are inserted) and the
+    clicks already stored around them: a log drained late can complete another process's burst, and
+    a stored click found in one is updated, unless an earlier batch labelled it so already (a burst
+    seen again by every batch that reaches into it was most of a drain's work)."""
+    first: dict[int, datetime] = {}  # each delivery's first human click in the batch
+    last: datetime | None = None
+    for row in rows:
+        if row["type"] == EventType.CLICK and row["delivery_id"] is not None and not row["machine"]:
+            delivery_id, at = cast(int, row["delivery_id"]), cast(datetime, row["occurred_at"])
+            first[delivery_id] = min(first.get(delivery_id, at), at)
+            last = at if last is None else max(last, at)
+    if last is None:
         return
-    first: dict[int, datetime] = {}
-    for delivery_id, at in human:
-        first[delivery_id] = min(first.get(delivery_id, at), at)
-    lo, hi = min(first.values()) - ALL_AT_ONCE, max(at for _, at in human) + ALL_AT_ONCE
-    clicks: defaultdict[int, list[tuple[datetime, int | None, int, bool]]] = defaultdict(list)
-    for id_, delivery_id, link_id, occurred_at, machine in session.execute(
-            select(Event.id, Event.delivery_id, Event.link_id, Event.occurred_at, Event.machine)
+    lo, hi = min(first.values()) - ALL_AT_ONCE, last + ALL_AT_ONCE
+    # Each click in a window: (when, link, machine, what to label: a new row, a stored id, or None
+    # for a stored click already labelled a burst's).
+    clicks: defaultdict[int, list[tuple[datetime, int | None, bool, dict[str, object] | int | None]]] = \
+        defaultdict(list)
+    for id_, delivery_id, link_id, occurred_at, machine, reason in session.execute(
+            select(Event.id, Event.delivery_id, Event.link_id, Event.occurred_at, Event.machine, Event.reason)
             .where(Event.delivery_id.in_(first), Event.type == EventType.CLICK,
                    Event.occurred_at >= lo, Event.occurred_at <= hi)):
-        clicks[delivery_id].append((occurred_at, link_id, id_, machine))
-    burst: set[int] = set()
-    for delivery_id, rows in clicks.items():  # each window slides over the delivery's clicks in time order
-        rows.sort(key=itemgetter(0))
+        clicks[delivery_id].append((occurred_at, link_id, machine, None if reason == BURST else id_))
+    for row in rows:
+        at = cast(datetime, row["occurred_at"])
+        if row["type"] == EventType.CLICK and row["delivery_id"] in first and lo <= at <= hi:
+            clicks[cast(int, row["delivery_id"])].append((at, cast("int | None", row["link_id"]),
+                                                          cast(bool, row["machine"]), row))
+    stored: set[int] = set()
+    for delivery_id, window in clicks.items():  # each window slides over the delivery's clicks in time order
+        window.sort(key=itemgetter(0))
         links: Counter[int] = Counter()
-        start = stop = marked = 0  # rows[:marked] are in ``burst`` already, as far as windows reached
+        start = stop = marked = 0  # window[:marked] are labelled already, as far as windows reached
         since = first[delivery_id]
-        for at, _, _, machine in rows:
-            while stop < len(rows) and rows[stop][0] <= at:
-                if rows[stop][1] is not None:
-                    links[rows[stop][1]] += 1
+        for at, _, machine, _ in window:
+            while stop < len(window) and window[stop][0] <= at:
+                if window[stop][1] is not None:
+                    links[window[stop][1]] += 1
                 stop += 1
             opened = at - ALL_AT_ONCE
-            while rows[start][0] < opened:
-                link_id = rows[start][1]
+            while window[start][0] < opened:
+                link_id = window[start][1]
                 if link_id is not None:
                     links[link_id] -= 1
                     if not links[link_id]:
                         del links[link_id]
                 start += 1
             if not machine and at >= since and len(links) >= ALL_AT_ONCE_LINKS:
-                burst.update(row[2] for row in rows[max(start, marked):stop])
+                for *_, target in window[max(start, marked):stop]:
+                    if isinstance(target, dict):
+                        target["machine"], target["reason"] = True, BURST
+                    elif target is not None:
+                        stored.add(target)
                 marked = stop
-    ids = sorted(burst)  # rows locked in one order by every drain: no deadlock
+    ids = sorted(stored)  # rows locked in one order by every drain: no deadlock
     for at in range(0, len(ids), IN_LIST):  # PostgreSQL takes 65,535 parameters a statement at most
         session.execute(update(Event).where(Event.id.in_(ids[at:at + IN_LIST])).values(machine=True, reason=BURST)
                         .execution_options(synchronize_session=False))
@@ -253,7 +267,7 @@ class Drainer:
                         _save_offset(s, segment.name, after)
                 except IntegrityError as exc:
                     self.dropped += 1
-                    log.error("tracking log %s: a %s of issue %s / step %s could not be recorded (%s)",
+                    log.error("tracking log %s: the %s of issue %s / step %s could not be recorded (%s)",
                               segment.name, record.kind, record.issue_id, record.step_id, type(exc.orig).__name__)
             with self.db.session() as s:
                 for segment, offset in touched.items():
