@@ -86,7 +86,7 @@ from subscribers.csv_cells import SafeWriter, original_cell
 from subscribers.csv_encoding import Encoding, NotInEncoding, detect_encoding, given_encoding
 from subscribers.csv_reading import CsvFile, Record
 from subscribers.names import clean_name
-from subscribers.db import copy_rows, is_postgresql, utcnow
+from subscribers.db import copy_rows, is_postgresql, python_defaults, utcnow
 from subscribers.errors import InputError
 from subscribers.lists import check_slug, ensure_list
 from subscribers.models import (
@@ -833,7 +833,7 @@ def _insert_contacts(session: Session, job: _Job, writes: _Writes, new_rows: lis
     values = [(row.email, row.digest, row.name, row.timezone or job.default_timezone, row.custom, row.language)
               for row, _ in new_rows]
     columns = ("email", "email_hash", "name", "timezone", "custom_fields", "language")
-    ids = _insert_rows(session, contacts, constant, columns, values, returning=("email_hash", "id"))
+    ids = _write_rows(session, contacts, constant, columns, values, returning=("email_hash", "id"))
     if ids is None:  # the backend could not return them: one indexed look-up
         ids = list(_in(session, select(contacts.c.email_hash, contacts.c.id), contacts.c.email_hash,
                        [row.digest for row, _ in new_rows]))
@@ -844,7 +844,7 @@ def _insert_contacts(session: Session, job: _Job, writes: _Writes, new_rows: lis
         _subscribe(writes, contact_id, None, state)
 
 
-def _insert_rows(session: Session, table: Any, constant: dict[str, Any], columns: Sequence[str],
+def _write_rows(session: Session, table: Any, constant: dict[str, Any], columns: Sequence[str],
                  rows: Sequence[Sequence[Any]], returning: Sequence[str] = ()) -> list[Any] | None:
     """INSERT many rows in the way each backend does fastest (profiled). Constant columns and
     Python-side column defaults are sent once.
@@ -855,7 +855,7 @@ def _insert_rows(session: Session, table: Any, constant: dict[str, Any], columns
     code.) SQLite: the driver's executemany (SQLite runs in-process: there are no round trips to
     save, only SQLAlchemy's per-row bookkeeping); returns None, as executemany returns no rows.
     """
-    constant = {**_python_defaults(table, {*columns, *constant}), **constant}
+    constant = {**python_defaults(table, {*columns, *constant}), **constant}
     if not is_postgresql(session):
         _executemany(session, table, constant, columns, rows)
         return None
@@ -943,7 +943,7 @@ def _flush(session: Session, job: _Job, writes: _Writes, now: datetime) -> None:
     if writes.contact_updates:
         session.execute(update(Contact), writes.contact_updates)  # bulk UPDATE by primary key
     if writes.tags:
-        _insert_rows(session, ContactTag.__table__, {}, ("contact_id", "tag"), writes.tags)
+        _write_rows(session, ContactTag.__table__, {}, ("contact_id", "tag"), writes.tags)
     for state, ids in writes.new_subscriptions.items():
         if ids:
             rows, contact_id = _id_rows(session, ids)
@@ -966,17 +966,6 @@ def _flush(session: Session, job: _Job, writes: _Writes, now: datetime) -> None:
                 select(contact_id, literal(job.list_id), literal(action, events.c.action.type), literal("import"),
                        literal(job.consent_note, events.c.note.type), literal(now, events.c.at.type))
                 .select_from(rows)))
-
-
-def _python_defaults(table: Any, given: set[str]) -> dict[str, Any]:
-    """Column defaults computed in Python (``default=utcnow``) for the columns not given: once per
-    batch, so that a column added to the model later is still filled in."""
-    values = {}
-    for column in table.c:
-        default = column.default
-        if column.key not in given and default is not None and (default.is_scalar or default.is_callable):
-            values[column.key] = default.arg if default.is_scalar else default.arg(None)
-    return values
 
 
 def _id_rows(session: Session, ids: Sequence[Any], type_: Any = None) -> tuple[Any, Any]:

@@ -6,15 +6,15 @@ share one metadata (one Alembic history).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, Table, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
@@ -93,53 +93,77 @@ def insert_ignoring_conflicts(session: Session, table: Any) -> postgresql.Insert
 
 
 def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """PostgreSQL: ``rows`` (values in ``columns``' order) into ``table`` with COPY, in the session's
-    own transaction: one stream instead of a statement per row. COPY escapes every value itself (tabs,
-    newlines, backslashes, a text that reads ``\\N``). A refused row raises SQLAlchemy's error of the
-    same kind (an ``IntegrityError`` for a constraint) without the values: PostgreSQL's message quotes
-    the refused one, which may be an email address, and must not reach a log."""
+    """PostgreSQL: ``rows`` (values in ``columns``' order, as the driver takes them) into ``table``
+    with COPY, in the session's own transaction: one stream instead of a statement per row. COPY
+    escapes every value itself (tabs, newlines, backslashes, a text that reads ``\\N``). A refused
+    row raises SQLAlchemy's error of the same kind (``IntegrityError`` for a constraint, ``DataError``
+    for a value too long, ...) without the values: PostgreSQL's message quotes the refused one, which
+    may be an email address, and must not reach a log."""
     import psycopg  # here: PostgreSQL's driver is an optional dependency (the "postgres" extra)
 
-    connection = session.connection()
-    with connection.connection.driver_connection.cursor() as cursor:
+    # Made before COPY begins: an error raised while making them would otherwise travel to the
+    # server as the COPY's failure ("error from Python: ...") and into its log.
+    prepared = [row if isinstance(row, (list, tuple)) else list(row) for row in rows]
+    refused: tuple[type[psycopg.Error], str | None] | None = None
+    with session.connection().connection.driver_connection.cursor() as cursor:
         try:
             with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
+                for row in prepared:
                     copy.write_row(row)
         except psycopg.Error as exc:
-            # The driver's own class (UniqueViolation, say), with its message left out.
-            scrubbed = type(exc)(f"{type(exc).__name__} (SQLSTATE {exc.sqlstate}); the value is not shown")
-            error = IntegrityError if isinstance(exc, psycopg.IntegrityError) else (
-                OperationalError if isinstance(exc, psycopg.OperationalError) else DBAPIError)
-            raise error(f"COPY {table}", None, scrubbed) from None
+            refused = type(exc), exc.sqlstate
+    if refused is not None:  # raised here, not in the handler, so the driver's error is not kept as its context
+        kind, sqlstate = refused
+        scrubbed = kind(f"{kind.__name__} (SQLSTATE {sqlstate}); the value is not shown")
+        raise DBAPIError.instance(f"COPY {table}", None, scrubbed, psycopg.Error)
 
 
 def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """New rows of ``table`` (dicts with the same keys), many at a time: COPY on PostgreSQL (a
-    statement per row in a pipeline cost more than the rows' own work), the driver's executemany on
-    SQLite. Each value goes through its column's type, as in any statement. A refused row raises
-    SQLAlchemy's error without the values, on both backends (see ``copy_rows``)."""
+    """New rows of ``table`` (dicts with the same keys: the first row's name the columns), many at a
+    time: COPY on PostgreSQL (a statement per row in a pipeline cost more than the rows' own work),
+    SQLAlchemy's executemany on SQLite. On both, each value goes through its column's type as in
+    any statement, and a column not named gets its Python default (computed once for the rows). A
+    refused row raises SQLAlchemy's error without the values (see ``copy_rows``)."""
     if not rows:
         return
     if not is_postgresql(session):
+        failure: DBAPIError | None = None
         try:
             session.connection().execute(insert(table), rows)  # Core: no ORM bookkeeping per row
-        except DBAPIError as exc:  # SQLite's own message names no value; SQLAlchemy's adds them all
-            raise type(exc)(f"INSERT INTO {table.name}", None, exc.orig) from None  # type: ignore[arg-type]
+        except DBAPIError as exc:  # SQLite's own message names no value; SQLAlchemy's lists them all
+            failure = exc
+        if failure is not None:
+            raise DBAPIError.instance(f"INSERT INTO {table.name}", None, failure.orig, sqlite3.Error)
         return
     columns = list(rows[0])
+    defaults = python_defaults(table, set(columns))
     dialect = session.get_bind().dialect
-    typed = [(n, processor) for n, c in enumerate(columns)
-             if (processor := table.c[c].type.bind_processor(dialect)) is not None]
+    # dialect_impl: the type PostgreSQL gets (a variant's, the driver's own JSONB, ...), as a statement's.
+    processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in [*columns, *defaults]]
+    constant = [value if processor is None else processor(value)
+                for value, processor in zip(defaults.values(), processors[len(columns):])]
+    typed = [(n, processor) for n, processor in enumerate(processors[:len(columns)]) if processor is not None]
 
     def values() -> Iterator[list[Any]]:
         for row in rows:
             out = [row[c] for c in columns]
             for n, processor in typed:
                 out[n] = processor(out[n])
-            yield out
+            yield out + constant
 
-    copy_rows(session, table.name, columns, values())
+    copy_rows(session, table.name, [*columns, *defaults], values())
+
+
+def python_defaults(table: Table, given: set[str]) -> dict[str, Any]:
+    """Column defaults computed in Python (``default=utcnow``) for the columns of ``table`` not in
+    ``given``: for writes SQLAlchemy's INSERT does not make (COPY, INSERT ... SELECT), once per batch,
+    so that a column added to the model later is still filled in."""
+    values = {}
+    for column in table.c:
+        default = column.default
+        if column.key not in given and default is not None and (default.is_scalar or default.is_callable):
+            values[column.key] = default.arg if default.is_scalar else default.arg(None)
+    return values
 
 
 def starts_with(session: Session, expression: Any, prefix: str) -> Any:

@@ -99,6 +99,12 @@ def postgres_db(settings: Settings) -> Iterator[Database]:
         database.engine.dispose()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_db(request: pytest.FixtureRequest) -> Database:
+    """Each backend in turn: ``db`` (SQLite), then ``postgres_db`` (skipped without a server)."""
+    return request.getfixturevalue("db" if request.param == "sqlite" else "postgres_db")
+
+
 # Fixtures that live in their own modules, registered once here so every test shares one instance.
 from tests.browser import browser  # noqa: E402,F401
 from tests.liveserver import live_server  # noqa: E402,F401

@@ -94,11 +94,6 @@ def html_to(fake: FakeSendGrid) -> dict[str, str]:
     return out
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_db(request: pytest.FixtureRequest, db: Database) -> Database:
-    return db if request.param == "sqlite" else request.getfixturevalue("postgres_db")
-
-
 def test_a_spanish_reader_gets_the_spanish_version_and_everyone_else_the_issues_own(
         any_db: Database, settings: Settings, fake_sendgrid: FakeSendGrid, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = sendgrid_settings(settings, fake_sendgrid, monkeypatch)

@@ -25,11 +25,6 @@ from tests.leadskit import BOOK_URL, booking_click, opened, plain_contact, web_l
 LA = "America/Los_Angeles"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_db(request: pytest.FixtureRequest) -> Database:
-    return request.getfixturevalue("db" if request.param == "sqlite" else "postgres_db")
-
-
 def test_a_stage_is_paged_newest_first_by_keyset(any_db: Database) -> None:
     ids = [web_lead(any_db, f"p{n}@example.org", f"P{n}") for n in range(7)]
     same = datetime(2026, 11, 1, 12, tzinfo=UTC)

@@ -23,7 +23,7 @@ from newsletter.models import Delivery, Event, Issue, Lease, SendBatch, SendPaus
 from newsletter.reports.operations import error_kind
 from newsletter.sending import schedule
 from newsletter.sending.dispatch import Dispatcher, SendingStopped
-from newsletter.transports import OutboxTransport, get_transport
+from newsletter.transports import get_transport
 from newsletter.web.app import create_app
 from subscribers.db import utcnow
 from tests.liveserver import free_port, serving_app
@@ -150,11 +150,6 @@ EXPECTED_DELIVERIES = {
     ("failed", "issue"): 1, ("unknown", "issue"): 3, ("suppressed", "issue"): 1,
     ("queued", "step"): 2, ("submitted", "step"): 1, ("bounced", "step"): 1,
 }
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_db(request: pytest.FixtureRequest) -> Database:
-    return request.getfixturevalue("db" if request.param == "sqlite" else "postgres_db")
 
 
 def test_each_figure_of_a_known_ledger(any_db: Database, settings: Settings) -> None:

@@ -34,7 +34,7 @@ from newsletter.database import Database
 from newsletter.models import Delivery, Event, Link, TrackingLogProgress
 from newsletter.sending import ledger
 from newsletter.tracking.answers import Seen
-from newsletter.tracking.event_log import decode, drainable, read_lines
+from newsletter.tracking.event_log import PREFIX, SUFFIX, decode, drainable, read_lines
 from newsletter.tracking.machines import ALL_AT_ONCE, ALL_AT_ONCE_LINKS, BURST, too_soon
 from subscribers.db import insert_rows, utcnow
 from subscribers.states import IN_REQUEST, DeliveryStatus, EventType
@@ -42,6 +42,7 @@ from subscribers.states import IN_REQUEST, DeliveryStatus, EventType
 log = logging.getLogger("newsletter.tracking")
 BATCH = 20000  # records a transaction, from as many sealed segments as it takes
 IN_LIST = 10000  # ids a statement
+DONE = ".done"  # a drained segment's name ends so until its progress row is gone
 IDLE = 1.0  # seconds between looks for sealed segments when there were none: fewer, larger batches (each
 # reads the clicks of the seconds around it again to find bursts, so short batches read the same rows again)
 
@@ -195,6 +196,8 @@ class Drainer:
     def drain_sealed(self) -> int:
         """Every segment no process holds into the table, each deleted once drained; how many records."""
         with self._lock:
+            left = self.folder.glob(f"{PREFIX}*{SUFFIX}{DONE}")  # drained before a crash: forget them now
+            self._forget([path.name.removesuffix(DONE) for path in left])
             segments = [Segment(name, fd) for name, fd in drainable(self.folder)]
             if not segments:
                 return 0
@@ -220,16 +223,26 @@ class Drainer:
                         break
                     self._commit(lines)
                     moved += len(lines)
-                # The files go before their progress rows: the other way round, a crash between the two
-                # would replay the whole files.
+                # Each drained file is renamed done, then its progress row goes, then the file: a crash
+                # between two steps leaves a done file, whose row and file the next pass removes. (The
+                # row first would replay the whole file after a crash; the file first would leave its
+                # row behind for good, as no drain can tell it from another host's.)
                 for segment in segments:
-                    (self.folder / segment.name).unlink(missing_ok=True)
-                with self.db.session() as s:
-                    s.execute(delete(TrackingLogProgress).where(TrackingLogProgress.log.in_([g.name for g in segments])))
+                    os.replace(self.folder / segment.name, self.folder / (segment.name + DONE))
+                self._forget([segment.name for segment in segments])
             finally:
                 for segment in segments:
                     os.close(segment.fd)  # releases the lock; an undeleted file is the next pass's
         return moved
+
+    def _forget(self, names: list[str]) -> None:
+        """Drained segments (renamed done): their progress rows, then their files."""
+        if not names:
+            return
+        with self.db.session() as s:
+            s.execute(delete(TrackingLogProgress).where(TrackingLogProgress.log.in_(names)))
+        for name in names:
+            (self.folder / (name + DONE)).unlink(missing_ok=True)
 
     def flush(self) -> None:
         """Drain what is sealed now (tests; shutdown)."""
