@@ -422,20 +422,23 @@ def test_the_fast_path_answers_with_the_headers_the_app_gave(live_server: LiveSe
 
 
 def test_bursts_are_labelled_the_same_in_one_batch_or_one_by_one(settings: Settings, any_db: Database) -> None:
-    """Random clicks (four links, some machine, a few seconds apart or less) made into events one by
-    one, as the direct path does, in a single batch, and in batches of seven, as the drain does (each
-    batch labels its own clicks before they go in, and the stored ones a burst reaches back to): the
-    same labels."""
+    """Random clicks (four links, some machine, a few seconds apart or less, many at the same instant)
+    made into events one by one, as the direct path does, in a single batch, and in batches of seven,
+    as the drain does (each batch labels its own clicks before they go in, and the stored ones a
+    burst reaches back to): the same labels. The first three are two people's clicks and a HEAD
+    request at one instant, which one by one are no burst."""
     import random
 
     db = any_db
     rng = random.Random(19)
-    one_by_one = send_issue(settings, db, 6, subject="One by one")
+    one_by_one = send_issue(settings, db, 7, subject="One by one")  # the seventh reader: the three at once
     batched = send_issue(settings, db, 0, subject="Batched")
     in_sevens = send_issue(settings, db, 0, subject="In sevens")
     start = utcnow()
-    clicks = sorted((start + timedelta(milliseconds=rng.randrange(20_000)), rng.randrange(6), rng.randrange(4),
-                     rng.choice([None, None, None, "HEAD request"])) for _ in range(80))
+    # Sorted by time only: clicks at the same instant keep their random order, as they arrive.
+    clicks = [(start, 6, 0, None), (start, 6, 1, None), (start, 6, 2, "HEAD request")] + sorted(
+        ((start + timedelta(milliseconds=500 * rng.randrange(1, 40)), rng.randrange(6), rng.randrange(4),
+          rng.choice([None, None, None, "HEAD request"])) for _ in range(80)), key=lambda click: click[0])
 
     def seen(issue: tuple[int, list[int], list[int]], at, reader: int, link: int, reason: str | None) -> Seen:  # noqa: ANN001
         issue_id, links, deliveries = issue
@@ -457,6 +460,7 @@ def test_bursts_are_labelled_the_same_in_one_batch_or_one_by_one(settings: Setti
 
     assert labels(batched[0]) == labels(one_by_one[0]) == labels(in_sevens[0])
     assert {"clicked every link at once", "HEAD request", None} == {reason for _, reason in labels(batched[0])}
+    assert labels(batched[0])[:3] == [(False, None), (False, None), (True, "HEAD request")]  # inserted first
 
 
 def test_a_record_the_database_refuses_is_left_out_alone(settings: Settings, any_db: Database,

@@ -98,38 +98,40 @@ def _label_bursts(session: Session, rows: list[dict[str, object]]) -> None:
     if last is None:
         return
     lo, hi = min(first.values()) - ALL_AT_ONCE, last + ALL_AT_ONCE
-    # Each click in a window: (when, link, machine, what to label: a new row, a stored id, or None
-    # for a stored click already labelled a burst's).
-    clicks: defaultdict[int, list[tuple[datetime, int | None, bool, dict[str, object] | int | None]]] = \
+    # Each click of a delivery, in the order the direct path would have stored them: by time, then
+    # stored before new, each in its own order (ids; the batch's order). A window holds the clicks up
+    # to and including its own in that order, so clicks at the same instant are labelled alike
+    # whether they arrive one by one or in batches of any size.
+    # (when, 0 stored | 1 new, order, link, machine, what to label: a new row, a stored id, or None
+    # for a stored click already labelled a burst's)
+    clicks: defaultdict[int, list[tuple[datetime, int, int, int | None, bool, dict[str, object] | int | None]]] = \
         defaultdict(list)
     for id_, delivery_id, link_id, occurred_at, machine, reason in session.execute(
             select(Event.id, Event.delivery_id, Event.link_id, Event.occurred_at, Event.machine, Event.reason)
             .where(Event.delivery_id.in_(first), Event.type == EventType.CLICK,
                    Event.occurred_at >= lo, Event.occurred_at <= hi)):
-        clicks[delivery_id].append((occurred_at, link_id, machine, None if reason == BURST else id_))
-    for row in rows:
+        clicks[delivery_id].append((occurred_at, 0, id_, link_id, machine, None if reason == BURST else id_))
+    for n, row in enumerate(rows):
         at = cast(datetime, row["occurred_at"])
         if row["type"] == EventType.CLICK and row["delivery_id"] in first and lo <= at <= hi:
-            clicks[cast(int, row["delivery_id"])].append((at, cast("int | None", row["link_id"]),
+            clicks[cast(int, row["delivery_id"])].append((at, 1, n, cast("int | None", row["link_id"]),
                                                           cast(bool, row["machine"]), row))
     stored: set[int] = set()
-    for delivery_id, window in clicks.items():  # each window slides over the delivery's clicks in time order
-        window.sort(key=itemgetter(0))
+    for delivery_id, window in clicks.items():  # each window slides over the delivery's clicks in order
+        window.sort(key=itemgetter(0, 1, 2))
         links: Counter[int] = Counter()
-        start = stop = marked = 0  # window[:marked] are labelled already, as far as windows reached
+        start = marked = 0  # window[:marked] are labelled already, as far as windows reached
         since = first[delivery_id]
-        for at, _, machine, _ in window:
-            while stop < len(window) and window[stop][0] <= at:
-                if window[stop][1] is not None:
-                    links[window[stop][1]] += 1
-                stop += 1
+        for stop, (at, _, _, link_id, machine, _) in enumerate(window, start=1):
+            if link_id is not None:
+                links[link_id] += 1
             opened = at - ALL_AT_ONCE
             while window[start][0] < opened:
-                link_id = window[start][1]
-                if link_id is not None:
-                    links[link_id] -= 1
-                    if not links[link_id]:
-                        del links[link_id]
+                gone = window[start][3]
+                if gone is not None:
+                    links[gone] -= 1
+                    if not links[gone]:
+                        del links[gone]
                 start += 1
             if not machine and at >= since and len(links) >= ALL_AT_ONCE_LINKS:
                 for *_, target in window[max(start, marked):stop]:
