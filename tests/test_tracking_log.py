@@ -62,6 +62,24 @@ def send_issue(settings: Settings, db: Database, contacts: int, tracking: str = 
     return issue_id, links, deliveries
 
 
+def logged_clicks(settings: Settings, issue_id: int, link_id: int, deliveries: list[int]) -> EventLog:
+    """A web process's log holding one click of ``link_id`` per delivery (not sealed yet)."""
+    assert settings.tracking_log_dir is not None
+    log = EventLog(settings.tracking_log_dir)
+    for d in deliveries:
+        log.append(encode(Seen("click", "full", d, issue_id, None, link_id, None, utcnow())))
+    return log
+
+
+def assert_drained_once(settings: Settings, db: Database, link_id: int, deliveries: list[int]) -> None:
+    """Every click of ``logged_clicks`` stored once, and neither a segment nor a progress row left."""
+    assert settings.tracking_log_dir is not None
+    assert event_keys(db) == Counter({("click", d, link_id): 1 for d in deliveries})
+    assert list(settings.tracking_log_dir.iterdir()) == []
+    with db.session() as s:
+        assert s.scalars(select(TrackingLogProgress.log)).all() == []
+
+
 def event_keys(db: Database) -> Counter[tuple[str, int | None, int | None]]:
     with db.session() as s:
         return Counter(map(tuple, s.execute(select(Event.type, Event.delivery_id, Event.link_id))))
@@ -225,10 +243,7 @@ def test_a_partly_drained_segment_is_resumed_from_where_it_stopped(settings: Set
     leaves a segment the next drain resumes after it (none twice, none lost); a segment still being
     written is left alone."""
     issue_id, links, deliveries = send_issue(settings, db, 10)
-    assert settings.tracking_log_dir is not None
-    log = EventLog(settings.tracking_log_dir)
-    for d in deliveries:
-        log.append(encode(Seen("click", "full", d, issue_id, None, links[0], None, utcnow())))
+    log = logged_clicks(settings, issue_id, links[0], deliveries)
     assert Drainer(db, settings.tracking_log_dir).drain_sealed() == 0  # held by its process
     log.seal()
     monkeypatch.setattr(drain, "BATCH", 4)
@@ -248,10 +263,7 @@ def test_a_partly_drained_segment_is_resumed_from_where_it_stopped(settings: Set
     assert sum(event_keys(db).values()) == 4
     monkeypatch.setattr(Drainer, "_commit", commit)
     assert Drainer(db, settings.tracking_log_dir).drain_sealed() == 6
-    assert event_keys(db) == Counter({("click", d, links[0]): 1 for d in deliveries})
-    assert list(settings.tracking_log_dir.iterdir()) == []
-    with db.session() as s:
-        assert s.scalars(select(TrackingLogProgress.log)).all() == []
+    assert_drained_once(settings, db, links[0], deliveries)
 
 
 def test_a_drain_stopped_after_draining_a_segment_leaves_nothing_behind(settings: Settings, db: Database,
@@ -260,10 +272,7 @@ def test_a_drain_stopped_after_draining_a_segment_leaves_nothing_behind(settings
     deletes the row and the file and stores nothing again (the file deleted first, as before, left
     the row for good; the row first would replay the whole file)."""
     issue_id, links, deliveries = send_issue(settings, db, 5)
-    assert settings.tracking_log_dir is not None
-    log = EventLog(settings.tracking_log_dir)
-    for d in deliveries:
-        log.append(encode(Seen("click", "full", d, issue_id, None, links[0], None, utcnow())))
+    log = logged_clicks(settings, issue_id, links[0], deliveries)
     log.seal()
     forget = Drainer._forget
 
@@ -279,10 +288,7 @@ def test_a_drain_stopped_after_draining_a_segment_leaves_nothing_behind(settings
         assert len(s.scalars(select(TrackingLogProgress.log)).all()) == 1
     monkeypatch.setattr(Drainer, "_forget", forget)
     assert Drainer(db, settings.tracking_log_dir).drain_sealed() == 0
-    assert event_keys(db) == Counter({("click", d, links[0]): 1 for d in deliveries})
-    assert list(settings.tracking_log_dir.iterdir()) == []
-    with db.session() as s:
-        assert s.scalars(select(TrackingLogProgress.log)).all() == []
+    assert_drained_once(settings, db, links[0], deliveries)
 
 
 # The drained events are the direct path's events ------------------------------------------------------
@@ -469,10 +475,7 @@ def test_a_record_the_database_refuses_is_left_out_alone(settings: Settings, any
     look up first) is refused by the database: the batch's other records are stored, the refused one
     is counted and logged without its values, and the segment is done."""
     issue_id, links, deliveries = send_issue(settings, any_db, 3)
-    assert settings.tracking_log_dir is not None
-    log = EventLog(settings.tracking_log_dir)
-    for d in deliveries:
-        log.append(encode(Seen("click", "full", d, issue_id, None, links[0], None, utcnow())))
+    log = logged_clicks(settings, issue_id, links[0], deliveries)
     log.append(encode(Seen("open", "anonymous", None, issue_id + 1000, None, None, None, utcnow())))
     log.seal()
     drainer = Drainer(any_db, settings.tracking_log_dir)
