@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import re
 import time
 from pathlib import Path
@@ -660,3 +661,21 @@ def test_the_fingerprints_of_earlier_batches_answer_as_a_set_would(batches: list
         seen.update(batch)
         plain.update(batch)
         assert len(seen) == len(plain)
+
+
+def test_the_fingerprints_answer_as_a_set_would_after_the_filter_in_front_of_them_grows() -> None:
+    # The Bloom filter before the arrays starts at 16,384 fingerprints' worth and is rebuilt fourfold
+    # from the arrays when it fills: every fingerprint added before and after must still be found,
+    # and absent ones, filtered or bisected, never are.
+    rnd = random.Random(19)
+    seen, plain = csv_import.Seen(), set()
+    first = len(seen.bits)
+    for size in (10_000, 10_000, 30_000, 300_000):
+        batch = {rnd.getrandbits(64) for _ in range(size)}
+        seen.update(batch)
+        plain.update(batch)
+    assert len(seen.bits) >= first * 16  # it grew, more than once
+    assert len(seen) == len(plain)
+    assert all(value in seen for value in plain)
+    absent = [rnd.getrandbits(64) for _ in range(50_000)]
+    assert [value in seen for value in absent] == [value in plain for value in absent]
