@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, Literal, NamedTuple, NoReturn
@@ -380,7 +380,7 @@ class Dispatcher:
                 continue
             values, mailto = self.links.values(c.delivery_id, c.name, nameless)
             if placeholders:
-                values = replace(values, fields=field_values(placeholders, fields.get(c.contact_id)))
+                values = values._replace(fields=field_values(placeholders, fields.get(c.contact_id)))
             recipients.append(Recipient(address, c.name, values, mailto, str(c.delivery_id)))
             sendable.append(c)
         self.timings["build"] += time.perf_counter() - started

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email.errors import MessageError
 from email.message import EmailMessage
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from newsletter.config import Settings
 from newsletter.compose.mime import build_message, list_id_header
@@ -16,8 +16,7 @@ from newsletter.compose.personalize import RecipientValues
 from newsletter.compose.render import CompiledEmail
 
 
-@dataclass(frozen=True)
-class Recipient:
+class Recipient(NamedTuple):  # a tuple: one per recipient of a send (as RecipientValues)
     email: str
     name: str | None
     values: RecipientValues
