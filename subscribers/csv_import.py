@@ -333,9 +333,13 @@ class Seen:
 
     def _mark(self, values: Iterable[int]) -> None:
         bits, mask = self.bits, self.mask
-        for value in values:
-            for probe in (value & mask, (value >> 21) & mask, (value >> 42) & mask):
-                bits[probe >> 3] |= 1 << (probe & 7)
+        for value in values:  # the three probes of __contains__
+            probe = value & mask
+            bits[probe >> 3] |= 1 << (probe & 7)
+            probe = (value >> 21) & mask
+            bits[probe >> 3] |= 1 << (probe & 7)
+            probe = (value >> 42) & mask
+            bits[probe >> 3] |= 1 << (probe & 7)
 
     def __contains__(self, value: int) -> bool:
         bits, mask = self.bits, self.mask
