@@ -4,12 +4,13 @@ Writes N rows (names, some time zones and tags, two custom fields, 0.5% bad addr
 addresses) to a temp folder, then ``--repeat`` times: makes a fresh database (SQLite file, or a
 PostgreSQL schema dropped afterwards), imports the file, and imports it again (every row unchanged).
 Each import runs in a child process, so the peak RSS and CPU time reported are that import's own
-(CPU: this process, not the database server). Prints the median per backend. Nothing here is a
+(CPU: this process; on PostgreSQL, the CPU of the backends that served it is read from /proc beside
+it, found by their application_name). Prints the median per backend. Nothing here is a
 test: figures depend on the machine (and on what else runs on it).
 
     .venv/bin/python bench/import_contacts.py --rows 100000 --repeat 3 \
         [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test] [--batch-size 10000] [--encoding cp1252] \
-        [--baseline /work/main --baseline-batch-size 1000]
+        [--baseline /work/main [--baseline-batch-size 1000]]
 
 ``--encoding`` writes the file in another encoding than UTF-8 (Windows-1252: the names' accents are
 then bytes that are not UTF-8), so the import detects it: the cost of detection, measured.
@@ -22,7 +23,8 @@ peak RSS of the large run stands next to the 100k one: memory must stay flat in 
 ``--baseline DIR`` also imports the same file with another checkout's code (DIR, e.g. the main branch,
 run by its own bench/import_contacts.py), into a fresh database of its own, right before each of this
 checkout's runs: before and after measured in one run, under the same load. ``--baseline-batch-size``
-is the batch size it is given (1,000 was the import's default before it became 10,000).
+is the batch size it is given (default: this checkout's; 1,000 was the import's default before it
+became 10,000). With ``--repeat`` above 1 the baseline goes first in every other run.
 ``--skip-again`` leaves out the second import of the same file (for the large runs of bench/run_all.py).
 ``--summary-json PATH`` writes the headline rows for bench/run_all.py.
 """
@@ -51,6 +53,7 @@ from sqlalchemy import create_engine
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from bench.common import write_rows
+from bench.cpu import BackendCpu, with_application_name
 from bench.summary import Row, add_summary_argument, write_summary
 from newsletter.database import make_engine, upgrade
 from tests.pgschema import postgres_schema
@@ -169,22 +172,43 @@ def postgres_database(base: str) -> Iterator[str]:
         yield url
 
 
+def server_cpu(result: dict[str, Any]) -> str:
+    return f", PostgreSQL's CPU {result['server_cpu']:.2f} s" if "server_cpu" in result else ""
+
+
 def run(backend: str, databases: Any, path: Path, args: argparse.Namespace) -> dict[str, Any]:
     first, again, floors, baseline = [], [], [], []
+    server = args.postgres if backend == "postgresql" else None
+
+    def imported(url: str, batch_size: int, code: Path | None = None) -> dict[str, Any]:
+        """One import; on PostgreSQL also the CPU of the backends that served it (by application_name)."""
+        if server is None:
+            return timed_import(url, path, batch_size, code=code)
+        tag = f"bench-import-{secrets.token_hex(4)}"
+        with BackendCpu(server, tag) as backends:
+            result = timed_import(with_application_name(url, tag), path, batch_size, code=code)
+        return {**result, "server_cpu": backends.seconds}
+
+    def baseline_run(n: int) -> None:
+        with databases(100 + n) as url:
+            baseline.append(imported(url, args.baseline_batch_size, code=args.baseline))
+        print(f"  {backend} run {n + 1}, baseline {args.baseline}: {baseline[-1]['seconds']:.2f} s "
+              f"(CPU {baseline[-1]['cpu']:.2f} s{server_cpu(baseline[-1])}, peak RSS {baseline[-1]['peak_mb']:.0f} MB)",
+              flush=True)
+
     for n in range(args.repeat):
-        if args.baseline:
-            with databases(100 + n) as url:
-                baseline.append(timed_import(url, path, args.baseline_batch_size, code=args.baseline))
-            print(f"  {backend} run {n + 1}, baseline {args.baseline}: {baseline[-1]['seconds']:.2f} s "
-                  f"(CPU {baseline[-1]['cpu']:.2f} s, peak RSS {baseline[-1]['peak_mb']:.0f} MB)", flush=True)
+        if args.baseline and n % 2 == 0:  # first in even runs, after in odd ones: neither always goes first
+            baseline_run(n)
         with databases(n) as url:
             floors.append(timed_import(url, path, args.batch_size, floor=True, encoding=args.encoding))
-            first.append(timed_import(url, path, args.batch_size))
+            first.append(imported(url, args.batch_size))
             if not args.skip_again:
-                again.append(timed_import(url, path, args.batch_size))
-        print(f"  {backend} run {n + 1}: {first[-1]['seconds']:.2f} s (CPU {first[-1]['cpu']:.2f} s), "
-              f"floor {floors[-1]['seconds']:.2f} s" + (f", again {again[-1]['seconds']:.2f} s" if again else ""),
-              flush=True)
+                again.append(imported(url, args.batch_size))
+        print(f"  {backend} run {n + 1}: {first[-1]['seconds']:.2f} s (CPU {first[-1]['cpu']:.2f} s"
+              f"{server_cpu(first[-1])}), floor {floors[-1]['seconds']:.2f} s"
+              + (f", again {again[-1]['seconds']:.2f} s" if again else ""), flush=True)
+        if args.baseline and n % 2 == 1:
+            baseline_run(n)
     counts = first[0]["counts"]
     assert all(r["counts"] == counts for r in first), "every fresh run must give the same counts"
     if any(r["counts"] != counts for r in baseline):  # the same file: a difference is a change in behaviour
@@ -195,11 +219,13 @@ def run(backend: str, databases: Any, path: Path, args: argparse.Namespace) -> d
     return {"backend": backend, "first": statistics.median(r["seconds"] for r in first),
             "floor": statistics.median(r["seconds"] for r in floors),
             "cpu": statistics.median(r["cpu"] for r in first),
+            "server_cpu": statistics.median(r["server_cpu"] for r in first) if server else None,
             "again": statistics.median(r["seconds"] for r in again) if again else None,
             "peak_mb": max(r["peak_mb"] for r in first + again), "counts": counts,
             "again_counts": again[0]["counts"] if again else {},
             "baseline": statistics.median(r["seconds"] for r in baseline) if baseline else None,
             "baseline_cpu": statistics.median(r["cpu"] for r in baseline) if baseline else None,
+            "baseline_server_cpu": statistics.median(r["server_cpu"] for r in baseline) if baseline and server else None,
             "baseline_peak_mb": max(r["peak_mb"] for r in baseline) if baseline else None}
 
 
@@ -237,7 +263,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--baseline", type=Path, metavar="DIR", help="also time another checkout's import (e.g. /work/main)")
-    parser.add_argument("--baseline-batch-size", type=int, default=1000, metavar="N")
+    parser.add_argument("--baseline-batch-size", type=int, default=BATCH_SIZE, metavar="N")
     parser.add_argument("--encoding", default="utf-8", help="the file's encoding (default utf-8)")
     parser.add_argument("--postgres", metavar="URL", help="also run on PostgreSQL, in schemas dropped afterwards")
     parser.add_argument("--skip-sqlite", action="store_true")
@@ -273,15 +299,18 @@ def main() -> None:
     if results[0]["again_counts"]:
         print("again: " + ", ".join(f"{k} {v:,}" for k, v in results[0]["again_counts"].items() if v))
     print(f"{'backend':<11} {'rows':>9} {'import s':>9} {'rows/s':>9} {'floor rows/s':>13} {'CPU s':>6} "
-          f"{'again s':>8} {'peak RSS MB':>12}")
+          f"{'server CPU s':>12} {'again s':>8} {'peak RSS MB':>12}")
     for r in results:
         again = f"{r['again']:>8.2f}" if r["again"] is not None else f"{'-':>8}"
+        server = f"{r['server_cpu']:>12.2f}" if r["server_cpu"] is not None else f"{'-':>12}"
         print(f"{r['backend']:<11} {args.rows:>9,} {r['first']:>9.2f} {args.rows / r['first']:>9,.0f} "
-              f"{args.rows / r['floor']:>13,.0f} {r['cpu']:>6.2f} {again} {r['peak_mb']:>12.0f}")
+              f"{args.rows / r['floor']:>13,.0f} {r['cpu']:>6.2f} {server} {again} {r['peak_mb']:>12.0f}")
+    print("CPU s: the import's own process; server CPU s: the PostgreSQL backends that served it")
     for r in results:
         if r["baseline"] is not None:
             print(f"baseline ({args.baseline}, batches of {args.baseline_batch_size}) {r['backend']}: "
                   f"{r['baseline']:.2f} s = {args.rows / r['baseline']:,.0f} rows/s, CPU {r['baseline_cpu']:.2f} s, "
+                  + (f"server CPU {r['baseline_server_cpu']:.2f} s, " if r["baseline_server_cpu"] is not None else "") +
                   f"peak RSS {r['baseline_peak_mb']:.0f} MB; this checkout {r['baseline'] / r['first']:.2f}x as fast")
     if base_mb is not None:
         print(f"peak RSS of the first {MEMORY_BASE:,} rows imported alone: {base_mb:.0f} MB")
