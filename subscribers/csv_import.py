@@ -774,15 +774,25 @@ def _custom_plans(session: Session, on: bool) -> None:
     tiny (a full scan per look-up) would be kept for every later batch (measured: 5x slower). Off
     again before the writes: the foreign-key checks are cached plans too, run once per row, and
     planned afresh each time they took three times as long (EXPLAIN ANALYZE: 9 µs a check, not
-    2.6; half of PostgreSQL's time in a first import)."""
+    2.6; half of PostgreSQL's time in a first import).
+
+    With ``on``, the look-ups also join their keys by index only (no hash or merge join): given
+    10,000 keys, PostgreSQL read and hashed the whole contacts table for each batch (at 69,000
+    contacts 107 ms, spilling to disk, against 64 ms for 10,000 index probes), a cost that grows
+    with the table, so an import of a million rows read it a hundred times. Those two settings
+    last until the batch commits; its writes join nothing."""
     if is_postgresql(session):
-        mode = "force_custom_plan" if on else "auto"
-        session.execute(text(f"SET LOCAL plan_cache_mode = {mode}"))
+        if on:
+            session.execute(text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+                                 "set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"))
+        else:
+            session.execute(text("SET LOCAL plan_cache_mode = auto"))
 
 
 def _in(session: Session, stmt: Any, column: Any, values: Sequence[Any]) -> Iterator[Any]:
     """The rows of ``stmt`` whose ``column`` is one of ``values``: a batch's keys joined as a table
-    (``_id_rows``), one statement. The database probes the column's index once per key; the keys
+    (``_id_rows``), one statement. The database probes the column's index once per key (PostgreSQL:
+    told to, by ``_custom_plans``, or it hashed the whole table once the batch was large); the keys
     travel as one parameter (measured at 20,000 contacts on PostgreSQL: ten IN lists of 100 keys took
     6 ms each, the join 3 ms for all 1,000; on SQLite the statements' own cost was most of the time)."""
     if values:

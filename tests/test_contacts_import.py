@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
 from typer.testing import CliRunner
 
 from newsletter.cli import app
@@ -679,3 +679,42 @@ def test_the_fingerprints_answer_as_a_set_would_after_the_filter_in_front_of_the
     assert all(value in seen for value in plain)
     absent = [rnd.getrandbits(64) for _ in range(50_000)]
     assert [value in seen for value in absent] == [value in plain for value in absent]
+
+
+@pytest.mark.postgres
+def test_a_batch_looks_up_its_addresses_by_index_however_large_the_table_on_postgresql(
+        postgres_db: Database) -> None:
+    # Given a batch of 10,000 addresses, PostgreSQL's own choice was to read and hash the whole
+    # contacts table, once per batch: a cost that grows with the table (an import of a million rows
+    # read it a hundred times). The batch's look-ups are planned to probe the index once per address.
+    with postgres_db.session() as session:
+        session.execute(text(
+            "INSERT INTO contacts (email, email_hash, timezone, custom_fields, status, source, created_at, updated_at) "
+            "SELECT 'c' || n || '@example.org', md5(n::text) || md5(n::text), 'UTC', '{}', 'active', 'import', now(), now() "
+            "FROM generate_series(1, 30000) AS n"))
+    with postgres_db.engine.connect() as connection:
+        connection.exec_driver_sql("ANALYZE contacts")
+        connection.commit()
+    digests = [f"{n:064x}" for n in range(10_000)]
+    lookup = select(Contact.id, Contact.email_hash)
+    plans: dict[bool, str] = {}
+    for planned in (False, True):
+        with postgres_db.session() as session:
+            if planned:
+                csv_import._custom_plans(session, True)
+            statements: list[tuple[str, object]] = []
+
+            def keep(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+                statements.append((statement, parameters))
+
+            event.listen(postgres_db.engine, "before_cursor_execute", keep)
+            try:
+                assert list(csv_import._in(session, lookup, Contact.email_hash, digests)) == []
+            finally:
+                event.remove(postgres_db.engine, "before_cursor_execute", keep)
+            statement, parameters = statements[-1]
+            plans[planned] = "\n".join(row[0] for row in session.connection().exec_driver_sql(
+                "EXPLAIN " + statement, parameters))
+            session.rollback()
+    assert "Seq Scan on contacts" in plans[False]  # what PostgreSQL does unasked: the premise holds
+    assert "Seq Scan on contacts" not in plans[True] and "uq_contacts_email_hash" in plans[True], plans[True]
