@@ -21,10 +21,10 @@ the same batches, one transaction each (``bench.common.write_rows``: COPY on Pos
 SQLite). With more than 100,000 rows, the first 100,000 are also imported alone (SQLite), so that the
 peak RSS of the large run stands next to the 100k one: memory must stay flat in the file's size.
 ``--baseline DIR`` also imports the same file with another checkout's code (DIR, e.g. the main branch,
-run by its own bench/import_contacts.py), into a fresh database of its own, right before each of this
-checkout's runs: before and after measured in one run, under the same load. ``--baseline-batch-size``
-is the batch size it is given (default: this checkout's; 1,000 was the import's default before it
-became 10,000). With ``--repeat`` above 1 the baseline goes first in every other run.
+run by its own bench/import_contacts.py), into a fresh database of its own, beside each of this
+checkout's runs (before it in the first run, after it in the second, and so on): before and after
+measured in one run, under the same load. ``--baseline-batch-size`` is the batch size it is given
+(default: ``--batch-size``; 1,000 was the import's default before it became 10,000).
 ``--skip-again`` leaves out the second import of the same file (for the large runs of bench/run_all.py).
 ``--summary-json PATH`` writes the headline rows for bench/run_all.py.
 """
@@ -263,7 +263,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--baseline", type=Path, metavar="DIR", help="also time another checkout's import (e.g. /work/main)")
-    parser.add_argument("--baseline-batch-size", type=int, default=BATCH_SIZE, metavar="N")
+    parser.add_argument("--baseline-batch-size", type=int, metavar="N", help="default: --batch-size")
     parser.add_argument("--encoding", default="utf-8", help="the file's encoding (default utf-8)")
     parser.add_argument("--postgres", metavar="URL", help="also run on PostgreSQL, in schemas dropped afterwards")
     parser.add_argument("--skip-sqlite", action="store_true")
@@ -272,6 +272,7 @@ def main() -> None:
     parser.add_argument("--worker", nargs=2, metavar=("URL", "FILE"), help=argparse.SUPPRESS)
     parser.add_argument("--floor-worker", nargs=2, metavar=("URL", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.baseline_batch_size = args.baseline_batch_size or args.batch_size
     if args.worker:
         worker(args.worker[0], Path(args.worker[1]), args.batch_size)
         return

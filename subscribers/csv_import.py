@@ -5,7 +5,8 @@ Why it is shaped this way:
 
 - Constant memory in the file's size: rows are read through ``csv`` over a text stream and handled a
   batch at a time. The one thing that grows is a 64-bit fingerprint per distinct address (8 bytes
-  each, in sorted arrays: ``Seen``), kept so that an address repeated in a later batch is counted once.
+  each in sorted arrays, and 2 to 8 more in a Bloom filter before them: ``Seen``), kept so that an
+  address repeated in a later batch is counted once.
 - Speed (profiled; see bench/import_contacts.py): per batch, one indexed look-up each of
   suppressions, existing contacts, their tags and their subscriptions (the batch's keys joined as one
   array parameter, ``_in``), then one INSERT
@@ -303,7 +304,7 @@ def _fingerprint(digest: str) -> int:
 
 
 class Seen:
-    """A set of 64-bit fingerprints in about 10 bytes each: sorted arrays, looked up by bisection
+    """A set of 64-bit fingerprints in 10 to 16 bytes each: sorted arrays, looked up by bisection
     behind a Bloom filter.
 
     A Python set of ints costs about 70 bytes an entry: at 1,000,000 addresses the import's peak RSS
@@ -313,12 +314,14 @@ class Seen:
     log2(n / batch) arrays and each fingerprint is merged that many times.
 
     Nearly every question is about an address not seen before, and bisecting each array for it cost
-    about a microsecond an array (7 s of a 1,000,000-row import). The filter (16 bits a fingerprint,
-    three of them set; fingerprints are already uniform hashes, so its three probes are slices of
-    the fingerprint itself) answers those in three bit tests; only the few it lets through (the
-    repeats, and about one in 200 others) are bisected, so every answer is still exact."""
+    about a microsecond an array (7 s of a 1,000,000-row import). The filter (16 to 64 bits a
+    fingerprint, as it grows fourfold; three bits set for each: fingerprints are already uniform
+    hashes, so its probes are slices of the fingerprint: from bit 0, from bit 21, and bits 42 up
+    mixed with bits 20 up so that a large filter's third probe reaches all of it) answers those in
+    three bit tests; only the few it lets through (the repeats, and at most about one in 200 others)
+    are bisected, so every answer is still exact."""
 
-    BITS_EACH = 16  # filter bits per fingerprint held: about 0.5% of absent ones pass the filter
+    BITS_EACH = 16  # filter bits per fingerprint held, at least: at most about 0.5% of absent ones pass
     FIRST_BITS = 2**18  # grown fourfold, from the arrays, whenever it holds more than its share
 
     def __init__(self) -> None:
@@ -338,7 +341,7 @@ class Seen:
             bits[probe >> 3] |= 1 << (probe & 7)
             probe = (value >> 21) & mask
             bits[probe >> 3] |= 1 << (probe & 7)
-            probe = (value >> 42) & mask
+            probe = (value >> 42 ^ value >> 20) & mask
             bits[probe >> 3] |= 1 << (probe & 7)
 
     def __contains__(self, value: int) -> bool:
@@ -349,7 +352,7 @@ class Seen:
         probe = (value >> 21) & mask
         if not bits[probe >> 3] >> (probe & 7) & 1:
             return False
-        probe = (value >> 42) & mask
+        probe = (value >> 42 ^ value >> 20) & mask
         if not bits[probe >> 3] >> (probe & 7) & 1:
             return False
         for run in self.runs:
