@@ -303,6 +303,11 @@ def _fingerprint(digest: str) -> int:
     return int(digest[:16], 16)  # 64 bits: a collision among a file's addresses is vanishingly unlikely
 
 
+def _probes(value: int, mask: int) -> tuple[int, int, int]:
+    """The three bits of ``Seen``'s filter that a fingerprint sets, and that its question tests."""
+    return value & mask, (value >> 21) & mask, (value >> 42 ^ value >> 20) & mask
+
+
 class Seen:
     """A set of 64-bit fingerprints in 10 to 16 bytes each: sorted arrays, looked up by bisection
     behind a Bloom filter.
@@ -336,24 +341,15 @@ class Seen:
 
     def _mark(self, values: Iterable[int]) -> None:
         bits, mask = self.bits, self.mask
-        for value in values:  # the three probes of __contains__
-            probe = value & mask
-            bits[probe >> 3] |= 1 << (probe & 7)
-            probe = (value >> 21) & mask
-            bits[probe >> 3] |= 1 << (probe & 7)
-            probe = (value >> 42 ^ value >> 20) & mask
-            bits[probe >> 3] |= 1 << (probe & 7)
+        for value in values:
+            for probe in _probes(value, mask):
+                bits[probe >> 3] |= 1 << (probe & 7)
 
     def __contains__(self, value: int) -> bool:
-        bits, mask = self.bits, self.mask
-        probe = value & mask
-        if not bits[probe >> 3] >> (probe & 7) & 1:
-            return False
-        probe = (value >> 21) & mask
-        if not bits[probe >> 3] >> (probe & 7) & 1:
-            return False
-        probe = (value >> 42 ^ value >> 20) & mask
-        if not bits[probe >> 3] >> (probe & 7) & 1:
+        bits = self.bits
+        first, second, third = _probes(value, self.mask)
+        if not (bits[first >> 3] >> (first & 7) & bits[second >> 3] >> (second & 7)
+                & bits[third >> 3] >> (third & 7) & 1):
             return False
         for run in self.runs:
             at = bisect_left(run, value)
@@ -378,11 +374,8 @@ class Seen:
         while self.count * self.BITS_EACH > bits:
             bits *= 4
         if bits > len(self.bits) * 8:
-            self.runs.append(run)  # marked with the others in the larger filter
-            self._filter(bits)
-            self.runs.pop()
-        else:
-            self._mark(run)
+            self._filter(bits)  # rebuilt from the arrays held so far
+        self._mark(run)
         while self.runs and len(self.runs[-1]) <= len(run):
             run = array("Q", merge(self.runs.pop(), run))
         self.runs.append(run)

@@ -74,10 +74,14 @@ class RecipientValues(NamedTuple):
     def as_substitutions(self, placeholders: list[FieldPlaceholder] = ()) -> dict[str, str]:  # type: ignore[assignment]
         """SendGrid's ``substitutions`` object for one personalization: ``placeholders`` are the
         email's custom-field placeholders, each the recipient's value or its fallback."""
-        substitutions = dict(zip(_SUBSTITUTION_KEYS, self[:5]))  # the five fields before ``fields``
+        substitutions = dict(zip(_SUBSTITUTION_KEYS, self[:len(FIELDS)]))  # the fields before ``fields``
         for placeholder in placeholders:
             substitutions[placeholder.key] = self.fields.get(placeholder.key) or placeholder.value(None)
         return substitutions
+
+
+# as_substitutions pairs the tuple's first fields with FIELDS' placeholders by position.
+assert RecipientValues._fields[:len(FIELDS)] == FIELDS
 
 
 def substitute(template: str, values: RecipientValues | Mapping[str, str]) -> str:
