@@ -12,8 +12,9 @@ Why it is shaped this way:
   array parameter, ``_in``), then one INSERT
   per table: contacts and tags COPYed into a temporary table and inserted from it on PostgreSQL,
   SQLite's executemany; subscriptions and consent events as INSERT ... SELECT over the new contact
-  ids. Batches of ``BATCH_SIZE`` rows; on PostgreSQL the next batch is parsed in a thread while
-  this one is written (``_ReadAhead``). In Python, each row costs only parsing and ``sendable_email``, whose
+  ids. Batches of ``BATCH_SIZE`` rows. On PostgreSQL the batches overlap: the next batch is parsed
+  in a thread (``_ReadAhead``), and decided while the one before it makes its last writes and
+  commits in another (``_Writer``). In Python, each row costs only parsing and ``sendable_email``, whose
   usual case is checked once per domain (``email_syntax``; email-validator's own check took most
   of the time).
 - A broken file is refused whole, before anything is stored: the file is read once first
@@ -50,6 +51,7 @@ from array import array
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from heapq import merge
@@ -227,22 +229,37 @@ def import_csv(
                                 read_as=read_as.describe(), ignored_columns=list(columns.ignored),
                                 last_line=max(start_line, source.header.last_line))
         seen = Seen()  # fingerprints of the addresses in batches already committed
+
+        def count(done: _Written, *, tell: bool = True) -> None:
+            """A committed batch, in file order: report, summary, seen addresses, progress."""
+            batch = done.batch
+            report.rejects(batch.rejects)  # before the summary moves on: a repeated line beats a lost one
+            summary.rows += batch.size
+            summary.last_line = batch.last_line
+            for key, value in done.counts.items():
+                setattr(summary, key, getattr(summary, key) + value)
+            seen.add_new(value for digest, value in done.fingerprints.items() if digest not in done.repeated)
+            if tell and progress is not None:
+                progress(ImportProgress(summary.last_line, batch.bytes_read, total_bytes, summary.rows))
+
+        pipelined = engine.dialect.name == "postgresql"
         with _Report(summary.report_path, append=start_line > 0) as report, \
-                _ReadAhead(_batches(source, columns, job), thread=engine.dialect.name == "postgresql") as batches:
+                _ReadAhead(_batches(source, columns, job), thread=pipelined) as batches, \
+                _Writer(engine, job, pipelined=pipelined) as writer:
             try:
                 for batch in batches:
                     fingerprints = {digest: _fingerprint(digest) for digest in batch.rows}
-                    repeated = {digest for digest, value in fingerprints.items() if value in seen}
-                    counts = _commit(engine, job, batch, repeated)
-                    report.rejects(batch.rejects)  # before the summary moves on: a repeated line beats a lost one
-                    summary.rows += batch.size
-                    summary.last_line = batch.last_line
-                    for key, value in counts.items():
-                        setattr(summary, key, getattr(summary, key) + value)
-                    seen.add_new(value for digest, value in fingerprints.items() if digest not in repeated)
-                    if progress is not None:
-                        progress(ImportProgress(summary.last_line, batch.bytes_read, total_bytes, summary.rows))
+                    repeated = {digest for digest, value in fingerprints.items()
+                                if value in seen or writer.in_flight(digest)}
+                    writer.prepare(batch, fingerprints, repeated)
+                    for done in writer.finish():
+                        count(done)
+                    writer.launch()
+                for done in writer.finish():
+                    count(done)
             except BaseException as exc:  # Ctrl-C included: record where to resume, then let it go on
+                for done in writer.abandon():  # a batch whose commit was under way when this came
+                    count(done, tell=False)
                 note = summary.resume_note(path)
                 report.status(f"stopped ({type(exc).__name__}): {note}")
                 exc.add_note(note)
@@ -750,14 +767,145 @@ def _parse(cells: list[str], columns: _Columns, job: _Job, line: int) -> _Row:
 # --- writing a batch --------------------------------------------------------------------------------
 
 
+@dataclass
+class _Written:
+    """A batch on its way to the database: prepared, committing, or committed with ``counts``."""
+
+    batch: _Batch
+    fingerprints: dict[str, int]  # by address hash
+    repeated: set[str]  # its addresses that an earlier batch held
+    counts: dict[str, int] = field(default_factory=dict)
+    session: Session | None = None  # its open transaction, once prepared (pipelined)
+    writes: _Writes = field(default_factory=lambda: _Writes())  # its writes left (``_flush``)
+    now: datetime = field(default_factory=utcnow)
+    held: dict[str, _Row] = field(default_factory=dict)  # its rows decided once the batch before commits
+    tail: Future[None] | None = None  # its last writes and commit, in the writer thread
+
+
+class _Writer:
+    """Writes the batches in file order, each in one transaction. On PostgreSQL they overlap: while
+    one batch's last writes (tags, subscriptions, consent events: about half of the server's time,
+    and little of Python's) and its commit run in a thread on a connection of their own, the next
+    batch is looked up, decided and its new contacts inserted on another (``prepare``), so that
+    the server works while Python does. A batch's last writes begin only once the batch before it
+    has committed, so batches commit, are counted and are told about in file order. Its rows whose
+    address is in the batch still committing are decided after that commit, in the same
+    transaction (``finish``): they must find that batch's contact. Elsewhere (SQLite has one
+    writer at a time) each batch is written whole, in line (``_commit``).
+
+    A batch that meets a concurrent writer's row (a unique constraint: while it was prepared, or in
+    its last writes) is rolled back and written again in line, read afresh, as ``_commit`` does."""
+
+    def __init__(self, engine: Engine, job: _Job, *, pipelined: bool) -> None:
+        self.engine, self.job, self.pipelined = engine, job, pipelined
+        self.prepared: _Written | None = None  # the batch being prepared, not yet launched
+        self.flying: _Written | None = None  # the batch whose last writes and commit are under way
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-import-write") if pipelined else None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.abandon()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+    def in_flight(self, digest: str) -> bool:
+        return self.flying is not None and digest in self.flying.fingerprints
+
+    def prepare(self, batch: _Batch, fingerprints: dict[str, int], repeated: set[str]) -> None:
+        done = self.prepared = _Written(batch, fingerprints, repeated, _counts_of(batch))
+        if not self.pipelined:
+            return  # finish() writes it whole
+        rows = batch.rows
+        if self.flying is not None and not fingerprints.keys().isdisjoint(self.flying.fingerprints):
+            done.held = {digest: row for digest, row in rows.items() if self.in_flight(digest)}
+            rows = {digest: row for digest, row in rows.items() if digest not in done.held}
+        done.session = Session(self.engine)
+        self._decide(done, rows)
+
+    def _decide(self, done: _Written, rows: Mapping[str, _Row]) -> None:
+        assert done.session is not None
+        try:
+            if not done.session.in_transaction():
+                done.session.begin()
+            _decide(done.session, self.job, rows, done.repeated, done.counts, done.writes, done.now)
+        except IntegrityError:  # a concurrent writer's row: finish() writes the batch again, in line
+            done.session.close()
+            done.session = None
+        except BaseException:
+            done.session.close()
+            self.prepared = None
+            raise
+
+    def finish(self) -> list[_Written]:
+        """Wait for the batch in flight to commit, then decide the prepared batch's held rows (or
+        write it whole in line, when it is not to fly). Returns the batches committed, in order."""
+        committed = []
+        if (done := self.flying) is not None:
+            assert done.tail is not None
+            try:
+                done.tail.result()
+            except IntegrityError:
+                done.counts = _commit(self.engine, self.job, done.batch, done.repeated)
+            except BaseException:
+                if done.tail.done():  # it failed; otherwise (Ctrl-C while waiting) abandon() waits again
+                    self.flying = None
+                raise
+            self.flying = None
+            committed.append(done)
+        if (done := self.prepared) is not None:
+            if done.session is not None and done.held:
+                self._decide(done, done.held)
+            if done.session is None:
+                self.prepared = None
+                done.counts = _commit(self.engine, self.job, done.batch, done.repeated)
+                committed.append(done)
+        return committed
+
+    def launch(self) -> None:
+        """The prepared batch's last writes and commit go to the thread (the one before has committed)."""
+        done, self.prepared = self.prepared, None
+        if done is None:
+            return
+        assert self.pool is not None and self.flying is None and done.session is not None
+        done.tail = self.pool.submit(_last_writes, done.session, self.job, done.writes, done.now)
+        self.flying = done
+
+    def abandon(self) -> list[_Written]:
+        """The import stops: the prepared batch is rolled back, the one in flight waited for.
+        Returns it if it committed."""
+        if (done := self.prepared) is not None:
+            self.prepared = None
+            if done.session is not None:
+                done.session.close()
+        if (done := self.flying) is not None:
+            self.flying = None
+            assert done.tail is not None
+            try:
+                done.tail.result()
+            except BaseException:  # noqa: BLE001 - the import is already stopping for another reason
+                return []
+            return [done]
+        return []
+
+
+def _last_writes(session: Session, job: _Job, writes: _Writes, now: datetime) -> None:
+    """A prepared batch's last writes and its commit (in the writer thread, which owns the session now)."""
+    try:
+        _flush(session, job, writes, now)
+        session.commit()
+    finally:
+        session.close()
+
+
 def _commit(engine: Engine, job: _Job, batch: _Batch, repeated: set[str]) -> dict[str, int]:
     """Write one batch in one transaction. A unique-constraint clash means another writer added one
     of these addresses between our read and our write: read again and retry."""
     for attempt in range(1, RETRIES + 1):
         try:
             with Session(engine) as session, session.begin():
-                _custom_plans(session, True)
-                return _write(session, job, batch, repeated)
+                return dict(_write(session, job, batch, repeated))
         except IntegrityError:
             if attempt == RETRIES:
                 raise
@@ -813,9 +961,26 @@ class _Writes:
 
 def _write(session: Session, job: _Job, batch: _Batch, repeated: set[str]) -> dict[str, int]:
     """``repeated``: the batch's addresses that an earlier batch of this import held (counted as duplicates)."""
+    counts, writes, now = _counts_of(batch), _Writes(), utcnow()
+    _decide(session, job, batch.rows, repeated, counts, writes, now)
+    _flush(session, job, writes, now)
+    return counts
+
+
+def _counts_of(batch: _Batch) -> dict[str, int]:
+    """A batch's counts before its rows are decided: what reading it found."""
     counts: dict[str, int] = defaultdict(int)
     counts["rejected"], counts["duplicates"] = len(batch.rejects), batch.duplicates
-    digests = list(batch.rows)
+    return counts
+
+
+def _decide(session: Session, job: _Job, rows: Mapping[str, _Row], repeated: set[str], counts: dict[str, int],
+            writes: _Writes, now: datetime) -> None:
+    """Look up ``rows``' addresses (by hash), decide each and insert the new contacts (the rest of
+    the writes need their ids): counted in ``counts``; what is left to write goes to ``writes``
+    (``_flush``). A batch's rows may be decided in two parts (``_Writer``), in one transaction."""
+    _custom_plans(session, True)
+    digests = list(rows)
     suppressed = {d for (d,) in _in(session, select(Suppression.email_hash), Suppression.email_hash, digests)}
     existing = {r.email_hash: r for r in _in(
         session, select(Contact.id, Contact.email_hash, Contact.name, Contact.timezone, Contact.custom_fields,
@@ -831,8 +996,8 @@ def _write(session: Session, job: _Job, batch: _Batch, repeated: set[str]) -> di
         Subscription.contact_id, ids) if r.list_id == job.list_id}
 
     _custom_plans(session, False)
-    now, writes, new_rows = utcnow(), _Writes(), []
-    for digest, row in batch.rows.items():
+    new_rows = []
+    for digest, row in rows.items():
         found = existing.get(digest)
         sub = subscriptions.get(found.id) if found is not None else None
         state = subscribe_outcome(suppressed=digest in suppressed, current=sub.status if sub else None,
@@ -848,10 +1013,8 @@ def _write(session: Session, job: _Job, batch: _Batch, repeated: set[str]) -> di
         counts["duplicates" if digest in repeated else kind] += 1
     if new_rows:
         _insert_contacts(session, job, writes, new_rows, now)
-    counts["pending"] = len(writes.new_subscriptions[SubscriptionStatus.PENDING])
+    counts["pending"] = len(writes.new_subscriptions[SubscriptionStatus.PENDING])  # the batch's, so far
     counts["confirmed"] = len(writes.confirmed)
-    _flush(session, job, writes, now)
-    return dict(counts)
 
 
 def _update_existing(job: _Job, writes: _Writes, found: Any, row: _Row, sub: Any, state: SubscribeOutcome,
@@ -927,8 +1090,10 @@ def _copied(session: Session, table: Any, columns: Sequence[str], rows: Sequence
     """PostgreSQL: ``rows`` in a temporary table of ``table``'s ``columns`` (their types, none of its
     constraints), made in this transaction and dropped at its end (a retried batch starts afresh).
     COPY escapes every value itself: tabs, newlines, backslashes and a text that reads ``\\N`` arrive
-    as they were. A dict or list (a JSON column) is sent as its JSON text."""
-    name = f"import_{table.name}"
+    as they were. A dict or list (a JSON column) is sent as its JSON text. Named afresh each time: a
+    batch decided in two parts copies its new contacts twice in one transaction."""
+    made = session.info["import_copies"] = session.info.get("import_copies", 0) + 1
+    name = f"import_{table.name}_{made}"
     connection = session.connection()
     connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ON COMMIT DROP AS "
                                f"SELECT {', '.join(columns)} FROM {table.name} WITH NO DATA")
