@@ -252,13 +252,16 @@ def import_csv(
                     repeated = {digest for digest, value in fingerprints.items()
                                 if value in seen or writer.in_flight(digest)}
                     writer.prepare(batch, fingerprints, repeated)
-                    for done in writer.finish():
+                    writer.finish()
+                    for done in writer.committed():
                         count(done)
                     writer.launch()
-                for done in writer.finish():
+                writer.finish()
+                for done in writer.committed():
                     count(done)
             except BaseException as exc:  # Ctrl-C included: record where to resume, then let it go on
-                for done in writer.abandon():  # a batch whose commit was under way when this came
+                writer.abandon()
+                for done in writer.committed():  # e.g. a batch whose commit was under way when this came
                     count(done, tell=False)
                 note = summary.resume_note(path)
                 report.status(f"stopped ({type(exc).__name__}): {note}")
@@ -800,6 +803,7 @@ class _Writer:
         self.engine, self.job, self.pipelined = engine, job, pipelined
         self.prepared: _Written | None = None  # the batch being prepared, not yet launched
         self.flying: _Written | None = None  # the batch whose last writes and commit are under way
+        self.done: list[_Written] = []  # committed, not yet counted (in file order)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-import-write") if pipelined else None
 
     def __enter__(self) -> Self:
@@ -838,10 +842,15 @@ class _Writer:
             self.prepared = None
             raise
 
-    def finish(self) -> list[_Written]:
+    def committed(self) -> Iterator[_Written]:
+        """The batches committed and not yet counted, in file order, each taken as it is given:
+        one that the caller fails to count is not given again, the rest stay."""
+        while self.done:
+            yield self.done.pop(0)
+
+    def finish(self) -> None:
         """Wait for the batch in flight to commit, then decide the prepared batch's held rows (or
-        write it whole in line, when it is not to fly). Returns the batches committed, in order."""
-        committed = []
+        write it whole in line, when it is not to fly). What commits goes to ``committed()``."""
         if (done := self.flying) is not None:
             assert done.tail is not None
             try:
@@ -853,15 +862,14 @@ class _Writer:
                     self.flying = None
                 raise
             self.flying = None
-            committed.append(done)
+            self.done.append(done)
         if (done := self.prepared) is not None:
             if done.session is not None and done.held:
                 self._decide(done, done.held)
             if done.session is None:
                 self.prepared = None
                 done.counts = _commit(self.engine, self.job, done.batch, done.repeated)
-                committed.append(done)
-        return committed
+                self.done.append(done)
 
     def launch(self) -> None:
         """The prepared batch's last writes and commit go to the thread (the one before has committed)."""
@@ -872,9 +880,9 @@ class _Writer:
         done.tail = self.pool.submit(_last_writes, done.session, self.job, done.writes, done.now)
         self.flying = done
 
-    def abandon(self) -> list[_Written]:
-        """The import stops: the prepared batch is rolled back, the one in flight waited for.
-        Returns it if it committed."""
+    def abandon(self) -> None:
+        """The import stops: the prepared batch is rolled back, the one in flight waited for (if it
+        commits, ``committed()`` gives it)."""
         if (done := self.prepared) is not None:
             self.prepared = None
             if done.session is not None:
@@ -885,9 +893,8 @@ class _Writer:
             try:
                 done.tail.result()
             except BaseException:  # noqa: BLE001 - the import is already stopping for another reason
-                return []
-            return [done]
-        return []
+                return
+            self.done.append(done)
 
 
 def _last_writes(session: Session, job: _Job, writes: _Writes, now: datetime) -> None:

@@ -849,3 +849,27 @@ def test_a_concurrent_writer_met_while_a_batch_commits_or_is_decided_on_postgres
     assert table_sizes(postgres_db) == {"contacts": 6, "contact_tags": 0, "subscriptions": 7, "consent_events": 8}
     with postgres_db.session() as s:
         assert [sub.status for sub in find_contact(s, "late@example.com").subscriptions] == ["pending"]
+
+
+@pytest.mark.postgres
+def test_a_batch_committed_while_the_next_one_fails_is_counted_and_resumed_after(
+        postgres_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Batch 2 repeats an address of batch 1, so it decides that row after batch 1 commits; that
+    # decision fails. Batch 1 is stored, and the note and report say so; nothing of batch 2 is.
+    path = write(tmp_path / "dup.csv", "email,name\na@example.com,A\nb@example.com,B\ndup@example.com,D\n"
+                 "dup@example.com,Dee\nc@example.com,C\nd@example.com,E\n")
+    real_decide = csv_import._decide
+
+    def decide(session, job, rows, *args, **kwargs) -> None:  # noqa: ANN001 - as in csv_import
+        if list(rows) and all(row.name == "Dee" for row in rows.values()):  # batch 2's held row
+            raise RuntimeError("disk full")
+        real_decide(session, job, rows, *args, **kwargs)
+
+    monkeypatch.setattr(csv_import, "_decide", decide)
+    with pytest.raises(RuntimeError, match="disk full") as caught:
+        run(postgres_db, path, batch_size=3)
+    note = "every row up to line 4 is imported, none after it; to resume, run the same import with start line 4"
+    assert note in caught.value.__notes__[0]
+    assert table_sizes(postgres_db) == {"contacts": 3, "contact_tags": 0, "subscriptions": 3, "consent_events": 3}
+    with postgres_db.session() as s:
+        assert find_contact(s, "dup@example.com").name == "D"
