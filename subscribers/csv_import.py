@@ -4,7 +4,8 @@ its own transaction.
 Why it is shaped this way:
 
 - Constant memory in the file's size: rows are read through ``csv`` over a text stream and handled a
-  batch at a time. The one thing that grows is a 64-bit fingerprint per distinct address (8 bytes
+  batch at a time (on PostgreSQL three are held at once: one read ahead, one being decided, one
+  committing). The one thing that grows is a 64-bit fingerprint per distinct address (8 bytes
   each in sorted arrays, and 2 to 8 more in a Bloom filter before them: ``Seen``), kept so that an
   address repeated in a later batch is counted once.
 - Speed (profiled; see bench/import_contacts.py): per batch, one indexed look-up each of
