@@ -51,7 +51,7 @@ import time
 from array import array
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -250,8 +250,9 @@ def import_csv(
             try:
                 for batch in batches:
                     fingerprints = {digest: _fingerprint(digest) for digest in batch.rows}
+                    committing = writer.in_flight()
                     repeated = {digest for digest, value in fingerprints.items()
-                                if value in seen or writer.in_flight(digest)}
+                                if value in seen or digest in committing}
                     writer.prepare(batch, fingerprints, repeated)
                     writer.finish()
                     for done in writer.committed():
@@ -815,21 +816,22 @@ class _Writer:
         if self.pool is not None:
             self.pool.shutdown(wait=True)
 
-    def in_flight(self, digest: str) -> bool:
-        return self.flying is not None and digest in self.flying.fingerprints
+    def in_flight(self) -> Container[str]:
+        """The addresses (by hash) of the batch whose commit is under way: not yet counted as seen."""
+        return self.flying.fingerprints if self.flying is not None else ()
 
     def prepare(self, batch: _Batch, fingerprints: dict[str, int], repeated: set[str]) -> None:
         done = self.prepared = _Written(batch, fingerprints, repeated, _counts_of(batch))
         if not self.pipelined:
             return  # finish() writes it whole
-        rows = batch.rows
-        if self.flying is not None and not fingerprints.keys().isdisjoint(self.flying.fingerprints):
-            done.held = {digest: row for digest, row in rows.items() if self.in_flight(digest)}
+        rows, committing = batch.rows, self.in_flight()
+        if not fingerprints.keys().isdisjoint(committing):
+            done.held = {digest: row for digest, row in rows.items() if digest in committing}
             rows = {digest: row for digest, row in rows.items() if digest not in done.held}
         done.session = Session(self.engine)
-        self._decide(done, rows)
+        self._decide_rows(done, rows)
 
-    def _decide(self, done: _Written, rows: Mapping[str, _Row]) -> None:
+    def _decide_rows(self, done: _Written, rows: Mapping[str, _Row]) -> None:
         assert done.session is not None
         try:
             if not done.session.in_transaction():
@@ -866,7 +868,7 @@ class _Writer:
             self.done.append(done)
         if (done := self.prepared) is not None:
             if done.session is not None and done.held:
-                self._decide(done, done.held)
+                self._decide_rows(done, done.held)
             if done.session is None:
                 self.prepared = None
                 done.counts = _commit(self.engine, self.job, done.batch, done.repeated)
